@@ -1,0 +1,82 @@
+"""Health, browser login and the chat page.
+
+Login trades a token for an HttpOnly cookie so that after it no token is ever in a URL; the
+`#token=` fragment that `moltbot dashboard --token-gen` prints never reaches the server (the
+page reads it, posts it here, and wipes it from the address bar).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from flask import Blueprint, Response, jsonify, redirect, request, send_from_directory
+from flask.typing import ResponseReturnValue
+
+from gateway import __version__
+from gateway.api.credentials import COOKIE, request_credential
+from gateway.api.errors import error_response
+from gateway.guards.tokens import TokenAuthenticator
+from gateway.store import Store
+
+
+def build_pages(authenticator: TokenAuthenticator, store: Store, webui: Path,
+                cookie_max_age: int) -> Blueprint:
+    bp = Blueprint("pages", __name__)
+
+    @bp.get("/healthz")
+    def healthz() -> ResponseReturnValue:
+        return jsonify({"status": "ok", "version": __version__})
+
+    @bp.get("/")
+    def index() -> ResponseReturnValue:
+        return redirect("/chat")
+
+    @bp.get("/chat")
+    def chat() -> ResponseReturnValue:
+        response = send_from_directory(webui, "chat.html")
+        response.headers["Content-Security-Policy"] = "default-src 'self'; connect-src 'self'"
+        response.headers["X-Frame-Options"] = "DENY"
+        return response
+
+    @bp.get("/static/<path:name>")
+    def static(name: str) -> ResponseReturnValue:
+        return send_from_directory(webui / "static", name)
+
+    @bp.post("/api/v1/login")
+    def login() -> ResponseReturnValue:
+        data = request.get_json(silent=True) or {}
+        token = data.get("token") if isinstance(data, dict) else None
+        principal = authenticator.verify(token if isinstance(token, str) else None)
+        if not principal:
+            return error_response(401, "unauthorized", "That token is unknown or expired; "
+                                  "create one with `moltbot dashboard --token-gen --expire 8h`.")
+        response = jsonify({"principal": principal})
+        response.set_cookie(COOKIE, token, max_age=cookie_max_age, httponly=True,
+                            samesite="Strict", secure=request.is_secure)
+        return response
+
+    @bp.post("/api/v1/logout")
+    def logout() -> ResponseReturnValue:
+        response: Response = jsonify({"ok": True})
+        response.delete_cookie(COOKIE)
+        return response
+
+    @bp.get("/api/v1/whoami")
+    def whoami() -> ResponseReturnValue:
+        principal = authenticator.verify(request_credential(request))
+        if not principal:
+            return error_response(401, "unauthorized", "Not signed in.")
+        return jsonify({"principal": principal})
+
+    @bp.get("/api/v1/messages/<msg_id>/trace")
+    def trace(msg_id: str) -> ResponseReturnValue:
+        if not authenticator.verify(request_credential(request)):
+            return error_response(401, "unauthorized", "Send `Authorization: Bearer <token>`.")
+        stored = store.get_message(msg_id)
+        if stored is None:
+            return error_response(404, "not_found", f"No message {msg_id}.")
+        return jsonify({"id": msg_id, "status": stored.status, "route": stored.route,
+                        "spans": [asdict(s) for s in store.get_trace(msg_id)]})
+
+    return bp

@@ -1,0 +1,264 @@
+"""`moltbot`: the command line. The only place that turns errors into exit codes.
+
+Exit codes: 0 ok, 1 failed, 2 bad config or usage, 3 not running (`gateway status`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import NoReturn
+
+import click
+import httpx
+import psutil
+
+from gateway import __version__
+from gateway.config import Config, ConfigError, bind_problem, load_config, parse_duration
+from gateway.secrets import lookup_secret
+from gateway.workspace import Workspace, default_workspace, ensure_workspace
+
+START_WAIT = 30.0
+EXIT_CONFIG = 2
+EXIT_NOT_RUNNING = 3
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+def _config(ws: Workspace) -> Config:
+    try:
+        return load_config(ws.config_path, lookup_secret)
+    except ConfigError as e:
+        _fail(f"{e}\nFix config.yaml and run the command again.", EXIT_CONFIG)
+
+
+def _base_url(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+
+
+def _gateway_pid(ws: Workspace, port: int) -> int | None:
+    """The pid of our gateway on `port`, or None (a stale pid file is removed)."""
+    path = ws.pid_path(port)
+    try:
+        pid = int(path.read_text(encoding="utf-8").strip())
+        if "gateway.server" in " ".join(psutil.Process(pid).cmdline()):
+            return pid
+    except (OSError, ValueError, psutil.Error):
+        pass
+    path.unlink(missing_ok=True)
+    return None
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _port_taken(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="moltbot")
+def main() -> None:
+    """Moltbot: your private AI assistant gateway."""
+
+
+@main.group()
+def gateway() -> None:
+    """Start, stop and inspect the gateway."""
+
+
+@gateway.command()
+@click.option("--dev", is_flag=True, help="Run in the foreground with debug logs.")
+@click.option("--port", type=int, help="Port (default: gateway.port, 18789).")
+@click.option("--host", help="Address to bind (default: gateway.host, 127.0.0.1).")
+@click.option("--foreground", is_flag=True, help="Do not detach; Ctrl-C stops it.")
+def start(dev: bool, port: int | None, host: str | None, foreground: bool) -> None:
+    """Start the gateway; returns once it answers /healthz."""
+    ws = default_workspace()
+    created = ensure_workspace(ws)
+    if created:
+        click.echo(f"Created workspace {ws.root}: {', '.join(created)}")
+    config = _config(ws)
+    host = host or config.gateway.host
+    port = port or config.gateway.port
+    problem = bind_problem(host, config)
+    if problem:
+        _fail(problem, EXIT_CONFIG)
+    url = _base_url(host, port)
+    pid = _gateway_pid(ws, port)
+    if pid:
+        click.echo(f"Moltbot is already running at {url} (pid {pid}).")
+        return
+    if _port_taken(host, port):
+        _fail(f"Port {port} is in use by another program. Stop it, or start Moltbot on "
+              f"another port: moltbot gateway start --port {port + 1}")
+    argv = [sys.executable, "-m", "gateway.server", "--host", host, "--port", str(port)]
+    env = {**os.environ, "MOLTBOT_HOME": str(ws.root)}
+    if dev or foreground:
+        os.execve(sys.executable, [*argv, "--dev" if dev else "--foreground"], env)
+    out_path = ws.logs / "gateway.out"
+    with open(out_path, "ab") as out:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                env=env, start_new_session=True)
+    deadline = time.monotonic() + START_WAIT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = out_path.read_text(encoding="utf-8", errors="replace")[-2000:]
+            _fail(f"The gateway exited during start (code {proc.returncode}):\n{tail}",
+                  proc.returncode or 1)
+        if _healthy(url):
+            click.echo(f"Moltbot is running at {url} (pid {proc.pid}).\n"
+                       f"Chat in the browser: {url}/chat  (sign in with a token from "
+                       f"`moltbot dashboard --token-gen --expire 8h`)\n"
+                       f"Logs: {ws.logs}")
+            return
+        time.sleep(0.1)
+    _fail(f"The gateway did not answer {url}/healthz within {START_WAIT:.0f}s; "
+          f"see {ws.logs / 'gateway.log'}")
+
+
+@gateway.command()
+@click.option("--port", type=int, help="Which gateway (default: gateway.port).")
+def stop(port: int | None) -> None:
+    """Stop the gateway gracefully (in-flight replies finish first)."""
+    ws = default_workspace()
+    config = _config(ws)
+    port = port or config.gateway.port
+    pid = _gateway_pid(ws, port)
+    if not pid:
+        click.echo(f"Moltbot is not running on port {port}.")
+        return
+    os.kill(pid, signal.SIGTERM)
+    try:
+        psutil.Process(pid).wait(config.gateway.shutdown_timeout + 10)
+    except psutil.TimeoutExpired:
+        os.kill(pid, signal.SIGKILL)
+        click.echo(f"The gateway (pid {pid}) did not stop in time and was killed.")
+    except psutil.NoSuchProcess:
+        pass
+    ws.pid_path(port).unlink(missing_ok=True)
+    click.echo(f"Moltbot stopped (pid {pid}).")
+
+
+@gateway.command()
+@click.option("--port", type=int, help="Which gateway (default: gateway.port).")
+def status(port: int | None) -> None:
+    """Exit 0 if the gateway is running and healthy, 3 if not."""
+    ws = default_workspace()
+    config = _config(ws)
+    port = port or config.gateway.port
+    url = _base_url(config.gateway.host, port)
+    pid = _gateway_pid(ws, port)
+    if pid and _healthy(url):
+        click.echo(f"running: {url} (pid {pid}, workspace {ws.root})")
+        return
+    state = f"not answering (pid {pid})" if pid else "not running"
+    click.echo(f"{state}: port {port}. Start it with `moltbot gateway start`.")
+    sys.exit(EXIT_NOT_RUNNING)
+
+
+@main.command()
+@click.option("--token-gen", is_flag=True, help="Create a sign-in token.")
+@click.option("--expire", default="8h", show_default=True, help="Lifetime, e.g. 30m, 8h, 7d.")
+@click.option("--json", "as_json", is_flag=True, help="Print {token, expires_at, url}.")
+def dashboard(token_gen: bool, expire: str, as_json: bool) -> None:
+    """Print the console address; with --token-gen, a token to sign in with."""
+    from gateway.guards.tokens import issue_token
+    from gateway.store import Store
+
+    ws = default_workspace()
+    ensure_workspace(ws)
+    config = _config(ws)
+    url = _base_url(config.gateway.host, config.gateway.port) + "/"
+    if not token_gen:
+        click.echo(f"Console: {url}\nSign in with a token: moltbot dashboard --token-gen")
+        return
+    try:
+        seconds = parse_duration(expire)
+    except ValueError as e:
+        _fail(f"--expire: {e}", EXIT_CONFIG)
+    if seconds <= 0:
+        _fail("--expire must be longer than 0", EXIT_CONFIG)
+    store = Store(ws.db_url)
+    try:
+        token, expires_at = issue_token(store, seconds)
+    finally:
+        store.close()
+    when = datetime.fromtimestamp(expires_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if as_json:
+        click.echo(json.dumps({"token": token, "expires_at": when, "url": url}))
+        return
+    click.echo(f"Token:   {token}\nExpires: {when} (in {expire})\nConsole: {url}\n"
+               f"Sign-in link (the token is in the #fragment, never sent to the server): "
+               f"{url}chat#token={token}")
+
+
+@main.command()
+@click.argument("msg_id")
+@click.option("--json", "as_json", is_flag=True)
+def trace(msg_id: str, as_json: bool) -> None:
+    """Show each step a message took: step, start offset, duration, outcome."""
+    from gateway.store import Store
+
+    ws = default_workspace()
+    if not Path(ws.data / "moltbot.db").exists():
+        _fail(f"No message store in {ws.data}: the gateway has not run in this workspace.")
+    store = Store(ws.db_url)
+    try:
+        stored = store.get_message(msg_id)
+        spans = store.get_trace(msg_id)
+    finally:
+        store.close()
+    if stored is None:
+        _fail(f"No message {msg_id} in {ws.data / 'moltbot.db'}.")
+    if as_json:
+        click.echo(json.dumps({"id": msg_id, "status": stored.status, "route": stored.route,
+                               "spans": [asdict(s) for s in spans]}, ensure_ascii=False))
+        return
+    at = datetime.fromtimestamp(stored.created_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    click.echo(f"{msg_id}  {stored.channel}/{stored.chat}  {at} UTC  status={stored.status}"
+               f"  route={stored.route or '-'}")
+    for s in spans:
+        detail = f"  {s.detail}" if s.detail else ""
+        click.echo(f"  {s.step:<9} +{s.start_ms:8.2f} ms  {s.duration_ms:8.2f} ms  "
+                   f"{s.outcome}{detail}")
+
+
+@main.command()
+def doctor() -> None:
+    """Check config, workspace, port and every model endpoint; say how to fix each problem."""
+    from gateway.doctor import run_checks
+
+    ws = default_workspace()
+    results = run_checks(ws)
+    for ok, what, fix in results:
+        click.echo(f"{'ok  ' if ok else 'FAIL'}  {what}" + ("" if ok else f"\n      fix: {fix}"))
+    if not all(ok for ok, _, _ in results):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

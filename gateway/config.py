@@ -1,0 +1,242 @@
+"""config.yaml: the guide's keys as pydantic models, `${ENV}` expansion, and clear errors.
+
+A partial file is valid: every key has a default, so the guide's own three-line `models:` snippet
+is a working config. Unknown keys and wrong types are refused with the key's path and what was
+expected, because a silently ignored typo is worse than a refusal.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
+_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+_ENV_REF = re.compile(r"\$\{([^}]+)\}")
+
+
+class ConfigError(Exception):
+    """config.yaml cannot be used; `problems` lists each one as 'key.path: what to fix'."""
+
+    def __init__(self, path: Path | str, problems: list[str]) -> None:
+        self.path = str(path)
+        self.problems = problems
+        super().__init__(f"{path} is not valid:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from `65`, `"30m"`, `"24h"`, `"8h"` or `"500ms"`: the guide writes both forms."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30, '30s', '30m' or '8h'")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and (m := _DURATION.match(value)):
+        return float(m.group(1)) * _UNITS[m.group(2)]
+    raise ValueError(f"expected a duration such as 30, '30s', '30m' or '8h', got {value!r}")
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class ModelConfig(_Section):
+    """One model as the guide writes it (`endpoint`, `api_key`, `max_tokens`), plus fail-over.
+
+    `provider` is inferred when absent: an endpoint whose path ends in `/v1` speaks the OpenAI
+    API, anything else is Ollama (the guide's snippet points at Ollama's port 11434).
+    """
+
+    endpoint: str | None = None
+    endpoints: list[str] = Field(default_factory=list)
+    api_key: str | None = None
+    max_tokens: int = Field(512, gt=0)
+    provider: Literal["ollama", "openai"] | None = None
+    model: str | None = Field(None, description="name the backend knows; default: the key")
+    temperature: float | None = Field(None, ge=0, le=2)
+    timeout: Duration = 120.0
+
+    @model_validator(mode="after")
+    def _has_endpoint(self) -> ModelConfig:
+        if not self.endpoint and not self.endpoints:
+            raise ValueError("give an endpoint, e.g. endpoint: \"http://127.0.0.1:11434\"")
+        return self
+
+    def all_endpoints(self) -> list[str]:
+        """`endpoint` first, then `endpoints`, without repeats."""
+        urls = ([self.endpoint] if self.endpoint else []) + self.endpoints
+        return list(dict.fromkeys(u.rstrip("/") for u in urls))
+
+    def provider_for(self, url: str) -> str:
+        if self.provider:
+            return self.provider
+        return "openai" if url.rstrip("/").endswith("/v1") else "ollama"
+
+
+class GatewayConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(18789, ge=1, le=65535)
+    worker_processes: int = Field(1, ge=1)
+    max_connections: int = Field(1000, ge=1)
+    keepalive_timeout: Duration = 65.0
+    session_timeout: Duration = 1800.0
+    context_tokens: int = Field(2048, ge=64, description="history budget sent to the model")
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    shutdown_timeout: Duration = 10.0
+    default_model: str | None = None
+
+
+class RateLimitConfig(_Section):
+    global_: str = Field("1000/min", alias="global")
+    per_ip: str = "100/min"
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class AuthConfig(_Section):
+    jwt_secret: str | None = None
+    token_expire: Duration = 86400.0
+    tokens: list[str] = Field(default_factory=list, description="static API tokens")
+    rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+
+    def is_configured(self) -> bool:
+        """True when the owner set up auth on purpose (needed before binding off loopback)."""
+        return bool(self.jwt_secret or self.tokens)
+
+
+class SecurityConfig(_Section):
+    stranger_mode: Literal["verification_code", "direct_block", "allow"] = "verification_code"
+    code_expire: Duration = 300.0
+
+
+class ChannelConfig(BaseModel):
+    """A chat platform's settings; each platform's adapter validates its own keys."""
+
+    model_config = ConfigDict(extra="allow")
+    enabled: bool = True
+
+
+class LogsConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    max_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    backup_count: int = Field(5, ge=0)
+
+
+class Config(_Section):
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
+    channels: dict[str, ChannelConfig] = Field(default_factory=dict)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    logs: LogsConfig = Field(default_factory=LogsConfig)
+
+    @model_validator(mode="after")
+    def _default_model_exists(self) -> Config:
+        name = self.gateway.default_model
+        if name and name not in self.models:
+            raise ValueError(f"gateway.default_model {name!r} is not one of models: "
+                             f"{sorted(self.models) or 'none defined'}")
+        return self
+
+    def chat_model(self) -> str | None:
+        """The model plain chat goes to: `gateway.default_model`, else the first listed."""
+        return self.gateway.default_model or next(iter(self.models), None)
+
+
+def expand_env(value: Any, path: str = "", problems: list[str] | None = None,
+               secret_lookup: Any = None) -> Any:
+    """Replace `${VAR}` (environment) and `${keyring:name}` (OS keyring) in every string.
+
+    A missing variable is a problem at its key path, not an empty string: an empty bot token
+    would fail much later with a far less helpful message.
+    """
+    problems = [] if problems is None else problems
+    if isinstance(value, dict):
+        return {k: expand_env(v, f"{path}.{k}" if path else str(k), problems, secret_lookup)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, f"{path}[{i}]", problems, secret_lookup)
+                for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def resolve(match: re.Match[str]) -> str:
+        ref = match.group(1)
+        if ref.startswith("keyring:"):
+            found = secret_lookup(ref[len("keyring:"):]) if secret_lookup else None
+            if found is None:
+                problems.append(f"{path}: no secret {ref[8:]!r} in the OS keyring; "
+                                f"store it with `keyring set moltbot {ref[8:]}`")
+                return ""
+            return str(found)
+        if ref not in os.environ:
+            problems.append(f"{path}: environment variable {ref} is not set; "
+                            f"export it or write the value in config.yaml")
+            return ""
+        return os.environ[ref]
+
+    return _ENV_REF.sub(resolve, value)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = ".".join(str(p) for p in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"{loc}: unknown key; remove it or check its spelling"
+    got = error.get("input")
+    shown = "" if isinstance(got, dict | list) or got is None else f", got {got!r}"
+    return f"{loc}: {error['msg']}{shown}"
+
+
+def parse_config(data: Any, source: Path | str = "config.yaml",
+                 secret_lookup: Any = None) -> Config:
+    """Validate already-parsed YAML; raises ConfigError listing every problem at once."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, ["the file must be a mapping of sections "
+                                   "(models:, gateway:, ...)"])
+    problems: list[str] = []
+    expanded = expand_env(data, problems=problems, secret_lookup=secret_lookup)
+    try:
+        config = Config.model_validate(expanded)
+    except ValidationError as e:
+        problems.extend(_describe(err) for err in e.errors())
+        raise ConfigError(source, problems) from e
+    if problems:
+        raise ConfigError(source, problems)
+    return config
+
+
+def load_config(path: Path, secret_lookup: Any = None) -> Config:
+    """Read and validate config.yaml; a missing file means all defaults."""
+    if not path.exists():
+        return Config()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(path, [f"{where}not valid YAML ({getattr(e, 'problem', e)})"]) from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(path, [f"cannot read the file: {e}"]) from e
+    return parse_config(data, path, secret_lookup)
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def bind_problem(host: str, config: Config) -> str | None:
+    """Why the gateway must not listen on `host`, or None: off loopback needs auth set up."""
+    if is_loopback(host) or config.auth.is_configured():
+        return None
+    return (f"Refusing to listen on {host}: anyone who can reach it could use your assistant. "
+            f"Set auth.jwt_secret or auth.tokens in config.yaml first, or keep the default "
+            f"host 127.0.0.1 (and put nginx with TLS in front for remote use).")

@@ -1,0 +1,45 @@
+"""Bearer tokens: issued by `moltbot dashboard --token-gen`, stored only as SHA-256 hashes.
+
+A stolen database therefore yields no usable token; expiry is checked on every use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+
+from gateway.store import Store
+
+TOKEN_PREFIX = "mb_"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def issue_token(store: Store, expire_s: float, label: str = "dashboard") -> tuple[str, float]:
+    """A new random token valid for `expire_s` seconds; only its hash is kept."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    expires_at = time.time() + expire_s
+    store.add_token(hash_token(token), label, expires_at)
+    return token, expires_at
+
+
+class TokenAuthenticator:
+    """Answers "who is this?" for a presented token, or None when it is unknown or expired."""
+
+    def __init__(self, store: Store, static_tokens: list[str]) -> None:
+        self.store = store
+        self.static_hashes = [hash_token(t) for t in static_tokens if t]
+
+    def verify(self, token: str | None) -> str | None:
+        if not token or len(token) > 512:
+            return None
+        digest = hash_token(token)
+        for known in self.static_hashes:
+            if hmac.compare_digest(known, digest):
+                return "token:config"
+        label = self.store.token_label(digest, time.time())
+        return f"token:{label}" if label else None

@@ -1,0 +1,244 @@
+"""Turn the files of a knowledge folder into passages, and cut long passages to a token budget.
+
+Each loader reads one file and either returns every passage or raises `KnowledgeError` naming
+the file and the fix, so the caller can report one broken file and keep the rest.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import re
+from collections.abc import Callable, Iterable
+from os import PathLike
+from pathlib import Path
+
+from gateway.knowledge.passages import Passage
+
+log = logging.getLogger(__name__)
+
+StrPath = str | PathLike[str]
+
+_ATX_HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_BLANK_LINES = re.compile(r"\n[ \t]*\n\s*")
+_SENTENCE_END = re.compile(r"(?<=[。！？!?；;…])\s*|(?<=\.)\s+|\n\s*")
+# Scripts a model tokenizer spends about one token per character on.
+_CJK_CHAR = re.compile(r"[\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
+                       r"\uf900-\ufaff\uff00-\uffef]")
+
+
+class KnowledgeError(Exception):
+    """A knowledge file that cannot be read or parsed; the message says which file and the fix."""
+
+    def __init__(self, path: StrPath, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+def _read_text(path: StrPath) -> str:
+    """Read a file as UTF-8, with or without a byte-order mark (Excel writes one)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise KnowledgeError(path, f"cannot read the file ({reason}); check that it exists "
+                                   "and that the gateway's user may read it") from e
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise KnowledgeError(path, f"not UTF-8 text (bad byte at offset {e.start}); re-save it "
+                                   "as UTF-8, e.g. Excel's 'CSV UTF-8' or "
+                                   "`iconv -f GBK -t UTF-8`") from e
+
+
+def _front_matter_end(lines: list[str]) -> int:
+    """Index of the first line after a leading `---` YAML block, which is metadata, not text."""
+    if lines and lines[0].strip() == "---":
+        for i in range(1, len(lines)):
+            if lines[i].strip() in ("---", "..."):
+                return i + 1
+    return 0
+
+
+def load_markdown(path: StrPath) -> list[Passage]:
+    """One passage per heading section (ATX `#` headings; fenced code is not scanned).
+
+    A passage's text keeps its heading line so the question stays searchable; its title is
+    the heading path ("FAQ > Install"). Sections with only a heading are dropped: there is
+    no answer in them. Text before the first heading becomes an untitled passage.
+    """
+    source = str(path)
+    lines = _read_text(path).splitlines()
+    passages: list[Passage] = []
+    trail: list[tuple[int, str]] = []  # (level, heading) from the top to the current section
+    start = _front_matter_end(lines)
+    fence = ""
+
+    def flush(end: int) -> None:
+        section = lines[start:end]
+        has_heading = bool(section) and _ATX_HEADING.match(section[0]) is not None
+        body = section[1:] if has_heading else section
+        if not any(line.strip() for line in body):
+            return
+        first = start if has_heading else start + next(i for i, s in enumerate(body) if s.strip())
+        text = "\n".join(lines[first:end]).strip()
+        title = " > ".join(heading for _, heading in trail) if has_heading else ""
+        passages.append(Passage(text=text, source=source, title=title, line=first + 1))
+
+    for i in range(start, len(lines)):
+        fence_match = _FENCE.match(lines[i])
+        if fence_match:
+            marker = fence_match.group(1)
+            if not fence:
+                fence = marker
+            elif marker[0] == fence[0] and len(marker) >= len(fence):
+                fence = ""
+            continue
+        heading = None if fence else _ATX_HEADING.match(lines[i])
+        if heading is None:
+            continue
+        flush(i)
+        level = len(heading.group(1))
+        while trail and trail[-1][0] >= level:
+            trail.pop()
+        trail.append((level, (heading.group(2) or "").strip()))
+        start = i
+    flush(len(lines))
+    return passages
+
+
+def load_csv(path: StrPath) -> list[Passage]:
+    """One passage per data row, rendered as "header: value" lines (empty values left out).
+
+    The first non-empty row is the header. A row's title is its first value, usually the
+    product name or the question, so a hit can be shown with a short label.
+    """
+    source = str(path)
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
+    header: list[str] = []
+    passages: list[Passage] = []
+    row_line = 1
+    try:
+        for row in reader:
+            line, row_line = row_line, reader.line_num + 1
+            values = [value.strip() for value in row]
+            if not any(values):
+                continue
+            if not header:
+                header = [name or f"column {n}" for n, name in enumerate(values, 1)]
+                continue
+            if len(values) > len(header) and any(values[len(header):]):
+                raise KnowledgeError(path, f"line {line} has {len(values)} values but the "
+                                           f"header has {len(header)} columns; put values "
+                                           'that contain commas in double quotes')
+            pairs = zip(header, values, strict=False)  # short rows: missing values are empty
+            text = "\n".join(f"{name}: {value}" for name, value in pairs if value)
+            title = next(value for value in values if value)
+            passages.append(Passage(text=text, source=source, title=title, line=line))
+    except csv.Error as e:
+        raise KnowledgeError(path, f"not valid CSV near line {reader.line_num} ({e}); check "
+                                   "its quotes, or export it again as CSV") from e
+    return passages
+
+
+def load_text(path: StrPath) -> list[Passage]:
+    """One passage per paragraph (blocks separated by blank lines)."""
+    source = str(path)
+    text = _read_text(path).replace("\r\n", "\n").replace("\r", "\n")
+    return [Passage(text=piece, source=source, line=text.count("\n", 0, begin) + 1)
+            for begin, piece in _pieces(text, 0, len(text), _BLANK_LINES)]
+
+
+LOADERS: dict[str, Callable[[StrPath], list[Passage]]] = {
+    ".md": load_markdown,
+    ".markdown": load_markdown,
+    ".csv": load_csv,
+    ".txt": load_text,
+}
+
+
+def load_document(path: StrPath) -> list[Passage]:
+    """Load any supported file, choosing the loader by its suffix (case-insensitive)."""
+    loader = LOADERS.get(Path(path).suffix.lower())
+    if loader is None:
+        raise KnowledgeError(path, f"unsupported file type {Path(path).suffix or '(none)'!r}; "
+                                   f"use one of {', '.join(LOADERS)}")
+    return loader(path)
+
+
+def estimate_tokens(text: str) -> int:
+    """A model-free token estimate: one per CJK character, one per four other characters."""
+    cjk = len(_CJK_CHAR.findall(text))
+    return cjk + math.ceil((len(text) - cjk) / 4)
+
+
+def _pieces(text: str, begin: int, end: int, separator: re.Pattern[str]) -> list[tuple[int, str]]:
+    """Non-blank pieces of text[begin:end] between separator matches, with their offsets."""
+    out: list[tuple[int, str]] = []
+    position = begin
+    for match in [*separator.finditer(text, begin, end), None]:
+        stop = match.start() if match else end
+        piece = text[position:stop]
+        if piece.strip():
+            out.append((position + len(piece) - len(piece.lstrip()), piece.strip()))
+        if match:
+            position = match.end()
+    return out
+
+
+def _hard_cut(text: str, begin: int, end: int, budget: int) -> list[tuple[int, int]]:
+    """Cut a piece with no usable boundary into spans of at most `budget` tokens each."""
+    spans: list[tuple[int, int]] = []
+    start, cjk, other = begin, 0, 0
+    for i in range(begin, end):
+        is_cjk = _CJK_CHAR.match(text[i]) is not None
+        if cjk + is_cjk + math.ceil((other + (not is_cjk)) / 4) > budget and i > start:
+            spans.append((start, i))
+            start, cjk, other = i, 0, 0
+        cjk, other = cjk + is_cjk, other + (not is_cjk)
+    spans.append((start, end))
+    return spans
+
+
+def _spans(text: str, begin: int, end: int, budget: int) -> list[tuple[int, int]]:
+    """Spans covering text[begin:end], each within budget: by paragraph, sentence, then size."""
+    if estimate_tokens(text[begin:end]) <= budget:
+        return [(begin, end)]
+    for separator in (_BLANK_LINES, _SENTENCE_END):
+        pieces = _pieces(text, begin, end, separator)
+        if len(pieces) > 1:
+            return [span for at, piece in pieces for span in _spans(text, at, at + len(piece),
+                                                                    budget)]
+    return _hard_cut(text, begin, end, budget)
+
+
+def chunk(passages: Iterable[Passage], max_tokens: int) -> list[Passage]:
+    """Split passages over `max_tokens` (see `estimate_tokens`) into consecutive chunks.
+
+    Cuts fall on paragraph, then sentence boundaries, and only mid-sentence when one sentence
+    alone is over budget. Chunks keep the passage's source and title, and `line` points at
+    where each chunk starts. Passages within budget are returned as they are.
+    """
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
+    out: list[Passage] = []
+    for passage in passages:
+        text = passage.text
+        if estimate_tokens(text) <= max_tokens:
+            out.append(passage)
+            continue
+        spans = _spans(text, 0, len(text), max_tokens)
+        start, stop = spans[0]
+        for begin, end in [*spans[1:], (len(text), len(text))]:
+            if end > begin and estimate_tokens(text[start:end]) <= max_tokens:
+                stop = end
+                continue
+            line = passage.line + text.count("\n", 0, start) if passage.line else 0
+            out.append(Passage(text=text[start:stop].strip(), source=passage.source,
+                               title=passage.title, line=line))
+            start, stop = begin, end
+    return out

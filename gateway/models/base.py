@@ -1,0 +1,56 @@
+"""The one contract every model backend keeps, and the errors the pool acts on."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+OnDelta = Callable[[str], None]
+
+
+class ModelError(Exception):
+    """The backend refused the call (unknown model, bad key): failing over would not help."""
+
+
+class EndpointDown(ModelError):
+    """The endpoint could not answer (refused, timed out, 5xx): another endpoint may."""
+
+
+class Cancelled(Exception):
+    """The sender went away; the call was stopped and its connection closed."""
+
+
+class NoModelAvailable(ModelError):
+    """Every endpoint of a model failed; the message names each and how to fix it."""
+
+    def __init__(self, model: str, failures: list[tuple[str, str]], config_hint: str) -> None:
+        self.model = model
+        self.failures = failures
+        tried = "; ".join(f"{url} ({why})" for url, why in failures) or "no endpoint configured"
+        super().__init__(
+            f"The model '{model}' could not be reached: {tried}. Start the model server "
+            f"(for Ollama: `ollama serve` and `ollama pull {model}`) or fix "
+            f"models.{model}.endpoint in {config_hint}.")
+
+
+@dataclass
+class ModelResult:
+    text: str
+    endpoint: str
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Provider(Protocol):
+    """One endpoint of one model. `chat` streams pieces to `on_delta` and returns the whole."""
+
+    url: str
+
+    def chat(self, messages: list[dict[str, Any]], *, on_delta: OnDelta | None = None,
+             cancel: threading.Event | None = None,
+             tools: list[dict[str, Any]] | None = None) -> ModelResult: ...
+
+    def ping(self) -> str:
+        """Raise EndpointDown/ModelError if the endpoint cannot serve; else a short status."""
+        ...

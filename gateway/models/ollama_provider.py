@@ -1,0 +1,86 @@
+"""Ollama through the official `ollama` client.
+
+The client's httpx pool is capped: under gevent httpcore polls every idle pooled connection on
+each request, so a large idle pool costs CPU on every call (see ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import httpx
+import ollama
+
+from gateway.models.base import Cancelled, EndpointDown, ModelError, ModelResult, OnDelta
+
+
+class OllamaProvider:
+    def __init__(self, url: str, model: str, *, max_tokens: int, api_key: str | None = None,
+                 timeout: float = 120.0, temperature: float | None = None) -> None:
+        self.url = url
+        self.model = model
+        self.options: dict[str, Any] = {"num_predict": max_tokens}
+        if temperature is not None:
+            self.options["temperature"] = temperature
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+        self.client = ollama.Client(
+            host=url, timeout=httpx.Timeout(timeout, connect=5.0), headers=headers,
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=8))
+
+    def chat(self, messages: list[dict[str, Any]], *, on_delta: OnDelta | None = None,
+             cancel: threading.Event | None = None,
+             tools: list[dict[str, Any]] | None = None) -> ModelResult:
+        pieces: list[str] = []
+        tool_calls: list[dict[str, Any]] = []
+        try:
+            stream = self.client.chat(model=self.model, messages=messages, stream=True,
+                                      options=self.options, tools=tools or None)
+            try:
+                for part in stream:
+                    if cancel is not None and cancel.is_set():
+                        raise Cancelled(f"cancelled after {len(pieces)} pieces")
+                    piece = part.message.content or ""
+                    for call in part.message.tool_calls or []:
+                        tool_calls.append({"name": call.function.name,
+                                           "arguments": dict(call.function.arguments or {})})
+                    if piece:
+                        pieces.append(piece)
+                        if on_delta:
+                            on_delta(piece)
+            finally:
+                stream.close()
+        except ollama.ResponseError as e:
+            raise self._response_error(e) from e
+        except (ConnectionError, httpx.TransportError) as e:
+            raise EndpointDown(_reason(e)) from e
+        return ModelResult("".join(pieces), self.url, tool_calls)
+
+    def ping(self) -> str:
+        try:
+            names = [m.model for m in self.client.list().models]
+        except ollama.ResponseError as e:
+            raise self._response_error(e) from e
+        except (ConnectionError, httpx.TransportError) as e:
+            raise EndpointDown(_reason(e)) from e
+        known = {n for name in names if name for n in (name, name.split(":")[0])}
+        if names and self.model not in known:
+            raise ModelError(f"model '{self.model}' is not pulled at {self.url}: "
+                             f"run `ollama pull {self.model}`")
+        return f"ollama, {len(names)} models"
+
+    def _response_error(self, e: ollama.ResponseError) -> ModelError:
+        if e.status_code >= 500 or e.status_code == 429:
+            return EndpointDown(f"HTTP {e.status_code}: {e.error}")
+        if e.status_code == 404:
+            return ModelError(f"model '{self.model}' is not available at {self.url}: "
+                              f"run `ollama pull {self.model}` ({e.error})")
+        return ModelError(f"{self.url} refused the call with HTTP {e.status_code}: {e.error}")
+
+
+def _reason(e: Exception) -> str:
+    if isinstance(e, httpx.TimeoutException):
+        return "timed out"
+    if isinstance(e, ConnectionError | httpx.ConnectError):
+        return "connection refused"
+    return f"{type(e).__name__}: {e}"[:200]

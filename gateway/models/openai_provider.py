@@ -1,0 +1,92 @@
+"""OpenAI-compatible servers (vLLM, llama.cpp server, cloud APIs) through the `openai` client."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import openai
+
+from gateway.models.base import Cancelled, EndpointDown, ModelError, ModelResult, OnDelta
+
+
+class OpenAIProvider:
+    def __init__(self, url: str, model: str, *, max_tokens: int, api_key: str | None = None,
+                 timeout: float = 120.0, temperature: float | None = None) -> None:
+        self.url = url
+        self.model = model
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        # Retries are the pool's job (on another endpoint), not the client's.
+        self.client = openai.OpenAI(base_url=url, api_key=api_key or "not-needed",
+                                    timeout=timeout, max_retries=0)
+
+    def chat(self, messages: list[dict[str, Any]], *, on_delta: OnDelta | None = None,
+             cancel: threading.Event | None = None,
+             tools: list[dict[str, Any]] | None = None) -> ModelResult:
+        extra: dict[str, Any] = {"tools": tools} if tools else {}
+        if self.temperature is not None:
+            extra["temperature"] = self.temperature
+        pieces: list[str] = []
+        calls: dict[int, dict[str, Any]] = {}
+        try:
+            stream = self.client.chat.completions.create(
+                model=self.model, messages=messages, max_tokens=self.max_tokens, stream=True,
+                **extra)
+            with stream:
+                for chunk in stream:
+                    if cancel is not None and cancel.is_set():
+                        raise Cancelled(f"cancelled after {len(pieces)} pieces")
+                    if not chunk.choices:
+                        continue
+                    delta = chunk.choices[0].delta
+                    for call in delta.tool_calls or []:
+                        slot = calls.setdefault(call.index, {"name": "", "arguments": ""})
+                        if call.function and call.function.name:
+                            slot["name"] += call.function.name
+                        if call.function and call.function.arguments:
+                            slot["arguments"] += call.function.arguments
+                    if delta.content:
+                        pieces.append(delta.content)
+                        if on_delta:
+                            on_delta(delta.content)
+        except (openai.APIConnectionError, openai.InternalServerError,
+                openai.RateLimitError) as e:
+            raise EndpointDown(_reason(e)) from e
+        except openai.APIStatusError as e:
+            raise ModelError(f"{self.url} refused the call with HTTP {e.status_code}: "
+                             f"{e.message}") from e
+        tool_calls = [{"name": c["name"], "arguments": _json_args(c["arguments"])}
+                      for _, c in sorted(calls.items())]
+        return ModelResult("".join(pieces), self.url, tool_calls)
+
+    def ping(self) -> str:
+        try:
+            names = [m.id for m in self.client.models.list()]
+        except (openai.APIConnectionError, openai.InternalServerError) as e:
+            raise EndpointDown(_reason(e)) from e
+        except openai.APIStatusError as e:
+            raise ModelError(f"{self.url} refused with HTTP {e.status_code}: {e.message}") from e
+        if names and self.model not in names:
+            raise ModelError(f"model '{self.model}' is not served at {self.url} "
+                             f"(it serves: {', '.join(names[:5])})")
+        return f"openai-compatible, {len(names)} models"
+
+
+def _json_args(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text or "{}")
+    except json.JSONDecodeError:
+        return {"_raw": text}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def _reason(e: Exception) -> str:
+    if isinstance(e, openai.APITimeoutError):
+        return "timed out"
+    if isinstance(e, openai.APIConnectionError):
+        return "connection refused"
+    if isinstance(e, openai.APIStatusError):
+        return f"HTTP {e.status_code}"
+    return type(e).__name__

@@ -1,0 +1,1 @@
+"""Seeing what the gateway does: logs now; metrics and alerts join here."""

@@ -1,0 +1,76 @@
+"""Log files under `data/logs/`, rotated: gateway.log (all), error.log (errors), access.log.
+
+A redacting filter sits on every handler, so a token that slips into a message (a pasted
+Authorization header, a URL with a key) is masked before it reaches a file or the terminal.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+ACCESS_LOGGER = "moltbot.access"
+
+_SECRETS = [
+    (re.compile(r"\bmb_[A-Za-z0-9_\-]{16,}"), "mb_***"),
+    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/\-]{8,}=*"), r"\1***"),
+    (re.compile(r"(?i)((?:api[_-]?key|token|secret|password)[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,]{4,}"),
+     r"\1***"),
+]
+
+
+def redact(text: str) -> str:
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def _file(path: Path, level: int, max_bytes: int, backups: int) -> logging.Handler:
+    handler = RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups,
+                                  encoding="utf-8")
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.addFilter(RedactingFilter())
+    return handler
+
+
+def setup_logging(logs_dir: Path, level: str, *, terminal: bool, max_bytes: int,
+                  backups: int) -> None:
+    """Attach the gateway's handlers once (a second call does not duplicate them)."""
+    logs_dir.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    if any(getattr(h, "_moltbot", False) for h in root.handlers):
+        return
+    numeric = getattr(logging, level.upper())
+    handlers = [_file(logs_dir / "gateway.log", numeric, max_bytes, backups),
+                _file(logs_dir / "error.log", logging.ERROR, max_bytes, backups)]
+    if terminal:
+        stream = logging.StreamHandler(sys.stderr)
+        stream.setFormatter(logging.Formatter(FORMAT))
+        stream.addFilter(RedactingFilter())
+        handlers.append(stream)
+    for handler in handlers:
+        handler._moltbot = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(numeric)
+
+    access = logging.getLogger(ACCESS_LOGGER)
+    access.propagate = False
+    access.setLevel(logging.INFO)
+    access.addHandler(_file(logs_dir / "access.log", logging.INFO, max_bytes, backups))
+    for noisy in ("httpx", "httpcore", "urllib3", "jieba", "watchdog"):
+        logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
+

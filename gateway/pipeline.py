@@ -1,0 +1,213 @@
+"""One message's way through the gateway: guards -> store -> session -> router -> model -> reply.
+
+`Pipeline.handle` is the single `submit` callable every channel is given. It is synchronous and
+safe to call from many greenlets (or threads) at once: different chats run concurrently, one
+chat's messages are answered in arrival order. The message is stored before anything answers
+it, and a retry that carries the same client id gets the stored reply instead of a second model
+call (or waits for the first call if it is still running).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from gateway.context import build_messages
+from gateway.guards.chain import GuardChain
+from gateway.message import Message, Reply, Trace
+from gateway.models.base import Cancelled, ModelError, NoModelAvailable, OnDelta
+from gateway.models.pool import ModelPool
+from gateway.router import Route, help_text, route
+from gateway.sessions import ChatQueue, Session, SessionManager
+from gateway.store import Store, StoredMessage
+
+log = logging.getLogger(__name__)
+
+HISTORY_TURNS = 50
+
+
+@dataclass
+class _InFlight:
+    done: threading.Event
+    reply: Reply | None = None
+
+
+class Pipeline:
+    def __init__(self, *, store: Store, sessions: SessionManager, guards: GuardChain,
+                 models: dict[str, ModelPool], chat_model: str | None,
+                 context_tokens: int, queue_timeout: float = 600.0) -> None:
+        self.store = store
+        self.sessions = sessions
+        self.guards = guards
+        self.models = models
+        self.chat_model = chat_model
+        self.context_tokens = context_tokens
+        self.queue_timeout = queue_timeout
+        self.queue = ChatQueue()
+        self._inflight: dict[str, _InFlight] = {}
+        self._lock = threading.Lock()
+        self._active = 0
+        self._idle = threading.Event()
+        self._idle.set()
+        self.draining = False
+
+    # -- entry ---------------------------------------------------------------------------
+    def handle(self, msg: Message, on_delta: OnDelta | None = None,
+               cancel: threading.Event | None = None) -> Reply:
+        if self.draining:
+            return _error_reply(msg, "shutting_down", "The gateway is restarting; send the "
+                                "message again in a few seconds.", 503)
+        trace = Trace(msg.id)
+        with trace.step("guard") as span:
+            span.detail, refusal = self.guards.check(msg)
+            if refusal:
+                span.outcome = f"refused:{refusal.code}"
+        if refusal:
+            log.info("msg_id=%s refused by guard: %s", msg.id, refusal.code)
+            return _error_reply(msg, refusal.code, refusal.message, refusal.status)
+
+        key = f"{msg.channel}:{msg.principal}:{msg.client_id}" if msg.client_id else None
+        with self._lock:
+            earlier = self._inflight.get(key) if key else None
+            mine = None if earlier else _InFlight(threading.Event())
+            if key and mine:
+                self._inflight[key] = mine
+            self._active += 1
+            self._idle.clear()
+        try:
+            if earlier:
+                return self._await_earlier(msg, earlier)
+            reply = self._handle_new(msg, key, trace, on_delta, cancel)
+            if mine:
+                mine.reply = reply
+            return reply
+        finally:
+            with self._lock:
+                if key and mine:
+                    self._inflight.pop(key, None)
+                self._active -= 1
+                if self._active == 0:
+                    self._idle.set()
+            if mine:
+                mine.done.set()
+
+    def drain(self, timeout: float) -> bool:
+        """Refuse new messages and wait for the ones in flight; True if all finished."""
+        self.draining = True
+        return self._idle.wait(timeout)
+
+    # -- steps ---------------------------------------------------------------------------
+    def _await_earlier(self, msg: Message, earlier: _InFlight) -> Reply:
+        log.info("msg_id=%s retry of a message still being answered; waiting", msg.id)
+        earlier.done.wait(self.queue_timeout)
+        if earlier.reply is None:
+            return _error_reply(msg, "internal_error", "The first attempt of this message did "
+                                "not finish; send it again.", 500)
+        return replace(earlier.reply, client_id=msg.client_id)
+
+    def _handle_new(self, msg: Message, key: str | None, trace: Trace,
+                    on_delta: OnDelta | None, cancel: threading.Event | None) -> Reply:
+        with trace.step("store") as span:
+            seen = self.store.add_message(msg, key)
+            if seen:
+                span.detail = f"retry of {seen.id} ({seen.status})"
+        if seen and seen.status == "answered":
+            log.info("msg_id=%s retry answered from the store", seen.id)
+            return _stored_reply(msg, seen)
+        if seen:  # stored earlier but never answered (crash, failure): answer it now
+            msg = replace(msg, id=seen.id)
+            trace.msg_id = seen.id
+        try:
+            waiting_since = time.perf_counter()
+            with self.queue.turn(f"{msg.channel}:{msg.chat}", self.queue_timeout):
+                trace.add("queue", waiting_since, "ok", "waited for earlier messages of the chat")
+                return self._answer(msg, trace, on_delta, cancel)
+        except TimeoutError:
+            return self._finish(msg, trace, None, "queue", _error_reply(
+                msg, "busy", "Earlier messages of this chat are still being answered; "
+                "try again shortly.", 503))
+        except Exception:
+            log.exception("msg_id=%s failed inside the gateway", msg.id)
+            return self._finish(msg, trace, None, "error", _error_reply(
+                msg, "internal_error", f"Something went wrong answering this message "
+                f"(msg_id {msg.id}); the details are in data/logs/error.log.", 500))
+
+    def _answer(self, msg: Message, trace: Trace, on_delta: OnDelta | None,
+                cancel: threading.Event | None) -> Reply:
+        with trace.step("session") as span:
+            session = self.sessions.open(msg.channel, msg.chat)
+            span.detail = f"{session.id}{' (new)' if session.fresh else ''}"
+        with trace.step("route") as span:
+            chosen = route(msg.text)
+            span.detail = f"{chosen.kind}:{chosen.name} ({chosen.reason})"
+        if chosen.kind == "command":
+            reply, session = self._command(msg, chosen, session)
+        else:
+            reply = self._chat(msg, session, trace, on_delta, cancel)
+        return self._finish(msg, trace, session, f"{chosen.kind}:{chosen.name}", reply)
+
+    def _command(self, msg: Message, chosen: Route, session: Session) -> tuple[Reply, Session]:
+        if chosen.name in ("reset", "new"):
+            session = self.sessions.reset(msg.channel, msg.chat)
+            return _reply(msg, "Started a fresh conversation.", session.id), session
+        return _reply(msg, help_text(), session.id), session
+
+    def _chat(self, msg: Message, session: Session, trace: Trace,
+              on_delta: OnDelta | None, cancel: threading.Event | None) -> Reply:
+        pool = self.models.get(self.chat_model or "")
+        if pool is None:
+            return _error_reply(msg, "model_unavailable", "No model is configured: add one "
+                                "under models: in config.yaml (see the README).", 503,
+                                session.id)
+        with trace.step("context") as span:
+            history = self.store.history(session.id, HISTORY_TURNS)
+            messages = build_messages(history, msg.text, self.context_tokens)
+            span.detail = f"{(len(messages) - 2) // 2} of {len(history)} turns"
+        with trace.step("model") as span:
+            try:
+                result = pool.chat(messages, on_delta=on_delta, cancel=cancel)
+                span.detail = f"{pool.name} via {result.endpoint}"
+            except NoModelAvailable as e:
+                span.outcome, span.detail = "error", str(e)[:300]
+                log.warning("msg_id=%s %s", msg.id, e)
+                return _error_reply(msg, "model_unavailable", str(e), 503, session.id)
+            except Cancelled as e:
+                span.outcome, span.detail = "cancelled", str(e)
+                log.info("msg_id=%s sender went away; model call cancelled", msg.id)
+                return _error_reply(msg, "cancelled", "The sender disconnected.", 499,
+                                    session.id)
+            except ModelError as e:
+                span.outcome, span.detail = "error", str(e)[:300]
+                log.warning("msg_id=%s model refused: %s", msg.id, e)
+                return _error_reply(msg, "model_error", str(e), 502, session.id)
+        return _reply(msg, result.text, session.id)
+
+    def _finish(self, msg: Message, trace: Trace, session: Session | None, route_name: str,
+                reply: Reply) -> Reply:
+        self.store.finish_message(msg.id, session_id=session.id if session else None,
+                                  reply=reply.text, error=reply.error, route=route_name,
+                                  trace=trace.spans)
+        log.info("msg_id=%s answered via %s%s", msg.id, route_name,
+                 f" with error {reply.error}" if reply.error else "")
+        return reply
+
+
+def _reply(msg: Message, text: str, session_id: str) -> Reply:
+    return Reply(msg.id, msg.channel, msg.chat, text, session_id, msg.client_id)
+
+
+def _error_reply(msg: Message, code: str, text: str, status: int,
+                 session_id: str = "") -> Reply:
+    return Reply(msg.id, msg.channel, msg.chat, text, session_id, msg.client_id,
+                 error=code, status=status)
+
+
+def _stored_reply(msg: Message, seen: StoredMessage) -> Reply:
+    return Reply(seen.id, msg.channel, msg.chat, seen.reply or "", seen.session_id or "",
+                 msg.client_id)
+
+
+Submit = Callable[..., Reply]

@@ -1,0 +1,113 @@
+"""The gateway process: `python -m gateway.server` (what `moltbot gateway start` runs).
+
+`queue=False` because watchdog breaks on gevent's queue (it then sees no file events at all).
+SIGTERM or SIGINT stops it gracefully: stop accepting, let in-flight replies finish (bounded by
+`gateway.shutdown_timeout`), close the rest, remove the pid file.
+"""
+
+from gevent import monkey
+
+monkey.patch_all(queue=False)  # first: before anything imports socket, ssl or threading
+
+import argparse
+import errno
+import logging
+import os
+import resource
+import signal
+import sys
+
+import gevent
+from gevent.event import Event
+
+from gateway import __version__
+from gateway.app import build_gateway
+from gateway.config import ConfigError, bind_problem, load_config
+from gateway.httpserver import GatewayServer, listen
+from gateway.observe.logs import ACCESS_LOGGER, setup_logging
+from gateway.secrets import lookup_secret
+from gateway.workspace import default_workspace, ensure_workspace
+
+log = logging.getLogger("gateway.server")
+
+
+def raise_open_file_limit() -> int:
+    """Each WebSocket holds a descriptor: lift the soft limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
+    return soft
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gateway.server")
+    parser.add_argument("--host")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--dev", action="store_true", help="debug logs on the terminal")
+    parser.add_argument("--foreground", action="store_true", help="info logs on the terminal")
+    args = parser.parse_args(argv)
+
+    workspace = default_workspace()
+    ensure_workspace(workspace)
+    try:
+        config = load_config(workspace.config_path, lookup_secret)
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return 2
+    host = args.host or config.gateway.host
+    port = args.port or config.gateway.port
+    problem = bind_problem(host, config)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+
+    setup_logging(workspace.logs, "debug" if args.dev else config.logs.level,
+                  terminal=args.dev or args.foreground, max_bytes=config.logs.max_bytes,
+                  backups=config.logs.backup_count)
+    if config.gateway.worker_processes > 1:
+        log.warning("gateway.worker_processes=%d: this version runs one process "
+                    "(about 2,000 msg/s); the setting is accepted for later",
+                    config.gateway.worker_processes)
+    try:
+        listener = listen(host, port)
+    except OSError as e:
+        why = "is in use by another program" if e.errno == errno.EADDRINUSE else f"failed: {e}"
+        print(f"Port {port} on {host} {why}. Stop that program or pick another port with "
+              f"--port.", file=sys.stderr)
+        return 1
+
+    gateway = build_gateway(workspace, config)
+    server = GatewayServer(listener, gateway.app,
+                           max_connections=config.gateway.max_connections,
+                           keepalive_timeout=config.gateway.keepalive_timeout,
+                           log=logging.getLogger(ACCESS_LOGGER),
+                           error_log=logging.getLogger("gateway.httpserver"))
+    stopping = Event()
+    gevent.signal_handler(signal.SIGTERM, stopping.set)
+    gevent.signal_handler(signal.SIGINT, stopping.set)
+
+    pid_path = workspace.pid_path(port)
+    pid_path.write_text(str(os.getpid()), encoding="utf-8")
+    limit = raise_open_file_limit()
+    gateway.start()
+    server.start()
+    log.info("Moltbot %s listening on http://%s:%d (workspace %s, open files %d)",
+             __version__, host, port, workspace.root, limit)
+    try:
+        stopping.wait()
+        log.info("stopping: no new connections, finishing replies in flight")
+        server.close()
+        problems = gateway.stop(config.gateway.shutdown_timeout)
+        server.stop(timeout=1)
+        for p in problems:
+            log.warning("shutdown: %s", p)
+    finally:
+        pid_path.unlink(missing_ok=True)
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

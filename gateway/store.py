@@ -1,0 +1,237 @@
+"""Durable state behind one small interface: messages, their traces, sessions and login tokens.
+
+SQLAlchemy Core over SQLite (WAL) by default, so a PostgreSQL URL can later take its place.
+Every call is one short transaction: under gevent a SQLite call blocks the event loop while it
+runs, so nothing here is ever held open across a model call.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import (
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from gateway.message import Message, Span
+
+metadata = MetaData()
+
+sessions = Table(
+    "sessions", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("channel", String(64), nullable=False),
+    Column("chat", String(256), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_active", Float, nullable=False),
+    Column("ended", Integer, nullable=False, default=0),
+)
+
+messages = Table(
+    "messages", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("client_key", String(512), unique=True, nullable=True),
+    Column("session_id", String(40), index=True),
+    Column("channel", String(64), nullable=False),
+    Column("sender", String(256), nullable=False),
+    Column("chat", String(256), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # received | answered | failed
+    Column("created_at", Float, nullable=False),
+    Column("reply", Text),
+    Column("error", String(64)),
+    Column("route", String(128)),
+    Column("replied_at", Float),
+)
+
+spans = Table(
+    "spans", metadata,
+    Column("msg_id", String(40), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("step", String(64), nullable=False),
+    Column("start_ms", Float, nullable=False),
+    Column("duration_ms", Float, nullable=False),
+    Column("outcome", String(32), nullable=False),
+    Column("detail", Text),
+)
+
+tokens = Table(
+    "tokens", metadata,
+    Column("hash", String(64), primary_key=True),
+    Column("label", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    id: str
+    session_id: str | None
+    channel: str
+    chat: str
+    sender: str
+    text: str
+    status: str
+    created_at: float
+    reply: str | None
+    error: str | None
+    route: str | None
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    id: str
+    channel: str
+    chat: str
+    created_at: float
+    last_active: float
+
+
+def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
+    cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()
+
+
+def build_engine(url: str) -> Engine:
+    """An engine with the SQLite settings we rely on (WAL, short busy wait, any thread)."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False},
+                               pool_size=8, max_overflow=16)
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    metadata.create_all(engine)
+    return engine
+
+
+class Store:
+    """The gateway's only door to the database."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = build_engine(url)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # messages ---------------------------------------------------------------------------
+    def add_message(self, msg: Message, client_key: str | None) -> StoredMessage | None:
+        """Store an inbound message; if `client_key` was seen before, return that one instead."""
+        row = {"id": msg.id, "client_key": client_key, "session_id": None,
+               "channel": msg.channel, "sender": msg.sender, "chat": msg.chat,
+               "text": msg.text, "status": "received", "created_at": msg.received_at}
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(messages).values(**row))
+        except IntegrityError:
+            if client_key is None:
+                raise
+            return self.find_by_client_key(client_key)
+        return None
+
+    def find_by_client_key(self, client_key: str) -> StoredMessage | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(messages).where(messages.c.client_key == client_key)).first()
+        return _message(row) if row else None
+
+    def get_message(self, msg_id: str) -> StoredMessage | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(messages).where(messages.c.id == msg_id)).first()
+        return _message(row) if row else None
+
+    def finish_message(self, msg_id: str, *, session_id: str | None, reply: str,
+                       error: str | None, route: str, trace: Iterable[Span]) -> None:
+        """Record the answer and the trace in one transaction."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            conn.execute(update(messages).where(messages.c.id == msg_id).values(
+                session_id=session_id, reply=reply, error=error, route=route,
+                status="failed" if error else "answered", replied_at=now))
+            rows = [{"msg_id": msg_id, "seq": i, "step": s.step, "start_ms": s.start_ms,
+                     "duration_ms": s.duration_ms, "outcome": s.outcome, "detail": s.detail}
+                    for i, s in enumerate(trace)]
+            conn.execute(spans.delete().where(spans.c.msg_id == msg_id))
+            if rows:
+                conn.execute(insert(spans), rows)
+            if session_id:
+                conn.execute(update(sessions).where(sessions.c.id == session_id)
+                             .values(last_active=now))
+
+    def get_trace(self, msg_id: str) -> list[Span]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(spans).where(spans.c.msg_id == msg_id)
+                                .order_by(spans.c.seq)).all()
+        return [Span(r.step, r.start_ms, r.duration_ms, r.outcome, r.detail or "") for r in rows]
+
+    def history(self, session_id: str, limit: int) -> list[tuple[str, str]]:
+        """The session's last `limit` answered chat turns, oldest first, as (user, assistant).
+
+        Commands such as /reset are not conversation and are left out.
+        """
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(messages.c.text, messages.c.reply)
+                .where(messages.c.session_id == session_id, messages.c.status == "answered",
+                       messages.c.route.notlike("command:%"))
+                .order_by(messages.c.created_at.desc()).limit(limit)).all()
+        return [(r.text, r.reply or "") for r in reversed(rows)]
+
+    # sessions ---------------------------------------------------------------------------
+    def latest_session(self, channel: str, chat: str) -> SessionRow | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(sessions).where(sessions.c.channel == channel, sessions.c.chat == chat,
+                                       sessions.c.ended == 0)
+                .order_by(sessions.c.created_at.desc()).limit(1)).first()
+        return SessionRow(row.id, row.channel, row.chat, row.created_at,
+                          row.last_active) if row else None
+
+    def start_session(self, session_id: str, channel: str, chat: str, now: float) -> None:
+        """End the chat's open sessions and open a new one, atomically."""
+        with self.engine.begin() as conn:
+            conn.execute(update(sessions).where(sessions.c.channel == channel,
+                                                sessions.c.chat == chat).values(ended=1))
+            conn.execute(insert(sessions).values(id=session_id, channel=channel, chat=chat,
+                                                 created_at=now, last_active=now, ended=0))
+
+    # tokens -----------------------------------------------------------------------------
+    def add_token(self, token_hash: str, label: str, expires_at: float) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(tokens).values(hash=token_hash, label=label,
+                                               created_at=time.time(), expires_at=expires_at))
+
+    def token_label(self, token_hash: str, now: float) -> str | None:
+        """The label of a stored, unexpired token, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(tokens.c.label).where(
+                tokens.c.hash == token_hash, tokens.c.expires_at > now)).first()
+        return row.label if row else None
+
+
+def _message(row: object) -> StoredMessage:
+    r = row._mapping  # type: ignore[attr-defined]
+    return StoredMessage(r["id"], r["session_id"], r["channel"], r["chat"], r["sender"],
+                         r["text"], r["status"], r["created_at"], r["reply"], r["error"],
+                         r["route"])

@@ -1,0 +1,84 @@
+"""The user's workspace, `$MOLTBOT_HOME` (default `~/ai-gateway`): where everything they own lives.
+
+First start creates it with working examples; an existing workspace is never overwritten, only
+completed (a missing folder is made, an existing config.yaml is kept as the user wrote it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+DEFAULT_HOME = "~/ai-gateway"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @property
+    def skills(self) -> Path:
+        return self.root / "skills"
+
+    @property
+    def knowledge(self) -> Path:
+        return self.root / "knowledge"
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def logs(self) -> Path:
+        return self.data / "logs"
+
+    @property
+    def db_url(self) -> str:
+        return f"sqlite:///{self.data / 'moltbot.db'}"
+
+    def pid_path(self, port: int) -> Path:
+        """One pid file per port, so `gateway stop --port N` finds the right process."""
+        return self.data / f"gateway-{port}.pid"
+
+
+def default_workspace() -> Workspace:
+    return Workspace(Path(os.environ.get("MOLTBOT_HOME", DEFAULT_HOME)).expanduser().resolve())
+
+
+def find_examples() -> Path | None:
+    """The example skills/knowledge: inside the installed wheel, or the source checkout."""
+    bundled = Path(str(resources.files("gateway"))) / "examples"
+    if bundled.is_dir():
+        return bundled
+    checkout = Path(__file__).resolve().parent.parent
+    return checkout if (checkout / "skills").is_dir() else None
+
+
+def ensure_workspace(ws: Workspace) -> list[str]:
+    """Create what is missing; returns what was created, for the start-up message."""
+    created: list[str] = []
+    ws.root.mkdir(parents=True, exist_ok=True)
+    examples = find_examples()
+    for name in ("skills", "knowledge"):
+        target = ws.root / name
+        if target.exists():
+            continue
+        source = examples / name if examples else None
+        if source and source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            target.mkdir()
+        created.append(f"{name}/")
+    if not ws.config_path.exists():
+        template = resources.files("gateway").joinpath("config_template.yaml")
+        ws.config_path.write_text(template.read_text(encoding="utf-8"), encoding="utf-8")
+        created.append("config.yaml")
+    ws.logs.mkdir(parents=True, exist_ok=True)
+    return created
