@@ -78,9 +78,14 @@ def test_ollama_service_endpoints(srv: FakeModelServer, oll: ollama.Client) -> N
 
 
 def test_ollama_streaming_chat(srv: FakeModelServer, oll: ollama.Client) -> None:
-    parts = list(oll.chat(
-        model=MODEL, messages=user("hello there friend"), stream=True, options={"num_predict": 64}
-    ))
+    parts = list(
+        oll.chat(
+            model=MODEL,
+            messages=user("hello there friend"),
+            stream=True,
+            options={"num_predict": 64},
+        )
+    )
     content = [p.message.content for p in parts if not p.done]
     assert len(content) >= 2, "the reply must arrive in several pieces"
     assert "".join(content) == "echo: hello there friend"
@@ -181,10 +186,15 @@ def test_openai_non_streaming(srv: FakeModelServer, oai: openai.OpenAI) -> None:
 
 
 def test_openai_streaming(srv: FakeModelServer, oai: openai.OpenAI) -> None:
-    chunks = list(oai.chat.completions.create(
-        model=MODEL, messages=user("one two three"), stream=True, max_tokens=50,
-        stream_options={"include_usage": True},
-    ))
+    chunks = list(
+        oai.chat.completions.create(
+            model=MODEL,
+            messages=user("one two three"),
+            stream=True,
+            max_tokens=50,
+            stream_options={"include_usage": True},
+        )
+    )
     deltas = [c.choices[0].delta.content for c in chunks if c.choices]
     deltas = [d for d in deltas if d]
     assert len(deltas) >= 2 and "".join(deltas) == "echo: one two three"
@@ -376,8 +386,12 @@ def test_keep_alive_and_chunked_request(srv: FakeModelServer) -> None:
     assert conn.getresponse().read()
     sock = conn.sock
     body = json.dumps({"model": MODEL, "messages": user("kept"), "stream": True}).encode()
-    conn.request("POST", "/api/chat", body=iter([body[:10], body[10:]]),  # chunked upload
-                 headers={"Content-Type": "application/json"})
+    conn.request(
+        "POST",
+        "/api/chat",
+        body=iter([body[:10], body[10:]]),  # chunked upload
+        headers={"Content-Type": "application/json"},
+    )
     reply = conn.getresponse()
     lines = [json.loads(x) for x in reply.read().splitlines()]
     assert "".join(x["message"]["content"] for x in lines) == "echo: kept"
@@ -420,7 +434,10 @@ def test_reset(srv: FakeModelServer, oll: ollama.Client) -> None:
 def _spawn(*args: str) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.fakes.fake_model", "--port", "0", *args],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     ready, _, _ = select.select([proc.stdout], [], [], 30)
     line = proc.stdout.readline() if ready and proc.stdout else ""
@@ -447,8 +464,11 @@ def test_command_line_server(mode: list[str]) -> None:
             with ThreadPoolExecutor(8) as pool:
                 texts = [f"p{i}" for i in range(32)]
                 got = pool.map(
-                    lambda t: ai.chat.completions.create(model=MODEL, messages=user(t))
-                    .choices[0].message.content,
+                    lambda t: (
+                        ai.chat.completions.create(model=MODEL, messages=user(t))
+                        .choices[0]
+                        .message.content
+                    ),
                     texts,
                 )
                 assert list(got) == [f"echo: {t}" for t in texts]

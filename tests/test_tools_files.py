@@ -171,7 +171,7 @@ def test_non_text_and_special_files(files: FilesTool, workspace: Path) -> None:
 
 
 def test_missing_paths(files: FilesTool) -> None:
-    with pytest.raises(ToolError, match="'nope.txt' does not exist"):
+    with pytest.raises(ToolError, match=r"'nope\.txt' does not exist"):
         files.read("nope.txt")
     with pytest.raises(ToolError, match="does not exist"):
         files.list("nope")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,10 +48,9 @@ class Handler(BaseHTTPRequestHandler):
         self.send(status, b"", {"Location": location})
 
     def do_GET(self) -> None:
-        try:
+        # The client may stop reading on purpose (size cap, time-out).
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             self.route()
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client stopped reading on purpose (size cap, time-out)
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
@@ -104,7 +105,7 @@ def server() -> Iterator[Server]:
     handler = type("BoundHandler", (Handler,), {"release": release})
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     handler.port = httpd.server_address[1]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield Server(port=httpd.server_address[1], release=release)
@@ -128,8 +129,11 @@ def test_get_ok(tool: HttpTool, server: Server) -> None:
 
 
 def test_host_not_allowed(tool: HttpTool, server: Server) -> None:
-    with pytest.raises(ToolRefused, match=r"host 'localhost' is not in tools\.allowed_hosts "
-                       r"\(127\.0\.0\.1\); add the host .* in config\.yaml to allow it"):
+    with pytest.raises(
+        ToolRefused,
+        match=r"host 'localhost' is not in tools\.allowed_hosts "
+        r"\(127\.0\.0\.1\); add the host .* in config\.yaml to allow it",
+    ):
         tool.get(server.url("/ok", host="localhost"))
     with pytest.raises(ToolRefused, match="host 'localhost' is not in"):
         tool.get(f"http://127.0.0.1@localhost:{server.port}/ok")  # userinfo is not the host
@@ -173,7 +177,9 @@ def test_redirect_to_allowed_host_followed(server: Server) -> None:
 
 def test_redirect_to_disallowed_host_refused(tool: HttpTool, server: Server) -> None:
     start = server.url("/redirect-bad")
-    with pytest.raises(ToolRefused, match=f"host 'localhost' is not in .*redirect from {start}"):
+    with pytest.raises(
+        ToolRefused, match=re.escape(f"redirect from {start}): host 'localhost' is not in")
+    ):
         tool.get(start)
 
 
@@ -211,12 +217,14 @@ def test_gzip_decoded_and_bomb_bounded(tool: HttpTool, server: Server) -> None:
 
 def test_slow_server_times_out(server: Server) -> None:
     url = server.url("/slow")
-    with pytest.raises(ToolError, match=f"GET {url} timed out after 0.3 s; raise tools.http_timeout"):
+    with pytest.raises(
+        ToolError, match=re.escape(f"GET {url} timed out after 0.3 s; raise tools.http_timeout")
+    ):
         HttpTool(["127.0.0.1"], timeout=0.3).get(url)
 
 
 def test_trickling_body_hits_overall_limit(server: Server) -> None:
-    with pytest.raises(ToolError, match="timed out after 0.3 s"):
+    with pytest.raises(ToolError, match=r"timed out after 0\.3 s"):
         HttpTool(["127.0.0.1"], timeout=0.3).get(server.url("/drip"))
 
 

@@ -85,6 +85,10 @@ def _normalise_word(word: str) -> str:
 def tokenize(text: str) -> list[str]:
     """Lowercased search terms of a text, in order: jieba words for Han, folded words else.
 
+    Han runs use jieba's search mode, which also emits the dictionary words inside a
+    compound (操作系统 -> 操作, 系统, 操作系统), so a question's short word finds a longer
+    one. Its HMM guessing of unknown words is off: it can join the same characters
+    differently in a question and in a passage, and then neither finds the other.
     Punctuation, whitespace and stopwords of both languages are dropped; NFKC first turns
     full-width letters and digits (common in Chinese text) into their ASCII forms.
     """
@@ -92,7 +96,8 @@ def tokenize(text: str) -> list[str]:
     for match in _RUN.finditer(unicodedata.normalize("NFKC", text).lower()):
         han, word = match.groups()
         if han:
-            tokens.extend(t for t in jieba.lcut_for_search(han) if t not in ZH_STOPWORDS)
+            words = jieba.lcut_for_search(han, HMM=False)
+            tokens.extend(w for w in words if w not in ZH_STOPWORDS)
         elif word not in EN_STOPWORDS and not (len(word) == 1 and word.isalpha()):
             tokens.append(_normalise_word(word))
     return tokens

@@ -140,7 +140,7 @@ class CommandTool(Tool):
         """Run argv[0] with the rest as literal arguments; raises ToolRefused if not allowed."""
         if isinstance(argv, (str, bytes)):
             raise ToolRefused(
-                f"command: refused {argv!r}: pass an argument list, not a shell string, "
+                f"command: refused {argv[:200]!r}: pass an argument list, not a shell string, "
                 'e.g. ["ls", "-l"]'
             )
         if not isinstance(argv, (list, tuple)) or not argv:

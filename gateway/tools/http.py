@@ -43,7 +43,7 @@ _PARAMETERS: dict[str, Any] = {
         "method": {"type": "string", "enum": ["GET", "POST"]},
         "url": {"type": "string"},
         "headers": {"type": "object", "additionalProperties": {"type": "string"}},
-        "json": {"description": "JSON body (POST)."},
+        "json": {"type": "object", "description": "JSON body (POST)."},
         "data": {"type": "string", "description": "Raw text body (POST)."},
     },
     "required": ["url"],

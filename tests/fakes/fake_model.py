@@ -354,14 +354,16 @@ def _tags(models: Iterable[str]) -> dict[str, Any]:
     listed = []
     for name in models:
         details = {"format": "gguf", "family": "fake", "parameter_size": "1B"}
-        listed.append({
-            "name": _canonical(name),
-            "model": _canonical(name),
-            "modified_at": "2024-01-01T00:00:00Z",
-            "size": 1,
-            "digest": "0" * 64,
-            "details": details,
-        })
+        listed.append(
+            {
+                "name": _canonical(name),
+                "model": _canonical(name),
+                "modified_at": "2024-01-01T00:00:00Z",
+                "size": 1,
+                "digest": "0" * 64,
+                "details": details,
+            }
+        )
     return {"models": listed}
 
 
@@ -370,7 +372,10 @@ def _model_list(models: Iterable[str]) -> dict[str, Any]:
     return {"object": "list", "data": data}
 
 
-CHAT_PATHS = {"/api/chat": OLLAMA, "/v1/chat/completions": OPENAI}
+CHAT_PATHS: dict[str, _OllamaApi | _OpenAIApi] = {
+    "/api/chat": OLLAMA,
+    "/v1/chat/completions": OPENAI,
+}
 
 
 # --------------------------------------------------------------------------- threaded server
@@ -651,8 +656,10 @@ class FakeModelServer:
         httpd = _Httpd((self.host, self.port), self)
         self.port = httpd.server_address[1]
         thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-            name=f"fake-model-{self.port}", daemon=True,
+            target=httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"fake-model-{self.port}",
+            daemon=True,
         )
         thread.start()
         self._httpd, self._thread = httpd, thread

@@ -1,0 +1,144 @@
+"""Fixtures: a fake model server, and the real gateway process on a free port.
+
+The gateway fixture runs `python -m gateway.server` exactly as `moltbot gateway start` does, with
+a temporary MOLTBOT_HOME, polls /healthz with a deadline (never a bare sleep), keeps the
+process's output for the failure message, and stops it with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.fakes.fake_model import FakeModelServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_config(home: Path, config: dict[str, Any]) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+
+
+def run_cli(home: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MOLTBOT_HOME": str(home)}
+    return subprocess.run([sys.executable, "-m", "gateway", *args], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def new_token(home: Path) -> str:
+    result = run_cli(home, "dashboard", "--token-gen", "--expire", "1h", "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["token"]
+
+
+class GatewayProcess:
+    """The real gateway in a child process; `.client` speaks HTTP to it with a valid token."""
+
+    def __init__(self, home: Path, port: int) -> None:
+        self.home = home
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.out_path = home / "gateway-test.out"
+        self.token = ""
+
+    def start(self, wait: bool = True) -> GatewayProcess:
+        env = {**os.environ, "MOLTBOT_HOME": str(self.home)}
+        with open(self.out_path, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "gateway.server", "--port", str(self.port)],
+                env=env, cwd=ROOT, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+        if wait:
+            self.wait_healthy()
+        if not self.token:
+            self.token = new_token(self.home)
+        return self
+
+    def wait_healthy(self, deadline_s: float = 30.0) -> None:
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"gateway exited {self.proc.returncode}:\n{self.output()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"gateway not healthy in {deadline_s}s:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.out_path.read_text(encoding="utf-8", errors="replace")[-4000:]
+
+    def log(self) -> str:
+        path = self.home / "data" / "logs" / "gateway.log"
+        return path.read_text(encoding="utf-8") if path.exists() else ""
+
+    def stop(self, timeout: float = 20) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"gateway ignored SIGTERM:\n{self.output()}") from None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def post(self, text: str, chat: str = "c1", **kwargs: Any) -> httpx.Response:
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        return httpx.post(f"{self.url}/api/v1/messages", json={"text": text, "chat": chat},
+                          headers=headers, timeout=30, **kwargs)
+
+
+@pytest.fixture
+def fake_model() -> Iterator[FakeModelServer]:
+    server = FakeModelServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+def model_config(*urls: str, **extra: Any) -> dict[str, Any]:
+    cfg: dict[str, Any] = {"endpoint": urls[0], "max_tokens": 64}
+    if len(urls) > 1:
+        cfg["endpoints"] = list(urls[1:])
+    cfg.update(extra)
+    return {"models": {"llama2": cfg}}
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "ai-gateway"
+
+
+@pytest.fixture
+def gateway(home: Path, fake_model: FakeModelServer) -> Iterator[GatewayProcess]:
+    write_config(home, model_config(fake_model.url))
+    proc = GatewayProcess(home, free_port()).start()
+    yield proc
+    proc.stop()
