@@ -14,17 +14,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.knowledge import KnowledgeIndex, Passage, tokenize  # noqa: E402
+from gateway.knowledge import KnowledgeIndex, Passage, tokenize
 
-ZH_WORDS = (
+ZH_VOCABULARY = (
     "网关 安装 启动 端口 令牌 技能 知识库 日志 模型 配置 服务器 控制台 消息 会话 用户 机器人 "
     "验证码 陌生人 黑名单 限流 请求 回复 超时 升级 卸载 备份 数据库 目录 文件 权限 证书 代理 "
     "容器 镜像 集群 负载 内存 显卡 驱动 缓存 索引 检索 段落 标题 表格 编码 错误 告警 邮件 "
     "企业 微信 钉钉 飞书 接口 插件 脚本 命令 参数 环境 变量 密钥 加密 传输 延迟 吞吐 并发 "
     "连接 重启 停止 状态 监控 指标 图表 实时 历史 记录 导出 导入 同步 异步 队列 任务 定时"
-).split()
-ZH_GLUE = "的 了 在 和 需要 可以 会 将 把 通过 如果 然后 已经 默认 自动 手动 重新".split()
-EN_WORDS = (
+)
+ZH_GLUE_WORDS = "的 了 在 和 需要 可以 会 将 把 通过 如果 然后 已经 默认 自动 手动 重新"
+EN_VOCABULARY = (
     "gateway install start port token skill knowledge log model config server console "
     "message session user bot code stranger blocklist limit request reply timeout upgrade "
     "backup database folder file permission certificate proxy container image cluster load "
@@ -32,8 +32,10 @@ EN_WORDS = (
     "webhook plugin script command parameter environment variable secret encryption latency "
     "throughput connection restart stop status monitor metric chart history export import "
     "queue task schedule channel telegram websocket mqtt keyring workspace"
-).split()
-EN_GLUE = "the a to of and is can will when if then with for your by default".split()
+)
+EN_GLUE_WORDS = "the a to of and is can will when if then with for your by default"
+ZH_WORDS, ZH_GLUE = ZH_VOCABULARY.split(), ZH_GLUE_WORDS.split()
+EN_WORDS, EN_GLUE = EN_VOCABULARY.split(), EN_GLUE_WORDS.split()
 
 
 def make_zh(rng: random.Random) -> str:

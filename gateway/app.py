@@ -61,6 +61,8 @@ class Gateway:
             except Exception as e:  # collect, keep stopping the rest
                 log.exception("channel %s failed to stop", channel.name)
                 problems.append(f"channel {channel.name}: {e}")
+        for pool in self.pipeline.models.values():
+            pool.close()
         self.store.close()
         return problems
 

@@ -36,6 +36,8 @@ def run_checks(ws: Workspace) -> list[Check]:
             except ModelError as e:
                 results.append((False, f"model {name} at {provider.url}: {e}",
                                 f"start the model server, or fix models.{name}.endpoint"))
+            finally:
+                provider.close()
     return results
 
 

@@ -229,7 +229,7 @@ def test_failover_to_the_live_endpoint(home: Any, fake_model: FakeModelServer) -
             r = gw.post(f"try {i}")
             assert r.status_code == 200 and r.json()["reply"] == f"echo: try {i}"
         trace = run_cli(home, "trace", r.json()["id"], "--json")
-        model_span = [s for s in json.loads(trace.stdout)["spans"] if s["step"] == "model"][0]
+        model_span = next(s for s in json.loads(trace.stdout)["spans"] if s["step"] == "model")
         assert fake_model.url in model_span["detail"]
     finally:
         gw.stop()

@@ -65,6 +65,8 @@ def test_body_drops_the_heading_line_only() -> None:
     assert Passage("## Q?\nThe answer.\n\nMore.", "f.md", "Q?").body == "The answer.\n\nMore."
     assert Passage("name: Pro\nprice: $9", "p.csv").body == "name: Pro\nprice: $9"
     assert Passage("#hashtag is not a heading", "f.md").body == "#hashtag is not a heading"
+    assert Passage("# id: 7\nname: Pro", "p.csv", "7").body == "# id: 7\nname: Pro"
+    assert Passage("## C > D\nbody", "f.md", "A > C > D").body == "body"
 
 
 def test_csv_rows_render_as_header_value_lines(tmp_path: Path) -> None:

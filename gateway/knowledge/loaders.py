@@ -15,13 +15,12 @@ from collections.abc import Callable, Iterable
 from os import PathLike
 from pathlib import Path
 
-from gateway.knowledge.passages import Passage
+from gateway.knowledge.passages import HEADING_LINE, Passage
 
 log = logging.getLogger(__name__)
 
 StrPath = str | PathLike[str]
 
-_ATX_HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _BLANK_LINES = re.compile(r"\n[ \t]*\n\s*")
 _SENTENCE_END = re.compile(r"(?<=[。！？!?；;…])\s*|(?<=\.)\s+|\n\s*")
@@ -80,7 +79,7 @@ def load_markdown(path: StrPath) -> list[Passage]:
 
     def flush(end: int) -> None:
         section = lines[start:end]
-        has_heading = bool(section) and _ATX_HEADING.match(section[0]) is not None
+        has_heading = bool(section) and HEADING_LINE.match(section[0]) is not None
         body = section[1:] if has_heading else section
         if not any(line.strip() for line in body):
             return
@@ -98,7 +97,7 @@ def load_markdown(path: StrPath) -> list[Passage]:
             elif marker[0] == fence[0] and len(marker) >= len(fence):
                 fence = ""
             continue
-        heading = None if fence else _ATX_HEADING.match(lines[i])
+        heading = None if fence else HEADING_LINE.match(lines[i])
         if heading is None:
             continue
         flush(i)

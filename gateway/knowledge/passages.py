@@ -8,7 +8,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_HEADING_LINE = re.compile(r"^ {0,3}#{1,6}(?:[ \t]+|$)")
+# An ATX heading line: level marks, then its text without any closing "#"s.
+HEADING_LINE = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
 
 
 @dataclass(frozen=True)
@@ -27,15 +28,18 @@ class Passage:
 
     @property
     def body(self) -> str:
-        """The text without its leading Markdown heading line: the answer of a Q&A section.
+        """The text without its leading heading line: the answer of a Markdown Q&A section.
 
-        A passage that does not start with a heading (a CSV row, a paragraph, the second
-        chunk of a long section) is returned whole, so callers can always reply with `body`.
+        Only a heading that is the passage's own (the last part of its title) is dropped, so
+        a CSV row or paragraph that happens to start with "# " keeps it. Anything else (a CSV
+        row, a paragraph, the second chunk of a long section) is returned whole.
         """
-        first, sep, rest = self.text.partition("\n")
-        if not _HEADING_LINE.match(first):
+        first, _, rest = self.text.partition("\n")
+        heading = HEADING_LINE.match(first)
+        own = (heading.group(2) or "") if heading else None
+        if own is None or not (self.title == own or self.title.endswith(f" > {own}")):
             return self.text
-        return rest.strip() if sep else ""
+        return rest.strip()
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Rank passages against a question with BM25 over words that mean the same in zh and en.
+"""Rank passages against a question with BM25, for Chinese and English text alike.
 
 Chinese has no spaces, so Han text is cut into words by jieba; other scripts are split on
 non-letters and folded to a rough common form ("tokens" and "token" match). Scoring is
@@ -141,7 +141,8 @@ class KnowledgeIndex:
         """Up to `k` passages sharing terms with the question, best first.
 
         Passages scoring 0 (no shared term) are never returned, so the list may be shorter
-        than `k` or empty. Ties keep the order the passages were given in.
+        than `k` or empty. A term repeated in the question counts once. Ties keep the order
+        the passages were given in.
         """
         if k < 1 or self._bm25 is None:
             return []

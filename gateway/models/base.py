@@ -54,3 +54,7 @@ class Provider(Protocol):
     def ping(self) -> str:
         """Raise EndpointDown/ModelError if the endpoint cannot serve; else a short status."""
         ...
+
+    def close(self) -> None:
+        """Close the client's pooled connections."""
+        ...

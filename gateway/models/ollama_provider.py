@@ -56,6 +56,9 @@ class OllamaProvider:
             raise EndpointDown(_reason(e)) from e
         return ModelResult("".join(pieces), self.url, tool_calls)
 
+    def close(self) -> None:
+        self.client.close()
+
     def ping(self) -> str:
         try:
             names = [m.model for m in self.client.list().models]

@@ -61,6 +61,9 @@ class OpenAIProvider:
                       for _, c in sorted(calls.items())]
         return ModelResult("".join(pieces), self.url, tool_calls)
 
+    def close(self) -> None:
+        self.client.close()
+
     def ping(self) -> str:
         try:
             names = [m.id for m in self.client.models.list()]

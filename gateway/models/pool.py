@@ -95,6 +95,10 @@ class ModelPool:
             state.down_until = self.clock() + cooldown
             state.last_error = why
 
+    def close(self) -> None:
+        for state in self.endpoints:
+            state.provider.close()
+
     def status(self) -> list[dict[str, Any]]:
         now = self.clock()
         with self._lock:

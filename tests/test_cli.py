@@ -1,0 +1,99 @@
+"""The `moltbot` command as a user runs it: exit codes and messages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import free_port, model_config, run_cli, write_config
+from tests.fakes.fake_model import FakeModelServer
+
+
+def test_version_and_help(home: Path) -> None:
+    assert run_cli(home, "--version").stdout.startswith("moltbot, version ")
+    assert "gateway" in run_cli(home, "--help").stdout
+
+
+def test_start_status_stop_detached(home: Path, fake_model: FakeModelServer) -> None:
+    write_config(home, model_config(fake_model.url))
+    fake_model.known_models = {"llama2"}
+    port = str(free_port())
+    assert run_cli(home, "gateway", "status", "--port", port).returncode == 3
+    started = run_cli(home, "gateway", "start", "--port", port)
+    try:
+        assert started.returncode == 0, started.stderr
+        assert f"http://127.0.0.1:{port}" in started.stdout
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").json()["status"] == "ok"
+        assert run_cli(home, "gateway", "status", "--port", port).returncode == 0
+        again = run_cli(home, "gateway", "start", "--port", port)
+        assert again.returncode == 0 and "already running" in again.stdout
+        doctor = run_cli(home, "doctor")
+        assert doctor.returncode == 0, doctor.stdout
+        assert f"model llama2 at {fake_model.url}" in doctor.stdout
+    finally:
+        stopped = run_cli(home, "gateway", "stop", "--port", port)
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout
+    assert run_cli(home, "gateway", "status", "--port", port).returncode == 3
+
+
+def test_first_start_creates_the_workspace(home: Path) -> None:
+    result = run_cli(home, "dashboard")
+    assert result.returncode == 0
+    assert (home / "config.yaml").read_text(encoding="utf-8").startswith("# Moltbot")
+    assert (home / "knowledge" / "faq.md").exists() and (home / "skills").is_dir()
+    assert (home / "data" / "logs").is_dir()
+
+
+def test_partial_config_is_kept(home: Path) -> None:
+    write_config(home, {"models": {"llama2": {"endpoint": "http://127.0.0.1:11434"}}})
+    before = (home / "config.yaml").read_text(encoding="utf-8")
+    run_cli(home, "dashboard")
+    assert (home / "config.yaml").read_text(encoding="utf-8") == before
+
+
+def test_bad_config_exits_2_naming_each_key(home: Path) -> None:
+    write_config(home, {"gateway": {"port": "high", "colour": "blue"}})
+    result = run_cli(home, "gateway", "start", "--port", str(free_port()))
+    assert result.returncode == 2
+    assert "gateway.port" in result.stderr and "gateway.colour: unknown key" in result.stderr
+
+
+def test_non_loopback_host_refused_without_auth(home: Path) -> None:
+    result = run_cli(home, "gateway", "start", "--host", "0.0.0.0", "--port", str(free_port()))
+    assert result.returncode == 2 and "auth.jwt_secret" in result.stderr
+
+
+def test_port_taken_by_another_program(home: Path) -> None:
+    import socket
+
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = str(other.getsockname()[1])
+        result = run_cli(home, "gateway", "start", "--port", port)
+    assert result.returncode == 1 and "in use by another program" in result.stderr
+
+
+def test_token_gen_json(home: Path) -> None:
+    result = run_cli(home, "dashboard", "--token-gen", "--expire", "8h", "--json")
+    data = json.loads(result.stdout)
+    assert data["token"].startswith("mb_") and data["url"] == "http://127.0.0.1:18789/"
+    assert data["expires_at"].endswith("Z")
+    bad = run_cli(home, "dashboard", "--token-gen", "--expire", "soon")
+    assert bad.returncode == 2 and "--expire" in bad.stderr
+
+
+def test_trace_of_unknown_message(home: Path) -> None:
+    run_cli(home, "dashboard", "--token-gen")
+    result = run_cli(home, "trace", "m-nope")
+    assert result.returncode == 1 and "No message m-nope" in result.stderr
+
+
+def test_doctor_reports_an_unreachable_model(home: Path) -> None:
+    write_config(home, model_config(f"http://127.0.0.1:{free_port()}"))
+    result = run_cli(home, "doctor")
+    assert result.returncode == 1
+    assert "FAIL" in result.stdout and "connection refused" in result.stdout
+    assert "fix:" in result.stdout
