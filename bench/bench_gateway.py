@@ -48,6 +48,8 @@ REPO = BENCH_DIR.parent
 LOADGEN = BENCH_DIR / "loadgen.py"
 MODEL_NAME = "fake-model"
 START_WAIT = 30.0
+MESSAGE_MODES = ("http", "http-rate", "ws", "ws-rate")
+"""Rows that carry a message through the gateway to the model: only these get an overhead."""
 
 
 @dataclass(frozen=True)
@@ -304,10 +306,11 @@ class Bench:
             wall = end[0] - start[0]
             row.gw_cpu = (end[1] - start[1]) / wall * 100
             row.model_cpu = (end[2] - start[2]) / wall * 100
-        if self.direct and self.direct.p50 is not None and row is not self.direct \
-                and row.p50 is not None and row.p99 is not None and self.direct.p99 is not None:
-            row.ovh50 = row.p50 - self.direct.p50
-            row.ovh99 = row.p99 - self.direct.p99
+        direct = self.direct
+        if mode in MESSAGE_MODES and direct and None not in (direct.p50, direct.p99,
+                                                             row.p50, row.p99):
+            row.ovh50 = row.p50 - direct.p50  # type: ignore[operator]
+            row.ovh99 = row.p99 - direct.p99  # type: ignore[operator]
         if "late_starts" in result:
             row.note = (f"open loop {params.get('rate', 0):.0f}/s, {result['clients']} "
                         f"connections, {result['late_starts']} late starts")
@@ -571,6 +574,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; stopping everything", file=sys.stderr)
         return 130
+    except RuntimeError as e:  # set-up failed: say why, still clean up
+        print(f"\nbenchmark stopped: {e}", file=sys.stderr)
+        return 1
     finally:
         bench.close()
     return 0

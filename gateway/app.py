@@ -14,6 +14,7 @@ from flask import Flask
 from flask_sock import Sock
 
 import webui
+from gateway.api.admin import build_admin
 from gateway.api.errors import register_error_handlers
 from gateway.api.pages import build_pages
 from gateway.channels.base import Channel
@@ -24,7 +25,10 @@ from gateway.guards.chain import GuardChain, RequirePrincipal
 from gateway.guards.tokens import TokenAuthenticator
 from gateway.models.registry import build_pools
 from gateway.pipeline import Pipeline
+from gateway.reload import Reloader
 from gateway.sessions import SessionManager
+from gateway.skills.catalog import SkillLoader
+from gateway.skills.hostpool import SkillHostPool
 from gateway.store import Store
 from gateway.workspace import Workspace
 
@@ -40,11 +44,34 @@ class Gateway:
     workspace: Workspace
     store: Store
     pipeline: Pipeline
+    reloader: Reloader
     channels: list[Channel] = field(default_factory=list)
 
     def start(self) -> None:
+        """Load the skills, watch the workspace, start the channels."""
+        self.reloader.start()
         for channel in self.channels:
             channel.start()
+
+    def apply_config(self, config: Config) -> None:
+        """Take a new, already validated config.yaml: models and session settings swap now.
+
+        The listening address and connection limits need a restart; the log says so.
+        """
+        old_pools = self.pipeline.models
+        self.pipeline.models = build_pools(config, str(self.workspace.config_path))
+        self.pipeline.chat_model = config.chat_model()
+        self.pipeline.context_tokens = config.gateway.context_tokens
+        self.pipeline.sessions.timeout = config.gateway.session_timeout
+        self.reloader.loader.hosts.config = config.model_dump(by_alias=True)
+        self.reloader.loader.default_timeout = config.skills.timeout
+        if (config.gateway.host, config.gateway.port, config.gateway.max_connections) != (
+                self.config.gateway.host, self.config.gateway.port,
+                self.config.gateway.max_connections):
+            log.warning("gateway.host/port/max_connections changed: restart to apply them")
+        self.config = config
+        for pool in old_pools.values():
+            pool.close()
 
     def stop(self, timeout: float) -> list[str]:
         """Finish in-flight replies (up to `timeout`), then stop every part.
@@ -53,6 +80,7 @@ class Gateway:
         keep the others (or the database) open.
         """
         problems: list[str] = []
+        self.reloader.stop()
         if not self.pipeline.drain(timeout):
             problems.append(f"messages still in flight after {timeout:.0f}s were abandoned")
         for channel in self.channels:
@@ -90,4 +118,14 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     http = HttpChannel(pipeline.handle, authenticator)
     app.register_blueprint(http.blueprint)
     websocket = WebSocketChannel(pipeline.handle, authenticator, Sock(app))
-    return Gateway(app, config, workspace, store, pipeline, [http, websocket])
+    hosts = SkillHostPool(workspace.root, config.skills.host_processes,
+                          config.model_dump(by_alias=True))
+    loader = SkillLoader(workspace.root, hosts, config.skills.timeout)
+    gateway = Gateway(app, config, workspace, store, pipeline,
+                      Reloader(workspace, config, loader, on_skills=lambda s: None,
+                               on_config=lambda c: None),
+                      [http, websocket])
+    gateway.reloader.on_skills = lambda skills: setattr(pipeline, "skills", skills)
+    gateway.reloader.on_config = gateway.apply_config
+    app.register_blueprint(build_admin(authenticator, gateway.reloader))
+    return gateway

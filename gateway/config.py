@@ -129,6 +129,21 @@ class LogsConfig(_Section):
     backup_count: int = Field(5, ge=0)
 
 
+class ToolsConfig(_Section):
+    """What skills and the model may do beyond talking: every list is closed when empty."""
+
+    allowed_commands: list[str] = Field(default_factory=list)
+    command_timeout: Duration = 30.0
+    allowed_hosts: list[str] = Field(default_factory=list)
+    http_timeout: Duration = 10.0
+    max_bytes: int = Field(1024 * 1024, ge=1024)
+
+
+class SkillsConfig(_Section):
+    timeout: Duration = 30.0
+    host_processes: int = Field(2, ge=1, le=16)
+
+
 class Config(_Section):
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
@@ -136,6 +151,8 @@ class Config(_Section):
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     logs: LogsConfig = Field(default_factory=LogsConfig)
+    tools: ToolsConfig = Field(default_factory=ToolsConfig)
+    skills: SkillsConfig = Field(default_factory=SkillsConfig)
 
     @model_validator(mode="after")
     def _default_model_exists(self) -> Config:

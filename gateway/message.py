@@ -93,6 +93,13 @@ class Trace:
         )
 
 
+    def add_at(self, name: str, begin: float, duration_ms: float, outcome: str,
+               detail: str = "") -> None:
+        """A span measured elsewhere (a skill host), placed on this trace's timeline."""
+        self.spans.append(Span(name, (begin - self.started) * 1000, duration_ms, outcome,
+                               detail))
+
+
 class SpanTimer:
     """Context manager behind `Trace.step`; an exception marks the span `error` and propagates."""
 

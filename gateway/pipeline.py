@@ -22,6 +22,9 @@ from gateway.models.base import Cancelled, ModelError, NoModelAvailable, OnDelta
 from gateway.models.pool import ModelPool
 from gateway.router import Route, help_text, route
 from gateway.sessions import ChatQueue, Session, SessionManager
+from gateway.skills.catalog import SkillSet
+from gateway.skills.errors import SkillError
+from gateway.skills.handlers import SkillHandler
 from gateway.store import Store, StoredMessage
 
 log = logging.getLogger(__name__)
@@ -38,7 +41,8 @@ class _InFlight:
 class Pipeline:
     def __init__(self, *, store: Store, sessions: SessionManager, guards: GuardChain,
                  models: dict[str, ModelPool], chat_model: str | None,
-                 context_tokens: int, queue_timeout: float = 600.0) -> None:
+                 context_tokens: int, skills: SkillSet | None = None,
+                 queue_timeout: float = 600.0) -> None:
         self.store = store
         self.sessions = sessions
         self.guards = guards
@@ -46,6 +50,7 @@ class Pipeline:
         self.chat_model = chat_model
         self.context_tokens = context_tokens
         self.queue_timeout = queue_timeout
+        self.skills = skills or SkillSet()  # swapped whole by hot reload
         self.queue = ChatQueue()
         self._inflight: dict[str, _InFlight] = {}
         self._lock = threading.Lock()
@@ -140,23 +145,47 @@ class Pipeline:
         with trace.step("session") as span:
             session = self.sessions.open(msg.channel, msg.chat)
             span.detail = f"{session.id}{' (new)' if session.fresh else ''}"
+        skills = self.skills  # one snapshot for the whole message, even if a reload swaps it
         with trace.step("route") as span:
-            chosen = route(msg.text)
+            chosen = route(msg.text, skills)
             span.detail = f"{chosen.kind}:{chosen.name} ({chosen.reason})"
         if chosen.kind == "command":
-            reply, session = self._command(msg, chosen, session)
+            reply, session = self._command(msg, chosen, session, skills)
+        elif chosen.handler is not None:
+            reply = self._skill(msg, chosen.handler, chosen.args, session, trace)
         else:
-            reply = self._chat(msg, session, trace, on_delta, cancel)
+            reply = self._chat(msg, session, trace, on_delta, cancel, skills)
         return self._finish(msg, trace, session, f"{chosen.kind}:{chosen.name}", reply)
 
-    def _command(self, msg: Message, chosen: Route, session: Session) -> tuple[Reply, Session]:
+    def _command(self, msg: Message, chosen: Route, session: Session,
+                 skills: SkillSet) -> tuple[Reply, Session]:
         if chosen.name in ("reset", "new"):
             session = self.sessions.reset(msg.channel, msg.chat)
             return _reply(msg, "Started a fresh conversation.", session.id), session
-        return _reply(msg, help_text(), session.id), session
+        return _reply(msg, help_text(skills), session.id), session
 
-    def _chat(self, msg: Message, session: Session, trace: Trace,
-              on_delta: OnDelta | None, cancel: threading.Event | None) -> Reply:
+    def _skill(self, msg: Message, handler: SkillHandler, text: str, session: Session,
+               trace: Trace) -> Reply:
+        payload = {"text": text, "id": msg.id, "sender": msg.sender, "chat": msg.chat,
+                   "channel": msg.channel, "session": session.id}
+        with trace.step("skill") as span:
+            span.detail = f"{handler.intent} ({handler.source})"
+            begin = time.perf_counter()
+            try:
+                result = handler.call(payload)
+            except SkillError as e:
+                span.outcome = "error"
+                span.detail += f": {e}"
+                log.warning("msg_id=%s %s", msg.id, e)
+                return _error_reply(msg, "skill_error", f"{e} (msg_id {msg.id})", 500,
+                                    session.id)
+        for inner in result.spans:  # tool and model calls the skill made, on one timeline
+            trace.add_at(inner["step"], begin + inner["start_ms"] / 1000,
+                         inner["duration_ms"], inner["outcome"], inner.get("detail", ""))
+        return _reply(msg, result.text, session.id)
+
+    def _chat(self, msg: Message, session: Session, trace: Trace, on_delta: OnDelta | None,
+              cancel: threading.Event | None, skills: SkillSet) -> Reply:
         pool = self.models.get(self.chat_model or "")
         if pool is None:
             return _error_reply(msg, "model_unavailable", "No model is configured: add one "
@@ -168,7 +197,8 @@ class Pipeline:
             span.detail = f"{(len(messages) - 2) // 2} of {len(history)} turns"
         with trace.step("model") as span:
             try:
-                result = pool.chat(messages, on_delta=on_delta, cancel=cancel)
+                tools = [h.tool_spec() for h in skills.handlers] or None
+                result = pool.chat(messages, on_delta=on_delta, cancel=cancel, tools=tools)
                 span.detail = f"{pool.name} via {result.endpoint}"
             except NoModelAvailable as e:
                 span.outcome, span.detail = "error", str(e)[:300]
@@ -183,6 +213,11 @@ class Pipeline:
                 span.outcome, span.detail = "error", str(e)[:300]
                 log.warning("msg_id=%s model refused: %s", msg.id, e)
                 return _error_reply(msg, "model_error", str(e), 502, session.id)
+        for call in result.tool_calls:  # the model chose a skill
+            handler = next((h for h in skills.handlers if h.intent == call["name"]), None)
+            if handler:
+                text = str(call["arguments"].get("text") or msg.text)
+                return self._skill(msg, handler, text, session, trace)
         return _reply(msg, result.text, session.id)
 
     def _finish(self, msg: Message, trace: Trace, session: Session | None, route_name: str,

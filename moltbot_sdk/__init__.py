@@ -1,1 +1,24 @@
-"""moltbot_sdk: what a skill in `~/ai-gateway/skills` imports (`Skill`, `context`, loaders)."""
+"""moltbot_sdk: what a skill in `~/ai-gateway/skills` imports.
+
+```python
+from moltbot_sdk import Skill, context
+
+class FAQHandler(Skill):
+    def __init__(self):
+        self.knowledge_base = load_markdown("knowledge/faq.md")
+
+    @context.handle(intent="faq_query")
+    def process_query(self, msg):
+        answer = self.knowledge_base.search(msg["text"].lower())
+        return {"reply": answer or "未找到相关答案"}
+```
+
+`load_markdown` and `load_csv` are also placed in every skill module's namespace by the loader
+(the guide's example uses them without importing them). Relative paths are relative to the
+workspace (`$MOLTBOT_HOME`, default `~/ai-gateway`).
+"""
+
+from moltbot_sdk.knowledge import Knowledge, load_csv, load_markdown
+from moltbot_sdk.skill import HandlerSpec, Skill, context
+
+__all__ = ["HandlerSpec", "Knowledge", "Skill", "context", "load_csv", "load_markdown"]

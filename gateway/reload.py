@@ -1,0 +1,131 @@
+"""Hot reload: files dropped into the workspace are live within a couple of seconds.
+
+watchdog reports changes under `skills/`, `knowledge/` and to `config.yaml`. The event handler
+only notes the change and wakes the reloader (it runs on the gevent hub and must be quick); the
+reloader waits for the writes to settle, builds a new snapshot (user code runs only in the skill
+host processes, never on the event loop), and swaps one reference. Messages in flight finish on
+the snapshot they started with. A config that fails validation is refused and the last good one
+keeps running.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from gateway.config import Config, ConfigError, load_config
+from gateway.secrets import lookup_secret
+from gateway.skills.catalog import SkillLoader, SkillSet
+from gateway.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+SETTLE = 0.3  # seconds without events before reloading: editors write in several steps
+
+
+class _Changes(FileSystemEventHandler):
+    def __init__(self, workspace: Workspace, wake: Callable[[str], None]) -> None:
+        self.workspace = workspace
+        self.wake = wake
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("opened", "closed_no_write"):
+            return
+        for raw in (event.src_path, getattr(event, "dest_path", "")):
+            path = Path(str(raw or ""))
+            if not raw or path.name.startswith(".") or "__pycache__" in path.parts:
+                continue
+            if path == self.workspace.config_path:
+                self.wake("config")
+            elif path.is_relative_to(self.workspace.skills) or \
+                    path.is_relative_to(self.workspace.knowledge):
+                self.wake("skills")
+
+
+class Reloader:
+    """Owns the current skills snapshot and config; `on_skills`/`on_config` receive new ones."""
+
+    def __init__(self, workspace: Workspace, config: Config, loader: SkillLoader, *,
+                 on_skills: Callable[[SkillSet], None],
+                 on_config: Callable[[Config], None]) -> None:
+        self.workspace = workspace
+        self.loader = loader
+        self.config = config
+        self.skills = SkillSet()
+        self.config_error: str | None = None
+        self.on_skills = on_skills
+        self.on_config = on_config
+        self._pending: set[str] = set()
+        self._wakeup = threading.Event()
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._observer: Any = None
+
+    def load_skills(self) -> SkillSet:
+        self.skills = self.loader.build(self.skills)
+        self.on_skills(self.skills)
+        log.info("skills loaded: %d handlers, %d files with errors",
+                 len(self.skills.handlers), len(self.skills.errors))
+        return self.skills
+
+    def reload_config(self) -> None:
+        try:
+            config = load_config(self.workspace.config_path, lookup_secret)
+        except ConfigError as e:
+            self.config_error = str(e)
+            log.error("config.yaml changed but is not valid; keeping the last good config.\n%s",
+                      e)
+            return
+        self.config_error = None
+        self.config = config
+        self.on_config(config)
+        log.info("config.yaml reloaded")
+
+    def start(self) -> None:
+        self.load_skills()
+        for folder in (self.workspace.skills, self.workspace.knowledge):
+            folder.mkdir(parents=True, exist_ok=True)
+        handler = _Changes(self.workspace, self._wake)
+        self._observer = Observer()
+        # Not the whole workspace: data/ changes on every message (database, logs).
+        self._observer.schedule(handler, str(self.workspace.skills), recursive=True)
+        self._observer.schedule(handler, str(self.workspace.knowledge), recursive=True)
+        self._observer.schedule(handler, str(self.workspace.root), recursive=False)
+        self._observer.daemon = True
+        self._observer.start()
+        threading.Thread(target=self._loop, name="reloader", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wakeup.set()
+        if self._observer is not None:
+            self._observer.stop()
+        self.loader.hosts.close()
+
+    def _wake(self, what: str) -> None:
+        with self._lock:
+            self._pending.add(what)
+        self._wakeup.set()
+
+    def _loop(self) -> None:
+        while not self._stopped:
+            self._wakeup.wait()
+            while self._wakeup.is_set() and not self._stopped:  # let the writes settle
+                self._wakeup.clear()
+                time.sleep(SETTLE)
+            with self._lock:
+                pending, self._pending = self._pending, set()
+            try:
+                if "config" in pending:
+                    self.reload_config()
+                if "skills" in pending:
+                    self.load_skills()
+            except Exception:
+                log.exception("reload failed; the previous version keeps running")

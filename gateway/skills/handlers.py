@@ -1,0 +1,38 @@
+"""`SkillHandler`: one way a skill can be reached, whatever it is written in."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from moltbot_sdk.skill import HandlerSpec
+
+
+@dataclass(frozen=True)
+class SkillResult:
+    text: str
+    spans: list[dict[str, Any]] = field(default_factory=list)  # tool and model calls inside
+
+
+@dataclass(frozen=True)
+class SkillHandler:
+    """`call(msg)` answers or raises SkillError with a sentence for the sender."""
+
+    spec: HandlerSpec
+    source: str  # workspace-relative file, for errors and listings
+    kind: str  # "python" | "script"
+    call: Callable[[dict[str, Any]], SkillResult]
+
+    @property
+    def intent(self) -> str:
+        return self.spec.intent
+
+    def tool_spec(self) -> dict[str, Any]:
+        """The skill offered to the model as a function it may call."""
+        return {"type": "function", "function": {
+            "name": self.spec.intent,
+            "description": self.spec.description or f"the {self.spec.intent} skill",
+            "parameters": {"type": "object", "properties": {"text": {
+                "type": "string", "description": "what the user asked, for this skill"}},
+                "required": ["text"]}}}

@@ -1,0 +1,146 @@
+"""The skill host: a child process that imports the user's Python skills and runs their handlers.
+
+Why a process and not a thread: a handler that loops on the CPU would hold the GIL and slow
+every other conversation, and a thread cannot be stopped. In its own process a runaway handler
+costs the gateway nothing and is killed when its time-out passes.
+
+Protocol: one JSON object per line on stdin, one answer per line on stdout.
+- `{"op": "load", "files": {label: source text}, "workspace": path, "config": {...}}` ->
+  `{"skills": {label: [spec, ...]}, "errors": {label: problem}}`. The gateway sends the text of
+  each file (not the path), so a host restarted after a kill can load the last good version
+  even when the file on disk is broken.
+- `{"op": "call", "source": label, "intent": name, "msg": {...}}` ->
+  `{"reply": text, "spans": [...]}` or `{"error": text, "spans": [...]}`.
+Anything a skill prints goes to stderr, so it cannot corrupt the protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from gateway.skills.errors import SkillLoadError
+from gateway.skills.handlers import SkillHandler
+from gateway.skills.python_skill import load_python_source
+from moltbot_sdk.skill import context
+
+
+class HostRuntime:
+    """What `context.tool(...)` and `context.ask(...)` reach inside a handler."""
+
+    def __init__(self, workspace: Path, config: dict[str, Any]) -> None:
+        from gateway.config import parse_config
+        from gateway.models.registry import build_pools
+        from gateway.tools.registry import build_tools
+
+        parsed = parse_config(config)
+        self.tools = build_tools(workspace, **parsed.tools.model_dump())
+        self.pools = build_pools(parsed, str(workspace / "config.yaml"))
+        self.chat_model = parsed.chat_model()
+        self.spans: list[dict[str, Any]] = []
+        self.started = time.perf_counter()
+
+    def _span(self, step: str, begin: float, outcome: str, detail: str) -> None:
+        self.spans.append({"step": step, "start_ms": (begin - self.started) * 1000,
+                           "duration_ms": (time.perf_counter() - begin) * 1000,
+                           "outcome": outcome, "detail": detail[:300]})
+
+    def tool(self, name: str, arguments: dict[str, Any]) -> str:
+        from gateway.tools.base import ToolError, ToolRefused
+
+        begin = time.perf_counter()
+        tool = self.tools.get(name)
+        if tool is None:
+            self._span(f"tool:{name}", begin, "error", "no such tool")
+            raise ToolError(f"no tool {name!r}; tools: {', '.join(sorted(self.tools))}")
+        try:
+            result = tool.call(arguments)
+        except ToolRefused as e:
+            self._span(f"tool:{name}", begin, "refused", str(e))
+            raise
+        except ToolError as e:
+            self._span(f"tool:{name}", begin, "error", str(e))
+            raise
+        self._span(f"tool:{name}", begin, "ok", "")
+        return result
+
+    def ask(self, prompt: str | list[dict[str, str]]) -> str:
+        begin = time.perf_counter()
+        pool = self.pools.get(self.chat_model or "")
+        if pool is None:
+            raise RuntimeError("no model configured under models: in config.yaml")
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        try:
+            result = pool.chat(messages)
+        except Exception as e:
+            self._span("skill:model", begin, "error", str(e))
+            raise
+        self._span("skill:model", begin, "ok", f"via {result.endpoint}")
+        return result.text
+
+
+class Host:
+    def __init__(self) -> None:
+        self.handlers: dict[tuple[str, str], SkillHandler] = {}
+        self.runtime: HostRuntime | None = None
+
+    def load(self, request: dict[str, Any]) -> dict[str, Any]:
+        workspace = Path(request["workspace"])
+        os.environ["MOLTBOT_HOME"] = str(workspace)
+        self.runtime = HostRuntime(workspace, request.get("config") or {})
+        context.runtime = self.runtime
+        skills: dict[str, list[dict[str, Any]]] = {}
+        errors: dict[str, str] = {}
+        handlers: dict[tuple[str, str], SkillHandler] = {}
+        for label, text in request["files"].items():
+            try:
+                found = load_python_source(text, workspace / label, label)
+            except SkillLoadError as e:
+                errors[label] = e.problem
+                continue
+            skills[label] = [asdict(h.spec) for h in found]
+            handlers.update({(label, h.intent): h for h in found})
+        self.handlers = handlers
+        return {"skills": skills, "errors": errors}
+
+    def call(self, request: dict[str, Any]) -> dict[str, Any]:
+        handler = self.handlers.get((request["source"], request["intent"]))
+        if handler is None:
+            return {"error": f"skill {request['intent']} is not loaded", "spans": []}
+        if self.runtime is not None:
+            self.runtime.spans, self.runtime.started = [], time.perf_counter()
+        try:
+            result = handler.call(request["msg"])
+        except Exception as e:
+            return {"error": f"{type(e).__name__}: {e}"[:500], "spans": self._spans(),
+                    "traceback": traceback.format_exc()[-4000:]}
+        if isinstance(result, dict) and "reply" in result:
+            result = result["reply"]
+        return {"reply": None if result is None else str(result), "spans": self._spans()}
+
+    def _spans(self) -> list[dict[str, Any]]:
+        return list(self.runtime.spans) if self.runtime else []
+
+
+def main() -> None:
+    protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8", buffering=1)
+    sys.stdout = sys.stderr  # skills' print() must not reach the protocol pipe
+    host = Host()
+    for line in sys.stdin:
+        try:
+            request = json.loads(line)
+            answer = host.load(request) if request.get("op") == "load" else host.call(request)
+        except Exception as e:  # a bad request must not end the host
+            traceback.print_exc(file=sys.stderr)
+            answer = {"error": f"host: {type(e).__name__}: {e}"}
+        protocol.write(json.dumps(answer, ensure_ascii=False) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""The gateway's side of the skill hosts: a few child processes, each answering one call at a time.
+
+A call waits for a free host, sends one line and reads one line back with the handler's time-out.
+A host that runs past it (a loop, a hang) is killed and replaced by a fresh one loaded with the
+same sources, so the sender gets an error and the next message a working skill. Reads use
+`select` on the pipe, which gevent makes cooperative inside the gateway.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from gateway.skills.errors import SkillError
+
+log = logging.getLogger(__name__)
+
+LOAD_TIMEOUT = 60.0
+
+
+class _Host:
+    def __init__(self, workspace: Path) -> None:
+        env = {**os.environ, "MOLTBOT_HOME": str(workspace), "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.skills.host"], cwd=workspace, env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, start_new_session=True)
+        self._buffer = b""
+
+    def ask(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(request, ensure_ascii=False).encode() + b"\n")
+        self.proc.stdin.flush()
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            ready, _, _ = select.select([fd], [], [], left)
+            if ready:
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    raise EOFError("the skill host exited")
+                self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return json.loads(line)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                pipe.close()
+
+
+class SkillHostPool:
+    def __init__(self, workspace: Path, size: int, config: dict[str, Any]) -> None:
+        self.workspace = workspace
+        self.size = size
+        self.config = config
+        self.sources: dict[str, str] = {}
+        self._idle: deque[_Host] = deque()
+        self._all: list[_Host] = []
+        self._free = threading.Condition()
+
+    # -- loading -------------------------------------------------------------------------
+    def load(self, sources: dict[str, str]) -> dict[str, Any]:
+        """Load `sources` into every host (each after its current call); the first's answer."""
+        self.sources = dict(sources)
+        while len(self._all) < self.size:
+            self._add(_Host(self.workspace))
+        answers = [self._with_host(lambda host: self._load_into(host), LOAD_TIMEOUT)
+                   for _ in range(self.size)]
+        return answers[0]
+
+    def _load_into(self, host: _Host) -> dict[str, Any]:
+        return host.ask({"op": "load", "files": self.sources, "config": self.config,
+                         "workspace": str(self.workspace)}, LOAD_TIMEOUT)
+
+    # -- calling -------------------------------------------------------------------------
+    def call(self, source: str, intent: str, msg: dict[str, Any],
+             timeout: float) -> dict[str, Any]:
+        request = {"op": "call", "source": source, "intent": intent, "msg": msg}
+        return self._with_host(lambda host: host.ask(request, timeout), timeout,
+                               what=f"skill {intent}")
+
+    def _with_host(self, work: Any, timeout: float, what: str = "loading skills") -> Any:
+        host = self._take(timeout, what)
+        try:
+            answer = work(host)
+        except (TimeoutError, EOFError, OSError, ValueError) as e:
+            self._replace(host)
+            if isinstance(e, TimeoutError):
+                raise SkillError(f"{what} took longer than {timeout:.0f}s and was "
+                                 f"stopped") from e
+            raise SkillError(f"{what} crashed its worker process ({type(e).__name__}); "
+                             f"it was restarted") from e
+        self._give_back(host)
+        return answer
+
+    def _take(self, timeout: float, what: str) -> _Host:
+        with self._free:
+            if not self._free.wait_for(lambda: bool(self._idle), timeout):
+                raise SkillError(f"{what}: every skill worker is busy; try again shortly")
+            return self._idle.popleft()
+
+    def _give_back(self, host: _Host) -> None:
+        with self._free:
+            self._idle.append(host)
+            self._free.notify()
+
+    def _add(self, host: _Host) -> None:
+        self._all.append(host)
+        self._give_back(host)
+
+    def _replace(self, host: _Host) -> None:
+        """Kill a host that misbehaved; its successor loads the same sources."""
+        log.warning("killing skill host pid %d", host.proc.pid)
+        host.kill()
+        self._all.remove(host)
+        fresh = _Host(self.workspace)
+        self._all.append(fresh)
+        try:
+            if self.sources:
+                self._load_into(fresh)
+        except (TimeoutError, EOFError, OSError, ValueError):
+            log.exception("a replacement skill host failed to load the skills")
+        self._give_back(fresh)
+
+    def close(self) -> None:
+        for host in self._all:
+            host.kill()
+        self._all.clear()
+        self._idle.clear()
