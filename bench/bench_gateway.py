@@ -84,6 +84,7 @@ class Row:
     gw_cpu: float | None = None
     model_cpu: float | None = None
     client_cpu: float | None = None
+    other_cpu: float | None = None
     errors: dict[str, int] = field(default_factory=dict)
     note: str = ""
 
@@ -110,6 +111,21 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def _rss(p: psutil.Process) -> int:
+    try:
+        return int(p.memory_info().rss)
+    except psutil.Error:
+        return 0
+
+
+def _short_cmd(p: psutil.Process) -> str:
+    try:
+        args = p.cmdline()
+    except psutil.Error:
+        return "?"
+    return next((a for a in args[1:] if not a.startswith("-")), args[0] if args else "?")
+
+
 def fmt(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -132,6 +148,7 @@ class Bench:
         self.token = ""
         self.gw: psutil.Process | None = None
         self.model: psutil.Process | None = None
+        self.gw_children: dict[int, psutil.Process] = {}  # skill hosts etc., stopped in close()
 
     # -- processes -----------------------------------------------------------------------
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None,
@@ -191,6 +208,7 @@ class Bench:
                 raise RuntimeError(f"gateway did not answer {url} in {START_WAIT:.0f}s")
             time.sleep(0.1)
         self.gw = psutil.Process(proc.pid)
+        self._children()
         moltbot = Path(sys.executable).with_name("moltbot")
         argv = ([str(moltbot)] if moltbot.exists()
                 else [sys.executable, "-m", "gateway.cli"])
@@ -199,6 +217,22 @@ class Bench:
         self.token = json.loads(done.stdout)["token"]
         self.facts["gateway idle RSS"] = f"{self.gw.memory_info().rss / 2**20:.0f} MB"
         self.facts["gateway idle fds"] = str(self.gw.num_fds())
+        kids = self._children()
+        if kids:
+            rss = sum(_rss(k) for k in kids)
+            self.facts["gateway child processes"] = (
+                f"{len(kids)} ({', '.join(sorted({_short_cmd(k) for k in kids}))}), "
+                f"{rss / 2**20:.0f} MB RSS together; their CPU is counted in gw CPU")
+
+    def _children(self) -> list[psutil.Process]:
+        """The gateway's child processes now (skill hosts); remembered for cleanup."""
+        try:
+            kids = self.gw.children(recursive=True) if self.gw else []
+        except psutil.Error:
+            return []
+        for k in kids:
+            self.gw_children.setdefault(k.pid, k)
+        return [self.gw_children[k.pid] for k in kids]
 
     def close(self) -> None:
         """SIGTERM every child (the gateway drains gracefully), then SIGKILL stragglers."""
@@ -214,6 +248,14 @@ class Bench:
                 with contextlib.suppress(OSError):
                     proc.kill()
                 proc.wait(5)
+        for child in self.gw_children.values():  # the gateway should have stopped them
+            with contextlib.suppress(psutil.Error):
+                if child.is_running():
+                    child.terminate()
+                    try:
+                        child.wait(3)
+                    except psutil.TimeoutExpired:
+                        child.kill()
         for f in self.files:
             f.close()
         if self.keep:
@@ -222,8 +264,12 @@ class Bench:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
     # -- sampling ------------------------------------------------------------------------
-    def _cpu(self) -> tuple[float, float, float]:
-        """(wall, gateway cpu seconds, model cpu seconds) right now."""
+    def _cpu(self) -> tuple[float, float, float, float]:
+        """(wall, gateway cpu s, model cpu s, whole machine busy cpu s) right now.
+
+        The machine's total lets the report show CPU used by *other* processes during a row:
+        on a shared 2-core box that is the first thing to rule out when numbers look low.
+        """
         def secs(p: psutil.Process | None) -> float:
             if p is None:
                 return 0.0
@@ -232,7 +278,10 @@ class Bench:
                 return t.user + t.system
             except psutil.Error:
                 return 0.0
-        return time.perf_counter(), secs(self.gw), secs(self.model)
+        t = psutil.cpu_times()
+        busy = sum(t) - t.idle - getattr(t, "iowait", 0.0)
+        gateway = secs(self.gw) + sum(secs(k) for k in self._children())
+        return time.perf_counter(), gateway, secs(self.model), busy
 
     # -- load phases ---------------------------------------------------------------------
     def _loadgen(self, mode: str, params: dict[str, Any]) -> subprocess.Popen[str]:
@@ -306,6 +355,8 @@ class Bench:
             wall = end[0] - start[0]
             row.gw_cpu = (end[1] - start[1]) / wall * 100
             row.model_cpu = (end[2] - start[2]) / wall * 100
+            busy = (end[3] - start[3]) / wall * 100
+            row.other_cpu = max(0.0, busy - row.gw_cpu - row.model_cpu - (row.client_cpu or 0))
         direct = self.direct
         if mode in MESSAGE_MODES and direct and None not in (direct.p50, direct.p99,
                                                              row.p50, row.p99):
@@ -314,6 +365,11 @@ class Bench:
         if "late_starts" in result:
             row.note = (f"open loop {params.get('rate', 0):.0f}/s, {result['clients']} "
                         f"connections, {result['late_starts']} late starts")
+        odd = {k: v for k, v in result.get("reply_kinds", {}).items()
+               if k not in ("echo:", "healthz")}
+        if odd:  # answered by something other than the model: say so, the row is not pure
+            row.note += ("; " if row.note else "") + "replies not from the model: " + \
+                ", ".join(f"{k!r} x{v}" for k, v in odd.items())
         print(f" {row.rate:.0f} msg/s, p50 {fmt(row.p50)} ms, p99 {fmt(row.p99)} ms"
               + (f", errors {sum(row.errors.values())}" if row.errors else ""))
         self.rows.append(row)
@@ -351,6 +407,7 @@ class Bench:
         workers = 1 if target <= 4000 else 2 if target <= 12000 else 3
         print(f"held WebSockets: opening {target} from {workers} client process(es) ...",
               flush=True)
+        self._settle_fds()
         rss0, fds0 = self.gw.memory_info().rss, self.gw.num_fds()
         procs: list[tuple[subprocess.Popen[str], queue.Queue[dict[str, Any] | None]]] = []
         for w in range(workers):
@@ -442,6 +499,18 @@ class Bench:
             time.sleep(0.2)
         self.facts["gateway fds after clients left"] = str(self.gw.num_fds())
 
+    def _settle_fds(self, timeout: float = 10.0) -> None:
+        """Wait until the last phase's connections are gone, so "before" is a clean baseline."""
+        assert self.gw is not None
+        deadline = time.monotonic() + timeout
+        last = self.gw.num_fds()
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            now = self.gw.num_fds()
+            if now == last:
+                return
+            last = now
+
     def _http_probe(self) -> str:
         """One plain POST from this (unpatched) process: can the gateway still reach the model?"""
         req = urllib.request.Request(
@@ -473,15 +542,15 @@ class Bench:
 
     def summary(self, started: float) -> None:
         print("\n## Summary (ms; overhead = gateway minus model direct, p50-p50 and p99-p99; "
-              "CPU = % of one core)\n")
+              "CPU = % of one core; other = the rest of the machine)\n")
         head = ("| benchmark | n | msg/s | p50 | p99 | overhead p50 | overhead p99 | gw CPU | "
-                "model CPU | client CPU | errors |")
+                "model CPU | client CPU | other CPU | errors |")
         print(head)
-        print("|---|" + "--:|" * 10)
+        print("|---|" + "--:|" * 11)
         for r in self.rows:
             print(f"| {r.name} | {r.n} | {r.rate:.0f} | {fmt(r.p50)} | {fmt(r.p99)} | "
                   f"{fmt(r.ovh50)} | {fmt(r.ovh99)} | {fmt(r.gw_cpu, 0)} | "
-                  f"{fmt(r.model_cpu, 0)} | {fmt(r.client_cpu, 0)} | "
+                  f"{fmt(r.model_cpu, 0)} | {fmt(r.client_cpu, 0)} | {fmt(r.other_cpu, 0)} | "
                   f"{sum(r.errors.values())} |")
         notes = [r for r in self.rows if r.note or r.errors]
         if notes:
@@ -560,7 +629,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     print(f"Moltbot gateway benchmark ({'quick' if args.quick else 'full'}), "
           f"{datetime.now():%Y-%m-%d %H:%M}, {psutil.cpu_count()} cores, "
-          f"Python {platform.python_version()}\n{versions()}")
+          f"Python {platform.python_version()}, load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}\n{versions()}")
     bench = Bench(plan, args.keep)
     try:
         bench.start_model()

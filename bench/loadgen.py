@@ -93,11 +93,12 @@ class HttpClient:
             self.close()
         return resp.status, data
 
-    def message(self, text: str, chat: str) -> None:
+    def message(self, text: str, chat: str) -> str:
         status, data = self.request("POST", "/api/v1/messages",
                                     json.dumps({"text": text, "chat": chat}).encode())
         if status != 200:
             raise RuntimeError(f"HTTP {status}: {data[:100]!r}")
+        return str(json.loads(data).get("reply", ""))
 
     def close(self) -> None:
         if self.conn is not None:
@@ -167,8 +168,18 @@ class WsClient:
 # ------------------------------------------------------------------------------- runners
 
 
+def kind_of(reply: str | None) -> str:
+    """The reply's first word: the fake model's answers start with "echo:", so anything else
+    means the message went somewhere else (a skill, a command) and the row is not comparable."""
+    return (reply or "").split(" ", 1)[0][:20] or "(empty)"
+
+
+Call = Callable[[Any, int, int], "str | None"]
+"""(client, worker number, message number; -1 = warm-up) -> the reply text."""
+
+
 def closed_loop(concurrency: int, total: int, make: Callable[[int], Any],
-                call: Callable[[Any, int, int], None]) -> dict[str, Any]:
+                call: Call) -> dict[str, Any]:
     """`concurrency` workers, each sending its next request as soon as the last is answered.
 
     Every worker connects and sends one unmeasured warm-up request before the clock starts,
@@ -176,6 +187,7 @@ def closed_loop(concurrency: int, total: int, make: Callable[[int], Any],
     """
     latencies: list[float] = []
     errors: Counter[str] = Counter()
+    kinds: Counter[str] = Counter()
     clients: list[Any] = []
     counter = itertools.count()
     go = Event()
@@ -195,8 +207,9 @@ def closed_loop(concurrency: int, total: int, make: Callable[[int], Any],
         while (i := next(counter)) < total:
             t = time.perf_counter()
             try:
-                call(client, w, i)
+                reply = call(client, w, i)
                 latencies.append(time.perf_counter() - t)
+                kinds[kind_of(reply)] += 1
             except Exception as e:
                 errors[describe(e)] += 1
                 with contextlib.suppress(Exception):
@@ -223,11 +236,11 @@ def closed_loop(concurrency: int, total: int, make: Callable[[int], Any],
         with contextlib.suppress(Exception):
             client.close()
     return {"latencies_ms": [x * 1000 for x in latencies], "errors": dict(errors),
-            "elapsed": elapsed, "client_cpu": cpu}
+            "elapsed": elapsed, "client_cpu": cpu, "reply_kinds": dict(kinds)}
 
 
 def open_loop(rate: float, seconds: float, make: Callable[[int], Any],
-              call: Callable[[Any, int, int], None], warm: int,
+              call: Call, warm: int,
               max_clients: int = 256) -> dict[str, Any]:
     """Requests started on a fixed schedule (`rate`/s) whatever the answers do.
 
@@ -241,6 +254,7 @@ def open_loop(rate: float, seconds: float, make: Callable[[int], Any],
     made = itertools.count()
     slots = BoundedSemaphore(max_clients)
     errors: Counter[str] = Counter()
+    kinds: Counter[str] = Counter()
     latencies: list[float] = []
     for _ in range(warm):
         try:
@@ -256,8 +270,9 @@ def open_loop(rate: float, seconds: float, make: Callable[[int], Any],
             try:
                 if client is None:
                     client = make(next(made))
-                call(client, 0, i)
+                reply = call(client, 0, i)
                 latencies.append(time.perf_counter() - scheduled)
+                kinds[kind_of(reply)] += 1
                 idle.append(client)
             except Exception as e:
                 errors[describe(e)] += 1
@@ -290,7 +305,7 @@ def open_loop(rate: float, seconds: float, make: Callable[[int], Any],
             client.close()
     return {"latencies_ms": [x * 1000 for x in latencies], "errors": dict(errors),
             "elapsed": elapsed, "client_cpu": cpu, "late_starts": late,
-            "clients": next(made)}
+            "clients": next(made), "reply_kinds": dict(kinds)}
 
 
 # ------------------------------------------------------------------------------- modes
@@ -316,20 +331,21 @@ def run_mode(mode: str, p: dict[str, Any]) -> dict[str, Any]:
     if mode == "model":
         make = model_client(p)
 
-        def call_model(provider: Any, _w: int, i: int) -> None:
-            provider.chat([{"role": "user", "content": f"hello {i}"}])
+        def call_model(provider: Any, _w: int, i: int) -> str:
+            return str(provider.chat([{"role": "user", "content": f"hello {i}"}]).text)
 
         return closed_loop(conc, total, make, call_model)
     if mode == "healthz":
-        def call_get(c: HttpClient, _w: int, _i: int) -> None:
+        def call_get(c: HttpClient, _w: int, _i: int) -> str:
             status, _ = c.request("GET", "/healthz")
             if status != 200:
                 raise RuntimeError(f"HTTP {status}")
+            return "healthz"
 
         return closed_loop(conc, total, lambda _w: HttpClient(host, port, token), call_get)
     if mode in ("http", "http-rate"):
-        def call_http(c: HttpClient, w: int, i: int) -> None:
-            c.message(f"hello {i}", chat_for(w, i) if mode == "http" else f"{tag}-{i % 256}")
+        def call_http(c: HttpClient, w: int, i: int) -> str:
+            return c.message(f"hello {i}", chat_for(w, i) if mode == "http" else f"{tag}-{i % 256}")
 
         def make_http(_w: int) -> HttpClient:
             return HttpClient(host, port, token)
@@ -338,8 +354,9 @@ def run_mode(mode: str, p: dict[str, Any]) -> dict[str, Any]:
             return closed_loop(conc, total, make_http, call_http)
         return open_loop(p["rate"], p["seconds"], make_http, call_http, warm=conc)
     if mode in ("ws", "ws-rate"):
-        def call_ws(c: WsClient, w: int, i: int) -> None:
-            c.ask(f"hello {i}", chat_for(w, i) if mode == "ws" else f"{tag}-{i % 256}")
+        def call_ws(c: WsClient, w: int, i: int) -> str:
+            frame = c.ask(f"hello {i}", chat_for(w, i) if mode == "ws" else f"{tag}-{i % 256}")
+            return str(frame.get("text", ""))
 
         def make_ws(w: int) -> WsClient:
             return WsClient(ws_url, token, f"{tag}{w}")

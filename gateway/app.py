@@ -23,6 +23,7 @@ from gateway.channels.websocket import WebSocketChannel
 from gateway.config import Config
 from gateway.guards.chain import GuardChain, RequirePrincipal
 from gateway.guards.tokens import TokenAuthenticator
+from gateway.knowledge import KnowledgeBase
 from gateway.models.registry import build_pools
 from gateway.pipeline import Pipeline
 from gateway.reload import Reloader
@@ -98,6 +99,8 @@ class Gateway:
 def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     store = Store(workspace.db_url)
     authenticator = TokenAuthenticator(store, config.auth.tokens)
+    knowledge = KnowledgeBase(workspace.knowledge,
+                              max_tokens=min(500, config.gateway.context_tokens // 4))
     pipeline = Pipeline(
         store=store,
         sessions=SessionManager(store, config.gateway.session_timeout),
@@ -105,6 +108,7 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
         models=build_pools(config, str(workspace.config_path)),
         chat_model=config.chat_model(),
         context_tokens=config.gateway.context_tokens,
+        knowledge=knowledge,
     )
 
     app = Flask(__name__, static_folder=None)
@@ -122,7 +126,7 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
                           config.model_dump(by_alias=True))
     loader = SkillLoader(workspace.root, hosts, config.skills.timeout)
     gateway = Gateway(app, config, workspace, store, pipeline,
-                      Reloader(workspace, config, loader, on_skills=lambda s: None,
+                      Reloader(workspace, config, loader, knowledge, on_skills=lambda s: None,
                                on_config=lambda c: None),
                       [http, websocket])
     gateway.reloader.on_skills = lambda skills: setattr(pipeline, "skills", skills)

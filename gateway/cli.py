@@ -247,6 +247,63 @@ def trace(msg_id: str, as_json: bool) -> None:
                    f"{s.outcome}{detail}")
 
 
+@main.group()
+def skills() -> None:
+    """The skills in the workspace."""
+
+
+@skills.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def skills_list(as_json: bool) -> None:
+    """Every skill with how to reach it, and every file that failed to load (exit 1 if any)."""
+    ws = default_workspace()
+    config = _config(ws)
+    rows, errors = _running_skills(ws, config) or _load_skills_here(ws, config)
+    if as_json:
+        click.echo(json.dumps({"skills": rows, "errors": errors}, ensure_ascii=False))
+    else:
+        for row in rows:
+            if row.get("intent"):
+                keywords = ", ".join(row.get("keywords") or []) or "-"
+                click.echo(f"{row['command']:<16} {row['kind']:<7} {row['source']:<28} "
+                           f"keywords: {keywords}  {row.get('description') or ''}".rstrip())
+        for source, problem in errors.items():
+            click.echo(f"ERROR {source}: {problem}")
+    if errors:
+        sys.exit(1)
+
+
+def _running_skills(ws: Workspace, config: Config) -> tuple[list, dict] | None:
+    """Ask the running gateway (what it has loaded now), with a token valid for a minute."""
+    from gateway.guards.tokens import issue_token
+    from gateway.store import Store
+
+    url = _base_url(config.gateway.host, config.gateway.port)
+    if not _gateway_pid(ws, config.gateway.port) or not _healthy(url):
+        return None
+    store = Store(ws.db_url)
+    try:
+        token, _ = issue_token(store, 60, label="cli")
+    finally:
+        store.close()
+    data = httpx.get(f"{url}/api/v1/skills", headers={"Authorization": f"Bearer {token}"},
+                     timeout=10).json()
+    return data["skills"], data["errors"]
+
+
+def _load_skills_here(ws: Workspace, config: Config) -> tuple[list, dict]:
+    """No gateway running: load the skills folder the way the gateway would."""
+    from gateway.skills.catalog import SkillLoader, SkillSet
+    from gateway.skills.hostpool import SkillHostPool
+
+    hosts = SkillHostPool(ws.root, 1, config.model_dump(by_alias=True))
+    try:
+        current = SkillLoader(ws.root, hosts, config.skills.timeout).build(SkillSet())
+    finally:
+        hosts.close()
+    return current.listing(), current.errors
+
+
 @main.command()
 def doctor() -> None:
     """Check config, workspace, port and every model endpoint; say how to fix each problem."""

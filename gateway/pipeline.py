@@ -15,8 +15,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from gateway.context import build_messages
+from gateway.context import build_messages, estimate_tokens
+from gateway.grounding import find_passages, grounding_prompt, sources_line
 from gateway.guards.chain import GuardChain
+from gateway.knowledge import KnowledgeBase
 from gateway.message import Message, Reply, Trace
 from gateway.models.base import Cancelled, ModelError, NoModelAvailable, OnDelta
 from gateway.models.pool import ModelPool
@@ -42,6 +44,7 @@ class Pipeline:
     def __init__(self, *, store: Store, sessions: SessionManager, guards: GuardChain,
                  models: dict[str, ModelPool], chat_model: str | None,
                  context_tokens: int, skills: SkillSet | None = None,
+                 knowledge: KnowledgeBase | None = None,
                  queue_timeout: float = 600.0) -> None:
         self.store = store
         self.sessions = sessions
@@ -51,6 +54,7 @@ class Pipeline:
         self.context_tokens = context_tokens
         self.queue_timeout = queue_timeout
         self.skills = skills or SkillSet()  # swapped whole by hot reload
+        self.knowledge = knowledge
         self.queue = ChatQueue()
         self._inflight: dict[str, _InFlight] = {}
         self._lock = threading.Lock()
@@ -191,9 +195,18 @@ class Pipeline:
             return _error_reply(msg, "model_unavailable", "No model is configured: add one "
                                 "under models: in config.yaml (see the README).", 503,
                                 session.id)
+        with trace.step("knowledge") as span:
+            passages = find_passages(self.knowledge, msg.text, self.context_tokens // 2)
+            span.detail = ", ".join(f"{p.passage.title or p.passage.source} ({p.score:.1f})"
+                                    for p in passages) or "no passage matched"
+        root = self.knowledge.folder.parent if self.knowledge else None
         with trace.step("context") as span:
             history = self.store.history(session.id, HISTORY_TURNS)
-            messages = build_messages(history, msg.text, self.context_tokens)
+            budget = self.context_tokens - sum(estimate_tokens(p.passage.text) for p in passages)
+            messages = build_messages(history, msg.text, max(budget, 256))
+            if passages and root is not None:
+                messages.insert(1, {"role": "system",
+                                    "content": grounding_prompt(passages, root)})
             span.detail = f"{(len(messages) - 2) // 2} of {len(history)} turns"
         with trace.step("model") as span:
             try:
@@ -218,7 +231,13 @@ class Pipeline:
             if handler:
                 text = str(call["arguments"].get("text") or msg.text)
                 return self._skill(msg, handler, text, session, trace)
-        return _reply(msg, result.text, session.id)
+        text = result.text
+        if passages and root is not None:
+            suffix = sources_line(passages, root)
+            if on_delta:
+                on_delta(suffix)
+            text += suffix
+        return _reply(msg, text, session.id)
 
     def _finish(self, msg: Message, trace: Trace, session: Session | None, route_name: str,
                 reply: Reply) -> Reply:

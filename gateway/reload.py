@@ -21,6 +21,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from gateway.config import Config, ConfigError, load_config
+from gateway.knowledge import KnowledgeBase
 from gateway.secrets import lookup_secret
 from gateway.skills.catalog import SkillLoader, SkillSet
 from gateway.workspace import Workspace
@@ -28,6 +29,15 @@ from gateway.workspace import Workspace
 log = logging.getLogger(__name__)
 
 SETTLE = 0.3  # seconds without events before reloading: editors write in several steps
+
+
+def off_loop(func: Callable[[], Any]) -> Any:
+    """CPU-heavy work (indexing) runs on gevent's thread pool inside the gateway."""
+    from gevent import get_hub, monkey
+
+    if monkey.is_module_patched("threading"):
+        return get_hub().threadpool.apply(func)
+    return func()
 
 
 class _Changes(FileSystemEventHandler):
@@ -44,19 +54,21 @@ class _Changes(FileSystemEventHandler):
                 continue
             if path == self.workspace.config_path:
                 self.wake("config")
-            elif path.is_relative_to(self.workspace.skills) or \
-                    path.is_relative_to(self.workspace.knowledge):
+            elif path.is_relative_to(self.workspace.skills):
                 self.wake("skills")
+            elif path.is_relative_to(self.workspace.knowledge):
+                self.wake("knowledge")  # skills load knowledge too: both are rebuilt
 
 
 class Reloader:
     """Owns the current skills snapshot and config; `on_skills`/`on_config` receive new ones."""
 
-    def __init__(self, workspace: Workspace, config: Config, loader: SkillLoader, *,
-                 on_skills: Callable[[SkillSet], None],
+    def __init__(self, workspace: Workspace, config: Config, loader: SkillLoader,
+                 knowledge: KnowledgeBase, *, on_skills: Callable[[SkillSet], None],
                  on_config: Callable[[Config], None]) -> None:
         self.workspace = workspace
         self.loader = loader
+        self.knowledge = knowledge
         self.config = config
         self.skills = SkillSet()
         self.config_error: str | None = None
@@ -125,7 +137,9 @@ class Reloader:
             try:
                 if "config" in pending:
                     self.reload_config()
-                if "skills" in pending:
+                if "knowledge" in pending:
+                    off_loop(self.knowledge.reload)
+                if pending & {"skills", "knowledge"}:
                     self.load_skills()
             except Exception:
                 log.exception("reload failed; the previous version keeps running")
