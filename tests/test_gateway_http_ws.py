@@ -282,3 +282,30 @@ def test_sigterm_finishes_the_reply_in_flight(gateway: GatewayProcess,
     sender.join(30)
     assert results[0].status_code == 200 and results[0].json()["reply"] == "echo: finish me"
     assert not (gateway.home / "data" / f"gateway-{gateway.port}.pid").exists()
+
+
+def test_idle_keepalive_connections_are_closed(home: Any, fake_model: FakeModelServer) -> None:
+    config = model_config(fake_model.url)
+    config["gateway"] = {"keepalive_timeout": 1}
+    write_config(home, config)
+    gw = GatewayProcess(home, free_port()).start()
+    try:
+        with socket.create_connection(("127.0.0.1", gw.port)) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.settimeout(30)
+            answer = b""
+            while not answer.endswith(b"}\n"):
+                answer += s.recv(4096)
+            assert b"200 OK" in answer
+            assert s.recv(4096) == b""  # the server hung up on the idle connection
+        ws = websocket.create_connection(f"ws://127.0.0.1:{gw.port}/ws", timeout=30,
+                                         header=[f"Authorization: Bearer {gw.token}"])
+        try:  # a WebSocket idle longer than keepalive_timeout stays open
+            ws.ping()
+            threading.Event().wait(1.5)
+            assert ws_exchange(ws, {"type": "message", "id": "k", "text": "hi"})[-1]["type"] \
+                == "reply"
+        finally:
+            ws.close()
+    finally:
+        gw.stop()

@@ -175,8 +175,10 @@ def _unique(handlers: list[SkillHandler], errors: dict[str, str]) -> list[SkillH
     for handler in sorted(handlers, key=lambda h: h.source):
         clash = next((w for w in handler.spec.commands() if w in taken), None)
         if clash:
-            errors[handler.source] = (f"/{clash} is already used by {taken[clash]}: rename "
-                                      f"the intent or command")
+            problem = (f"/{clash} is already used by {taken[clash]}: rename the intent or "
+                       f"command")
+            earlier = errors.get(handler.source)
+            errors[handler.source] = f"{earlier}; {problem}" if earlier else problem
             continue
         taken.update({w: handler.source for w in handler.spec.commands()})
         kept.append(handler)
