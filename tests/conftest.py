@@ -116,6 +116,15 @@ class GatewayProcess:
 
 
 @pytest.fixture
+def no_fd_leak() -> Iterator[None]:
+    """Fail a test that leaves a descriptor open: every path, refusals and time-outs included,
+    must close what it opened."""
+    before = set(os.listdir("/proc/self/fd"))
+    yield
+    assert set(os.listdir("/proc/self/fd")) <= before
+
+
+@pytest.fixture
 def fake_model() -> Iterator[FakeModelServer]:
     server = FakeModelServer()
     server.start()

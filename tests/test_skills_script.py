@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,12 +20,7 @@ EXAMPLES = ROOT / "skills"
 DATA = Path(__file__).resolve().parent / "data" / "knowledge"
 
 
-@pytest.fixture(autouse=True)
-def no_fd_leak() -> Iterator[None]:
-    """Pipes must be closed on every path, time-outs and failures included."""
-    before = set(os.listdir("/proc/self/fd"))
-    yield
-    assert set(os.listdir("/proc/self/fd")) <= before
+pytestmark = pytest.mark.usefixtures("no_fd_leak")
 
 
 @pytest.fixture

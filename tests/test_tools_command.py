@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,13 +11,7 @@ import pytest
 from gateway.tools.base import ToolError, ToolRefused
 from gateway.tools.command import CommandResult, CommandTool
 
-
-@pytest.fixture(autouse=True)
-def no_fd_leak() -> Iterator[None]:
-    """Pipes must be closed on every path, time-outs and refusals included."""
-    before = set(os.listdir("/proc/self/fd"))
-    yield
-    assert set(os.listdir("/proc/self/fd")) <= before
+pytestmark = pytest.mark.usefixtures("no_fd_leak")
 
 
 def test_runs_allowed_command(tmp_path: Path) -> None:

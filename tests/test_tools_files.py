@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,13 +10,7 @@ import pytest
 from gateway.tools.base import ToolError, ToolRefused
 from gateway.tools.files import FilesTool
 
-
-@pytest.fixture(autouse=True)
-def no_fd_leak() -> Iterator[None]:
-    """Every path through the tool, refusals included, must close what it opened."""
-    before = set(os.listdir("/proc/self/fd"))
-    yield
-    assert set(os.listdir("/proc/self/fd")) <= before
+pytestmark = pytest.mark.usefixtures("no_fd_leak")
 
 
 @pytest.fixture
