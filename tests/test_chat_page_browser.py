@@ -1,0 +1,66 @@
+"""The chat page in real headless Chromium: sign in from the link, talk over /ws, start fresh."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import GatewayProcess
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed: .ci/run must apt-get install chromium")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def test_sign_in_link_then_chat(browser: object, gateway: GatewayProcess) -> None:
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{gateway.url}/chat#token={gateway.token}")
+    expect(page.locator("#composer")).to_be_visible()
+    assert "token" not in page.url  # the fragment is wiped from the address bar
+    cookie = next(c for c in context.cookies() if c["name"] == "moltbot_token")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    expect(page.locator("#status")).to_have_text("connected")
+
+    page.fill("#text", "hello from the browser")
+    page.keyboard.press("Enter")
+    expect(page.locator(".msg.bot").last).to_contain_text("echo: hello from the browser")
+    expect(page.locator(".msg.bot small").last).to_contain_text("msg_id m")
+
+    page.click("#reset")
+    expect(page.locator(".msg.bot").last).to_contain_text("Started a fresh conversation.")
+    context.close()
+
+
+def test_a_bad_token_is_refused_with_the_fix(browser: object, gateway: GatewayProcess) -> None:
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    page = browser.new_page()
+    page.goto(f"{gateway.url}/chat")
+    expect(page.locator("#login")).to_be_visible()
+    page.fill("#token", "mb_not_a_real_token")
+    page.click("#login-form button")
+    expect(page.locator("#login-error")).to_contain_text("dashboard --token-gen")
+    page.close()
