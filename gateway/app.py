@@ -24,6 +24,7 @@ from gateway.config import Config
 from gateway.guards.chain import GuardChain, RequirePrincipal
 from gateway.guards.tokens import TokenAuthenticator
 from gateway.knowledge import KnowledgeBase
+from gateway.models.pool import ModelPool
 from gateway.models.registry import build_pools
 from gateway.pipeline import Pipeline
 from gateway.reload import Reloader
@@ -46,7 +47,9 @@ class Gateway:
     store: Store
     pipeline: Pipeline
     reloader: Reloader
+    authenticator: TokenAuthenticator
     channels: list[Channel] = field(default_factory=list)
+    retired_pools: list[ModelPool] = field(default_factory=list)
 
     def start(self) -> None:
         """Load the skills, watch the workspace, start the channels."""
@@ -64,6 +67,7 @@ class Gateway:
         self.pipeline.chat_model = config.chat_model()
         self.pipeline.context_tokens = config.gateway.context_tokens
         self.pipeline.sessions.timeout = config.gateway.session_timeout
+        self.authenticator.set_static_tokens(config.auth.tokens)
         self.reloader.loader.hosts.config = config.model_dump(by_alias=True)
         self.reloader.loader.default_timeout = config.skills.timeout
         if (config.gateway.host, config.gateway.port, config.gateway.max_connections) != (
@@ -71,8 +75,8 @@ class Gateway:
                 self.config.gateway.max_connections):
             log.warning("gateway.host/port/max_connections changed: restart to apply them")
         self.config = config
-        for pool in old_pools.values():
-            pool.close()
+        # Replies in flight may still stream through the old clients: close them at stop.
+        self.retired_pools.extend(old_pools.values())
 
     def stop(self, timeout: float) -> list[str]:
         """Finish in-flight replies (up to `timeout`), then stop every part.
@@ -81,16 +85,16 @@ class Gateway:
         keep the others (or the database) open.
         """
         problems: list[str] = []
-        self.reloader.stop()
         if not self.pipeline.drain(timeout):
             problems.append(f"messages still in flight after {timeout:.0f}s were abandoned")
+        self.reloader.stop()
         for channel in self.channels:
             try:
                 channel.stop()
             except Exception as e:  # collect, keep stopping the rest
                 log.exception("channel %s failed to stop", channel.name)
                 problems.append(f"channel {channel.name}: {e}")
-        for pool in self.pipeline.models.values():
+        for pool in [*self.retired_pools, *self.pipeline.models.values()]:
             pool.close()
         self.store.close()
         return problems
@@ -128,7 +132,7 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     gateway = Gateway(app, config, workspace, store, pipeline,
                       Reloader(workspace, config, loader, knowledge, on_skills=lambda s: None,
                                on_config=lambda c: None),
-                      [http, websocket])
+                      authenticator, [http, websocket])
     gateway.reloader.on_skills = lambda skills: setattr(pipeline, "skills", skills)
     gateway.reloader.on_config = gateway.apply_config
     app.register_blueprint(build_admin(authenticator, gateway.reloader))

@@ -139,7 +139,7 @@ class Reloader:
                     self.reload_config()
                 if "knowledge" in pending:
                     off_loop(self.knowledge.reload)
-                if pending & {"skills", "knowledge"}:
+                if pending & {"skills", "knowledge", "config"}:  # hosts take the new config
                     self.load_skills()
             except Exception:
                 log.exception("reload failed; the previous version keeps running")

@@ -32,7 +32,12 @@ class TokenAuthenticator:
 
     def __init__(self, store: Store, static_tokens: list[str]) -> None:
         self.store = store
-        self.static_hashes = [hash_token(t) for t in static_tokens if t]
+        self.static_hashes: list[str] = []
+        self.set_static_tokens(static_tokens)
+
+    def set_static_tokens(self, tokens: list[str]) -> None:
+        """`auth.tokens` from config.yaml; replaced whole when the config is reloaded."""
+        self.static_hashes = [hash_token(t) for t in tokens if t]
 
     def verify(self, token: str | None) -> str | None:
         if not token or len(token) > 512:
