@@ -20,11 +20,13 @@ Prints numbers, asserts nothing. Why each part exists:
 
 Everything runs against `python -m gateway.server` started as `moltbot gateway start` starts it,
 in a temporary MOLTBOT_HOME, with the `--fast` fake model. The client is this process: http.client
-on keep-alive connections, one thread per concurrent client (fine at these rates). CPU columns
-are shares of one core during the timed window: `gw` is the gateway process, `skills` the skill
-hosts plus any script processes. Every process started here, and every process whose working
-folder is inside the temporary folder (skill hosts, scripts), is stopped on exit, on an
-exception and on Ctrl-C/SIGTERM, and the temporary folder is removed.
+on keep-alive connections, one thread per concurrent client (fine at these rates). CPU figures
+are shares of one core during the timed window (this machine has 2 cores, so 200% is all of
+it): `gw` the gateway process, `skills` the skill hosts plus script processes, `client` this
+process, `model` the fake model, `other` everything else on the machine (another benchmark or
+test run makes the figures incomparable; it shows there). Every process started here, and
+every process whose working folder is inside the temporary folder (skill hosts, scripts), is
+stopped on exit, on an exception and on Ctrl-C/SIGTERM, and the temporary folder is removed.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ POLL = 0.020  # hot reload: seconds between polls
 RELOAD_DEADLINE = 15.0  # give up on one hot reload after this long
 SKILL_TIMEOUT = 5  # skills.timeout in config.yaml (the brief's figure)
 NAP_SECONDS = 5
+SWAP_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO gateway\.reload: "
+                       r"skills loaded", re.MULTILINE)
 
 BASE_SKILL = f'''\
 import time
@@ -89,7 +93,7 @@ SHELL_SKILL = "#!/bin/sh\n# moltbot: intent=shping\necho pong\n"
 
 
 def reload_skill(n: int, reply: str) -> str:
-    """A new Python skill answering `/bench_<n>` with `reply`."""
+    """A Python skill answering `/bench_<n>` with `reply` (file name: bench_<n>.py)."""
     return (
         "from moltbot_sdk import Skill, context\n\n\n"
         f"class Bench{n}(Skill):\n"
@@ -118,7 +122,7 @@ class Plan:
 
 FULL = Plan(new_skills=10, edits=5, window=4.0, concurrencies=(1, 8, 32), chat_messages=200,
             skill_messages=100, faq_sections=2000, faq_queries=300)
-QUICK = Plan(new_skills=5, edits=2, window=1.5, concurrencies=(1, 8, 32), chat_messages=100,
+QUICK = Plan(new_skills=4, edits=2, window=0.8, concurrencies=(1, 8, 32), chat_messages=100,
              skill_messages=50, faq_sections=2000, faq_queries=100)
 
 
@@ -248,6 +252,10 @@ class FakeModel:
         self.url = line.decode().split()[1]
         return self
 
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
     def stop(self) -> None:
         if self.proc is not None:
             stop_process(self.proc, 5)
@@ -258,8 +266,9 @@ class FakeModel:
 class Gateway:
     """The real gateway (`python -m gateway.server`) in a child process with its own home."""
 
-    def __init__(self, home: Path, config: dict[str, Any]) -> None:
+    def __init__(self, home: Path, config: dict[str, Any], model_pid: int | None) -> None:
         self.home = home
+        self.model_pid = model_pid  # only for the CPU columns
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.token = ""
@@ -331,6 +340,21 @@ class Gateway:
         return times.user + times.system, times.children_user + times.children_system, live
 
 
+def busy_seconds() -> float:
+    """CPU seconds the whole machine has spent not idle (all cores)."""
+    t = psutil.cpu_times()
+    return float(sum(t)) - t.idle - getattr(t, "iowait", 0.0)
+
+
+def pid_seconds(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    try:
+        return float(sum(psutil.Process(pid).cpu_times()[:2]))
+    except psutil.Error:
+        return 0.0
+
+
 @contextlib.contextmanager
 def cpu_meter(gw: Gateway, into: dict[str, float]) -> Iterator[None]:
     """Fills `into` with the gateway's and the skills' share of one core over the block.
@@ -338,20 +362,28 @@ def cpu_meter(gw: Gateway, into: dict[str, float]) -> Iterator[None]:
     A skill host killed during the block is reaped by the gateway, so its time moves into the
     gateway's children times: counting the reaped delta plus the live deltas counts it once.
     """
+    me = os.getpid()
     began = time.perf_counter()
+    all0, me0, model0 = busy_seconds(), pid_seconds(me), pid_seconds(gw.model_pid)
     gw0, reaped0, live0 = gw.cpu_sample()
     yield
     gw1, reaped1, live1 = gw.cpu_sample()
+    all1, me1, model1 = busy_seconds(), pid_seconds(me), pid_seconds(gw.model_pid)
     wall = max(time.perf_counter() - began, 1e-9)
     skills = reaped1 - reaped0 + sum(live1.values()) - sum(
         t for pid, t in live0.items() if pid in live1)
     skills -= sum(t for pid, t in live0.items() if pid not in live1)
     into["gw"] = (gw1 - gw0) / wall * 100
     into["skills"] = max(skills, 0.0) / wall * 100
+    into["client"] = (me1 - me0) / wall * 100
+    into["model"] = (model1 - model0) / wall * 100
+    ours = sum(into[k] for k in ("gw", "skills", "client", "model"))
+    into["other"] = max((all1 - all0) / wall * 100 - ours, 0.0)
 
 
 def cpu_note(cpu: dict[str, float]) -> str:
-    return f"cpu gw {cpu.get('gw', 0):.0f}% skills {cpu.get('skills', 0):.0f}%"
+    return "cpu% " + " ".join(f"{k} {cpu.get(k, 0):.0f}"
+                              for k in ("gw", "skills", "client", "model", "other"))
 
 
 # --------------------------------------------------------------------------- client
@@ -432,45 +464,60 @@ def settle_seconds() -> str:
     return f"{float(found.group(1)) * 1000:.0f} ms" if found else "?"
 
 
+def swap_times(gw: Gateway) -> list[float]:
+    """Wall-clock times of the reloader's "skills loaded" lines (logged right after the swap)."""
+    path = gw.home / "data" / "logs" / "gateway.log"
+    text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+    return [datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            for m in SWAP_LINE.finditer(text)]
+
+
+def reload_series(gw: Gateway, client: Client, writes: list[tuple[Path, str]],
+                  label: str, rows: list[Row]) -> None:
+    """Write each (file, reply) as a skill; time it until its command answers with `reply`.
+
+    Besides the user-visible time, the gateway log says when the new snapshot was swapped in.
+    An edited reply can arrive before that: the skill hosts are reloaded in place, one after
+    the other, and the old snapshot's handler already reaches the new code in the first one.
+    """
+    answered: list[float] = []
+    written_at: list[float] = []
+    failed = 0
+    for path, expected in writes:
+        time.sleep(0.5)  # let the previous reload finish: each write is timed on its own
+        n = int(path.stem.rsplit("_", 1)[1])
+        written_at.append(time.time())
+        began = time.perf_counter()
+        path.write_text(reload_skill(n, expected), encoding="utf-8")
+        took = wait_for_reply(client, f"/bench_{n}", expected, began)
+        if took is None:  # reloading is broken: say so, and keep the run bounded
+            failed += 1
+            break
+        answered.append(took)
+    swaps = swap_times(gw)
+    swapped = [next(t for t in swaps if t >= w - 0.001) - w for w in written_at
+               if any(t >= w - 0.001 for t in swaps)]
+    row = latency_row("1 hot reload", label, answered, failed,
+                      note=f"swap p50 {ms(percentile(swapped, 0.5))} ms (gateway.log)")
+    rows.append(row)
+    print(f"   {label:<17} answered p50 {ms(row.p50)} ms  max {ms(row.max)} ms   "
+          f"[{' '.join(f'{t * 1000:.0f}' for t in answered)}]"
+          + (f"  (stopped: one was not answered within {RELOAD_DEADLINE:.0f}s)" if failed
+             else ""))
+    print(f"   {'':<17} swapped p50 {ms(percentile(swapped, 0.5))} ms  "
+          f"max {ms(max(swapped) if swapped else None)} ms after the write (gateway.log)")
+
+
 def bench_hot_reload(gw: Gateway, plan: Plan, rows: list[Row]) -> None:
     print(f"\n1. Hot reload (poll every {POLL * 1000:.0f} ms; the reloader waits "
-          f"{settle_seconds()} for writes to settle)")
+          f"{settle_seconds()} for writes to settle, then loads into every skill host)")
     client = Client(gw)
     skills = gw.home / "skills"
     nonce = random.randrange(1 << 30)
-    created: list[float] = []
-    failed = 0
-    for n in range(plan.new_skills):
-        time.sleep(0.5)  # let the previous reload finish: each write is timed on its own
-        expected = f"bench {n} v0 {nonce}"
-        began = time.perf_counter()
-        (skills / f"bench_{n}.py").write_text(reload_skill(n, expected), encoding="utf-8")
-        took = wait_for_reply(client, f"/bench_{n}", expected, began)
-        if took is None:
-            failed += 1
-        else:
-            created.append(took)
-    print("   new file  -> answered (ms): " + " ".join(f"{t * 1000:.0f}" for t in created)
-          + (f"  ({failed} not answered within {RELOAD_DEADLINE:.0f}s)" if failed else ""))
-    rows.append(latency_row("1 hot reload", "new skill file", created, failed,
-                            note=f"{len(list(skills.glob('*.py')))} .py files at the end"))
-
-    edited: list[float] = []
-    failed = 0
-    target = skills / "bench_0.py"
-    for version in range(1, plan.edits + 1):
-        time.sleep(0.5)
-        expected = f"bench 0 v{version} {nonce}"
-        began = time.perf_counter()
-        target.write_text(reload_skill(0, expected), encoding="utf-8")
-        took = wait_for_reply(client, "/bench_0", expected, began)
-        if took is None:
-            failed += 1
-        else:
-            edited.append(took)
-    print("   edit reply -> answered (ms): " + " ".join(f"{t * 1000:.0f}" for t in edited)
-          + (f"  ({failed} not answered within {RELOAD_DEADLINE:.0f}s)" if failed else ""))
-    rows.append(latency_row("1 hot reload", "edit skill reply", edited, failed))
+    reload_series(gw, client, [(skills / f"bench_{n}.py", f"bench {n} v0 {nonce}")
+                               for n in range(plan.new_skills)], "new skill file", rows)
+    reload_series(gw, client, [(skills / "bench_0.py", f"bench 0 v{v} {nonce}")
+                               for v in range(1, plan.edits + 1)], "edit skill reply", rows)
 
     # Remove the reload skills so later sections see the same skills on every run.
     for n in range(plan.new_skills):
@@ -591,54 +638,66 @@ def ping_run(gw: Gateway, plan: Plan, tag: str) -> tuple[list[float], int]:
         client.close()
 
 
-def bench_isolation(gw: Gateway, plan: Plan, rows: list[Row]) -> None:
-    print(f"\n3. Isolation: plain chat (fake model, {plan.chat_messages} sequential messages "
-          f"from 10 chats) while one client's skill misbehaves (skills.timeout {SKILL_TIMEOUT}s)")
-    latencies, errors, cpu = chat_run(gw, plan, "base")
-    rows.append(latency_row("3 isolation", "chat, baseline", latencies, errors,
-                            note=cpu_note(cpu)))
-    print(f"   {'baseline':<22} p50 {ms(rows[-1].p50):>6} ms  p99 {ms(rows[-1].p99):>6} ms  "
-          f"errors {errors}  {cpu_note(cpu)}")
-    ping, ping_errors = ping_run(gw, plan, "base")
-    rows.append(latency_row("3 isolation", "/ping, baseline", ping, ping_errors))
+class Misbehaver:
+    """One client calling a bad skill (`/spin` or `/nap`) back to back until told to stop.
 
-    for skill, what in (("spin", "busy-looping skill"), ("nap", f"sleep({NAP_SECONDS}) skill")):
-        stop = threading.Event()
-        outcomes: list[str] = []
+    Back to back so the skill keeps misbehaving even if the measurement outlasts one call.
+    """
 
-        def misbehave(skill: str = skill, stop: threading.Event = stop,
-                      outcomes: list[str] = outcomes) -> None:
-            client = Client(gw, timeout=SKILL_TIMEOUT + 20)
-            try:
-                while not stop.is_set():
-                    began = time.perf_counter()
-                    status, body = client.post(f"/{skill}", f"iso-{skill}")
-                    code = body.get("error", {}).get("code", "ok")
-                    outcomes.append(f"{status} {code} {time.perf_counter() - began:.1f}s")
-            finally:
-                client.close()
+    def __init__(self, gw: Gateway, skill: str) -> None:
+        self.gw = gw
+        self.skill = skill
+        self.stop = threading.Event()
+        self.outcomes: list[str] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
 
-        runner = threading.Thread(target=misbehave, daemon=True)
-        runner.start()
+    def _run(self) -> None:
+        client = Client(self.gw, timeout=SKILL_TIMEOUT + 20)
+        try:
+            while not self.stop.is_set():
+                began = time.perf_counter()
+                status, body = client.post(f"/{self.skill}", f"iso-{self.skill}")
+                code = body.get("error", {}).get("code", "ok")
+                self.outcomes.append(f"{status} {code} after {time.perf_counter() - began:.1f}s")
+        finally:
+            client.close()
+
+    def __enter__(self) -> Misbehaver:
+        self.thread.start()
         time.sleep(0.3)  # the call has reached its skill host
-        phase_began = time.perf_counter()
-        latencies, errors, cpu = chat_run(gw, plan, skill)
-        ping, ping_errors = ping_run(gw, plan, skill)
-        phase = time.perf_counter() - phase_began
-        stop.set()
-        runner.join(SKILL_TIMEOUT + 25)
-        rows.append(latency_row("3 isolation", f"chat, {what}", latencies, errors,
-                                note=cpu_note(cpu)))
-        print(f"   {'during ' + what:<22} p50 {ms(rows[-1].p50):>6} ms  "
-              f"p99 {ms(rows[-1].p99):>6} ms  errors {errors}  {cpu_note(cpu)}")
-        rows.append(latency_row("3 isolation", f"/ping, {what}", ping, ping_errors))
-        print(f"   {'':<22} /ping meanwhile p50 {ms(rows[-1].p50)} ms p99 {ms(rows[-1].p99)} ms"
-              f" errors {ping_errors}; measured for {phase:.1f}s; the {skill} calls answered: "
-              f"{', '.join(outcomes) or 'none'}")
-    base_chat = next(r for r in rows if r.name == "chat, baseline")
-    base_ping = next(r for r in rows if r.name == "/ping, baseline")
-    print(f"   {'baseline /ping':<22} p50 {ms(base_ping.p50):>6} ms  p99 {ms(base_ping.p99):>6} ms"
-          f"  (chat baseline p50 {ms(base_chat.p50)} ms)")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(SKILL_TIMEOUT + 25)  # the call in flight ends at the time-out
+
+
+def isolation_phase(gw: Gateway, plan: Plan, rows: list[Row], tag: str, what: str) -> None:
+    """Chat, then /ping, measured now; one summary line for the phase."""
+    began = time.perf_counter()
+    latencies, errors, cpu = chat_run(gw, plan, tag)
+    ping, ping_errors = ping_run(gw, plan, tag)
+    took = time.perf_counter() - began
+    chat_row = latency_row("3 isolation", f"chat, {what}", latencies, errors,
+                           note=cpu_note(cpu))
+    ping_row = latency_row("3 isolation", f"/ping, {what}", ping, ping_errors)
+    rows.extend([chat_row, ping_row])
+    print(f"   {what:<20}{ms(chat_row.p50):>9}{ms(chat_row.p99):>8}{errors:>5}"
+          f"{ms(ping_row.p50):>10}{ms(ping_row.p99):>8}{ping_errors:>5}{took:>6.1f}  "
+          f"{cpu_note(cpu)} (during chat)")
+
+
+def bench_isolation(gw: Gateway, plan: Plan, rows: list[Row]) -> None:
+    print(f"\n3. Isolation: plain chat (fake model, {plan.chat_messages} sequential messages, "
+          f"10 chats), then /ping x{plan.skill_messages},\n   while another client's skill "
+          f"misbehaves (skills.timeout {SKILL_TIMEOUT}s, 2 skill hosts)")
+    print(f"   {'':<20}{'chat p50':>9}{'p99':>8}{'err':>5}{'/ping p50':>10}{'p99':>8}"
+          f"{'err':>5}{'secs':>6}  (ms)")
+    isolation_phase(gw, plan, rows, "base", "baseline")
+    for skill, what in (("spin", "busy-looping skill"), ("nap", f"sleep({NAP_SECONDS}) skill")):
+        with Misbehaver(gw, skill) as bad:
+            isolation_phase(gw, plan, rows, skill, what)
+        print(f"   {'':<20}the /{skill} calls: {', '.join(bad.outcomes) or 'none'}")
 
 
 # --------------------------------------------------------------------------- 4. FAQ search
@@ -709,22 +768,23 @@ def make_faq(sections: int, rng: random.Random) -> Faq:
     return Faq("\n".join(parts), entries)
 
 
-def bench_faq(root: Path, model_url: str, plan: Plan, rows: list[Row],
-              cleanup: Cleanup) -> None:
+def bench_faq(root: Path, model: FakeModel, plan: Plan, rows: list[Row], cleanup: Cleanup,
+              plain_start: float) -> None:
     print(f"\n4. FAQ skill (skills/auto_reply.py as shipped) over {plan.faq_sections} "
           "generated zh/en sections")
     rng = random.Random(20240601)
     faq = make_faq(plan.faq_sections, rng)
-    config = {"models": {"llama2": {"endpoint": model_url, "max_tokens": 64}},
+    config = {"models": {"llama2": {"endpoint": model.url, "max_tokens": 64}},
               "skills": {"timeout": SKILL_TIMEOUT}}
-    gw = Gateway(root / "faq-home", config)
+    gw = Gateway(root / "faq-home", config, model.pid)
     (gw.home / "knowledge" / "faq.md").write_text(faq.text, encoding="utf-8")
     shutil.copy2(REPO / "skills" / "auto_reply.py", gw.home / "skills" / "auto_reply.py")
     cleanup.push(gw.stop)
     gw.start()
     size = len(faq.text.encode())
-    print(f"   faq.md {size / 1024:.0f} KiB; gateway healthy {gw.started_in:.1f}s after start "
-          "(skills load in every skill host before it listens)")
+    print(f"   faq.md {size / 1024:.0f} KiB; gateway healthy {gw.started_in:.1f}s after start, "
+          f"vs {plain_start:.1f}s for the first workspace (each skill host indexes faq.md "
+          "before the gateway listens)")
     client = Client(gw)
     picked = [rng.choice(faq.entries) for _ in range(plan.faq_queries)]
     client.post("/faq_query " + picked[0].query, "faq-warm")  # untimed: first-call costs
@@ -755,10 +815,19 @@ def bench_faq(root: Path, model_url: str, plan: Plan, rows: list[Row],
 # --------------------------------------------------------------------------- main
 
 
-def print_summary(rows: list[Row], plan_name: str, elapsed: float) -> None:
+def busy_note(seconds: float = 0.5) -> str:
+    """How busy the machine is before we start: other work on 2 cores changes every figure."""
+    busy = psutil.cpu_percent(interval=seconds) * (os.cpu_count() or 1)
+    note = f"machine busy before start: {busy:.0f}% of one core"
+    if busy > 30:
+        note += " -- other processes are running: compare the 'other' CPU column"
+    return note
+
+
+def print_summary(rows: list[Row], plan_name: str, elapsed: float, load_before: str) -> None:
     print(f"\nSummary  {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}  ({plan_name} run, "
           f"{elapsed:.0f}s; {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"{platform.system()} {platform.release()})")
+          f"{platform.system()} {platform.release()}); {load_before}")
     header = (f"{'section':<16}{'case':<36}{'n':>6}{'msg/s':>8}{'p50 ms':>9}{'p99 ms':>9}"
               f"{'max ms':>9}{'err':>5}  note")
     print(header)
@@ -783,6 +852,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, on_signal)
 
     started = time.perf_counter()
+    load_before = busy_note()
+    print(f"moltbot bench_skills ({plan_name}); {load_before}")
     rows: list[Row] = []
     cleanup = Cleanup()
     root = Path(tempfile.mkdtemp(prefix="moltbot-bench-skills-")).resolve()
@@ -794,7 +865,7 @@ def main(argv: list[str] | None = None) -> int:
         model.start()
         config = {"models": {"llama2": {"endpoint": model.url, "max_tokens": 64}},
                   "skills": {"timeout": SKILL_TIMEOUT}}
-        gw = Gateway(root / "home", config)
+        gw = Gateway(root / "home", config, model.pid)
         (gw.home / "skills" / "bench_base.py").write_text(BASE_SKILL, encoding="utf-8")
         script = gw.home / "skills" / "shping.sh"
         script.write_text(SHELL_SKILL, encoding="utf-8")
@@ -807,14 +878,16 @@ def main(argv: list[str] | None = None) -> int:
         bench_command_skills(gw, plan, rows)
         bench_isolation(gw, plan, rows)
         gw.stop()
-        bench_faq(root, model.url, plan, rows, cleanup)
+        bench_faq(root, model, plan, rows, cleanup, gw.started_in)
     except KeyboardInterrupt as e:
         print(f"\ninterrupted ({e}); stopping everything", file=sys.stderr)
         return 130
     finally:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
         cleanup.run()
         if rows:
-            print_summary(rows, plan_name, time.perf_counter() - started)
+            print_summary(rows, plan_name, time.perf_counter() - started, load_before)
     return 0
 
 

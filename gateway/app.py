@@ -20,6 +20,7 @@ from gateway.api.pages import build_pages
 from gateway.channels.base import Channel
 from gateway.channels.http import HttpChannel
 from gateway.channels.websocket import WebSocketChannel
+from gateway.chat import ChatResponder
 from gateway.config import Config
 from gateway.guards.chain import GuardChain, RequirePrincipal
 from gateway.guards.tokens import TokenAuthenticator
@@ -32,6 +33,7 @@ from gateway.sessions import SessionManager
 from gateway.skills.catalog import SkillLoader
 from gateway.skills.hostpool import SkillHostPool
 from gateway.store import Store
+from gateway.tools import Tool, build_tools
 from gateway.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -65,7 +67,8 @@ class Gateway:
         old_pools = self.pipeline.models
         self.pipeline.models = build_pools(config, str(self.workspace.config_path))
         self.pipeline.chat_model = config.chat_model()
-        self.pipeline.context_tokens = config.gateway.context_tokens
+        self.pipeline.chat.context_tokens = config.gateway.context_tokens
+        self.pipeline.chat.tools = build_model_tools(self.workspace, config)
         self.pipeline.sessions.timeout = config.gateway.session_timeout
         self.authenticator.set_static_tokens(config.auth.tokens)
         self.reloader.loader.hosts.config = config.model_dump(by_alias=True)
@@ -100,6 +103,12 @@ class Gateway:
         return problems
 
 
+def build_model_tools(workspace: Workspace, config: Config) -> dict[str, Tool]:
+    """The tools the model itself may call: only those `tools.offer_to_model` names."""
+    tools = build_tools(workspace.root, **config.tools.model_dump(exclude={"offer_to_model"}))
+    return {name: tools[name] for name in config.tools.offer_to_model}
+
+
 def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     store = Store(workspace.db_url)
     authenticator = TokenAuthenticator(store, config.auth.tokens)
@@ -111,8 +120,8 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
         guards=GuardChain([RequirePrincipal()]),
         models=build_pools(config, str(workspace.config_path)),
         chat_model=config.chat_model(),
-        context_tokens=config.gateway.context_tokens,
-        knowledge=knowledge,
+        chat=ChatResponder(store, knowledge, config.gateway.context_tokens,
+                           build_model_tools(workspace, config)),
     )
 
     app = Flask(__name__, static_folder=None)

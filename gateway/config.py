@@ -137,6 +137,8 @@ class ToolsConfig(_Section):
     allowed_hosts: list[str] = Field(default_factory=list)
     http_timeout: Duration = 10.0
     max_bytes: int = Field(1024 * 1024, ge=1024)
+    offer_to_model: list[Literal["files", "command", "http"]] = Field(
+        default_factory=list, description="tools the model may call itself (skills always may)")
 
 
 class SkillsConfig(_Section):

@@ -15,12 +15,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from gateway.context import build_messages, estimate_tokens
-from gateway.grounding import find_passages, grounding_prompt, sources_line
+from gateway.chat import ChatResponder
 from gateway.guards.chain import GuardChain
-from gateway.knowledge import KnowledgeBase
 from gateway.message import Message, Reply, Trace
-from gateway.models.base import Cancelled, ModelError, NoModelAvailable, OnDelta
+from gateway.models.base import OnDelta
 from gateway.models.pool import ModelPool
 from gateway.router import Route, help_text, route
 from gateway.sessions import ChatQueue, Session, SessionManager
@@ -31,8 +29,6 @@ from gateway.store import Store, StoredMessage
 
 log = logging.getLogger(__name__)
 
-HISTORY_TURNS = 50
-
 
 @dataclass
 class _InFlight:
@@ -42,19 +38,16 @@ class _InFlight:
 
 class Pipeline:
     def __init__(self, *, store: Store, sessions: SessionManager, guards: GuardChain,
-                 models: dict[str, ModelPool], chat_model: str | None,
-                 context_tokens: int, skills: SkillSet | None = None,
-                 knowledge: KnowledgeBase | None = None,
-                 queue_timeout: float = 600.0) -> None:
+                 models: dict[str, ModelPool], chat_model: str | None, chat: ChatResponder,
+                 skills: SkillSet | None = None, queue_timeout: float = 600.0) -> None:
         self.store = store
         self.sessions = sessions
         self.guards = guards
         self.models = models
         self.chat_model = chat_model
-        self.context_tokens = context_tokens
+        self.chat = chat
         self.queue_timeout = queue_timeout
         self.skills = skills or SkillSet()  # swapped whole by hot reload
-        self.knowledge = knowledge
         self.queue = ChatQueue()
         self._inflight: dict[str, _InFlight] = {}
         self._lock = threading.Lock()
@@ -195,49 +188,15 @@ class Pipeline:
             return _error_reply(msg, "model_unavailable", "No model is configured: add one "
                                 "under models: in config.yaml (see the README).", 503,
                                 session.id)
-        with trace.step("knowledge") as span:
-            passages = find_passages(self.knowledge, msg.text, self.context_tokens // 2)
-            span.detail = ", ".join(f"{p.passage.title or p.passage.source} ({p.score:.1f})"
-                                    for p in passages) or "no passage matched"
-        root = self.knowledge.folder.parent if self.knowledge else None
-        with trace.step("context") as span:
-            history = self.store.history(session.id, HISTORY_TURNS)
-            budget = self.context_tokens - sum(estimate_tokens(p.passage.text) for p in passages)
-            messages = build_messages(history, msg.text, max(budget, 256))
-            if passages and root is not None:
-                messages.insert(1, {"role": "system",
-                                    "content": grounding_prompt(passages, root)})
-            span.detail = f"{(len(messages) - 2) // 2} of {len(history)} turns"
-        with trace.step("model") as span:
-            try:
-                tools = [h.tool_spec() for h in skills.handlers] or None
-                result = pool.chat(messages, on_delta=on_delta, cancel=cancel, tools=tools)
-                span.detail = f"{pool.name} via {result.endpoint}"
-            except NoModelAvailable as e:
-                span.outcome, span.detail = "error", str(e)[:300]
-                log.warning("msg_id=%s %s", msg.id, e)
-                return _error_reply(msg, "model_unavailable", str(e), 503, session.id)
-            except Cancelled as e:
-                span.outcome, span.detail = "cancelled", str(e)
-                log.info("msg_id=%s sender went away; model call cancelled", msg.id)
-                return _error_reply(msg, "cancelled", "The sender disconnected.", 499,
-                                    session.id)
-            except ModelError as e:
-                span.outcome, span.detail = "error", str(e)[:300]
-                log.warning("msg_id=%s model refused: %s", msg.id, e)
-                return _error_reply(msg, "model_error", str(e), 502, session.id)
-        for call in result.tool_calls:  # the model chose a skill
-            handler = next((h for h in skills.handlers if h.intent == call["name"]), None)
-            if handler:
-                text = str(call["arguments"].get("text") or msg.text)
-                return self._skill(msg, handler, text, session, trace)
-        text = result.text
-        if passages and root is not None:
-            suffix = sources_line(passages, root)
-            if on_delta:
-                on_delta(suffix)
-            text += suffix
-        return _reply(msg, text, session.id)
+        outcome = self.chat.answer(pool, msg.id, msg.text, session.id, trace, skills,
+                                   on_delta, cancel)
+        if outcome.error:
+            code, text, status = outcome.error
+            return _error_reply(msg, code, text, status, session.id)
+        if outcome.skill:  # the model chose a skill
+            handler, text = outcome.skill
+            return self._skill(msg, handler, text, session, trace)
+        return _reply(msg, outcome.text, session.id)
 
     def _finish(self, msg: Message, trace: Trace, session: Session | None, route_name: str,
                 reply: Reply) -> Reply:

@@ -60,7 +60,8 @@ def test_tool_calls_come_back_in_one_shape(fake_model: FakeModelServer) -> None:
     ask = [{"role": "user", "content": "faq please"}]
     for provider in (ollama(fake_model.url), openai_compat(fake_model.url)):
         result = provider.chat(ask, tools=tools)
-        assert result.tool_calls == [{"name": "faq_query", "arguments": {"q": "install"}}]
+        assert [(c["name"], c["arguments"]) for c in result.tool_calls] == [
+            ("faq_query", {"q": "install"})]
 
 
 def test_unknown_model_is_a_model_error_with_the_fix(fake_model: FakeModelServer) -> None:

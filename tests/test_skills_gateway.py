@@ -218,3 +218,31 @@ def test_config_edits_apply_and_bad_ones_are_refused(workspace_gateway: GatewayP
     wait_until(lambda: skills_api(gw)["config_error"] is None)
     gw.post("now shorter")
     assert fake_model.requests[-1]["body"]["options"]["num_predict"] == 7
+
+
+def test_the_model_calls_offered_tools_and_sees_refusals(home: Path,
+                                                         fake_model: FakeModelServer) -> None:
+    config = model_config(fake_model.url)
+    config["tools"] = {"offer_to_model": ["files"]}
+    write_config(home, config)
+    (home / "notes.txt").write_text("buy milk", encoding="utf-8")
+    fake_model.tool_call_when(contains="read my notes", name="files",
+                              arguments={"action": "read", "path": "notes.txt"})
+    fake_model.tool_call_when(contains="read the secrets", name="files",
+                              arguments={"action": "read", "path": "../../etc/passwd"})
+    gw = GatewayProcess(home, free_port()).start()
+    try:
+        notes = gw.post("please read my notes").json()
+        assert notes["reply"] == "tool said: buy milk"
+        offered = {t["function"]["name"] for t in fake_model.requests[-1]["body"]["tools"]}
+        assert "files" in offered and "command" not in offered
+        spans = json.loads(run_cli(home, "trace", notes["id"], "--json").stdout)["spans"]
+        assert [s["step"] for s in spans if s["step"] in ("model", "tool:files")] == \
+            ["model", "tool:files", "model"]
+
+        refused = gw.post("read the secrets").json()
+        assert refused["reply"].startswith("tool said: refused:")
+        spans = json.loads(run_cli(home, "trace", refused["id"], "--json").stdout)["spans"]
+        assert any(s["step"] == "tool:files" and s["outcome"] == "refused" for s in spans)
+    finally:
+        gw.stop()

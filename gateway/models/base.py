@@ -43,7 +43,14 @@ class ModelResult:
 
 
 class Provider(Protocol):
-    """One endpoint of one model. `chat` streams pieces to `on_delta` and returns the whole."""
+    """One endpoint of one model. `chat` streams pieces to `on_delta` and returns the whole.
+
+    Messages are plain chat dicts, plus two neutral shapes for a tool round trip that each
+    backend turns into its own wire format: `{"role": "assistant", "content": "",
+    "tool_calls": [{"id", "name", "arguments": {...}}]}` and `{"role": "tool",
+    "tool_call_id", "name", "content"}`. `ModelResult.tool_calls` uses the same
+    `{"id", "name", "arguments"}` shape.
+    """
 
     url: str
 

@@ -34,7 +34,7 @@ class OllamaProvider:
         pieces: list[str] = []
         tool_calls: list[dict[str, Any]] = []
         try:
-            stream = self.client.chat(model=self.model, messages=messages, stream=True,
+            stream = self.client.chat(model=self.model, messages=_wire(messages), stream=True,
                                       options=self.options, tools=tools or None)
             try:
                 for part in stream:
@@ -42,7 +42,8 @@ class OllamaProvider:
                         raise Cancelled(f"cancelled after {len(pieces)} pieces")
                     piece = part.message.content or ""
                     for call in part.message.tool_calls or []:
-                        tool_calls.append({"name": call.function.name,
+                        tool_calls.append({"id": f"call_{len(tool_calls)}",
+                                           "name": call.function.name,
                                            "arguments": dict(call.function.arguments or {})})
                     if piece:
                         pieces.append(piece)
@@ -79,6 +80,21 @@ class OllamaProvider:
             return ModelError(f"model '{self.model}' is not available at {self.url}: "
                               f"run `ollama pull {self.model}` ({e.error})")
         return ModelError(f"{self.url} refused the call with HTTP {e.status_code}: {e.error}")
+
+
+def _wire(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The neutral tool round-trip shapes (see `Provider`) in Ollama's form."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        if m.get("tool_calls"):
+            out.append({"role": "assistant", "content": m.get("content") or "", "tool_calls": [
+                {"function": {"name": c["name"], "arguments": c["arguments"]}}
+                for c in m["tool_calls"]]})
+        elif m.get("role") == "tool":
+            out.append({"role": "tool", "content": m["content"], "tool_name": m.get("name")})
+        else:
+            out.append(m)
+    return out
 
 
 def _reason(e: Exception) -> str:

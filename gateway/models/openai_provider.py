@@ -32,7 +32,8 @@ class OpenAIProvider:
         calls: dict[int, dict[str, Any]] = {}
         try:
             stream = self.client.chat.completions.create(
-                model=self.model, messages=messages, max_tokens=self.max_tokens, stream=True,
+                model=self.model, messages=_wire(messages), max_tokens=self.max_tokens,
+                stream=True,
                 **extra)
             with stream:
                 for chunk in stream:
@@ -42,7 +43,10 @@ class OpenAIProvider:
                         continue
                     delta = chunk.choices[0].delta
                     for call in delta.tool_calls or []:
-                        slot = calls.setdefault(call.index, {"name": "", "arguments": ""})
+                        slot = calls.setdefault(call.index, {"id": "", "name": "",
+                                                             "arguments": ""})
+                        if call.id:
+                            slot["id"] = call.id
                         if call.function and call.function.name:
                             slot["name"] += call.function.name
                         if call.function and call.function.arguments:
@@ -57,8 +61,9 @@ class OpenAIProvider:
         except openai.APIStatusError as e:
             raise ModelError(f"{self.url} refused the call with HTTP {e.status_code}: "
                              f"{e.message}") from e
-        tool_calls = [{"name": c["name"], "arguments": _json_args(c["arguments"])}
-                      for _, c in sorted(calls.items())]
+        tool_calls = [{"id": c["id"] or f"call_{i}", "name": c["name"],
+                       "arguments": _json_args(c["arguments"])}
+                      for i, (_, c) in enumerate(sorted(calls.items()))]
         return ModelResult("".join(pieces), self.url, tool_calls)
 
     def close(self) -> None:
@@ -75,6 +80,23 @@ class OpenAIProvider:
             raise ModelError(f"model '{self.model}' is not served at {self.url} "
                              f"(it serves: {', '.join(names[:5])})")
         return f"openai-compatible, {len(names)} models"
+
+
+def _wire(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The neutral tool round-trip shapes (see `Provider`) in the OpenAI form."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        if m.get("tool_calls"):
+            out.append({"role": "assistant", "content": m.get("content") or None, "tool_calls": [
+                {"id": c["id"], "type": "function",
+                 "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}}
+                for c in m["tool_calls"]]})
+        elif m.get("role") == "tool":
+            out.append({"role": "tool", "tool_call_id": m["tool_call_id"],
+                        "content": m["content"]})
+        else:
+            out.append(m)
+    return out
 
 
 def _json_args(text: str) -> dict[str, Any]:

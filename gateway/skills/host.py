@@ -40,7 +40,8 @@ class HostRuntime:
         from gateway.tools.registry import build_tools
 
         parsed = parse_config(config)
-        self.tools = build_tools(workspace, **parsed.tools.model_dump())
+        self.tools = build_tools(workspace,
+                                 **parsed.tools.model_dump(exclude={"offer_to_model"}))
         self.pools = build_pools(parsed, str(workspace / "config.yaml"))
         self.chat_model = parsed.chat_model()
         self.spans: list[dict[str, Any]] = []

@@ -1,0 +1,124 @@
+"""Plain chat: knowledge and history in, the model (with tools) out.
+
+The model is offered the skills and the tools listed in `tools.offer_to_model` as functions.
+If it picks a skill, the pipeline runs that skill; if it calls a tool, the tool runs here (each
+call a span), its answer goes back to the model, and this repeats up to `MAX_TOOL_ROUNDS` times.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.context import build_messages, estimate_tokens
+from gateway.grounding import find_passages, grounding_prompt, sources_line
+from gateway.knowledge import KnowledgeBase
+from gateway.message import Trace
+from gateway.models.base import Cancelled, ModelError, ModelResult, NoModelAvailable, OnDelta
+from gateway.models.pool import ModelPool
+from gateway.skills.catalog import SkillSet
+from gateway.skills.handlers import SkillHandler
+from gateway.store import Store
+from gateway.tools import Tool, ToolError, ToolRefused
+
+log = logging.getLogger(__name__)
+
+HISTORY_TURNS = 50
+MAX_TOOL_ROUNDS = 4
+MAX_TOOL_OUTPUT = 8000
+
+
+@dataclass(frozen=True)
+class ChatOutcome:
+    """Exactly one of: a reply text, an error (code, sentence, HTTP status), a chosen skill."""
+
+    text: str = ""
+    error: tuple[str, str, int] | None = None
+    skill: tuple[SkillHandler, str] | None = None
+
+
+class ChatResponder:
+    def __init__(self, store: Store, knowledge: KnowledgeBase | None, context_tokens: int,
+                 tools: dict[str, Tool]) -> None:
+        self.store = store
+        self.knowledge = knowledge
+        self.context_tokens = context_tokens
+        self.tools = tools  # swapped whole when config.yaml changes
+
+    def answer(self, pool: ModelPool, msg_id: str, text: str, session_id: str, trace: Trace,
+               skills: SkillSet, on_delta: OnDelta | None,
+               cancel: threading.Event | None) -> ChatOutcome:
+        with trace.step("knowledge") as span:
+            passages = find_passages(self.knowledge, text, self.context_tokens // 2)
+            span.detail = ", ".join(f"{p.passage.title or p.passage.source} ({p.score:.1f})"
+                                    for p in passages) or "no passage matched"
+        root = self.knowledge.folder.parent if self.knowledge else None
+        with trace.step("context") as span:
+            history = self.store.history(session_id, HISTORY_TURNS)
+            budget = self.context_tokens - sum(estimate_tokens(p.passage.text) for p in passages)
+            messages = build_messages(history, text, max(budget, 256))
+            if passages and root is not None:
+                messages.insert(1, {"role": "system", "content": grounding_prompt(passages, root)})
+            span.detail = f"{(len(messages) - 2) // 2} of {len(history)} turns"
+        tools = self.tools
+        offered = [h.tool_spec() for h in skills.handlers] + [t.spec() for t in tools.values()]
+        for _ in range(MAX_TOOL_ROUNDS + 1):
+            result = self._call_model(pool, msg_id, messages, trace, offered, on_delta, cancel)
+            if isinstance(result, ChatOutcome):
+                return result
+            for call in result.tool_calls:
+                handler = next((h for h in skills.handlers if h.intent == call["name"]), None)
+                if handler:
+                    return ChatOutcome(skill=(handler, str(call["arguments"].get("text") or
+                                                           text)))
+            calls = [c for c in result.tool_calls if c["name"] in tools]
+            if not calls:
+                break
+            messages.append({"role": "assistant", "content": result.text, "tool_calls": calls})
+            messages += [self._run_tool(tools[c["name"]], c, trace) for c in calls]
+        reply = result.text
+        if passages and root is not None:
+            suffix = sources_line(passages, root)
+            if on_delta:
+                on_delta(suffix)
+            reply += suffix
+        return ChatOutcome(text=reply)
+
+    def _call_model(self, pool: ModelPool, msg_id: str, messages: list[dict[str, Any]],
+                    trace: Trace, offered: list[dict[str, Any]], on_delta: OnDelta | None,
+                    cancel: threading.Event | None) -> ModelResult | ChatOutcome:
+        with trace.step("model") as span:
+            try:
+                result = pool.chat(messages, on_delta=on_delta, cancel=cancel,
+                                   tools=offered or None)
+            except NoModelAvailable as e:
+                span.outcome, span.detail = "error", str(e)[:300]
+                log.warning("msg_id=%s %s", msg_id, e)
+                return ChatOutcome(error=("model_unavailable", str(e), 503))
+            except Cancelled as e:
+                span.outcome, span.detail = "cancelled", str(e)
+                log.info("msg_id=%s sender went away; model call cancelled", msg_id)
+                return ChatOutcome(error=("cancelled", "The sender disconnected.", 499))
+            except ModelError as e:
+                span.outcome, span.detail = "error", str(e)[:300]
+                log.warning("msg_id=%s model refused: %s", msg_id, e)
+                return ChatOutcome(error=("model_error", str(e), 502))
+            called = ", ".join(c["name"] for c in result.tool_calls)
+            span.detail = f"{pool.name} via {result.endpoint}" + (
+                f", calls {called}" if called else "")
+        return result
+
+    def _run_tool(self, tool: Tool, call: dict[str, Any], trace: Trace) -> dict[str, Any]:
+        with trace.step(f"tool:{tool.name}") as span:
+            span.detail = json.dumps(call["arguments"], ensure_ascii=False)[:200]
+            try:
+                output = tool.call(call["arguments"])
+            except ToolRefused as e:
+                span.outcome, output = "refused", f"refused: {e}"
+            except ToolError as e:
+                span.outcome, output = "error", f"error: {e}"
+        return {"role": "tool", "tool_call_id": call["id"], "name": tool.name,
+                "content": output[:MAX_TOOL_OUTPUT]}
