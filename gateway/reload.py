@@ -76,6 +76,7 @@ class Reloader:
         self.on_config = on_config
         self._pending: set[str] = set()
         self._wakeup = threading.Event()
+        self._last_event = 0.0
         self._lock = threading.Lock()
         self._stopped = False
         self._observer: Any = None
@@ -124,15 +125,16 @@ class Reloader:
     def _wake(self, what: str) -> None:
         with self._lock:
             self._pending.add(what)
+            self._last_event = time.monotonic()
         self._wakeup.set()
 
     def _loop(self) -> None:
         while not self._stopped:
             self._wakeup.wait()
-            while self._wakeup.is_set() and not self._stopped:  # let the writes settle
-                self._wakeup.clear()
-                time.sleep(SETTLE)
+            while (quiet := self._last_event + SETTLE - time.monotonic()) > 0:
+                time.sleep(quiet)  # let the writes settle: one save is several events
             with self._lock:
+                self._wakeup.clear()
                 pending, self._pending = self._pending, set()
             try:
                 if "config" in pending:

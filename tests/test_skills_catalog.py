@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -149,3 +150,28 @@ def test_handle_rejects_bad_names() -> None:
 def test_context_tools_outside_a_running_skill_say_why() -> None:
     with pytest.raises(RuntimeError, match="only inside a skill"):
         context.tool("files", action="list")
+
+
+def test_a_host_busy_during_a_reload_loads_before_its_next_call(workspace: Path) -> None:
+    hosts = SkillHostPool(workspace, 2, {})
+    try:
+        loader = SkillLoader(workspace, hosts, default_timeout=5.0)
+        (workspace / "skills" / "nap.py").write_text(
+            "import time\nfrom moltbot_sdk import context\n"
+            "@context.handle(intent='nap')\ndef nap(msg):\n"
+            "    time.sleep(float(msg['text']))\n    return 'rested'\n", encoding="utf-8")
+        first = loader.build(SkillSet())
+        nap = first.by_command("nap")
+        assert nap is not None
+        napping = threading.Thread(target=nap.call, args=({"text": "1.5"},))
+        napping.start()  # one host is busy while the skills change
+        (workspace / "skills" / "echo.py").write_text(SKILL.format(prefix="new "),
+                                                      encoding="utf-8")
+        second = loader.build(first)
+        napping.join(10)
+        echo = second.by_command("echo")
+        assert echo is not None
+        assert [echo.call({"text": str(i)}).text for i in range(4)] == \
+            ["new 0", "new 1", "new 2", "new 3"]
+    finally:
+        hosts.close()

@@ -36,6 +36,8 @@ class _Host:
             [sys.executable, "-m", "gateway.skills.host"], cwd=workspace, env=env,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, start_new_session=True)
         self._buffer = b""
+        self.generation = -1  # which `SkillHostPool.load` this host has loaded
+        self.last_answer: dict[str, Any] | None = None
 
     def ask(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -72,30 +74,48 @@ class SkillHostPool:
         self.size = size
         self.config = config
         self.sources: dict[str, str] = {}
+        self.generation = 0
         self._idle: deque[_Host] = deque()
         self._all: list[_Host] = []
         self._free = threading.Condition()
 
     # -- loading -------------------------------------------------------------------------
     def load(self, sources: dict[str, str]) -> dict[str, Any]:
-        """Load `sources` into every host (each after its current call); the first's answer."""
+        """Make `sources` the current skills; returns one host's answer (what loaded, errors).
+
+        One free host loads now, as do the others that are free; a host busy with a call
+        finishes it on the old code and loads the new sources before its next call.
+        """
         self.sources = dict(sources)
+        self.generation += 1
         while len(self._all) < self.size:
             self._add(_Host(self.workspace))
-        answers = [self._with_host(lambda host: self._load_into(host), LOAD_TIMEOUT)
-                   for _ in range(self.size)]
-        return answers[0]
+        answer = self._with_host(self._load_into, LOAD_TIMEOUT)
+        with self._free:
+            idle = [h for h in self._idle if h.generation != self.generation]
+        for _ in idle:
+            self._with_host(self._load_into, LOAD_TIMEOUT)
+        return answer
 
     def _load_into(self, host: _Host) -> dict[str, Any]:
-        return host.ask({"op": "load", "files": self.sources, "config": self.config,
-                         "workspace": str(self.workspace)}, LOAD_TIMEOUT)
+        if host.generation == self.generation and host.last_answer is not None:
+            return host.last_answer
+        host.last_answer = host.ask({"op": "load", "files": self.sources, "config": self.config,
+                                     "workspace": str(self.workspace)}, LOAD_TIMEOUT)
+        host.generation = self.generation
+        return host.last_answer
 
     # -- calling -------------------------------------------------------------------------
     def call(self, source: str, intent: str, msg: dict[str, Any],
              timeout: float) -> dict[str, Any]:
         request = {"op": "call", "source": source, "intent": intent, "msg": msg}
-        return self._with_host(lambda host: host.ask(request, timeout), timeout,
-                               what=f"skill {intent}")
+
+        def ask(host: _Host) -> dict[str, Any]:
+            if host.generation != self.generation:  # it was busy during the last load
+                self._load_into(host)
+            return host.ask(request, timeout)
+
+        return self._with_host(ask, timeout, what=f"skill {intent}")
 
     def _with_host(self, work: Any, timeout: float, what: str = "loading skills") -> Any:
         host = self._take(timeout, what)
