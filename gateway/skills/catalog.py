@@ -145,16 +145,17 @@ class SkillLoader:
                                        if label in fallback else "")
         good = {label: text for label, text in {**sources, **fallback}.items()
                 if label in answer.get("skills", {})}
-        handlers = [self._python_handler(label, HandlerSpec(**spec))
+        generation = self.hosts.generation
+        handlers = [self._python_handler(label, HandlerSpec(**spec), generation)
                     for label, specs in answer.get("skills", {}).items() for spec in specs]
         return handlers, good
 
-    def _python_handler(self, label: str, spec: HandlerSpec) -> SkillHandler:
+    def _python_handler(self, label: str, spec: HandlerSpec, generation: int) -> SkillHandler:
         spec = replace(spec, keywords=tuple(spec.keywords))
         timeout = spec.timeout or self.default_timeout
 
         def call(msg: dict[str, Any]) -> SkillResult:
-            answer = self.hosts.call(label, spec.intent, msg, timeout)
+            answer = self.hosts.call(label, spec.intent, msg, timeout, generation)
             if answer.get("error"):
                 log.error("skill %s (%s) failed: %s\n%s", spec.intent, label, answer["error"],
                           answer.get("traceback", ""))

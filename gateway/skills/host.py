@@ -9,7 +9,9 @@ Protocol: one JSON object per line on stdin, one answer per line on stdout.
   `{"skills": {label: [spec, ...]}, "errors": {label: problem}}`. The gateway sends the text of
   each file (not the path), so a host restarted after a kill can load the last good version
   even when the file on disk is broken.
-- `{"op": "call", "source": label, "intent": name, "msg": {...}}` ->
+  The host keeps the handlers of the last two loads (`"generation"`), so a message routed by the
+  previous snapshot still finishes on the code that snapshot listed.
+- `{"op": "call", "generation": n, "source": label, "intent": name, "msg": {...}}` ->
   `{"reply": text, "spans": [...]}` or `{"error": text, "spans": [...]}`.
 Anything a skill prints goes to stderr, so it cannot corrupt the protocol.
 """
@@ -86,9 +88,12 @@ class HostRuntime:
         return result.text
 
 
+KEPT_GENERATIONS = 2
+
+
 class Host:
     def __init__(self) -> None:
-        self.handlers: dict[tuple[str, str], SkillHandler] = {}
+        self.generations: dict[int, dict[tuple[str, str], SkillHandler]] = {}
         self.runtime: HostRuntime | None = None
 
     def load(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -107,11 +112,16 @@ class Host:
                 continue
             skills[label] = [asdict(h.spec) for h in found]
             handlers.update({(label, h.intent): h for h in found})
-        self.handlers = handlers
+        self.generations[int(request.get("generation", 0))] = handlers
+        for old in sorted(self.generations)[:-KEPT_GENERATIONS]:
+            del self.generations[old]
         return {"skills": skills, "errors": errors}
 
     def call(self, request: dict[str, Any]) -> dict[str, Any]:
-        handler = self.handlers.get((request["source"], request["intent"]))
+        wanted = int(request.get("generation", 0))
+        handlers = self.generations.get(wanted) or \
+            (self.generations[max(self.generations)] if self.generations else {})
+        handler = handlers.get((request["source"], request["intent"]))
         if handler is None:
             return {"error": f"skill {request['intent']} is not loaded", "spans": []}
         if self.runtime is not None:

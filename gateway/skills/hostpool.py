@@ -100,18 +100,21 @@ class SkillHostPool:
     def _load_into(self, host: _Host) -> dict[str, Any]:
         if host.generation == self.generation and host.last_answer is not None:
             return host.last_answer
-        host.last_answer = host.ask({"op": "load", "files": self.sources, "config": self.config,
+        host.last_answer = host.ask({"op": "load", "generation": self.generation,
+                                     "files": self.sources, "config": self.config,
                                      "workspace": str(self.workspace)}, LOAD_TIMEOUT)
         host.generation = self.generation
         return host.last_answer
 
     # -- calling -------------------------------------------------------------------------
-    def call(self, source: str, intent: str, msg: dict[str, Any],
-             timeout: float) -> dict[str, Any]:
-        request = {"op": "call", "source": source, "intent": intent, "msg": msg}
+    def call(self, source: str, intent: str, msg: dict[str, Any], timeout: float,
+             generation: int) -> dict[str, Any]:
+        """Run a handler as the load `generation` defined it (hosts keep the last two)."""
+        request = {"op": "call", "generation": generation, "source": source, "intent": intent,
+                   "msg": msg}
 
         def ask(host: _Host) -> dict[str, Any]:
-            if host.generation != self.generation:  # it was busy during the last load
+            if host.generation < generation:  # it was busy during the load
                 self._load_into(host)
             return host.ask(request, timeout)
 
