@@ -114,13 +114,14 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     authenticator = TokenAuthenticator(store, config.auth.tokens)
     knowledge = KnowledgeBase(workspace.knowledge,
                               max_tokens=min(500, config.gateway.context_tokens // 4))
+    sessions = SessionManager(store, config.gateway.session_timeout)
     pipeline = Pipeline(
         store=store,
-        sessions=SessionManager(store, config.gateway.session_timeout),
+        sessions=sessions,
         guards=GuardChain([RequirePrincipal()]),
         models=build_pools(config, str(workspace.config_path)),
         chat_model=config.chat_model(),
-        chat=ChatResponder(store, knowledge, config.gateway.context_tokens,
+        chat=ChatResponder(sessions, knowledge, config.gateway.context_tokens,
                            build_model_tools(workspace, config)),
     )
 

@@ -19,14 +19,13 @@ from gateway.knowledge import KnowledgeBase
 from gateway.message import Trace
 from gateway.models.base import Cancelled, ModelError, ModelResult, NoModelAvailable, OnDelta
 from gateway.models.pool import ModelPool
+from gateway.sessions import SessionManager
 from gateway.skills.catalog import SkillSet
 from gateway.skills.handlers import SkillHandler
-from gateway.store import Store
 from gateway.tools import Tool, ToolError, ToolRefused
 
 log = logging.getLogger(__name__)
 
-HISTORY_TURNS = 50
 MAX_TOOL_ROUNDS = 4
 MAX_TOOL_OUTPUT = 8000
 
@@ -41,9 +40,9 @@ class ChatOutcome:
 
 
 class ChatResponder:
-    def __init__(self, store: Store, knowledge: KnowledgeBase | None, context_tokens: int,
-                 tools: dict[str, Tool]) -> None:
-        self.store = store
+    def __init__(self, sessions: SessionManager, knowledge: KnowledgeBase | None,
+                 context_tokens: int, tools: dict[str, Tool]) -> None:
+        self.sessions = sessions
         self.knowledge = knowledge
         self.context_tokens = context_tokens
         self.tools = tools  # swapped whole when config.yaml changes
@@ -57,7 +56,7 @@ class ChatResponder:
                                     for p in passages) or "no passage matched"
         root = self.knowledge.folder.parent if self.knowledge else None
         with trace.step("context") as span:
-            history = self.store.history(session_id, HISTORY_TURNS)
+            history = self.sessions.history(session_id)
             budget = self.context_tokens - sum(estimate_tokens(p.passage.text) for p in passages)
             messages = build_messages(history, text, max(budget, 256))
             if passages and root is not None:

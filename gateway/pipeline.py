@@ -152,7 +152,10 @@ class Pipeline:
             reply = self._skill(msg, chosen.handler, chosen.args, session, trace)
         else:
             reply = self._chat(msg, session, trace, on_delta, cancel, skills)
-        return self._finish(msg, trace, session, f"{chosen.kind}:{chosen.name}", reply)
+        route_name = f"{chosen.kind}:{chosen.name}"
+        if chosen.kind != "command" and not reply.error:
+            self.sessions.remember_turn(session.id, msg.text, reply.text)
+        return self._finish(msg, trace, session, route_name, reply)
 
     def _command(self, msg: Message, chosen: Route, session: Session,
                  skills: SkillSet) -> tuple[Reply, Session]:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.store import Store
 
@@ -28,24 +29,78 @@ class Session:
 
 
 class SessionManager:
+    """Sessions and their recent turns, read from the store once and then kept in memory.
+
+    The store stays the truth (it is written on every answer, so a restart loses nothing);
+    the memory copy only saves the two reads per message that would otherwise repeat it.
+    Only this process writes sessions, so the copy cannot go stale.
+    """
+
+    CACHED_SESSIONS = 4096
+
     def __init__(self, store: Store, timeout: float,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, history_turns: int = 50) -> None:
         self.store = store
         self.timeout = timeout
         self.clock = clock
+        self.history_turns = history_turns
+        self._active: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
+        self._turns: OrderedDict[str, deque[tuple[str, str]]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def open(self, channel: str, chat: str) -> Session:
         """The chat's current session, or a new one if there is none or it went idle."""
         now = self.clock()
-        row = self.store.latest_session(channel, chat)
-        if row and now - row.last_active <= self.timeout:
-            return Session(row.id, channel, chat, fresh=False)
+        key = (channel, chat)
+        with self._lock:
+            known = self._active.get(key)
+        if known is None:
+            row = self.store.latest_session(channel, chat)
+            known = (row.id, row.last_active) if row else None
+        if known and now - known[1] <= self.timeout:
+            self._remember(key, known[0], now)
+            return Session(known[0], channel, chat, fresh=False)
         return self.reset(channel, chat)
 
     def reset(self, channel: str, chat: str) -> Session:
         session_id = "s" + secrets.token_hex(8)
-        self.store.start_session(session_id, channel, chat, self.clock())
+        now = self.clock()
+        self.store.start_session(session_id, channel, chat, now)
+        self._remember((channel, chat), session_id, now)
+        with self._lock:
+            self._turns[session_id] = deque(maxlen=self.history_turns)
         return Session(session_id, channel, chat, fresh=True)
+
+    def history(self, session_id: str) -> list[tuple[str, str]]:
+        """The session's recent (user, assistant) turns, oldest first."""
+        with self._lock:
+            turns = self._turns.get(session_id)
+            if turns is not None:
+                self._turns.move_to_end(session_id)
+                return list(turns)
+        loaded = deque(self.store.history(session_id, self.history_turns),
+                       maxlen=self.history_turns)
+        with self._lock:
+            self._turns[session_id] = loaded
+            self._trim(self._turns)
+        return list(loaded)
+
+    def remember_turn(self, session_id: str, user: str, assistant: str) -> None:
+        """Called with each answered turn (the store records it in the same message's finish)."""
+        with self._lock:
+            turns = self._turns.get(session_id)
+            if turns is not None:
+                turns.append((user, assistant))
+
+    def _remember(self, key: tuple[str, str], session_id: str, now: float) -> None:
+        with self._lock:
+            self._active[key] = (session_id, now)
+            self._active.move_to_end(key)
+            self._trim(self._active)
+
+    def _trim(self, cache: OrderedDict[Any, Any]) -> None:
+        while len(cache) > self.CACHED_SESSIONS:
+            cache.popitem(last=False)
 
 
 class ChatQueue:

@@ -7,9 +7,10 @@ runs, so nothing here is ever held open across a model call.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sqlalchemy import (
@@ -58,17 +59,7 @@ messages = Table(
     Column("error", String(64)),
     Column("route", String(128)),
     Column("replied_at", Float),
-)
-
-spans = Table(
-    "spans", metadata,
-    Column("msg_id", String(40), primary_key=True),
-    Column("seq", Integer, primary_key=True),
-    Column("step", String(64), nullable=False),
-    Column("start_ms", Float, nullable=False),
-    Column("duration_ms", Float, nullable=False),
-    Column("outcome", String(32), nullable=False),
-    Column("detail", Text),
+    Column("trace", Text),  # JSON list of spans: written once, read whole by `moltbot trace`
 )
 
 tokens = Table(
@@ -163,27 +154,21 @@ class Store:
 
     def finish_message(self, msg_id: str, *, session_id: str | None, reply: str,
                        error: str | None, route: str, trace: Iterable[Span]) -> None:
-        """Record the answer and the trace in one transaction."""
+        """Record the answer, its trace and the session's activity in one transaction."""
         now = time.time()
+        spans = json.dumps([asdict(s) for s in trace], ensure_ascii=False)
         with self.engine.begin() as conn:
             conn.execute(update(messages).where(messages.c.id == msg_id).values(
                 session_id=session_id, reply=reply, error=error, route=route,
-                status="failed" if error else "answered", replied_at=now))
-            rows = [{"msg_id": msg_id, "seq": i, "step": s.step, "start_ms": s.start_ms,
-                     "duration_ms": s.duration_ms, "outcome": s.outcome, "detail": s.detail}
-                    for i, s in enumerate(trace)]
-            conn.execute(spans.delete().where(spans.c.msg_id == msg_id))
-            if rows:
-                conn.execute(insert(spans), rows)
+                status="failed" if error else "answered", replied_at=now, trace=spans))
             if session_id:
                 conn.execute(update(sessions).where(sessions.c.id == session_id)
                              .values(last_active=now))
 
     def get_trace(self, msg_id: str) -> list[Span]:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(spans).where(spans.c.msg_id == msg_id)
-                                .order_by(spans.c.seq)).all()
-        return [Span(r.step, r.start_ms, r.duration_ms, r.outcome, r.detail or "") for r in rows]
+            row = conn.execute(select(messages.c.trace).where(messages.c.id == msg_id)).first()
+        return [Span(**s) for s in json.loads(row.trace)] if row and row.trace else []
 
     def history(self, session_id: str, limit: int) -> list[tuple[str, str]]:
         """The session's last `limit` answered chat turns, oldest first, as (user, assistant).
@@ -222,12 +207,12 @@ class Store:
             conn.execute(insert(tokens).values(hash=token_hash, label=label,
                                                created_at=time.time(), expires_at=expires_at))
 
-    def token_label(self, token_hash: str, now: float) -> str | None:
-        """The label of a stored, unexpired token, or None."""
+    def token_row(self, token_hash: str, now: float) -> tuple[str, float] | None:
+        """(label, expires_at) of a stored, unexpired token, or None."""
         with self.engine.connect() as conn:
-            row = conn.execute(select(tokens.c.label).where(
+            row = conn.execute(select(tokens.c.label, tokens.c.expires_at).where(
                 tokens.c.hash == token_hash, tokens.c.expires_at > now)).first()
-        return row.label if row else None
+        return (row.label, row.expires_at) if row else None
 
 
 def _message(row: object) -> StoredMessage:

@@ -28,12 +28,20 @@ def issue_token(store: Store, expire_s: float, label: str = "dashboard") -> tupl
 
 
 class TokenAuthenticator:
-    """Answers "who is this?" for a presented token, or None when it is unknown or expired."""
+    """Answers "who is this?" for a presented token, or None when it is unknown or expired.
+
+    A token found in the store is remembered (by hash, with its expiry) for `CACHE_SECONDS`,
+    so a busy client does not cost a database read per message; expiry is still exact.
+    """
+
+    CACHE_SECONDS = 60.0
+    CACHE_SIZE = 1024
 
     def __init__(self, store: Store, static_tokens: list[str]) -> None:
         self.store = store
         self.static_hashes: list[str] = []
         self.set_static_tokens(static_tokens)
+        self._known: dict[str, tuple[str, float, float]] = {}  # hash -> label, expiry, until
 
     def set_static_tokens(self, tokens: list[str]) -> None:
         """`auth.tokens` from config.yaml; replaced whole when the config is reloaded."""
@@ -46,5 +54,15 @@ class TokenAuthenticator:
         for known in self.static_hashes:
             if hmac.compare_digest(known, digest):
                 return "token:config"
-        label = self.store.token_label(digest, time.time())
-        return f"token:{label}" if label else None
+        now = time.time()
+        cached = self._known.get(digest)
+        if cached and now < cached[1] and now < cached[2]:
+            return f"token:{cached[0]}"
+        found = self.store.token_row(digest, now)
+        if not found:
+            return None
+        label, expires_at = found
+        if len(self._known) >= self.CACHE_SIZE:
+            self._known.clear()
+        self._known[digest] = (label, expires_at, now + self.CACHE_SECONDS)
+        return f"token:{label}"

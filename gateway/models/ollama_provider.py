@@ -34,10 +34,16 @@ class OllamaProvider:
         pieces: list[str] = []
         tool_calls: list[dict[str, Any]] = []
         try:
-            stream = self.client.chat(model=self.model, messages=_wire(messages), stream=True,
-                                      options=self.options, tools=tools or None)
+            if on_delta is None:  # nobody to stream to: one response, parsed once
+                parts: Any = [self.client.chat(model=self.model, messages=_wire(messages),
+                                               stream=False, options=self.options,
+                                               tools=tools or None)]
+            else:
+                parts = self.client.chat(model=self.model, messages=_wire(messages),
+                                         stream=True, options=self.options,
+                                         tools=tools or None)
             try:
-                for part in stream:
+                for part in parts:
                     if cancel is not None and cancel.is_set():
                         raise Cancelled(f"cancelled after {len(pieces)} pieces")
                     piece = part.message.content or ""
@@ -50,7 +56,8 @@ class OllamaProvider:
                         if on_delta:
                             on_delta(piece)
             finally:
-                stream.close()
+                if hasattr(parts, "close"):
+                    parts.close()
         except ollama.ResponseError as e:
             raise self._response_error(e) from e
         except (ConnectionError, httpx.TransportError) as e:

@@ -62,8 +62,8 @@ class ModelPool:
             with self._lock:
                 state.in_flight += 1
             try:
-                result = state.provider.chat(messages, on_delta=forward, cancel=cancel,
-                                             tools=tools)
+                result = state.provider.chat(messages, on_delta=forward if on_delta else None,
+                                             cancel=cancel, tools=tools)
             except EndpointDown as e:
                 self._mark_down(state, str(e))
                 failures.append((state.provider.url, str(e)))
