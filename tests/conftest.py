@@ -7,6 +7,7 @@ process's output for the failure message, and stops it with SIGTERM.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 import yaml
 
@@ -113,6 +115,28 @@ class GatewayProcess:
         headers = {**self.headers, **kwargs.pop("headers", {})}
         return httpx.post(f"{self.url}/api/v1/messages", json={"text": text, "chat": chat},
                           headers=headers, timeout=30, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes() -> Iterator[None]:
+    """Fail a test that leaves a child process running (a gateway, a skill host, a script)."""
+    yield
+    me = psutil.Process()
+    deadline = time.monotonic() + 10
+    while (left := [p for p in me.children(recursive=True) if _running(p)]):
+        if time.monotonic() > deadline:
+            for p in left:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    p.kill()
+            raise AssertionError(f"test left processes running: {[p.cmdline() for p in left]}")
+        time.sleep(0.05)
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 @pytest.fixture

@@ -309,3 +309,23 @@ def test_idle_keepalive_connections_are_closed(home: Any, fake_model: FakeModelS
             ws.close()
     finally:
         gw.stop()
+
+
+def test_a_flooding_websocket_client_is_told_to_wait(gateway: GatewayProcess,
+                                                     fake_model: FakeModelServer) -> None:
+    fake_model.delay_first = 1.0
+    ws = ws_connect(gateway)
+    try:
+        for i in range(40):
+            ws.send(json.dumps({"type": "message", "id": str(i), "text": f"m{i}",
+                                "chat": f"flood-{i}"}))
+        finals: dict[str, dict[str, Any]] = {}
+        while len(finals) < 40:
+            frame = json.loads(ws.recv())
+            if frame["type"] in ("reply", "error"):
+                finals[frame["id"]] = frame
+    finally:
+        ws.close()
+    busy = [f for f in finals.values() if f.get("code") == "busy"]
+    answered = [f for f in finals.values() if f["type"] == "reply"]
+    assert len(busy) == 8 and len(answered) == 32

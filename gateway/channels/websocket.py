@@ -27,6 +27,7 @@ from gateway.message import Message, Reply
 log = logging.getLogger(__name__)
 
 AUTH_WAIT = 10.0
+MAX_IN_FLIGHT = 32  # per connection: a client that floods frames gets "busy", not a greenlet each
 
 
 class _Connection:
@@ -36,6 +37,7 @@ class _Connection:
         self.ws = ws
         self.principal = principal
         self.gone = threading.Event()
+        self.in_flight = 0
         self._send_lock = threading.Lock()
 
     def send(self, frame: dict[str, Any]) -> None:
@@ -126,6 +128,11 @@ class WebSocketChannel(Channel):
             if problem:
                 conn.send(_error(frame.get("id"), "bad_request", problem))
                 return
+            if conn.in_flight >= MAX_IN_FLIGHT:
+                conn.send(_error(frame.get("id"), "busy", f"{MAX_IN_FLIGHT} messages of this "
+                                 "connection are still being answered; wait for a reply."))
+                return
+            conn.in_flight += 1
             threading.Thread(target=self._answer, args=(conn, frame), daemon=True).start()
         else:
             conn.send(_error(frame.get("id"), "bad_request",
@@ -140,7 +147,10 @@ class WebSocketChannel(Channel):
         def on_delta(piece: str) -> None:
             conn.send({"type": "reply.delta", "id": client_id, "text": piece})
 
-        reply = self.submit(msg, on_delta=on_delta, cancel=conn.gone)
+        try:
+            reply = self.submit(msg, on_delta=on_delta, cancel=conn.gone)
+        finally:
+            conn.in_flight -= 1
         if reply.error:
             conn.send(_error(client_id, reply.error, reply.text) | {"msg_id": reply.msg_id})
         else:
