@@ -305,6 +305,29 @@ def _load_skills_here(ws: Workspace, config: Config) -> tuple[list, dict]:
 
 
 @main.command()
+@click.option("--file", "which", type=click.Choice(["gateway", "error", "access"]),
+              default="gateway", show_default=True, help="Which log.")
+@click.option("-n", "--lines", default=50, show_default=True, help="How many lines to show.")
+@click.option("--grep", "keyword", help="Only lines containing this text (e.g. a msg_id).")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C stops).")
+def logs(which: str, lines: int, keyword: str | None, follow: bool) -> None:
+    """Show the gateway's logs (secrets are already masked in them)."""
+    path = default_workspace().logs / f"{which}.log"
+    if not path.exists():
+        _fail(f"No {path} yet: start the gateway with `moltbot gateway start`.")
+    with path.open(encoding="utf-8", errors="replace") as f:
+        matching = [line for line in f if not keyword or keyword in line]
+        for line in matching[-lines:]:
+            click.echo(line, nl=False)
+        while follow:
+            line = f.readline()
+            if not line:
+                time.sleep(0.2)
+            elif not keyword or keyword in line:
+                click.echo(line, nl=False)
+
+
+@main.command()
 def doctor() -> None:
     """Check config, workspace, port and every model endpoint; say how to fix each problem."""
     from gateway.doctor import run_checks

@@ -97,3 +97,14 @@ def test_doctor_reports_an_unreachable_model(home: Path) -> None:
     assert result.returncode == 1
     assert "FAIL" in result.stdout and "connection refused" in result.stdout
     assert "fix:" in result.stdout
+
+
+def test_logs_filter_by_keyword(home: Path) -> None:
+    assert run_cli(home, "logs").returncode == 1
+    logs = home / "data" / "logs"
+    logs.mkdir(parents=True)
+    (logs / "gateway.log").write_text("a msg_id=m1 answered\nb msg_id=m2 answered\n",
+                                      encoding="utf-8")
+    shown = run_cli(home, "logs", "--grep", "m2")
+    assert shown.returncode == 0 and shown.stdout == "b msg_id=m2 answered\n"
+    assert run_cli(home, "logs", "-n", "1").stdout == "b msg_id=m2 answered\n"
