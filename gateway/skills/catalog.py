@@ -157,8 +157,8 @@ class SkillLoader:
         def call(msg: dict[str, Any]) -> SkillResult:
             answer = self.hosts.call(label, spec.intent, msg, timeout, generation)
             if answer.get("error"):
-                log.error("skill %s (%s) failed: %s\n%s", spec.intent, label, answer["error"],
-                          answer.get("traceback", ""))
+                log.error("msg_id=%s skill %s (%s) failed: %s\n%s", msg.get("id"), spec.intent,
+                          label, answer["error"], answer.get("traceback", ""))
                 raise SkillError(f"skill {spec.intent} failed; the details are in "
                                  f"data/logs/error.log")
             reply = answer.get("reply")

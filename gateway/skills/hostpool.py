@@ -118,13 +118,17 @@ class SkillHostPool:
                 self._load_into(host)
             return host.ask(request, timeout)
 
-        return self._with_host(ask, timeout, what=f"skill {intent}")
+        return self._with_host(ask, timeout, what=f"skill {intent}",
+                               msg_id=str(msg.get("id", "")))
 
-    def _with_host(self, work: Any, timeout: float, what: str = "loading skills") -> Any:
+    def _with_host(self, work: Any, timeout: float, what: str = "loading skills",
+                   msg_id: str = "-") -> Any:
         host = self._take(timeout, what)
         try:
             answer = work(host)
         except (TimeoutError, EOFError, OSError, ValueError) as e:
+            log.warning("msg_id=%s %s: %s; replacing its worker", msg_id, what,
+                        type(e).__name__)
             self._replace(host)
             if isinstance(e, TimeoutError):
                 raise SkillError(f"{what} took longer than {timeout:.0f}s and was "
