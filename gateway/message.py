@@ -9,7 +9,6 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 
 def new_msg_id() -> str:
@@ -33,7 +32,6 @@ class Message:
     principal: str = ""
     id: str = field(default_factory=new_msg_id)
     received_at: float = field(default_factory=time.time)
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

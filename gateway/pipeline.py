@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from gateway.chat import ChatResponder
@@ -225,5 +224,3 @@ def _stored_reply(msg: Message, seen: StoredMessage) -> Reply:
     return Reply(seen.id, msg.channel, msg.chat, seen.reply or "", seen.session_id or "",
                  msg.client_id)
 
-
-Submit = Callable[..., Reply]
