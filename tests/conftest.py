@@ -132,6 +132,25 @@ def no_leftover_processes() -> Iterator[None]:
         time.sleep(0.05)
 
 
+def assert_dead(pid: int, deadline_s: float = 5.0) -> None:
+    """The process is gone, or a zombie waiting to be reaped: either way it no longer runs.
+
+    A SIGKILL is delivered asynchronously, so a process can still show as running for a moment
+    after a kill: poll with a deadline rather than look once.
+    """
+    state = ""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return
+        if state in ("Z", "X"):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"process {pid} still running (state {state})")
+
+
 def _running(process: psutil.Process) -> bool:
     try:
         return process.status() != psutil.STATUS_ZOMBIE

@@ -143,7 +143,7 @@ def test_retry_with_same_id_is_answered_once(gateway: GatewayProcess,
 
 def test_retry_while_first_is_running_waits_for_it(gateway: GatewayProcess,
                                                    fake_model: FakeModelServer) -> None:
-    fake_model.delay_first = 1.0
+    fake_model.delay_first = 2.0
     key = {"Idempotency-Key": "slow-1"}
     results: list[httpx.Response] = []
     first = threading.Thread(target=lambda: results.append(
@@ -313,7 +313,7 @@ def test_idle_keepalive_connections_are_closed(home: Any, fake_model: FakeModelS
 
 def test_a_flooding_websocket_client_is_told_to_wait(gateway: GatewayProcess,
                                                      fake_model: FakeModelServer) -> None:
-    fake_model.delay_first = 1.0
+    fake_model.delay_first = 3.0  # long enough that no reply frees a slot while frames arrive
     ws = ws_connect(gateway)
     try:
         for i in range(40):

@@ -14,6 +14,7 @@ import pytest
 
 from gateway.skills.errors import SkillError, SkillLoadError
 from gateway.skills.script import MAX_REPLY, ScriptSpec, parse_header, run_script
+from tests.conftest import assert_dead
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "skills"
@@ -221,15 +222,6 @@ def test_timeout_when_script_closes_its_output(workspace: Path) -> None:
     with pytest.raises(SkillError, match=r"took longer than 0\.5s"):
         run_script(spec_for(path, timeout=0.5), {"text": ""}, workspace=workspace)
     assert_dead(int((workspace / "leader.pid").read_text()))
-
-
-def assert_dead(pid: int) -> None:
-    """Gone, or a zombie waiting for init to reap it: either way it no longer runs."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return
-    assert state in ("Z", "X"), f"process {pid} still running (state {state})"
 
 
 def test_empty_output_is_an_error(workspace: Path) -> None:

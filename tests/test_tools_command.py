@@ -10,6 +10,7 @@ import pytest
 
 from gateway.tools.base import ToolError, ToolRefused
 from gateway.tools.command import CommandResult, CommandTool
+from tests.conftest import assert_dead
 
 pytestmark = pytest.mark.usefixtures("no_fd_leak")
 
@@ -95,12 +96,7 @@ def test_timeout_kills_whole_process_group() -> None:
     result = tool.run(["sh", "-c", "sleep 30 & echo $!; wait"])
     assert result.timed_out is True
     assert result.exit_code < 0
-    grandchild = int(result.stdout.split()[0])
-    try:
-        state = Path(f"/proc/{grandchild}/stat").read_text().split(")")[-1].split()[0]
-    except FileNotFoundError:
-        state = "gone"
-    assert state in ("gone", "Z")
+    assert_dead(int(result.stdout.split()[0]))
 
 
 def test_timeout_of_plain_sleep() -> None:
