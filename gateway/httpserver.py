@@ -7,10 +7,12 @@
   HTTP response after the WebSocket route returns.
 - `max_connections`: one over the limit gets a short 503 and is closed, never left hanging.
 - `keepalive_timeout`: an idle HTTP connection is closed after it (WebSocket routes lift it).
+- Memory per WebSocket: the HTTP read buffer is released once the connection is upgraded.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import socket
 from typing import Any
@@ -31,7 +33,18 @@ class GatewayHandler(WSGIHandler):
     def get_environ(self) -> dict[str, Any]:
         environ = super().get_environ()
         environ["werkzeug.socket"] = self.socket
+        environ["moltbot.release_http_buffer"] = self.release_http_buffer
         return environ
+
+    def release_http_buffer(self) -> None:
+        """Drop the connection's 8 KB HTTP read buffer: after a WebSocket upgrade nothing reads
+        HTTP from it again (simple-websocket reads the socket). Every reference must go: the
+        handler's, its `Input`'s, and the environ's (a body-less GET gets the raw buffer)."""
+        old = self.rfile
+        self.rfile = io.BytesIO()
+        self.wsgi_input.rfile = self.rfile
+        if self.environ.get("wsgi.input") is old:
+            self.environ["wsgi.input"] = self.rfile
 
     def process_result(self) -> None:
         if self.environ.get("moltbot.websocket"):

@@ -75,6 +75,7 @@ class WebSocketChannel(Channel):
     # -- one connection ------------------------------------------------------------------
     def _serve(self, ws: Any) -> None:
         request.environ["moltbot.websocket"] = True  # the server must not write a response
+        request.environ["moltbot.release_http_buffer"]()
         ws.sock.settimeout(None)  # idle WebSockets are normal; keepalive_timeout is for HTTP
         principal = self.authenticator.verify(request_credential(request, websocket=True))
         if not principal:
