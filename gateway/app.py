@@ -70,6 +70,7 @@ class Gateway:
         self.pipeline.chat.context_tokens = config.gateway.context_tokens
         self.pipeline.chat.tools = build_model_tools(self.workspace, config)
         self.pipeline.sessions.timeout = config.gateway.session_timeout
+        self.pipeline.sessions.history_chars = history_chars(config)
         self.authenticator.set_static_tokens(config.auth.tokens)
         self.reloader.loader.hosts.config = config.model_dump(by_alias=True)
         self.reloader.loader.default_timeout = config.skills.timeout
@@ -103,6 +104,12 @@ class Gateway:
         return problems
 
 
+def history_chars(config: Config) -> int:
+    """How much of a conversation to keep in memory: more than the context budget can send
+    (a token is rarely over 4 characters; 8 leaves room), and never under 32,000."""
+    return max(32_000, config.gateway.context_tokens * 8)
+
+
 def build_model_tools(workspace: Workspace, config: Config) -> dict[str, Tool]:
     """The tools the model itself may call: only those `tools.offer_to_model` names."""
     tools = build_tools(workspace.root, **config.tools.model_dump(exclude={"offer_to_model"}))
@@ -114,7 +121,8 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     authenticator = TokenAuthenticator(store, config.auth.tokens)
     knowledge = KnowledgeBase(workspace.knowledge,
                               max_tokens=min(500, config.gateway.context_tokens // 4))
-    sessions = SessionManager(store, config.gateway.session_timeout)
+    sessions = SessionManager(store, config.gateway.session_timeout,
+                              history_chars=history_chars(config))
     pipeline = Pipeline(
         store=store,
         sessions=sessions,

@@ -33,14 +33,19 @@ class SessionManager:
 
     The store stays the truth (it is written on every answer, so a restart loses nothing);
     the memory copy only saves the two reads per message that would otherwise repeat it.
-    Only this process writes sessions, so the copy cannot go stale.
+    Only this process writes sessions, so the copy cannot go stale. Memory is bounded: the
+    turns of at most `CACHED_HISTORIES` sessions, each cut to `history_chars` characters (the
+    composition root sets it well above what `gateway.context_tokens` can send).
     """
 
     CACHED_SESSIONS = 4096
+    CACHED_HISTORIES = 512
 
     def __init__(self, store: Store, timeout: float,
-                 clock: Callable[[], float] = time.time, history_turns: int = 50) -> None:
+                 clock: Callable[[], float] = time.time, history_turns: int = 50,
+                 history_chars: int = 32_000) -> None:
         self.store = store
+        self.history_chars = history_chars
         self.timeout = timeout
         self.clock = clock
         self.history_turns = history_turns
@@ -69,6 +74,7 @@ class SessionManager:
         self._remember((channel, chat), session_id, now)
         with self._lock:
             self._turns[session_id] = deque(maxlen=self.history_turns)
+            self._trim(self._turns, self.CACHED_HISTORIES)
         return Session(session_id, channel, chat, fresh=True)
 
     def history(self, session_id: str) -> list[tuple[str, str]]:
@@ -80,9 +86,10 @@ class SessionManager:
                 return list(turns)
         loaded = deque(self.store.history(session_id, self.history_turns),
                        maxlen=self.history_turns)
+        _cut(loaded, self.history_chars)
         with self._lock:
             self._turns[session_id] = loaded
-            self._trim(self._turns)
+            self._trim(self._turns, self.CACHED_HISTORIES)
         return list(loaded)
 
     def remember_turn(self, session_id: str, user: str, assistant: str) -> None:
@@ -91,16 +98,24 @@ class SessionManager:
             turns = self._turns.get(session_id)
             if turns is not None:
                 turns.append((user, assistant))
+                _cut(turns, self.history_chars)
 
     def _remember(self, key: tuple[str, str], session_id: str, now: float) -> None:
         with self._lock:
             self._active[key] = (session_id, now)
             self._active.move_to_end(key)
-            self._trim(self._active)
+            self._trim(self._active, self.CACHED_SESSIONS)
 
-    def _trim(self, cache: OrderedDict[Any, Any]) -> None:
-        while len(cache) > self.CACHED_SESSIONS:
+    @staticmethod
+    def _trim(cache: OrderedDict[Any, Any], size: int) -> None:
+        while len(cache) > size:
             cache.popitem(last=False)
+
+
+def _cut(turns: deque[tuple[str, str]], max_chars: int) -> None:
+    """Drop the oldest turns until the rest fit in `max_chars` (the newest always stays)."""
+    while len(turns) > 1 and sum(len(u) + len(a) for u, a in turns) > max_chars:
+        turns.popleft()
 
 
 class ChatQueue:

@@ -88,3 +88,15 @@ def _wait_until(condition: object, timeout: float = 5.0) -> None:
             return
         done.wait(0.01)
     raise AssertionError("condition not met")
+
+
+def test_remembered_turns_stay_within_their_character_budget(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    sessions = SessionManager(store, 60, Clock())
+    session = sessions.reset("ws", "c")
+    for i in range(10):
+        sessions.remember_turn(session.id, f"q{i} " + "x" * 10_000, f"a{i}")
+    kept = sessions.history(session.id)
+    assert kept[-1][1] == "a9"
+    assert sum(len(u) + len(a) for u, a in kept) <= sessions.history_chars
+    store.close()
