@@ -53,6 +53,9 @@ class Gateway:
     channels: list[Channel] = field(default_factory=list)
     retired_pools: list[ModelPool] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        self.reloader.on_config = self.apply_config  # a valid config.yaml edit lands here
+
     def start(self) -> None:
         """Load the skills, watch the workspace, start the channels."""
         self.reloader.start()
@@ -138,7 +141,7 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     app.config["SOCK_SERVER_OPTIONS"] = {"ping_interval": WS_PING_INTERVAL,
                                          "max_message_size": config.gateway.max_body_bytes}
     register_error_handlers(app, config.gateway.max_body_bytes)
-    app.register_blueprint(build_pages(authenticator, store, Path(webui.__file__).parent,
+    app.register_blueprint(build_pages(authenticator, Path(webui.__file__).parent,
                                        int(config.auth.token_expire)))
 
     http = HttpChannel(pipeline.handle, authenticator)
@@ -147,11 +150,7 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     hosts = SkillHostPool(workspace.root, config.skills.host_processes,
                           config.model_dump(by_alias=True))
     loader = SkillLoader(workspace.root, hosts, config.skills.timeout)
-    gateway = Gateway(app, config, workspace, store, pipeline,
-                      Reloader(workspace, config, loader, knowledge, on_skills=lambda s: None,
-                               on_config=lambda c: None),
-                      authenticator, [http, websocket])
-    gateway.reloader.on_skills = lambda skills: setattr(pipeline, "skills", skills)
-    gateway.reloader.on_config = gateway.apply_config
-    app.register_blueprint(build_admin(authenticator, gateway.reloader))
-    return gateway
+    reloader = Reloader(workspace, config, loader, knowledge, on_skills=pipeline.use_skills)
+    app.register_blueprint(build_admin(authenticator, reloader, store))
+    return Gateway(app, config, workspace, store, pipeline, reloader, authenticator,
+                   [http, websocket])

@@ -13,9 +13,9 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.context import build_messages, estimate_tokens
+from gateway.context import build_messages
 from gateway.grounding import find_passages, grounding_prompt, sources_line
-from gateway.knowledge import KnowledgeBase
+from gateway.knowledge import KnowledgeBase, estimate_tokens
 from gateway.message import Trace
 from gateway.models.base import Cancelled, ModelError, ModelResult, NoModelAvailable, OnDelta
 from gateway.models.pool import ModelPool

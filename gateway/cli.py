@@ -22,6 +22,7 @@ import psutil
 
 from gateway import __version__
 from gateway.config import Config, ConfigError, bind_problem, load_config, parse_duration
+from gateway.probe import base_url, gateway_pid, is_healthy, is_port_free
 from gateway.secrets import lookup_secret
 from gateway.workspace import Workspace, default_workspace, ensure_workspace
 
@@ -40,43 +41,6 @@ def _config(ws: Workspace) -> Config:
         return load_config(ws.config_path, lookup_secret)
     except ConfigError as e:
         _fail(f"{e}\nFix config.yaml and run the command again.", EXIT_CONFIG)
-
-
-def _base_url(host: str, port: int) -> str:
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
-
-
-def _gateway_pid(ws: Workspace, port: int) -> int | None:
-    """The pid of our gateway on `port`, or None (a stale pid file is removed)."""
-    path = ws.pid_path(port)
-    try:
-        pid = int(path.read_text(encoding="utf-8").strip())
-        if "gateway.server" in " ".join(psutil.Process(pid).cmdline()):
-            return pid
-    except (OSError, ValueError, psutil.Error):
-        pass
-    path.unlink(missing_ok=True)
-    return None
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=2.0).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _port_taken(host: str, port: int) -> bool:
-    import socket
-
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return True
-    return False
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -107,12 +71,12 @@ def start(dev: bool, port: int | None, host: str | None, foreground: bool) -> No
     problem = bind_problem(host, config)
     if problem:
         _fail(problem, EXIT_CONFIG)
-    url = _base_url(host, port)
-    pid = _gateway_pid(ws, port)
+    url = base_url(host, port)
+    pid = gateway_pid(ws, port)
     if pid:
         click.echo(f"Moltbot is already running at {url} (pid {pid}).")
         return
-    if _port_taken(host, port):
+    if not is_port_free(host, port):
         _fail(f"Port {port} is in use by another program. Stop it, or start Moltbot on "
               f"another port: moltbot gateway start --port {port + 1}")
     argv = [sys.executable, "-m", "gateway.server", "--host", host, "--port", str(port)]
@@ -129,7 +93,7 @@ def start(dev: bool, port: int | None, host: str | None, foreground: bool) -> No
             tail = out_path.read_text(encoding="utf-8", errors="replace")[-2000:]
             _fail(f"The gateway exited during start (code {proc.returncode}):\n{tail}",
                   proc.returncode or 1)
-        if _healthy(url):
+        if is_healthy(url):
             click.echo(f"Moltbot is running at {url} (pid {proc.pid}).\n"
                        f"Chat in the browser: {url}/chat  (sign in with a token from "
                        f"`moltbot dashboard --token-gen --expire 8h`)\n"
@@ -147,7 +111,7 @@ def stop(port: int | None) -> None:
     ws = default_workspace()
     config = _config(ws)
     port = port or config.gateway.port
-    pid = _gateway_pid(ws, port)
+    pid = gateway_pid(ws, port)
     if not pid:
         click.echo(f"Moltbot is not running on port {port}.")
         return
@@ -170,9 +134,9 @@ def status(port: int | None) -> None:
     ws = default_workspace()
     config = _config(ws)
     port = port or config.gateway.port
-    url = _base_url(config.gateway.host, port)
-    pid = _gateway_pid(ws, port)
-    if pid and _healthy(url):
+    url = base_url(config.gateway.host, port)
+    pid = gateway_pid(ws, port)
+    if pid and is_healthy(url):
         click.echo(f"running: {url} (pid {pid}, workspace {ws.root})")
         return
     state = f"not answering (pid {pid})" if pid else "not running"
@@ -192,7 +156,7 @@ def dashboard(token_gen: bool, expire: str, as_json: bool) -> None:
     ws = default_workspace()
     ensure_workspace(ws)
     config = _config(ws)
-    url = _base_url(config.gateway.host, config.gateway.port) + "/"
+    url = base_url(config.gateway.host, config.gateway.port) + "/"
     if not token_gen:
         click.echo(f"Console: {url}\nSign in with a token: moltbot dashboard --token-gen")
         return
@@ -278,8 +242,8 @@ def _running_skills(ws: Workspace, config: Config) -> tuple[list, dict] | None:
     from gateway.guards.tokens import issue_token
     from gateway.store import Store
 
-    url = _base_url(config.gateway.host, config.gateway.port)
-    if not _gateway_pid(ws, config.gateway.port) or not _healthy(url):
+    url = base_url(config.gateway.host, config.gateway.port)
+    if not gateway_pid(ws, config.gateway.port) or not is_healthy(url):
         return None
     store = Store(ws.db_url)
     try:

@@ -1,22 +1,15 @@
 """What the model sees: the system prompt, as much recent conversation as fits, the question.
 
-Tokens are estimated, not counted with the model's tokenizer (which we do not have for every
-backend): one per CJK character, one per four other characters. The newest turns win.
+Tokens are estimated (`gateway.knowledge.estimate_tokens`), not counted with the model's
+tokenizer, which we do not have for every backend. The newest turns win.
 """
 
 from __future__ import annotations
 
-import re
-
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uff00-\uffef]")
+from gateway.knowledge import estimate_tokens
 
 SYSTEM_PROMPT = ("You are Moltbot, the user's private assistant running on their own computer. "
                  "Answer clearly and briefly, in the language the user writes in.")
-
-
-def estimate_tokens(text: str) -> int:
-    cjk = len(_CJK.findall(text))
-    return cjk + (len(text) - cjk + 3) // 4 + 1
 
 
 def build_messages(history: list[tuple[str, str]], text: str, budget: int,

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 import tempfile
-
-import httpx
-import psutil
 
 from gateway.config import Config, ConfigError, load_config
 from gateway.models.base import ModelError
 from gateway.models.registry import build_providers
+from gateway.probe import base_url, gateway_pid, is_healthy, is_port_free
 from gateway.secrets import lookup_secret
 from gateway.workspace import Workspace
 
@@ -54,23 +51,9 @@ def check_workspace(ws: Workspace) -> Check:
 
 def check_port(ws: Workspace, config: Config) -> Check:
     host, port = config.gateway.host, config.gateway.port
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-            return (True, f"port {port} on {host} is free", "")
-        except OSError:
-            pass
-    if _is_ours(ws, port, host):
+    if is_port_free(host, port):
+        return (True, f"port {port} on {host} is free", "")
+    if gateway_pid(ws, port) and is_healthy(base_url(host, port)):
         return (True, f"port {port} is served by this Moltbot gateway", "")
     return (False, f"port {port} on {host} is used by another program",
             f"stop it, or set gateway.port in config.yaml (or start with --port {port + 1})")
-
-
-def _is_ours(ws: Workspace, port: int, host: str) -> bool:
-    try:
-        pid = int(ws.pid_path(port).read_text(encoding="utf-8"))
-        psutil.Process(pid)
-        return httpx.get(f"http://{host}:{port}/healthz", timeout=2).status_code == 200
-    except (OSError, ValueError, psutil.Error, httpx.HTTPError):
-        return False

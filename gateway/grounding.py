@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.context import estimate_tokens
-from gateway.knowledge import KnowledgeBase, ScoredPassage, tokenize
+from gateway.knowledge import KnowledgeBase, ScoredPassage, estimate_tokens, tokenize
 
 MIN_COVERAGE = 0.5
 MIN_SHARED = 2

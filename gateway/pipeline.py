@@ -55,6 +55,10 @@ class Pipeline:
         self._idle.set()
         self.draining = False
 
+    def use_skills(self, skills: SkillSet) -> None:
+        """Hot reload hands over a new snapshot; messages already routed keep the old one."""
+        self.skills = skills
+
     # -- entry ---------------------------------------------------------------------------
     def handle(self, msg: Message, on_delta: OnDelta | None = None,
                cancel: threading.Event | None = None) -> Reply:

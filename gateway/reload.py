@@ -64,8 +64,7 @@ class Reloader:
     """Owns the current skills snapshot and config; `on_skills`/`on_config` receive new ones."""
 
     def __init__(self, workspace: Workspace, config: Config, loader: SkillLoader,
-                 knowledge: KnowledgeBase, *, on_skills: Callable[[SkillSet], None],
-                 on_config: Callable[[Config], None]) -> None:
+                 knowledge: KnowledgeBase, *, on_skills: Callable[[SkillSet], None]) -> None:
         self.workspace = workspace
         self.loader = loader
         self.knowledge = knowledge
@@ -73,7 +72,7 @@ class Reloader:
         self.skills = SkillSet()
         self.config_error: str | None = None
         self.on_skills = on_skills
-        self.on_config = on_config
+        self.on_config: Callable[[Config], None] = lambda config: None  # set by the owner
         self._pending: set[str] = set()
         self._wakeup = threading.Event()
         self._last_event = 0.0

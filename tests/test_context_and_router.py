@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.context import build_messages, estimate_tokens
+from gateway.context import build_messages
+from gateway.knowledge import estimate_tokens
 from gateway.router import route
 
 

@@ -51,6 +51,10 @@ def test_http_message_gets_reply_and_is_traceable(gateway: GatewayProcess,
                      "model"]
     assert f"via {fake_model.url}" in trace.stdout
     assert f"msg_id={body['id']}" in gateway.log()
+    api = f"{gateway.url}/api/v1/messages/{body['id']}/trace"
+    assert httpx.get(api).status_code == 401
+    over_http = httpx.get(api, headers=gateway.headers).json()
+    assert [s["step"] for s in over_http["spans"]] == steps and over_http["status"] == "answered"
 
 
 def test_context_survives_a_restart(gateway: GatewayProcess, fake_model: FakeModelServer) -> None:

@@ -54,6 +54,11 @@ def skills_api(gw: GatewayProcess) -> dict[str, Any]:
     return httpx.get(f"{gw.url}/api/v1/skills", headers=gw.headers, timeout=10).json()
 
 
+def wait_for_skill(gw: GatewayProcess, intent: str) -> None:
+    """Until the running gateway lists a handler for `intent` (after hot reload)."""
+    wait_until(lambda: any(s["intent"] == intent for s in skills_api(gw)["skills"]))
+
+
 @pytest.fixture
 def workspace_gateway(home: Path, fake_model: FakeModelServer) -> Iterator[GatewayProcess]:
     """A gateway whose workspace has only what each test puts in it (no examples)."""
@@ -147,7 +152,7 @@ def test_crashing_and_runaway_skills_never_take_the_gateway_down(
         "    def spin(self, msg):\n"
         "        while True:\n"
         "            pass\n", encoding="utf-8")
-    wait_until(lambda: any(s["intent"] == "spin" for s in skills_api(gw)["skills"]))
+    wait_for_skill(gw, "spin")
 
     crash = gw.post("/crash")
     assert crash.status_code == 500
@@ -185,7 +190,7 @@ def test_skills_use_tools_within_their_limits(workspace_gateway: GatewayProcess)
         "            return context.tool('command', argv=msg['text'].split())\n"
         "        except Exception as e:\n"
         "            return 'refused: ' + str(e)\n", encoding="utf-8")
-    wait_until(lambda: any(s["intent"] == "peek" for s in skills_api(gw)["skills"]))
+    wait_for_skill(gw, "peek")
     assert gw.post("/peek knowledge/faq.md").json()["reply"] == FAQ[:20]
     escape = gw.post("/peek ../config.yaml").json()
     assert escape["reply"].startswith("refused:") and ".." in escape["reply"]
@@ -198,7 +203,7 @@ def test_skills_use_tools_within_their_limits(workspace_gateway: GatewayProcess)
 def test_script_skill_by_keyword(workspace_gateway: GatewayProcess) -> None:
     gw = workspace_gateway
     shutil.copy2(ROOT / "skills" / "file_processor.sh", gw.home / "skills")
-    wait_until(lambda: any(s["intent"] == "file_process" for s in skills_api(gw)["skills"]))
+    wait_for_skill(gw, "file_process")
     reply = gw.post("word count knowledge/faq.md").json()["reply"]
     assert reply.startswith("knowledge/faq.md:") and "lines" in reply
 

@@ -7,7 +7,6 @@ page reads it, posts it here, and wipes it from the address bar).
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 from flask import Blueprint, Response, jsonify, redirect, request, send_from_directory
@@ -17,10 +16,9 @@ from gateway import __version__
 from gateway.api.credentials import COOKIE, request_credential
 from gateway.api.errors import error_response
 from gateway.guards.tokens import TokenAuthenticator
-from gateway.store import Store
 
 
-def build_pages(authenticator: TokenAuthenticator, store: Store, webui: Path,
+def build_pages(authenticator: TokenAuthenticator, webui: Path,
                 cookie_max_age: int) -> Blueprint:
     bp = Blueprint("pages", __name__)
 
@@ -68,15 +66,5 @@ def build_pages(authenticator: TokenAuthenticator, store: Store, webui: Path,
         if not principal:
             return error_response(401, "unauthorized", "Not signed in.")
         return jsonify({"principal": principal})
-
-    @bp.get("/api/v1/messages/<msg_id>/trace")
-    def trace(msg_id: str) -> ResponseReturnValue:
-        if not authenticator.verify(request_credential(request)):
-            return error_response(401, "unauthorized", "Send `Authorization: Bearer <token>`.")
-        stored = store.get_message(msg_id)
-        if stored is None:
-            return error_response(404, "not_found", f"No message {msg_id}.")
-        return jsonify({"id": msg_id, "status": stored.status, "route": stored.route,
-                        "spans": [asdict(s) for s in store.get_trace(msg_id)]})
 
     return bp

@@ -1,0 +1,49 @@
+"""Looking at a gateway from outside its process: is the port free, is ours running and healthy.
+
+Used by the CLI and `moltbot doctor`; nothing here imports gevent, so it runs in any process.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import httpx
+import psutil
+
+from gateway.workspace import Workspace
+
+
+def base_url(host: str, port: int) -> str:
+    """The URL a local client uses: a wildcard bind is reached on loopback."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+
+
+def gateway_pid(ws: Workspace, port: int) -> int | None:
+    """The pid of our gateway on `port`, or None (a stale pid file is removed)."""
+    path = ws.pid_path(port)
+    try:
+        pid = int(path.read_text(encoding="utf-8").strip())
+        if "gateway.server" in " ".join(psutil.Process(pid).cmdline()):
+            return pid
+    except (OSError, ValueError, psutil.Error):
+        pass
+    path.unlink(missing_ok=True)
+    return None
+
+
+def is_healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def is_port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
