@@ -33,6 +33,7 @@ from gateway.sessions import SessionPolicy
 from gateway.state import LocalTokenCache, TokenCache
 from gateway.store import Store
 from gateway.tools import Tool, build_tools
+from gateway.tools.files import FileScope
 from gateway.workspace import Workspace
 
 
@@ -120,6 +121,14 @@ def history_chars(config: Config) -> int:
 
 
 def build_model_tools(workspace: Workspace, config: Config) -> dict[str, Tool]:
-    """The tools the model itself may call: only those `tools.offer_to_model` names."""
-    tools = build_tools(workspace.root, **config.tools.model_dump(exclude={"offer_to_model"}))
-    return {name: tools[name] for name in config.tools.offer_to_model}
+    """The tools the model itself may call: only those `tools.offer_to_model` names, and its
+    files tool only inside `tools.model_read` / `model_write` (never skills/, data/ or
+    config.yaml: the code and secrets that run it)."""
+    limits = config.tools
+    scope = FileScope(tuple(limits.model_read), tuple(limits.model_write))
+    for folder in scope.write:  # the model's scratch folder, so its first write has a place
+        (workspace.root / folder).mkdir(parents=True, exist_ok=True)
+    tools = build_tools(workspace.root, files_scope=scope,
+                        **limits.model_dump(exclude={"offer_to_model", "model_read",
+                                                     "model_write"}))
+    return {name: tools[name] for name in limits.offer_to_model}
