@@ -22,6 +22,7 @@ import psutil
 
 from gateway import __version__
 from gateway.config import Config, ConfigError, bind_problem, load_config, parse_duration
+from gateway.private import private_umask
 from gateway.probe import base_url, gateway_pid, is_healthy, is_port_free
 from gateway.secrets import lookup_secret
 from gateway.workspace import Workspace, default_workspace, ensure_workspace
@@ -47,6 +48,7 @@ def _config(ws: Workspace) -> Config:
 @click.version_option(__version__, prog_name="moltbot")
 def main() -> None:
     """Moltbot: your private AI assistant gateway."""
+    private_umask()  # the workspace, the store and tokens it creates are the owner's alone
 
 
 @main.group()
