@@ -75,7 +75,7 @@ def test_one_address_may_hold_only_so_many_connections() -> None:
     other = gevent.spawn(server.handle, pairs[3][0], ("198.51.100.1", 3000))
     gevent.sleep(0.2)
     assert server.by_address["198.51.100.1"] == 1  # another address is let in
-    for a, b in pairs:
+    for _, b in pairs:
         b.close()
     gevent.joinall([*held, other], timeout=10)
     assert not server.by_address  # every closed connection was counted out
