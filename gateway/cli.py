@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 import httpx
@@ -439,6 +439,83 @@ def _end_tokens(name_or_id: str, after: float, verb: str) -> None:
     finally:
         store.close()
     click.echo(f"{verb} {len(matching)} token(s): " + ", ".join(r.id for r in matching))
+
+
+@main.group()
+def pairing() -> None:
+    """Chat-platform senders the stranger policy has met: list, approve, block, unblock.
+
+    A sender is named "<channel>:<sender id>", e.g. enterprise_im:alice.
+    """
+
+
+@pairing.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def pairing_list(as_json: bool) -> None:
+    """Every sender met, with its state: pending (code sent), awaiting_owner, approved,
+    blocked."""
+    rows = [{"sender": r.key, "state": r.state, "since": _utc(r.updated_at)}
+            for r in _with_store(lambda store: store.senders())]
+    if as_json:
+        click.echo(json.dumps({"senders": rows}, ensure_ascii=False))
+        return
+    for row in rows:
+        click.echo(f"{row['sender']:<32} {row['state']:<15} since {row['since']}")
+    if not rows:
+        click.echo("No senders yet: strangers appear here when they first write.")
+
+
+@pairing.command("approve")
+@click.argument("sender")
+def pairing_approve(sender: str) -> None:
+    """Let this sender talk to the assistant (with or without a code)."""
+    _set_sender(sender, "approved")
+
+
+@pairing.command("block")
+@click.argument("sender")
+def pairing_block(sender: str) -> None:
+    """Never answer this sender again."""
+    _set_sender(sender, "blocked")
+
+
+@pairing.command("unblock")
+@click.argument("sender")
+def pairing_unblock(sender: str) -> None:
+    """Forget the sender: their next message is a stranger's again (a new code)."""
+    channel, name = _sender_key(sender)
+    forgotten = _with_store(lambda store: store.forget_sender(channel, name))
+    click.echo(f"{sender} unblocked: their next message gets a new code." if forgotten
+               else f"{sender} was not known; nothing to do.")
+
+
+def _sender_key(sender: str) -> tuple[str, str]:
+    channel, _, name = sender.partition(":")
+    if not channel or not name:
+        _fail(f"Name the sender as <channel>:<sender id>, e.g. enterprise_im:alice "
+              f"(`moltbot pairing list` shows them), not {sender!r}.", EXIT_CONFIG)
+    return channel, name
+
+
+def _set_sender(sender: str, state: str) -> None:
+    from gateway.store import SenderRow
+
+    channel, name = _sender_key(sender)
+    _with_store(lambda store: store.put_sender(SenderRow(channel, name, state,
+                                                         updated_at=time.time())))
+    click.echo(f"{sender}: {state}")
+
+
+def _with_store(work: Any) -> Any:
+    from gateway.store import Store
+
+    ws = default_workspace()
+    ensure_workspace(ws)
+    store = Store(ws.db_url)
+    try:
+        return work(store)
+    finally:
+        store.close()
 
 
 @main.group()

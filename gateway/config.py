@@ -174,6 +174,26 @@ class AuthConfig(_Section):
         return bool(self.jwt_secret or self.tokens)
 
 
+class SecurityConfig(_Section):
+    """Strangers on chat platforms (the guide's section 4.1); see gateway.guards.stranger."""
+
+    stranger_mode: Literal["verification_code", "direct_block", "open"] = "verification_code"
+    code_expire: Duration = Field(300.0, gt=0)
+    max_code_attempts: int = Field(5, ge=1)
+    allowlist: list[str] = Field(default_factory=list, description='"<channel>:<sender id>"')
+    require_approval: bool = False
+
+    @field_validator("allowlist")
+    @classmethod
+    def _channel_and_sender(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            channel, _, sender = entry.partition(":")
+            if not channel or not sender:
+                raise ValueError(f"{entry!r}: write \"<channel>:<sender id>\", e.g. "
+                                 "\"enterprise_im:alice\"")
+        return value
+
+
 class LogsConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     max_bytes: int = Field(10 * 1024 * 1024, ge=1024)
@@ -220,7 +240,7 @@ class Config(_Section):
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     channels: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per channel of gateway.channels.table: its options")
-    security: dict[str, Any] | None = None
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
@@ -238,15 +258,6 @@ class Config(_Section):
                 raise ValueError(f"channel {name!r} is not supported yet; this version has "
                                  f"{', '.join(CHANNELS)}")
         return value
-
-    @field_validator("security")
-    @classmethod
-    def _no_security_yet(cls, value: dict[str, Any] | None) -> None:
-        if value is not None:
-            raise ValueError("not supported yet: stranger verification (stranger_mode, "
-                             "code_expire) arrives with the first chat-platform channel; "
-                             "remove the security: section until then")
-        return None
 
     @model_validator(mode="after")
     def _default_model_exists(self) -> Config:

@@ -22,19 +22,21 @@ log = logging.getLogger(__name__)
 class CredentialSource(Protocol):
     name: str
 
-    def identify(self, credential: str) -> str | None: ...
+    def identify(self, credential: str, channel: str) -> str | None:
+        """The principal this credential proves on this channel, or None."""
+        ...
 
 
 class Authenticator:
     def __init__(self, sources: Sequence[CredentialSource]) -> None:
         self.sources = tuple(sources)
 
-    def identify(self, credential: str | None) -> str | None:
+    def identify(self, credential: str | None, channel: str = "") -> str | None:
         """The principal a credential proves, or None (unknown, expired, forged, too long)."""
         if not credential or len(credential) > MAX_CREDENTIAL:
             return None
         for source in self.sources:
-            principal = source.identify(credential)
+            principal = source.identify(credential, channel)
             if principal:
                 return principal
         return None
@@ -58,7 +60,7 @@ class Authenticate:
             return _locked_out(locked)
         if caller.credential is None:
             return NOT_SIGNED_IN
-        found = self.authenticator.identify(caller.credential)
+        found = self.authenticator.identify(caller.credential, caller.channel)
         if found:
             return Allow(found)
         if self.lockout.failed(caller.peer, self.policy):
