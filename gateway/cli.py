@@ -291,6 +291,42 @@ def logs(which: str, lines: int, keyword: str | None, follow: bool) -> None:
                 click.echo(line, nl=False)
 
 
+@main.group()
+def secret() -> None:
+    """Secrets in the OS keyring, for ${keyring:NAME} values in config.yaml."""
+
+
+@secret.command("set")
+@click.argument("name")
+def secret_set(name: str) -> None:
+    """Store NAME: typed twice with hidden input, or read from stdin when it is not a terminal."""
+    from gateway.secrets import SERVICE, SecretStoreError, store_secret
+
+    if sys.stdin.isatty():
+        value = click.prompt(f"Value of {name}", hide_input=True, confirmation_prompt=True)
+    else:
+        value = sys.stdin.read().removesuffix("\n").removesuffix("\r")
+    try:
+        backend = store_secret(name, value)
+    except SecretStoreError as e:
+        _fail(f"Not stored: {e}")
+    click.echo(f"Stored {name} in the OS keyring ({backend}, service {SERVICE}). "
+               f"Use it in config.yaml as ${{keyring:{name}}}.")
+
+
+@secret.command("delete")
+@click.argument("name")
+def secret_delete(name: str) -> None:
+    """Remove NAME from the OS keyring."""
+    from gateway.secrets import SecretStoreError, delete_secret
+
+    try:
+        delete_secret(name)
+    except SecretStoreError as e:
+        _fail(f"Not deleted: {e}")
+    click.echo(f"Deleted {name} from the OS keyring.")
+
+
 @main.command()
 def doctor() -> None:
     """Check config, workspace, port and every model endpoint; say how to fix each problem."""
