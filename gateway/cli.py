@@ -149,7 +149,7 @@ def status(port: int | None) -> None:
 @click.option("--expire", default="8h", show_default=True, help="Lifetime, e.g. 30m, 8h, 7d.")
 @click.option("--json", "as_json", is_flag=True, help="Print {token, expires_at, url}.")
 def dashboard(token_gen: bool, expire: str, as_json: bool) -> None:
-    """Print the console address; with --token-gen, a token to sign in with."""
+    """Print the chat page's address; with --token-gen, a token and a link that signs in."""
     from gateway.guards.tokens import issue_token
     from gateway.store import Store
 
@@ -158,7 +158,7 @@ def dashboard(token_gen: bool, expire: str, as_json: bool) -> None:
     config = _config(ws)
     url = base_url(config.gateway.host, config.gateway.port) + "/"
     if not token_gen:
-        click.echo(f"Console: {url}\nSign in with a token: moltbot dashboard --token-gen")
+        click.echo(f"Chat page: {url}chat\nSign in with a token: moltbot dashboard --token-gen")
         return
     try:
         seconds = parse_duration(expire)
@@ -175,7 +175,7 @@ def dashboard(token_gen: bool, expire: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"token": token, "expires_at": when, "url": url}))
         return
-    click.echo(f"Token:   {token}\nExpires: {when} (in {expire})\nConsole: {url}\n"
+    click.echo(f"Token:   {token}\nExpires: {when} (in {expire})\nChat page: {url}chat\n"
                f"Sign-in link (the token is in the #fragment, never sent to the server): "
                f"{url}chat#token={token}")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 
 from gateway import __version__
-from tests.conftest import free_port, model_config, run_cli, write_config
+from tests.conftest import ROOT, free_port, model_config, run_cli, write_config
 from tests.fakes.fake_model import FakeModelServer
 
 
@@ -170,3 +170,27 @@ def test_logs_filter_by_keyword(home: Path) -> None:
     shown = run_cli(home, "logs", "--grep", "m2")
     assert shown.returncode == 0 and shown.stdout == "b msg_id=m2 answered\n"
     assert run_cli(home, "logs", "-n", "1").stdout == "b msg_id=m2 answered\n"
+
+
+def test_dashboard_names_the_page_it_links_to(home: Path) -> None:
+    port = free_port()
+    write_config(home, own_port_config("http://127.0.0.1:11434", port))
+    plain = run_cli(home, "dashboard")
+    assert plain.returncode == 0
+    assert plain.stdout.splitlines()[0] == f"Chat page: http://127.0.0.1:{port}/chat"
+    signed = run_cli(home, "dashboard", "--token-gen", "--expire", "1h")
+    assert signed.returncode == 0
+    assert f"Chat page: http://127.0.0.1:{port}/chat\n" in signed.stdout
+    assert f"http://127.0.0.1:{port}/chat#token=mb_" in signed.stdout
+    assert "Console" not in plain.stdout + signed.stdout  # there is no console page yet
+
+
+def test_readme_and_config_template_name_the_secret_command(home: Path) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "`moltbot secret set NAME`" in readme and "keyring set moltbot" not in readme
+    assert "without `intent=` the intent is the command word" in readme
+    run_cli(home, "dashboard")
+    assert "`moltbot secret set telegram_token`" in \
+        (home / "config.yaml").read_text(encoding="utf-8")
+    shown = run_cli(home, "secret", "--help")
+    assert shown.returncode == 0 and "set" in shown.stdout and "delete" in shown.stdout
