@@ -45,9 +45,10 @@ def run_checks(ws: Workspace) -> list[Check]:
 def _config_fix(e: ConfigError) -> str:
     """Edit as each problem says; a missing keyring secret needs a keyring, so say if there
     is none rather than send the user to a command that cannot work here."""
-    if any("OS keyring" in p for p in e.problems) and (missing := keyring_status()):
-        return missing
-    return "edit config.yaml as each problem says"
+    if not any("OS keyring" in p for p in e.problems):
+        return "edit config.yaml as each problem says"
+    return keyring_status() or ("store each missing secret with the `moltbot secret set NAME` "
+                                "its problem names; edit config.yaml for any other problem")
 
 
 def check_workspace(ws: Workspace) -> Check:

@@ -7,9 +7,11 @@ password, under a temporary HOME: nothing touches the user's own keyring or sess
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -46,6 +48,47 @@ def test_bad_names_and_empty_values_are_refused(home: Path, tmp_path: Path) -> N
     assert bad.returncode == 1 and "secret names are letters, digits" in bad.stderr
 
 
+def read_until(fd: int, marker: str, deadline_s: float = 30.0) -> str:
+    """What the terminal shows up to and including `marker` (or up to the child's exit)."""
+    seen = ""
+    deadline = time.monotonic() + deadline_s
+    while marker not in seen:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {marker!r} on the terminal; it showed {seen!r}")
+        if select.select([fd], [], [], 0.1)[0]:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk.decode(errors="replace")
+    return seen
+
+
+def test_on_a_terminal_the_value_is_asked_twice_and_never_echoed(home: Path,
+                                                                 tmp_path: Path) -> None:
+    master, terminal = os.openpty()
+    env = {**os.environ, **NO_BACKEND, "HOME": str(tmp_path / "user"), "MOLTBOT_HOME": str(home)}
+    child = subprocess.Popen([sys.executable, "-m", "gateway", "secret", "set", "jwt"],
+                             stdin=terminal, stdout=terminal, stderr=terminal, env=env, cwd=ROOT)
+    os.close(terminal)
+    try:
+        shown = read_until(master, "Value of jwt: ")
+        os.write(master, SECRET.encode() + b"\n")
+        shown += read_until(master, "Repeat for confirmation: ")
+        os.write(master, SECRET.encode() + b"\n")
+        shown += read_until(master, "never stores secrets in a plain file")
+        assert child.wait(30) == 1
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        os.close(master)
+    assert SECRET not in shown  # typed with echo off
+    assert "Not stored: no secure keyring on this machine" in shown
+
+
 @pytest.mark.skipif(not (shutil.which("gnome-keyring-daemon") and shutil.which("dbus-run-session")),
                     reason="needs a real Secret Service: apt-get install gnome-keyring dbus "
                            "(installers/test.sh installs them)")
@@ -65,6 +108,7 @@ def test_set_read_by_config_and_delete_with_gnome_keyring(home: Path, tmp_path: 
     script = f"""
         set -u
         echo -n throwaway | gnome-keyring-daemon --unlock --components=secrets >/dev/null
+        {moltbot} doctor >{out}/before.out 2>&1
         printf '%s\\n' '{SECRET}' | {moltbot} secret set jwt >{out}/set.out 2>&1
         echo $? >{out}/set.rc
         {read_back} >{out}/stored.out 2>&1
@@ -86,6 +130,10 @@ def test_set_read_by_config_and_delete_with_gnome_keyring(home: Path, tmp_path: 
     def read(name: str) -> str:
         return (out / name).read_text(encoding="utf-8").strip()
 
+    before = read("before.out")
+    assert "auth.jwt_secret: no secret 'jwt' in the OS keyring; store it with `moltbot secret " \
+           "set jwt`" in before
+    assert "fix: store each missing secret with the `moltbot secret set NAME`" in before
     assert read("set.rc") == "0", read("set.out")
     assert read("set.out") == ("Stored jwt in the OS keyring (SecretService.Keyring, service "
                                "moltbot). Use it in config.yaml as ${keyring:jwt}.")
