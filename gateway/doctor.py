@@ -86,7 +86,9 @@ def check_port(ws: Workspace, config: Config) -> Check:
                                     f"`moltbot gateway stop` and `moltbot gateway start`")
     holder = listener_pid(port)
     name, home = describe_process(holder) if holder else ("unknown", None)
-    if health or home:
+    # A process we can see is ours only if it runs gateway.server: many programs answer
+    # /healthz. One we cannot see (another user's) is judged by its /healthz alone.
+    if home or (health and not holder):
         where = f", workspace {home}" if home else ""
         shown = f"pid {holder}" if holder else "pid unknown"
         return (False, f"port {port} on {host} is used by a Moltbot gateway of another "
@@ -122,7 +124,7 @@ def check_model(name: str, cfg: ModelConfig, url: str) -> Check:
         return (False, f"{what}: timed out", f"the server at {url} accepted but did not "
                 f"answer; check that it is not stuck, or fix models.{name}.endpoint")
     except httpx.TransportError as e:
-        reason = "connection refused" if isinstance(e, httpx.ConnectError) else str(e)
+        reason = "connection refused" if "refused" in str(e).lower() else str(e)
         start = "`ollama serve`" if ollama else f"the OpenAI-compatible server for {url}"
         return (False, f"{what}: {reason}",
                 f"start the model server ({start}), or fix models.{name}.endpoint")

@@ -3,6 +3,10 @@ can find is named, and each failure gets the fix that matches it."""
 
 from __future__ import annotations
 
+import json
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 from gateway import __version__
@@ -76,3 +80,34 @@ def test_a_failing_server_is_not_told_to_start(fake_model: FakeModelServer) -> N
     ok, what, fix = check_model("llama2", model(fake_model.url), fake_model.url)
     assert not ok and what.endswith("HTTP 500 from " + fake_model.url + "/api/tags")
     assert "restart it" in fix and "ollama serve" not in fix
+
+
+class _Healthy(BaseHTTPRequestHandler):
+    """Another program with a /healthz of its own, as many have."""
+
+    def do_GET(self) -> None:
+        body = json.dumps({"status": "ok", "version": "9.9"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_another_program_with_a_healthz_is_not_taken_for_a_gateway(tmp_path: Path) -> None:
+    server = HTTPServer(("127.0.0.1", 0), _Healthy)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        port = server.server_address[1]
+        ok, what, _ = check_port(Workspace(tmp_path), on_port(port))
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert not ok
+    assert what.startswith(f"port {port} on 127.0.0.1 is used by another program "
+                           f"(pid {os.getpid()}: ")
