@@ -70,9 +70,12 @@ def describe_process(pid: int) -> tuple[str, str | None]:
         name = process.name()
         if "gateway.server" not in " ".join(process.cmdline()):
             return name, None
-        return name, process.environ().get("MOLTBOT_HOME", DEFAULT_HOME)
     except psutil.Error:
         return "unknown", None
+    try:
+        return name, process.environ().get("MOLTBOT_HOME", DEFAULT_HOME)
+    except psutil.Error:  # another user's gateway: its environment is private
+        return name, "(a workspace of another user)"
 
 
 def is_port_free(host: str, port: int) -> bool:

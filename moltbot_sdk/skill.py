@@ -95,7 +95,8 @@ class _Context:
         if command is not None and (not isinstance(command, str)
                                     or not _WORD.match(command.lstrip("/"))):
             raise HandlerDefinitionError(f"command must look like '/faq', got {command!r}")
-        if isinstance(keywords, str) or not all(isinstance(k, str) for k in keywords):
+        if not isinstance(keywords, list | tuple | set | frozenset) \
+                or not all(isinstance(k, str) for k in keywords):
             raise HandlerDefinitionError(
                 f"keywords must be a list of strings, e.g. keywords=[\"faq\", \"常见问题\"], "
                 f"got {keywords!r}")

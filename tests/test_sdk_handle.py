@@ -60,6 +60,7 @@ def test_a_handler_without_intent_loads_and_answers(loader: SkillLoader) -> None
 @pytest.mark.parametrize(("decorator", "expected"), [
     ('@context.handle(intnet="x")', "unknown argument(s) intnet; it takes intent, keywords"),
     ('@context.handle(keywords="faq")', "keywords must be a list of strings"),
+    ('@context.handle(keywords=5)', "keywords must be a list of strings"),
     ('@context.handle(intent="two words")', "intent must be a word like 'faq_query'"),
     ('@context.handle(command="/no spaces")', "command must look like '/faq'"),
     ('@context.handle(timeout=0)', "timeout must be seconds above 0"),
