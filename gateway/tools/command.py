@@ -11,31 +11,24 @@ What the caller can rely on:
   full access to the machine as the gateway's user; the allowlist cannot narrow that down.
 - The child gets a small environment (PATH, HOME, locale, TZ, TMPDIR plus `env`), never the
   gateway's own, which may hold API keys.
-- The child leads its own process group; on time-out the whole group is killed.
-- Output is read as it comes and capped per stream: stdout keeps its first `max_output`
-  bytes, stderr its last (the error is usually at the end); the rest is read and dropped.
+- Time limit, process-group kill and output caps (stdout's first `max_output` bytes,
+  stderr's last) are `gateway.process`'s, shared with script skills.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import selectors
 import shutil
-import signal
-import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from gateway import process
 from gateway.tools.base import Tool, ToolError, ToolRefused, check_arguments
 
 log = logging.getLogger(__name__)
 
-_CHUNK = 65536
-_GRACE = 2.0  # seconds to let a killed process group release its pipes
 _STDERR_TAIL = 4000  # characters of stderr shown to the model by call()
 _PASSED_ENV = ("HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
 _FULL_ACCESS = frozenset(
@@ -67,32 +60,6 @@ class CommandResult:
     stderr: str
     timed_out: bool
     truncated: bool
-
-
-class _Capture:
-    """A bounded buffer for one output stream, keeping either its head or its tail."""
-
-    def __init__(self, limit: int, *, keep_tail: bool) -> None:
-        self.data = bytearray()
-        self.limit = limit
-        self.keep_tail = keep_tail
-        self.truncated = False
-
-    def add(self, chunk: bytes) -> None:
-        if self.keep_tail:
-            self.data += chunk
-            excess = len(self.data) - self.limit
-            if excess > 0:
-                del self.data[:excess]
-                self.truncated = True
-            return
-        room = self.limit - len(self.data)
-        if len(chunk) > room:
-            self.truncated = True
-        self.data += chunk[: max(room, 0)]
-
-    def text(self) -> str:
-        return self.data.decode("utf-8", "replace")
 
 
 class CommandTool(Tool):
@@ -153,30 +120,26 @@ class CommandTool(Tool):
             raise ToolError(f"command: stdin must be a string, got {type(stdin).__name__}")
         program = self._resolve(argv[0])
         try:
-            proc = subprocess.Popen(
-                [program, *argv[1:]],
-                stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=self.cwd,
-                env=self.env,
-                start_new_session=True,
-                close_fds=True,
-            )
+            proc = process.start([program, *argv[1:]], cwd=self.cwd, env=self.env,
+                                 with_stdin=stdin is not None)
         except OSError as e:
             raise ToolError(f"command: could not start {argv[0]!r}: {e.strerror or e}") from e
         log.info(
             "command: started %s with %d argument(s), pid %d", program, len(argv) - 1, proc.pid
         )
-        try:
-            return self._collect(proc, None if stdin is None else stdin.encode("utf-8"))
-        finally:
-            if proc.returncode is None:
-                _kill_group(proc)
-                proc.wait()
-            for pipe in (proc.stdin, proc.stdout, proc.stderr):
-                if pipe is not None:
-                    pipe.close()
+        result = process.collect(proc, None if stdin is None else stdin.encode("utf-8"),
+                                 timeout=self.timeout, max_stdout=self.max_output,
+                                 max_stderr=self.max_output)
+        if result.timed_out:
+            log.warning("command: pid %d ran over %s s; its group was killed", proc.pid,
+                        self.timeout)
+        return CommandResult(
+            exit_code=result.exit_code,
+            stdout=result.stdout.decode("utf-8", "replace"),
+            stderr=result.stderr.decode("utf-8", "replace"),
+            timed_out=result.timed_out,
+            truncated=result.truncated,
+        )
 
     def call(self, arguments: dict[str, Any]) -> str:
         args = check_arguments(self.name, arguments)
@@ -216,75 +179,6 @@ class CommandTool(Tool):
         raise ToolRefused(
             f"command: refused {name!r}: it is not in tools.allowed_commands ({allowed}); {fix}"
         )
-
-    def _collect(self, proc: subprocess.Popen[bytes], data: bytes | None) -> CommandResult:
-        out = _Capture(self.max_output, keep_tail=False)
-        err = _Capture(self.max_output, keep_tail=True)
-        deadline = time.monotonic() + self.timeout
-        with selectors.DefaultSelector() as sel:
-            assert proc.stdout is not None and proc.stderr is not None
-            sel.register(proc.stdout, selectors.EVENT_READ, out)
-            sel.register(proc.stderr, selectors.EVENT_READ, err)
-            if proc.stdin is not None:
-                os.set_blocking(proc.stdin.fileno(), False)
-                sel.register(proc.stdin, selectors.EVENT_WRITE, memoryview(data or b""))
-            finished = _pump(sel, deadline, proc.stdin)
-            if finished:
-                try:
-                    proc.wait(timeout=max(deadline - time.monotonic(), 0))
-                except subprocess.TimeoutExpired:
-                    finished = False
-            if not finished:
-                log.warning(
-                    "command: pid %d ran over %s s, killing its group", proc.pid, self.timeout
-                )
-                _kill_group(proc)
-                _pump(sel, time.monotonic() + _GRACE, proc.stdin)
-                proc.wait()
-        assert proc.returncode is not None
-        return CommandResult(
-            exit_code=proc.returncode,
-            stdout=out.text(),
-            stderr=err.text(),
-            timed_out=not finished,
-            truncated=out.truncated or err.truncated,
-        )
-
-
-def _pump(sel: selectors.BaseSelector, deadline: float, stdin: IO[bytes] | None) -> bool:
-    """Feed stdin and drain the outputs until every pipe closes (True) or the deadline passes."""
-    while sel.get_map():
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        for key, _ in sel.select(remaining):
-            if key.fileobj is stdin:
-                view: memoryview = key.data
-                try:
-                    written = os.write(key.fd, view[:_CHUNK])
-                except BlockingIOError:
-                    continue
-                except BrokenPipeError:  # the program stopped reading: drop the rest
-                    written = len(view)
-                view = view[written:]
-                if view:
-                    sel.modify(key.fileobj, selectors.EVENT_WRITE, view)
-                else:
-                    sel.unregister(key.fileobj)
-                    key.fileobj.close()  # type: ignore[union-attr]
-                continue
-            chunk = os.read(key.fd, _CHUNK)
-            if chunk:
-                key.data.add(chunk)
-            else:
-                sel.unregister(key.fileobj)
-    return True
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the process group; only called before the leader is reaped, so its id is ours."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _child_env(extra: dict[str, str]) -> dict[str, str]:
