@@ -20,7 +20,7 @@ from tests.conftest import ROOT, free_port, model_config, run_cli, write_config
 from tests.fakes.fake_model import FakeModelServer
 
 NO_BACKEND = {"PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
-SECRET = "tr0ub4dor&3 with spaces"
+SECRET = "tr0ub4dor&3 with spaces, long enough for a JWT key"
 
 
 def files_containing(folder: Path, text: str) -> list[Path]:
