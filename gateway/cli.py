@@ -22,6 +22,7 @@ import psutil
 
 from gateway import __version__
 from gateway.config import Config, ConfigError, bind_problem, load_config, parse_duration
+from gateway.private import private_umask
 from gateway.probe import base_url, gateway_pid, is_healthy, is_port_free
 from gateway.secrets import lookup_secret
 from gateway.workspace import Workspace, default_workspace, ensure_workspace
@@ -47,6 +48,7 @@ def _config(ws: Workspace) -> Config:
 @click.version_option(__version__, prog_name="moltbot")
 def main() -> None:
     """Moltbot: your private AI assistant gateway."""
+    private_umask()  # the workspace, the store and tokens it creates are the owner's alone
 
 
 @main.group()
@@ -237,8 +239,9 @@ def skills_list(as_json: bool) -> None:
         sys.exit(1)
 
 
-def _running_skills(ws: Workspace, config: Config) -> tuple[list, dict] | None:
-    """Ask the running gateway (what it has loaded now), with a token valid for a minute."""
+def _ask_gateway(ws: Workspace, config: Config, path: str) -> dict | None:
+    """GET an admin API path from the running gateway with a token valid for a minute, or
+    None when no gateway runs."""
     from gateway.guards.tokens import issue_token
     from gateway.store import Store
 
@@ -250,9 +253,15 @@ def _running_skills(ws: Workspace, config: Config) -> tuple[list, dict] | None:
         token, _ = issue_token(store, 60, label="cli")
     finally:
         store.close()
-    data = httpx.get(f"{url}/api/v1/skills", headers={"Authorization": f"Bearer {token}"},
-                     timeout=10).json()
-    return data["skills"], data["errors"]
+    data: dict = httpx.get(f"{url}{path}", headers={"Authorization": f"Bearer {token}"},
+                           timeout=10).json()
+    return data
+
+
+def _running_skills(ws: Workspace, config: Config) -> tuple[list, dict] | None:
+    """Ask the running gateway what it has loaded now."""
+    data = _ask_gateway(ws, config, "/api/v1/skills")
+    return (data["skills"], data["errors"]) if data else None
 
 
 def _load_skills_here(ws: Workspace, config: Config) -> tuple[list, dict]:
@@ -338,6 +347,30 @@ def doctor() -> None:
         click.echo(f"{'ok  ' if ok else 'FAIL'}  {what}" + ("" if ok else f"\n      fix: {fix}"))
     if not all(ok for ok, _, _ in results):
         sys.exit(1)
+
+
+@main.group()
+def channels() -> None:
+    """Where messages come in: HTTP, WebSocket, the console (and chat platforms later)."""
+
+
+@channels.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def channels_list(as_json: bool) -> None:
+    """Each channel, whether config.yaml enables it, and its status in the running gateway."""
+    from gateway.channels.table import CHANNELS
+
+    ws = default_workspace()
+    config = _config(ws)
+    data = _ask_gateway(ws, config, "/api/v1/channels")
+    rows = data["channels"] if data else [
+        {"name": name, "enabled": bool(config.channels.get(name, {}).get("enabled", True)),
+         "status": "stopped: the gateway is not running"} for name in CHANNELS]
+    if as_json:
+        click.echo(json.dumps({"channels": rows}))
+        return
+    for row in rows:
+        click.echo(f"{row['name']:<10} {'on ' if row['enabled'] else 'off'}  {row['status']}")
 
 
 if __name__ == "__main__":

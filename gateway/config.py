@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -109,13 +110,24 @@ class GatewayConfig(_Section):
         return value
 
 
+def _check_networks(value: list[str]) -> list[str]:
+    from gateway.guards.rate_limit import parse_networks
+
+    parse_networks(value)
+    return value
+
+
+Networks = Annotated[list[str], AfterValidator(_check_networks)]
+LOOPBACK = ["127.0.0.0/8", "::1/128"]
+
+
 class RateLimitConfig(_Section):
     """The guide's `auth.rate_limit`: requests per window, globally and per client address."""
 
     global_: str = Field("1000/min", alias="global")
     per_ip: str = "100/min"
-    exempt: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"],
-                              description="addresses never counted (default: loopback)")
+    exempt: Networks = Field(default_factory=lambda: list(LOOPBACK),
+                             description="addresses never counted (default: loopback)")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_default=True)
 
@@ -127,13 +139,20 @@ class RateLimitConfig(_Section):
         parse_rate(value)
         return value
 
-    @field_validator("exempt")
-    @classmethod
-    def _networks(cls, value: list[str]) -> list[str]:
-        from gateway.guards.rate_limit import parse_networks
 
-        parse_networks(value)
-        return value
+class LockoutConfig(_Section):
+    """`failures` bad credentials from one address within `window` lock it out for
+    `duration`; loopback is not exempt unless listed in `exempt`."""
+
+    failures: int = Field(10, ge=1)
+    window: Duration = 60.0
+    duration: Duration = 300.0
+    exempt: Networks = Field(default_factory=list)
+
+
+class ConsoleConfig(_Section):
+    allow_ips: Networks = Field(default_factory=lambda: list(LOOPBACK),
+                                description="who may open the console and its APIs")
 
 
 class AuthConfig(_Section):
@@ -141,6 +160,11 @@ class AuthConfig(_Section):
     token_expire: Duration = 86400.0
     tokens: list[str] = Field(default_factory=list, description="static API tokens")
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    lockout: LockoutConfig = Field(default_factory=LockoutConfig)
+    allow_ips: Networks = Field(default_factory=lambda: ["0.0.0.0/0", "::/0"],
+                                description="who may use the entries other than the console")
+    trusted_proxies: Networks = Field(default_factory=list,
+                                      description="X-Forwarded-For is believed only from these")
 
     def is_configured(self) -> bool:
         """True when the owner set up auth on purpose (needed before binding off loopback)."""
@@ -163,6 +187,25 @@ class ToolsConfig(_Section):
     max_bytes: int = Field(1024 * 1024, ge=1024)
     offer_to_model: list[Literal["files", "command", "http"]] = Field(
         default_factory=list, description="tools the model may call itself (skills always may)")
+    model_read: list[str] = Field(default_factory=lambda: ["knowledge", "files"],
+                                  description="workspace folders the model's files tool reads")
+    model_write: list[str] = Field(default_factory=lambda: ["files"],
+                                   description="workspace folders the model's files tool writes")
+
+    @field_validator("model_read", "model_write")
+    @classmethod
+    def _not_what_runs_the_model(cls, folders: list[str]) -> list[str]:
+        """The model is not trusted: it may never touch the code and secrets that run it."""
+        for folder in folders:
+            parts = Path(folder).parts
+            if not parts or Path(folder).is_absolute() or ".." in parts or parts[0] == ".":
+                raise ValueError(f"{folder!r}: name a folder inside the workspace, such as "
+                                 "'knowledge' or 'files'")
+            if parts[0] in ("skills", "data", "config.yaml") or parts[0].startswith("."):
+                raise ValueError(f"{folder!r}: the model may never read or write skills/, "
+                                 "data/, config.yaml or hidden files: they are the code and "
+                                 "the secrets that run it")
+        return folders
 
 
 class SkillsConfig(_Section):
@@ -176,6 +219,7 @@ class Config(_Section):
         default_factory=dict, description="per channel of gateway.channels.table: its options")
     security: dict[str, Any] | None = None
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     logs: LogsConfig = Field(default_factory=LogsConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)

@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 import httpx
+import pytest
 import websocket
 
 from tests.conftest import GatewayProcess, free_port, model_config, run_cli, write_config
@@ -124,6 +125,16 @@ def test_websocket_auth_by_first_frame_and_refusal(gateway: GatewayProcess) -> N
     refusal = json.loads(ws.recv())
     assert refusal["code"] == "unauthorized"
     ws.close()
+
+
+def test_a_bad_header_token_is_refused_before_the_upgrade(gateway: GatewayProcess) -> None:
+    for _ in range(5):  # repeatedly: a refused handshake must leave the gateway unharmed
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            websocket.create_connection(f"ws://127.0.0.1:{gateway.port}/ws", timeout=10,
+                                        header=["Authorization: Bearer nope"])
+        assert refused.value.status_code == 401
+        assert b'"unauthorized"' in refused.value.resp_body
+    assert gateway.post("still serving").status_code == 200
 
 
 def test_retry_with_same_id_is_answered_once(gateway: GatewayProcess,

@@ -18,8 +18,12 @@ from gateway.message import Message
 from gateway.pipeline import Pipeline
 from gateway.sessions import SessionManager
 from gateway.settings import Process, build_settings
+from gateway.skills.catalog import SkillSet
+from gateway.skills.errors import SkillError
+from gateway.skills.handlers import SkillHandler, SkillResult
 from gateway.store import Store
 from gateway.workspace import Workspace
+from moltbot_sdk.skill import HandlerSpec
 from tests.conftest import model_config
 from tests.fakes.fake_model import FakeModelServer
 
@@ -66,7 +70,7 @@ def test_a_message_is_stored_then_answered_with_every_step_traced(
     assert steps[:5] == ["guard", "store", "queue", "session", "route"]
     assert "model" in steps
     guard = process.store.get_trace(reply.msg_id)[0]
-    assert guard.detail == "rate_limit,authentication: token:config"
+    assert guard.detail == "address,rate_limit,authentication: token:config"
 
 
 def test_a_refused_message_is_answered_with_a_code_and_never_stored(
@@ -168,3 +172,41 @@ def test_an_unknown_command_lists_the_commands_without_calling_the_model(
     assert fake_model.calls == 0
     stored = process.store.get_message(reply.msg_id)
     assert stored is not None and stored.route == "command:unknown"
+
+
+def weather_skills(calls: list[dict[str, Any]]) -> SkillSet:
+    def call(msg: dict[str, Any]) -> SkillResult:
+        calls.append(msg)
+        if "fail" in msg["text"]:
+            raise SkillError("skill weather failed with exit code 1",
+                             "Traceback: /home/owner/.ssh/id_rsa unreadable")
+        return SkillResult(f"sunny in {msg['text']}")
+
+    spec = HandlerSpec("weather", ("forecast",), "/weather", "the weather for a place")
+    return SkillSet(handlers=(SkillHandler(spec, "skills/weather.py", "python", call),))
+
+
+def test_a_skill_the_model_chooses_runs_in_the_one_executor_and_is_recorded_as_that_skill(
+        process: Process, fake_model: FakeModelServer) -> None:
+    pipeline = make_pipeline(process, model_config(fake_model.url))
+    calls: list[dict[str, Any]] = []
+    pipeline.use_skills(weather_skills(calls))
+    fake_model.tool_call_when(contains="umbrella", name="weather", arguments={"text": "Oslo"})
+    reply = pipeline.handle(message("do I need an umbrella?"), TOKEN)
+    assert reply.text == "sunny in Oslo" and calls[0]["text"] == "Oslo"
+    stored = process.store.get_message(reply.msg_id)
+    assert stored is not None and stored.route == "skill:weather"
+    routes = [s.detail for s in process.store.get_trace(reply.msg_id) if s.step == "route"]
+    assert routes == ["chat:model (no command or keyword matched: plain chat)",
+                      "skill:weather (chosen by the model)"]
+
+
+def test_a_failing_skill_tells_the_sender_little_and_the_trace_much(
+        process: Process, fake_model: FakeModelServer) -> None:
+    pipeline = make_pipeline(process, model_config(fake_model.url))
+    pipeline.use_skills(weather_skills([]))
+    reply = pipeline.handle(message("/weather fail"), TOKEN)
+    assert reply.error == "skill_error"
+    assert reply.text == f"skill weather failed with exit code 1 (msg_id {reply.msg_id})."
+    skill = next(s for s in process.store.get_trace(reply.msg_id) if s.step == "skill")
+    assert skill.outcome == "error" and "id_rsa unreadable" in skill.detail

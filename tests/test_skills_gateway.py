@@ -198,7 +198,7 @@ def test_skills_use_tools_within_their_limits(workspace_gateway: GatewayProcess)
     assert escape["reply"].startswith("refused:") and ".." in escape["reply"]
     trace = json.loads(run_cli(gw.home, "trace", escape["id"], "--json").stdout)
     assert any(s["step"] == "tool:files" and s["outcome"] == "refused" for s in trace["spans"])
-    assert "hi; rm -rf" in gw.post("/run echo hi; rm -rf /").json()["reply"]
+    assert "hi; rm -rf" in gw.post("/run echo hi; rm -rf *").json()["reply"]
     assert "not in tools.allowed_commands" in gw.post("/run rm -rf /tmp/x").json()["reply"]
 
 
@@ -232,9 +232,10 @@ def test_the_model_calls_offered_tools_and_sees_refusals(home: Path,
     config = model_config(fake_model.url)
     config["tools"] = {"offer_to_model": ["files"]}
     write_config(home, config)
-    (home / "notes.txt").write_text("buy milk", encoding="utf-8")
+    (home / "files").mkdir(parents=True)
+    (home / "files" / "notes.txt").write_text("buy milk", encoding="utf-8")
     fake_model.tool_call_when(contains="read my notes", name="files",
-                              arguments={"action": "read", "path": "notes.txt"})
+                              arguments={"action": "read", "path": "files/notes.txt"})
     fake_model.tool_call_when(contains="read the secrets", name="files",
                               arguments={"action": "read", "path": "../../etc/passwd"})
     gw = GatewayProcess(home, free_port()).start()

@@ -332,6 +332,12 @@ def test_file_processor_counts_a_file(example_workspace: Path) -> None:
     assert ask("/etc/passwd").startswith("refused: give a path inside the workspace")
     assert ask("knowledge/../../secret").startswith('refused: ".." is not allowed')
     assert ask("missing.txt") == "no such file in the workspace: missing.txt"
+    outside = example_workspace.parent / "private.key"
+    outside.write_text("-----BEGIN PRIVATE KEY-----\n", encoding="utf-8")
+    (example_workspace / "innocent.txt").symlink_to(outside)
+    refused = ask("/wc innocent.txt")
+    assert refused.startswith("refused: innocent.txt leads outside the workspace")
+    assert "lines" not in refused
 
 
 def test_doc_parser_input_output(example_workspace: Path) -> None:

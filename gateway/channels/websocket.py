@@ -5,8 +5,9 @@ Frames (ARCHITECTURE.md, public contracts): the client sends `{"type": "message"
 bad frame gets an error frame and the connection lives on. Each message is answered on its own
 greenlet so the connection keeps reading: a client that goes away cancels its model calls.
 
-The handshake passes the guard chain (with the Authorization header, or the token of a first
-`auth` frame), and so does every message after it, with the connection's credential: a token
+The handshake passes the guard chain: with an Authorization header (or the login cookie) before
+the upgrade, which a refused one never gets; without one, upgraded to wait for a first `auth`
+frame. Every message after it passes the chain again with the connection's credential: a token
 revoked while the socket is open stops working on its next message.
 """
 
@@ -19,13 +20,15 @@ import threading
 from typing import Any
 
 from flask import request
+from flask.typing import ResponseReturnValue
 from simple_websocket import ConnectionClosed
 
 from gateway.api.credentials import request_credential
-from gateway.api.door import caller_of
+from gateway.api.door import client_address, refusal_response
+from gateway.api.errors import error_response
 from gateway.channels.base import ChannelOptions, Services, WebChannel
 from gateway.channels.fields import EXAMPLE, decode_json, validate_message_fields
-from gateway.guards.chain import Allow, Refuse, Verdict
+from gateway.guards.chain import Allow, Caller, Refuse, Verdict
 from gateway.message import Message
 
 log = logging.getLogger(__name__)
@@ -63,6 +66,7 @@ class WebSocketChannel(WebChannel):
         super().__init__(services, options)
         self.connections: set[_Connection] = set()
         services.sock.route("/ws")(self._serve)
+        services.app.before_request(self._before_upgrade)
 
     def stop(self) -> None:
         super().stop()
@@ -75,22 +79,16 @@ class WebSocketChannel(WebChannel):
     def _serve(self, ws: Any) -> None:
         request.environ["moltbot.websocket"] = True  # the server must not write a response
         request.environ["moltbot.release_http_buffer"]()
-        if not self.running:
-            _refuse(ws, "unavailable", "The WebSocket channel is switched off "
-                    "(channels.websocket.enabled in config.yaml).", 1013)
-            return
         ws.sock.settimeout(None)  # idle WebSockets are normal; keepalive_timeout is for HTTP
-        peer = request.remote_addr or ""
+        peer = client_address(self.entry, request)
         credential = request_credential(request, websocket=True)
-        verdict = self._admit(credential, peer)
-        if credential is None and not isinstance(verdict, Allow):
+        if credential is None:  # a header or cookie was admitted before the upgrade
             credential = self._auth_frame(ws)
             verdict = self._admit(credential, peer)
-        if not isinstance(verdict, Allow) or credential is None:
-            code, message = _refusal(verdict)
-            _refuse(ws, code, message, 1008)
-            return
-        if not request.headers.get("Authorization"):
+            if not isinstance(verdict, Allow) or credential is None:
+                code, message = _refusal(verdict)
+                _refuse(ws, code, message, 1008)
+                return
             ws.send(json.dumps({"type": "auth.ok"}))
         conn = _Connection(ws, credential, peer)
         self.connections.add(conn)
@@ -106,8 +104,23 @@ class WebSocketChannel(WebChannel):
             conn.gone.set()
             self.connections.discard(conn)
 
+    def _before_upgrade(self) -> ResponseReturnValue | None:
+        """`/ws` is refused before any upgrade while the channel is stopped, and when a header
+        or cookie credential does not pass the chain: a plain HTTP error, no socket accepted.
+        (Only a handshake without one is upgraded, to wait for an `auth` frame.)"""
+        if request.path != "/ws":
+            return None
+        if not self.running:
+            return error_response("unavailable", "The WebSocket channel is switched off "
+                                  "(channels.websocket.enabled in config.yaml).")
+        credential = request_credential(request, websocket=True)
+        if credential is None:
+            return None
+        verdict = self._admit(credential, client_address(self.entry, request))
+        return None if isinstance(verdict, Allow) else refusal_response(verdict)
+
     def _admit(self, credential: str | None, peer: str) -> Verdict:
-        return self.entry.admit(caller_of(request, self.name, credential))
+        return self.entry.admit(Caller(self.name, peer=peer, credential=credential))
 
     def _auth_frame(self, ws: Any) -> str | None:
         """The token of a first frame `{"type": "auth", "token": ...}`, if one comes in time."""

@@ -11,6 +11,11 @@ What the caller can rely on:
   full access to the machine as the gateway's user; the allowlist cannot narrow that down.
 - The child gets a small environment (PATH, HOME, locale, TZ, TMPDIR plus `env`), never the
   gateway's own, which may hold API keys.
+- Arguments that name files stay in the working folder (the workspace): an operand or an
+  `--option=value` that is an absolute path, holds `..` or `/`, or exists there is resolved
+  (symlinks followed) and refused if it leads outside. Arguments that make a program read a
+  list of further files (`--files0-from=...`, `@file`) are refused, since the names inside
+  would escape the check.
 - Time limit, process-group kill and output caps (stdout's first `max_output` bytes,
   stderr's last) are `gateway.process`'s, shared with script skills.
 """
@@ -30,6 +35,7 @@ from gateway.tools.base import Tool, ToolError, ToolRefused, check_arguments
 log = logging.getLogger(__name__)
 
 _STDERR_TAIL = 4000  # characters of stderr shown to the model by call()
+_FILE_LIST_OPTIONS = frozenset({"--files0-from"})
 _PASSED_ENV = ("HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
 _FULL_ACCESS = frozenset(
     {"sh", "bash", "dash", "zsh", "ksh", "fish", "python", "python3", "perl", "ruby", "node"}
@@ -119,6 +125,9 @@ class CommandTool(Tool):
         if stdin is not None and not isinstance(stdin, str):
             raise ToolError(f"command: stdin must be a string, got {type(stdin).__name__}")
         program = self._resolve(argv[0])
+        if self.cwd is not None:
+            for arg in argv[1:]:
+                self._confine(argv[0], arg)
         try:
             proc = process.start([program, *argv[1:]], cwd=self.cwd, env=self.env,
                                  with_stdin=stdin is not None)
@@ -154,6 +163,26 @@ class CommandTool(Tool):
             status += f" (output cut to {self.max_output} bytes per stream)"
         stderr = result.stderr[-_STDERR_TAIL:]
         return f"{status}\nstdout:\n{result.stdout}\nstderr (end):\n{stderr}"
+
+    def _confine(self, program: str, arg: str) -> None:
+        """Refuse an argument that names a file outside the working folder."""
+        assert self.cwd is not None
+        name, eq, value = arg.partition("=") if arg.startswith("-") else ("", "", arg)
+        if arg.startswith("@") or name in _FILE_LIST_OPTIONS:
+            raise ToolRefused(f"command: refused {program} {arg!r}: it makes {program} read "
+                              "file names from a file, which cannot be kept in the workspace")
+        if arg.startswith("-") and not eq:
+            return  # a flag; a value given as the next argument is checked as an operand
+        root = os.path.realpath(self.cwd)
+        candidate = os.path.join(root, value)
+        looks_like_path = (os.path.isabs(value) or "/" in value or value in ("..", ".")
+                           or os.path.lexists(candidate))
+        if not looks_like_path:
+            return
+        resolved = os.path.realpath(candidate)
+        if resolved != root and not resolved.startswith(root + os.sep):
+            raise ToolRefused(f"command: refused {program} {arg!r}: it names a file outside "
+                              f"the workspace {root}; copy what you need into it first")
 
     def _resolve(self, name: str) -> str:
         """The path to execute for argv[0], or ToolRefused saying how to allow it."""
