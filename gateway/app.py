@@ -34,7 +34,8 @@ from gateway.workspace import Workspace
 log = logging.getLogger(__name__)
 
 WS_PING_INTERVAL = 25
-RESTART_ONLY = ("host", "port", "max_connections", "max_body_bytes", "keepalive_timeout")
+RESTART_ONLY = ("host", "port", "max_connections", "max_body_bytes", "keepalive_timeout",
+                "request_timeout", "max_connections_per_ip")
 
 
 @dataclass

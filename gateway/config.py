@@ -95,6 +95,9 @@ class GatewayConfig(_Section):
     worker_processes: int = Field(1, ge=1)
     max_connections: int = Field(1000, ge=1)
     keepalive_timeout: Duration = 65.0
+    request_timeout: Duration = Field(10.0, gt=0, description="a request's head and body, "
+                                      "from its first byte")
+    max_connections_per_ip: int = Field(64, ge=1, description="loopback is not counted")
     session_timeout: Duration = 1800.0
     context_tokens: int = Field(2048, ge=64, description="history budget sent to the model")
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
@@ -350,13 +353,23 @@ def load_config(path: Path, secret_lookup: Any = None) -> Config:
     return parse_config(data, path, secret_lookup)
 
 
+MIN_REMOTE_TOKEN = 32  # characters of a static token before the gateway leaves loopback
+
+
 def is_loopback(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def bind_problem(host: str, config: Config) -> str | None:
     """Why the gateway must not listen on `host`, or None: off loopback needs auth set up."""
-    if is_loopback(host) or config.auth.is_configured():
+    if is_loopback(host):
+        return None
+    short = [t for t in config.auth.tokens if len(t) < MIN_REMOTE_TOKEN]
+    if short:
+        return (f"Refusing to listen on {host} with a short token in auth.tokens: off loopback "
+                f"each needs at least {MIN_REMOTE_TOKEN} characters (make one with `python3 -c "
+                f"\"import secrets; print(secrets.token_urlsafe(32))\"`).")
+    if config.auth.is_configured():
         return None
     return (f"Refusing to listen on {host}: anyone who can reach it could use your assistant. "
             f"Set auth.jwt_secret or auth.tokens in config.yaml first, or keep the default "

@@ -25,6 +25,7 @@ ERROR_CODES: dict[str, str] = {
     "forbidden": "the credential or address may not use this entry",
     "not_found": "no such thing",
     "payload_too_large": "the message is over the size limit",
+    "request_timeout": "the request did not arrive within gateway.request_timeout",
     "rate_limited": "too many messages; `retry_after` says when to try again",
     "busy": "earlier messages are still being answered; retry shortly",
     "shutting_down": "the gateway is restarting; retry in a few seconds",
