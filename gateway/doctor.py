@@ -12,6 +12,7 @@ import tempfile
 import httpx
 
 from gateway.config import Config, ConfigError, ModelConfig, load_config
+from gateway.observe.logs import redact
 from gateway.probe import (
     base_url,
     describe_process,
@@ -39,7 +40,8 @@ def run_checks(ws: Workspace) -> list[Check]:
         results.append((False, "no model configured", "add one under models: in config.yaml"))
     for name, cfg in config.models.items():
         results.extend(check_model(name, cfg, url) for url in cfg.all_endpoints())
-    return results
+    # What doctor prints gets pasted into chats and issues: no endpoint's user:password@.
+    return [(ok, redact(what), redact(fix)) for ok, what, fix in results]
 
 
 def _config_fix(e: ConfigError) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gateway import __version__
 from gateway.config import Config, ModelConfig, parse_config
-from gateway.doctor import check_model, check_port
+from gateway.doctor import check_model, check_port, run_checks
 from gateway.workspace import Workspace
 from tests.conftest import GatewayProcess, free_port
 from tests.fakes.fake_model import FakeModelServer
@@ -111,3 +111,15 @@ def test_another_program_with_a_healthz_is_not_taken_for_a_gateway(tmp_path: Pat
     assert not ok
     assert what.startswith(f"port {port} on 127.0.0.1 is used by another program "
                            f"(pid {os.getpid()}: ")
+
+
+def test_doctor_never_prints_an_endpoint_password(tmp_path: Path) -> None:
+    url = f"http://ada:hunter2-secret@127.0.0.1:{free_port()}"
+    ws = Workspace(tmp_path)
+    tmp_path.joinpath("config.yaml").write_text(
+        f"models:\n  llama2:\n    endpoint: \"{url}\"\ngateway:\n  port: {free_port()}\n",
+        encoding="utf-8")
+    results = run_checks(ws)
+    shown = "\n".join(f"{what} {fix}" for _, what, fix in results)
+    assert "model llama2 at http://***@127.0.0.1:" in shown
+    assert "hunter2-secret" not in shown
