@@ -151,7 +151,7 @@ def status(port: int | None) -> None:
 @click.option("--expire", default="8h", show_default=True, help="Lifetime, e.g. 30m, 8h, 7d.")
 @click.option("--json", "as_json", is_flag=True, help="Print {token, expires_at, url}.")
 def dashboard(token_gen: bool, expire: str, as_json: bool) -> None:
-    """Print the console address; with --token-gen, a token to sign in with."""
+    """Print the chat page's address; with --token-gen, a token and a link that signs in."""
     from gateway.guards.tokens import issue_token
     from gateway.store import Store
 
@@ -160,7 +160,7 @@ def dashboard(token_gen: bool, expire: str, as_json: bool) -> None:
     config = _config(ws)
     url = base_url(config.gateway.host, config.gateway.port) + "/"
     if not token_gen:
-        click.echo(f"Console: {url}\nSign in with a token: moltbot dashboard --token-gen")
+        click.echo(f"Chat page: {url}chat\nSign in with a token: moltbot dashboard --token-gen")
         return
     try:
         seconds = parse_duration(expire)
@@ -177,7 +177,7 @@ def dashboard(token_gen: bool, expire: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"token": token, "expires_at": when, "url": url}))
         return
-    click.echo(f"Token:   {token}\nExpires: {when} (in {expire})\nConsole: {url}\n"
+    click.echo(f"Token:   {token}\nExpires: {when} (in {expire})\nChat page: {url}chat\n"
                f"Sign-in link (the token is in the #fragment, never sent to the server): "
                f"{url}chat#token={token}")
 
@@ -298,6 +298,42 @@ def logs(which: str, lines: int, keyword: str | None, follow: bool) -> None:
                 time.sleep(0.2)
             elif not keyword or keyword in line:
                 click.echo(line, nl=False)
+
+
+@main.group()
+def secret() -> None:
+    """Secrets in the OS keyring, for ${keyring:NAME} values in config.yaml."""
+
+
+@secret.command("set")
+@click.argument("name")
+def secret_set(name: str) -> None:
+    """Store NAME: typed twice with hidden input, or read from stdin when it is not a terminal."""
+    from gateway.secrets import SERVICE, SecretStoreError, store_secret
+
+    if sys.stdin.isatty():
+        value = click.prompt(f"Value of {name}", hide_input=True, confirmation_prompt=True)
+    else:
+        value = sys.stdin.read().removesuffix("\n").removesuffix("\r")
+    try:
+        backend = store_secret(name, value)
+    except SecretStoreError as e:
+        _fail(f"Not stored: {e}")
+    click.echo(f"Stored {name} in the OS keyring ({backend}, service {SERVICE}). "
+               f"Use it in config.yaml as ${{keyring:{name}}}.")
+
+
+@secret.command("delete")
+@click.argument("name")
+def secret_delete(name: str) -> None:
+    """Remove NAME from the OS keyring."""
+    from gateway.secrets import SecretStoreError, delete_secret
+
+    try:
+        delete_secret(name)
+    except SecretStoreError as e:
+        _fail(f"Not deleted: {e}")
+    click.echo(f"Deleted {name} from the OS keyring.")
 
 
 @main.command()

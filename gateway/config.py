@@ -295,7 +295,7 @@ def expand_env(value: Any, path: str = "", problems: list[str] | None = None,
             found = secret_lookup(ref[len("keyring:"):]) if secret_lookup else None
             if found is None:
                 problems.append(f"{path}: no secret {ref[8:]!r} in the OS keyring; "
-                                f"store it with `keyring set moltbot {ref[8:]}`")
+                                f"store it with `moltbot secret set {ref[8:]}`")
                 return ""
             return str(found)
         if ref not in os.environ:
