@@ -390,6 +390,7 @@ def token_create(name: str, expire: str, as_json: bool) -> None:
         value, expires_at = issue_token(store, seconds, label=name)
     finally:
         store.close()
+    _audit("token.created", name=name, expires_at=_utc(expires_at))
     if as_json:
         click.echo(json.dumps({"token": value, "name": name, "expires_at": _utc(expires_at)}))
     else:
@@ -442,6 +443,7 @@ def token_rotate(name: str, grace: str, expire: str, as_json: bool) -> None:
         store.expire_tokens([r.hash for r in old], time.time() + grace_s)
     finally:
         store.close()
+    _audit("token.rotated", name=name, grace_s=grace_s, old=[r.id for r in old])
     if as_json:
         click.echo(json.dumps({"token": value, "name": name, "expires_at": _utc(expires_at),
                                "old_until": _utc(time.time() + grace_s)}))
@@ -474,6 +476,7 @@ def _end_tokens(name_or_id: str, after: float, verb: str) -> None:
         store.expire_tokens([r.hash for r in matching], time.time() + after)
     finally:
         store.close()
+    _audit(f"token.{verb}", match=name_or_id, ids=[r.id for r in matching])
     click.echo(f"{verb} {len(matching)} token(s): " + ", ".join(r.id for r in matching))
 
 
@@ -521,8 +524,19 @@ def pairing_unblock(sender: str) -> None:
     """Forget the sender: their next message is a stranger's again (a new code)."""
     channel, name = _sender_key(sender)
     forgotten = _with_store(lambda store: store.forget_sender(channel, name))
+    _audit("pairing.unblocked", sender=sender, known=forgotten)
     click.echo(f"{sender} unblocked: their next message gets a new code." if forgotten
                else f"{sender} was not known; nothing to do.")
+
+
+def _audit(action: str, **details: Any) -> None:
+    """An audit line from the command line: the OS user who ran it is the actor."""
+    import getpass
+
+    from gateway.observe.audit import attach_audit_file, audit
+
+    attach_audit_file(default_workspace().logs)
+    audit(action, actor=f"cli:{getpass.getuser()}", source="local", **details)
 
 
 def _sender_key(sender: str) -> tuple[str, str]:
@@ -539,6 +553,7 @@ def _set_sender(sender: str, state: str) -> None:
     channel, name = _sender_key(sender)
     _with_store(lambda store: store.put_sender(SenderRow(channel, name, state,
                                                          updated_at=time.time())))
+    _audit(f"pairing.{state}", sender=sender)
     click.echo(f"{sender}: {state}")
 
 

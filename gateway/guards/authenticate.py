@@ -15,6 +15,7 @@ from typing import Protocol
 from gateway.guards.chain import NOT_SIGNED_IN, Allow, Caller, Refuse, Verdict
 from gateway.guards.lockout import LockoutBook, LockoutPolicy
 from gateway.guards.tokens import MAX_CREDENTIAL
+from gateway.observe.audit import audit
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,8 @@ class Authenticate:
         if self.lockout.failed(caller.peer, self.policy):
             log.warning("address %s locked out for %.0f s after %d bad credentials",
                         caller.peer, self.policy.duration, self.policy.failures)
+            audit("auth.locked_out", actor="", source=caller.peer, channel=caller.channel,
+                  seconds=self.policy.duration)
             return _locked_out(self.policy.duration)
         return Refuse("unauthorized", "That token is unknown or expired; create one with "
                       "`moltbot dashboard --token-gen --expire 8h`.")

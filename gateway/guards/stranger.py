@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 
 from gateway.guards.chain import Allow, Caller, Challenge, Refuse, Verdict
+from gateway.observe.audit import audit
 from gateway.store import SenderRow, Store
 
 log = logging.getLogger(__name__)
@@ -101,5 +102,7 @@ class StrangerPolicy:
                          "tries left.")
 
     def _save(self, row: SenderRow) -> None:
+        if row.state in ("approved", "awaiting_owner", "blocked"):
+            audit(f"pairing.{row.state}", actor="stranger policy", sender=row.key)
         self.store.put_sender(SenderRow(row.channel, row.sender, row.state, row.code_hash,
                                         row.code_expires_at, row.attempts, self.clock()))

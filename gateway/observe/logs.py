@@ -93,6 +93,9 @@ def setup_logging(logs_dir: Path, level: str, *, terminal: bool, max_bytes: int,
     access.propagate = False
     access.setLevel(logging.INFO)
     access.addHandler(_file(logs_dir / "access.log", logging.INFO, max_bytes, backups))
+    from gateway.observe.audit import attach_audit_file
+
+    attach_audit_file(logs_dir, max_bytes, backups)
     for noisy in ("httpx", "httpcore", "urllib3", "jieba", "watchdog"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
 
