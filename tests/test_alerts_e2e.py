@@ -7,6 +7,8 @@ The config is the `alerts:` section as a user writes it, parsed by the gateway's
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,8 +16,12 @@ from collections.abc import Iterator
 import pytest
 
 from gateway.config import parse_config
+from gateway.observe.alerting.config import AlertsConfig
 from gateway.observe.alerting.service import Alerting
 from gateway.observe.metrics import Metrics
+from gateway.observe.window import Window
+from tests.conftest import ROOT
+from tests.fakes.clock import FakeClock
 from tests.fakes.fake_robots import DingTalkRobot, WebhookReceiver, WeComRobot
 from tests.fakes.mail_server import MailServer
 
@@ -108,3 +114,74 @@ def test_a_slow_minute_reaches_mail_and_robots_then_resolves(servers: tuple) -> 
     assert len(mail.inbox.messages) == 2  # once each way: the cooldown holds
     snap = metrics.snapshot(60)
     assert snap["models"]["llama2"]["tokens"]["prompt"] > 0
+
+
+def test_a_config_change_swaps_the_senders_and_keeps_the_alert_firing() -> None:
+    clock = FakeClock()
+    window = Window(60, clock=clock)
+    rules = {"latency": {"above": "100ms", "window": "2s", "min_count": 1},
+             "model_failure_rate": {"enabled": False}, "cpu": {"enabled": False},
+             "memory": {"enabled": False}}
+
+    def alerts_to(receiver: WebhookReceiver) -> AlertsConfig:
+        return parse_config({"alerts": {"rules": rules, "notify": [
+            {"type": "webhook", "url": f"{receiver.url}/alerts"}]}}).alerts
+
+    with WebhookReceiver() as first, WebhookReceiver() as second:
+        alerting = Alerting(alerts_to(first), window, tick=3600, clock=clock)
+        alerting.start()  # the ticker waits an hour: this test evaluates by hand
+        try:
+            for _ in range(3):
+                window.record_message("ws", "m", 0.5, error=False)
+                alerting.evaluate_once()
+                clock.now += 1
+            assert first.wait_accepted()[0].body["state"] == "firing"
+
+            alerting.apply(alerts_to(second))
+            clock.now += 5  # the slow messages leave the window: no data, resolved
+            alerting.evaluate_once()
+            assert second.wait_accepted()[0].body["state"] == "resolved"
+        finally:
+            alerting.stop()
+        assert len(first.received) == 1
+
+
+GEVENT_GATEWAY = """
+from gevent import monkey
+
+monkey.patch_all(queue=False)  # as gateway.server does
+
+import sys
+import time
+
+from gateway.config import parse_config
+from gateway.observe.alerting.config import AlertsConfig
+from gateway.observe.alerting.service import Alerting
+from gateway.observe.metrics import Metrics
+from gateway.observe.window import Window
+from tests.conftest import ROOT
+
+config = parse_config({"alerts": {"rules": {
+    "latency": {"above": "100ms", "window": "1s", "min_count": 1},
+    "model_failure_rate": {"enabled": False}, "cpu": {"enabled": False},
+    "memory": {"enabled": False}}, "notify": [{"type": "webhook", "url": sys.argv[1]}]}}).alerts
+metrics = Metrics()
+alerting = Alerting(config, metrics.window, tick=0.2)
+alerting.start()
+deadline = time.monotonic() + 20
+while time.monotonic() < deadline and not alerting.delivery.workers[0].delivered:
+    metrics.message_started()
+    metrics.message_finished("ws", "chat", 0.5, model="m")
+    time.sleep(0.05)  # gevent's sleep: the ticker and the sender run in between
+alerting.stop()
+print("delivered", alerting.delivery.workers[0].delivered)
+"""
+
+
+def test_alerts_run_as_greenlets_under_gevent() -> None:
+    with WebhookReceiver() as receiver:
+        result = subprocess.run([sys.executable, "-c", GEVENT_GATEWAY, f"{receiver.url}/a"],
+                                cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == ["delivered", "1"]
+        assert receiver.accepted[0].body["rule"] == "latency"

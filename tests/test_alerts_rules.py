@@ -6,7 +6,7 @@ from gateway.observe.alerting.config import AlertsConfig, RulesConfig
 from gateway.observe.alerting.rules import AlertEvaluator, Notice, Rule
 from gateway.observe.alerting.service import GatewayValues, build_rules
 from gateway.observe.window import Window
-from tests.test_metrics import FakeClock
+from tests.fakes.clock import FakeClock
 
 LATENCY = Rule("latency", "Message latency p95", above=2.0, window=5.0, unit="s")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import os
 import random
+import subprocess
+import sys
 
 import pytest
 from flask import Flask, Request
@@ -12,15 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.api.metrics import build_metrics_api
 from gateway.observe.metrics import Metrics
+from gateway.observe.resources import ProcessMeter
 from gateway.observe.window import Window, quantile
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fakes.clock import FakeClock
 
 
 def samples(body: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -164,6 +160,20 @@ def test_snapshot_adds_what_is_true_now() -> None:
     assert 0 <= snap["system"]["cpu_percent"] <= 100
 
 
+def test_process_figures_include_the_gateways_children() -> None:
+    alone = ProcessMeter(rescan=0).read()
+    code = "import sys; print('ready', flush=True); sys.stdin.read()"
+    with subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE) as child:
+        try:
+            assert child.stdout.readline() == b"ready\n"  # type: ignore[union-attr]
+            both = ProcessMeter(rescan=0).read()
+        finally:
+            child.stdin.close()  # type: ignore[union-attr]
+    assert both.processes == alone.processes + 1
+    assert both.rss_bytes > alone.rss_bytes + 1_000_000  # a Python interpreter's worth
+
+
 # -- HTTP ---------------------------------------------------------------------------------
 def app_with(metrics: Metrics, token: str = "good") -> Flask:
     def authorize(req: Request) -> bool:
@@ -218,3 +228,19 @@ def test_stats_route_returns_the_snapshot_and_checks_its_window() -> None:
     assert bad.status_code == 400
     assert "from 1 to 600" in bad.get_json()["error"]["message"]
     assert client.get("/api/v1/stats?window=9999").status_code == 400
+
+
+def test_track_pairs_start_and_finish_even_when_the_block_raises() -> None:
+    metrics = Metrics()
+    with metrics.track("ws", session="ws:ada") as m:
+        assert metrics.in_flight == 1
+        m.route, m.model = "chat", "llama2"
+    with pytest.raises(RuntimeError), metrics.track("http") as m:
+        m.route = "skill"
+        raise RuntimeError("a bug")
+    assert metrics.in_flight == 0
+    got = samples(metrics.exposition()[0])
+    assert got[("moltbot_messages_total", (("channel", "ws"), ("route", "chat")))] == 1
+    assert got[("moltbot_message_errors_total",
+                (("channel", "http"), ("code", "internal_error"), ("route", "skill")))] == 1
+    assert metrics.snapshot(60)["sessions"] == [{"session": "ws:ada", "messages": 1}]

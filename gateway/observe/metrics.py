@@ -27,8 +27,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, mult
 from prometheus_client.exposition import choose_encoder
 
 from gateway.observe.resources import (
+    MachineMeter,
     ProcessCollector,
-    ResourceMeter,
+    ProcessMeter,
     multiprocess_pids,
     own_pid,
 )
@@ -81,10 +82,10 @@ class Metrics:
         self.in_flight = 0
         self.connections: dict[str, int] = {}
         pids = multiprocess_pids(self.multiprocess_dir) if self.multiprocess_dir else own_pid
-        self._scrape_collector = ProcessCollector(ResourceMeter(pids))
+        self._scrape_collector = ProcessCollector(ProcessMeter(pids))
         if not self.multiprocess_dir:
             r.register(self._scrape_collector)
-        self._stats_meter = ResourceMeter(own_pid)
+        self._stats_processes, self._stats_machine = ProcessMeter(own_pid), MachineMeter()
 
     def _child(self, metric: Any, *labels: str) -> Any:
         """`metric.labels(*labels)`, looked up once: the lookup costs more than the update."""
@@ -95,6 +96,13 @@ class Metrics:
         return child
 
     # -- the message path ----------------------------------------------------------------
+    def track(self, channel: str, session: str | None = None) -> MessageTimer:
+        """`with metrics.track(msg.channel, f"{msg.channel}:{msg.chat}") as m:` around one
+        message; set `m.route`, `m.model`, `m.error` as they become known. Started and
+        finished always pair up (an exception counts as error "internal_error")."""
+        self.message_started()
+        return MessageTimer(self, channel, session)
+
     def message_started(self) -> None:
         with self._lock:
             self.in_flight += 1
@@ -155,21 +163,45 @@ class Metrics:
 
     def snapshot(self, seconds: float = 60) -> dict[str, Any]:
         """The window's figures plus what is true right now (in flight, connections, CPU)."""
-        reading = self._stats_meter.read()
+        p = self._stats_processes.read()
+        cpu, memory = self._stats_machine.read()
         return {"at": time.time(), **self.window.snapshot(seconds),
                 "in_flight": self.in_flight,
                 "connections": {k: v for k, v in sorted(self.connections.items()) if v},
-                "process": {"pid": os.getpid(), "cpu_percent": reading.process_cpu_percent,
-                            "rss_bytes": reading.process_rss_bytes,
-                            "memory_percent": reading.process_memory_percent,
-                            "processes": reading.processes},
-                "system": {"cpu_percent": reading.cpu_percent,
-                           "memory_percent": reading.memory_percent}}
+                "process": {"pid": os.getpid(), "cpu_percent": p.cpu_percent,
+                            "rss_bytes": p.rss_bytes, "memory_percent": p.memory_percent,
+                            "processes": p.processes},
+                "system": {"cpu_percent": cpu, "memory_percent": memory}}
 
     def close(self) -> None:
         """A stopping worker's live gauges leave the multiprocess sum."""
         if self.multiprocess_dir:
             multiprocess.mark_process_dead(os.getpid(), self.multiprocess_dir)
+
+
+class MessageTimer:
+    """What `Metrics.track` returns; a context manager that reports when the block ends."""
+
+    __slots__ = ("began", "channel", "error", "metrics", "model", "route", "session")
+
+    def __init__(self, metrics: Metrics, channel: str, session: str | None) -> None:
+        self.metrics = metrics
+        self.channel = channel
+        self.session = session
+        self.route = "unknown"
+        self.model: str | None = None
+        self.error: str | None = None
+        self.began = time.perf_counter()
+
+    def __enter__(self) -> MessageTimer:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: object) -> None:
+        error = "internal_error" if exc is not None and not self.error else self.error
+        self.metrics.message_finished(self.channel, self.route,
+                                      time.perf_counter() - self.began, model=self.model,
+                                      error=error, session=self.session)
 
 
 def _check_multiprocess(directory: str) -> None:

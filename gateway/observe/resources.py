@@ -5,8 +5,8 @@ process figures cover the whole tree under each gateway process. With several wo
 processes (prometheus-client's multiprocess mode) the workers are found from the files in
 PROMETHEUS_MULTIPROC_DIR, which prometheus-client names after each writer's pid.
 
-Each `ResourceMeter` keeps its own CPU baseline: `psutil.cpu_percent(None)` shares one per
-process, so a scrape and the alert evaluator calling it would each see the other's interval.
+Each meter keeps its own CPU baseline: `psutil.cpu_percent(None)` shares one per process, so
+a scrape and the alert evaluator calling it would each see the other's interval.
 """
 
 from __future__ import annotations
@@ -43,20 +43,6 @@ def multiprocess_pids(directory: str) -> Callable[[], list[int]]:
     return pids
 
 
-@dataclass(frozen=True)
-class ResourceReading:
-    """Machine percents are of the whole machine; `process_cpu_percent` is of one core (as
-    `top` shows it), summed over the gateway's process tree."""
-
-    cpu_percent: float
-    memory_percent: float
-    process_cpu_percent: float
-    process_cpu_seconds: float
-    process_rss_bytes: int
-    process_memory_percent: float
-    processes: int
-
-
 def _machine_busy() -> tuple[float, float]:
     """(busy, total) CPU seconds of the machine since boot, counted as psutil does."""
     t = psutil.cpu_times()
@@ -65,82 +51,109 @@ def _machine_busy() -> tuple[float, float]:
     return total - idle, total
 
 
-class ResourceMeter:
-    """Reads the machine and the gateway's processes; each `read` covers the time since the
-    previous one (the first covers the time since the meter was made)."""
+class MachineMeter:
+    """Machine CPU and memory use in percent; CPU over the time since the previous `read`
+    (the first: since the meter was made). Cheap: two reads of /proc."""
+
+    def __init__(self) -> None:
+        self._last = _machine_busy()
+
+    def read(self) -> tuple[float, float]:
+        busy, total = _machine_busy()
+        last_busy, last_total = self._last
+        self._last = busy, total
+        cpu = 100.0 * (busy - last_busy) / (total - last_total) if total > last_total else 0.0
+        return round(min(100.0, max(0.0, cpu)), 2), psutil.virtual_memory().percent
+
+
+@dataclass(frozen=True)
+class ProcessReading:
+    """Summed over the gateway's process tree; `cpu_percent` is of one core, as `top` shows."""
+
+    cpu_percent: float
+    cpu_seconds: float
+    rss_bytes: int
+    memory_percent: float
+    processes: int
+
+
+class ProcessMeter:
+    """The gateway's processes and their children. Finding children scans every process on
+    the machine (~1.4 ms for 100), so the tree is looked up again only every `rescan`
+    seconds; the known processes are read on every `read`."""
 
     def __init__(self, pids: Callable[[], Iterable[int]] = own_pid,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, rescan: float = 10.0) -> None:
         self.pids = pids
         self.clock = clock
+        self.rescan = rescan
         self._procs: dict[int, psutil.Process] = {}
-        self._machine = _machine_busy()
-        self._tree_cpu = self._tree()[0]
+        self._scanned_at: float | None = None
+        self._cpu = self._sum()[0]
         self._at = clock()
 
-    def _tree(self) -> tuple[float, int, int]:
-        """(CPU seconds, RSS bytes, process count) of every listed process and its children."""
-        seen: dict[int, psutil.Process] = {}
+    def _scan(self) -> None:
+        found: dict[int, psutil.Process] = {}
         for pid in self.pids():
             try:
                 root = self._procs.get(pid) or psutil.Process(pid)
                 for proc in [root, *root.children(recursive=True)]:
-                    seen.setdefault(proc.pid, self._procs.get(proc.pid, proc))
+                    found.setdefault(proc.pid, self._procs.get(proc.pid, proc))
             except psutil.Error:
                 continue
+        self._procs = found
+        self._scanned_at = self.clock()
+
+    def _sum(self) -> tuple[float, int]:
+        """(CPU seconds, RSS bytes) of the known processes; gone ones are dropped."""
+        if self._scanned_at is None or self.clock() - self._scanned_at >= self.rescan:
+            self._scan()
         cpu, rss = 0.0, 0
-        for pid, proc in list(seen.items()):
+        for pid, proc in list(self._procs.items()):
             try:
                 with proc.oneshot():
                     times = proc.cpu_times()
                     cpu += times.user + times.system
                     rss += proc.memory_info().rss
             except psutil.Error:
-                del seen[pid]
-        self._procs = seen
-        return cpu, rss, len(seen)
+                del self._procs[pid]
+        return cpu, rss
 
-    def read(self) -> ResourceReading:
-        busy, total = _machine_busy()
-        last_busy, last_total = self._machine
-        machine = 100.0 * (busy - last_busy) / (total - last_total) if total > last_total else 0.0
-        cpu, rss, count = self._tree()
+    def read(self) -> ProcessReading:
+        cpu, rss = self._sum()
         now = self.clock()
         elapsed = now - self._at
-        tree = 100.0 * max(0.0, cpu - self._tree_cpu) / elapsed if elapsed > 0 else 0.0
-        self._machine, self._tree_cpu, self._at = (busy, total), cpu, now
-        memory = psutil.virtual_memory()
-        return ResourceReading(
-            cpu_percent=round(min(100.0, max(0.0, machine)), 2),
-            memory_percent=memory.percent,
-            process_cpu_percent=round(tree, 2),
-            process_cpu_seconds=cpu,
-            process_rss_bytes=rss,
-            process_memory_percent=round(100.0 * rss / memory.total, 2),
-            processes=count)
+        percent = 100.0 * max(0.0, cpu - self._cpu) / elapsed if elapsed > 0 else 0.0
+        self._cpu, self._at = cpu, now
+        return ProcessReading(cpu_percent=round(percent, 2), cpu_seconds=cpu, rss_bytes=rss,
+                              memory_percent=round(100.0 * rss / psutil.virtual_memory().total,
+                                                   2),
+                              processes=len(self._procs))
 
 
 class ProcessCollector(Collector):
-    """Prometheus collector read at scrape time; system CPU is over the time since the
+    """Prometheus collector read at scrape time; machine CPU is over the time since the
     previous scrape."""
 
-    def __init__(self, meter: ResourceMeter) -> None:
-        self.meter = meter
+    def __init__(self, processes: ProcessMeter, machine: MachineMeter | None = None) -> None:
+        self.processes = processes
+        self.machine = machine or MachineMeter()
 
     def collect(self) -> Iterator[Metric]:
-        r = self.meter.read()
+        p = self.processes.read()
+        cpu, memory = self.machine.read()
         yield CounterMetricFamily("moltbot_process_cpu_seconds",
                                   "CPU time of the gateway's processes and their children",
-                                  value=r.process_cpu_seconds)
+                                  value=p.cpu_seconds)
         yield GaugeMetricFamily("moltbot_process_resident_memory_bytes",
                                 "Resident memory of the gateway's processes and their children",
-                                value=r.process_rss_bytes)
+                                value=p.rss_bytes)
         yield GaugeMetricFamily("moltbot_process_memory_percent",
                                 "The gateway's resident memory as a percent of the machine's",
-                                value=r.process_memory_percent)
+                                value=p.memory_percent)
         yield GaugeMetricFamily("moltbot_processes", "Processes counted in the figures above",
-                                value=r.processes)
+                                value=p.processes)
         yield GaugeMetricFamily("moltbot_system_cpu_percent",
-                                "Machine CPU use since the previous scrape", value=r.cpu_percent)
+                                "Machine CPU use since the previous scrape", value=cpu)
         yield GaugeMetricFamily("moltbot_system_memory_percent", "Machine memory in use",
-                                value=r.memory_percent)
+                                value=memory)

@@ -24,7 +24,7 @@ from gateway.observe.alerting.dispatch import Delivery, Joinable, Spawn, spawn_t
 from gateway.observe.alerting.errormail import ErrorMailHandler
 from gateway.observe.alerting.rules import AlertEvaluator, Rule
 from gateway.observe.alerting.senders import SmtpSender, build_sender
-from gateway.observe.resources import ResourceMeter
+from gateway.observe.resources import MachineMeter
 from gateway.observe.window import Window
 
 log = logging.getLogger(__name__)
@@ -51,9 +51,9 @@ class GatewayValues:
     the rule's window, from the metrics window; machine CPU and memory (%) sampled now (the
     evaluator's window does the "for a minute")."""
 
-    def __init__(self, window: Window, meter: ResourceMeter | None = None) -> None:
+    def __init__(self, window: Window, machine: MachineMeter | None = None) -> None:
         self.window = window
-        self.meter = meter or ResourceMeter()
+        self.machine = machine or MachineMeter()
         self.rules: dict[str, Rule] = {}
 
     def __call__(self) -> dict[str, float | None]:
@@ -66,13 +66,13 @@ class GatewayValues:
             values["model_failure_rate"] = (100.0 * failed / calls
                                             if calls >= failures.min_count else None)
         if "cpu" in self.rules or "memory" in self.rules:
-            reading = self.meter.read()
-            values["cpu"], values["memory"] = reading.cpu_percent, reading.memory_percent
+            values["cpu"], values["memory"] = self.machine.read()
         return values
 
 
 class Alerting:
-    def __init__(self, config: AlertsConfig, window: Window, *, meter: ResourceMeter | None = None,
+    def __init__(self, config: AlertsConfig, window: Window, *,
+                 machine: MachineMeter | None = None,
                  spawn: Spawn = spawn_thread, tick: float = TICK,
                  clock: Callable[[], float] = time.monotonic,
                  ssl_context: ssl.SSLContext | None = None) -> None:
@@ -82,7 +82,7 @@ class Alerting:
         self.tick = tick
         self.ssl_context = ssl_context
         self.host = socket.gethostname()
-        self.values = GatewayValues(window, meter)
+        self.values = GatewayValues(window, machine)
         self.evaluator = AlertEvaluator([], self.values, config.cooldown, host=self.host,
                                         clock=clock)
         self.error_mail = ErrorMailHandler(None, config.error_mail.interval, spawn=spawn,
