@@ -52,6 +52,10 @@ def test_a_dip_restarts_the_window() -> None:
     assert d.run(4, latency=3.0) == []
     assert d.run(1, latency=None) == []  # no data counts as not above
     assert [n.state for _, n in d.run(6, latency=3.0)] == ["firing"]
+    quiet = d.run(1, latency=None)[0][1]  # the traffic stopped: resolved, said as such
+    assert (quiet.state, quiet.value) == ("resolved", None)
+    assert quiet.message == ("Message latency p95: no data in the last 5s on box "
+                             "(alert above 2.00 s).")
 
 
 def test_exactly_at_the_threshold_is_not_above() -> None:

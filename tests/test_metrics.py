@@ -7,6 +7,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 
 import pytest
 from flask import Flask, Request
@@ -82,6 +83,30 @@ def test_window_snapshot_breaks_figures_down_by_channel_model_endpoint_and_sessi
     assert snap["sessions"] == [{"session": "ws:ada", "messages": 6},
                                 {"session": "http:bob", "messages": 1}]
     assert window.model_failures(30) == (1, 2)
+
+
+def test_reading_while_other_threads_record_sees_consistent_counts() -> None:
+    window = Window(60, clock=FakeClock())  # time stands still: nothing leaves the window
+    each = 20_000
+
+    def record(n: int) -> None:  # new keys keep appearing, as new channels and sessions do
+        for i in range(each):
+            window.record_message(f"ch{i % 50}", f"m{n}", 0.001 * (i % 997), error=False,
+                                  session=f"s{n}-{i % 500}")
+            window.record_model_call(f"m{n}", f"e{i % 7}", "ws", 0.01, ok=True)
+
+    threads = [threading.Thread(target=record, args=(n,)) for n in (0, 1)]
+    for t in threads:
+        t.start()
+    counts = []
+    while any(t.is_alive() for t in threads):
+        counts.append(window.snapshot(60)["messages"]["count"])
+        window.latency(0.95, 60)
+    for t in threads:
+        t.join()
+    assert counts == sorted(counts)  # a read never lost what an earlier one counted
+    snap = window.snapshot(60)
+    assert snap["messages"]["count"] == snap["model_calls"]["count"] == 2 * each
 
 
 def test_quantile_of_nothing_is_none() -> None:

@@ -152,28 +152,31 @@ class Window:
 
     # -- reading -------------------------------------------------------------------------
     def _recent(self, seconds: float) -> list[_Second]:
-        """Buckets of the last `seconds` seconds, the current (partial) one included."""
+        """Buckets of the last `seconds` seconds, the current (partial) one included. The
+        caller holds the lock while it reads them: the message path adds keys to the current
+        bucket, and a dict must not grow while another thread iterates it."""
         now = int(self.clock())
         oldest = now - min(self.size, max(1, math.ceil(seconds))) + 1
-        with self._lock:
-            return [b for b in self._ring if b is not None and oldest <= b.second <= now]
+        return [b for b in self._ring if b is not None and oldest <= b.second <= now]
 
     def latency(self, q: float, seconds: float) -> tuple[float | None, int]:
         """(q-quantile of message latency in seconds, how many messages) over the last
         `seconds`."""
         histogram: Counter[int] = Counter()
-        for bucket in self._recent(seconds):
-            for cell in bucket.messages.values():
-                histogram.update(cell.histogram)
+        with self._lock:
+            for bucket in self._recent(seconds):
+                for cell in bucket.messages.values():
+                    histogram.update(cell.histogram)
         return quantile(histogram, q), sum(histogram.values())
 
     def model_failures(self, seconds: float) -> tuple[int, int]:
         """(failed model calls, all model calls) over the last `seconds`."""
         failed = calls = 0
-        for bucket in self._recent(seconds):
-            for cell in bucket.calls.values():
-                failed += cell.errors
-                calls += cell.count
+        with self._lock:
+            for bucket in self._recent(seconds):
+                for cell in bucket.calls.values():
+                    failed += cell.errors
+                    calls += cell.count
         return failed, calls
 
     def snapshot(self, seconds: float = 60, top_sessions: int = 5) -> dict[str, Any]:
@@ -182,20 +185,20 @@ class Window:
         Rates are per minute over `seconds` (capped at the ring's size); latencies in ms.
         """
         seconds = min(float(self.size), max(1.0, seconds))
-        buckets = self._recent(seconds)
-        messages = [(k, c) for b in buckets for k, c in b.messages.items()]
-        calls = [(k, c) for b in buckets for k, c in b.calls.items()]
         sessions: Counter[str] = Counter()
-        for bucket in buckets:
-            sessions.update(bucket.sessions)
-
-        total = _merge(messages, lambda k: None).get(None, _Cell())
-        model_total = _merge(calls, lambda k: None).get(None, _Cell())
-        by_channel = _merge(messages, lambda k: k[0])
-        by_model = _merge(messages, lambda k: k[1])
-        calls_by_model = _merge(calls, lambda k: k[0])
-        calls_by_endpoint = _merge(calls, lambda k: (k[0], k[1]))
-        tokens_by_channel = _merge(calls, lambda k: k[2])
+        with self._lock:  # merged copies only leave the lock
+            buckets = self._recent(seconds)
+            messages = [(k, c) for b in buckets for k, c in b.messages.items()]
+            calls = [(k, c) for b in buckets for k, c in b.calls.items()]
+            for bucket in buckets:
+                sessions.update(bucket.sessions)
+            total = _merge(messages, lambda k: None).get(None, _Cell())
+            model_total = _merge(calls, lambda k: None).get(None, _Cell())
+            by_channel = _merge(messages, lambda k: k[0])
+            by_model = _merge(messages, lambda k: k[1])
+            calls_by_model = _merge(calls, lambda k: k[0])
+            calls_by_endpoint = _merge(calls, lambda k: (k[0], k[1]))
+            tokens_by_channel = _merge(calls, lambda k: k[2])
 
         channels = {name: cell.summary(seconds) for name, cell in sorted(by_channel.items())}
         for name, cell in tokens_by_channel.items():

@@ -70,6 +70,8 @@ def describe(rule: Rule, state: State, value: float | None, host: str) -> str:
     if state == "firing":
         return (f"{rule.title} is {rule.show(value)} for {_span(rule.window)} on {host} "
                 f"({limit}).")
+    if value is None:
+        return f"{rule.title}: no data in the last {_span(rule.window)} on {host} ({limit})."
     return f"{rule.title} is back to {rule.show(value)} on {host} ({limit})."
 
 
