@@ -237,8 +237,9 @@ def skills_list(as_json: bool) -> None:
         sys.exit(1)
 
 
-def _running_skills(ws: Workspace, config: Config) -> tuple[list, dict] | None:
-    """Ask the running gateway (what it has loaded now), with a token valid for a minute."""
+def _ask_gateway(ws: Workspace, config: Config, path: str) -> dict | None:
+    """GET an admin API path from the running gateway with a token valid for a minute, or
+    None when no gateway runs."""
     from gateway.guards.tokens import issue_token
     from gateway.store import Store
 
@@ -250,9 +251,15 @@ def _running_skills(ws: Workspace, config: Config) -> tuple[list, dict] | None:
         token, _ = issue_token(store, 60, label="cli")
     finally:
         store.close()
-    data = httpx.get(f"{url}/api/v1/skills", headers={"Authorization": f"Bearer {token}"},
-                     timeout=10).json()
-    return data["skills"], data["errors"]
+    data: dict = httpx.get(f"{url}{path}", headers={"Authorization": f"Bearer {token}"},
+                           timeout=10).json()
+    return data
+
+
+def _running_skills(ws: Workspace, config: Config) -> tuple[list, dict] | None:
+    """Ask the running gateway what it has loaded now."""
+    data = _ask_gateway(ws, config, "/api/v1/skills")
+    return (data["skills"], data["errors"]) if data else None
 
 
 def _load_skills_here(ws: Workspace, config: Config) -> tuple[list, dict]:
@@ -304,6 +311,30 @@ def doctor() -> None:
         sys.exit(1)
 
 
+@main.group()
+def channels() -> None:
+    """Where messages come in: HTTP, WebSocket, the console (and chat platforms later)."""
+
+
+@channels.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def channels_list(as_json: bool) -> None:
+    """Each channel, whether config.yaml enables it, and its status in the running gateway."""
+    from gateway.channels.table import CHANNELS
+
+    ws = default_workspace()
+    config = _config(ws)
+    data = _ask_gateway(ws, config, "/api/v1/channels")
+    rows = data["channels"] if data else [
+        {"name": name, "enabled": bool(config.channels.get(name, {}).get("enabled", True)),
+         "status": "stopped: the gateway is not running"} for name in CHANNELS]
+    if as_json:
+        click.echo(json.dumps({"channels": rows}))
+        return
+    for row in rows:
+        click.echo(f"{row['name']:<10} {'on ' if row['enabled'] else 'off'}  {row['status']}")
+
+
 @main.command()
 @click.option("--once", is_flag=True, help="Print one frame and exit (for scripts).")
 @click.option("--port", type=int, help="Which local gateway (default: gateway.port).")
@@ -319,7 +350,7 @@ def top(once: bool, port: int | None, url: str | None, token: str | None, window
 
     ws = default_workspace()
     local = url is None
-    if local:
+    if url is None:
         config = _config(ws)
         url = base_url(config.gateway.host, port or config.gateway.port)
     url = url.rstrip("/")

@@ -66,10 +66,6 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(workspace.logs, "debug" if args.dev else config.logs.level,
                   terminal=args.dev or args.foreground, max_bytes=config.logs.max_bytes,
                   backups=config.logs.backup_count)
-    if config.gateway.worker_processes > 1:
-        log.warning("gateway.worker_processes=%d: this version runs one process "
-                    "(about 2,000 msg/s); the setting is accepted for later",
-                    config.gateway.worker_processes)
     try:
         listener = listen(host, port)
     except OSError as e:
@@ -78,7 +74,12 @@ def main(argv: list[str] | None = None) -> int:
               f"--port.", file=sys.stderr)
         return 1
 
-    gateway = build_gateway(workspace, config)
+    try:
+        gateway = build_gateway(workspace, config)
+    except ConfigError as e:
+        listener.close()
+        print(e, file=sys.stderr)
+        return 2
     server = GatewayServer(listener, gateway.app,
                            max_connections=config.gateway.max_connections,
                            keepalive_timeout=config.gateway.keepalive_timeout,

@@ -35,7 +35,7 @@ def build_metrics_api(metrics: Metrics, authorize: Callable[[Request], bool], *,
     def _allowed() -> ResponseReturnValue | None:
         if (allow_loopback and is_direct_loopback(request)) or authorize(request):
             return None
-        return error_response(401, "unauthorized", "Metrics need `Authorization: Bearer "
+        return error_response("unauthorized", "Metrics need `Authorization: Bearer "
                               "<token>` (moltbot dashboard --token-gen) unless asked from "
                               "this machine.")
 
@@ -53,7 +53,7 @@ def build_metrics_api(metrics: Metrics, authorize: Callable[[Request], bool], *,
         except ValueError:
             seconds = 0.0
         if not 1 <= seconds <= size:
-            return error_response(400, "bad_request", f"window must be a number of seconds "
+            return error_response("bad_request", f"window must be a number of seconds "
                                   f"from 1 to {size}, got {raw!r}.")
         return jsonify(metrics.snapshot(seconds))
 

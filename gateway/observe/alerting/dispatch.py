@@ -17,6 +17,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Protocol
 
 from gateway.observe.alerting.rules import Notice
@@ -99,7 +100,7 @@ class _Worker:
                     return
                 notice = self.queue.popleft()
             what = f"alert {notice.rule} {notice.state} via {self.sender.name}"
-            if self.policy.run(lambda n=notice: self.sender.send(n), what, self.stop):
+            if self.policy.run(partial(self.sender.send, notice), what, self.stop):
                 self.delivered += 1
                 log.info("%s delivered", what)
 
