@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -111,13 +112,24 @@ class GatewayConfig(_Section):
         return value
 
 
+def _check_networks(value: list[str]) -> list[str]:
+    from gateway.guards.rate_limit import parse_networks
+
+    parse_networks(value)
+    return value
+
+
+Networks = Annotated[list[str], AfterValidator(_check_networks)]
+LOOPBACK = ["127.0.0.0/8", "::1/128"]
+
+
 class RateLimitConfig(_Section):
     """The guide's `auth.rate_limit`: requests per window, globally and per client address."""
 
     global_: str = Field("1000/min", alias="global")
     per_ip: str = "100/min"
-    exempt: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"],
-                              description="addresses never counted (default: loopback)")
+    exempt: Networks = Field(default_factory=lambda: list(LOOPBACK),
+                             description="addresses never counted (default: loopback)")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_default=True)
 
@@ -129,13 +141,20 @@ class RateLimitConfig(_Section):
         parse_rate(value)
         return value
 
-    @field_validator("exempt")
-    @classmethod
-    def _networks(cls, value: list[str]) -> list[str]:
-        from gateway.guards.rate_limit import parse_networks
 
-        parse_networks(value)
-        return value
+class LockoutConfig(_Section):
+    """`failures` bad credentials from one address within `window` lock it out for
+    `duration`; loopback is not exempt unless listed in `exempt`."""
+
+    failures: int = Field(10, ge=1)
+    window: Duration = 60.0
+    duration: Duration = 300.0
+    exempt: Networks = Field(default_factory=list)
+
+
+class ConsoleConfig(_Section):
+    allow_ips: Networks = Field(default_factory=lambda: list(LOOPBACK),
+                                description="who may open the console and its APIs")
 
 
 class AuthConfig(_Section):
@@ -143,6 +162,11 @@ class AuthConfig(_Section):
     token_expire: Duration = 86400.0
     tokens: list[str] = Field(default_factory=list, description="static API tokens")
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    lockout: LockoutConfig = Field(default_factory=LockoutConfig)
+    allow_ips: Networks = Field(default_factory=lambda: ["0.0.0.0/0", "::/0"],
+                                description="who may use the entries other than the console")
+    trusted_proxies: Networks = Field(default_factory=list,
+                                      description="X-Forwarded-For is believed only from these")
 
     def is_configured(self) -> bool:
         """True when the owner set up auth on purpose (needed before binding off loopback)."""
@@ -197,6 +221,7 @@ class Config(_Section):
         default_factory=dict, description="per channel of gateway.channels.table: its options")
     security: dict[str, Any] | None = None
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     logs: LogsConfig = Field(default_factory=LogsConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
@@ -328,13 +353,23 @@ def load_config(path: Path, secret_lookup: Any = None) -> Config:
     return parse_config(data, path, secret_lookup)
 
 
+MIN_REMOTE_TOKEN = 32  # characters of a static token before the gateway leaves loopback
+
+
 def is_loopback(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def bind_problem(host: str, config: Config) -> str | None:
     """Why the gateway must not listen on `host`, or None: off loopback needs auth set up."""
-    if is_loopback(host) or config.auth.is_configured():
+    if is_loopback(host):
+        return None
+    short = [t for t in config.auth.tokens if len(t) < MIN_REMOTE_TOKEN]
+    if short:
+        return (f"Refusing to listen on {host} with a short token in auth.tokens: off loopback "
+                f"each needs at least {MIN_REMOTE_TOKEN} characters (make one with `python3 -c "
+                f"\"import secrets; print(secrets.token_urlsafe(32))\"`).")
+    if config.auth.is_configured():
         return None
     return (f"Refusing to listen on {host}: anyone who can reach it could use your assistant. "
             f"Set auth.jwt_secret or auth.tokens in config.yaml first, or keep the default "

@@ -25,6 +25,7 @@ from gateway.app import build_gateway
 from gateway.config import ConfigError, bind_problem, load_config
 from gateway.httpserver import GatewayServer, listen
 from gateway.observe.logs import ACCESS_LOGGER, setup_logging
+from gateway.private import private_umask, tighten
 from gateway.secrets import lookup_secret
 from gateway.workspace import default_workspace, ensure_workspace
 
@@ -49,8 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--foreground", action="store_true", help="info logs on the terminal")
     args = parser.parse_args(argv)
 
+    private_umask()
     workspace = default_workspace()
     ensure_workspace(workspace)
+    tighten(workspace.data, workspace.config_path)
     try:
         config = load_config(workspace.config_path, lookup_secret)
     except ConfigError as e:

@@ -22,10 +22,12 @@ from pydantic import BaseModel, ValidationError
 
 from gateway.channels.table import CHANNELS, channel_class
 from gateway.config import Config, ConfigError, describe_errors
+from gateway.guards.address import AddressAllowlist
 from gateway.guards.authenticate import Authenticate, Authenticator, CredentialSource
 from gateway.guards.chain import GuardChain
 from gateway.guards.jwt_tokens import JwtTokens
-from gateway.guards.rate_limit import RateLimit, new_limiter, parse_networks
+from gateway.guards.lockout import LockoutBook, LockoutPolicy
+from gateway.guards.rate_limit import Network, RateLimit, new_limiter, parse_networks
 from gateway.guards.tokens import IssuedTokens, StaticTokens
 from gateway.models.pool import ModelPool
 from gateway.models.registry import build_pools
@@ -45,6 +47,7 @@ class Process:
     store: Store
     token_cache: TokenCache = field(default_factory=LocalTokenCache)
     limiter: MovingWindowRateLimiter = field(default_factory=new_limiter)
+    lockout: LockoutBook = field(default_factory=LockoutBook)
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class Settings:
     guards: GuardChain
     sessions: SessionPolicy
     channels: Mapping[str, BaseModel]  # each channel's validated options, by table name
+    trusted_proxies: tuple[Network, ...] = ()  # whose X-Forwarded-For is believed
 
     @property
     def context_tokens(self) -> int:
@@ -82,21 +86,26 @@ def build_settings(config: Config, process: Process) -> Settings:
         guards=build_guards(config, process),
         sessions=SessionPolicy(config.gateway.session_timeout, history_chars(config)),
         channels=MappingProxyType(channels),
+        trusted_proxies=parse_networks(config.auth.trusted_proxies),
     )
 
 
 def build_guards(config: Config, process: Process) -> GuardChain:
-    """The chain in its documented order; the address and stranger guards come with the
-    security issue (their config keys are refused until then)."""
-    sources: list[CredentialSource] = [StaticTokens(config.auth.tokens),
+    """The chain in its documented order; the stranger guard takes its slot with the first
+    chat platform (its `security:` keys are refused until then)."""
+    auth = config.auth
+    sources: list[CredentialSource] = [StaticTokens(auth.tokens),
                                        IssuedTokens(process.store, process.token_cache)]
-    if config.auth.jwt_secret:
-        sources.append(JwtTokens(config.auth.jwt_secret))
-    limits = config.auth.rate_limit
+    if auth.jwt_secret:
+        sources.append(JwtTokens(auth.jwt_secret))
+    lockout = LockoutPolicy(auth.lockout.failures, auth.lockout.window, auth.lockout.duration,
+                            parse_networks(auth.lockout.exempt))
     return GuardChain([
-        RateLimit(process.limiter, global_limit=limits.global_, per_ip=limits.per_ip,
-                  exempt=parse_networks(limits.exempt)),
-        Authenticate(Authenticator(sources)),
+        AddressAllowlist(parse_networks(config.console.allow_ips),
+                         parse_networks(auth.allow_ips)),
+        RateLimit(process.limiter, global_limit=auth.rate_limit.global_,
+                  per_ip=auth.rate_limit.per_ip, exempt=parse_networks(auth.rate_limit.exempt)),
+        Authenticate(Authenticator(sources), process.lockout, lockout),
     ])
 
 

@@ -14,6 +14,7 @@ import pytest
 from gateway.guards.authenticate import Authenticate, Authenticator
 from gateway.guards.chain import Allow, Caller, Challenge, GuardChain, Refuse, Verdict
 from gateway.guards.jwt_tokens import JwtTokens
+from gateway.guards.lockout import LockoutBook, LockoutPolicy
 from gateway.guards.rate_limit import RateLimit, new_limiter, parse_networks, parse_rate
 from gateway.guards.tokens import IssuedTokens, StaticTokens, issue_token
 from gateway.store import Store
@@ -69,7 +70,8 @@ def test_the_credential_never_shows_in_a_repr() -> None:
 
 def auth_chain(store: Store, *extra: object) -> GuardChain:
     sources = [StaticTokens(["static-token-of-some-length"]), IssuedTokens(store), *extra]
-    return GuardChain([Authenticate(Authenticator(sources))])  # type: ignore[list-item]
+    return GuardChain([Authenticate(Authenticator(sources),  # type: ignore[arg-type]
+                                    LockoutBook(), LockoutPolicy())])
 
 
 def test_tokens_static_issued_unknown_and_expired(tmp_path: Path) -> None:

@@ -12,10 +12,26 @@ from gateway.api.credentials import request_credential
 from gateway.api.errors import error_response
 from gateway.channels.base import Entry
 from gateway.guards.chain import Allow, Caller, Challenge, Verdict
+from gateway.guards.rate_limit import in_networks
 
 
-def caller_of(req: Request, channel: str, credential: str | None) -> Caller:
-    return Caller(channel, peer=req.remote_addr or "", credential=credential)
+def client_address(entry: Entry, req: Request) -> str:
+    """The client's address: the socket's peer, or, when that peer is one of
+    `auth.trusted_proxies`, the nearest address before it in X-Forwarded-For that is not a
+    trusted proxy too. Anyone else's X-Forwarded-For is ignored: it is just a header."""
+    peer = req.remote_addr or ""
+    trusted = entry.settings.trusted_proxies
+    if not trusted or not in_networks(peer, trusted):
+        return peer
+    hops = [h.strip() for h in req.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not in_networks(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
+
+
+def caller_of(entry: Entry, req: Request, channel: str, credential: str | None) -> Caller:
+    return Caller(channel, peer=client_address(entry, req), credential=credential)
 
 
 def refusal_response(verdict: Verdict) -> ResponseReturnValue:
@@ -30,7 +46,7 @@ def guarded(entry: Entry, channel: str) -> Callable[[], ResponseReturnValue | No
     """A `before_request` hook: the request passes the chain or gets its refusal."""
 
     def check() -> ResponseReturnValue | None:
-        verdict = entry.admit(caller_of(request, channel, request_credential(request)))
+        verdict = entry.admit(caller_of(entry, request, channel, request_credential(request)))
         if isinstance(verdict, Allow):
             request.environ["moltbot.principal"] = verdict.principal
             return None

@@ -42,7 +42,7 @@ def build_pages(entry: Entry, webui: Path, channel: str) -> Blueprint:
         data = request.get_json(silent=True) or {}
         token = data.get("token") if isinstance(data, dict) else None
         token = token if isinstance(token, str) else None
-        verdict = entry.admit(caller_of(request, channel, token))
+        verdict = entry.admit(caller_of(entry, request, channel, token))
         if not isinstance(verdict, Allow) or token is None:
             return refusal_response(verdict)
         response = jsonify({"principal": verdict.principal})

@@ -10,7 +10,7 @@ from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from gateway.api.credentials import request_credential
-from gateway.api.door import caller_of, refusal_response
+from gateway.api.door import caller_of, client_address, refusal_response
 from gateway.api.errors import error_response
 from gateway.channels.base import ChannelOptions, Services, WebChannel
 from gateway.channels.fields import MAX_FIELD, decode_json, validate_message_fields
@@ -36,7 +36,7 @@ class HttpChannel(WebChannel):
         problem = problem or validate_message_fields(data) or _key_problem()
         if problem:
             # the chain still decides first: a stranger learns nothing from a 400
-            verdict = self.entry.admit(caller_of(request, self.name, credential))
+            verdict = self.entry.admit(caller_of(self.entry, request, self.name, credential))
             if not isinstance(verdict, Allow):
                 return refusal_response(verdict)
             return error_response("bad_request", problem)
@@ -44,7 +44,7 @@ class HttpChannel(WebChannel):
         sender = str(data.get("sender") or "")
         msg = Message(channel=self.name, sender=sender, chat=str(data.get("chat") or sender),
                       text=data["text"], client_id=str(client_id) if client_id else None,
-                      peer=request.remote_addr or "")
+                      peer=client_address(self.entry, request))
         reply = self.entry.handle(msg, credential)
         if reply.error:
             return error_response(reply.error, reply.text, reply.retry_after, id=reply.msg_id,

@@ -24,11 +24,11 @@ from flask.typing import ResponseReturnValue
 from simple_websocket import ConnectionClosed
 
 from gateway.api.credentials import request_credential
-from gateway.api.door import caller_of, refusal_response
+from gateway.api.door import client_address, refusal_response
 from gateway.api.errors import error_response
 from gateway.channels.base import ChannelOptions, Services, WebChannel
 from gateway.channels.fields import EXAMPLE, decode_json, validate_message_fields
-from gateway.guards.chain import Allow, Refuse, Verdict
+from gateway.guards.chain import Allow, Caller, Refuse, Verdict
 from gateway.message import Message
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class WebSocketChannel(WebChannel):
         request.environ["moltbot.websocket"] = True  # the server must not write a response
         request.environ["moltbot.release_http_buffer"]()
         ws.sock.settimeout(None)  # idle WebSockets are normal; keepalive_timeout is for HTTP
-        peer = request.remote_addr or ""
+        peer = client_address(self.entry, request)
         credential = request_credential(request, websocket=True)
         if credential is None:  # a header or cookie was admitted before the upgrade
             credential = self._auth_frame(ws)
@@ -116,11 +116,11 @@ class WebSocketChannel(WebChannel):
         credential = request_credential(request, websocket=True)
         if credential is None:
             return None
-        verdict = self._admit(credential, request.remote_addr or "")
+        verdict = self._admit(credential, client_address(self.entry, request))
         return None if isinstance(verdict, Allow) else refusal_response(verdict)
 
     def _admit(self, credential: str | None, peer: str) -> Verdict:
-        return self.entry.admit(caller_of(request, self.name, credential))
+        return self.entry.admit(Caller(self.name, peer=peer, credential=credential))
 
     def _auth_frame(self, ws: Any) -> str | None:
         """The token of a first frame `{"type": "auth", "token": ...}`, if one comes in time."""

@@ -7,11 +7,16 @@ credential is one more source; nothing else changes.
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Sequence
 from typing import Protocol
 
 from gateway.guards.chain import NOT_SIGNED_IN, Allow, Caller, Refuse, Verdict
+from gateway.guards.lockout import LockoutBook, LockoutPolicy
 from gateway.guards.tokens import MAX_CREDENTIAL
+
+log = logging.getLogger(__name__)
 
 
 class CredentialSource(Protocol):
@@ -36,18 +41,34 @@ class Authenticator:
 
 
 class Authenticate:
-    """The chain's authentication guard: no credential or a bad one is `unauthorized`."""
+    """The chain's authentication guard: no credential or a bad one is `unauthorized`; an
+    address locked out for bad credentials is `rate_limited`, even with a good one."""
 
     name = "authentication"
 
-    def __init__(self, authenticator: Authenticator) -> None:
+    def __init__(self, authenticator: Authenticator, lockout: LockoutBook,
+                 policy: LockoutPolicy) -> None:
         self.authenticator = authenticator
+        self.lockout = lockout
+        self.policy = policy
 
     def check(self, caller: Caller, principal: str) -> Verdict:
+        locked = self.lockout.locked_for(caller.peer, self.policy)
+        if locked:
+            return _locked_out(locked)
         if caller.credential is None:
             return NOT_SIGNED_IN
         found = self.authenticator.identify(caller.credential)
         if found:
             return Allow(found)
+        if self.lockout.failed(caller.peer, self.policy):
+            log.warning("address %s locked out for %.0f s after %d bad credentials",
+                        caller.peer, self.policy.duration, self.policy.failures)
+            return _locked_out(self.policy.duration)
         return Refuse("unauthorized", "That token is unknown or expired; create one with "
                       "`moltbot dashboard --token-gen --expire 8h`.")
+
+
+def _locked_out(seconds: float) -> Refuse:
+    return Refuse("rate_limited", f"Too many bad credentials from your address: locked out "
+                  f"for {math.ceil(seconds)} s (auth.lockout).", math.ceil(seconds))

@@ -49,12 +49,12 @@ class IssuedTokens:
     """Tokens in the store (dashboard, tray, cli), principal `token:<label>`.
 
     A token found in the store is remembered in a per-process `TokenCache` for
-    `CACHE_SECONDS`, so a busy client does not cost a database read per message; expiry
-    is still exact.
+    `CACHE_SECONDS`, so a busy client costs at most one database read a second; expiry is
+    still exact, and a token revoked from the CLI stops working within that second.
     """
 
     name = "issued"
-    CACHE_SECONDS = 60.0
+    CACHE_SECONDS = 1.0
 
     def __init__(self, store: Store, cache: TokenCache | None = None,
                  clock: Callable[[], float] = time.time) -> None:
