@@ -593,5 +593,50 @@ def channels_list(as_json: bool) -> None:
         click.echo(f"{row['name']:<10} {'on ' if row['enabled'] else 'off'}  {row['status']}")
 
 
+@main.command()
+@click.option("--once", is_flag=True, help="Print one frame and exit (for scripts).")
+@click.option("--port", type=int, help="Which local gateway (default: gateway.port).")
+@click.option("--url", help="A gateway elsewhere, e.g. http://10.0.0.5:18789 (with --token).")
+@click.option("--token", envvar="MOLTBOT_TOKEN", help="Token for a gateway that wants one.")
+@click.option("--window", default=60, show_default=True, type=click.IntRange(1, 600),
+              help="Seconds the figures cover.")
+def top(once: bool, port: int | None, url: str | None, token: str | None, window: int) -> None:
+    """Live figures: messages/min, latency, errors, connections, models, busiest sessions."""
+    from rich.console import Console
+
+    from gateway.observe.top import StatsUnauthorized, StatsUnavailable, fetch_stats, render, watch
+
+    ws = default_workspace()
+    local = url is None
+    if url is None:
+        config = _config(ws)
+        url = base_url(config.gateway.host, port or config.gateway.port)
+    url = url.rstrip("/")
+    try:
+        try:
+            stats = fetch_stats(url, token, window)
+        except StatsUnauthorized:
+            if not local or token:
+                raise
+            from gateway.guards.tokens import issue_token
+            from gateway.store import Store
+
+            store = Store(ws.db_url)  # our own gateway: a token for this session of top
+            try:
+                token, _ = issue_token(store, 12 * 3600, label="top")
+            finally:
+                store.close()
+            stats = fetch_stats(url, token, window)
+    except StatsUnauthorized as e:
+        _fail(str(e))
+    except StatsUnavailable as e:
+        _fail(str(e), EXIT_NOT_RUNNING)
+    console = Console()
+    if once:
+        console.print(render(stats, url))
+        return
+    watch(lambda: fetch_stats(url, token, window), url, console)
+
+
 if __name__ == "__main__":
     main()
