@@ -275,6 +275,12 @@ class Config(_Section):
         return self.gateway.default_model or next(iter(self.models), None)
 
 
+def for_skills(config: Config) -> dict[str, Any]:
+    """The config a skill host is given: everything `context.tool`/`context.ask` need, never
+    the alert senders' passwords and signing secrets, which no skill has a use for."""
+    return config.model_dump(by_alias=True, exclude={"alerts"})
+
+
 def expand_env(value: Any, path: str = "", problems: list[str] | None = None,
                secret_lookup: Any = None) -> Any:
     """Replace `${VAR}` (environment) and `${keyring:name}` (OS keyring) in every string.

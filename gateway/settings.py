@@ -32,6 +32,7 @@ from gateway.guards.stranger import StrangerPolicy
 from gateway.guards.tokens import IssuedTokens, PlatformToken, StaticTokens
 from gateway.models.pool import ModelPool
 from gateway.models.registry import build_pools
+from gateway.observe.metrics import Metrics
 from gateway.sessions import SessionPolicy
 from gateway.state import LocalTokenCache, TokenCache
 from gateway.store import Store
@@ -49,6 +50,7 @@ class Process:
     token_cache: TokenCache = field(default_factory=LocalTokenCache)
     limiter: MovingWindowRateLimiter = field(default_factory=new_limiter)
     lockout: LockoutBook = field(default_factory=LockoutBook)
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,8 @@ def build_settings(config: Config, process: Process) -> Settings:
     guards = build_guards(config, process, channels)
     return Settings(
         config=config,
-        models=MappingProxyType(build_pools(config, str(process.workspace.config_path))),
+        models=MappingProxyType(build_pools(config, str(process.workspace.config_path),
+                                            process.metrics)),
         chat_model=config.chat_model(),
         model_tools=MappingProxyType(build_model_tools(process.workspace, config)),
         guards=guards,
