@@ -23,6 +23,7 @@ from gateway.execute import Executor, Outcome
 from gateway.guards.chain import Allow, Caller, Challenge, Verdict
 from gateway.message import Message, Reply, Trace
 from gateway.models.base import OnDelta
+from gateway.observe.logs import ACCESS_LOGGER
 from gateway.observe.metrics import MessageTimer, Metrics
 from gateway.router import route
 from gateway.settings import Settings
@@ -31,6 +32,7 @@ from gateway.state import Attempt, ChatOrder, InFlight, LocalChatOrder, LocalInF
 from gateway.store import Store, StoredMessage
 
 log = logging.getLogger(__name__)
+access = logging.getLogger(ACCESS_LOGGER)
 
 RETRY_AFTER_RESTART = 5.0
 
@@ -83,6 +85,7 @@ class Pipeline:
                     log.exception("msg_id=%s failed inside the gateway", msg.id)
                     reply = _failure(msg, "internal_error", _INTERNAL.format(msg.id))
                 timer.error = reply.error
+                _access(msg, reply, timer)
                 return reply
         finally:
             with self._lock:
@@ -204,6 +207,17 @@ class Pipeline:
         log.info("msg_id=%s answered via %s%s", msg.id, route_name,
                  f" with error {reply.error}" if reply.error else "")
         return reply
+
+
+def _access(msg: Message, reply: Reply, timer: MessageTimer) -> None:
+    """One access-log line per message, in and out (ECS names; the text stays in the store)."""
+    access.info("message %s %s", reply.msg_id, reply.error or "ok", extra={"ecs": {
+        "event.action": "message", "event.outcome": "failure" if reply.error else "success",
+        "event.duration": int((time.perf_counter() - timer.began) * 1e9),
+        "source.address": msg.peer, "user.name": msg.principal or msg.sender,
+        "moltbot.msg_id": reply.msg_id, "moltbot.channel": msg.channel,
+        "moltbot.chat": msg.chat, "moltbot.route": timer.route,
+        "moltbot.error": reply.error, "moltbot.session": reply.session}})
 
 
 _INTERNAL = ("Something went wrong answering this message (msg_id {}); the details are in "
