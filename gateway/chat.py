@@ -7,6 +7,7 @@ call a span), its answer goes back to the model, and this repeats up to `MAX_TOO
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any
 from gateway.context import build_messages
 from gateway.grounding import find_passages, grounding_prompt, sources_line
 from gateway.knowledge import KnowledgeBase, estimate_tokens
-from gateway.message import Trace
+from gateway.message import ModelInput, Trace
 from gateway.models.base import Cancelled, ModelError, ModelResult, NoModelAvailable, OnDelta
 from gateway.models.pool import ModelPool
 from gateway.observe.logs import redact, redact_arguments
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 MAX_TOOL_ROUNDS = 4
 MAX_TOOL_OUTPUT = 8000
+MAX_GIVEN = 16 * 1024  # characters of the model's input kept for the console's replay
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,7 @@ class ChatResponder:
                     trace: Trace, offered: list[dict[str, Any]], on_delta: OnDelta | None,
                     cancel: threading.Event | None, channel: str) -> ModelResult | ChatOutcome:
         with trace.step("model") as span:
+            record_input(trace, pool.name, messages)
             try:
                 result = pool.chat(messages, on_delta=on_delta, cancel=cancel,
                                    tools=offered or None, channel=channel)
@@ -110,6 +113,9 @@ class ChatResponder:
                 return ChatOutcome(error=("model_error", f"The model '{pool.name}' refused "
                                           "the call; `moltbot trace` with this msg_id shows "
                                           "why."))
+            if trace.model_input:
+                trace.model_input.prompt_tokens += result.prompt_tokens
+                trace.model_input.completion_tokens += result.completion_tokens
             called = ", ".join(c["name"] for c in result.tool_calls)
             span.detail = f"{pool.name} via {redact(result.endpoint)}" + (
                 f", calls {called}" if called else "")
@@ -126,3 +132,30 @@ class ChatResponder:
                 span.outcome, output = "error", f"error: {e}"
         return {"role": "tool", "tool_call_id": call["id"], "name": tool.name,
                 "content": output[:MAX_TOOL_OUTPUT]}
+
+
+def record_input(trace: Trace, model: str, messages: list[dict[str, Any]]) -> None:
+    """Keep what this model call is given (the latest call of a tool round trip holds all the
+    earlier ones), masked and within `MAX_GIVEN`: each turn's text is cut to an equal share,
+    so the system prompt, the knowledge passages and the question all stay visible."""
+    share = max(256, MAX_GIVEN // max(1, len(messages)))
+    kept = []
+    for m in messages:
+        content = str(m.get("content") or "")
+        if len(content) > share:
+            content = content[:share] + f" [... {len(content) - share} characters cut]"
+        turn: dict[str, Any] = {"role": m.get("role"), "content": redact(content)}
+        if m.get("tool_calls"):
+            turn["tool_calls"] = [{"name": c["name"], "arguments": redact_arguments(
+                c.get("arguments") or {})} for c in m["tool_calls"]]
+        if m.get("name"):
+            turn["name"] = m["name"]
+        kept.append(turn)
+    given = json.dumps(kept, ensure_ascii=False)
+    while len(given) > MAX_GIVEN and len(kept) > 2:  # many short turns: oldest go first
+        del kept[1]
+        given = json.dumps(kept, ensure_ascii=False)
+    before = trace.model_input
+    trace.model_input = ModelInput(model, given,
+                                   before.prompt_tokens if before else 0,
+                                   before.completion_tokens if before else 0)

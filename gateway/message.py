@@ -95,6 +95,17 @@ class Span:
     detail: str = ""
 
 
+@dataclass
+class ModelInput:
+    """What the model was given for one message (the messages list as masked, bounded JSON)
+    and the tokens it counted, so a replay can answer "why did it say that?"."""
+
+    model: str
+    given: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
 class Trace:
     """Collects the spans of one message; the pipeline stores them when the message is done."""
 
@@ -102,6 +113,7 @@ class Trace:
         self.msg_id = msg_id
         self.started = time.perf_counter() if started is None else started
         self.spans: list[Span] = []
+        self.model_input: ModelInput | None = None  # set by the chat responder
 
     def step(self, name: str) -> SpanTimer:
         """Time a block: `with trace.step("model") as s: ...; s.outcome = "ok"`."""

@@ -203,7 +203,8 @@ class Pipeline:
                 reply: Reply) -> Reply:
         self.store.finish_message(msg.id, session_id=outcome.session.id if outcome else None,
                                   reply=reply.text, error=reply.error, route=route_name,
-                                  trace=trace.spans)
+                                  trace=trace.spans, model_input=trace.model_input,
+                                  channel=msg.channel)
         log.info("msg_id=%s answered via %s%s", msg.id, route_name,
                  f" with error {reply.error}" if reply.error else "")
         return reply

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import (
     Column,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    func,
     insert,
     select,
     update,
@@ -31,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from gateway.message import Message, Span
+from gateway.message import Message, ModelInput, Span
 
 metadata = MetaData()
 
@@ -72,6 +74,27 @@ senders = Table(  # chat-platform senders the stranger policy has met
     Column("code_expires_at", Float),
     Column("attempts", Integer, nullable=False, default=0),
     Column("updated_at", Float, nullable=False),
+)
+
+model_inputs = Table(  # one row per message that called a model: the console's replay and usage
+    "model_inputs", metadata,
+    Column("msg_id", String(40), primary_key=True),
+    Column("channel", String(64), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("day", String(10), nullable=False, index=True),  # UTC date, for per-day totals
+    Column("prompt_tokens", Integer, nullable=False),
+    Column("completion_tokens", Integer, nullable=False),
+    Column("given", Text),  # masked JSON of the messages the model was given, bounded
+)
+
+config_versions = Table(  # every config.yaml the console applied, for its history and rollback
+    "config_versions", metadata,
+    Column("version", Integer, primary_key=True, autoincrement=True),
+    Column("text", Text, nullable=False),
+    Column("diff", Text, nullable=False),
+    Column("who", String(256), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
 )
 
 tokens = Table(
@@ -135,6 +158,27 @@ class SessionRow:
     last_active: float
 
 
+@dataclass(frozen=True)
+class SessionSummary:
+    id: str
+    channel: str
+    chat: str
+    created_at: float
+    last_active: float
+    ended: bool
+    messages: int
+
+
+@dataclass(frozen=True)
+class ConfigVersion:
+    version: int
+    text: str
+    diff: str
+    who: str
+    source: str
+    created_at: float
+
+
 def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
     cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
     cur.execute("PRAGMA journal_mode=WAL")
@@ -193,14 +237,24 @@ class Store:
         return _message(row) if row else None
 
     def finish_message(self, msg_id: str, *, session_id: str | None, reply: str,
-                       error: str | None, route: str, trace: Iterable[Span]) -> None:
-        """Record the answer, its trace and the session's activity in one transaction."""
+                       error: str | None, route: str, trace: Iterable[Span],
+                       model_input: ModelInput | None = None, channel: str = "") -> None:
+        """Record the answer, its trace, what the model was given (if one was called) and
+        the session's activity in one transaction."""
         now = time.time()
         spans = json.dumps([asdict(s) for s in trace], ensure_ascii=False)
         with self.engine.begin() as conn:
             conn.execute(update(messages).where(messages.c.id == msg_id).values(
                 session_id=session_id, reply=reply, error=error, route=route,
                 status="failed" if error else "answered", replied_at=now, trace=spans))
+            if model_input is not None:  # a failed message answered again replaces its row
+                conn.execute(delete(model_inputs).where(model_inputs.c.msg_id == msg_id))
+                conn.execute(insert(model_inputs).values(
+                    msg_id=msg_id, channel=channel, model=model_input.model,
+                    day=time.strftime("%Y-%m-%d", time.gmtime(now)),
+                    prompt_tokens=model_input.prompt_tokens,
+                    completion_tokens=model_input.completion_tokens,
+                    given=model_input.given))
             if session_id:
                 conn.execute(update(sessions).where(sessions.c.id == session_id)
                              .values(last_active=now))
@@ -292,6 +346,87 @@ class Store:
             row = conn.execute(select(tokens.c.label, tokens.c.expires_at).where(
                 tokens.c.hash == token_hash, tokens.c.expires_at > now)).first()
         return (row.label, row.expires_at) if row else None
+
+    # console: search, replay, usage, config history --------------------------------------
+    def find_messages(self, *, text: str = "", sender: str = "", msg_id: str = "",
+                      session_id: str = "", limit: int = 50) -> list[StoredMessage]:
+        """Newest first: messages whose text or reply holds `text`, whose sender holds
+        `sender`, whose id starts with `msg_id`, of `session_id` (each filter when given)."""
+        query = select(messages).order_by(messages.c.created_at.desc()).limit(limit)
+        if text:
+            query = query.where(messages.c.text.contains(text, autoescape=True)
+                                | messages.c.reply.contains(text, autoescape=True))
+        if sender:
+            query = query.where(messages.c.sender.contains(sender, autoescape=True))
+        if msg_id:
+            query = query.where(messages.c.id.startswith(msg_id, autoescape=True))
+        if session_id:
+            query = query.where(messages.c.session_id == session_id)
+        with self.engine.connect() as conn:
+            return [_message(r) for r in conn.execute(query).all()]
+
+    def find_sessions(self, text: str = "", limit: int = 50) -> list[SessionSummary]:
+        """Most recently active first, with their message counts; `text` matches the chat,
+        the channel or any of the session's messages."""
+        count = (select(func.count()).where(messages.c.session_id == sessions.c.id)
+                 .scalar_subquery())
+        query = (select(sessions, count.label("messages"))
+                 .order_by(sessions.c.last_active.desc()).limit(limit))
+        if text:
+            holding = select(messages.c.session_id).where(
+                messages.c.text.contains(text, autoescape=True)
+                | messages.c.reply.contains(text, autoescape=True))
+            query = query.where(sessions.c.chat.contains(text, autoescape=True)
+                                | sessions.c.channel.contains(text, autoescape=True)
+                                | sessions.c.id.in_(holding))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [SessionSummary(r.id, r.channel, r.chat, r.created_at, r.last_active,
+                               bool(r.ended), r.messages) for r in rows]
+
+    def model_input(self, msg_id: str) -> dict[str, Any] | None:
+        """What the model was given for this message and the tokens it counted, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(model_inputs).where(
+                model_inputs.c.msg_id == msg_id)).first()
+        if row is None:
+            return None
+        return {"model": row.model, "prompt_tokens": row.prompt_tokens,
+                "completion_tokens": row.completion_tokens,
+                "given": json.loads(row.given) if row.given else []}
+
+    def token_usage(self, since_day: str) -> list[dict[str, Any]]:
+        """Prompt and completion tokens (the model's own counts) per day, model and channel
+        from `since_day` (YYYY-MM-DD, UTC) on, oldest day first."""
+        c = model_inputs.c
+        query = (select(c.day, c.model, c.channel, func.count().label("messages"),
+                        func.sum(c.prompt_tokens).label("prompt"),
+                        func.sum(c.completion_tokens).label("completion"))
+                 .where(c.day >= since_day).group_by(c.day, c.model, c.channel)
+                 .order_by(c.day, c.model, c.channel))
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query).all()]
+
+    def add_config_version(self, text: str, diff: str, who: str, source: str) -> int:
+        with self.engine.begin() as conn:
+            result = conn.execute(insert(config_versions).values(
+                text=text, diff=diff, who=who, source=source, created_at=time.time()))
+        key = result.inserted_primary_key
+        assert key is not None  # an INSERT into a table with a primary key always has one
+        return int(key[0])
+
+    def config_versions(self, limit: int = 100) -> list[ConfigVersion]:
+        """Newest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(config_versions).order_by(
+                config_versions.c.version.desc()).limit(limit)).all()
+        return [ConfigVersion(**r._mapping) for r in rows]
+
+    def config_version(self, version: int) -> ConfigVersion | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(config_versions).where(
+                config_versions.c.version == version)).first()
+        return ConfigVersion(**row._mapping) if row else None
 
 
 def _message(row: object) -> StoredMessage:

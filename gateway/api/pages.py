@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, Response, jsonify, redirect, request, send_from_directory
+from flask import Blueprint, Response, jsonify, request, send_from_directory
 from flask.typing import ResponseReturnValue
 
+from gateway.api.console_assets import console_page
 from gateway.api.credentials import COOKIE
 from gateway.api.door import caller_of, guarded, refusal_response
 from gateway.channels.base import Entry
@@ -25,7 +26,7 @@ def build_pages(entry: Entry, webui: Path, channel: str) -> Blueprint:
 
     @bp.get("/")
     def index() -> ResponseReturnValue:
-        return redirect("/chat")
+        return console_page(webui)
 
     @bp.get("/chat")
     def chat() -> ResponseReturnValue:

@@ -6,6 +6,12 @@ from __future__ import annotations
 from flask.typing import ResponseReturnValue
 
 from gateway.api.admin import build_admin
+from gateway.api.console_assets import build_console_assets
+from gateway.api.console_config import build_console_config
+from gateway.api.console_files import build_console_files
+from gateway.api.console_logs import build_console_logs
+from gateway.api.console_sessions import build_console_sessions
+from gateway.api.console_usage import build_console_usage
 from gateway.api.errors import error_response
 from gateway.api.pages import build_pages
 from gateway.channels.base import ChannelOptions, Services, WebChannel
@@ -19,7 +25,12 @@ class ConsoleChannel(WebChannel):
         pages = build_pages(services.entry, services.webui, self.name)
         admin = build_admin(services.entry, services.reloader, services.store, self.name,
                             services.channels.listing)
-        for blueprint in (pages, admin):
+        for blueprint in (pages, admin, build_console_assets(services.webui),
+                          build_console_usage(services, self.name),
+                          build_console_logs(services, services.sock, self.name),
+                          build_console_sessions(services, self.name),
+                          build_console_config(services, self.name),
+                          build_console_files(services, self.name)):
             # registered first, so a switched-off console answers before any other check
             blueprint.before_request_funcs.setdefault(None, []).insert(0, self._open)
             services.app.register_blueprint(blueprint)

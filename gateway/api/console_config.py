@@ -1,0 +1,169 @@
+"""config.yaml in the console: check a draft (each problem at its line), apply it (write the
+file; the reloader takes it within a second, or refuses it and keeps the last good config),
+and every applied version kept with its diff, who and when, for a one-click rollback."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from flask import Blueprint, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from gateway.api.door import client_address, guarded
+from gateway.api.errors import error_response
+from gateway.channels.base import Services
+from gateway.config import ConfigError, parse_config
+from gateway.observe.audit import audit
+from gateway.reload import Reloader
+from gateway.secrets import lookup_secret
+
+APPLY_WAIT = 10.0  # seconds to wait for the reloader's verdict on a written file
+_PATH_PART = re.compile(r"[^.\[\]]+|\[(\d+)\]")
+
+
+def key_line(root: yaml.Node | None, path: str) -> int | None:
+    """The 1-based line of the deepest node of `root` on the key path `a.b[0].c` (or
+    `a.b.0.c`, as pydantic writes it): a problem is shown at the key it names, or at the
+    nearest parent that exists in the file."""
+    node, line = root, None
+    for m in _PATH_PART.finditer(path):
+        part = m.group(1) or m.group(0)
+        at: yaml.Node | None = None
+        if isinstance(node, yaml.MappingNode):
+            pair = next(((k, v) for k, v in node.value if getattr(k, "value", None) == part),
+                        None)
+            at, node = pair if pair else (None, None)
+        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(
+                node.value):
+            at = node = node.value[int(part)]
+        if at is None:
+            break
+        line = at.start_mark.line + 1
+    return line
+
+
+def check(text: str) -> tuple[Any, list[dict[str, Any]]]:
+    """(the Config, []) or (None, problems as {line, message})."""
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        return None, [{"line": mark.line + 1 if mark else None,
+                       "message": f"not valid YAML: {getattr(e, 'problem', None) or e}"}]
+    try:
+        return parse_config(data, "config.yaml", lookup_secret), []
+    except ConfigError as e:
+        problems = []
+        for problem in e.problems:
+            path = problem.split(":", 1)[0] if ": " in problem else ""
+            problems.append({"line": key_line(root, path) if path else None,
+                             "message": problem})
+        return None, problems
+
+
+def diff(before: str, after: str) -> str:
+    return "".join(difflib.unified_diff(before.splitlines(keepends=True),
+                                        after.splitlines(keepends=True),
+                                        "config.yaml (before)", "config.yaml (after)"))
+
+
+def await_verdict(reloader: Reloader, before: Any, error_before: str | None,
+                  config: Any) -> str | None:
+    """Wait for the reloader to take the written file: None once it runs, the refusal's
+    text if the running gateway refused it (a channel option only it can check)."""
+    deadline = time.monotonic() + APPLY_WAIT
+    while time.monotonic() < deadline:
+        if reloader.config is not before and reloader.config == config:
+            return None
+        if reloader.config_error and reloader.config_error != error_before:
+            return reloader.config_error
+        time.sleep(0.1)
+    if reloader.config == config:
+        return None
+    return ("the gateway did not pick the file up within "
+            f"{APPLY_WAIT:.0f}s; check data/logs/gateway.log")
+
+
+def build_console_config(services: Services, channel: str) -> Blueprint:
+    bp = Blueprint("console_config", __name__)
+    bp.before_request(guarded(services.entry, channel))
+    store, reloader = services.store, services.reloader
+    path: Path = reloader.workspace.config_path
+
+    def current() -> str:
+        return path.read_text(encoding="utf-8") if path.exists() else ""
+
+    def versions() -> list[dict[str, Any]]:
+        return [{"version": v.version, "who": v.who, "source": v.source,
+                 "created_at": v.created_at, "diff": v.diff}
+                for v in store.config_versions()]
+
+    def apply(text: str, source: str) -> ResponseReturnValue:
+        config, problems = check(text)
+        if problems:
+            return jsonify({"applied": False, "problems": problems}), 422
+        who = request.environ["moltbot.principal"]
+        before_text = current()
+        if not store.config_versions(1):  # the file as it was before the console's first edit
+            store.add_config_version(before_text, "", "config.yaml", "before the console")
+        before, error_before = reloader.config, reloader.config_error
+        change = diff(before_text, text)
+        tmp = path.with_name(f".{path.name}.console")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)  # one rename: the reloader never reads half a file
+        version = store.add_config_version(text, change, who, source)
+        refused = await_verdict(reloader, before, error_before, config) if change else None
+        audit("config.edited", actor=who, source=client_address(services.entry, request),
+              version=version, via=source, outcome="refused" if refused else "applied")
+        return jsonify({"applied": refused is None, "version": version, "diff": change,
+                        "error": refused})
+
+    def body_text() -> str | None:
+        data = request.get_json(silent=True)
+        text = data.get("text") if isinstance(data, dict) else None
+        return text if isinstance(text, str) else None
+
+    @bp.get("/api/v1/config")
+    def show() -> ResponseReturnValue:
+        return jsonify({"text": current(), "config_error": reloader.config_error,
+                        "versions": versions()})
+
+    @bp.post("/api/v1/config/check")
+    def check_draft() -> ResponseReturnValue:
+        text = body_text()
+        if text is None:
+            return error_response("bad_request", 'Send {"text": "<config.yaml>"} as JSON.')
+        return jsonify({"problems": check(text)[1]})
+
+    @bp.post("/api/v1/config")
+    def apply_draft() -> ResponseReturnValue:
+        text = body_text()
+        if text is None:
+            return error_response("bad_request", 'Send {"text": "<config.yaml>"} as JSON.')
+        return apply(text, "console")
+
+    @bp.get("/api/v1/config/versions/<int:version>")
+    def version_text(version: int) -> ResponseReturnValue:
+        found = store.config_version(version)
+        if found is None:
+            return error_response("not_found", f"No config version {version}.")
+        return jsonify({"version": found.version, "text": found.text, "diff": found.diff,
+                        "who": found.who, "created_at": found.created_at})
+
+    @bp.post("/api/v1/config/rollback")
+    def rollback() -> ResponseReturnValue:
+        data = request.get_json(silent=True)
+        version = data.get("version") if isinstance(data, dict) else None
+        found = store.config_version(version) if isinstance(version, int) else None
+        if found is None:
+            return error_response("not_found", f"No config version {version!r}; pick one "
+                                  "from GET /api/v1/config.")
+        return apply(found.text, f"rollback to v{found.version}")
+
+    return bp

@@ -1,0 +1,167 @@
+"""The console in real headless Chromium against the real gateway: sign in from the link, see
+a message in the live log filtered by a keyword, replay its trace, edit config.yaml and see it
+take effect, chat with a streamed reply, switch language and theme. Each page's screenshot is
+saved under tests/output/ for a person to look at."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import GatewayProcess
+from tests.test_chat_page_browser import browser  # noqa: F401  (the shared Chromium fixture)
+
+OUTPUT = Path(__file__).parent / "output"
+
+
+@pytest.fixture
+def page(browser: object, gateway: GatewayProcess) -> Iterator[object]:  # noqa: F811
+    from playwright.sync_api import Browser
+
+    assert isinstance(browser, Browser)
+    OUTPUT.mkdir(exist_ok=True)
+    context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="en-US",
+                                  color_scheme="light")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    yield page
+    context.close()
+    assert not [e for e in errors if "Content Security Policy" in e or "Error" in e], errors
+
+
+def shot(page: object, name: str) -> None:
+    page.screenshot(path=str(OUTPUT / f"console-{name}.png"), full_page=True)  # type: ignore[attr-defined]
+
+
+def test_console_end_to_end(page: object, gateway: GatewayProcess) -> None:
+    from playwright.sync_api import Page, expect
+
+    assert isinstance(page, Page)
+    page.goto(f"{gateway.url}/#token={gateway.token}")
+    expect(page.locator("#shell")).to_be_visible()
+    assert "token" not in page.url  # the fragment is wiped
+    cookie = next(c for c in page.context.cookies() if c["name"] == "moltbot_token")
+    assert cookie["httpOnly"]
+
+    # chat: a streamed reply over /ws
+    page.click("nav a[data-page=chat]")
+    expect(page.locator("#chat-status")).to_have_text("connected")
+    page.fill("#chat-text", "hello console zebra")
+    page.keyboard.press("Enter")
+    reply = page.locator(".bubble.bot").last
+    expect(reply).to_contain_text("echo: hello console zebra")
+    expect(reply.locator("small a")).to_contain_text("trace")
+    msg_id = re.search(r"m[0-9a-f]+", reply.locator("small a").inner_text()).group(0)
+    shot(page, "chat")
+
+    # logs: the live tail, filtered by a keyword, shows the next message as it arrives
+    page.click("nav a[data-page=logs]")
+    expect(page.locator("#log-status")).to_have_text("live")
+    page.fill("#log-keyword", "answered via")
+    gateway.post("second message for the tail", chat="tail")
+    line = page.locator(".logline", has_text="answered via chat").last
+    expect(line).to_be_visible()
+    expect(page.locator(".logline", has_text="loaded")).to_have_count(0)  # filtered out
+    shot(page, "logs")
+
+    # trace replay: the message's waterfall and what the model was given, then its log lines
+    page.goto(f"{gateway.url}/#/sessions/msg/{msg_id}")
+    turn = page.locator(f"article.turn[data-msg-id={msg_id}]")
+    expect(turn.locator(".wf-name", has_text=re.compile("^model$"))).to_be_visible()
+    expect(turn.locator(".wf-name", has_text=re.compile("^guard$"))).to_be_visible()
+    expect(turn.locator(".wf-detail", has_text="llama2 via")).to_be_visible()
+    expect(turn.locator(".given .g.user").last).to_contain_text("hello console zebra")
+    shot(page, "trace")
+    turn.locator("a", has_text="log lines").click()
+    expect(page.locator(".logline", has_text=msg_id).first).to_be_visible()
+    page.click("nav a[data-page=sessions]")
+    expect(page.locator("#ss-list button").first).to_be_visible()
+    page.locator("#ss-list button", has_text="websocket").first.click()
+    expect(page.locator("article.turn", has_text="hello console zebra")).to_be_visible()
+    shot(page, "sessions")
+
+    # overview: live figures and token usage from the model's own counts
+    page.click("nav a[data-page=overview]")
+    expect(page.locator("#c-rate .uplot")).to_be_visible()
+    expect(page.locator("#usage tbody tr").first).to_contain_text("llama2")
+    shot(page, "overview")
+
+    # config: a bad value is shown at its line; a good one applies and takes effect
+    page.click("nav a[data-page=config]")
+    editor = page.locator("#cfg-text")
+    expect(editor).not_to_have_value("")
+    original = editor.input_value()
+    editor.fill(original + "\ngateway:\n  context_tokens: lots\n")
+    page.click("#cfg-check")
+    problem = page.locator(".problems li", has_text="context_tokens")
+    line_no = len(original.split("\n")) + 2
+    expect(problem).to_contain_text(f"line {line_no}")
+    shot(page, "config-error")
+    editor.fill(original + "\ngateway:\n  context_tokens: 1234\n")
+    page.click("#cfg-apply")
+    expect(page.locator("#cfg-applied")).to_contain_text("Applied as version")
+    expect(page.locator("#cfg-versions .turn")).to_have_count(2)  # the original and this one
+    shot(page, "config")
+    stats = page.request.get(f"{gateway.url}/api/v1/config").json()
+    assert "context_tokens: 1234" in stats["text"] and stats["config_error"] is None
+    # the running gateway took it: the chat's context budget is the new one
+    gateway_config = page.request.get(f"{gateway.url}/api/v1/skills").json()
+    assert gateway_config["config_error"] is None
+    page.once("dialog", lambda d: d.accept())
+    page.locator("#cfg-versions .turn", has_text="before the console").locator("button").click()
+    expect(page.locator("#cfg-applied")).to_be_visible()
+    expect(page.locator("#cfg-versions .turn")).to_have_count(3)
+    assert "1234" not in editor.input_value()
+
+    # skills and knowledge: try a question, save a knowledge file and see it load
+    page.click("nav a[data-page=skills]")
+    page.fill("#sk-path", "knowledge/console.md")
+    page.fill("#sk-text", "# Opening hours\n\nThe zebra shop opens at nine.\n")
+    page.click("#sk-save")
+    expect(page.locator("#sk-result")).to_contain_text("Saved and loaded")
+    page.fill("#sk-q", "when does the zebra shop open")
+    page.keyboard.press("Enter")
+    expect(page.locator("#sk-hits .turn").first).to_contain_text("nine")
+    shot(page, "skills")
+
+    # language and theme switches
+    page.click("#lang")
+    expect(page.locator("nav a[data-page=logs]")).to_have_text(re.compile("日志"))
+    expect(page.locator("#page-title")).to_have_text("技能与知识库")
+    shot(page, "skills-zh")
+    page.click("#theme")  # system -> light
+    page.click("#theme")  # light -> dark
+    assert page.evaluate("document.documentElement.dataset.theme") == "dark"
+    page.click("nav a[data-page=overview]")
+    expect(page.locator("#c-rate .uplot")).to_be_visible()
+    shot(page, "overview-dark-zh")
+
+
+def test_phone_layout_and_a_code_link(browser: object, gateway: GatewayProcess) -> None:  # noqa: F811
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    OUTPUT.mkdir(exist_ok=True)
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
+                                  has_touch=True, locale="zh-CN")
+    page = context.new_page()
+    page.goto(f"{gateway.url}/#code=not-a-real-code")  # refused: the sign-in form says why
+    expect(page.locator("#signin")).to_be_visible()
+    assert "code" not in page.url
+    expect(page.locator("#signin-error")).not_to_be_empty()
+    page.fill("#signin-token", gateway.token)
+    page.keyboard.press("Enter")
+    expect(page.locator("#page-title")).to_have_text("概览")
+    expect(page.locator("#sidebar")).not_to_be_in_viewport()
+    page.click("#menu")
+    expect(page.locator("#sidebar")).to_be_in_viewport()
+    page.screenshot(path=str(OUTPUT / "console-phone-menu.png"))
+    page.click("nav a[data-page=logs]")
+    expect(page.locator("#log-status")).to_have_text("实时")
+    page.screenshot(path=str(OUTPUT / "console-phone-logs.png"))
+    context.close()

@@ -1,0 +1,88 @@
+// Skills and knowledge: what loaded (and every load error), the knowledge files, a search box
+// to try a question, and an editor whose save shows the load result.
+import {api} from "../api.js";
+import {empty, h} from "../dom.js";
+import {t} from "../i18n.js";
+
+export function mount(main) {
+  const skills = h("section.card", {id: "sk-skills"}, h("h2", {}, t("sk.skills")), h("p.muted", {}, t("loading")));
+  const files = h("section.card", {id: "sk-files"}, h("h2", {}, t("sk.knowledge")));
+  const question = h("input.grow", {id: "sk-q", type: "search", placeholder: t("sk.try"), "aria-label": t("sk.try")});
+  const hits = h("div", {id: "sk-hits"});
+  const search = h("section.card", {}, h("h2", {}, t("sk.try")),
+    h("form.toolbar", {role: "search", onsubmit: (e) => { e.preventDefault(); ask(); }}, question, h("button.primary", {type: "submit"}, t("sk.ask"))), hits);
+  const path = h("input.grow", {id: "sk-path", placeholder: t("sk.new"), "aria-label": t("sk.new")});
+  const text = h("textarea", {id: "sk-text", spellcheck: false, "aria-label": t("sk.edit"), wrap: "off"});
+  const saved = h("div", {id: "sk-result", role: "status"});
+  const editor = h("section.card", {id: "sk-editor"}, h("h2", {}, t("sk.edit")),
+    h("div.toolbar", {}, path, h("button", {type: "button", onclick: () => open(path.value)}, t("sk.open")),
+      h("button.primary", {type: "button", id: "sk-save", onclick: () => save()}, t("sk.save"))),
+    h("div.editor.single", {}, text), saved);
+  main.append(h("div.grid", {}, skills, search), h("div.grid", {}, files, editor));
+
+  function split(p) {
+    const [root, ...rest] = p.trim().split("/");
+    return [root, rest.join("/")];
+  }
+
+  async function open(p) {
+    const [root, rel] = split(p);
+    path.value = p;
+    try {
+      const body = await api(`/api/v1/files/${root}/${rel.split("/").map(encodeURIComponent).join("/")}`);
+      text.value = body.text;
+      saved.replaceChildren(loadLine(body.load));
+    } catch (err) {
+      if (err.status !== 404) { saved.replaceChildren(h("p.error-text", {}, err.message)); return; }
+      text.value = ""; saved.replaceChildren();
+    }
+    text.focus();
+  }
+
+  function loadLine(load) {
+    if (!load) return "";
+    if (load.ok) {
+      const what = load.intents ? load.intents.join(", ") : `${load.passages} passages`;
+      return h("div.banner.good", {}, `${t("sk.saved")} ${what}`);
+    }
+    return h("div.banner", {}, t("sk.load_error", load.error));
+  }
+
+  async function save() {
+    const [root, rel] = split(path.value);
+    try {
+      const body = await api(`/api/v1/files/${root}/${rel.split("/").map(encodeURIComponent).join("/")}`,
+        {method: "PUT", json: {text: text.value}});
+      saved.replaceChildren(loadLine(body.load));
+      refresh();
+    } catch (err) { saved.replaceChildren(h("div.banner", {}, err.message)); }
+  }
+
+  async function ask() {
+    if (!question.value.trim()) return;
+    const body = await api(`/api/v1/knowledge/search?q=${encodeURIComponent(question.value.trim())}`);
+    hits.replaceChildren(...(body.hits.length ? body.hits.map((hit) => h("div.turn", {},
+      h("div.who", {}, h("strong", {}, hit.title || hit.source), h("span", {}, hit.source), h("span.badge", {}, hit.score)),
+      h("div.text", {}, hit.text))) : [empty(t("sk.no_hits"))]));
+  }
+
+  async function refresh() {
+    const [loaded, knowledge] = await Promise.all([api("/api/v1/skills"), api("/api/v1/files/knowledge")]);
+    const rows = loaded.skills;
+    skills.replaceChildren(h("h2", {}, t("sk.skills")), rows.length ? h("div.table-wrap", {}, h("table", {},
+      h("thead", {}, h("tr", {}, h("th", {}, t("sk.intent")), h("th", {}, t("sk.command")), h("th", {}, t("sk.source")), h("th", {}, ""))),
+      h("tbody", {}, rows.map((r) => h("tr", {},
+        h("td", {}, r.intent || "–", r.description ? h("div.muted", {}, r.description) : null),
+        h("td", {}, h("code", {}, r.command || "")),
+        h("td", {}, h("button.small", {type: "button", onclick: () => open(r.source)}, r.source)),
+        h("td", {}, r.error ? h("div", {}, h("span.badge.error", {}, t("sk.error")), h("div.error-text", {}, r.error))
+          : h("span.badge.ok", {}, t("sk.ok")))))))) : empty(t("sk.no_skills")));
+    const list = knowledge.files;
+    files.replaceChildren(h("h2", {}, t("sk.knowledge")), list.length ? h("div.list", {}, list.map((f) => h("button", {type: "button",
+      onclick: () => open(`knowledge/${f.path}`)}, h("div.title", {}, f.path),
+    h("div.meta", {}, `${(f.bytes / 1024).toFixed(1)} KB`, knowledge.errors[f.path] ? ` · ${knowledge.errors[f.path]}` : "")))) : empty(t("sk.no_knowledge")));
+  }
+
+  refresh().catch((err) => skills.append(h("p.error-text", {}, err.message)));
+  return null;
+}
