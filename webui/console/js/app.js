@@ -98,6 +98,13 @@ $("signin-form").addEventListener("submit", async (e) => {
   catch (err) { $("signin-error").textContent = err.message; }
 });
 window.addEventListener("hashchange", route);
+document.addEventListener("keydown", (e) => {
+  if (e.key === "Escape" && $("sidebar").classList.contains("open")) {
+    $("sidebar").classList.remove("open");
+    $("menu").setAttribute("aria-expanded", "false");
+    $("menu").focus();
+  }
+});
 window.addEventListener("moltbot:signed-out", () => showSignIn());
 
 (async () => {

@@ -17,7 +17,7 @@ export function mount(main) {
   const check = h("button", {type: "button", id: "cfg-check"}, t("cfg.check"));
   const apply = h("button.primary", {type: "button", id: "cfg-apply"}, t("cfg.apply"));
   const versions = h("div", {id: "cfg-versions"});
-  main.append(running, h("div.grid", {},
+  main.append(running, h("div.grid.wide-left", {},
     h("section.card", {}, h("h2", {}, t("cfg.title"), h("span.spacer"), check, apply), h("div.editor", {}, gutter, area), result),
     h("section.card", {}, h("h2", {}, t("cfg.versions")), versions)));
   let bad = new Set();
@@ -88,6 +88,7 @@ export function mount(main) {
   });
   check.addEventListener("click", () => runCheck().catch((err) => result.replaceChildren(h("p.error-text", {}, err.message))));
   apply.addEventListener("click", async () => {
+    clearTimeout(timer); // the apply's own answer says whether it was valid
     apply.disabled = true;
     try { showApplied(await api("/api/v1/config", {json: {text: area.value}})); }
     catch (err) { result.replaceChildren(h("p.error-text", {}, err.message)); }

@@ -46,7 +46,10 @@ class LiveChart {
       series: [{}, ...this.names.map((n, i) => ({label: n, stroke: colors[i % colors.length], width: 2, spanGaps: true,
         value: (u, v) => (v === null || v === undefined ? "–" : unit === "ms" ? fmtMs(v) : unit === "%" ? `${(v * 100).toFixed(1)}%` : v)}))],
       axes: [axis, {...axis, size: 56, values: (u, vals) => vals.map((v) => (unit === "%" ? `${(v * 100).toFixed(0)}%` : unit === "ms" ? fmtMs(v) : v))}],
-      scales: {x: {time: true}, y: {range: (u, min, max) => [0, Math.max(max || 0, unit === "%" ? 0.05 : 1)]}},
+      scales: {x: {time: true, range: (u, min, max) => {
+        const end = max ?? Date.now() / 1000;
+        return [end - (KEEP * POLL_MS) / 1000, end];
+      }}, y: {range: (u, min, max) => [0, Math.max(max || 0, unit === "%" ? 0.05 : 1)]}},
       legend: {live: true},
       cursor: {drag: {x: false, y: false}},
     }, this.data, this.host);
@@ -76,7 +79,7 @@ function summaryTable(rows, kind) {
 
 async function loadUsage(host) {
   const body = await api(`/api/v1/usage?days=${DAYS}`);
-  const csv = h("a.button", {href: `/api/v1/usage?days=${DAYS}&format=csv`, download: ""}, "⭳ ", t("ov.csv"));
+  const csv = h("a.button", {href: `/api/v1/usage?days=${DAYS}&format=csv`, download: ""}, "↓ ", t("ov.csv"));
   const rows = body.rows;
   host.replaceChildren(h("h2", {}, t("ov.tokens"), h("span.muted", {}, t("ov.days", DAYS)), h("span.spacer"), csv),
     rows.length ? h("div.table-wrap", {}, h("table", {id: "usage"},
