@@ -102,21 +102,25 @@ def test_console_end_to_end(page: object, gateway: GatewayProcess) -> None:
     line_no = len(original.split("\n")) + 2
     expect(problem).to_contain_text(f"line {line_no}")
     shot(page, "config-error")
-    editor.fill(original + "\ngateway:\n  context_tokens: 1234\n")
+    editor.fill(original + "\ngateway:\n  context_tokens: 1234\nchannels:\n  http:\n"
+                "    enabled: false\n")
     page.click("#cfg-apply")
     expect(page.locator("#cfg-applied")).to_contain_text("Applied as version")
     expect(page.locator("#cfg-versions .turn")).to_have_count(2)  # the original and this one
     shot(page, "config")
-    stats = page.request.get(f"{gateway.url}/api/v1/config").json()
-    assert "context_tokens: 1234" in stats["text"] and stats["config_error"] is None
-    # the running gateway took it: the chat's context budget is the new one
-    gateway_config = page.request.get(f"{gateway.url}/api/v1/skills").json()
-    assert gateway_config["config_error"] is None
+    # it took effect without a restart: the HTTP channel is off, the overview says so
+    assert gateway.post("is http off?").status_code == 503
+    page.click("nav a[data-page=overview]")
+    expect(page.locator("#channels tr[data-channel=http]")).to_contain_text("stopped")
+    expect(page.locator("#channels tr[data-channel=websocket]")).to_contain_text("running")
+    # one click rolls back to the file as it was before the console's first edit
+    page.click("nav a[data-page=config]")
     page.once("dialog", lambda d: d.accept())
     page.locator("#cfg-versions .turn", has_text="before the console").locator("button").click()
     expect(page.locator("#cfg-applied")).to_be_visible()
     expect(page.locator("#cfg-versions .turn")).to_have_count(3)
     assert "1234" not in editor.input_value()
+    assert gateway.post("http is back").status_code == 200
 
     # skills and knowledge: try a question, save a knowledge file and see it load
     page.click("nav a[data-page=skills]")
@@ -159,7 +163,7 @@ def test_phone_layout_and_a_code_link(browser: object, gateway: GatewayProcess) 
     expect(page.locator("#page-title")).to_have_text("概览")
     expect(page.locator("#sidebar")).not_to_be_in_viewport()
     page.click("#menu")
-    page.wait_for_function("document.getElementById('sidebar').getBoundingClientRect().left >= 0")
+    expect(page.locator("#sidebar")).to_be_in_viewport(ratio=1)  # slid fully in
     page.screenshot(path=str(OUTPUT / "console-phone-menu.png"))
     page.click("nav a[data-page=logs]")
     expect(page.locator("#log-status")).to_have_text("实时")

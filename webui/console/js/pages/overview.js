@@ -47,8 +47,8 @@ class LiveChart {
         value: (u, v) => (v === null || v === undefined ? "–" : unit === "ms" ? fmtMs(v) : unit === "%" ? `${(v * 100).toFixed(1)}%` : v)}))],
       axes: [axis, {...axis, size: 56, values: (u, vals) => vals.map((v) => (unit === "%" ? `${(v * 100).toFixed(0)}%` : unit === "ms" ? fmtMs(v) : v))}],
       scales: {x: {time: true, range: (u, min, max) => {
-        const end = max ?? Date.now() / 1000;
-        return [end - (KEEP * POLL_MS) / 1000, end];
+        const end = max ?? Date.now() / 1000; // at most the points kept, at least a minute
+        return [Math.min(end - 60, Math.max(min ?? end, end - (KEEP * POLL_MS) / 1000)), end];
       }}, y: {range: (u, min, max) => [0, Math.max(max || 0, unit === "%" ? 0.05 : 1)]}},
       legend: {live: true},
       cursor: {drag: {x: false, y: false}},
@@ -77,6 +77,18 @@ function summaryTable(rows, kind) {
       h("td.num", {}, fmtMs(r.latency_ms.p95)), h("td.num", {}, fmtMs(r.latency_ms.p99)))))));
 }
 
+async function loadChannels(host) {
+  const body = await api("/api/v1/channels");
+  host.replaceChildren(h("h2", {}, t("ov.channels")), h("div.table-wrap", {}, h("table", {id: "channels"},
+    h("thead", {}, h("tr", {}, h("th", {}, t("col.channel")), h("th", {}, t("ov.status")))),
+    h("tbody", {}, body.channels.map((c) => {
+      const state = c.status.split(":")[0];
+      return h("tr", {dataset: {channel: c.name}}, h("td", {}, c.name),
+        h("td", {}, h(`span.badge.${state === "connected" ? "ok" : state === "retrying" ? "warning" : "debug"}`, {}, t(`ov.${state}`)),
+          c.status.includes(":") ? h("span.muted", {}, ` ${c.status.slice(c.status.indexOf(":") + 1)}`) : ""));
+    })))));
+}
+
 async function loadUsage(host) {
   const body = await api(`/api/v1/usage?days=${DAYS}`);
   const csv = h("a.button", {href: `/api/v1/usage?days=${DAYS}&format=csv`, download: ""}, "↓ ", t("ov.csv"));
@@ -100,7 +112,8 @@ export function mount(main) {
       chartCard(t("ov.model_latency"), "c-mlat"), chartCard(t("ov.errors"), "c-err")),
     h("div.grid", {}, h("section.card", {id: "by-channel"}, h("h2", {}, t("ov.by_channel"))),
       h("section.card", {id: "by-model"}, h("h2", {}, t("ov.by_model")))),
-    h("section.card", {id: "tokens"}, h("h2", {}, t("ov.tokens")), h("p.muted", {}, t("loading"))),
+    h("div.grid.wide-left", {}, h("section.card", {id: "tokens"}, h("h2", {}, t("ov.tokens")), h("p.muted", {}, t("loading"))),
+      h("section.card", {id: "channel-status"}, h("h2", {}, t("ov.channels")))),
   );
   const charts = {rate: new LiveChart(main.querySelector("#c-rate"), ""), lat: new LiveChart(main.querySelector("#c-lat"), "ms"),
     mlat: new LiveChart(main.querySelector("#c-mlat"), "ms"), err: new LiveChart(main.querySelector("#c-err"), "%")};
@@ -132,8 +145,12 @@ export function mount(main) {
     main.querySelector("#by-model").replaceChildren(h("h2", {}, t("ov.by_model")), summaryTable(Object.entries(s.models), "model"));
   }
 
-  const timer = setInterval(poll, POLL_MS);
+  const channelsCard = main.querySelector("#channel-status");
+  const refreshChannels = () => loadChannels(channelsCard).catch((err) => channelsCard.append(h("p.error-text", {}, err.message)));
+  let ticks = 0;
+  const timer = setInterval(() => { poll(); if (++ticks % 5 === 0) refreshChannels(); }, POLL_MS);
   poll();
+  refreshChannels();
   loadUsage(main.querySelector("#tokens")).catch((err) => { main.querySelector("#tokens").append(h("p.error-text", {}, err.message)); });
   const onResize = () => Object.values(charts).forEach((c) => c.resize());
   const onTheme = () => Object.values(charts).forEach((c) => c.draw());
