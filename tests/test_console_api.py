@@ -187,3 +187,10 @@ def test_logs_tail_search_and_what_the_model_was_given(gateway: GatewayProcess) 
     assert any(",llama2,http," in r for r in rows[1:])
     assert until(lambda: get(gateway, "/api/v1/usage").json()["rows"])
     assert get(gateway, "/api/v1/usage", days=0).status_code == 400
+
+
+def test_an_open_log_tail_does_not_hold_up_a_stop(gateway: GatewayProcess) -> None:
+    ws = websocket.create_connection(f"ws://127.0.0.1:{gateway.port}/api/v1/logs/stream",
+                                     timeout=30, header=[f"Authorization: Bearer {gateway.token}"])
+    assert gateway.stop() == 0  # stop() fails the test if the gateway ignores SIGTERM
+    ws.close()

@@ -22,18 +22,28 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 ACCESS_LOGGER = "moltbot.access"
 
-_SECRETS = [
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/@\s:]*:[^/@\s]*@"), r"\1***@"),  # user:pw@
-    (re.compile(r"\bmb_[A-Za-z0-9_\-]{16,}"), "mb_***"),
-    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/\-]{8,}=*"), r"\1***"),
+_SECRETS = [  # (pattern, replacement, a cheap test on the lower-cased text it needs to hold)
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/@\s:]*:[^/@\s]*@"), r"\1***@",
+     lambda s: "://" in s and "@" in s),  # user:pw@
+    (re.compile(r"\bmb_[A-Za-z0-9_\-]{16,}"), "mb_***", lambda s: "mb_" in s),
+    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/\-]{8,}=*"), r"\1***", lambda s: "bearer" in s),
     (re.compile(r"(?i)((?:api[_-]?key|token|secret|password)[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,]{4,}"),
-     r"\1***"),
+     r"\1***", lambda s: "api" in s or "token" in s or "secret" in s or "password" in s),
 ]
+# Characters that (?i) matches to an ASCII letter but that lower() does not turn into it.
+_FOLD = str.maketrans({"\u0131": "i", "\u017f": "s"})
 
 
 def redact(text: str) -> str:
-    for pattern, replacement in _SECRETS:
-        text = pattern.sub(replacement, text)
+    """Mask what looks like a credential. Each pattern runs only when the text holds the
+    words it needs (a substring test is ~100x cheaper than the regex), so the common line or
+    message with nothing to mask costs a few microseconds instead of ~0.1 us a character."""
+    folded = text.lower()
+    if not folded.isascii():
+        folded = folded.translate(_FOLD)
+    for pattern, replacement, present in _SECRETS:
+        if present(folded):
+            text = pattern.sub(replacement, text)
     return text
 
 
