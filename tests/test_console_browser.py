@@ -145,6 +145,20 @@ def test_console_end_to_end(page: object, gateway: GatewayProcess) -> None:
     expect(page.locator("#c-rate .uplot")).to_be_visible()
     shot(page, "overview-dark-zh")
 
+    # keyboard: the first Tab stop skips to the content; the sidebar is reachable and opens
+    page.reload()
+    expect(page.locator("#page-title")).to_have_text("概览")
+    page.keyboard.press("Tab")
+    expect(page.locator(".skip")).to_be_focused()
+    logs_link = page.locator("nav a[data-page=logs]")
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if logs_link.evaluate("el => el === document.activeElement"):
+            break
+    expect(logs_link).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("#page-title")).to_have_text("日志")
+
 
 def test_phone_layout_and_a_code_link(browser: object, gateway: GatewayProcess) -> None:  # noqa: F811
     from playwright.sync_api import Browser, expect
@@ -167,5 +181,8 @@ def test_phone_layout_and_a_code_link(browser: object, gateway: GatewayProcess) 
     page.screenshot(path=str(OUTPUT / "console-phone-menu.png"))
     page.click("nav a[data-page=logs]")
     expect(page.locator("#log-status")).to_have_text("实时")
+    expect(page.locator("#sidebar")).not_to_be_in_viewport()  # slid away again
+    gateway.post("a line for the phone")
+    expect(page.locator(".logline", has_text="answered via").first).to_be_visible()
     page.screenshot(path=str(OUTPUT / "console-phone-logs.png"))
     context.close()

@@ -66,8 +66,14 @@ function route() {
   main.replaceChildren();
   main.dataset.page = page;
   cleanup = PAGES[page].mount(main, args.map(decodeURIComponent)) || null;
-  $("sidebar").classList.remove("open");
-  $("menu").setAttribute("aria-expanded", "false");
+  setMenu(false);
+}
+
+// the sidebar slides over the page on a phone; the scrim behind it closes it
+function setMenu(open) {
+  $("sidebar").classList.toggle("open", open);
+  $("scrim").hidden = !open;
+  $("menu").setAttribute("aria-expanded", String(open));
 }
 
 function relabel() {
@@ -84,10 +90,8 @@ $("theme").addEventListener("click", () => {
   applyTheme();
 });
 matchMedia("(prefers-color-scheme: dark)").addEventListener("change", applyTheme);
-$("menu").addEventListener("click", () => {
-  const open = $("sidebar").classList.toggle("open");
-  $("menu").setAttribute("aria-expanded", String(open));
-});
+$("menu").addEventListener("click", () => setMenu(!$("sidebar").classList.contains("open")));
+$("scrim").addEventListener("click", () => setMenu(false));
 $("signout").addEventListener("click", async () => {
   await api("/api/v1/logout", {json: {}});
   showSignIn();
@@ -100,8 +104,7 @@ $("signin-form").addEventListener("submit", async (e) => {
 window.addEventListener("hashchange", route);
 document.addEventListener("keydown", (e) => {
   if (e.key === "Escape" && $("sidebar").classList.contains("open")) {
-    $("sidebar").classList.remove("open");
-    $("menu").setAttribute("aria-expanded", "false");
+    setMenu(false);
     $("menu").focus();
   }
 });

@@ -132,14 +132,14 @@ export function mount(main) {
     set("s-err", `${(m.error_rate * 100).toFixed(1)}%`, `${m.errors} / ${m.count}`);
     set("s-inflight", s.in_flight);
     set("s-conns", conns, Object.entries(s.connections).map(([k, v]) => `${k} ${v}`).join(" · "));
-    const rates = {all: m.per_min};
+    const rates = {[t("ov.all")]: m.per_min};
     for (const [name, c] of Object.entries(s.channels)) rates[name] = c.per_min;
     charts.rate.push(at, rates);
     charts.lat.push(at, {p50: m.latency_ms.p50, p95: m.latency_ms.p95, p99: m.latency_ms.p99});
     const model = {p50: calls.latency_ms.p50, p95: calls.latency_ms.p95, p99: calls.latency_ms.p99};
     for (const [name, r] of Object.entries(s.models)) if (r.calls) model[`${name} p95`] = r.calls.latency_ms.p95;
     charts.mlat.push(at, model);
-    const errs = {messages: m.error_rate, "model calls": calls.failure_rate};
+    const errs = {[t("ov.err_messages")]: m.error_rate, [t("ov.err_calls")]: calls.failure_rate};
     charts.err.push(at, errs);
     main.querySelector("#by-channel").replaceChildren(h("h2", {}, t("ov.by_channel")), summaryTable(Object.entries(s.channels), "channel"));
     main.querySelector("#by-model").replaceChildren(h("h2", {}, t("ov.by_model")), summaryTable(Object.entries(s.models), "model"));

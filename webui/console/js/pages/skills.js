@@ -42,7 +42,7 @@ export function mount(main) {
   function loadLine(load) {
     if (!load) return "";
     if (load.ok) {
-      const what = load.intents ? load.intents.join(", ") : `${load.passages} passages`;
+      const what = load.intents ? load.intents.join(", ") : t("sk.passages", load.passages);
       return h("div.banner.good", {}, `${t("sk.saved")} ${what}`);
     }
     return h("div.banner", {}, t("sk.load_error", load.error));
