@@ -194,3 +194,21 @@ def test_an_open_log_tail_does_not_hold_up_a_stop(gateway: GatewayProcess) -> No
                                      timeout=30, header=[f"Authorization: Bearer {gateway.token}"])
     assert gateway.stop() == 0  # stop() fails the test if the gateway ignores SIGTERM
     ws.close()
+
+
+def test_a_hand_edit_between_console_edits_is_kept_as_a_version(
+        gateway: GatewayProcess) -> None:
+    original = get(gateway, "/api/v1/config").json()["text"]
+    assert send(gateway, "POST", "/api/v1/config", {"text": original}).json()["version"] is None
+    assert get(gateway, "/api/v1/config").json()["versions"] == []  # nothing changed
+    first = original + "gateway:\n  context_tokens: 1500\n"
+    assert send(gateway, "POST", "/api/v1/config", {"text": first}).json()["applied"]
+    by_hand = first.replace("1500", "1600")
+    (gateway.home / "config.yaml").write_text(by_hand)
+    until(lambda: "1600" in get(gateway, "/api/v1/config").json()["text"])
+    second = first.replace("1500", "1700")
+    assert send(gateway, "POST", "/api/v1/config", {"text": second}).json()["applied"]
+    versions = get(gateway, "/api/v1/config").json()["versions"]
+    assert [v["source"] for v in versions] == [
+        "console", "edited outside the console", "console", "before the console"]
+    assert "+  context_tokens: 1600" in versions[1]["diff"]

@@ -104,21 +104,34 @@ def build_console_config(services: Services, channel: str) -> Blueprint:
                  "created_at": v.created_at, "diff": v.diff}
                 for v in store.config_versions()]
 
+    def keep_outside_edit(on_disk: str) -> None:
+        """Before the console's first edit, and after any edit by hand, the file as it is
+        becomes a version too, so every rollback target is in the list."""
+        latest = store.config_versions(1)
+        if latest and latest[0].text == on_disk:
+            return
+        if latest:
+            store.add_config_version(on_disk, diff(latest[0].text, on_disk), "config.yaml",
+                                     "edited outside the console")
+        else:
+            store.add_config_version(on_disk, "", "config.yaml", "before the console")
+
     def apply(text: str, source: str) -> ResponseReturnValue:
         config, problems = check(text)
         if problems:
             return jsonify({"applied": False, "problems": problems}), 422
-        who = request.environ["moltbot.principal"]
-        before_text = current()
-        if not store.config_versions(1):  # the file as it was before the console's first edit
-            store.add_config_version(before_text, "", "config.yaml", "before the console")
+        on_disk = current()
+        if text == on_disk:
+            return jsonify({"applied": True, "version": None, "diff": "", "error": None})
+        keep_outside_edit(on_disk)
         before, error_before = reloader.config, reloader.config_error
-        change = diff(before_text, text)
         tmp = path.with_name(f".{path.name}.console")
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)  # one rename: the reloader never reads half a file
-        version = store.add_config_version(text, change, who, source)
-        refused = await_verdict(reloader, before, error_before, config) if change else None
+        refused = await_verdict(reloader, before, error_before, config)
+        who, change = request.environ["moltbot.principal"], diff(on_disk, text)
+        version = store.add_config_version(text, change, who,
+                                           f"{source} (refused)" if refused else source)
         audit("config.edited", actor=who, source=client_address(services.entry, request),
               version=version, via=source, outcome="refused" if refused else "applied")
         return jsonify({"applied": refused is None, "version": version, "diff": change,
