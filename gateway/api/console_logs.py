@@ -103,7 +103,6 @@ def read_before(path: Path, source: str,
 def lines_of(logs: Path, msg_id: str) -> list[dict[str, Any]]:
     """Every line of gateway.log and access.log that names `msg_id`, oldest first."""
     found: list[dict[str, Any]] = []
-    needle = msg_id.encode()
     for source, name in SOURCES.items():
         path = logs / name
         if not path.exists():
@@ -114,7 +113,7 @@ def lines_of(logs: Path, msg_id: str) -> list[dict[str, Any]]:
             f.seek(start)
             data = f.read()
         found += [e for e in parse_block(source, start, data)
-                  if e["msg_id"] == msg_id or needle.decode() in e["message"]]
+                  if e["msg_id"] == msg_id or msg_id in e["message"]]
     return sorted(found, key=lambda e: e["time"])
 
 
