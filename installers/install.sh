@@ -113,18 +113,20 @@ Install one (Debian/Ubuntu: sudo apt install python3.11 python3.11-venv; macOS: 
 source_spec="${MOLTBOT_SOURCE:-}"
 if [ -z "$source_spec" ]; then
   here="$(dirname "${script_dir:-/nonexistent/x}")"
-  [ -f "$here/pyproject.toml" ] && [ -d "$here/gateway" ] \
-    || die "this script installs from the Moltbot checkout it sits in, and found none beside it.
+  if [ ! -f "$here/pyproject.toml" ] || [ ! -d "$here/gateway" ]; then
+    die "this script installs from the Moltbot checkout it sits in, and found none beside it.
 Clone the repository and run ./installers/install.sh there, or set MOLTBOT_SOURCE to a
 checkout, a wheel or a pip requirement."
+  fi
   source_spec="$here"
 fi
 
 if [ -e "$bindir/moltbot" ] && [ ! -L "$bindir/moltbot" ]; then
   die "$bindir/moltbot exists and is not a link made by this script: move it away, or use --bin DIR."
 fi
-mkdir -p "$prefix" 2>/dev/null && [ -w "$prefix" ] \
-  || die "cannot write to $prefix: choose another --prefix, or run as a user who may write there."
+if ! mkdir -p "$prefix" 2>/dev/null || [ ! -w "$prefix" ]; then
+  die "cannot write to $prefix: choose another --prefix, or run as a user who may write there."
+fi
 
 # --- The virtual environment: kept when it is already a working one on Python 3.11+ ---
 if ! "$venv/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
@@ -183,7 +185,7 @@ if [ "$desktop" = 1 ]; then
     say "Exec=$moltbot tray"
     say "Icon=$icon"
     say "Terminal=false"
-    say "Categories=Network;Utility;"
+    say "Categories=Network;Chat;"
     say "StartupNotify=false"
   }
   entry >"$menu_entry"

@@ -220,3 +220,12 @@ def test_path_advice_names_the_users_shell(tmp_path: Path, shell: str, line: str
                   {**env, "PATH": f"{home}/.local/bin:{env['PATH']}"}, tmp_path)
     assert "Run: moltbot --help" in on_path.stdout and "export PATH" not in on_path.stdout
     assert run(["bash", INSTALL, "--uninstall"], env, tmp_path).returncode == 0
+
+
+def test_the_installers_shell_scripts_pass_shellcheck() -> None:
+    if not shutil.which("shellcheck"):
+        pytest.skip("shellcheck is needed (installers/test.sh installs it as root)")
+    scripts = sorted(str(p) for p in (ROOT / "installers").rglob("*.sh"))
+    assert len(scripts) >= 4, scripts
+    result = subprocess.run(["shellcheck", *scripts], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout
