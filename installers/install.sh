@@ -172,9 +172,15 @@ fi
 # --- Optional: menu entry, icon, tray at login ---
 if [ "$desktop" = 1 ]; then
   mkdir -p "$(dirname "$icon")" "$(dirname "$menu_entry")" "$(dirname "$autostart_entry")"
-  if [ -f "$script_dir/icon.py" ]; then
-    "$venv/bin/python" "$script_dir/icon.py" --png "$icon"
+  icon_script=""   # beside this script, or in the checkout MOLTBOT_SOURCE names
+  for candidate in "${script_dir:+$script_dir/icon.py}" "$source_spec/installers/icon.py"; do
+    if [ -n "$candidate" ] && [ -f "$candidate" ]; then icon_script="$candidate"; break; fi
+  done
+  if [ -n "$icon_script" ]; then
+    "$venv/bin/python" "$icon_script" --png "$icon"
     record "$icon"
+  else
+    say "No installers/icon.py beside this script: the menu entry gets the theme's default icon."
   fi
   entry() {
     say "[Desktop Entry]"
@@ -183,7 +189,7 @@ if [ "$desktop" = 1 ]; then
     say "GenericName=AI assistant gateway"
     say "Comment=Start and stop your private AI assistant and open its console"
     say "Exec=$moltbot tray"
-    say "Icon=$icon"
+    [ -f "$icon" ] && say "Icon=$icon"
     say "Terminal=false"
     say "Categories=Network;Chat;"
     say "StartupNotify=false"

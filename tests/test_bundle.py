@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -106,3 +107,19 @@ def test_the_bundled_gateway_serves_and_runs_a_skill(
     wait_for_skill(gw, "mean")
     assert gw.post("/mean 1 2 4.5").json()["reply"] == "mean 2.5"
     assert gw.post("hello bundle").json()["reply"] == "echo: hello bundle"
+
+
+def test_the_windows_and_macos_scripts_match_the_spec(tmp_path: Path) -> None:
+    """They cannot be built here: check that they name what the spec builds, and that the dmg
+    script refuses to run off macOS with what to use instead."""
+    iss = (ROOT / "installers" / "windows" / "moltbot.iss").read_text(encoding="utf-8")
+    spec = (ROOT / "installers" / "moltbot.spec").read_text(encoding="utf-8")
+    assert 'Source: "..\\..\\dist\\moltbot\\*"' in iss
+    for exe in sorted(set(re.findall(r"\{app\}\\([\w-]+)\.exe", iss))):
+        assert f'name="{exe}"' in spec, exe
+    assert 'Subkey: "Software\\Microsoft\\Windows\\CurrentVersion\\Run"' in iss
+    assert 'name="Moltbot.app"' in spec
+    if sys.platform != "darwin":
+        dmg = subprocess.run([str(ROOT / "installers" / "macos" / "build_dmg.sh")],
+                             capture_output=True, text=True, timeout=30, cwd=tmp_path)
+        assert dmg.returncode == 1 and "runs on macOS" in dmg.stderr

@@ -229,3 +229,24 @@ def test_the_installers_shell_scripts_pass_shellcheck() -> None:
     assert len(scripts) >= 4, scripts
     result = subprocess.run(["shellcheck", *scripts], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout
+
+
+def test_piped_as_the_guide_shows_it_installs_the_named_source(tmp_path: Path) -> None:
+    """`curl -fsSL .../install.sh | bash -s -- --prefix /opt/ai-gateway`: no checkout beside it."""
+    home = tmp_path / "home"
+    prefix = tmp_path / "opt" / "ai-gateway"
+    script = INSTALL.read_text(encoding="utf-8")
+    env = install_env(home)
+    alone = subprocess.run(["bash", "-s", "--", "--prefix", str(prefix)], input=script,
+                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert alone.returncode == 1 and "set MOLTBOT_SOURCE to a" in alone.stderr
+    assert not prefix.exists()
+    piped = subprocess.run(["bash", "-s", "--", "--prefix", str(prefix), "--no-start",
+                            "--desktop"], input=script, env={**env, "MOLTBOT_SOURCE": str(ROOT)},
+                           cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    assert piped.returncode == 0, piped.stdout + piped.stderr
+    assert f"-> {prefix}/venv/bin/moltbot" in piped.stdout
+    menu = (home / ".local" / "share" / "applications" / "moltbot.desktop").read_text("utf-8")
+    assert "Icon=" in menu   # drawn by the named checkout's installers/icon.py
+    assert run(["bash", INSTALL, "--prefix", prefix, "--uninstall"], env, tmp_path).returncode == 0
+    assert not prefix.exists()
