@@ -65,18 +65,18 @@ record() { touch "$manifest"; grep -qxF "$1" "$manifest" || printf '%s\n' "$1" >
 do_uninstall() {
   if [ -d "$venv" ] || [ -f "$manifest" ]; then
     [ -x "$moltbot" ] && { "$moltbot" gateway stop || true; }
-    local listed=() path
-    [ -f "$manifest" ] && mapfile -t listed <"$manifest"
-    if [[ " ${listed[*]} " == *" $unit "* ]] && has_user_systemd; then
+    if [ -f "$manifest" ] && grep -qxF "$unit" "$manifest" && has_user_systemd; then
       systemctl --user disable --now moltbot.service >/dev/null 2>&1 || true
     fi
-    for path in "${listed[@]}"; do
+    local path
+    while IFS= read -r path; do
+      [ -n "$path" ] || continue
       if [ "$(basename "$path")" = moltbot ] && [ "$(readlink "$path" || true)" != "$moltbot" ]; then
         [ -e "$path" ] && say "Left $path: it is not the link to $moltbot"
         continue
       fi
       if [ -e "$path" ] || [ -L "$path" ]; then rm -f "$path"; say "Removed $path"; fi
-    done
+    done < <(cat "$manifest" 2>/dev/null || true)
     if has_user_systemd; then systemctl --user daemon-reload >/dev/null 2>&1 || true; fi
     rm -rf "$venv" "$manifest"
     say "Removed $venv"
