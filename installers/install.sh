@@ -149,7 +149,7 @@ if [ "$service" = 1 ]; then
   mkdir -p "$(dirname "$unit")"
   {
     say "[Unit]"
-    say "Description=Moltbot AI assistant gateway (http://127.0.0.1:18789)"
+    say "Description=Moltbot AI assistant gateway"
     say "After=network-online.target"
     say ""
     say "[Service]"
