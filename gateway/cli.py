@@ -22,6 +22,7 @@ import psutil
 
 from gateway import __version__
 from gateway.config import Config, ConfigError, bind_problem, load_config, parse_duration
+from gateway.private import private_umask
 from gateway.probe import base_url, gateway_pid, is_healthy, is_port_free
 from gateway.secrets import lookup_secret
 from gateway.workspace import Workspace, default_workspace, ensure_workspace
@@ -47,6 +48,7 @@ def _config(ws: Workspace) -> Config:
 @click.version_option(__version__, prog_name="moltbot")
 def main() -> None:
     """Moltbot: your private AI assistant gateway."""
+    private_umask()  # the workspace, the store and tokens it creates are the owner's alone
 
 
 @main.group()
@@ -237,8 +239,9 @@ def skills_list(as_json: bool) -> None:
         sys.exit(1)
 
 
-def _running_skills(ws: Workspace, config: Config) -> tuple[list, dict] | None:
-    """Ask the running gateway (what it has loaded now), with a token valid for a minute."""
+def _ask_gateway(ws: Workspace, config: Config, path: str) -> dict | None:
+    """GET an admin API path from the running gateway with a token valid for a minute, or
+    None when no gateway runs."""
     from gateway.guards.tokens import issue_token
     from gateway.store import Store
 
@@ -250,9 +253,15 @@ def _running_skills(ws: Workspace, config: Config) -> tuple[list, dict] | None:
         token, _ = issue_token(store, 60, label="cli")
     finally:
         store.close()
-    data = httpx.get(f"{url}/api/v1/skills", headers={"Authorization": f"Bearer {token}"},
-                     timeout=10).json()
-    return data["skills"], data["errors"]
+    data: dict = httpx.get(f"{url}{path}", headers={"Authorization": f"Bearer {token}"},
+                           timeout=10).json()
+    return data
+
+
+def _running_skills(ws: Workspace, config: Config) -> tuple[list, dict] | None:
+    """Ask the running gateway what it has loaded now."""
+    data = _ask_gateway(ws, config, "/api/v1/skills")
+    return (data["skills"], data["errors"]) if data else None
 
 
 def _load_skills_here(ws: Workspace, config: Config) -> tuple[list, dict]:
@@ -302,6 +311,158 @@ def doctor() -> None:
         click.echo(f"{'ok  ' if ok else 'FAIL'}  {what}" + ("" if ok else f"\n      fix: {fix}"))
     if not all(ok for ok, _, _ in results):
         sys.exit(1)
+
+
+def _utc(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _seconds(option: str, text: str) -> float:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as e:
+        _fail(f"{option}: {e}", EXIT_CONFIG)
+    if seconds < 0:
+        _fail(f"{option} must not be negative", EXIT_CONFIG)
+    return seconds
+
+
+@main.group()
+def token() -> None:
+    """Bearer tokens for scripts, devices and the console: create, list, revoke, rotate.
+
+    Only a token's hash is stored; its value is shown once, when it is made.
+    """
+
+
+@token.command("create")
+@click.option("--name", required=True, help="What the token is for, e.g. phone or backup.")
+@click.option("--expire", default="30d", show_default=True, help="Lifetime, e.g. 8h, 30d.")
+@click.option("--json", "as_json", is_flag=True, help="Print {token, name, expires_at}.")
+def token_create(name: str, expire: str, as_json: bool) -> None:
+    """Make a new token; it works at once, also in a running gateway."""
+    from gateway.guards.tokens import issue_token
+    from gateway.store import Store
+
+    seconds = _seconds("--expire", expire)
+    if not seconds:
+        _fail("--expire must be longer than 0", EXIT_CONFIG)
+    ws = default_workspace()
+    ensure_workspace(ws)
+    store = Store(ws.db_url)
+    try:
+        value, expires_at = issue_token(store, seconds, label=name)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps({"token": value, "name": name, "expires_at": _utc(expires_at)}))
+    else:
+        click.echo(f"Token:   {value}\nName:    {name}\nExpires: {_utc(expires_at)}\n"
+                   "It is shown only now: keep it somewhere safe.")
+
+
+@token.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def token_list(as_json: bool) -> None:
+    """Every token that still works: its id, name, creation and expiry (never its value)."""
+    rows = [{"id": r.id, "name": r.label, "created_at": _utc(r.created_at),
+             "expires_at": _utc(r.expires_at)} for r in _token_rows()]
+    if as_json:
+        click.echo(json.dumps({"tokens": rows}))
+        return
+    for row in rows:
+        click.echo(f"{row['id']}  {row['name']:<16} created {row['created_at']}  "
+                   f"expires {row['expires_at']}")
+    if not rows:
+        click.echo("No tokens. Make one with `moltbot token create --name NAME`.")
+
+
+@token.command("revoke")
+@click.argument("name_or_id")
+def token_revoke(name_or_id: str) -> None:
+    """End every token with this name, or the one with this id, within a second."""
+    _end_tokens(name_or_id, 0.0, "revoked")
+
+
+@token.command("rotate")
+@click.argument("name")
+@click.option("--grace", default="1h", show_default=True,
+              help="How long the old token keeps working, e.g. 0, 10m, 1d.")
+@click.option("--expire", default="30d", show_default=True, help="The new token's lifetime.")
+@click.option("--json", "as_json", is_flag=True)
+def token_rotate(name: str, grace: str, expire: str, as_json: bool) -> None:
+    """A new token for NAME; the old one(s) keep working for the grace period, then end."""
+    from gateway.guards.tokens import issue_token
+    from gateway.store import Store
+
+    grace_s, expire_s = _seconds("--grace", grace), _seconds("--expire", expire)
+    old = [r for r in _token_rows() if r.label == name]
+    if not old:
+        _fail(f"No token named {name!r}; `moltbot token list` shows the names.")
+    ws = default_workspace()
+    store = Store(ws.db_url)
+    try:
+        value, expires_at = issue_token(store, expire_s, label=name)
+        store.expire_tokens([r.hash for r in old], time.time() + grace_s)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps({"token": value, "name": name, "expires_at": _utc(expires_at),
+                               "old_until": _utc(time.time() + grace_s)}))
+    else:
+        click.echo(f"Token:   {value}\nName:    {name}\nExpires: {_utc(expires_at)}\n"
+                   f"The old token works until {_utc(time.time() + grace_s)}.")
+
+
+def _token_rows() -> list:
+    from gateway.store import Store
+
+    ws = default_workspace()
+    if not (ws.data / "moltbot.db").exists():
+        return []
+    store = Store(ws.db_url)
+    try:
+        return store.tokens(time.time())
+    finally:
+        store.close()
+
+
+def _end_tokens(name_or_id: str, after: float, verb: str) -> None:
+    from gateway.store import Store
+
+    matching = [r for r in _token_rows() if name_or_id in (r.label, r.id)]
+    if not matching:
+        _fail(f"No token with the name or id {name_or_id!r}; `moltbot token list` shows them.")
+    store = Store(default_workspace().db_url)
+    try:
+        store.expire_tokens([r.hash for r in matching], time.time() + after)
+    finally:
+        store.close()
+    click.echo(f"{verb} {len(matching)} token(s): " + ", ".join(r.id for r in matching))
+
+
+@main.group()
+def channels() -> None:
+    """Where messages come in: HTTP, WebSocket, the console (and chat platforms later)."""
+
+
+@channels.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def channels_list(as_json: bool) -> None:
+    """Each channel, whether config.yaml enables it, and its status in the running gateway."""
+    from gateway.channels.table import CHANNELS
+
+    ws = default_workspace()
+    config = _config(ws)
+    data = _ask_gateway(ws, config, "/api/v1/channels")
+    rows = data["channels"] if data else [
+        {"name": name, "enabled": bool(config.channels.get(name, {}).get("enabled", True)),
+         "status": "stopped: the gateway is not running"} for name in CHANNELS]
+    if as_json:
+        click.echo(json.dumps({"channels": rows}))
+        return
+    for row in rows:
+        click.echo(f"{row['name']:<10} {'on ' if row['enabled'] else 'off'}  {row['status']}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
 _UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
@@ -92,35 +101,74 @@ class GatewayConfig(_Section):
     shutdown_timeout: Duration = 10.0
     default_model: str | None = None
 
+    @field_validator("worker_processes")
+    @classmethod
+    def _one_process(cls, value: int) -> int:
+        if value > 1:
+            raise ValueError("several worker processes are not supported yet: one process "
+                             "serves (about 300 msg/s); set 1 or remove the key")
+        return value
+
+
+def _check_networks(value: list[str]) -> list[str]:
+    from gateway.guards.rate_limit import parse_networks
+
+    parse_networks(value)
+    return value
+
+
+Networks = Annotated[list[str], AfterValidator(_check_networks)]
+LOOPBACK = ["127.0.0.0/8", "::1/128"]
+
 
 class RateLimitConfig(_Section):
+    """The guide's `auth.rate_limit`: requests per window, globally and per client address."""
+
     global_: str = Field("1000/min", alias="global")
     per_ip: str = "100/min"
+    exempt: Networks = Field(default_factory=lambda: list(LOOPBACK),
+                             description="addresses never counted (default: loopback)")
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_default=True)
+
+    @field_validator("global_", "per_ip")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        from gateway.guards.rate_limit import parse_rate
+
+        parse_rate(value)
+        return value
+
+
+class LockoutConfig(_Section):
+    """`failures` bad credentials from one address within `window` lock it out for
+    `duration`; loopback is not exempt unless listed in `exempt`."""
+
+    failures: int = Field(10, ge=1)
+    window: Duration = 60.0
+    duration: Duration = 300.0
+    exempt: Networks = Field(default_factory=list)
+
+
+class ConsoleConfig(_Section):
+    allow_ips: Networks = Field(default_factory=lambda: list(LOOPBACK),
+                                description="who may open the console and its APIs")
 
 
 class AuthConfig(_Section):
-    jwt_secret: str | None = None
+    jwt_secret: str | None = Field(None, min_length=32, description="HS256 key for JWTs")
     token_expire: Duration = 86400.0
     tokens: list[str] = Field(default_factory=list, description="static API tokens")
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    lockout: LockoutConfig = Field(default_factory=LockoutConfig)
+    allow_ips: Networks = Field(default_factory=lambda: ["0.0.0.0/0", "::/0"],
+                                description="who may use the entries other than the console")
+    trusted_proxies: Networks = Field(default_factory=list,
+                                      description="X-Forwarded-For is believed only from these")
 
     def is_configured(self) -> bool:
         """True when the owner set up auth on purpose (needed before binding off loopback)."""
         return bool(self.jwt_secret or self.tokens)
-
-
-class SecurityConfig(_Section):
-    stranger_mode: Literal["verification_code", "direct_block", "allow"] = "verification_code"
-    code_expire: Duration = 300.0
-
-
-class ChannelConfig(BaseModel):
-    """A chat platform's settings; each platform's adapter validates its own keys."""
-
-    model_config = ConfigDict(extra="allow")
-    enabled: bool = True
 
 
 class LogsConfig(_Section):
@@ -139,6 +187,25 @@ class ToolsConfig(_Section):
     max_bytes: int = Field(1024 * 1024, ge=1024)
     offer_to_model: list[Literal["files", "command", "http"]] = Field(
         default_factory=list, description="tools the model may call itself (skills always may)")
+    model_read: list[str] = Field(default_factory=lambda: ["knowledge", "files"],
+                                  description="workspace folders the model's files tool reads")
+    model_write: list[str] = Field(default_factory=lambda: ["files"],
+                                   description="workspace folders the model's files tool writes")
+
+    @field_validator("model_read", "model_write")
+    @classmethod
+    def _not_what_runs_the_model(cls, folders: list[str]) -> list[str]:
+        """The model is not trusted: it may never touch the code and secrets that run it."""
+        for folder in folders:
+            parts = Path(folder).parts
+            if not parts or Path(folder).is_absolute() or ".." in parts or parts[0] == ".":
+                raise ValueError(f"{folder!r}: name a folder inside the workspace, such as "
+                                 "'knowledge' or 'files'")
+            if parts[0] in ("skills", "data", "config.yaml") or parts[0].startswith("."):
+                raise ValueError(f"{folder!r}: the model may never read or write skills/, "
+                                 "data/, config.yaml or hidden files: they are the code and "
+                                 "the secrets that run it")
+        return folders
 
 
 class SkillsConfig(_Section):
@@ -148,13 +215,35 @@ class SkillsConfig(_Section):
 
 class Config(_Section):
     models: dict[str, ModelConfig] = Field(default_factory=dict)
-    channels: dict[str, ChannelConfig] = Field(default_factory=dict)
-    security: SecurityConfig = Field(default_factory=SecurityConfig)
+    channels: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per channel of gateway.channels.table: its options")
+    security: dict[str, Any] | None = None
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     logs: LogsConfig = Field(default_factory=LogsConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
     skills: SkillsConfig = Field(default_factory=SkillsConfig)
+
+    @field_validator("channels")
+    @classmethod
+    def _known_channels(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from gateway.channels.table import CHANNELS
+
+        for name in value:
+            if name not in CHANNELS:
+                raise ValueError(f"channel {name!r} is not supported yet; this version has "
+                                 f"{', '.join(CHANNELS)}")
+        return value
+
+    @field_validator("security")
+    @classmethod
+    def _no_security_yet(cls, value: dict[str, Any] | None) -> None:
+        if value is not None:
+            raise ValueError("not supported yet: stranger verification (stranger_mode, "
+                             "code_expire) arrives with the first chat-platform channel; "
+                             "remove the security: section until then")
+        return None
 
     @model_validator(mode="after")
     def _default_model_exists(self) -> Config:
@@ -204,13 +293,26 @@ def expand_env(value: Any, path: str = "", problems: list[str] | None = None,
     return _ENV_REF.sub(resolve, value)
 
 
+_SECRET_KEYS = re.compile(r"(secret|token|password|api_key|key)s?$", re.IGNORECASE)
+
+
 def _describe(error: dict[str, Any]) -> str:
+    """One problem as 'key.path: what to fix, got <value>'; a secret's value is never shown."""
     loc = ".".join(str(p) for p in error["loc"]) or "(top level)"
     if error["type"] == "extra_forbidden":
         return f"{loc}: unknown key; remove it or check its spelling"
+    message = str(error["msg"]).removeprefix("Value error, ")
     got = error.get("input")
-    shown = "" if isinstance(got, dict | list) or got is None else f", got {got!r}"
-    return f"{loc}: {error['msg']}{shown}"
+    secret = any(_SECRET_KEYS.search(str(p)) for p in error["loc"])
+    if secret and got is not None:
+        return f"{loc}: {message} (value not shown: it is a secret)"
+    plain = isinstance(got, dict | list) or got is None or "got " in message
+    return f"{loc}: {message}" + ("" if plain else f", got {got!r}")
+
+
+def describe_errors(error: ValidationError, prefix: tuple[str, ...] = ()) -> list[str]:
+    """Each problem of a validation error, its key path starting with `prefix`."""
+    return [_describe({**e, "loc": (*prefix, *e["loc"])}) for e in error.errors()]
 
 
 def parse_config(data: Any, source: Path | str = "config.yaml",
@@ -226,7 +328,7 @@ def parse_config(data: Any, source: Path | str = "config.yaml",
     try:
         config = Config.model_validate(expanded)
     except ValidationError as e:
-        problems.extend(_describe(err) for err in e.errors())
+        problems.extend(describe_errors(e))
         raise ConfigError(source, problems) from e
     if problems:
         raise ConfigError(source, problems)
@@ -248,13 +350,23 @@ def load_config(path: Path, secret_lookup: Any = None) -> Config:
     return parse_config(data, path, secret_lookup)
 
 
+MIN_REMOTE_TOKEN = 32  # characters of a static token before the gateway leaves loopback
+
+
 def is_loopback(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def bind_problem(host: str, config: Config) -> str | None:
     """Why the gateway must not listen on `host`, or None: off loopback needs auth set up."""
-    if is_loopback(host) or config.auth.is_configured():
+    if is_loopback(host):
+        return None
+    short = [t for t in config.auth.tokens if len(t) < MIN_REMOTE_TOKEN]
+    if short:
+        return (f"Refusing to listen on {host} with a short token in auth.tokens: off loopback "
+                f"each needs at least {MIN_REMOTE_TOKEN} characters (make one with `python3 -c "
+                f"\"import secrets; print(secrets.token_urlsafe(32))\"`).")
+    if config.auth.is_configured():
         return None
     return (f"Refusing to listen on {host}: anyone who can reach it could use your assistant. "
             f"Set auth.jwt_secret or auth.tokens in config.yaml first, or keep the default "

@@ -40,7 +40,7 @@ class GatewayHandler(WSGIHandler):
         """Drop the connection's 8 KB HTTP read buffer: after a WebSocket upgrade nothing reads
         HTTP from it again (simple-websocket reads the socket). Every reference must go: the
         handler's, its `Input`'s, and the environ's (a body-less GET gets the raw buffer)."""
-        old = self.rfile
+        old: Any = self.rfile  # type: ignore[has-type]  # gevent has no annotations
         self.rfile = io.BytesIO()
         self.wsgi_input.rfile = self.rfile
         if self.environ.get("wsgi.input") is old:

@@ -87,6 +87,19 @@ class StoredMessage:
 
 
 @dataclass(frozen=True)
+class TokenRow:
+    hash: str
+    label: str
+    created_at: float
+    expires_at: float
+
+    @property
+    def id(self) -> str:
+        """A public handle for `moltbot token revoke`: the hash's start, never the token."""
+        return self.hash[:10]
+
+
+@dataclass(frozen=True)
 class SessionRow:
     id: str
     channel: str
@@ -206,6 +219,19 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(insert(tokens).values(hash=token_hash, label=label,
                                                created_at=time.time(), expires_at=expires_at))
+
+    def tokens(self, now: float) -> list[TokenRow]:
+        """Every unexpired issued token (never its value: only the store's hash is kept)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(tokens).where(tokens.c.expires_at > now)
+                                .order_by(tokens.c.created_at)).all()
+        return [TokenRow(r.hash, r.label, r.created_at, r.expires_at) for r in rows]
+
+    def expire_tokens(self, hashes: list[str], at: float) -> None:
+        """End these tokens at `at` (now, to revoke; later, for a rotation's grace period)."""
+        with self.engine.begin() as conn:
+            conn.execute(update(tokens).where(tokens.c.hash.in_(hashes), tokens.c.expires_at > at)
+                         .values(expires_at=at))
 
     def token_row(self, token_hash: str, now: float) -> tuple[str, float] | None:
         """(label, expires_at) of a stored, unexpired token, or None."""

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install Moltbot with its test tools into ./.venv and run every check: ruff, then pytest.
+# Install Moltbot with its test tools into ./.venv and run every check: ruff, mypy, pytest.
 # Tests drive real programs from Debian: Chromium (browser tests, through Playwright), nginx and
 # openssl (the TLS proxy config), Mosquitto and its clients (the broker config),
 # desktop-file-validate and shellcheck (the installers' files) and binutils (PyInstaller reads
@@ -24,4 +24,5 @@ python3 -m venv .venv
 python -m pip install -q --upgrade pip
 python -m pip install -q -e ".[test]"
 ruff check .
+mypy
 python -m pytest -q "$@"

@@ -1,8 +1,9 @@
-"""Health, browser login and the chat page.
+"""Browser login and the chat page.
 
 Login trades a token for an HttpOnly cookie so that after it no token is ever in a URL; the
 `#token=` fragment that `moltbot dashboard --token-gen` prints never reaches the server (the
-page reads it, posts it here, and wipes it from the address bar).
+page reads it, posts it here, and wipes it from the address bar). The token posted passes the
+same guard chain as every other entry (rate limits included).
 """
 
 from __future__ import annotations
@@ -12,19 +13,14 @@ from pathlib import Path
 from flask import Blueprint, Response, jsonify, redirect, request, send_from_directory
 from flask.typing import ResponseReturnValue
 
-from gateway import __version__
-from gateway.api.credentials import COOKIE, request_credential
-from gateway.api.errors import error_response
-from gateway.guards.tokens import TokenAuthenticator
+from gateway.api.credentials import COOKIE
+from gateway.api.door import caller_of, guarded, refusal_response
+from gateway.channels.base import Entry
+from gateway.guards.chain import Allow
 
 
-def build_pages(authenticator: TokenAuthenticator, webui: Path,
-                cookie_max_age: int) -> Blueprint:
+def build_pages(entry: Entry, webui: Path, channel: str) -> Blueprint:
     bp = Blueprint("pages", __name__)
-
-    @bp.get("/healthz")
-    def healthz() -> ResponseReturnValue:
-        return jsonify({"status": "ok", "version": __version__})
 
     @bp.get("/")
     def index() -> ResponseReturnValue:
@@ -45,13 +41,13 @@ def build_pages(authenticator: TokenAuthenticator, webui: Path,
     def login() -> ResponseReturnValue:
         data = request.get_json(silent=True) or {}
         token = data.get("token") if isinstance(data, dict) else None
-        principal = authenticator.verify(token if isinstance(token, str) else None)
-        if not principal:
-            return error_response(401, "unauthorized", "That token is unknown or expired; "
-                                  "create one with `moltbot dashboard --token-gen --expire 8h`.")
-        response = jsonify({"principal": principal})
-        response.set_cookie(COOKIE, token, max_age=cookie_max_age, httponly=True,
-                            samesite="Strict", secure=request.is_secure)
+        token = token if isinstance(token, str) else None
+        verdict = entry.admit(caller_of(entry, request, channel, token))
+        if not isinstance(verdict, Allow) or token is None:
+            return refusal_response(verdict)
+        response = jsonify({"principal": verdict.principal})
+        response.set_cookie(COOKIE, token, max_age=int(entry.settings.config.auth.token_expire),
+                            httponly=True, samesite="Strict", secure=request.is_secure)
         return response
 
     @bp.post("/api/v1/logout")
@@ -60,11 +56,13 @@ def build_pages(authenticator: TokenAuthenticator, webui: Path,
         response.delete_cookie(COOKIE)
         return response
 
+    whoami_check = guarded(entry, channel)
+
     @bp.get("/api/v1/whoami")
     def whoami() -> ResponseReturnValue:
-        principal = authenticator.verify(request_credential(request))
-        if not principal:
-            return error_response(401, "unauthorized", "Not signed in.")
-        return jsonify({"principal": principal})
+        refused = whoami_check()
+        if refused is not None:
+            return refused
+        return jsonify({"principal": request.environ["moltbot.principal"]})
 
     return bp

@@ -31,10 +31,11 @@ class OpenAIProvider:
         pieces: list[str] = []
         calls: dict[int, dict[str, Any]] = {}
         try:
-            stream = self.client.chat.completions.create(
-                model=self.model, messages=_wire(messages), max_tokens=self.max_tokens,
-                stream=True,
-                **extra)
+            # the wire messages are plain dicts of the documented shapes; the SDK's TypedDicts
+            # and its stream/no-stream overloads do not follow **extra
+            stream: Any = self.client.chat.completions.create(
+                model=self.model, messages=_wire(messages),  # type: ignore[arg-type]
+                max_tokens=self.max_tokens, stream=True, **extra)
             with stream:
                 for chunk in stream:
                     if cancel is not None and cancel.is_set():

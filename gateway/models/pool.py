@@ -45,6 +45,9 @@ class ModelPool:
         self.clock = clock
         self._turn = itertools.count()
         self._lock = threading.Lock()
+        self._calls = 0
+        self._retired = False
+        self.closed = False
 
     def chat(self, messages: list[dict[str, Any]], *, on_delta: OnDelta | None = None,
              cancel: threading.Event | None = None,
@@ -57,17 +60,32 @@ class ModelPool:
             if on_delta:
                 on_delta(piece)
 
+        with self._lock:
+            self._calls += 1
+        try:
+            return self._chat(messages, forward if on_delta else None, cancel, tools,
+                              lambda: streamed)
+        finally:
+            with self._lock:
+                self._calls -= 1
+                idle_and_retired = self._retired and self._calls == 0
+            if idle_and_retired:
+                self.close()
+
+    def _chat(self, messages: list[dict[str, Any]], forward: OnDelta | None,
+              cancel: threading.Event | None, tools: list[dict[str, Any]] | None,
+              streamed: Callable[[], bool]) -> ModelResult:
         failures: list[tuple[str, str]] = []
         for state in self._candidates():
             with self._lock:
                 state.in_flight += 1
             try:
-                result = state.provider.chat(messages, on_delta=forward if on_delta else None,
-                                             cancel=cancel, tools=tools)
+                result = state.provider.chat(messages, on_delta=forward, cancel=cancel,
+                                             tools=tools)
             except EndpointDown as e:
                 self._mark_down(state, str(e))
                 failures.append((state.provider.url, str(e)))
-                if streamed:
+                if streamed():
                     raise NoModelAvailable(self.name, failures, self.config_hint) from e
                 continue
             finally:
@@ -95,7 +113,19 @@ class ModelPool:
             state.down_until = self.clock() + cooldown
             state.last_error = why
 
+    def retire(self) -> None:
+        """A config reload replaced this pool: close it as soon as its last call finishes."""
+        with self._lock:
+            self._retired = True
+            idle = self._calls == 0
+        if idle:
+            self.close()
+
     def close(self) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
         for state in self.endpoints:
             state.provider.close()
 

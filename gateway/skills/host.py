@@ -32,6 +32,8 @@ from gateway.skills.handlers import SkillHandler
 from gateway.skills.python_skill import load_python_source
 from moltbot_sdk.skill import context
 
+MODEL_ONLY = {"offer_to_model", "model_read", "model_write"}  # the model's limits, not skills'
+
 
 class HostRuntime:
     """What `context.tool(...)` and `context.ask(...)` reach inside a handler."""
@@ -42,8 +44,7 @@ class HostRuntime:
         from gateway.tools.registry import build_tools
 
         parsed = parse_config(config)
-        self.tools = build_tools(workspace,
-                                 **parsed.tools.model_dump(exclude={"offer_to_model"}))
+        self.tools = build_tools(workspace, **parsed.tools.model_dump(exclude=MODEL_ONLY))
         self.pools = build_pools(parsed, str(workspace / "config.yaml"))
         self.chat_model = parsed.chat_model()
         self.spans: list[dict[str, Any]] = []
