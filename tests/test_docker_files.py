@@ -12,6 +12,7 @@ compose file's health check. Listen addresses are moved to free loopback ports f
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -148,13 +149,19 @@ def test_the_container_config_needs_its_token(container_layout: Path,
     assert config.auth.tokens == ["mb_test-token-from-the-environment"]
     assert bind_problem(config.gateway.host, config) is None
     assert config.models["llama2"].endpoint == "http://ollama:11434"
+    # The gateway believes X-Forwarded-For from nginx's fixed address on the compose network.
+    spec = compose()
+    nginx_ip = spec["services"]["nginx"]["networks"]["default"]["ipv4_address"]
+    assert [str(n) for n in config.auth.trusted_proxies] == [f"{nginx_ip}/32"]
+    subnet = spec["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    assert ipaddress.ip_address(nginx_ip) in ipaddress.ip_network(subnet)
 
 
 def test_entrypoint_seeds_the_workspace_and_the_gateway_takes_the_env_token(
         container_layout: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
     port = free_port()
-    token = "mb_container-token-0123456789"
+    token = "mb_container-token-0123456789abcdefghij"
     env = {**os.environ, "MOLTBOT_HOME": str(data), "MOLTBOT_TOKEN": token}
     gw = GatewayProcess(data, port)
     gw.out_path = tmp_path / "container.out"
