@@ -22,6 +22,7 @@ from gateway.chat import ChatResponder
 from gateway.config import Config
 from gateway.execute import Executor
 from gateway.knowledge import KnowledgeBase
+from gateway.observe.audit import audit, config_changes
 from gateway.pipeline import Pipeline
 from gateway.reload import Reloader
 from gateway.sessions import SessionManager
@@ -34,7 +35,8 @@ from gateway.workspace import Workspace
 log = logging.getLogger(__name__)
 
 WS_PING_INTERVAL = 25
-RESTART_ONLY = ("host", "port", "max_connections", "max_body_bytes", "keepalive_timeout")
+RESTART_ONLY = ("host", "port", "max_connections", "max_body_bytes", "keepalive_timeout",
+                "request_timeout", "max_connections_per_ip")
 
 
 @dataclass
@@ -63,7 +65,10 @@ class Gateway:
         """
         settings = build_settings(config, self.process)
         before = self.config.gateway
+        changes = config_changes(self.config.model_dump(by_alias=True),
+                                 config.model_dump(by_alias=True))
         old = self.pipeline.use_settings(settings)
+        audit("config.applied", actor="config.yaml", changes=changes)
         self.reloader.loader.configure(config)
         self.channels.apply(settings.channels)
         old.retire()  # its model pools close once their last call finishes

@@ -7,7 +7,6 @@ call a span), its answer goes back to the model, and this repeats up to `MAX_TOO
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from gateway.knowledge import KnowledgeBase, estimate_tokens
 from gateway.message import Trace
 from gateway.models.base import Cancelled, ModelError, ModelResult, NoModelAvailable, OnDelta
 from gateway.models.pool import ModelPool
-from gateway.observe.logs import redact
+from gateway.observe.logs import redact, redact_arguments
 from gateway.sessions import SessionManager
 from gateway.settings import Settings
 from gateway.skills.catalog import SkillSet
@@ -111,13 +110,13 @@ class ChatResponder:
                                           "the call; `moltbot trace` with this msg_id shows "
                                           "why."))
             called = ", ".join(c["name"] for c in result.tool_calls)
-            span.detail = f"{pool.name} via {result.endpoint}" + (
+            span.detail = f"{pool.name} via {redact(result.endpoint)}" + (
                 f", calls {called}" if called else "")
         return result
 
     def _run_tool(self, tool: Tool, call: dict[str, Any], trace: Trace) -> dict[str, Any]:
         with trace.step(f"tool:{tool.name}") as span:
-            span.detail = json.dumps(call["arguments"], ensure_ascii=False)[:200]
+            span.detail = redact_arguments(call["arguments"])[:300]
             try:
                 output = tool.call(call["arguments"])
             except ToolRefused as e:

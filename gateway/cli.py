@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 import httpx
@@ -151,7 +151,7 @@ def status(port: int | None) -> None:
 @click.option("--expire", default="8h", show_default=True, help="Lifetime, e.g. 30m, 8h, 7d.")
 @click.option("--json", "as_json", is_flag=True, help="Print {token, expires_at, url}.")
 def dashboard(token_gen: bool, expire: str, as_json: bool) -> None:
-    """Print the console address; with --token-gen, a token to sign in with."""
+    """Print the chat page's address; with --token-gen, a token and a link that signs in."""
     from gateway.guards.tokens import issue_token
     from gateway.store import Store
 
@@ -160,7 +160,7 @@ def dashboard(token_gen: bool, expire: str, as_json: bool) -> None:
     config = _config(ws)
     url = base_url(config.gateway.host, config.gateway.port) + "/"
     if not token_gen:
-        click.echo(f"Console: {url}\nSign in with a token: moltbot dashboard --token-gen")
+        click.echo(f"Chat page: {url}chat\nSign in with a token: moltbot dashboard --token-gen")
         return
     try:
         seconds = parse_duration(expire)
@@ -177,7 +177,7 @@ def dashboard(token_gen: bool, expire: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"token": token, "expires_at": when, "url": url}))
         return
-    click.echo(f"Token:   {token}\nExpires: {when} (in {expire})\nConsole: {url}\n"
+    click.echo(f"Token:   {token}\nExpires: {when} (in {expire})\nChat page: {url}chat\n"
                f"Sign-in link (the token is in the #fragment, never sent to the server): "
                f"{url}chat#token={token}")
 
@@ -300,6 +300,42 @@ def logs(which: str, lines: int, keyword: str | None, follow: bool) -> None:
                 click.echo(line, nl=False)
 
 
+@main.group()
+def secret() -> None:
+    """Secrets in the OS keyring, for ${keyring:NAME} values in config.yaml."""
+
+
+@secret.command("set")
+@click.argument("name")
+def secret_set(name: str) -> None:
+    """Store NAME: typed twice with hidden input, or read from stdin when it is not a terminal."""
+    from gateway.secrets import SERVICE, SecretStoreError, store_secret
+
+    if sys.stdin.isatty():
+        value = click.prompt(f"Value of {name}", hide_input=True, confirmation_prompt=True)
+    else:
+        value = sys.stdin.read().removesuffix("\n").removesuffix("\r")
+    try:
+        backend = store_secret(name, value)
+    except SecretStoreError as e:
+        _fail(f"Not stored: {e}")
+    click.echo(f"Stored {name} in the OS keyring ({backend}, service {SERVICE}). "
+               f"Use it in config.yaml as ${{keyring:{name}}}.")
+
+
+@secret.command("delete")
+@click.argument("name")
+def secret_delete(name: str) -> None:
+    """Remove NAME from the OS keyring."""
+    from gateway.secrets import SecretStoreError, delete_secret
+
+    try:
+        delete_secret(name)
+    except SecretStoreError as e:
+        _fail(f"Not deleted: {e}")
+    click.echo(f"Deleted {name} from the OS keyring.")
+
+
 @main.command()
 def doctor() -> None:
     """Check config, workspace, port and every model endpoint; say how to fix each problem."""
@@ -354,6 +390,7 @@ def token_create(name: str, expire: str, as_json: bool) -> None:
         value, expires_at = issue_token(store, seconds, label=name)
     finally:
         store.close()
+    _audit("token.created", name=name, expires_at=_utc(expires_at))
     if as_json:
         click.echo(json.dumps({"token": value, "name": name, "expires_at": _utc(expires_at)}))
     else:
@@ -406,6 +443,7 @@ def token_rotate(name: str, grace: str, expire: str, as_json: bool) -> None:
         store.expire_tokens([r.hash for r in old], time.time() + grace_s)
     finally:
         store.close()
+    _audit("token.rotated", name=name, grace_s=grace_s, old=[r.id for r in old])
     if as_json:
         click.echo(json.dumps({"token": value, "name": name, "expires_at": _utc(expires_at),
                                "old_until": _utc(time.time() + grace_s)}))
@@ -438,7 +476,97 @@ def _end_tokens(name_or_id: str, after: float, verb: str) -> None:
         store.expire_tokens([r.hash for r in matching], time.time() + after)
     finally:
         store.close()
+    _audit(f"token.{verb}", match=name_or_id, ids=[r.id for r in matching])
     click.echo(f"{verb} {len(matching)} token(s): " + ", ".join(r.id for r in matching))
+
+
+@main.group()
+def pairing() -> None:
+    """Chat-platform senders the stranger policy has met: list, approve, block, unblock.
+
+    A sender is named "<channel>:<sender id>", e.g. enterprise_im:alice.
+    """
+
+
+@pairing.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def pairing_list(as_json: bool) -> None:
+    """Every sender met, with its state: pending (code sent), awaiting_owner, approved,
+    blocked."""
+    rows = [{"sender": r.key, "state": r.state, "since": _utc(r.updated_at)}
+            for r in _with_store(lambda store: store.senders())]
+    if as_json:
+        click.echo(json.dumps({"senders": rows}, ensure_ascii=False))
+        return
+    for row in rows:
+        click.echo(f"{row['sender']:<32} {row['state']:<15} since {row['since']}")
+    if not rows:
+        click.echo("No senders yet: strangers appear here when they first write.")
+
+
+@pairing.command("approve")
+@click.argument("sender")
+def pairing_approve(sender: str) -> None:
+    """Let this sender talk to the assistant (with or without a code)."""
+    _set_sender(sender, "approved")
+
+
+@pairing.command("block")
+@click.argument("sender")
+def pairing_block(sender: str) -> None:
+    """Never answer this sender again."""
+    _set_sender(sender, "blocked")
+
+
+@pairing.command("unblock")
+@click.argument("sender")
+def pairing_unblock(sender: str) -> None:
+    """Forget the sender: their next message is a stranger's again (a new code)."""
+    channel, name = _sender_key(sender)
+    forgotten = _with_store(lambda store: store.forget_sender(channel, name))
+    _audit("pairing.unblocked", sender=sender, known=forgotten)
+    click.echo(f"{sender} unblocked: their next message gets a new code." if forgotten
+               else f"{sender} was not known; nothing to do.")
+
+
+def _audit(action: str, **details: Any) -> None:
+    """An audit line from the command line: the OS user who ran it is the actor."""
+    import getpass
+
+    from gateway.observe.audit import attach_audit_file, audit
+
+    attach_audit_file(default_workspace().logs)
+    audit(action, actor=f"cli:{getpass.getuser()}", source="local", **details)
+
+
+def _sender_key(sender: str) -> tuple[str, str]:
+    channel, _, name = sender.partition(":")
+    if not channel or not name:
+        _fail(f"Name the sender as <channel>:<sender id>, e.g. enterprise_im:alice "
+              f"(`moltbot pairing list` shows them), not {sender!r}.", EXIT_CONFIG)
+    return channel, name
+
+
+def _set_sender(sender: str, state: str) -> None:
+    from gateway.store import SenderRow
+
+    channel, name = _sender_key(sender)
+    _with_store(lambda store: store.put_sender(SenderRow(channel, name, state,
+                                                         updated_at=time.time())))
+    _audit(f"pairing.{state}", sender=sender)
+    click.echo(f"{sender}: {state}")
+
+
+def _with_store(work: Any) -> Any:
+    from gateway.store import Store
+
+    ws = default_workspace()
+    ensure_workspace(ws)
+    store = Store(ws.db_url)
+    try:
+        return work(store)
+    finally:
+        store.close()
 
 
 @main.group()
@@ -463,6 +591,51 @@ def channels_list(as_json: bool) -> None:
         return
     for row in rows:
         click.echo(f"{row['name']:<10} {'on ' if row['enabled'] else 'off'}  {row['status']}")
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Print one frame and exit (for scripts).")
+@click.option("--port", type=int, help="Which local gateway (default: gateway.port).")
+@click.option("--url", help="A gateway elsewhere, e.g. http://10.0.0.5:18789 (with --token).")
+@click.option("--token", envvar="MOLTBOT_TOKEN", help="Token for a gateway that wants one.")
+@click.option("--window", default=60, show_default=True, type=click.IntRange(1, 600),
+              help="Seconds the figures cover.")
+def top(once: bool, port: int | None, url: str | None, token: str | None, window: int) -> None:
+    """Live figures: messages/min, latency, errors, connections, models, busiest sessions."""
+    from rich.console import Console
+
+    from gateway.observe.top import StatsUnauthorized, StatsUnavailable, fetch_stats, render, watch
+
+    ws = default_workspace()
+    local = url is None
+    if url is None:
+        config = _config(ws)
+        url = base_url(config.gateway.host, port or config.gateway.port)
+    url = url.rstrip("/")
+    try:
+        try:
+            stats = fetch_stats(url, token, window)
+        except StatsUnauthorized:
+            if not local or token:
+                raise
+            from gateway.guards.tokens import issue_token
+            from gateway.store import Store
+
+            store = Store(ws.db_url)  # our own gateway: a token for this session of top
+            try:
+                token, _ = issue_token(store, 12 * 3600, label="top")
+            finally:
+                store.close()
+            stats = fetch_stats(url, token, window)
+    except StatsUnauthorized as e:
+        _fail(str(e))
+    except StatsUnavailable as e:
+        _fail(str(e), EXIT_NOT_RUNNING)
+    console = Console()
+    if once:
+        console.print(render(stats, url))
+        return
+    watch(lambda: fetch_stats(url, token, window), url, console)
 
 
 if __name__ == "__main__":

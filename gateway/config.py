@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.observe.alerting.config import AlertsConfig
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
 _UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 _ENV_REF = re.compile(r"\$\{([^}]+)\}")
@@ -95,6 +97,9 @@ class GatewayConfig(_Section):
     worker_processes: int = Field(1, ge=1)
     max_connections: int = Field(1000, ge=1)
     keepalive_timeout: Duration = 65.0
+    request_timeout: Duration = Field(10.0, gt=0, description="a request's head and body, "
+                                      "from its first byte")
+    max_connections_per_ip: int = Field(64, ge=1, description="loopback is not counted")
     session_timeout: Duration = 1800.0
     context_tokens: int = Field(2048, ge=64, description="history budget sent to the model")
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
@@ -171,6 +176,26 @@ class AuthConfig(_Section):
         return bool(self.jwt_secret or self.tokens)
 
 
+class SecurityConfig(_Section):
+    """Strangers on chat platforms (the guide's section 4.1); see gateway.guards.stranger."""
+
+    stranger_mode: Literal["verification_code", "direct_block", "open"] = "verification_code"
+    code_expire: Duration = Field(300.0, gt=0)
+    max_code_attempts: int = Field(5, ge=1)
+    allowlist: list[str] = Field(default_factory=list, description='"<channel>:<sender id>"')
+    require_approval: bool = False
+
+    @field_validator("allowlist")
+    @classmethod
+    def _channel_and_sender(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            channel, _, sender = entry.partition(":")
+            if not channel or not sender:
+                raise ValueError(f"{entry!r}: write \"<channel>:<sender id>\", e.g. "
+                                 "\"enterprise_im:alice\"")
+        return value
+
+
 class LogsConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     max_bytes: int = Field(10 * 1024 * 1024, ge=1024)
@@ -217,13 +242,14 @@ class Config(_Section):
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     channels: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per channel of gateway.channels.table: its options")
-    security: dict[str, Any] | None = None
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     logs: LogsConfig = Field(default_factory=LogsConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
     skills: SkillsConfig = Field(default_factory=SkillsConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
     @field_validator("channels")
     @classmethod
@@ -235,15 +261,6 @@ class Config(_Section):
                 raise ValueError(f"channel {name!r} is not supported yet; this version has "
                                  f"{', '.join(CHANNELS)}")
         return value
-
-    @field_validator("security")
-    @classmethod
-    def _no_security_yet(cls, value: dict[str, Any] | None) -> None:
-        if value is not None:
-            raise ValueError("not supported yet: stranger verification (stranger_mode, "
-                             "code_expire) arrives with the first chat-platform channel; "
-                             "remove the security: section until then")
-        return None
 
     @model_validator(mode="after")
     def _default_model_exists(self) -> Config:
@@ -281,7 +298,7 @@ def expand_env(value: Any, path: str = "", problems: list[str] | None = None,
             found = secret_lookup(ref[len("keyring:"):]) if secret_lookup else None
             if found is None:
                 problems.append(f"{path}: no secret {ref[8:]!r} in the OS keyring; "
-                                f"store it with `keyring set moltbot {ref[8:]}`")
+                                f"store it with `moltbot secret set {ref[8:]}`")
                 return ""
             return str(found)
         if ref not in os.environ:

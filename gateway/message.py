@@ -23,8 +23,10 @@ ERROR_CODES: dict[str, str] = {
     "bad_request": "the message is malformed; the text says what to fix",
     "unauthorized": "no valid credential",
     "forbidden": "the credential or address may not use this entry",
+    "blocked": "the sender is blocked: a chat platform answers nothing",
     "not_found": "no such thing",
     "payload_too_large": "the message is over the size limit",
+    "request_timeout": "the request did not arrive within gateway.request_timeout",
     "rate_limited": "too many messages; `retry_after` says when to try again",
     "busy": "earlier messages are still being answered; retry shortly",
     "shutting_down": "the gateway is restarting; retry in a few seconds",
@@ -76,6 +78,7 @@ class Reply:
     client_id: str | None = None
     error: str | None = None
     retry_after: float | None = None
+    to: str = ""  # the sender it answers, for platforms that address replies to a person
 
 
 @dataclass(frozen=True)

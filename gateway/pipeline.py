@@ -104,7 +104,8 @@ class Pipeline:
             else:
                 span.outcome = f"{type(verdict).__name__.lower()}:{verdict.guard}"
         if isinstance(verdict, Challenge):
-            return Reply(msg.id, msg.channel, msg.chat, verdict.text, client_id=msg.client_id)
+            return Reply(msg.id, msg.channel, msg.chat, verdict.text, client_id=msg.client_id,
+                         to=msg.sender)
         if not isinstance(verdict, Allow):
             log.info("msg_id=%s refused by the %s guard: %s", msg.id, verdict.guard,
                      verdict.code)
@@ -160,7 +161,7 @@ class Pipeline:
             return self._finish(msg, trace, None, "error", _failure(
                 msg, "internal_error", _INTERNAL.format(msg.id)))
         reply = Reply(msg.id, msg.channel, msg.chat, outcome.text, outcome.session.id,
-                      msg.client_id, outcome.error)
+                      msg.client_id, outcome.error, to=msg.sender)
         return self._finish(msg, trace, outcome, outcome.route.label, reply)
 
     def _answer(self, msg: Message, trace: Trace, settings: Settings,
@@ -195,9 +196,9 @@ _INTERNAL = ("Something went wrong answering this message (msg_id {}); the detai
 
 def _failure(msg: Message, code: str, text: str, retry_after: float | None = None) -> Reply:
     return Reply(msg.id, msg.channel, msg.chat, text, client_id=msg.client_id, error=code,
-                 retry_after=retry_after)
+                 retry_after=retry_after, to=msg.sender)
 
 
 def _stored_reply(msg: Message, seen: StoredMessage) -> Reply:
     return Reply(seen.id, msg.channel, msg.chat, seen.reply or "", seen.session_id or "",
-                 msg.client_id)
+                 msg.client_id, to=msg.sender)

@@ -28,7 +28,8 @@ from gateway.guards.chain import GuardChain
 from gateway.guards.jwt_tokens import JwtTokens
 from gateway.guards.lockout import LockoutBook, LockoutPolicy
 from gateway.guards.rate_limit import Network, RateLimit, new_limiter, parse_networks
-from gateway.guards.tokens import IssuedTokens, StaticTokens
+from gateway.guards.stranger import StrangerPolicy
+from gateway.guards.tokens import IssuedTokens, PlatformToken, StaticTokens
 from gateway.models.pool import ModelPool
 from gateway.models.registry import build_pools
 from gateway.sessions import SessionPolicy
@@ -78,26 +79,33 @@ def build_settings(config: Config, process: Process) -> Settings:
     CLI does, often) never imports a channel's libraries.
     """
     channels = channel_options(config, str(process.workspace.config_path))
+    guards = build_guards(config, process, channels)
     return Settings(
         config=config,
         models=MappingProxyType(build_pools(config, str(process.workspace.config_path))),
         chat_model=config.chat_model(),
         model_tools=MappingProxyType(build_model_tools(process.workspace, config)),
-        guards=build_guards(config, process),
+        guards=guards,
         sessions=SessionPolicy(config.gateway.session_timeout, history_chars(config)),
         channels=MappingProxyType(channels),
         trusted_proxies=parse_networks(config.auth.trusted_proxies),
     )
 
 
-def build_guards(config: Config, process: Process) -> GuardChain:
-    """The chain in its documented order; the stranger guard takes its slot with the first
-    chat platform (its `security:` keys are refused until then)."""
+def build_guards(config: Config, process: Process,
+                 channels: Mapping[str, BaseModel]) -> GuardChain:
+    """The chain in its documented order (see gateway.guards)."""
     auth = config.auth
     sources: list[CredentialSource] = [StaticTokens(auth.tokens),
                                        IssuedTokens(process.store, process.token_cache)]
     if auth.jwt_secret:
         sources.append(JwtTokens(auth.jwt_secret))
+    platforms = frozenset(name for name in CHANNELS if channel_class(name).chat_platform)
+    for name in platforms:
+        token = getattr(channels[name], "bot_token", None)
+        if token and getattr(channels[name], "enabled", False):
+            sources.append(PlatformToken(name, token))
+    security = config.security
     lockout = LockoutPolicy(auth.lockout.failures, auth.lockout.window, auth.lockout.duration,
                             parse_networks(auth.lockout.exempt))
     return GuardChain([
@@ -106,6 +114,11 @@ def build_guards(config: Config, process: Process) -> GuardChain:
         RateLimit(process.limiter, global_limit=auth.rate_limit.global_,
                   per_ip=auth.rate_limit.per_ip, exempt=parse_networks(auth.rate_limit.exempt)),
         Authenticate(Authenticator(sources), process.lockout, lockout),
+        StrangerPolicy(process.store, mode=security.stranger_mode,
+                       code_expire=security.code_expire,
+                       max_attempts=security.max_code_attempts,
+                       allowlist=frozenset(security.allowlist),
+                       require_approval=security.require_approval, chat_channels=platforms),
     ])
 
 

@@ -41,7 +41,9 @@ def test_guide_sections_parse_with_their_own_spellings() -> None:
                  "rate_limit": {"global": "1000/min", "per_ip": "100/min"}},
         "gateway": {"worker_processes": 1, "max_connections": 1000, "keepalive_timeout": 65},
         "channels": {"websocket": {"enabled": False}},
+        "security": {"stranger_mode": "direct_block", "code_expire": 300},
     })
+    assert config.security.stranger_mode == "direct_block"
     assert config.auth.token_expire == 86400
     assert config.auth.rate_limit.global_ == "1000/min"
     assert config.auth.rate_limit.exempt == ["127.0.0.0/8", "::1/128"]
@@ -52,23 +54,22 @@ def test_keys_that_would_do_nothing_are_refused_as_not_supported_yet() -> None:
     """A key accepted and ignored is a lie: each of these says so, with its path."""
     with pytest.raises(ConfigError) as caught:
         parse_config({
-            "security": {"stranger_mode": "direct_block", "code_expire": 300},
             "gateway": {"worker_processes": 4},
-            "channels": {"enterprise_im": {"bot_token": "t"}},
+            "channels": {"telegram": {"bot_token": "t"}},
             "auth": {"jwt_secret": "strong-random-string", "rate_limit": {"per_ip": "lots"}},
         })
     problems = caught.value.problems
-    assert any(p.startswith("security: not supported yet") for p in problems)
     assert any(p.startswith("gateway.worker_processes: several worker processes are not "
                             "supported yet") for p in problems)
-    assert any(p.startswith("channels: channel 'enterprise_im' is not supported yet; this "
-                            "version has http, websocket, console") for p in problems)
+    assert any(p.startswith("channels: channel 'telegram' is not supported yet; this "
+                            "version has http, websocket, console, enterprise_im")
+               for p in problems)
     assert any(p.startswith("auth.jwt_secret: String should have at least 32 characters")
                for p in problems)
     assert any(p.startswith("auth.rate_limit.per_ip: expected a rate such as '100/min'")
                for p in problems)
     assert "strong-random-string" not in str(caught.value)  # a secret is never echoed
-    assert len(problems) == 5
+    assert len(problems) == 4
 
 
 def test_openai_provider_is_inferred_from_a_v1_path() -> None:

@@ -17,8 +17,10 @@ from werkzeug.exceptions import HTTPException
 log = logging.getLogger(__name__)
 
 HTTP_STATUS: dict[str, int] = {
-    "bad_request": 400, "unauthorized": 401, "forbidden": 403, "not_found": 404,
-    "method_not_allowed": 405, "payload_too_large": 413, "rate_limited": 429,
+    "bad_request": 400, "unauthorized": 401, "forbidden": 403, "blocked": 403,
+    "not_found": 404,
+    "method_not_allowed": 405, "request_timeout": 408, "payload_too_large": 413,
+    "rate_limited": 429,
     "cancelled": 499, "internal_error": 500, "skill_error": 500, "model_error": 502,
     "model_unavailable": 503, "busy": 503, "shutting_down": 503, "unavailable": 503,
 }

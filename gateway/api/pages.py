@@ -17,6 +17,7 @@ from gateway.api.credentials import COOKIE
 from gateway.api.door import caller_of, guarded, refusal_response
 from gateway.channels.base import Entry
 from gateway.guards.chain import Allow
+from gateway.observe.audit import audit
 
 
 def build_pages(entry: Entry, webui: Path, channel: str) -> Blueprint:
@@ -42,9 +43,13 @@ def build_pages(entry: Entry, webui: Path, channel: str) -> Blueprint:
         data = request.get_json(silent=True) or {}
         token = data.get("token") if isinstance(data, dict) else None
         token = token if isinstance(token, str) else None
-        verdict = entry.admit(caller_of(entry, request, channel, token))
+        caller = caller_of(entry, request, channel, token)
+        verdict = entry.admit(caller)
         if not isinstance(verdict, Allow) or token is None:
+            audit("console.login_refused", actor="", source=caller.peer,
+                  code=getattr(verdict, "code", "challenge"))
             return refusal_response(verdict)
+        audit("console.login", actor=verdict.principal, source=caller.peer)
         response = jsonify({"principal": verdict.principal})
         response.set_cookie(COOKIE, token, max_age=int(entry.settings.config.auth.token_expire),
                             httponly=True, samesite="Strict", secure=request.is_secure)

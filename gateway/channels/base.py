@@ -73,6 +73,9 @@ class ChannelOptions(BaseModel):
 class Channel(ABC):
     name: str
     Options: type[ChannelOptions] = ChannelOptions
+    # A chat platform authenticates as the platform (its bot token), not as the person
+    # writing: the stranger policy checks each of its senders.
+    chat_platform = False
 
     def __init__(self, services: Services, options: ChannelOptions) -> None:
         self.services = services

@@ -16,6 +16,7 @@ CHANNELS: dict[str, str] = {
     "http": "gateway.channels.http:HttpChannel",
     "websocket": "gateway.channels.websocket:WebSocketChannel",
     "console": "gateway.channels.console:ConsoleChannel",
+    "enterprise_im": "gateway.channels.enterprise_im:EnterpriseImChannel",
 }
 
 

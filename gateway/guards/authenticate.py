@@ -15,6 +15,7 @@ from typing import Protocol
 from gateway.guards.chain import NOT_SIGNED_IN, Allow, Caller, Refuse, Verdict
 from gateway.guards.lockout import LockoutBook, LockoutPolicy
 from gateway.guards.tokens import MAX_CREDENTIAL
+from gateway.observe.audit import audit
 
 log = logging.getLogger(__name__)
 
@@ -22,19 +23,21 @@ log = logging.getLogger(__name__)
 class CredentialSource(Protocol):
     name: str
 
-    def identify(self, credential: str) -> str | None: ...
+    def identify(self, credential: str, channel: str) -> str | None:
+        """The principal this credential proves on this channel, or None."""
+        ...
 
 
 class Authenticator:
     def __init__(self, sources: Sequence[CredentialSource]) -> None:
         self.sources = tuple(sources)
 
-    def identify(self, credential: str | None) -> str | None:
+    def identify(self, credential: str | None, channel: str = "") -> str | None:
         """The principal a credential proves, or None (unknown, expired, forged, too long)."""
         if not credential or len(credential) > MAX_CREDENTIAL:
             return None
         for source in self.sources:
-            principal = source.identify(credential)
+            principal = source.identify(credential, channel)
             if principal:
                 return principal
         return None
@@ -58,12 +61,14 @@ class Authenticate:
             return _locked_out(locked)
         if caller.credential is None:
             return NOT_SIGNED_IN
-        found = self.authenticator.identify(caller.credential)
+        found = self.authenticator.identify(caller.credential, caller.channel)
         if found:
             return Allow(found)
         if self.lockout.failed(caller.peer, self.policy):
             log.warning("address %s locked out for %.0f s after %d bad credentials",
                         caller.peer, self.policy.duration, self.policy.failures)
+            audit("auth.locked_out", actor="", source=caller.peer, channel=caller.channel,
+                  seconds=self.policy.duration)
             return _locked_out(self.policy.duration)
         return Refuse("unauthorized", "That token is unknown or expired; create one with "
                       "`moltbot dashboard --token-gen --expire 8h`.")

@@ -19,7 +19,7 @@ class JwtTokens:
         self.secret = secret
         self.leeway = leeway
 
-    def identify(self, credential: str) -> str | None:
+    def identify(self, credential: str, channel: str) -> str | None:
         if credential.count(".") != 2:
             return None  # not a JWT: let the other sources answer, without a decode attempt
         try:

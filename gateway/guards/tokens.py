@@ -38,7 +38,7 @@ class StaticTokens:
     def __init__(self, tokens: list[str]) -> None:
         self._hashes = [hash_token(t) for t in tokens if t]
 
-    def identify(self, credential: str) -> str | None:
+    def identify(self, credential: str, channel: str) -> str | None:
         digest = hash_token(credential)
         # compare with every entry, so the time taken does not tell which one was close
         found = [hmac.compare_digest(known, digest) for known in self._hashes]
@@ -62,7 +62,7 @@ class IssuedTokens:
         self.cache = cache or LocalTokenCache()
         self.clock = clock
 
-    def identify(self, credential: str) -> str | None:
+    def identify(self, credential: str, channel: str) -> str | None:
         digest = hash_token(credential)
         now = self.clock()
         cached = self.cache.get(digest)
@@ -74,3 +74,19 @@ class IssuedTokens:
         label, expires_at = found
         self.cache.put(digest, (label, expires_at, now + self.CACHE_SECONDS))
         return f"token:{label}"
+
+
+class PlatformToken:
+    """A chat platform's bot token (`channels.<name>.bot_token`): it proves the platform,
+    principal `platform:<name>`, and only on that channel's own entry."""
+
+    name = "platform"
+
+    def __init__(self, channel: str, token: str) -> None:
+        self.channel = channel
+        self._hash = hash_token(token)
+
+    def identify(self, credential: str, channel: str) -> str | None:
+        if channel == self.channel and hmac.compare_digest(hash_token(credential), self._hash):
+            return f"platform:{channel}"
+        return None

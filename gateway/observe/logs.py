@@ -6,11 +6,14 @@ Authorization header, a URL with a key) is masked before it reaches a file or th
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 ACCESS_LOGGER = "moltbot.access"
@@ -28,6 +31,24 @@ def redact(text: str) -> str:
     for pattern, replacement in _SECRETS:
         text = pattern.sub(replacement, text)
     return text
+
+
+def redact_arguments(arguments: dict[str, Any]) -> str:
+    """A tool call's arguments as the trace may keep them: every header value and every
+    query-string value masked (either may carry a key), then the usual redaction."""
+
+    def clean(key: str, value: Any) -> Any:
+        if key == "headers" and isinstance(value, dict):
+            return {name: "***" for name in value}
+        if key == "url" and isinstance(value, str):
+            parts = urlsplit(value)
+            query = "&".join(f"{k}=***" for k, _ in parse_qsl(parts.query,
+                                                              keep_blank_values=True))
+            return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+        return value
+
+    shown = {k: clean(k, v) for k, v in arguments.items()}
+    return redact(json.dumps(shown, ensure_ascii=False, default=str))
 
 
 class RedactingFilter(logging.Filter):
@@ -72,6 +93,9 @@ def setup_logging(logs_dir: Path, level: str, *, terminal: bool, max_bytes: int,
     access.propagate = False
     access.setLevel(logging.INFO)
     access.addHandler(_file(logs_dir / "access.log", logging.INFO, max_bytes, backups))
+    from gateway.observe.audit import attach_audit_file
+
+    attach_audit_file(logs_dir, max_bytes, backups)
     for noisy in ("httpx", "httpcore", "urllib3", "jieba", "watchdog"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
 

@@ -27,6 +27,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from gateway.observe.logs import redact
 from gateway.skills.errors import SkillLoadError
 from gateway.skills.handlers import SkillHandler
 from gateway.skills.python_skill import load_python_source
@@ -83,9 +84,9 @@ class HostRuntime:
         try:
             result = pool.chat(messages)
         except Exception as e:
-            self._span("skill:model", begin, "error", str(e))
+            self._span("skill:model", begin, "error", redact(str(e)))
             raise
-        self._span("skill:model", begin, "ok", f"via {result.endpoint}")
+        self._span("skill:model", begin, "ok", f"via {redact(result.endpoint)}")
         return result.text
 
 
