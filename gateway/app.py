@@ -14,15 +14,22 @@ from flask import Flask
 from flask_sock import Sock
 
 import webui
+from gateway.api.credentials import request_credential
+from gateway.api.door import caller_of
 from gateway.api.errors import register_error_handlers
 from gateway.api.health import health
+from gateway.api.metrics import build_metrics_api
 from gateway.channels.base import Services
 from gateway.channels.manager import ChannelSet
 from gateway.chat import ChatResponder
-from gateway.config import Config
+from gateway.config import Config, for_skills
 from gateway.execute import Executor
+from gateway.guards.chain import Allow
 from gateway.knowledge import KnowledgeBase
+from gateway.observe.alerting.service import Alerting
 from gateway.observe.audit import audit, config_changes
+from gateway.observe.metrics import Metrics
+from gateway.observe.window import Window
 from gateway.pipeline import Pipeline
 from gateway.reload import Reloader
 from gateway.sessions import SessionManager
@@ -47,15 +54,19 @@ class Gateway:
     pipeline: Pipeline
     reloader: Reloader
     channels: ChannelSet
+    alerting: Alerting
 
     @property
     def config(self) -> Config:
         return self.pipeline.settings.config
 
     def start(self) -> None:
-        """Load the skills, watch the workspace, start the channels that are switched on."""
+        """Load the skills, watch the workspace, start the channels that are switched on and
+        the alert rules (ERROR log lines go by mail when alerts have an SMTP sender)."""
         self.reloader.start()
         self.channels.start()
+        logging.getLogger().addHandler(self.alerting.error_mail)
+        self.alerting.start()
 
     def apply_config(self, config: Config) -> None:
         """Take a new, validated config.yaml: build a whole settings snapshot and swap it.
@@ -71,6 +82,7 @@ class Gateway:
         audit("config.applied", actor="config.yaml", changes=changes)
         self.reloader.loader.configure(config)
         self.channels.apply(settings.channels)
+        self.alerting.apply(config.alerts)
         old.retire()  # its model pools close once their last call finishes
         changed = [k for k in RESTART_ONLY if getattr(before, k) != getattr(config.gateway, k)]
         if changed:
@@ -88,8 +100,11 @@ class Gateway:
             problems.append(f"messages still in flight after {timeout:.0f}s were abandoned")
         self.reloader.stop()
         problems += self.channels.stop()
+        self.alerting.stop()
+        logging.getLogger().removeHandler(self.alerting.error_mail)
         for pool in self.pipeline.settings.models.values():
             pool.close()
+        self.process.metrics.close()
         self.process.store.close()
         return problems
 
@@ -97,12 +112,13 @@ class Gateway:
 def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     """Everything the gateway process runs; raises ConfigError for bad channel options."""
     store = Store(workspace.db_url)
-    process = Process(workspace, store)
+    metrics = Metrics(Window(max(600, int(config.alerts.longest_window()) + 1)))
+    process = Process(workspace, store, metrics=metrics)
     settings = build_settings(config, process)
     knowledge = KnowledgeBase(workspace.knowledge,
                               max_tokens=min(500, config.gateway.context_tokens // 4))
     sessions = SessionManager(store)
-    pipeline = Pipeline(store=store, settings=settings,
+    pipeline = Pipeline(store=store, settings=settings, metrics=metrics,
                         executor=Executor(sessions, ChatResponder(sessions, knowledge)))
 
     app = Flask(__name__, static_folder=None)
@@ -111,14 +127,16 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
                                          "max_message_size": config.gateway.max_body_bytes}
     register_error_handlers(app, config.gateway.max_body_bytes)
     app.register_blueprint(health)
+    app.register_blueprint(build_metrics_api(metrics, lambda req: isinstance(pipeline.admit(
+        caller_of(pipeline, req, "console", request_credential(req))), Allow)))
 
-    hosts = SkillHostPool(workspace.root, config.skills.host_processes,
-                          config.model_dump(by_alias=True))
+    hosts = SkillHostPool(workspace.root, config.skills.host_processes, for_skills(config))
     loader = SkillLoader(workspace.root, hosts, config.skills.timeout)
     reloader = Reloader(workspace, config, loader, knowledge, on_skills=pipeline.use_skills)
     channels = ChannelSet()
     channels.build(Services(pipeline, app, Sock(app), store, reloader,
-                            Path(webui.__file__).parent, channels), settings.channels)
-    gateway = Gateway(app, workspace, process, pipeline, reloader, channels)
+                            Path(webui.__file__).parent, channels, metrics), settings.channels)
+    gateway = Gateway(app, workspace, process, pipeline, reloader, channels,
+                      Alerting(config.alerts, metrics.window))
     reloader.on_config = gateway.apply_config  # a valid config.yaml edit lands here
     return gateway

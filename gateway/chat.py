@@ -48,7 +48,7 @@ class ChatResponder:
 
     def answer(self, pool: ModelPool, msg_id: str, text: str, session_id: str, trace: Trace,
                skills: SkillSet, settings: Settings, on_delta: OnDelta | None,
-               cancel: threading.Event | None) -> ChatOutcome:
+               cancel: threading.Event | None, channel: str = "") -> ChatOutcome:
         context_tokens = settings.context_tokens
         with trace.step("knowledge") as span:
             passages = find_passages(self.knowledge, text, context_tokens // 2)
@@ -65,7 +65,8 @@ class ChatResponder:
         tools = settings.model_tools
         offered = [h.tool_spec() for h in skills.handlers] + [t.spec() for t in tools.values()]
         for _ in range(MAX_TOOL_ROUNDS + 1):
-            result = self._call_model(pool, msg_id, messages, trace, offered, on_delta, cancel)
+            result = self._call_model(pool, msg_id, messages, trace, offered, on_delta, cancel,
+                                      channel)
             if isinstance(result, ChatOutcome):
                 return result
             for call in result.tool_calls:
@@ -90,11 +91,11 @@ class ChatResponder:
 
     def _call_model(self, pool: ModelPool, msg_id: str, messages: list[dict[str, Any]],
                     trace: Trace, offered: list[dict[str, Any]], on_delta: OnDelta | None,
-                    cancel: threading.Event | None) -> ModelResult | ChatOutcome:
+                    cancel: threading.Event | None, channel: str) -> ModelResult | ChatOutcome:
         with trace.step("model") as span:
             try:
                 result = pool.chat(messages, on_delta=on_delta, cancel=cancel,
-                                   tools=offered or None)
+                                   tools=offered or None, channel=channel)
             except NoModelAvailable as e:
                 span.outcome, span.detail = "error", redact(str(e))[:500]
                 log.warning("msg_id=%s %s", msg_id, e)

@@ -21,7 +21,14 @@ import httpx
 import psutil
 
 from gateway import __version__
-from gateway.config import Config, ConfigError, bind_problem, load_config, parse_duration
+from gateway.config import (
+    Config,
+    ConfigError,
+    bind_problem,
+    for_skills,
+    load_config,
+    parse_duration,
+)
 from gateway.private import private_umask
 from gateway.probe import base_url, gateway_pid, is_healthy, is_port_free
 from gateway.secrets import lookup_secret
@@ -269,7 +276,7 @@ def _load_skills_here(ws: Workspace, config: Config) -> tuple[list, dict]:
     from gateway.skills.catalog import SkillLoader, SkillSet
     from gateway.skills.hostpool import SkillHostPool
 
-    hosts = SkillHostPool(ws.root, 1, config.model_dump(by_alias=True))
+    hosts = SkillHostPool(ws.root, 1, for_skills(config))
     try:
         current = SkillLoader(ws.root, hosts, config.skills.timeout).build(SkillSet())
     finally:

@@ -131,12 +131,27 @@ class RateLimitConfig(_Section):
 
     global_: str = Field("1000/min", alias="global")
     per_ip: str = "100/min"
+    per_sender: str = Field("30/min", description="each sender of a chat platform")
+    storage: str = Field("memory://", description="limits storage URI; redis://... lets "
+                         "several processes share the counters (needs the redis package)")
     exempt: Networks = Field(default_factory=lambda: list(LOOPBACK),
                              description="addresses never counted (default: loopback)")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_default=True)
 
-    @field_validator("global_", "per_ip")
+    @field_validator("storage")
+    @classmethod
+    def _storage(cls, value: str) -> str:
+        from limits.errors import ConfigurationError
+        from limits.storage import storage_from_string
+
+        try:
+            storage_from_string(value)
+        except (ConfigurationError, ValueError) as e:
+            raise ValueError(f"cannot use {value!r}: {e}") from e
+        return value
+
+    @field_validator("global_", "per_ip", "per_sender")
     @classmethod
     def _rate(cls, value: str) -> str:
         from gateway.guards.rate_limit import parse_rate
@@ -273,6 +288,12 @@ class Config(_Section):
     def chat_model(self) -> str | None:
         """The model plain chat goes to: `gateway.default_model`, else the first listed."""
         return self.gateway.default_model or next(iter(self.models), None)
+
+
+def for_skills(config: Config) -> dict[str, Any]:
+    """The config a skill host is given: everything `context.tool`/`context.ask` need, never
+    the alert senders' passwords and signing secrets, which no skill has a use for."""
+    return config.model_dump(by_alias=True, exclude={"alerts"})
 
 
 def expand_env(value: Any, path: str = "", problems: list[str] | None = None,

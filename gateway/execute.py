@@ -58,7 +58,7 @@ class Executor:
             return Outcome(chosen, session, "No model is configured: add one under models: "
                            "in config.yaml (see the README).", "model_unavailable")
         answer = self.chat.answer(pool, msg.id, chosen.args, session.id, trace, skills,
-                                  settings, on_delta, cancel)
+                                  settings, on_delta, cancel, msg.channel)
         if answer.skill:
             handler, text = answer.skill
             picked = chosen_by_model(handler, text)

@@ -23,6 +23,8 @@ from gateway.execute import Executor, Outcome
 from gateway.guards.chain import Allow, Caller, Challenge, Verdict
 from gateway.message import Message, Reply, Trace
 from gateway.models.base import OnDelta
+from gateway.observe.logs import ACCESS_LOGGER
+from gateway.observe.metrics import MessageTimer, Metrics
 from gateway.router import route
 from gateway.settings import Settings
 from gateway.skills.catalog import SkillSet
@@ -30,6 +32,7 @@ from gateway.state import Attempt, ChatOrder, InFlight, LocalChatOrder, LocalInF
 from gateway.store import Store, StoredMessage
 
 log = logging.getLogger(__name__)
+access = logging.getLogger(ACCESS_LOGGER)
 
 RETRY_AFTER_RESTART = 5.0
 
@@ -37,7 +40,8 @@ RETRY_AFTER_RESTART = 5.0
 class Pipeline:
     def __init__(self, *, store: Store, executor: Executor, settings: Settings,
                  skills: SkillSet | None = None, in_flight: InFlight | None = None,
-                 order: ChatOrder | None = None, queue_timeout: float = 600.0) -> None:
+                 order: ChatOrder | None = None, metrics: Metrics | None = None,
+                 queue_timeout: float = 600.0) -> None:
         self.store = store
         self.executor = executor
         self.sessions = executor.sessions
@@ -45,6 +49,7 @@ class Pipeline:
         self.skills = skills or SkillSet()  # swapped whole by a skills reload
         self.in_flight = in_flight or LocalInFlight()
         self.order = order or LocalChatOrder()
+        self.metrics = metrics or Metrics()
         self.queue_timeout = queue_timeout
         self._active = 0
         self._lock = threading.Lock()
@@ -73,10 +78,15 @@ class Pipeline:
             self._active += 1
             self._idle.clear()
         try:
-            return self._handle(msg, credential, on_delta, cancel)
-        except Exception:
-            log.exception("msg_id=%s failed inside the gateway", msg.id)
-            return _failure(msg, "internal_error", _INTERNAL.format(msg.id))
+            with self.metrics.track(msg.channel, f"{msg.channel}:{msg.chat}") as timer:
+                try:
+                    reply = self._handle(msg, credential, on_delta, cancel, timer)
+                except Exception:
+                    log.exception("msg_id=%s failed inside the gateway", msg.id)
+                    reply = _failure(msg, "internal_error", _INTERNAL.format(msg.id))
+                timer.error = reply.error
+                _access(msg, reply, timer)
+                return reply
         finally:
             with self._lock:
                 self._active -= 1
@@ -90,8 +100,9 @@ class Pipeline:
 
     # -- steps ---------------------------------------------------------------------------
     def _handle(self, msg: Message, credential: str | None, on_delta: OnDelta | None,
-                cancel: threading.Event | None) -> Reply:
+                cancel: threading.Event | None, timer: MessageTimer) -> Reply:
         if self.draining:
+            timer.route = "shutting_down"
             return _failure(msg, "shutting_down", "The gateway is restarting; send the "
                             "message again in a few seconds.", RETRY_AFTER_RESTART)
         settings = self.settings  # one snapshot for the whole message
@@ -103,6 +114,8 @@ class Pipeline:
                 span.detail = f"{','.join(verdict.passed)}: {verdict.principal}"
             else:
                 span.outcome = f"{type(verdict).__name__.lower()}:{verdict.guard}"
+        if not isinstance(verdict, Allow):
+            timer.route = "guard"
         if isinstance(verdict, Challenge):
             return Reply(msg.id, msg.channel, msg.chat, verdict.text, client_id=msg.client_id,
                          to=msg.sender)
@@ -114,13 +127,15 @@ class Pipeline:
         sender = msg.sender or verdict.principal
         msg = replace(msg, principal=verdict.principal, sender=sender, chat=msg.chat or sender)
         if not msg.client_id:
-            return self._store_and_answer(msg, None, trace, settings, on_delta, cancel)
+            return self._store_and_answer(msg, None, trace, settings, on_delta, cancel, timer)
         key = f"{msg.channel}:{msg.principal}:{msg.client_id}"
         attempt, mine = self.in_flight.claim(key)
         if not mine:
+            timer.route = "retry"
             return self._await_earlier(msg, attempt)
         try:
-            attempt.reply = self._store_and_answer(msg, key, trace, settings, on_delta, cancel)
+            attempt.reply = self._store_and_answer(msg, key, trace, settings, on_delta, cancel,
+                                                   timer)
             return attempt.reply
         finally:
             self.in_flight.release(key, attempt)
@@ -135,12 +150,13 @@ class Pipeline:
 
     def _store_and_answer(self, msg: Message, key: str | None, trace: Trace,
                           settings: Settings, on_delta: OnDelta | None,
-                          cancel: threading.Event | None) -> Reply:
+                          cancel: threading.Event | None, timer: MessageTimer) -> Reply:
         with trace.step("store") as span:
             seen = self.store.add_message(msg, key)
             if seen:
                 span.detail = f"retry of {seen.id} ({seen.status})"
         if seen and seen.status == "answered":
+            timer.route = "retry"
             log.info("msg_id=%s retry answered from the store", seen.id)
             return _stored_reply(msg, seen)
         if seen:  # stored earlier but never answered (crash, failure): answer it now
@@ -153,6 +169,7 @@ class Pipeline:
                 trace.add("queue", waiting_since, "ok", "waited for earlier messages of the chat")
                 outcome = self._answer(msg, trace, settings, on_delta, cancel)
         except TimeoutError:
+            timer.route = "queue"
             return self._finish(msg, trace, None, "queue", _failure(
                 msg, "busy", "Earlier messages of this chat are still being answered; "
                 "try again shortly.", 5.0))
@@ -160,6 +177,8 @@ class Pipeline:
             log.exception("msg_id=%s failed inside the gateway", msg.id)
             return self._finish(msg, trace, None, "error", _failure(
                 msg, "internal_error", _INTERNAL.format(msg.id)))
+        timer.route = outcome.route.kind
+        timer.model = settings.chat_model if outcome.route.kind == "chat" else None
         reply = Reply(msg.id, msg.channel, msg.chat, outcome.text, outcome.session.id,
                       msg.client_id, outcome.error, to=msg.sender)
         return self._finish(msg, trace, outcome, outcome.route.label, reply)
@@ -188,6 +207,17 @@ class Pipeline:
         log.info("msg_id=%s answered via %s%s", msg.id, route_name,
                  f" with error {reply.error}" if reply.error else "")
         return reply
+
+
+def _access(msg: Message, reply: Reply, timer: MessageTimer) -> None:
+    """One access-log line per message, in and out (ECS names; the text stays in the store)."""
+    access.info("message %s %s", reply.msg_id, reply.error or "ok", extra={"ecs": {
+        "event.action": "message", "event.outcome": "failure" if reply.error else "success",
+        "event.duration": int((time.perf_counter() - timer.began) * 1e9),
+        "source.address": msg.peer, "user.name": msg.principal or msg.sender,
+        "moltbot.msg_id": reply.msg_id, "moltbot.channel": msg.channel,
+        "moltbot.chat": msg.chat, "moltbot.route": timer.route,
+        "moltbot.error": reply.error, "moltbot.session": reply.session}})
 
 
 _INTERNAL = ("Something went wrong answering this message (msg_id {}); the details are in "

@@ -32,6 +32,7 @@ from gateway.guards.stranger import StrangerPolicy
 from gateway.guards.tokens import IssuedTokens, PlatformToken, StaticTokens
 from gateway.models.pool import ModelPool
 from gateway.models.registry import build_pools
+from gateway.observe.metrics import Metrics
 from gateway.sessions import SessionPolicy
 from gateway.state import LocalTokenCache, TokenCache
 from gateway.store import Store
@@ -47,8 +48,16 @@ class Process:
     workspace: Workspace
     store: Store
     token_cache: TokenCache = field(default_factory=LocalTokenCache)
-    limiter: MovingWindowRateLimiter = field(default_factory=new_limiter)
+    limiters: dict[str, MovingWindowRateLimiter] = field(default_factory=dict)
     lockout: LockoutBook = field(default_factory=LockoutBook)
+    metrics: Metrics = field(default_factory=Metrics)
+
+
+    def limiter_for(self, storage: str) -> MovingWindowRateLimiter:
+        """One limiter per storage URI, kept across reloads so counts survive them."""
+        if storage not in self.limiters:
+            self.limiters[storage] = new_limiter(storage)
+        return self.limiters[storage]
 
 
 @dataclass(frozen=True)
@@ -82,7 +91,8 @@ def build_settings(config: Config, process: Process) -> Settings:
     guards = build_guards(config, process, channels)
     return Settings(
         config=config,
-        models=MappingProxyType(build_pools(config, str(process.workspace.config_path))),
+        models=MappingProxyType(build_pools(config, str(process.workspace.config_path),
+                                            process.metrics)),
         chat_model=config.chat_model(),
         model_tools=MappingProxyType(build_model_tools(process.workspace, config)),
         guards=guards,
@@ -111,8 +121,10 @@ def build_guards(config: Config, process: Process,
     return GuardChain([
         AddressAllowlist(parse_networks(config.console.allow_ips),
                          parse_networks(auth.allow_ips)),
-        RateLimit(process.limiter, global_limit=auth.rate_limit.global_,
-                  per_ip=auth.rate_limit.per_ip, exempt=parse_networks(auth.rate_limit.exempt)),
+        RateLimit(process.limiter_for(auth.rate_limit.storage),
+                  global_limit=auth.rate_limit.global_, per_ip=auth.rate_limit.per_ip,
+                  exempt=parse_networks(auth.rate_limit.exempt),
+                  per_sender=auth.rate_limit.per_sender, chat_channels=platforms),
         Authenticate(Authenticator(sources), process.lockout, lockout),
         StrangerPolicy(process.store, mode=security.stranger_mode,
                        code_expire=security.code_expire,

@@ -143,3 +143,21 @@ def test_rate_limit_per_address_then_global_with_retry_after() -> None:
     assert isinstance(global_refusal, Refuse) and "global limit" in global_refusal.message
     assert all(isinstance(guard.check(Caller("http", "127.0.0.1"), ""), Allow)
                for _ in range(50))  # loopback is exempt
+
+
+def test_each_sender_of_a_chat_platform_has_its_own_budget() -> None:
+    guard = RateLimit(new_limiter("memory://"), global_limit="100/min", per_ip="100/min",
+                      exempt=(), per_sender="2/min", chat_channels=frozenset({"enterprise_im"}))
+    def ask(sender: str) -> Verdict:
+        return guard.check(Caller("enterprise_im", "203.0.113.1", sender=sender, text="hi"), "")
+    assert [type(ask("alice")) for _ in range(3)] == [Allow, Allow, Refuse]
+    refused = ask("alice")
+    assert isinstance(refused, Refuse) and "your limit as a sender" in refused.message
+    assert isinstance(ask("bob"), Allow)  # same platform address, another person
+
+
+def test_an_unknown_limits_storage_is_refused_with_its_key() -> None:
+    from gateway.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match=r"auth\.rate_limit\.storage: cannot use 'nosuch://x'"):
+        parse_config({"auth": {"rate_limit": {"storage": "nosuch://x"}}})

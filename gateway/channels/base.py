@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from flask_sock import Sock
 
     from gateway.channels.manager import ChannelSet
+    from gateway.observe.metrics import Metrics
     from gateway.reload import Reloader
     from gateway.settings import Settings
     from gateway.store import Store
@@ -52,6 +53,7 @@ class Services:
     reloader: Reloader
     webui: Path
     channels: ChannelSet  # filled once every channel is built; the console lists them
+    metrics: Metrics
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,8 @@ class WebSocketChannel(WebChannel):
             ws.send(json.dumps({"type": "auth.ok"}))
         conn = _Connection(ws, credential, peer)
         self.connections.add(conn)
+        metrics = self.services.metrics
+        metrics.connection_opened(self.name)
         try:
             while True:
                 data = ws.receive()
@@ -101,6 +103,7 @@ class WebSocketChannel(WebChannel):
         except ConnectionClosed:
             pass
         finally:
+            metrics.connection_closed(self.name)
             conn.gone.set()
             self.connections.discard(conn)
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 
 from limits import RateLimitItem, parse
-from limits.storage import MemoryStorage, Storage
+from limits.storage import MemoryStorage, Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from gateway.guards.chain import Allow, Caller, Refuse, Verdict
@@ -53,7 +53,13 @@ def parse_rate(text: str) -> RateLimitItem:
     raise ValueError(f"expected a rate such as '100/min', '1000/hour' or '5/10s', got {text!r}")
 
 
-def new_limiter(storage: Storage | None = None) -> MovingWindowRateLimiter:
+def new_limiter(storage: Storage | str | None = None) -> MovingWindowRateLimiter:
+    """A limiter on `storage` (a `limits` storage or its URI; default: this process's memory)."""
+    if isinstance(storage, str):
+        found = storage_from_string(storage)
+        if not isinstance(found, Storage):
+            raise ValueError(f"{storage!r} is an asyncio storage; use a synchronous one")
+        storage = found
     return MovingWindowRateLimiter(storage or MemoryStorage())
 
 
@@ -61,23 +67,34 @@ class RateLimit:
     name = "rate_limit"
 
     def __init__(self, limiter: MovingWindowRateLimiter, *, global_limit: str, per_ip: str,
-                 exempt: tuple[Network, ...]) -> None:
+                 exempt: tuple[Network, ...], per_sender: str = "30/min",
+                 chat_channels: frozenset[str] = frozenset()) -> None:
         self.limiter = limiter
         # the address first: a flooding address refused there spends none of the global budget
         self.limits: list[tuple[RateLimitItem, str]] = [(parse_rate(per_ip), "ip"),
                                                         (parse_rate(global_limit), "global")]
+        self.per_sender = parse_rate(per_sender)
         self.exempt = exempt
+        self.chat_channels = chat_channels
 
     def check(self, caller: Caller, principal: str) -> Verdict:
+        if caller.channel in self.chat_channels and caller.sender and caller.text is not None:
+            # a chat platform speaks for many people from one address: each has a budget
+            key = f"{caller.channel}:{caller.sender}"
+            if not self.limiter.hit(self.per_sender, "sender", key):
+                return self._refuse(self.per_sender, "sender", key, "your limit as a sender")
         if in_networks(caller.peer, self.exempt):
             return Allow()
         for item, scope in self.limits:
             key = "all" if scope == "global" else caller.peer
             if not self.limiter.hit(item, scope, key):
-                reset = self.limiter.get_window_stats(item, scope, key).reset_time
-                wait = max(1.0, round(reset - time.time()))
                 which = ("the gateway's global limit" if scope == "global"
                          else "the limit for your address")
-                return Refuse("rate_limited", f"Too many requests: {which} is {item} "
-                              f"(auth.rate_limit). Try again in {wait:.0f} s.", wait)
+                return self._refuse(item, scope, key, which)
         return Allow()
+
+    def _refuse(self, item: RateLimitItem, scope: str, key: str, which: str) -> Refuse:
+        reset = self.limiter.get_window_stats(item, scope, key).reset_time
+        wait = max(1.0, round(reset - time.time()))
+        return Refuse("rate_limited", f"Too many requests: {which} is {item} "
+                      f"(auth.rate_limit). Try again in {wait:.0f} s.", wait)

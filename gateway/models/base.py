@@ -41,6 +41,8 @@ class ModelResult:
     text: str
     endpoint: str
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    prompt_tokens: int = 0  # as the model counted them (0 when it did not say)
+    completion_tokens: int = 0
 
 
 class Provider(Protocol):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gateway.config import for_skills
 from gateway.skills.errors import SkillError, SkillLoadError
 from gateway.skills.handlers import SkillHandler, SkillResult
 from gateway.skills.hostpool import SkillHostPool
@@ -87,7 +88,7 @@ class SkillLoader:
     def configure(self, config: Config) -> None:
         """A new config.yaml: hosts hand it to `context.tool`/`context.ask` from the next
         load on (the reloader reloads the skills after a config change)."""
-        self.hosts.config = config.model_dump(by_alias=True)
+        self.hosts.config = for_skills(config)
         self.default_timeout = config.skills.timeout
 
     def build(self, previous: SkillSet) -> SkillSet:
