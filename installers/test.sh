@@ -2,8 +2,8 @@
 # Install Moltbot with its test tools into ./.venv and run every check: ruff, mypy, pytest.
 # Tests drive real programs from Debian: Chromium (browser tests, through Playwright), nginx and
 # openssl (the TLS proxy config), Mosquitto and its clients (the broker config),
-# desktop-file-validate and shellcheck (the installers' files) and binutils (PyInstaller reads
-# binaries with objdump). As root this installs those that are missing with apt-get; otherwise
+# desktop-file-validate and shellcheck (the installers' files), binutils (PyInstaller reads
+# binaries with objdump) and gnome-keyring with dbus (a real Secret Service for the keyring). As root this installs those that are missing with apt-get; otherwise
 # install them yourself (sudo apt-get install chromium nginx ...); a test whose program is
 # missing is skipped and says so.
 set -euo pipefail
@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 need=()
 for pair in chromium:chromium nginx:nginx openssl:openssl mosquitto:mosquitto \
     mosquitto_sub:mosquitto-clients desktop-file-validate:desktop-file-utils \
-    shellcheck:shellcheck objdump:binutils; do
+    shellcheck:shellcheck objdump:binutils gnome-keyring-daemon:gnome-keyring \
+    dbus-run-session:dbus; do
   command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
 done
 if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
