@@ -296,6 +296,22 @@ def test_nginx_proxies_https_and_websockets(gateway: GatewayProcess,
     assert len(deltas) >= 2 and frames[-1]["text"] == "echo: stream via nginx"
 
 
+def test_nginx_refuses_tls_1_1_and_speaks_1_2_or_newer(nginx_in_front: dict[str, Any]) -> None:
+    """openssl's own client offers exactly one version (SECLEVEL=0 so that it may offer 1.1
+    at all): nginx must refuse 1.1 with a protocol-version alert and accept 1.2."""
+    def handshake(version: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["openssl", "s_client", "-connect", f"127.0.0.1:{nginx_in_front['https']}",
+             f"-{version}", "-cipher", "DEFAULT:@SECLEVEL=0", "-CAfile",
+             str(nginx_in_front["cert"]), "-servername", "127.0.0.1"],
+            input="", capture_output=True, text=True, timeout=30)
+
+    old = handshake("tls1_1")
+    assert old.returncode != 0 and "protocol version" in (old.stdout + old.stderr).lower()
+    modern = handshake("tls1_2")
+    assert modern.returncode == 0 and "TLSv1.2" in modern.stdout
+
+
 # ----------------------------------------------------------------------------- mosquitto
 
 
