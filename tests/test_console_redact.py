@@ -17,7 +17,7 @@ SAMPLES = [
 
 
 def run_all(text: str) -> str:
-    for pattern, replacement, _ in _SECRETS:
+    for _, pattern, replacement in _SECRETS:
         text = pattern.sub(replacement, text)
     return text
 

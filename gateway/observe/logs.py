@@ -22,27 +22,27 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 ACCESS_LOGGER = "moltbot.access"
 
-_SECRETS = [  # (pattern, replacement, a cheap test on the lower-cased text it needs to hold)
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/@\s:]*:[^/@\s]*@"), r"\1***@",
-     lambda s: "://" in s and "@" in s),  # user:pw@
-    (re.compile(r"\bmb_[A-Za-z0-9_\-]{16,}"), "mb_***", lambda s: "mb_" in s),
-    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/\-]{8,}=*"), r"\1***", lambda s: "bearer" in s),
-    (re.compile(r"(?i)((?:api[_-]?key|token|secret|password)[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,]{4,}"),
-     r"\1***", lambda s: "api" in s or "token" in s or "secret" in s or "password" in s),
+# Each pattern with the plain substrings (of the lowercased text) it cannot match without:
+# most log lines hold none of them, and a substring test is a hundred times cheaper than the
+# case-insensitive regular expressions (70 us for a 450-character access line, measured).
+_SECRETS = [
+    (("://",), re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/@\s:]*:[^/@\s]*@"), r"\1***@"),
+    (("mb_",), re.compile(r"\bmb_[A-Za-z0-9_\-]{16,}"), "mb_***"),
+    (("bearer",), re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/\-]{8,}=*"), r"\1***"),
+    (("key", "token", "secret", "password"),
+     re.compile(r"(?i)((?:api[_-]?key|token|secret|password)[\"']?\s*[:=]\s*[\"']?)"
+                r"[^\s\"'&,]{4,}"), r"\1***"),
 ]
-# Characters that (?i) matches to an ASCII letter but that lower() does not turn into it.
+# Characters that (?i) matches to an ASCII letter but that lower() does not turn into one.
 _FOLD = str.maketrans({"\u0131": "i", "\u017f": "s"})
 
 
 def redact(text: str) -> str:
-    """Mask what looks like a credential. Each pattern runs only when the text holds the
-    words it needs (a substring test is ~100x cheaper than the regex), so the common line or
-    message with nothing to mask costs a few microseconds instead of ~0.1 us a character."""
-    folded = text.lower()
-    if not folded.isascii():
-        folded = folded.translate(_FOLD)
-    for pattern, replacement, present in _SECRETS:
-        if present(folded):
+    lowered = text.lower()
+    if not lowered.isascii():
+        lowered = lowered.translate(_FOLD)
+    for needles, pattern, replacement in _SECRETS:
+        if any(n in lowered for n in needles):
             text = pattern.sub(replacement, text)
     return text
 
@@ -97,7 +97,8 @@ def _file(path: Path, level: int, max_bytes: int, backups: int,
                                   encoding="utf-8")
     handler.setLevel(level)
     handler.setFormatter(formatter or logging.Formatter(FORMAT))
-    handler.addFilter(RedactingFilter())
+    if not isinstance(formatter, EcsFormatter):  # that one redacts the whole line itself
+        handler.addFilter(RedactingFilter())
     return handler
 
 
