@@ -35,6 +35,7 @@ def page(browser: object, gateway: GatewayProcess) -> Iterator[object]:  # noqa:
 
 
 def shot(page: object, name: str) -> None:
+    page.evaluate("window.scrollTo(0, 0)")  # type: ignore[attr-defined]
     page.screenshot(path=str(OUTPUT / f"console-{name}.png"), full_page=True)  # type: ignore[attr-defined]
 
 
@@ -57,6 +58,9 @@ def test_console_end_to_end(page: object, gateway: GatewayProcess) -> None:
     expect(reply).to_contain_text("echo: hello console zebra")
     expect(reply.locator("small a")).to_contain_text("trace")
     msg_id = re.search(r"m[0-9a-f]+", reply.locator("small a").inner_text()).group(0)
+    page.fill("#chat-text", "and a second turn")
+    page.keyboard.press("Enter")
+    expect(page.locator(".bubble.bot").last).to_contain_text("echo: and a second turn")
     shot(page, "chat")
 
     # logs: the live tail, filtered by a keyword, shows the next message as it arrives
@@ -83,6 +87,20 @@ def test_console_end_to_end(page: object, gateway: GatewayProcess) -> None:
     expect(page.locator("#ss-list button").first).to_be_visible()
     page.locator("#ss-list button", has_text="websocket").first.click()
     expect(page.locator("article.turn", has_text="hello console zebra")).to_be_visible()
+    # replay message by message: each step opens that message's trace
+    page.click("#ss-next")
+    expect(page.locator("#ss-step")).to_have_text("1 / 2")
+    first = page.locator("article.turn.current")
+    expect(first).to_contain_text("hello console zebra")
+    expect(first.locator(".wf-name", has_text=re.compile("^model$"))).to_be_visible()
+    page.click("#ss-next")
+    expect(page.locator("#ss-step")).to_have_text("2 / 2")
+    second = page.locator("article.turn.current")
+    expect(second).to_contain_text("and a second turn")
+    # the second turn's model saw the first one: the context the replay shows says why
+    expect(second.locator(".given .g.user").first).to_have_text(re.compile("hello console zebra"))
+    expect(second.locator(".given .g.user").first).to_be_visible()
+    expect(page.locator("#ss-next")).to_be_disabled()
     shot(page, "sessions")
 
     # overview: live figures and token usage from the model's own counts

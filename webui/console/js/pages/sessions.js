@@ -42,16 +42,37 @@ async function messageCard(msg, open) {
       h("code", {}, msg.id), msg.route ? h("span", {}, `${t("ss.route")}: ${msg.route}`) : null),
     h("div.text", {}, msg.text),
     msg.reply !== null ? h("div.reply", {}, msg.reply) : null, body);
-  const show = async () => {
+  const show = async (withInput = open) => {
     const full = await api(`/api/v1/messages/${encodeURIComponent(msg.id)}`);
     body.replaceChildren(
       h("details", {open: true}, h("summary", {}, t("ss.trace")), waterfall(full.spans)),
-      h("details", {open: open}, h("summary", {}, t("ss.given")), given(full.model_input)),
+      h("details", {open: withInput}, h("summary", {}, t("ss.given")), given(full.model_input)),
       h("div.toolbar", {}, h("a.button", {href: `#/logs/msg/${encodeURIComponent(msg.id)}`}, "≡ ", t("ss.logs"))));
   };
   if (open) await show();
-  else body.append(h("button.small", {type: "button", onclick: show}, t("ss.trace")));
+  else body.append(h("button.small", {type: "button", onclick: () => show()}, t("ss.trace")));
+  card.showTrace = show;
   return card;
+}
+
+// Step through a session one message at a time: each step opens that message's trace.
+function replayBar(cards) {
+  let at = -1;
+  const where = h("span.pill", {id: "ss-step", role: "status"}, `0 / ${cards.length}`);
+  const prev = h("button", {type: "button", id: "ss-prev", disabled: true}, "◂ ", t("ss.prev"));
+  const next = h("button.primary", {type: "button", id: "ss-next"}, t("ss.next"), " ▸");
+  async function go(i) {
+    at = Math.max(0, Math.min(cards.length - 1, i));
+    cards.forEach((c, j) => c.classList.toggle("current", j === at));
+    await cards[at].showTrace(true);
+    cards[at].scrollIntoView({block: "nearest"});
+    where.textContent = `${at + 1} / ${cards.length}`;
+    prev.disabled = at === 0;
+    next.disabled = at === cards.length - 1;
+  }
+  prev.addEventListener("click", () => go(at - 1));
+  next.addEventListener("click", () => go(at + 1));
+  return h("div.toolbar", {}, prev, next, where);
 }
 
 export function mount(main, args) {
@@ -75,7 +96,8 @@ export function mount(main, args) {
     const body = await api(`/api/v1/messages?${params}`);
     const msgs = openAll ? body.messages.slice().reverse() : body.messages;
     const cards = await Promise.all(msgs.map((m) => messageCard(m, msgs.length === 1)));
-    view.replaceChildren(h("h2", {}, title), ...(cards.length ? cards : [empty(t("ss.no_match"))]));
+    const bar = openAll && cards.length > 1 ? replayBar(cards) : null;
+    view.replaceChildren(h("h2", {}, title), bar || "", ...(cards.length ? cards : [empty(t("ss.no_match"))]));
   }
 
   form.addEventListener("submit", (e) => {
