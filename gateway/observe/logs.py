@@ -26,7 +26,8 @@ ACCESS_LOGGER = "moltbot.access"
 # most log lines hold none of them, and a substring test is a hundred times cheaper than the
 # case-insensitive regular expressions (70 us for a 450-character access line, measured).
 _SECRETS = [
-    (("://",), re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/@\s:]*:[^/@\s]*@"), r"\1***@"),
+    # "@", not "://": every link has "://", only one with a password has "@" too
+    (("@",), re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/@\s:]*:[^/@\s]*@"), r"\1***@"),
     (("mb_",), re.compile(r"\bmb_[A-Za-z0-9_\-]{16,}"), "mb_***"),
     (("bearer",), re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/\-]{8,}=*"), r"\1***"),
     (("key", "token", "secret", "password"),
