@@ -132,7 +132,7 @@ def test_paths_are_checked_like_the_files_tool(tmp_path: Any) -> None:
     (tmp_path / "skills").mkdir()
     for root, path in (("skills", "/etc/passwd.py"), ("skills", "../config.yaml"),
                        ("skills", "a/../../x.py"), ("data", "x.md"), ("skills", "x\x00.py"),
-                       ("skills", "run.exe")):
+                       ("skills", "run.exe"), ("skills", "sub/x.py")):
         with pytest.raises(PathRefused):
             resolve(tmp_path, root, path)
     assert resolve(tmp_path, "skills", "new.py") == (tmp_path / "skills/new.py").resolve()

@@ -40,6 +40,9 @@ def resolve(workspace: Path, root: str, path: str) -> Path:
     parts = PurePosixPath(path).parts
     if ".." in parts:
         raise PathRefused(f"{path!r}: '..' is not allowed; stay inside {root}/")
+    if root == "skills" and len(parts) > 1:
+        raise PathRefused(f"{path!r}: skills load from skills/ itself, not its subfolders; "
+                          f"name the file skills/{parts[-1]}")
     base = (workspace / root).resolve()
     target = base.joinpath(*parts).resolve()
     if base not in target.parents:
