@@ -16,6 +16,7 @@ from flask_sock import Sock
 import webui
 from gateway.api.admin import build_admin
 from gateway.api.errors import register_error_handlers
+from gateway.api.login_codes import LoginCodes, build_login_codes
 from gateway.api.pages import build_pages
 from gateway.channels.base import Channel
 from gateway.channels.http import HttpChannel
@@ -141,8 +142,11 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     app.config["SOCK_SERVER_OPTIONS"] = {"ping_interval": WS_PING_INTERVAL,
                                          "max_message_size": config.gateway.max_body_bytes}
     register_error_handlers(app, config.gateway.max_body_bytes)
+    login_codes, redeem_code = build_login_codes(authenticator, LoginCodes(), store,
+                                                 config.auth.token_expire)
+    app.register_blueprint(login_codes)
     app.register_blueprint(build_pages(authenticator, Path(webui.__file__).parent,
-                                       int(config.auth.token_expire)))
+                                       int(config.auth.token_expire), redeem_code))
 
     http = HttpChannel(pipeline.handle, authenticator)
     app.register_blueprint(http.blueprint)

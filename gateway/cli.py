@@ -221,6 +221,17 @@ def dashboard(token_gen: bool, expire: str, port: int | None, as_json: bool) -> 
 
 
 @main.command()
+@click.option("--port", type=int, help="Gateway port (default: gateway.port).")
+@click.option("--start", is_flag=True, help="Start the gateway at once.")
+def tray(port: int | None, start: bool) -> None:
+    """The tray icon: start and stop the gateway, open the console signed in."""
+    from desktop.__main__ import main as tray_main
+
+    sys.exit(tray_main([*(["--port", str(port)] if port else []),
+                        *(["--start"] if start else [])]))
+
+
+@main.command()
 @click.argument("msg_id")
 @click.option("--json", "as_json", is_flag=True)
 def trace(msg_id: str, as_json: bool) -> None:

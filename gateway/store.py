@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    func,
     insert,
     select,
     update,
@@ -169,6 +170,12 @@ class Store:
         with self.engine.connect() as conn:
             row = conn.execute(select(messages.c.trace).where(messages.c.id == msg_id)).first()
         return [Span(**s) for s in json.loads(row.trace)] if row and row.trace else []
+
+    def count_messages_since(self, since: float) -> int:
+        """How many messages arrived at or after `since` (the tray's "messages today")."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(messages)
+                                    .where(messages.c.created_at >= since)).scalar_one())
 
     def history(self, session_id: str, limit: int) -> list[tuple[str, str]]:
         """The session's last `limit` answered chat turns, oldest first, as (user, assistant).

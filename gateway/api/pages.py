@@ -7,6 +7,7 @@ page reads it, posts it here, and wipes it from the address bar).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from flask import Blueprint, Response, jsonify, redirect, request, send_from_directory
@@ -18,8 +19,8 @@ from gateway.api.errors import error_response
 from gateway.guards.tokens import TokenAuthenticator
 
 
-def build_pages(authenticator: TokenAuthenticator, webui: Path,
-                cookie_max_age: int) -> Blueprint:
+def build_pages(authenticator: TokenAuthenticator, webui: Path, cookie_max_age: int,
+                redeem_code: Callable[[str], str | None] | None = None) -> Blueprint:
     bp = Blueprint("pages", __name__)
 
     @bp.get("/healthz")
@@ -45,6 +46,12 @@ def build_pages(authenticator: TokenAuthenticator, webui: Path,
     def login() -> ResponseReturnValue:
         data = request.get_json(silent=True) or {}
         token = data.get("token") if isinstance(data, dict) else None
+        code = data.get("code") if isinstance(data, dict) else None
+        if isinstance(code, str) and redeem_code and not token:  # gateway.api.login_codes
+            token = redeem_code(code)
+            if not token:
+                return error_response(401, "unauthorized", "That sign-in code is used or "
+                                      "expired; open the console from the tray again.")
         principal = authenticator.verify(token if isinstance(token, str) else None)
         if not principal:
             return error_response(401, "unauthorized", "That token is unknown or expired; "
