@@ -1,9 +1,10 @@
 """The tray icon and its menu: what the user sees and clicks.
 
 Each menu action is a method here; the gateway's process is the supervisor's business and the
-console sign-in the credential's. Where the backend has no menu (pystray's plain X11 backend),
-a click on the icon runs the default item: Start gateway when it is stopped, Open console when
-it runs.
+console sign-in the credential's. A left click on the icon runs the default item: Start gateway
+when it is stopped, Open console when it runs. On Linux the menu needs PyGObject (pystray's GTK
+or AppIndicator backend); without it pystray falls back to plain X11, which shows the icon but
+has no menu and takes no clicks, so the tray says so at start.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ from gateway.workspace import Workspace
 log = logging.getLogger(__name__)
 
 
+NO_MENU = ("This tray backend shows the icon only, with no menu: install PyGObject "
+           "(pip install 'moltbot[tray]', with apt-get install gir1.2-gtk-3.0).")
+
+
 class TrayUnavailable(Exception):
     """No tray can be shown here (no display, no backend); the message says what to do."""
 
@@ -38,6 +43,16 @@ def load_pystray() -> Any:
         raise TrayUnavailable(f"No tray can be shown here ({e}). Run `moltbot tray` from your "
                               f"desktop session, or use `moltbot gateway start`.") from e
     return pystray
+
+
+def flush_x11(icon: Any) -> None:
+    """Send what pystray's X11 backend left queued. When `stop()` comes from another thread
+    than the icon's loop, python-xlib (0.33) can leave the window's destroy request unsent:
+    the loop then waits forever for the DestroyNotify that ends it. Other backends have no
+    `_display` and need nothing."""
+    display = getattr(icon, "_display", None)
+    if display is not None:
+        display.flush()
 
 
 class TrayApp:
@@ -54,12 +69,15 @@ class TrayApp:
         self.keyring_problem = credential.problem()
         self.store = Store(ws.db_url)
         self.looping = False  # the icon's event loop runs (never, under the dummy backend)
+        self.quitting = False
         self.last_notice = ""
         self.status = ""
         self.supervisor = GatewaySupervisor(ws, host, port, shutdown_timeout,
                                             on_change=self.refresh, notify=self.notify)
         self.icon = self.pystray.Icon("moltbot", draw_icon(State.STOPPED), "Moltbot",
                                       menu=self.build_menu())
+        if not self.icon.HAS_MENU:
+            log.warning("%s", NO_MENU)
 
     def build_menu(self) -> Any:
         item, separator = self.pystray.MenuItem, self.pystray.Menu.SEPARATOR
@@ -123,24 +141,27 @@ class TrayApp:
 
     def quit(self) -> None:
         """Stop a gateway this tray started, leave one it found running, end the loop."""
+        self.quitting = True
         self.supervisor.shutdown()
         self.store.close()
         if self.looping:
             self.icon.stop()
+            flush_x11(self.icon)
 
     # state shown --------------------------------------------------------------------------
     def status_line(self) -> str:
+        """ASCII only: pystray's X11 backend sets it as a Latin-1 window title."""
         state, port = self.supervisor.state, self.port
         today = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
         count = self.store.count_messages_since(today)
         messages = f"{count} message{'s' if count != 1 else ''} today"
         if state is State.RUNNING:
-            return f"Running on port {port} · {messages}"
+            return f"Running on port {port} - {messages}"
         if state is State.STARTING:
-            return f"Starting on port {port}…"
+            return f"Starting on port {port}..."
         if state is State.ERROR:
             return f"Error on port {port}: {self.supervisor.detail}"
-        return f"Stopped (port {port}) · {messages}"
+        return f"Stopped (port {port}) - {messages}"
 
     def refresh(self) -> None:
         """After each look at the gateway: redraw the icon, title and menu when they change."""
@@ -173,4 +194,11 @@ class TrayApp:
             self.looping = True
             self.begin()
 
-        self.icon.run(setup=setup)
+        try:
+            self.icon.run(setup=setup)
+        except Exception:
+            # pystray's GTK backend withdraws its last notification on the way out and fails
+            # where the desktop runs no notification service; by then everything is stopped.
+            if not self.quitting:
+                raise
+            log.warning("the tray closed with an error after Quit", exc_info=True)

@@ -100,7 +100,7 @@ def test_start_and_stop_from_the_menu(make_tray: Callable[..., Any]) -> None:
     from desktop.icon import State, draw_icon
 
     tray = make_tray()
-    assert tray.status == f"Stopped (port {tray.port}) · 0 messages today"
+    assert tray.status == f"Stopped (port {tray.port}) - 0 messages today"
     assert tray.icon.icon.tobytes() == draw_icon(State.STOPPED).tobytes()
     assert item(tray, "Start gateway").enabled and not item(tray, "Open console").enabled
 
@@ -259,3 +259,13 @@ def test_each_state_has_its_own_look() -> None:
 
     looks = {draw_icon(s).tobytes() for s in State}
     assert len(looks) == len(State)
+
+
+def test_without_a_display_the_tray_says_what_to_do(home: Path) -> None:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "PYSTRAY_BACKEND")}
+    result = subprocess.run([sys.executable, "-m", "gateway", "tray", "--port", str(free_port())],
+                            env={**env, "MOLTBOT_HOME": str(home)}, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 1
+    assert "No tray can be shown here" in result.stderr and "gateway start" in result.stderr
