@@ -7,84 +7,87 @@ here. `build_gateway` is also what tests call to get a real app without a server
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from flask import Flask
 from flask_sock import Sock
 
 import webui
-from gateway.api.admin import build_admin
+from gateway.api.credentials import request_credential
+from gateway.api.door import caller_of
 from gateway.api.errors import register_error_handlers
-from gateway.api.login_codes import LoginCodes, build_login_codes
-from gateway.api.pages import build_pages
-from gateway.channels.base import Channel
-from gateway.channels.http import HttpChannel
-from gateway.channels.websocket import WebSocketChannel
+from gateway.api.health import health
+from gateway.api.metrics import build_metrics_api
+from gateway.channels.base import Services
+from gateway.channels.manager import ChannelSet
 from gateway.chat import ChatResponder
-from gateway.config import Config
-from gateway.guards.chain import GuardChain, RequirePrincipal
-from gateway.guards.tokens import TokenAuthenticator
+from gateway.config import Config, for_skills
+from gateway.execute import Executor
+from gateway.guards.chain import Allow
 from gateway.knowledge import KnowledgeBase
-from gateway.models.pool import ModelPool
-from gateway.models.registry import build_pools
+from gateway.observe.alerting.service import Alerting
+from gateway.observe.audit import audit, config_changes
+from gateway.observe.metrics import Metrics
+from gateway.observe.window import Window
 from gateway.pipeline import Pipeline
 from gateway.reload import Reloader
 from gateway.sessions import SessionManager
+from gateway.settings import Process, build_settings
 from gateway.skills.catalog import SkillLoader
 from gateway.skills.hostpool import SkillHostPool
 from gateway.store import Store
-from gateway.tools import Tool, build_tools
 from gateway.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 WS_PING_INTERVAL = 25
+RESTART_ONLY = ("host", "port", "max_connections", "max_body_bytes", "keepalive_timeout",
+                "request_timeout", "max_connections_per_ip")
 
 
 @dataclass
 class Gateway:
     app: Flask
-    config: Config
     workspace: Workspace
-    store: Store
+    process: Process
     pipeline: Pipeline
     reloader: Reloader
-    authenticator: TokenAuthenticator
-    channels: list[Channel] = field(default_factory=list)
-    retired_pools: list[ModelPool] = field(default_factory=list)
+    channels: ChannelSet
+    alerting: Alerting
 
-    def __post_init__(self) -> None:
-        self.reloader.on_config = self.apply_config  # a valid config.yaml edit lands here
+    @property
+    def config(self) -> Config:
+        return self.pipeline.settings.config
 
     def start(self) -> None:
-        """Load the skills, watch the workspace, start the channels."""
+        """Load the skills, watch the workspace, start the channels that are switched on and
+        the alert rules (ERROR log lines go by mail when alerts have an SMTP sender)."""
         self.reloader.start()
-        for channel in self.channels:
-            channel.start()
+        self.channels.start()
+        logging.getLogger().addHandler(self.alerting.error_mail)
+        self.alerting.start()
 
     def apply_config(self, config: Config) -> None:
-        """Take a new, already validated config.yaml: models and session settings swap now.
+        """Take a new, validated config.yaml: build a whole settings snapshot and swap it.
 
-        The listening address and connection limits need a restart; the log says so.
+        Raises ConfigError (the reloader then keeps the last good config) when a channel's
+        options are wrong. The listening address and connection limits need a restart.
         """
-        old_pools = self.pipeline.models
-        self.pipeline.models = build_pools(config, str(self.workspace.config_path))
-        self.pipeline.chat_model = config.chat_model()
-        self.pipeline.chat.context_tokens = config.gateway.context_tokens
-        self.pipeline.chat.tools = build_model_tools(self.workspace, config)
-        self.pipeline.sessions.timeout = config.gateway.session_timeout
-        self.pipeline.sessions.history_chars = history_chars(config)
-        self.authenticator.set_static_tokens(config.auth.tokens)
-        self.reloader.loader.hosts.config = config.model_dump(by_alias=True)
-        self.reloader.loader.default_timeout = config.skills.timeout
-        if (config.gateway.host, config.gateway.port, config.gateway.max_connections) != (
-                self.config.gateway.host, self.config.gateway.port,
-                self.config.gateway.max_connections):
-            log.warning("gateway.host/port/max_connections changed: restart to apply them")
-        self.config = config
-        # Replies in flight may still stream through the old clients: close them at stop.
-        self.retired_pools.extend(old_pools.values())
+        settings = build_settings(config, self.process)
+        before = self.config.gateway
+        changes = config_changes(self.config.model_dump(by_alias=True),
+                                 config.model_dump(by_alias=True))
+        old = self.pipeline.use_settings(settings)
+        audit("config.applied", actor="config.yaml", changes=changes)
+        self.reloader.loader.configure(config)
+        self.channels.apply(settings.channels)
+        self.alerting.apply(config.alerts)
+        old.retire()  # its model pools close once their last call finishes
+        changed = [k for k in RESTART_ONLY if getattr(before, k) != getattr(config.gateway, k)]
+        if changed:
+            log.warning("gateway.%s changed: restart the gateway to apply", ", gateway.".join(
+                changed))
 
     def stop(self, timeout: float) -> list[str]:
         """Finish in-flight replies (up to `timeout`), then stop every part.
@@ -96,65 +99,44 @@ class Gateway:
         if not self.pipeline.drain(timeout):
             problems.append(f"messages still in flight after {timeout:.0f}s were abandoned")
         self.reloader.stop()
-        for channel in self.channels:
-            try:
-                channel.stop()
-            except Exception as e:  # collect, keep stopping the rest
-                log.exception("channel %s failed to stop", channel.name)
-                problems.append(f"channel {channel.name}: {e}")
-        for pool in [*self.retired_pools, *self.pipeline.models.values()]:
+        problems += self.channels.stop()
+        self.alerting.stop()
+        logging.getLogger().removeHandler(self.alerting.error_mail)
+        for pool in self.pipeline.settings.models.values():
             pool.close()
-        self.store.close()
+        self.process.metrics.close()
+        self.process.store.close()
         return problems
 
 
-def history_chars(config: Config) -> int:
-    """How much of a conversation to keep in memory: more than the context budget can send
-    (a token is rarely over 4 characters; 8 leaves room), and never under 32,000."""
-    return max(32_000, config.gateway.context_tokens * 8)
-
-
-def build_model_tools(workspace: Workspace, config: Config) -> dict[str, Tool]:
-    """The tools the model itself may call: only those `tools.offer_to_model` names."""
-    tools = build_tools(workspace.root, **config.tools.model_dump(exclude={"offer_to_model"}))
-    return {name: tools[name] for name in config.tools.offer_to_model}
-
-
 def build_gateway(workspace: Workspace, config: Config) -> Gateway:
+    """Everything the gateway process runs; raises ConfigError for bad channel options."""
     store = Store(workspace.db_url)
-    authenticator = TokenAuthenticator(store, config.auth.tokens)
+    metrics = Metrics(Window(max(600, int(config.alerts.longest_window()) + 1)))
+    process = Process(workspace, store, metrics=metrics)
+    settings = build_settings(config, process)
     knowledge = KnowledgeBase(workspace.knowledge,
                               max_tokens=min(500, config.gateway.context_tokens // 4))
-    sessions = SessionManager(store, config.gateway.session_timeout,
-                              history_chars=history_chars(config))
-    pipeline = Pipeline(
-        store=store,
-        sessions=sessions,
-        guards=GuardChain([RequirePrincipal()]),
-        models=build_pools(config, str(workspace.config_path)),
-        chat_model=config.chat_model(),
-        chat=ChatResponder(sessions, knowledge, config.gateway.context_tokens,
-                           build_model_tools(workspace, config)),
-    )
+    sessions = SessionManager(store)
+    pipeline = Pipeline(store=store, settings=settings, metrics=metrics,
+                        executor=Executor(sessions, ChatResponder(sessions, knowledge)))
 
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = config.gateway.max_body_bytes
     app.config["SOCK_SERVER_OPTIONS"] = {"ping_interval": WS_PING_INTERVAL,
                                          "max_message_size": config.gateway.max_body_bytes}
     register_error_handlers(app, config.gateway.max_body_bytes)
-    login_codes, redeem_code = build_login_codes(authenticator, LoginCodes(), store,
-                                                 config.auth.token_expire)
-    app.register_blueprint(login_codes)
-    app.register_blueprint(build_pages(authenticator, Path(webui.__file__).parent,
-                                       int(config.auth.token_expire), redeem_code))
+    app.register_blueprint(health)
+    app.register_blueprint(build_metrics_api(metrics, lambda req: isinstance(pipeline.admit(
+        caller_of(pipeline, req, "console", request_credential(req))), Allow)))
 
-    http = HttpChannel(pipeline.handle, authenticator)
-    app.register_blueprint(http.blueprint)
-    websocket = WebSocketChannel(pipeline.handle, authenticator, Sock(app))
-    hosts = SkillHostPool(workspace.root, config.skills.host_processes,
-                          config.model_dump(by_alias=True))
+    hosts = SkillHostPool(workspace.root, config.skills.host_processes, for_skills(config))
     loader = SkillLoader(workspace.root, hosts, config.skills.timeout)
     reloader = Reloader(workspace, config, loader, knowledge, on_skills=pipeline.use_skills)
-    app.register_blueprint(build_admin(authenticator, reloader, store))
-    return Gateway(app, config, workspace, store, pipeline, reloader, authenticator,
-                   [http, websocket])
+    channels = ChannelSet()
+    channels.build(Services(pipeline, app, Sock(app), store, reloader,
+                            Path(webui.__file__).parent, channels, metrics), settings.channels)
+    gateway = Gateway(app, workspace, process, pipeline, reloader, channels,
+                      Alerting(config.alerts, metrics.window))
+    reloader.on_config = gateway.apply_config  # a valid config.yaml edit lands here
+    return gateway

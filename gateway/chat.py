@@ -7,7 +7,6 @@ call a span), its answer goes back to the model, and this repeats up to `MAX_TOO
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -19,7 +18,9 @@ from gateway.knowledge import KnowledgeBase, estimate_tokens
 from gateway.message import Trace
 from gateway.models.base import Cancelled, ModelError, ModelResult, NoModelAvailable, OnDelta
 from gateway.models.pool import ModelPool
+from gateway.observe.logs import redact, redact_arguments
 from gateway.sessions import SessionManager
+from gateway.settings import Settings
 from gateway.skills.catalog import SkillSet
 from gateway.skills.handlers import SkillHandler
 from gateway.tools import Tool, ToolError, ToolRefused
@@ -32,40 +33,40 @@ MAX_TOOL_OUTPUT = 8000
 
 @dataclass(frozen=True)
 class ChatOutcome:
-    """Exactly one of: a reply text, an error (code, sentence, HTTP status), a chosen skill."""
+    """Exactly one of: a reply text, an error (code, sentence for the sender), a skill the
+    model chose (handler, the text it passes)."""
 
     text: str = ""
-    error: tuple[str, str, int] | None = None
+    error: tuple[str, str] | None = None
     skill: tuple[SkillHandler, str] | None = None
 
 
 class ChatResponder:
-    def __init__(self, sessions: SessionManager, knowledge: KnowledgeBase | None,
-                 context_tokens: int, tools: dict[str, Tool]) -> None:
+    def __init__(self, sessions: SessionManager, knowledge: KnowledgeBase | None) -> None:
         self.sessions = sessions
         self.knowledge = knowledge
-        self.context_tokens = context_tokens
-        self.tools = tools  # swapped whole when config.yaml changes
 
     def answer(self, pool: ModelPool, msg_id: str, text: str, session_id: str, trace: Trace,
-               skills: SkillSet, on_delta: OnDelta | None,
-               cancel: threading.Event | None) -> ChatOutcome:
+               skills: SkillSet, settings: Settings, on_delta: OnDelta | None,
+               cancel: threading.Event | None, channel: str = "") -> ChatOutcome:
+        context_tokens = settings.context_tokens
         with trace.step("knowledge") as span:
-            passages = find_passages(self.knowledge, text, self.context_tokens // 2)
+            passages = find_passages(self.knowledge, text, context_tokens // 2)
             span.detail = ", ".join(f"{p.passage.title or p.passage.source} ({p.score:.1f})"
                                     for p in passages) or "no passage matched"
         root = self.knowledge.folder.parent if self.knowledge else None
         with trace.step("context") as span:
-            history = self.sessions.history(session_id)
-            budget = self.context_tokens - sum(estimate_tokens(p.passage.text) for p in passages)
+            history = self.sessions.history(session_id, settings.sessions)
+            budget = context_tokens - sum(estimate_tokens(p.passage.text) for p in passages)
             messages = build_messages(history, text, max(budget, 256))
             if passages and root is not None:
                 messages.insert(1, {"role": "system", "content": grounding_prompt(passages, root)})
             span.detail = f"{(len(messages) - 2) // 2} of {len(history)} turns"
-        tools = self.tools
+        tools = settings.model_tools
         offered = [h.tool_spec() for h in skills.handlers] + [t.spec() for t in tools.values()]
         for _ in range(MAX_TOOL_ROUNDS + 1):
-            result = self._call_model(pool, msg_id, messages, trace, offered, on_delta, cancel)
+            result = self._call_model(pool, msg_id, messages, trace, offered, on_delta, cancel,
+                                      channel)
             if isinstance(result, ChatOutcome):
                 return result
             for call in result.tool_calls:
@@ -76,7 +77,9 @@ class ChatResponder:
             calls = [c for c in result.tool_calls if c["name"] in tools]
             if not calls:
                 break
-            messages.append({"role": "assistant", "content": result.text, "tool_calls": calls})
+            turn: dict[str, Any] = {"role": "assistant", "content": result.text,
+                                    "tool_calls": calls}
+            messages.append(turn)
             messages += [self._run_tool(tools[c["name"]], c, trace) for c in calls]
         reply = result.text
         if passages and root is not None:
@@ -88,31 +91,33 @@ class ChatResponder:
 
     def _call_model(self, pool: ModelPool, msg_id: str, messages: list[dict[str, Any]],
                     trace: Trace, offered: list[dict[str, Any]], on_delta: OnDelta | None,
-                    cancel: threading.Event | None) -> ModelResult | ChatOutcome:
+                    cancel: threading.Event | None, channel: str) -> ModelResult | ChatOutcome:
         with trace.step("model") as span:
             try:
                 result = pool.chat(messages, on_delta=on_delta, cancel=cancel,
-                                   tools=offered or None)
+                                   tools=offered or None, channel=channel)
             except NoModelAvailable as e:
-                span.outcome, span.detail = "error", str(e)[:300]
+                span.outcome, span.detail = "error", redact(str(e))[:500]
                 log.warning("msg_id=%s %s", msg_id, e)
-                return ChatOutcome(error=("model_unavailable", str(e), 503))
+                return ChatOutcome(error=("model_unavailable", e.advice))
             except Cancelled as e:
                 span.outcome, span.detail = "cancelled", str(e)
                 log.info("msg_id=%s sender went away; model call cancelled", msg_id)
-                return ChatOutcome(error=("cancelled", "The sender disconnected.", 499))
+                return ChatOutcome(error=("cancelled", "The sender disconnected."))
             except ModelError as e:
-                span.outcome, span.detail = "error", str(e)[:300]
+                span.outcome, span.detail = "error", redact(str(e))[:500]
                 log.warning("msg_id=%s model refused: %s", msg_id, e)
-                return ChatOutcome(error=("model_error", str(e), 502))
+                return ChatOutcome(error=("model_error", f"The model '{pool.name}' refused "
+                                          "the call; `moltbot trace` with this msg_id shows "
+                                          "why."))
             called = ", ".join(c["name"] for c in result.tool_calls)
-            span.detail = f"{pool.name} via {result.endpoint}" + (
+            span.detail = f"{pool.name} via {redact(result.endpoint)}" + (
                 f", calls {called}" if called else "")
         return result
 
     def _run_tool(self, tool: Tool, call: dict[str, Any], trace: Trace) -> dict[str, Any]:
         with trace.step(f"tool:{tool.name}") as span:
-            span.detail = json.dumps(call["arguments"], ensure_ascii=False)[:200]
+            span.detail = redact_arguments(call["arguments"])[:300]
             try:
                 output = tool.call(call["arguments"])
             except ToolRefused as e:

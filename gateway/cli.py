@@ -12,13 +12,20 @@ import time
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 import httpx
 
 from gateway import __version__
-from gateway.config import Config, ConfigError, bind_problem, load_config, parse_duration
+from gateway.config import (
+    Config,
+    ConfigError,
+    bind_problem,
+    for_skills,
+    load_config,
+    parse_duration,
+)
 from gateway.control import (
     DEFAULTS,
     ControlError,
@@ -32,6 +39,7 @@ from gateway.control import (
     start_detached,
     stop_gateway,
 )
+from gateway.private import private_umask
 from gateway.probe import base_url, gateway_pid, is_healthy
 from gateway.secrets import lookup_secret
 from gateway.workspace import Workspace, default_workspace, ensure_workspace
@@ -77,6 +85,7 @@ def _target_ports(ws: Workspace, port: int | None, config: Config | None) -> lis
 @click.version_option(__version__, prog_name="moltbot")
 def main() -> None:
     """Moltbot: your private AI assistant gateway."""
+    private_umask()  # the workspace, the store and tokens it creates are the owner's alone
 
 
 @main.group()
@@ -184,7 +193,7 @@ def _dashboard_gateway(ws: Workspace, port: int | None,
 @click.option("--port", type=int, help="Which gateway (default: the one running).")
 @click.option("--json", "as_json", is_flag=True, help="Print {token, expires_at, url, running}.")
 def dashboard(token_gen: bool, expire: str, port: int | None, as_json: bool) -> None:
-    """Print the console address; with --token-gen, a token to sign in with."""
+    """Print the chat page's address; with --token-gen, a token and a link that signs in."""
     from gateway.guards.tokens import issue_token
     from gateway.store import Store
 
@@ -192,11 +201,11 @@ def dashboard(token_gen: bool, expire: str, port: int | None, as_json: bool) -> 
     ensure_workspace(ws)
     config = _config_or_warn(ws)
     running, url = _dashboard_gateway(ws, port, config)
-    not_running = (f"No gateway is running in {ws.root}: start it with `moltbot gateway "
-                   f"start`{f' --port {port}' if port else ''}; the console will be at {url}")
+    where = f"Chat page: {url}chat" + ("" if running else (
+        f"\nNo gateway is running in {ws.root}: start it with `moltbot gateway start"
+        f"{f' --port {port}' if port else ''}`."))
     if not token_gen:
-        click.echo(f"Console: {url}" if running else not_running)
-        click.echo("Sign in with a token: moltbot dashboard --token-gen")
+        click.echo(f"{where}\nSign in with a token: moltbot dashboard --token-gen")
         return
     try:
         seconds = parse_duration(expire)
@@ -214,8 +223,7 @@ def dashboard(token_gen: bool, expire: str, port: int | None, as_json: bool) -> 
         click.echo(json.dumps({"token": token, "expires_at": when, "url": url,
                                "running": running is not None}))
         return
-    click.echo(f"Token:   {token}\nExpires: {when} (in {expire})")
-    click.echo(f"Console: {url}" if running else not_running)
+    click.echo(f"Token:   {token}\nExpires: {when} (in {expire})\n{where}")
     click.echo(f"Sign-in link (the token is in the #fragment, never sent to the server): "
                f"{url}chat#token={token}")
 
@@ -288,8 +296,9 @@ def skills_list(as_json: bool) -> None:
         sys.exit(1)
 
 
-def _running_skills(ws: Workspace, config: Config) -> tuple[list, dict] | None:
-    """Ask the running gateway (what it has loaded now), with a token valid for a minute."""
+def _ask_gateway(ws: Workspace, config: Config, path: str) -> dict | None:
+    """GET an admin API path from the running gateway with a token valid for a minute, or
+    None when no gateway runs."""
     from gateway.guards.tokens import issue_token
     from gateway.store import Store
 
@@ -301,9 +310,15 @@ def _running_skills(ws: Workspace, config: Config) -> tuple[list, dict] | None:
         token, _ = issue_token(store, 60, label="cli")
     finally:
         store.close()
-    data = httpx.get(f"{url}/api/v1/skills", headers={"Authorization": f"Bearer {token}"},
-                     timeout=10).json()
-    return data["skills"], data["errors"]
+    data: dict = httpx.get(f"{url}{path}", headers={"Authorization": f"Bearer {token}"},
+                           timeout=10).json()
+    return data
+
+
+def _running_skills(ws: Workspace, config: Config) -> tuple[list, dict] | None:
+    """Ask the running gateway what it has loaded now."""
+    data = _ask_gateway(ws, config, "/api/v1/skills")
+    return (data["skills"], data["errors"]) if data else None
 
 
 def _load_skills_here(ws: Workspace, config: Config) -> tuple[list, dict]:
@@ -311,7 +326,7 @@ def _load_skills_here(ws: Workspace, config: Config) -> tuple[list, dict]:
     from gateway.skills.catalog import SkillLoader, SkillSet
     from gateway.skills.hostpool import SkillHostPool
 
-    hosts = SkillHostPool(ws.root, 1, config.model_dump(by_alias=True))
+    hosts = SkillHostPool(ws.root, 1, for_skills(config))
     try:
         current = SkillLoader(ws.root, hosts, config.skills.timeout).build(SkillSet())
     finally:
@@ -342,6 +357,42 @@ def logs(which: str, lines: int, keyword: str | None, follow: bool) -> None:
                 click.echo(line, nl=False)
 
 
+@main.group()
+def secret() -> None:
+    """Secrets in the OS keyring, for ${keyring:NAME} values in config.yaml."""
+
+
+@secret.command("set")
+@click.argument("name")
+def secret_set(name: str) -> None:
+    """Store NAME: typed twice with hidden input, or read from stdin when it is not a terminal."""
+    from gateway.secrets import SERVICE, SecretStoreError, store_secret
+
+    if sys.stdin.isatty():
+        value = click.prompt(f"Value of {name}", hide_input=True, confirmation_prompt=True)
+    else:
+        value = sys.stdin.read().removesuffix("\n").removesuffix("\r")
+    try:
+        backend = store_secret(name, value)
+    except SecretStoreError as e:
+        _fail(f"Not stored: {e}")
+    click.echo(f"Stored {name} in the OS keyring ({backend}, service {SERVICE}). "
+               f"Use it in config.yaml as ${{keyring:{name}}}.")
+
+
+@secret.command("delete")
+@click.argument("name")
+def secret_delete(name: str) -> None:
+    """Remove NAME from the OS keyring."""
+    from gateway.secrets import SecretStoreError, delete_secret
+
+    try:
+        delete_secret(name)
+    except SecretStoreError as e:
+        _fail(f"Not deleted: {e}")
+    click.echo(f"Deleted {name} from the OS keyring.")
+
+
 @main.command()
 def doctor() -> None:
     """Check config, workspace, port and every model endpoint; say how to fix each problem."""
@@ -353,6 +404,295 @@ def doctor() -> None:
         click.echo(f"{'ok  ' if ok else 'FAIL'}  {what}" + ("" if ok else f"\n      fix: {fix}"))
     if not all(ok for ok, _, _ in results):
         sys.exit(1)
+
+
+def _utc(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _seconds(option: str, text: str) -> float:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as e:
+        _fail(f"{option}: {e}", EXIT_CONFIG)
+    if seconds < 0:
+        _fail(f"{option} must not be negative", EXIT_CONFIG)
+    return seconds
+
+
+@main.group()
+def token() -> None:
+    """Bearer tokens for scripts, devices and the console: create, list, revoke, rotate.
+
+    Only a token's hash is stored; its value is shown once, when it is made.
+    """
+
+
+@token.command("create")
+@click.option("--name", required=True, help="What the token is for, e.g. phone or backup.")
+@click.option("--expire", default="30d", show_default=True, help="Lifetime, e.g. 8h, 30d.")
+@click.option("--json", "as_json", is_flag=True, help="Print {token, name, expires_at}.")
+def token_create(name: str, expire: str, as_json: bool) -> None:
+    """Make a new token; it works at once, also in a running gateway."""
+    from gateway.guards.tokens import issue_token
+    from gateway.store import Store
+
+    seconds = _seconds("--expire", expire)
+    if not seconds:
+        _fail("--expire must be longer than 0", EXIT_CONFIG)
+    ws = default_workspace()
+    ensure_workspace(ws)
+    store = Store(ws.db_url)
+    try:
+        value, expires_at = issue_token(store, seconds, label=name)
+    finally:
+        store.close()
+    _audit("token.created", name=name, expires_at=_utc(expires_at))
+    if as_json:
+        click.echo(json.dumps({"token": value, "name": name, "expires_at": _utc(expires_at)}))
+    else:
+        click.echo(f"Token:   {value}\nName:    {name}\nExpires: {_utc(expires_at)}\n"
+                   "It is shown only now: keep it somewhere safe.")
+
+
+@token.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def token_list(as_json: bool) -> None:
+    """Every token that still works: its id, name, creation and expiry (never its value)."""
+    rows = [{"id": r.id, "name": r.label, "created_at": _utc(r.created_at),
+             "expires_at": _utc(r.expires_at)} for r in _token_rows()]
+    if as_json:
+        click.echo(json.dumps({"tokens": rows}))
+        return
+    for row in rows:
+        click.echo(f"{row['id']}  {row['name']:<16} created {row['created_at']}  "
+                   f"expires {row['expires_at']}")
+    if not rows:
+        click.echo("No tokens. Make one with `moltbot token create --name NAME`.")
+
+
+@token.command("revoke")
+@click.argument("name_or_id")
+def token_revoke(name_or_id: str) -> None:
+    """End every token with this name, or the one with this id, within a second."""
+    _end_tokens(name_or_id, 0.0, "revoked")
+
+
+@token.command("rotate")
+@click.argument("name")
+@click.option("--grace", default="1h", show_default=True,
+              help="How long the old token keeps working, e.g. 0, 10m, 1d.")
+@click.option("--expire", default="30d", show_default=True, help="The new token's lifetime.")
+@click.option("--json", "as_json", is_flag=True)
+def token_rotate(name: str, grace: str, expire: str, as_json: bool) -> None:
+    """A new token for NAME; the old one(s) keep working for the grace period, then end."""
+    from gateway.guards.tokens import issue_token
+    from gateway.store import Store
+
+    grace_s, expire_s = _seconds("--grace", grace), _seconds("--expire", expire)
+    old = [r for r in _token_rows() if r.label == name]
+    if not old:
+        _fail(f"No token named {name!r}; `moltbot token list` shows the names.")
+    ws = default_workspace()
+    store = Store(ws.db_url)
+    try:
+        value, expires_at = issue_token(store, expire_s, label=name)
+        store.expire_tokens([r.hash for r in old], time.time() + grace_s)
+    finally:
+        store.close()
+    _audit("token.rotated", name=name, grace_s=grace_s, old=[r.id for r in old])
+    if as_json:
+        click.echo(json.dumps({"token": value, "name": name, "expires_at": _utc(expires_at),
+                               "old_until": _utc(time.time() + grace_s)}))
+    else:
+        click.echo(f"Token:   {value}\nName:    {name}\nExpires: {_utc(expires_at)}\n"
+                   f"The old token works until {_utc(time.time() + grace_s)}.")
+
+
+def _token_rows() -> list:
+    from gateway.store import Store
+
+    ws = default_workspace()
+    if not (ws.data / "moltbot.db").exists():
+        return []
+    store = Store(ws.db_url)
+    try:
+        return store.tokens(time.time())
+    finally:
+        store.close()
+
+
+def _end_tokens(name_or_id: str, after: float, verb: str) -> None:
+    from gateway.store import Store
+
+    matching = [r for r in _token_rows() if name_or_id in (r.label, r.id)]
+    if not matching:
+        _fail(f"No token with the name or id {name_or_id!r}; `moltbot token list` shows them.")
+    store = Store(default_workspace().db_url)
+    try:
+        store.expire_tokens([r.hash for r in matching], time.time() + after)
+    finally:
+        store.close()
+    _audit(f"token.{verb}", match=name_or_id, ids=[r.id for r in matching])
+    click.echo(f"{verb} {len(matching)} token(s): " + ", ".join(r.id for r in matching))
+
+
+@main.group()
+def pairing() -> None:
+    """Chat-platform senders the stranger policy has met: list, approve, block, unblock.
+
+    A sender is named "<channel>:<sender id>", e.g. enterprise_im:alice.
+    """
+
+
+@pairing.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def pairing_list(as_json: bool) -> None:
+    """Every sender met, with its state: pending (code sent), awaiting_owner, approved,
+    blocked."""
+    rows = [{"sender": r.key, "state": r.state, "since": _utc(r.updated_at)}
+            for r in _with_store(lambda store: store.senders())]
+    if as_json:
+        click.echo(json.dumps({"senders": rows}, ensure_ascii=False))
+        return
+    for row in rows:
+        click.echo(f"{row['sender']:<32} {row['state']:<15} since {row['since']}")
+    if not rows:
+        click.echo("No senders yet: strangers appear here when they first write.")
+
+
+@pairing.command("approve")
+@click.argument("sender")
+def pairing_approve(sender: str) -> None:
+    """Let this sender talk to the assistant (with or without a code)."""
+    _set_sender(sender, "approved")
+
+
+@pairing.command("block")
+@click.argument("sender")
+def pairing_block(sender: str) -> None:
+    """Never answer this sender again."""
+    _set_sender(sender, "blocked")
+
+
+@pairing.command("unblock")
+@click.argument("sender")
+def pairing_unblock(sender: str) -> None:
+    """Forget the sender: their next message is a stranger's again (a new code)."""
+    channel, name = _sender_key(sender)
+    forgotten = _with_store(lambda store: store.forget_sender(channel, name))
+    _audit("pairing.unblocked", sender=sender, known=forgotten)
+    click.echo(f"{sender} unblocked: their next message gets a new code." if forgotten
+               else f"{sender} was not known; nothing to do.")
+
+
+def _audit(action: str, **details: Any) -> None:
+    """An audit line from the command line: the OS user who ran it is the actor."""
+    import getpass
+
+    from gateway.observe.audit import attach_audit_file, audit
+
+    attach_audit_file(default_workspace().logs)
+    audit(action, actor=f"cli:{getpass.getuser()}", source="local", **details)
+
+
+def _sender_key(sender: str) -> tuple[str, str]:
+    channel, _, name = sender.partition(":")
+    if not channel or not name:
+        _fail(f"Name the sender as <channel>:<sender id>, e.g. enterprise_im:alice "
+              f"(`moltbot pairing list` shows them), not {sender!r}.", EXIT_CONFIG)
+    return channel, name
+
+
+def _set_sender(sender: str, state: str) -> None:
+    from gateway.store import SenderRow
+
+    channel, name = _sender_key(sender)
+    _with_store(lambda store: store.put_sender(SenderRow(channel, name, state,
+                                                         updated_at=time.time())))
+    _audit(f"pairing.{state}", sender=sender)
+    click.echo(f"{sender}: {state}")
+
+
+def _with_store(work: Any) -> Any:
+    from gateway.store import Store
+
+    ws = default_workspace()
+    ensure_workspace(ws)
+    store = Store(ws.db_url)
+    try:
+        return work(store)
+    finally:
+        store.close()
+
+
+@main.group()
+def channels() -> None:
+    """Where messages come in: HTTP, WebSocket, the console (and chat platforms later)."""
+
+
+@channels.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def channels_list(as_json: bool) -> None:
+    """Each channel, whether config.yaml enables it, and its status in the running gateway."""
+    from gateway.channels.table import CHANNELS
+
+    ws = default_workspace()
+    config = _config(ws)
+    data = _ask_gateway(ws, config, "/api/v1/channels")
+    rows = data["channels"] if data else [
+        {"name": name, "enabled": bool(config.channels.get(name, {}).get("enabled", True)),
+         "status": "stopped: the gateway is not running"} for name in CHANNELS]
+    if as_json:
+        click.echo(json.dumps({"channels": rows}))
+        return
+    for row in rows:
+        click.echo(f"{row['name']:<10} {'on ' if row['enabled'] else 'off'}  {row['status']}")
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Print one frame and exit (for scripts).")
+@click.option("--port", type=int, help="Which local gateway (default: gateway.port).")
+@click.option("--url", help="A gateway elsewhere, e.g. http://10.0.0.5:18789 (with --token).")
+@click.option("--token", envvar="MOLTBOT_TOKEN", help="Token for a gateway that wants one.")
+@click.option("--window", default=60, show_default=True, type=click.IntRange(1, 600),
+              help="Seconds the figures cover.")
+def top(once: bool, port: int | None, url: str | None, token: str | None, window: int) -> None:
+    """Live figures: messages/min, latency, errors, connections, models, busiest sessions."""
+    from rich.console import Console
+
+    from gateway.observe.top import StatsUnauthorized, StatsUnavailable, fetch_stats, render, watch
+
+    ws = default_workspace()
+    local = url is None
+    if url is None:
+        config = _config(ws)
+        url = base_url(config.gateway.host, port or config.gateway.port)
+    url = url.rstrip("/")
+    try:
+        try:
+            stats = fetch_stats(url, token, window)
+        except StatsUnauthorized:
+            if not local or token:
+                raise
+            from gateway.guards.tokens import issue_token
+            from gateway.store import Store
+
+            store = Store(ws.db_url)  # our own gateway: a token for this session of top
+            try:
+                token, _ = issue_token(store, 12 * 3600, label="top")
+            finally:
+                store.close()
+            stats = fetch_stats(url, token, window)
+    except StatsUnauthorized as e:
+        _fail(str(e))
+    except StatsUnavailable as e:
+        _fail(str(e), EXIT_NOT_RUNNING)
+    console = Console()
+    if once:
+        console.print(render(stats, url))
+        return
+    watch(lambda: fetch_stats(url, token, window), url, console)
 
 
 if __name__ == "__main__":

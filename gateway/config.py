@@ -13,7 +13,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from gateway.observe.alerting.config import AlertsConfig
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
 _UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
@@ -86,25 +97,94 @@ class GatewayConfig(_Section):
     worker_processes: int = Field(1, ge=1)
     max_connections: int = Field(1000, ge=1)
     keepalive_timeout: Duration = 65.0
+    request_timeout: Duration = Field(10.0, gt=0, description="a request's head and body, "
+                                      "from its first byte")
+    max_connections_per_ip: int = Field(64, ge=1, description="loopback is not counted")
     session_timeout: Duration = 1800.0
     context_tokens: int = Field(2048, ge=64, description="history budget sent to the model")
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
     shutdown_timeout: Duration = 10.0
     default_model: str | None = None
 
+    @field_validator("worker_processes")
+    @classmethod
+    def _one_process(cls, value: int) -> int:
+        if value > 1:
+            raise ValueError("several worker processes are not supported yet: one process "
+                             "serves (about 300 msg/s); set 1 or remove the key")
+        return value
+
+
+def _check_networks(value: list[str]) -> list[str]:
+    from gateway.guards.rate_limit import parse_networks
+
+    parse_networks(value)
+    return value
+
+
+Networks = Annotated[list[str], AfterValidator(_check_networks)]
+LOOPBACK = ["127.0.0.0/8", "::1/128"]
+
 
 class RateLimitConfig(_Section):
+    """The guide's `auth.rate_limit`: requests per window, globally and per client address."""
+
     global_: str = Field("1000/min", alias="global")
     per_ip: str = "100/min"
+    per_sender: str = Field("30/min", description="each sender of a chat platform")
+    storage: str = Field("memory://", description="limits storage URI; redis://... lets "
+                         "several processes share the counters (needs the redis package)")
+    exempt: Networks = Field(default_factory=lambda: list(LOOPBACK),
+                             description="addresses never counted (default: loopback)")
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_default=True)
+
+    @field_validator("storage")
+    @classmethod
+    def _storage(cls, value: str) -> str:
+        from limits.errors import ConfigurationError
+        from limits.storage import storage_from_string
+
+        try:
+            storage_from_string(value)
+        except (ConfigurationError, ValueError) as e:
+            raise ValueError(f"cannot use {value!r}: {e}") from e
+        return value
+
+    @field_validator("global_", "per_ip", "per_sender")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        from gateway.guards.rate_limit import parse_rate
+
+        parse_rate(value)
+        return value
+
+
+class LockoutConfig(_Section):
+    """`failures` bad credentials from one address within `window` lock it out for
+    `duration`; loopback is not exempt unless listed in `exempt`."""
+
+    failures: int = Field(10, ge=1)
+    window: Duration = 60.0
+    duration: Duration = 300.0
+    exempt: Networks = Field(default_factory=list)
+
+
+class ConsoleConfig(_Section):
+    allow_ips: Networks = Field(default_factory=lambda: list(LOOPBACK),
+                                description="who may open the console and its APIs")
 
 
 class AuthConfig(_Section):
-    jwt_secret: str | None = None
+    jwt_secret: str | None = Field(None, min_length=32, description="HS256 key for JWTs")
     token_expire: Duration = 86400.0
     tokens: list[str] = Field(default_factory=list, description="static API tokens")
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    lockout: LockoutConfig = Field(default_factory=LockoutConfig)
+    allow_ips: Networks = Field(default_factory=lambda: ["0.0.0.0/0", "::/0"],
+                                description="who may use the entries other than the console")
+    trusted_proxies: Networks = Field(default_factory=list,
+                                      description="X-Forwarded-For is believed only from these")
 
     def is_configured(self) -> bool:
         """True when the owner set up auth on purpose (needed before binding off loopback)."""
@@ -112,15 +192,23 @@ class AuthConfig(_Section):
 
 
 class SecurityConfig(_Section):
-    stranger_mode: Literal["verification_code", "direct_block", "allow"] = "verification_code"
-    code_expire: Duration = 300.0
+    """Strangers on chat platforms (the guide's section 4.1); see gateway.guards.stranger."""
 
+    stranger_mode: Literal["verification_code", "direct_block", "open"] = "verification_code"
+    code_expire: Duration = Field(300.0, gt=0)
+    max_code_attempts: int = Field(5, ge=1)
+    allowlist: list[str] = Field(default_factory=list, description='"<channel>:<sender id>"')
+    require_approval: bool = False
 
-class ChannelConfig(BaseModel):
-    """A chat platform's settings; each platform's adapter validates its own keys."""
-
-    model_config = ConfigDict(extra="allow")
-    enabled: bool = True
+    @field_validator("allowlist")
+    @classmethod
+    def _channel_and_sender(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            channel, _, sender = entry.partition(":")
+            if not channel or not sender:
+                raise ValueError(f"{entry!r}: write \"<channel>:<sender id>\", e.g. "
+                                 "\"enterprise_im:alice\"")
+        return value
 
 
 class LogsConfig(_Section):
@@ -139,6 +227,25 @@ class ToolsConfig(_Section):
     max_bytes: int = Field(1024 * 1024, ge=1024)
     offer_to_model: list[Literal["files", "command", "http"]] = Field(
         default_factory=list, description="tools the model may call itself (skills always may)")
+    model_read: list[str] = Field(default_factory=lambda: ["knowledge", "files"],
+                                  description="workspace folders the model's files tool reads")
+    model_write: list[str] = Field(default_factory=lambda: ["files"],
+                                   description="workspace folders the model's files tool writes")
+
+    @field_validator("model_read", "model_write")
+    @classmethod
+    def _not_what_runs_the_model(cls, folders: list[str]) -> list[str]:
+        """The model is not trusted: it may never touch the code and secrets that run it."""
+        for folder in folders:
+            parts = Path(folder).parts
+            if not parts or Path(folder).is_absolute() or ".." in parts or parts[0] == ".":
+                raise ValueError(f"{folder!r}: name a folder inside the workspace, such as "
+                                 "'knowledge' or 'files'")
+            if parts[0] in ("skills", "data", "config.yaml") or parts[0].startswith("."):
+                raise ValueError(f"{folder!r}: the model may never read or write skills/, "
+                                 "data/, config.yaml or hidden files: they are the code and "
+                                 "the secrets that run it")
+        return folders
 
 
 class SkillsConfig(_Section):
@@ -148,13 +255,27 @@ class SkillsConfig(_Section):
 
 class Config(_Section):
     models: dict[str, ModelConfig] = Field(default_factory=dict)
-    channels: dict[str, ChannelConfig] = Field(default_factory=dict)
+    channels: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per channel of gateway.channels.table: its options")
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     logs: LogsConfig = Field(default_factory=LogsConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
     skills: SkillsConfig = Field(default_factory=SkillsConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+
+    @field_validator("channels")
+    @classmethod
+    def _known_channels(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from gateway.channels.table import CHANNELS
+
+        for name in value:
+            if name not in CHANNELS:
+                raise ValueError(f"channel {name!r} is not supported yet; this version has "
+                                 f"{', '.join(CHANNELS)}")
+        return value
 
     @model_validator(mode="after")
     def _default_model_exists(self) -> Config:
@@ -167,6 +288,12 @@ class Config(_Section):
     def chat_model(self) -> str | None:
         """The model plain chat goes to: `gateway.default_model`, else the first listed."""
         return self.gateway.default_model or next(iter(self.models), None)
+
+
+def for_skills(config: Config) -> dict[str, Any]:
+    """The config a skill host is given: everything `context.tool`/`context.ask` need, never
+    the alert senders' passwords and signing secrets, which no skill has a use for."""
+    return config.model_dump(by_alias=True, exclude={"alerts"})
 
 
 def expand_env(value: Any, path: str = "", problems: list[str] | None = None,
@@ -192,7 +319,7 @@ def expand_env(value: Any, path: str = "", problems: list[str] | None = None,
             found = secret_lookup(ref[len("keyring:"):]) if secret_lookup else None
             if found is None:
                 problems.append(f"{path}: no secret {ref[8:]!r} in the OS keyring; "
-                                f"store it with `keyring set moltbot {ref[8:]}`")
+                                f"store it with `moltbot secret set {ref[8:]}`")
                 return ""
             return str(found)
         if ref not in os.environ:
@@ -204,13 +331,26 @@ def expand_env(value: Any, path: str = "", problems: list[str] | None = None,
     return _ENV_REF.sub(resolve, value)
 
 
+_SECRET_KEYS = re.compile(r"(secret|token|password|api_key|key)s?$", re.IGNORECASE)
+
+
 def _describe(error: dict[str, Any]) -> str:
+    """One problem as 'key.path: what to fix, got <value>'; a secret's value is never shown."""
     loc = ".".join(str(p) for p in error["loc"]) or "(top level)"
     if error["type"] == "extra_forbidden":
         return f"{loc}: unknown key; remove it or check its spelling"
+    message = str(error["msg"]).removeprefix("Value error, ")
     got = error.get("input")
-    shown = "" if isinstance(got, dict | list) or got is None else f", got {got!r}"
-    return f"{loc}: {error['msg']}{shown}"
+    secret = any(_SECRET_KEYS.search(str(p)) for p in error["loc"])
+    if secret and got is not None:
+        return f"{loc}: {message} (value not shown: it is a secret)"
+    plain = isinstance(got, dict | list) or got is None or "got " in message
+    return f"{loc}: {message}" + ("" if plain else f", got {got!r}")
+
+
+def describe_errors(error: ValidationError, prefix: tuple[str, ...] = ()) -> list[str]:
+    """Each problem of a validation error, its key path starting with `prefix`."""
+    return [_describe({**e, "loc": (*prefix, *e["loc"])}) for e in error.errors()]
 
 
 def parse_config(data: Any, source: Path | str = "config.yaml",
@@ -226,7 +366,7 @@ def parse_config(data: Any, source: Path | str = "config.yaml",
     try:
         config = Config.model_validate(expanded)
     except ValidationError as e:
-        problems.extend(_describe(err) for err in e.errors())
+        problems.extend(describe_errors(e))
         raise ConfigError(source, problems) from e
     if problems:
         raise ConfigError(source, problems)
@@ -248,13 +388,23 @@ def load_config(path: Path, secret_lookup: Any = None) -> Config:
     return parse_config(data, path, secret_lookup)
 
 
+MIN_REMOTE_TOKEN = 32  # characters of a static token before the gateway leaves loopback
+
+
 def is_loopback(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def bind_problem(host: str, config: Config) -> str | None:
     """Why the gateway must not listen on `host`, or None: off loopback needs auth set up."""
-    if is_loopback(host) or config.auth.is_configured():
+    if is_loopback(host):
+        return None
+    short = [t for t in config.auth.tokens if len(t) < MIN_REMOTE_TOKEN]
+    if short:
+        return (f"Refusing to listen on {host} with a short token in auth.tokens: off loopback "
+                f"each needs at least {MIN_REMOTE_TOKEN} characters (make one with `python3 -c "
+                f"\"import secrets; print(secrets.token_urlsafe(32))\"`).")
+    if config.auth.is_configured():
         return None
     return (f"Refusing to listen on {host}: anyone who can reach it could use your assistant. "
             f"Set auth.jwt_secret or auth.tokens in config.yaml first, or keep the default "

@@ -3,9 +3,11 @@ and the reply names where they came from.
 
 A passage is used only when it shares at least two words with the question, covering at least
 half of the question's words (stopwords and bare numbers left out), and scores at least half of
-the best hit: a greeting should not drag the FAQ along. Word
-coverage, unlike a BM25 score threshold, means the same for a 3-passage and a 30,000-passage
-knowledge base.
+the best hit: a greeting should not drag the FAQ along. The two-word minimum is waived when the
+question holds every word of the passage's own heading, the best summary of the passage: "Where
+are the logs?" is one word ("log") once the stopwords are gone, and it is asking that heading.
+Word coverage, unlike a BM25 score threshold, means the same for a 3-passage and a
+30,000-passage knowledge base.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ def find_passages(knowledge: KnowledgeBase | None, question: str,
         if hit.score < hits[0].score / 2 or used + cost > budget:
             break
         shared = len(words & set(tokenize(hit.passage.text)))
-        if shared < MIN_SHARED or shared / len(words) < MIN_COVERAGE:
+        heading = set(tokenize(hit.passage.heading))
+        asks_heading = bool(heading) and heading <= words
+        if (shared < MIN_SHARED and not asks_heading) or shared / len(words) < MIN_COVERAGE:
             continue
         chosen.append(hit)
         used += cost

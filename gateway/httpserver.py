@@ -8,6 +8,12 @@
 - `max_connections`: one over the limit gets a short 503 and is closed, never left hanging.
 - `keepalive_timeout`: an idle HTTP connection is closed after it (WebSocket routes lift it).
 - Memory per WebSocket: the HTTP read buffer is released once the connection is upgraded.
+- Slow clients: from its first byte, a request's head and body must arrive within
+  `request_timeout` (gevent's own limit is per `recv`, so a trickle of one byte a minute would
+  hold a connection for ever): the head gets a 408, a body too slow a JSON 408. And one address
+  may hold at most `max_per_address` connections (loopback is not counted: behind nginx every
+  client is loopback, and nginx limits its own), so slow sockets from one place cannot fill
+  `max_connections`.
 """
 
 from __future__ import annotations
@@ -15,32 +21,121 @@ from __future__ import annotations
 import io
 import logging
 import socket
+import time
+from collections import Counter
 from typing import Any
 
+from gevent import Timeout
 from gevent import socket as gsocket
 from gevent.pywsgi import WSGIHandler, WSGIServer
+from werkzeug.exceptions import RequestTimeout
 
 log = logging.getLogger(__name__)
 
 _BUSY_BODY = (b'{"error": {"code": "unavailable", "message": "The gateway is at '
               b'gateway.max_connections; try again shortly."}}')
-BUSY_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                 b"Retry-After: 1\r\nConnection: close\r\nContent-Length: "
-                 + str(len(_BUSY_BODY)).encode() + b"\r\n\r\n" + _BUSY_BODY)
+_CROWD_BODY = (b'{"error": {"code": "unavailable", "message": "Your address holds too many '
+               b'open connections (gateway.max_connections_per_ip); close some."}}')
+_SLOW_BODY = (b'{"error": {"code": "request_timeout", "message": "The request did not arrive '
+              b'within gateway.request_timeout; send it again."}}')
+
+
+def _response(status: bytes, body: bytes, extra: bytes = b"") -> bytes:
+    return (b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\n" + extra
+            + b"Connection: close\r\nContent-Length: " + str(len(body)).encode()
+            + b"\r\n\r\n" + body)
+
+
+BUSY_RESPONSE = _response(b"503 Service Unavailable", _BUSY_BODY, b"Retry-After: 1\r\n")
+CROWDED_RESPONSE = _response(b"503 Service Unavailable", _CROWD_BODY, b"Retry-After: 5\r\n")
+SLOW_RESPONSE = _response(b"408 Request Timeout", _SLOW_BODY)
+
+
+class TooSlow(Exception):
+    """The request's time (`request_timeout`) ran out while it was still arriving."""
+
+
+class DeadlineInput:
+    """`wsgi.input` bounded by the request's deadline: each read gets the time that is left."""
+
+    def __init__(self, stream: Any, deadline: float) -> None:
+        self.stream = stream
+        self.deadline = deadline
+
+    def _bounded(self, method: str, *args: Any) -> Any:
+        left = self.deadline - time.monotonic()
+        try:
+            if left <= 0:
+                raise TooSlow
+            with Timeout(left, TooSlow):
+                return getattr(self.stream, method)(*args)
+        except TooSlow:
+            raise RequestTimeout("The request body did not arrive within "
+                                 "gateway.request_timeout; send it again.") from None
+
+    def read(self, *args: Any) -> bytes:
+        return bytes(self._bounded("read", *args))
+
+    def readline(self, *args: Any) -> bytes:
+        return bytes(self._bounded("readline", *args))
+
+    def readlines(self, *args: Any) -> list[bytes]:
+        return list(self._bounded("readlines", *args))
+
+    def __iter__(self) -> Any:
+        return iter(self.readline, b"")
 
 
 class GatewayHandler(WSGIHandler):
+    _head_timer: Any = None
+    _started = 0.0
+
+    def read_requestline(self) -> str:
+        """Wait (idle keep-alive: up to the socket timeout) for the first byte, then start the
+        clock: the head must be complete within `request_timeout`."""
+        self.rfile.peek(1)  # type: ignore[has-type]  # gevent has no annotations
+        self._started = time.monotonic()
+        self._head_timer = Timeout.start_new(self.server.request_timeout, TooSlow)
+        line: str = super().read_requestline()
+        return line
+
+    def read_request(self, raw_requestline: str) -> Any:
+        try:
+            return super().read_request(raw_requestline)
+        finally:
+            self._stop_head_timer()
+
+    def handle_one_request(self) -> Any:
+        try:
+            return super().handle_one_request()
+        finally:
+            self._stop_head_timer()
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _handle_client_error(self, ex: BaseException) -> Any:
+        if isinstance(ex, TooSlow):
+            self.log_error("request head from %s too slow: closed", self.client_address)
+            return ("408", SLOW_RESPONSE)
+        return super()._handle_client_error(ex)
+
     def get_environ(self) -> dict[str, Any]:
         environ = super().get_environ()
         environ["werkzeug.socket"] = self.socket
         environ["moltbot.release_http_buffer"] = self.release_http_buffer
+        if environ.get("CONTENT_LENGTH") or environ.get("HTTP_TRANSFER_ENCODING"):
+            environ["wsgi.input"] = DeadlineInput(environ["wsgi.input"],
+                                                  self._started + self.server.request_timeout)
         return environ
 
     def release_http_buffer(self) -> None:
         """Drop the connection's 8 KB HTTP read buffer: after a WebSocket upgrade nothing reads
         HTTP from it again (simple-websocket reads the socket). Every reference must go: the
         handler's, its `Input`'s, and the environ's (a body-less GET gets the raw buffer)."""
-        old = self.rfile
+        old: Any = self.rfile  # type: ignore[has-type]  # gevent has no annotations
         self.rfile = io.BytesIO()
         self.wsgi_input.rfile = self.rfile
         if self.environ.get("wsgi.input") is old:
@@ -57,25 +152,40 @@ class GatewayServer(WSGIServer):
     handler_class = GatewayHandler
 
     def __init__(self, listener: Any, application: Any, *, max_connections: int,
-                 keepalive_timeout: float, **kwargs: Any) -> None:
+                 keepalive_timeout: float, request_timeout: float = 10.0,
+                 max_per_address: int = 64, **kwargs: Any) -> None:
         super().__init__(listener, application, **kwargs)
         self.max_connections = max_connections
         self.keepalive_timeout = keepalive_timeout
+        self.request_timeout = request_timeout
+        self.max_per_address = max_per_address
         self.active = 0
+        self.by_address: Counter[str] = Counter()
 
     def handle(self, sock: Any, address: Any) -> None:
+        ip = str(address[0]) if isinstance(address, tuple) else ""
+        counted = not (ip.startswith("127.") or ip == "::1")
         if self.active >= self.max_connections:
             refuse_busy(sock)
             return
+        if counted and self.by_address[ip] >= self.max_per_address:
+            refuse_busy(sock, CROWDED_RESPONSE)
+            return
         self.active += 1
+        if counted:
+            self.by_address[ip] += 1
         try:
             sock.settimeout(self.keepalive_timeout)
             super().handle(sock, address)
         finally:
             self.active -= 1
+            if counted:
+                self.by_address[ip] -= 1
+                if not self.by_address[ip]:
+                    del self.by_address[ip]
 
 
-def refuse_busy(sock: Any) -> None:
+def refuse_busy(sock: Any, response: bytes = BUSY_RESPONSE) -> None:
     """Read the request head (so closing does not reset the connection), answer 503, close."""
     try:
         sock.settimeout(2.0)
@@ -85,7 +195,7 @@ def refuse_busy(sock: Any) -> None:
             if not chunk:
                 break
             head += chunk
-        sock.sendall(BUSY_RESPONSE)
+        sock.sendall(response)
         sock.shutdown(socket.SHUT_WR)
     except OSError:
         pass

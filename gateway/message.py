@@ -16,12 +16,38 @@ def new_msg_id() -> str:
     return f"m{int(time.time() * 1000):x}{secrets.token_hex(5)}"
 
 
-@dataclass
+# The error codes a `Reply` may carry, and what each means to the sender. They are the whole
+# vocabulary: each channel maps them to its own form (an HTTP status, a WebSocket error frame,
+# an MQTT error payload, a sentence on a chat platform), so nothing here knows a transport.
+ERROR_CODES: dict[str, str] = {
+    "bad_request": "the message is malformed; the text says what to fix",
+    "unauthorized": "no valid credential",
+    "forbidden": "the credential or address may not use this entry",
+    "blocked": "the sender is blocked: a chat platform answers nothing",
+    "not_found": "no such thing",
+    "payload_too_large": "the message is over the size limit",
+    "request_timeout": "the request did not arrive within gateway.request_timeout",
+    "rate_limited": "too many messages; `retry_after` says when to try again",
+    "busy": "earlier messages are still being answered; retry shortly",
+    "shutting_down": "the gateway is restarting; retry in a few seconds",
+    "unavailable": "the entry is switched off or the gateway is full",
+    "cancelled": "the sender went away before the answer was ready",
+    "model_unavailable": "no endpoint of the model could answer",
+    "model_error": "the model refused the call",
+    "skill_error": "the skill failed while answering",
+    "internal_error": "the gateway failed; the msg_id finds the details in the log",
+}
+
+
+@dataclass(frozen=True)
 class Message:
     """One inbound message, as a channel adapter understood it.
 
-    `client_id` is the sender's own id for the message (WS frame `id`, HTTP `Idempotency-Key`):
-    a retry carrying the same one is answered from the store instead of calling the model again.
+    `client_id` is the sender's own id for the message (WS frame `id`, HTTP `Idempotency-Key`,
+    a platform's message id): a retry carrying the same one is answered from the store instead
+    of calling the model again. `peer` is the network address the message came from (for
+    address allowlists and rate limits); `principal` is who the guard chain found the sender to
+    be, empty until the chain has admitted the message.
     """
 
     channel: str
@@ -30,16 +56,18 @@ class Message:
     text: str
     client_id: str | None = None
     principal: str = ""
+    peer: str = ""
     id: str = field(default_factory=new_msg_id)
     received_at: float = field(default_factory=time.time)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Reply:
     """The one answer to a `Message`, addressed back to the channel and chat it came from.
 
-    `error` is a stable code (see ARCHITECTURE.md's public contracts) when the reply reports a
-    failure; `text` is then a sentence for the person that says what to fix.
+    `error` is one of `ERROR_CODES` when the reply reports a failure; `text` is then a sentence
+    for the person that says what to do, never exception text. `retry_after` (seconds) goes
+    with `rate_limited`, `busy` and `shutting_down`.
     """
 
     msg_id: str
@@ -49,7 +77,8 @@ class Reply:
     session: str = ""
     client_id: str | None = None
     error: str | None = None
-    status: int = 200
+    retry_after: float | None = None
+    to: str = ""  # the sender it answers, for platforms that address replies to a person
 
 
 @dataclass(frozen=True)
@@ -89,7 +118,6 @@ class Trace:
                 detail=detail,
             )
         )
-
 
     def add_at(self, name: str, begin: float, duration_ms: float, outcome: str,
                detail: str = "") -> None:

@@ -1,10 +1,15 @@
-"""One message's way through the gateway: guards -> store -> session -> router -> model -> reply.
+"""One message's way through the gateway: guards -> store -> order -> session -> route ->
+execute -> finish.
 
-`Pipeline.handle` is the single `submit` callable every channel is given. It is synchronous and
-safe to call from many greenlets (or threads) at once: different chats run concurrently, one
-chat's messages are answered in arrival order. The message is stored before anything answers
-it, and a retry that carries the same client id gets the stored reply instead of a second model
-call (or waits for the first call if it is still running).
+`Pipeline.handle` is the entry every channel calls. It is synchronous and safe to call from
+many greenlets (or threads) at once: different chats run concurrently, one chat's messages are
+answered in arrival order. The message is stored before anything answers it, and a retry that
+carries the same client id gets the stored reply instead of a second model call (or waits for
+the first call if it is still running).
+
+It always returns a `Reply`: a refusal, a failure anywhere (the store, a skill, a bug) and a
+shutdown all come back as a reply with an error code and the msg_id, never as an exception, so
+every channel can always answer its sender.
 """
 
 from __future__ import annotations
@@ -12,45 +17,42 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-from gateway.chat import ChatResponder
-from gateway.guards.chain import GuardChain
+from gateway.execute import Executor, Outcome
+from gateway.guards.chain import Allow, Caller, Challenge, Verdict
 from gateway.message import Message, Reply, Trace
 from gateway.models.base import OnDelta
-from gateway.models.pool import ModelPool
-from gateway.router import Route, help_text, route
-from gateway.sessions import ChatQueue, Session, SessionManager
+from gateway.observe.logs import ACCESS_LOGGER
+from gateway.observe.metrics import MessageTimer, Metrics
+from gateway.router import route
+from gateway.settings import Settings
 from gateway.skills.catalog import SkillSet
-from gateway.skills.errors import SkillError
-from gateway.skills.handlers import SkillHandler
+from gateway.state import Attempt, ChatOrder, InFlight, LocalChatOrder, LocalInFlight
 from gateway.store import Store, StoredMessage
 
 log = logging.getLogger(__name__)
+access = logging.getLogger(ACCESS_LOGGER)
 
-
-@dataclass
-class _InFlight:
-    done: threading.Event
-    reply: Reply | None = None
+RETRY_AFTER_RESTART = 5.0
 
 
 class Pipeline:
-    def __init__(self, *, store: Store, sessions: SessionManager, guards: GuardChain,
-                 models: dict[str, ModelPool], chat_model: str | None, chat: ChatResponder,
-                 skills: SkillSet | None = None, queue_timeout: float = 600.0) -> None:
+    def __init__(self, *, store: Store, executor: Executor, settings: Settings,
+                 skills: SkillSet | None = None, in_flight: InFlight | None = None,
+                 order: ChatOrder | None = None, metrics: Metrics | None = None,
+                 queue_timeout: float = 600.0) -> None:
         self.store = store
-        self.sessions = sessions
-        self.guards = guards
-        self.models = models
-        self.chat_model = chat_model
-        self.chat = chat
+        self.executor = executor
+        self.sessions = executor.sessions
+        self.settings = settings  # swapped whole by a config reload
+        self.skills = skills or SkillSet()  # swapped whole by a skills reload
+        self.in_flight = in_flight or LocalInFlight()
+        self.order = order or LocalChatOrder()
+        self.metrics = metrics or Metrics()
         self.queue_timeout = queue_timeout
-        self.skills = skills or SkillSet()  # swapped whole by hot reload
-        self.queue = ChatQueue()
-        self._inflight: dict[str, _InFlight] = {}
-        self._lock = threading.Lock()
         self._active = 0
+        self._lock = threading.Lock()
         self._idle = threading.Event()
         self._idle.set()
         self.draining = False
@@ -59,45 +61,37 @@ class Pipeline:
         """Hot reload hands over a new snapshot; messages already routed keep the old one."""
         self.skills = skills
 
-    # -- entry ---------------------------------------------------------------------------
-    def handle(self, msg: Message, on_delta: OnDelta | None = None,
-               cancel: threading.Event | None = None) -> Reply:
-        if self.draining:
-            return _error_reply(msg, "shutting_down", "The gateway is restarting; send the "
-                                "message again in a few seconds.", 503)
-        trace = Trace(msg.id)
-        with trace.step("guard") as span:
-            span.detail, refusal = self.guards.check(msg)
-            if refusal:
-                span.outcome = f"refused:{refusal.code}"
-        if refusal:
-            log.info("msg_id=%s refused by guard: %s", msg.id, refusal.code)
-            return _error_reply(msg, refusal.code, refusal.message, refusal.status)
+    def use_settings(self, settings: Settings) -> Settings:
+        """Swap in a new settings snapshot; returns the old one (the caller retires it)."""
+        old, self.settings = self.settings, settings
+        return old
 
-        key = f"{msg.channel}:{msg.principal}:{msg.client_id}" if msg.client_id else None
+    def admit(self, caller: Caller) -> Verdict:
+        """The guard chain, for entries that are not a message (console, handshakes)."""
+        return self.settings.guards.admit(caller)
+
+    # -- entry ---------------------------------------------------------------------------
+    def handle(self, msg: Message, credential: str | None = None,
+               on_delta: OnDelta | None = None,
+               cancel: threading.Event | None = None) -> Reply:
         with self._lock:
-            earlier = self._inflight.get(key) if key else None
-            mine = None if earlier else _InFlight(threading.Event())
-            if key and mine:
-                self._inflight[key] = mine
             self._active += 1
             self._idle.clear()
         try:
-            if earlier:
-                return self._await_earlier(msg, earlier)
-            reply = self._handle_new(msg, key, trace, on_delta, cancel)
-            if mine:
-                mine.reply = reply
-            return reply
+            with self.metrics.track(msg.channel, f"{msg.channel}:{msg.chat}") as timer:
+                try:
+                    reply = self._handle(msg, credential, on_delta, cancel, timer)
+                except Exception:
+                    log.exception("msg_id=%s failed inside the gateway", msg.id)
+                    reply = _failure(msg, "internal_error", _INTERNAL.format(msg.id))
+                timer.error = reply.error
+                _access(msg, reply, timer)
+                return reply
         finally:
             with self._lock:
-                if key and mine:
-                    self._inflight.pop(key, None)
                 self._active -= 1
                 if self._active == 0:
                     self._idle.set()
-            if mine:
-                mine.done.set()
 
     def drain(self, timeout: float) -> bool:
         """Refuse new messages and wait for the ones in flight; True if all finished."""
@@ -105,108 +99,109 @@ class Pipeline:
         return self._idle.wait(timeout)
 
     # -- steps ---------------------------------------------------------------------------
-    def _await_earlier(self, msg: Message, earlier: _InFlight) -> Reply:
+    def _handle(self, msg: Message, credential: str | None, on_delta: OnDelta | None,
+                cancel: threading.Event | None, timer: MessageTimer) -> Reply:
+        if self.draining:
+            timer.route = "shutting_down"
+            return _failure(msg, "shutting_down", "The gateway is restarting; send the "
+                            "message again in a few seconds.", RETRY_AFTER_RESTART)
+        settings = self.settings  # one snapshot for the whole message
+        trace = Trace(msg.id)
+        with trace.step("guard") as span:
+            verdict = settings.guards.admit(Caller(msg.channel, msg.peer, credential,
+                                                   msg.sender, msg.text))
+            if isinstance(verdict, Allow):
+                span.detail = f"{','.join(verdict.passed)}: {verdict.principal}"
+            else:
+                span.outcome = f"{type(verdict).__name__.lower()}:{verdict.guard}"
+        if not isinstance(verdict, Allow):
+            timer.route = "guard"
+        if isinstance(verdict, Challenge):
+            return Reply(msg.id, msg.channel, msg.chat, verdict.text, client_id=msg.client_id,
+                         to=msg.sender)
+        if not isinstance(verdict, Allow):
+            log.info("msg_id=%s refused by the %s guard: %s", msg.id, verdict.guard,
+                     verdict.code)
+            return _failure(msg, verdict.code, verdict.message, verdict.retry_after)
+        # a message that names no sender is the principal's own (a script with a token)
+        sender = msg.sender or verdict.principal
+        msg = replace(msg, principal=verdict.principal, sender=sender, chat=msg.chat or sender)
+        if not msg.client_id:
+            return self._store_and_answer(msg, None, trace, settings, on_delta, cancel, timer)
+        key = f"{msg.channel}:{msg.principal}:{msg.client_id}"
+        attempt, mine = self.in_flight.claim(key)
+        if not mine:
+            timer.route = "retry"
+            return self._await_earlier(msg, attempt)
+        try:
+            attempt.reply = self._store_and_answer(msg, key, trace, settings, on_delta, cancel,
+                                                   timer)
+            return attempt.reply
+        finally:
+            self.in_flight.release(key, attempt)
+
+    def _await_earlier(self, msg: Message, earlier: Attempt) -> Reply:
         log.info("msg_id=%s retry of a message still being answered; waiting", msg.id)
         earlier.done.wait(self.queue_timeout)
         if earlier.reply is None:
-            return _error_reply(msg, "internal_error", "The first attempt of this message did "
-                                "not finish; send it again.", 500)
+            return _failure(msg, "internal_error", "The first attempt of this message did "
+                            "not finish; send it again.")
         return replace(earlier.reply, client_id=msg.client_id)
 
-    def _handle_new(self, msg: Message, key: str | None, trace: Trace,
-                    on_delta: OnDelta | None, cancel: threading.Event | None) -> Reply:
+    def _store_and_answer(self, msg: Message, key: str | None, trace: Trace,
+                          settings: Settings, on_delta: OnDelta | None,
+                          cancel: threading.Event | None, timer: MessageTimer) -> Reply:
         with trace.step("store") as span:
             seen = self.store.add_message(msg, key)
             if seen:
                 span.detail = f"retry of {seen.id} ({seen.status})"
         if seen and seen.status == "answered":
+            timer.route = "retry"
             log.info("msg_id=%s retry answered from the store", seen.id)
             return _stored_reply(msg, seen)
         if seen:  # stored earlier but never answered (crash, failure): answer it now
             msg = replace(msg, id=seen.id)
             trace.msg_id = seen.id
+        # From here on the message is stored: whatever happens, it is finished with a reply.
         try:
             waiting_since = time.perf_counter()
-            with self.queue.turn(f"{msg.channel}:{msg.chat}", self.queue_timeout):
+            with self.order.turn(f"{msg.channel}:{msg.chat}", self.queue_timeout):
                 trace.add("queue", waiting_since, "ok", "waited for earlier messages of the chat")
-                return self._answer(msg, trace, on_delta, cancel)
+                outcome = self._answer(msg, trace, settings, on_delta, cancel)
         except TimeoutError:
-            return self._finish(msg, trace, None, "queue", _error_reply(
+            timer.route = "queue"
+            return self._finish(msg, trace, None, "queue", _failure(
                 msg, "busy", "Earlier messages of this chat are still being answered; "
-                "try again shortly.", 503))
+                "try again shortly.", 5.0))
         except Exception:
             log.exception("msg_id=%s failed inside the gateway", msg.id)
-            return self._finish(msg, trace, None, "error", _error_reply(
-                msg, "internal_error", f"Something went wrong answering this message "
-                f"(msg_id {msg.id}); the details are in data/logs/error.log.", 500))
+            return self._finish(msg, trace, None, "error", _failure(
+                msg, "internal_error", _INTERNAL.format(msg.id)))
+        timer.route = outcome.route.kind
+        timer.model = settings.chat_model if outcome.route.kind == "chat" else None
+        reply = Reply(msg.id, msg.channel, msg.chat, outcome.text, outcome.session.id,
+                      msg.client_id, outcome.error, to=msg.sender)
+        return self._finish(msg, trace, outcome, outcome.route.label, reply)
 
-    def _answer(self, msg: Message, trace: Trace, on_delta: OnDelta | None,
-                cancel: threading.Event | None) -> Reply:
+    def _answer(self, msg: Message, trace: Trace, settings: Settings,
+                on_delta: OnDelta | None, cancel: threading.Event | None) -> Outcome:
         with trace.step("session") as span:
-            session = self.sessions.open(msg.channel, msg.chat)
+            session = self.sessions.open(msg.channel, msg.chat, settings.sessions)
             span.detail = f"{session.id}{' (new)' if session.fresh else ''}"
         skills = self.skills  # one snapshot for the whole message, even if a reload swaps it
         with trace.step("route") as span:
             chosen = route(msg.text, skills)
-            span.detail = f"{chosen.kind}:{chosen.name} ({chosen.reason})"
-        if chosen.kind == "command":
-            reply, session = self._command(msg, chosen, session, skills)
-        elif chosen.handler is not None:
-            reply = self._skill(msg, chosen.handler, chosen.args, session, trace)
-        else:
-            reply = self._chat(msg, session, trace, on_delta, cancel, skills)
-        route_name = f"{chosen.kind}:{chosen.name}"
-        if chosen.kind != "command" and not reply.error:
-            self.sessions.remember_turn(session.id, msg.text, reply.text)
-        return self._finish(msg, trace, session, route_name, reply)
+            span.detail = f"{chosen.label} ({chosen.reason})"
+        outcome = self.executor.run(msg, chosen, session, skills, settings, trace, on_delta,
+                                    cancel)
+        if outcome.is_conversation:
+            self.sessions.remember_turn(outcome.session.id, msg.text, outcome.text,
+                                        settings.sessions)
+        return outcome
 
-    def _command(self, msg: Message, chosen: Route, session: Session,
-                 skills: SkillSet) -> tuple[Reply, Session]:
-        if chosen.name in ("reset", "new"):
-            session = self.sessions.reset(msg.channel, msg.chat)
-            return _reply(msg, "Started a fresh conversation.", session.id), session
-        return _reply(msg, help_text(skills), session.id), session
-
-    def _skill(self, msg: Message, handler: SkillHandler, text: str, session: Session,
-               trace: Trace) -> Reply:
-        payload = {"text": text, "id": msg.id, "sender": msg.sender, "chat": msg.chat,
-                   "channel": msg.channel, "session": session.id}
-        with trace.step("skill") as span:
-            span.detail = f"{handler.intent} ({handler.source})"
-            begin = time.perf_counter()
-            try:
-                result = handler.call(payload)
-            except SkillError as e:
-                span.outcome = "error"
-                span.detail += f": {e}"
-                log.warning("msg_id=%s %s", msg.id, e)
-                return _error_reply(msg, "skill_error", f"{e} (msg_id {msg.id})", 500,
-                                    session.id)
-        for inner in result.spans:  # tool and model calls the skill made, on one timeline
-            trace.add_at(inner["step"], begin + inner["start_ms"] / 1000,
-                         inner["duration_ms"], inner["outcome"], inner.get("detail", ""))
-        return _reply(msg, result.text, session.id)
-
-    def _chat(self, msg: Message, session: Session, trace: Trace, on_delta: OnDelta | None,
-              cancel: threading.Event | None, skills: SkillSet) -> Reply:
-        pool = self.models.get(self.chat_model or "")
-        if pool is None:
-            return _error_reply(msg, "model_unavailable", "No model is configured: add one "
-                                "under models: in config.yaml (see the README).", 503,
-                                session.id)
-        outcome = self.chat.answer(pool, msg.id, msg.text, session.id, trace, skills,
-                                   on_delta, cancel)
-        if outcome.error:
-            code, text, status = outcome.error
-            return _error_reply(msg, code, text, status, session.id)
-        if outcome.skill:  # the model chose a skill
-            handler, text = outcome.skill
-            return self._skill(msg, handler, text, session, trace)
-        return _reply(msg, outcome.text, session.id)
-
-    def _finish(self, msg: Message, trace: Trace, session: Session | None, route_name: str,
+    def _finish(self, msg: Message, trace: Trace, outcome: Outcome | None, route_name: str,
                 reply: Reply) -> Reply:
-        self.store.finish_message(msg.id, session_id=session.id if session else None,
+        self.store.finish_message(msg.id, session_id=outcome.session.id if outcome else None,
                                   reply=reply.text, error=reply.error, route=route_name,
                                   trace=trace.spans)
         log.info("msg_id=%s answered via %s%s", msg.id, route_name,
@@ -214,17 +209,26 @@ class Pipeline:
         return reply
 
 
-def _reply(msg: Message, text: str, session_id: str) -> Reply:
-    return Reply(msg.id, msg.channel, msg.chat, text, session_id, msg.client_id)
+def _access(msg: Message, reply: Reply, timer: MessageTimer) -> None:
+    """One access-log line per message, in and out (ECS names; the text stays in the store)."""
+    access.info("message %s %s", reply.msg_id, reply.error or "ok", extra={"ecs": {
+        "event.action": "message", "event.outcome": "failure" if reply.error else "success",
+        "event.duration": int((time.perf_counter() - timer.began) * 1e9),
+        "source.address": msg.peer, "user.name": msg.principal or msg.sender,
+        "moltbot.msg_id": reply.msg_id, "moltbot.channel": msg.channel,
+        "moltbot.chat": msg.chat, "moltbot.route": timer.route,
+        "moltbot.error": reply.error, "moltbot.session": reply.session}})
 
 
-def _error_reply(msg: Message, code: str, text: str, status: int,
-                 session_id: str = "") -> Reply:
-    return Reply(msg.id, msg.channel, msg.chat, text, session_id, msg.client_id,
-                 error=code, status=status)
+_INTERNAL = ("Something went wrong answering this message (msg_id {}); the details are in "
+             "data/logs/error.log.")
+
+
+def _failure(msg: Message, code: str, text: str, retry_after: float | None = None) -> Reply:
+    return Reply(msg.id, msg.channel, msg.chat, text, client_id=msg.client_id, error=code,
+                 retry_after=retry_after, to=msg.sender)
 
 
 def _stored_reply(msg: Message, seen: StoredMessage) -> Reply:
     return Reply(seen.id, msg.channel, msg.chat, seen.reply or "", seen.session_id or "",
-                 msg.client_id)
-
+                 msg.client_id, to=msg.sender)

@@ -88,8 +88,12 @@ class Reloader:
         return self.skills
 
     def reload_config(self) -> None:
+        """Read config.yaml again and hand it to `on_config`, which may refuse it too (with
+        ConfigError, for what only the running gateway can check); refused, the last good
+        config keeps running."""
         try:
             config = load_config(self.workspace.config_path, lookup_secret)
+            self.on_config(config)
         except ConfigError as e:
             self.config_error = str(e)
             log.error("config.yaml changed but is not valid; keeping the last good config.\n%s",
@@ -97,7 +101,6 @@ class Reloader:
             return
         self.config_error = None
         self.config = config
-        self.on_config(config)
         log.info("config.yaml reloaded")
 
     def start(self) -> None:

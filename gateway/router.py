@@ -2,17 +2,24 @@
 
 Order (documented in the README):
 1. an explicit command: `/reset`, `/new`, `/help`, or a skill's `/command` or `/intent`
-   (the command word is not part of the text the skill receives);
+   (the command word is not part of the text the skill receives); a `/word` that is none of
+   these is answered with the list of commands, never sent to the model as if it were chat;
 2. a skill keyword found in the text (the longest matching keyword wins);
-3. plain chat with the model, which is offered the skills as tools and may choose one.
+3. plain chat with the model, which is offered the skills as tools and may choose one (the
+   executor then runs that skill: `chosen_by_model`).
+
+This module decides; `gateway.execute` carries the decision out.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from gateway.skills.catalog import SkillSet
 from gateway.skills.handlers import SkillHandler
+
+_COMMAND_WORD = re.compile(r"^[A-Za-z0-9_\-]+$")  # `/usr/bin is ...` is not a command
 
 BUILTIN_COMMANDS = {
     "reset": "start a fresh conversation",
@@ -24,10 +31,20 @@ BUILTIN_COMMANDS = {
 @dataclass(frozen=True)
 class Route:
     kind: str  # "command" | "skill" | "chat"
-    name: str
-    args: str
+    name: str  # the command, the skill's intent, or "model"
+    args: str  # the text the command, skill or model gets
     reason: str
     handler: SkillHandler | None = None
+
+    @property
+    def label(self) -> str:
+        """How the store and the trace name what answered: `skill:faq_query`, `chat:model`."""
+        return f"{self.kind}:{self.name}"
+
+
+def chosen_by_model(handler: SkillHandler, text: str) -> Route:
+    """The route when the model, offered the skills as tools, picked one."""
+    return Route("skill", handler.intent, text, "chosen by the model", handler)
 
 
 def route(text: str, skills: SkillSet | None = None) -> Route:
@@ -42,6 +59,8 @@ def route(text: str, skills: SkillSet | None = None) -> Route:
         if handler:
             return Route("skill", handler.intent, rest.strip(), f"explicit command /{name}",
                          handler)
+        if _COMMAND_WORD.match(word):
+            return Route("command", "unknown", word, f"no command /{name}")
     found = skills.by_keyword(stripped)
     if found:
         handler, keyword = found
@@ -49,8 +68,10 @@ def route(text: str, skills: SkillSet | None = None) -> Route:
     return Route("chat", "model", stripped, "no command or keyword matched: plain chat")
 
 
-def help_text(skills: SkillSet | None = None) -> str:
-    lines = ["Commands:"] + [f"/{name} - {what}" for name, what in BUILTIN_COMMANDS.items()]
+def help_text(skills: SkillSet | None = None, unknown: str = "") -> str:
+    """/help's answer; with `unknown`, it starts by saying that no such command exists."""
+    lines = [f"There is no command /{unknown}."] if unknown else []
+    lines += ["Commands:"] + [f"/{name} - {what}" for name, what in BUILTIN_COMMANDS.items()]
     for handler in (skills or SkillSet()).handlers:
         lines.append(f"/{handler.spec.commands()[0]} - "
                      f"{handler.spec.description or handler.intent}")

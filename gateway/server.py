@@ -25,6 +25,7 @@ from gateway.app import build_gateway
 from gateway.config import ConfigError, bind_problem, load_config
 from gateway.httpserver import GatewayServer, listen
 from gateway.observe.logs import ACCESS_LOGGER, setup_logging
+from gateway.private import private_umask, tighten
 from gateway.secrets import lookup_secret
 from gateway.workspace import default_workspace, ensure_workspace
 
@@ -49,8 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--foreground", action="store_true", help="info logs on the terminal")
     args = parser.parse_args(argv)
 
+    private_umask()
     workspace = default_workspace()
     ensure_workspace(workspace)
+    tighten(workspace.data, workspace.config_path)
     try:
         config = load_config(workspace.config_path, lookup_secret)
     except ConfigError as e:
@@ -66,10 +69,6 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(workspace.logs, "debug" if args.dev else config.logs.level,
                   terminal=args.dev or args.foreground, max_bytes=config.logs.max_bytes,
                   backups=config.logs.backup_count)
-    if config.gateway.worker_processes > 1:
-        log.warning("gateway.worker_processes=%d: this version runs one process "
-                    "(about 2,000 msg/s); the setting is accepted for later",
-                    config.gateway.worker_processes)
     try:
         listener = listen(host, port)
     except OSError as e:
@@ -78,10 +77,17 @@ def main(argv: list[str] | None = None) -> int:
               f"--port.", file=sys.stderr)
         return 1
 
-    gateway = build_gateway(workspace, config)
+    try:
+        gateway = build_gateway(workspace, config)
+    except ConfigError as e:
+        listener.close()
+        print(e, file=sys.stderr)
+        return 2
     server = GatewayServer(listener, gateway.app,
                            max_connections=config.gateway.max_connections,
                            keepalive_timeout=config.gateway.keepalive_timeout,
+                           request_timeout=config.gateway.request_timeout,
+                           max_per_address=config.gateway.max_connections_per_ip,
                            log=logging.getLogger(ACCESS_LOGGER),
                            error_log=logging.getLogger("gateway.httpserver"))
     stopping = Event()

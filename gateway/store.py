@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     create_engine,
+    delete,
     event,
     func,
     insert,
@@ -63,6 +64,17 @@ messages = Table(
     Column("trace", Text),  # JSON list of spans: written once, read whole by `moltbot trace`
 )
 
+senders = Table(  # chat-platform senders the stranger policy has met
+    "senders", metadata,
+    Column("channel", String(64), primary_key=True),
+    Column("sender", String(256), primary_key=True),
+    Column("state", String(16), nullable=False),  # pending | awaiting_owner | approved | blocked
+    Column("code_hash", String(64)),
+    Column("code_expires_at", Float),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("updated_at", Float, nullable=False),
+)
+
 tokens = Table(
     "tokens", metadata,
     Column("hash", String(64), primary_key=True),
@@ -85,6 +97,34 @@ class StoredMessage:
     reply: str | None
     error: str | None
     route: str | None
+
+
+@dataclass(frozen=True)
+class SenderRow:
+    channel: str
+    sender: str
+    state: str
+    code_hash: str | None = None
+    code_expires_at: float | None = None
+    attempts: int = 0
+    updated_at: float = 0.0
+
+    @property
+    def key(self) -> str:
+        return f"{self.channel}:{self.sender}"
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    hash: str
+    label: str
+    created_at: float
+    expires_at: float
+
+    @property
+    def id(self) -> str:
+        """A public handle for `moltbot token revoke`: the hash's start, never the token."""
+        return self.hash[:10]
 
 
 @dataclass(frozen=True)
@@ -208,11 +248,50 @@ class Store:
             conn.execute(insert(sessions).values(id=session_id, channel=channel, chat=chat,
                                                  created_at=now, last_active=now, ended=0))
 
+    # senders ----------------------------------------------------------------------------
+    def sender(self, channel: str, sender: str) -> SenderRow | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(senders).where(senders.c.channel == channel,
+                                                     senders.c.sender == sender)).first()
+        return SenderRow(**row._mapping) if row else None
+
+    def put_sender(self, row: SenderRow) -> None:
+        """Insert or replace the sender's row."""
+        values = asdict(row)
+        with self.engine.begin() as conn:
+            conn.execute(delete(senders).where(senders.c.channel == row.channel,
+                                               senders.c.sender == row.sender))
+            conn.execute(insert(senders).values(**values))
+
+    def forget_sender(self, channel: str, sender: str) -> bool:
+        with self.engine.begin() as conn:
+            done = conn.execute(delete(senders).where(senders.c.channel == channel,
+                                                      senders.c.sender == sender))
+        return bool(done.rowcount)
+
+    def senders(self) -> list[SenderRow]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(senders).order_by(senders.c.updated_at)).all()
+        return [SenderRow(**r._mapping) for r in rows]
+
     # tokens -----------------------------------------------------------------------------
     def add_token(self, token_hash: str, label: str, expires_at: float) -> None:
         with self.engine.begin() as conn:
             conn.execute(insert(tokens).values(hash=token_hash, label=label,
                                                created_at=time.time(), expires_at=expires_at))
+
+    def tokens(self, now: float) -> list[TokenRow]:
+        """Every unexpired issued token (never its value: only the store's hash is kept)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(tokens).where(tokens.c.expires_at > now)
+                                .order_by(tokens.c.created_at)).all()
+        return [TokenRow(r.hash, r.label, r.created_at, r.expires_at) for r in rows]
+
+    def expire_tokens(self, hashes: list[str], at: float) -> None:
+        """End these tokens at `at` (now, to revoke; later, for a rotation's grace period)."""
+        with self.engine.begin() as conn:
+            conn.execute(update(tokens).where(tokens.c.hash.in_(hashes), tokens.c.expires_at > at)
+                         .values(expires_at=at))
 
     def token_row(self, token_hash: str, now: float) -> tuple[str, float] | None:
         """(label, expires_at) of a stored, unexpired token, or None."""

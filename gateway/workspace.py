@@ -1,7 +1,8 @@
 """The user's workspace, `$MOLTBOT_HOME` (default `~/ai-gateway`): where everything they own lives.
 
-First start creates it with working examples; an existing workspace is never overwritten, only
-completed (a missing folder is made, an existing config.yaml is kept as the user wrote it).
+First start creates it with working examples and a README of its own (the examples' README
+speaks of the repository, not of this folder); an existing workspace is never overwritten, only
+completed (a missing folder or file is made, an existing one is kept as the user wrote it).
 """
 
 from __future__ import annotations
@@ -72,13 +73,16 @@ def ensure_workspace(ws: Workspace) -> list[str]:
             continue
         source = examples / name if examples else None
         if source and source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(source, target,
+                            ignore=shutil.ignore_patterns("__pycache__", "README.md"))
         else:
             target.mkdir()
         created.append(f"{name}/")
-    if not ws.config_path.exists():
-        template = resources.files("gateway").joinpath("config_template.yaml")
-        ws.config_path.write_text(template.read_text(encoding="utf-8"), encoding="utf-8")
-        created.append("config.yaml")
+    for name, template in (("config.yaml", "config_template.yaml"),
+                           ("README.md", "workspace_readme.md")):
+        if not (ws.root / name).exists():
+            text = resources.files("gateway").joinpath(template).read_text(encoding="utf-8")
+            (ws.root / name).write_text(text, encoding="utf-8")
+            created.append(name)
     ws.logs.mkdir(parents=True, exist_ok=True)
     return created

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install Moltbot with its test tools into ./.venv and run every check: ruff, then pytest.
+# Install Moltbot with its test tools into ./.venv and run every check: ruff, mypy, pytest.
 # The browser tests drive Debian's Chromium through Playwright: as root this installs it with
 # apt-get when it is missing; otherwise install it yourself (sudo apt-get install chromium).
 set -euo pipefail
@@ -13,4 +13,5 @@ python3 -m venv .venv
 python -m pip install -q --upgrade pip
 python -m pip install -q -e ".[test]"
 ruff check .
+mypy
 python -m pytest -q "$@"

@@ -14,6 +14,15 @@ from typing import Any, TypeVar
 F = TypeVar("F", bound=Callable[..., Any])
 ATTRIBUTE = "__moltbot_handler__"
 _WORD = re.compile(r"^[A-Za-z0-9_\-]+$")
+HANDLE_ARGUMENTS = ("intent", "keywords", "command", "description", "timeout")
+
+
+class HandlerDefinitionError(TypeError, ValueError):
+    """`@context.handle(...)` was given an argument it cannot use; the message says the fix.
+
+    Both a TypeError (what Python raises for a wrong call) and a ValueError (what a bad
+    intent raised before), so code that caught either still does.
+    """
 
 
 @dataclass(frozen=True)
@@ -61,18 +70,48 @@ class _Context:
                                "Moltbot is running")
         return self.runtime
 
-    def handle(self, intent: str, *, keywords: Sequence[str] = (), command: str | None = None,
-               description: str = "", timeout: float | None = None) -> Callable[[F], F]:
-        """Mark a function or method as a handler; see `HandlerSpec` for the fields."""
-        if not intent or not _WORD.match(intent):
-            raise ValueError(f"intent must be a word like 'faq_query', got {intent!r}")
-        if command is not None and not _WORD.match(command.lstrip("/")):
-            raise ValueError(f"command must look like '/faq', got {command!r}")
-        spec = HandlerSpec(intent, tuple(k.strip().lower() for k in keywords if k.strip()),
-                           command, description, timeout)
+    def handle(self, intent: str | Callable[..., Any] | None = None, *,
+               keywords: Sequence[str] = (), command: str | None = None,
+               description: str = "", timeout: float | None = None,
+               **unknown: Any) -> Any:
+        """Mark a function or method as a handler; see `HandlerSpec` for the fields.
+
+        `intent` may be left out: it is then the command word (`command="/boom"` gives
+        `boom`), or else the function's name. A bare `@context.handle` without parentheses
+        works too. Wrong arguments raise `HandlerDefinitionError` at import, naming the
+        argument and what it should be, because that is the message the skill's author sees
+        in `moltbot skills list`.
+        """
+        if unknown:
+            raise HandlerDefinitionError(
+                f"@context.handle got unknown argument(s) {', '.join(sorted(unknown))}; it "
+                f"takes {', '.join(HANDLE_ARGUMENTS)}")
+        if callable(intent):  # bare @context.handle
+            return self.handle()(intent)
+        if intent is not None and (not isinstance(intent, str) or not _WORD.match(intent)):
+            raise HandlerDefinitionError(
+                f"intent must be a word like 'faq_query' (letters, digits, _ or -), got "
+                f"{intent!r}; or leave it out to use the command word or function name")
+        if command is not None and (not isinstance(command, str)
+                                    or not _WORD.match(command.lstrip("/"))):
+            raise HandlerDefinitionError(f"command must look like '/faq', got {command!r}")
+        if not isinstance(keywords, list | tuple | set | frozenset) \
+                or not all(isinstance(k, str) for k in keywords):
+            raise HandlerDefinitionError(
+                f"keywords must be a list of strings, e.g. keywords=[\"faq\", \"常见问题\"], "
+                f"got {keywords!r}")
+        if timeout is not None and (isinstance(timeout, bool)
+                                    or not isinstance(timeout, int | float) or timeout <= 0):
+            raise HandlerDefinitionError(f"timeout must be seconds above 0, got {timeout!r}")
+        words = tuple(k.strip().lower() for k in keywords if k.strip())
 
         def mark(func: F) -> F:
-            setattr(func, ATTRIBUTE, spec)
+            name = intent or (command.lstrip("/") if command else func.__name__)
+            if not _WORD.match(name):
+                raise HandlerDefinitionError(
+                    f"cannot use the function name {name!r} as the intent (only letters, "
+                    f"digits, _ and -); give one: @context.handle(intent=\"my_intent\")")
+            setattr(func, ATTRIBUTE, HandlerSpec(name, words, command, description, timeout))
             return func
 
         return mark

@@ -44,6 +44,15 @@ if [ ! -f "$path" ]; then
     echo "no such file in the workspace: $path"
     exit 0
 fi
+# A symlink inside the workspace may still lead out of it: compare where it really is.
+real=$(realpath -- "$path")
+root=$(realpath -- "${MOLTBOT_HOME:-.}")
+case "$real/" in
+    "$root"/*) ;;
+    *)
+        echo "refused: $path leads outside the workspace (it is a link to $real)"
+        exit 0 ;;
+esac
 
 # Reading through "<" keeps a file name starting with "-" from being taken as an option.
 lines=$(wc -l < "$path")

@@ -40,10 +40,13 @@ def write_config(home: Path, config: dict[str, Any]) -> None:
     (home / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
 
 
-def run_cli(home: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MOLTBOT_HOME": str(home)}
+def run_cli(home: Path, *args: str, timeout: float = 60, env: dict[str, str] | None = None,
+            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`moltbot ARGS` in MOLTBOT_HOME=home; `env` adds variables, `stdin` is piped in."""
+    env = {**os.environ, **(env or {}), "MOLTBOT_HOME": str(home)}
     return subprocess.run([sys.executable, "-m", "gateway", *args], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, input=stdin,
+                          stdin=None if stdin is not None else subprocess.DEVNULL)
 
 
 def new_token(home: Path) -> str:

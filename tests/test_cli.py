@@ -7,8 +7,15 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import free_port, model_config, run_cli, write_config
+from gateway import __version__
+from tests.conftest import ROOT, free_port, model_config, run_cli, write_config
 from tests.fakes.fake_model import FakeModelServer
+
+
+def own_port_config(model_url: str, port: int | None = None) -> dict:
+    """A config on a port of the test's own: doctor checks gateway.port, and the default,
+    18789, may be held by the user's own gateway or anything else."""
+    return {**model_config(model_url), "gateway": {"port": port or free_port()}}
 
 
 def test_version_and_help(home: Path) -> None:
@@ -17,10 +24,14 @@ def test_version_and_help(home: Path) -> None:
 
 
 def test_start_status_stop_detached(home: Path, fake_model: FakeModelServer) -> None:
-    write_config(home, model_config(fake_model.url))
-    fake_model.known_models = {"llama2"}
     port = str(free_port())
+    write_config(home, own_port_config(fake_model.url, int(port)))
+    fake_model.known_models = {"llama2"}
     assert run_cli(home, "gateway", "status", "--port", port).returncode == 3
+    stopped_doctor = run_cli(home, "doctor")
+    assert stopped_doctor.returncode == 0, stopped_doctor.stdout
+    assert f"port {port} on 127.0.0.1 is free: the gateway is stopped (start it with " \
+           "`moltbot gateway start`)" in stopped_doctor.stdout
     started = run_cli(home, "gateway", "start", "--port", port)
     try:
         assert started.returncode == 0, started.stderr
@@ -29,9 +40,12 @@ def test_start_status_stop_detached(home: Path, fake_model: FakeModelServer) -> 
         assert run_cli(home, "gateway", "status", "--port", port).returncode == 0
         again = run_cli(home, "gateway", "start", "--port", port)
         assert again.returncode == 0 and "already running" in again.stdout
+        pid = (home / "data" / f"gateway-{port}.pid").read_text(encoding="utf-8").strip()
         doctor = run_cli(home, "doctor")
         assert doctor.returncode == 0, doctor.stdout
-        assert f"model llama2 at {fake_model.url}" in doctor.stdout
+        assert f"port {port}: this workspace's Moltbot gateway is running (pid {pid}, " \
+               f"version {__version__})" in doctor.stdout
+        assert f"model llama2 at {fake_model.url}: ollama, serves llama2" in doctor.stdout
     finally:
         stopped = run_cli(home, "gateway", "stop", "--port", port)
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
@@ -92,11 +106,59 @@ def test_trace_of_unknown_message(home: Path) -> None:
 
 
 def test_doctor_reports_an_unreachable_model(home: Path) -> None:
-    write_config(home, model_config(f"http://127.0.0.1:{free_port()}"))
+    write_config(home, own_port_config(f"http://127.0.0.1:{free_port()}"))
     result = run_cli(home, "doctor")
     assert result.returncode == 1
     assert "FAIL" in result.stdout and "connection refused" in result.stdout
-    assert "fix:" in result.stdout
+    assert "fix: start the model server (`ollama serve`), or fix models.llama2.endpoint" \
+        in result.stdout
+
+
+def test_doctor_says_pull_the_model_when_the_server_runs(home: Path,
+                                                        fake_model: FakeModelServer) -> None:
+    fake_model.known_models = {"mistral:7b", "qwen2:latest"}
+    write_config(home, own_port_config(fake_model.url))
+    result = run_cli(home, "doctor")
+    assert result.returncode == 1
+    assert "model 'llama2' is not pulled there (it lists mistral:7b, qwen2:latest)" \
+        in result.stdout
+    assert "fix: `ollama pull llama2`, or set models.llama2.model to one it lists " \
+           "(mistral:7b, qwen2:latest)" in result.stdout
+    assert "start the model server" not in result.stdout
+
+
+def test_doctor_names_another_program_on_the_port(home: Path,
+                                                  fake_model: FakeModelServer) -> None:
+    import os
+    import socket
+
+    fake_model.known_models = {"llama2"}
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        write_config(home, own_port_config(fake_model.url, port))
+        result = run_cli(home, "doctor")
+    assert result.returncode == 1
+    assert f"FAIL  port {port} on 127.0.0.1 is used by another program (pid {os.getpid()}: " \
+        in result.stdout
+    assert f"fix: stop it, or set gateway.port in config.yaml (or start with --port " \
+           f"{port + 1})" in result.stdout
+
+
+def test_doctor_hint_for_a_missing_keyring_secret(home: Path, tmp_path: Path,
+                                                  fake_model: FakeModelServer) -> None:
+    config = own_port_config(fake_model.url)
+    config["auth"] = {"jwt_secret": "${keyring:jwt}"}
+    write_config(home, config)
+    env = {"PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring", "HOME": str(tmp_path)}
+    result = run_cli(home, "doctor", env=env)
+    assert result.returncode == 1
+    assert "auth.jwt_secret: no secret 'jwt' in the OS keyring; store it with " \
+           "`moltbot secret set jwt`" in result.stdout
+    assert "fix: no secure keyring on this machine (keyring found fail.Keyring)" in result.stdout
+    assert "write it as ${VAR} in config.yaml" in result.stdout
+    assert "keyring set moltbot" not in result.stdout
 
 
 def test_logs_filter_by_keyword(home: Path) -> None:
@@ -159,3 +221,27 @@ def test_a_busy_port_is_refused_before_the_workspace_is_made(home: Path) -> None
         result = run_cli(home, "gateway", "start", "--port", str(other.getsockname()[1]))
     assert result.returncode == 1 and "in use by another program" in result.stderr
     assert not home.exists()
+
+
+def test_dashboard_names_the_page_it_links_to(home: Path) -> None:
+    port = free_port()
+    write_config(home, own_port_config("http://127.0.0.1:11434", port))
+    plain = run_cli(home, "dashboard")
+    assert plain.returncode == 0
+    assert plain.stdout.splitlines()[0] == f"Chat page: http://127.0.0.1:{port}/chat"
+    signed = run_cli(home, "dashboard", "--token-gen", "--expire", "1h")
+    assert signed.returncode == 0
+    assert f"Chat page: http://127.0.0.1:{port}/chat\n" in signed.stdout
+    assert f"http://127.0.0.1:{port}/chat#token=mb_" in signed.stdout
+    assert "Console" not in plain.stdout + signed.stdout  # there is no console page yet
+
+
+def test_readme_and_config_template_name_the_secret_command(home: Path) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "`moltbot secret set NAME`" in readme and "keyring set moltbot" not in readme
+    assert "without `intent=` the intent is the command word" in readme
+    run_cli(home, "dashboard")
+    assert "`moltbot secret set telegram_token`" in \
+        (home / "config.yaml").read_text(encoding="utf-8")
+    shown = run_cli(home, "secret", "--help")
+    assert shown.returncode == 0 and "set" in shown.stdout and "delete" in shown.stdout

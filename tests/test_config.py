@@ -37,16 +37,39 @@ def test_the_shipped_template_is_valid() -> None:
 
 def test_guide_sections_parse_with_their_own_spellings() -> None:
     config = parse_config({
-        "auth": {"jwt_secret": "s", "token_expire": "24h",
+        "auth": {"jwt_secret": "s" * 32, "token_expire": "24h",
                  "rate_limit": {"global": "1000/min", "per_ip": "100/min"}},
+        "gateway": {"worker_processes": 1, "max_connections": 1000, "keepalive_timeout": 65},
+        "channels": {"websocket": {"enabled": False}},
         "security": {"stranger_mode": "direct_block", "code_expire": 300},
-        "gateway": {"worker_processes": 4, "max_connections": 1000, "keepalive_timeout": 65},
-        "channels": {"enterprise_im": {"bot_token": "t", "webhook_url": "https://x/api/im"}},
     })
+    assert config.security.stranger_mode == "direct_block"
     assert config.auth.token_expire == 86400
     assert config.auth.rate_limit.global_ == "1000/min"
-    assert config.channels["enterprise_im"].model_extra == {"bot_token": "t",
-                                                            "webhook_url": "https://x/api/im"}
+    assert config.auth.rate_limit.exempt == ["127.0.0.0/8", "::1/128"]
+    assert config.channels == {"websocket": {"enabled": False}}
+
+
+def test_keys_that_would_do_nothing_are_refused_as_not_supported_yet() -> None:
+    """A key accepted and ignored is a lie: each of these says so, with its path."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config({
+            "gateway": {"worker_processes": 4},
+            "channels": {"telegram": {"bot_token": "t"}},
+            "auth": {"jwt_secret": "strong-random-string", "rate_limit": {"per_ip": "lots"}},
+        })
+    problems = caught.value.problems
+    assert any(p.startswith("gateway.worker_processes: several worker processes are not "
+                            "supported yet") for p in problems)
+    assert any(p.startswith("channels: channel 'telegram' is not supported yet; this "
+                            "version has http, websocket, console, enterprise_im")
+               for p in problems)
+    assert any(p.startswith("auth.jwt_secret: String should have at least 32 characters")
+               for p in problems)
+    assert any(p.startswith("auth.rate_limit.per_ip: expected a rate such as '100/min'")
+               for p in problems)
+    assert "strong-random-string" not in str(caught.value)  # a secret is never echoed
+    assert len(problems) == 4
 
 
 def test_openai_provider_is_inferred_from_a_v1_path() -> None:
@@ -59,12 +82,12 @@ def test_every_bad_key_is_reported_with_its_path() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config({"models": {"llama2": {"endpoint": "http://x", "max_tokens": "lots"}},
                       "gateway": {"port": 99999, "max_conections": 5},
-                      "security": {"stranger_mode": "maybe"}})
+                      "logs": {"level": "chatty"}})
     text = str(caught.value)
     assert "models.llama2.max_tokens" in text
     assert "gateway.port" in text
     assert "gateway.max_conections: unknown key" in text
-    assert "security.stranger_mode" in text
+    assert "logs.level" in text
     assert len(caught.value.problems) == 4
 
 
@@ -75,18 +98,18 @@ def test_a_model_needs_an_endpoint() -> None:
 
 def test_env_values_are_expanded_and_missing_ones_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IM_PLATFORM_TOKEN", "enterprise:abc123")
-    config = parse_config({"channels": {"enterprise_im": {"bot_token": "${IM_PLATFORM_TOKEN}"}}})
-    assert config.channels["enterprise_im"].model_extra["bot_token"] == "enterprise:abc123"
+    config = parse_config({"auth": {"tokens": ["${IM_PLATFORM_TOKEN}"]}})
+    assert config.auth.tokens == ["enterprise:abc123"]
     monkeypatch.delenv("IM_PLATFORM_TOKEN")
-    with pytest.raises(ConfigError, match=r"channels\.enterprise_im\.bot_token: environment "
+    with pytest.raises(ConfigError, match=r"auth\.tokens\[0\]: environment "
                                           r"variable IM_PLATFORM_TOKEN is not set"):
-        parse_config({"channels": {"enterprise_im": {"bot_token": "${IM_PLATFORM_TOKEN}"}}})
+        parse_config({"auth": {"tokens": ["${IM_PLATFORM_TOKEN}"]}})
 
 
 def test_keyring_values_come_from_the_lookup() -> None:
     config = parse_config({"auth": {"jwt_secret": "${keyring:jwt}"}},
-                          secret_lookup={"jwt": "from-keyring"}.get)
-    assert config.auth.jwt_secret == "from-keyring"
+                          secret_lookup={"jwt": "from-keyring" * 3}.get)
+    assert config.auth.jwt_secret == "from-keyring" * 3
     with pytest.raises(ConfigError, match="no secret 'other' in the OS keyring"):
         parse_config({"auth": {"jwt_secret": "${keyring:other}"}}, secret_lookup={}.get)
 

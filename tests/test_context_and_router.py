@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gateway.context import build_messages
 from gateway.knowledge import estimate_tokens
-from gateway.router import route
+from gateway.router import help_text, route
 
 
 def test_newest_turns_are_kept_within_the_budget() -> None:
@@ -26,6 +26,13 @@ def test_commands_then_chat() -> None:
     assert route("/reset").name == "reset"
     assert route("/NEW please").name == "new"
     assert route("/help").kind == "command"
-    assert route("/unknown thing").kind == "chat"
     assert route("hello").kind == "chat"
     assert route("/").kind == "chat"
+    assert route("/usr/bin holds programs").kind == "chat"  # a path, not a command
+
+
+def test_an_unknown_command_is_answered_with_the_commands_not_sent_to_the_model() -> None:
+    unknown = route("/boom now")
+    assert (unknown.kind, unknown.name, unknown.args) == ("command", "unknown", "boom")
+    text = help_text(unknown=unknown.args)
+    assert text.startswith("There is no command /boom.\nCommands:\n/reset")

@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 import httpx
+import pytest
 import websocket
 
 from tests.conftest import GatewayProcess, free_port, model_config, run_cli, write_config
@@ -126,6 +127,16 @@ def test_websocket_auth_by_first_frame_and_refusal(gateway: GatewayProcess) -> N
     ws.close()
 
 
+def test_a_bad_header_token_is_refused_before_the_upgrade(gateway: GatewayProcess) -> None:
+    for _ in range(5):  # repeatedly: a refused handshake must leave the gateway unharmed
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            websocket.create_connection(f"ws://127.0.0.1:{gateway.port}/ws", timeout=10,
+                                        header=["Authorization: Bearer nope"])
+        assert refused.value.status_code == 401
+        assert b'"unauthorized"' in refused.value.resp_body
+    assert gateway.post("still serving").status_code == 200
+
+
 def test_retry_with_same_id_is_answered_once(gateway: GatewayProcess,
                                              fake_model: FakeModelServer) -> None:
     key = {"Idempotency-Key": "retry-1"}
@@ -209,6 +220,36 @@ def test_bad_requests_get_clear_json_errors(gateway: GatewayProcess) -> None:
     assert gateway.post("still serving").status_code == 200
 
 
+def test_text_that_cannot_be_stored_and_deep_json_are_refused_on_http_and_ws(
+        gateway: GatewayProcess) -> None:
+    url = f"{gateway.url}/api/v1/messages"
+    headers = {**gateway.headers, "Content-Type": "application/json"}
+    surrogate = b'{"text": "hi \\ud800 there", "chat": "c"}'  # valid JSON, not UTF-8
+    deep = b'{"text": "x", "chat": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    for body, expected in ((surrogate, "invalid Unicode"), (deep, "nested too deeply")):
+        r = httpx.post(url, content=body, headers=headers)
+        assert r.status_code == 400 and expected in r.json()["error"]["message"]
+    bad_sender = httpx.post(url, content=b'{"text": "ok", "sender": "\\udfff"}',
+                            headers=headers)
+    assert bad_sender.status_code == 400 and '"sender"' in bad_sender.json()["error"]["message"]
+    unauthenticated = httpx.post(url, content=surrogate,
+                                 headers={"Content-Type": "application/json"})
+    assert unauthenticated.status_code == 401  # the guard chain answers before the body does
+    ws = ws_connect(gateway)
+    try:
+        for body, expected in ((surrogate.replace(b'{"text"', b'{"type": "message", "id": '
+                                                  b'"1", "text"'), "invalid Unicode"),
+                               (deep, "nested too deeply")):
+            ws.send(body.decode())
+            frame = json.loads(ws.recv())
+            assert frame["type"] == "error" and expected in frame["message"]
+        assert ws_exchange(ws, {"type": "message", "id": "2", "text": "alive?"})[-1][
+            "text"] == "echo: alive?"  # the connection lives on
+    finally:
+        ws.close()
+    assert gateway.post("still serving").status_code == 200
+
+
 def test_login_cookie_lets_the_chat_page_in(gateway: GatewayProcess) -> None:
     page = httpx.get(f"{gateway.url}/chat")
     assert page.status_code == 200 and "Moltbot" in page.text
@@ -241,7 +282,7 @@ def test_failover_to_the_live_endpoint(home: Any, fake_model: FakeModelServer) -
 
 
 def test_no_model_reachable_says_how_to_fix(home: Any) -> None:
-    dead = f"http://127.0.0.1:{free_port()}"
+    dead = f"http://owner:hunter2@127.0.0.1:{free_port()}"
     write_config(home, model_config(dead))
     gw = GatewayProcess(home, free_port()).start()
     try:
@@ -249,8 +290,13 @@ def test_no_model_reachable_says_how_to_fix(home: Any) -> None:
         assert r.status_code == 503
         error = r.json()["error"]
         assert error["code"] == "model_unavailable"
-        assert dead in error["message"] and "ollama serve" in error["message"]
-        assert "config.yaml" in error["message"]
+        assert "ollama serve" in error["message"] and "models.llama2.endpoint" in error["message"]
+        assert "127.0.0.1" not in r.text and "hunter2" not in r.text  # no URL to a sender
+        trace = httpx.get(f"{gw.url}/api/v1/messages/{r.json()['id']}/trace",
+                          headers=gw.headers).json()
+        model_span = next(s for s in trace["spans"] if s["step"] == "model")
+        assert "http://***@127.0.0.1" in model_span["detail"]  # the owner's trace names it
+        assert "hunter2" not in model_span["detail"]
         assert httpx.get(f"{gw.url}/healthz").status_code == 200
     finally:
         gw.stop()

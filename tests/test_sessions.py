@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from gateway.sessions import ChatQueue, SessionManager
+from gateway.sessions import SessionManager, SessionPolicy
+from gateway.state import LocalChatOrder as ChatQueue
 from gateway.store import Store
 
 
@@ -19,14 +20,14 @@ class Clock:
 
 def test_session_is_kept_until_idle_past_the_timeout(tmp_path: Path) -> None:
     store, clock = Store(f"sqlite:///{tmp_path / 'db.sqlite'}"), Clock()
-    sessions = SessionManager(store, timeout=1800, clock=clock)
-    first = sessions.open("ws", "chat-1")
+    sessions, policy = SessionManager(store, clock=clock), SessionPolicy(timeout=1800)
+    first = sessions.open("ws", "chat-1", policy)
     assert first.fresh
     clock.now += 1799
-    assert sessions.open("ws", "chat-1").id == first.id
-    assert sessions.open("http", "chat-1").id != first.id  # another channel, another session
+    assert sessions.open("ws", "chat-1", policy).id == first.id
+    assert sessions.open("http", "chat-1", policy).id != first.id  # another channel
     clock.now += 1801
-    later = sessions.open("ws", "chat-1")
+    later = sessions.open("ws", "chat-1", policy)
     assert later.fresh and later.id != first.id
     store.close()
 
@@ -34,16 +35,17 @@ def test_session_is_kept_until_idle_past_the_timeout(tmp_path: Path) -> None:
 def test_sessions_survive_a_new_store_on_the_same_file(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     clock = Clock()
-    first = SessionManager(Store(url), 60, clock).open("ws", "c")
-    assert SessionManager(Store(url), 60, clock).open("ws", "c").id == first.id
+    policy = SessionPolicy(timeout=60)
+    first = SessionManager(Store(url), clock=clock).open("ws", "c", policy)
+    assert SessionManager(Store(url), clock=clock).open("ws", "c", policy).id == first.id
 
 
 def test_reset_ends_the_open_session(tmp_path: Path) -> None:
     store, clock = Store(f"sqlite:///{tmp_path / 'db.sqlite'}"), Clock()
-    sessions = SessionManager(store, 60, clock)
-    old = sessions.open("ws", "c")
+    sessions, policy = SessionManager(store, clock=clock), SessionPolicy(timeout=60)
+    old = sessions.open("ws", "c", policy)
     new = sessions.reset("ws", "c")
-    assert new.id != old.id and sessions.open("ws", "c").id == new.id
+    assert new.id != old.id and sessions.open("ws", "c", policy).id == new.id
 
 
 def test_chat_queue_answers_in_arrival_order() -> None:
@@ -92,11 +94,11 @@ def _wait_until(condition: object, timeout: float = 5.0) -> None:
 
 def test_remembered_turns_stay_within_their_character_budget(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    sessions = SessionManager(store, 60, Clock())
+    sessions, policy = SessionManager(store, clock=Clock()), SessionPolicy(history_chars=32_000)
     session = sessions.reset("ws", "c")
     for i in range(10):
-        sessions.remember_turn(session.id, f"q{i} " + "x" * 10_000, f"a{i}")
-    kept = sessions.history(session.id)
+        sessions.remember_turn(session.id, f"q{i} " + "x" * 10_000, f"a{i}", policy)
+    kept = sessions.history(session.id, policy)
     assert kept[-1][1] == "a9"
-    assert sum(len(u) + len(a) for u, a in kept) <= sessions.history_chars
+    assert sum(len(u) + len(a) for u, a in kept) <= policy.history_chars
     store.close()

@@ -92,7 +92,8 @@ def test_the_guides_example_runs_unchanged(workspace_gateway: GatewayProcess,
     offered = fake_model.requests[-1]["body"]["tools"]
     assert offered[0]["function"]["name"] == "faq_query"
     trace = run_cli(gw.home, "trace", chosen["id"]).stdout
-    assert "route=chat:model" in trace
+    assert "route=skill:faq_query" in trace  # what really answered, not chat:model
+    assert "skill:faq_query (chosen by the model)" in trace
     assert "ok  faq_query (skills/auto_reply.py)" in trace.splitlines()[-1]
 
 
@@ -135,7 +136,8 @@ def test_drop_change_break_and_delete_a_skill(workspace_gateway: GatewayProcess)
     assert "/faq_query" in listed.stdout
 
     skill.unlink()
-    wait_until(lambda: gw.post("/greet", chat="g").json()["reply"] == "echo: /greet")
+    wait_until(lambda: gw.post("/greet", chat="g").json()["reply"].startswith(
+        "There is no command /greet."))  # gone: answered with the commands, not the model
     assert "skills/greeter.py" not in skills_api(gw)["errors"]
 
 
@@ -196,7 +198,7 @@ def test_skills_use_tools_within_their_limits(workspace_gateway: GatewayProcess)
     assert escape["reply"].startswith("refused:") and ".." in escape["reply"]
     trace = json.loads(run_cli(gw.home, "trace", escape["id"], "--json").stdout)
     assert any(s["step"] == "tool:files" and s["outcome"] == "refused" for s in trace["spans"])
-    assert "hi; rm -rf" in gw.post("/run echo hi; rm -rf /").json()["reply"]
+    assert "hi; rm -rf" in gw.post("/run echo hi; rm -rf *").json()["reply"]
     assert "not in tools.allowed_commands" in gw.post("/run rm -rf /tmp/x").json()["reply"]
 
 
@@ -230,9 +232,10 @@ def test_the_model_calls_offered_tools_and_sees_refusals(home: Path,
     config = model_config(fake_model.url)
     config["tools"] = {"offer_to_model": ["files"]}
     write_config(home, config)
-    (home / "notes.txt").write_text("buy milk", encoding="utf-8")
+    (home / "files").mkdir(parents=True)
+    (home / "files" / "notes.txt").write_text("buy milk", encoding="utf-8")
     fake_model.tool_call_when(contains="read my notes", name="files",
-                              arguments={"action": "read", "path": "notes.txt"})
+                              arguments={"action": "read", "path": "files/notes.txt"})
     fake_model.tool_call_when(contains="read the secrets", name="files",
                               arguments={"action": "read", "path": "../../etc/passwd"})
     gw = GatewayProcess(home, free_port()).start()

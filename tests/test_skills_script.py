@@ -179,22 +179,21 @@ def test_script_need_not_read_stdin(workspace: Path) -> None:
     assert run_script(parse_header(path), msg, workspace=workspace) == "ok"
 
 
-def test_non_zero_exit_shows_code_and_end_of_stderr(workspace: Path) -> None:
+def test_non_zero_exit_tells_the_code_and_keeps_stderr_for_the_log(workspace: Path) -> None:
     path = write_script(workspace, "fail.sh", """
         #!/bin/sh
         # moltbot: intent=broken
         i=0
-        while [ $i -lt 100 ]; do echo "noise line $i" >&2; i=$((i + 1)); done
-        echo "disk full" >&2
+        while [ $i -lt 1000 ]; do echo "noise line $i" >&2; i=$((i + 1)); done
+        echo "disk full at /home/owner/private" >&2
         exit 3
     """)
     with pytest.raises(SkillError) as caught:
         run_script(parse_header(path), {"text": ""}, workspace=workspace)
-    message = str(caught.value)
-    assert message.startswith("skill broken failed with exit code 3: ")
-    assert message.endswith("disk full")
-    assert "noise line 0" not in message
-    assert len(message) <= len("skill broken failed with exit code 3: ") + 300
+    assert str(caught.value) == "skill broken failed with exit code 3"  # no stderr for senders
+    assert caught.value.detail.endswith("disk full at /home/owner/private")
+    assert "noise line 0\n" not in caught.value.detail  # bounded: only the end is kept
+    assert len(caught.value.detail) <= 4000
 
 
 def test_timeout_kills_script_and_its_child(workspace: Path) -> None:
@@ -333,6 +332,12 @@ def test_file_processor_counts_a_file(example_workspace: Path) -> None:
     assert ask("/etc/passwd").startswith("refused: give a path inside the workspace")
     assert ask("knowledge/../../secret").startswith('refused: ".." is not allowed')
     assert ask("missing.txt") == "no such file in the workspace: missing.txt"
+    outside = example_workspace.parent / "private.key"
+    outside.write_text("-----BEGIN PRIVATE KEY-----\n", encoding="utf-8")
+    (example_workspace / "innocent.txt").symlink_to(outside)
+    refused = ask("/wc innocent.txt")
+    assert refused.startswith("refused: innocent.txt leads outside the workspace")
+    assert "lines" not in refused
 
 
 def test_doc_parser_input_output(example_workspace: Path) -> None:

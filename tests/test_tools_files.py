@@ -112,10 +112,10 @@ def test_directory_swapped_for_symlink_after_check_refused(
 ) -> None:
     """The TOCTOU case: the check passed on a real folder, then it became a symlink."""
     (workspace / "d").mkdir()
-    checked = files._resolve("d/secret.txt")
+    checked = files._resolve("d/secret.txt", "read")
     (workspace / "d").rmdir()
     (workspace / "d").symlink_to(outside, target_is_directory=True)
-    monkeypatch.setattr(files, "_resolve", lambda path: checked)
+    monkeypatch.setattr(files, "_resolve", lambda path, verb: checked)
     with pytest.raises(ToolRefused, match="became a symlink while in use"):
         files.read("d/secret.txt")
     with pytest.raises(ToolRefused, match="became a symlink while in use"):
@@ -127,10 +127,10 @@ def test_final_component_swapped_for_symlink_refused(
     files: FilesTool, workspace: Path, outside: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (workspace / "f.txt").write_text("mine")
-    checked = files._resolve("f.txt")
+    checked = files._resolve("f.txt", "read")
     (workspace / "f.txt").unlink()
     (workspace / "f.txt").symlink_to(outside / "secret.txt")
-    monkeypatch.setattr(files, "_resolve", lambda path: checked)
+    monkeypatch.setattr(files, "_resolve", lambda path, verb: checked)
     with pytest.raises(ToolRefused, match="became a symlink while in use"):
         files.read("f.txt")
     with pytest.raises(ToolRefused, match="only regular files can be replaced"):

@@ -1,32 +1,29 @@
-"""Admin API for the console and the CLI: skills as loaded (with every load error), traces.
+"""Admin API for the console and the CLI: skills as loaded (with every load error), traces,
+channels.
 
-Every route needs a token (or the login cookie): the blueprint checks it once, before each.
+Every route passes the guard chain at the door (one `before_request` for the blueprint).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
+from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
-from gateway.api.credentials import request_credential
+from gateway.api.door import guarded
 from gateway.api.errors import error_response
-from gateway.guards.tokens import TokenAuthenticator
+from gateway.channels.base import Entry
 from gateway.reload import Reloader
 from gateway.store import Store
 
 
-def build_admin(authenticator: TokenAuthenticator, reloader: Reloader,
-                store: Store) -> Blueprint:
+def build_admin(entry: Entry, reloader: Reloader, store: Store, channel: str,
+                channels: Callable[[], list[dict[str, Any]]]) -> Blueprint:
     bp = Blueprint("admin", __name__)
-
-    @bp.before_request
-    def _signed_in() -> ResponseReturnValue | None:
-        if not authenticator.verify(request_credential(request)):
-            return error_response(401, "unauthorized", "Send `Authorization: Bearer <token>`"
-                                  " (moltbot dashboard --token-gen).")
-        return None
+    bp.before_request(guarded(entry, channel))
 
     @bp.get("/api/v1/skills")
     def skills() -> ResponseReturnValue:
@@ -34,11 +31,15 @@ def build_admin(authenticator: TokenAuthenticator, reloader: Reloader,
         return jsonify({"skills": current.listing(), "errors": current.errors,
                         "config_error": reloader.config_error})
 
+    @bp.get("/api/v1/channels")
+    def channel_list() -> ResponseReturnValue:
+        return jsonify({"channels": channels()})
+
     @bp.get("/api/v1/messages/<msg_id>/trace")
     def trace(msg_id: str) -> ResponseReturnValue:
         stored = store.get_message(msg_id)
         if stored is None:
-            return error_response(404, "not_found", f"No message {msg_id}.")
+            return error_response("not_found", f"No message {msg_id}.")
         return jsonify({"id": msg_id, "status": stored.status, "route": stored.route,
                         "spans": [asdict(s) for s in store.get_trace(msg_id)]})
 

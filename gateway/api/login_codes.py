@@ -18,8 +18,12 @@ from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from gateway.api.credentials import bearer
+from gateway.api.door import caller_of, refusal_response
 from gateway.api.errors import error_response
-from gateway.guards.tokens import TokenAuthenticator, hash_token, issue_token
+from gateway.channels.base import Entry
+from gateway.guards.chain import Allow
+from gateway.guards.tokens import hash_token, issue_token
+from gateway.observe.audit import audit
 from gateway.store import Store
 
 CODE_TTL = 60.0
@@ -53,28 +57,36 @@ class LoginCodes:
         return found[0]
 
 
-def build_login_codes(authenticator: TokenAuthenticator, codes: LoginCodes, store: Store,
-                      session_seconds: float) -> tuple[Blueprint, Callable[[str], str | None]]:
+def build_login_codes(entry: Entry, store: Store, channel: str,
+                      codes: LoginCodes | None = None,
+                      ) -> tuple[Blueprint, Callable[[str], str | None]]:
     """The route that issues codes, and the function the login route calls to redeem one.
 
-    Redeeming gives a new session token (stored hashed, labelled "console", valid as long as the
-    login cookie) for the login route to set as the cookie.
+    Asking for a code passes the guard chain like every entry (rate limits included), with
+    the bearer token from the header only: a page signed in by cookie has no need to mint
+    codes. Redeeming gives a new session token (stored hashed, labelled "console", valid as
+    long as the login cookie, `auth.token_expire`) for the login route to set as the cookie.
     """
+    codes = codes or LoginCodes()
     bp = Blueprint("login_codes", __name__)
 
     @bp.post("/api/v1/login/code")
     def issue_code() -> ResponseReturnValue:
-        # The header only: a page signed in by cookie has no need to mint codes.
-        principal = authenticator.verify(bearer(request.headers.get("Authorization")))
-        if not principal:
-            return error_response(401, "unauthorized", "Send `Authorization: Bearer <token>`"
-                                  " (the tray's token, or one from moltbot dashboard --token-gen).")
-        return jsonify({"code": codes.issue(principal), "expires_in": int(codes.ttl)})
+        credential = bearer(request.headers.get("Authorization"))
+        if credential is None:
+            return error_response("unauthorized", "Send `Authorization: Bearer <token>` (the "
+                                  "tray's token, or one from moltbot dashboard --token-gen).")
+        caller = caller_of(entry, request, channel, credential)
+        verdict = entry.admit(caller)
+        if not isinstance(verdict, Allow):
+            return refusal_response(verdict)
+        audit("console.login_code", actor=verdict.principal, source=caller.peer)
+        return jsonify({"code": codes.issue(verdict.principal), "expires_in": int(codes.ttl)})
 
     def redeem_for_session(code: str) -> str | None:
         if codes.redeem(code) is None:
             return None
-        token, _ = issue_token(store, session_seconds, label="console")
+        token, _ = issue_token(store, entry.settings.config.auth.token_expire, label="console")
         return token
 
     return bp, redeem_for_session

@@ -1,8 +1,9 @@
-"""Health, browser login and the chat page.
+"""Browser login and the chat page.
 
 Login trades a token for an HttpOnly cookie so that after it no token is ever in a URL; the
 `#token=` fragment that `moltbot dashboard --token-gen` prints never reaches the server (the
-page reads it, posts it here, and wipes it from the address bar).
+page reads it, posts it here, and wipes it from the address bar). The token posted passes the
+same guard chain as every other entry (rate limits included).
 """
 
 from __future__ import annotations
@@ -13,19 +14,17 @@ from pathlib import Path
 from flask import Blueprint, Response, jsonify, redirect, request, send_from_directory
 from flask.typing import ResponseReturnValue
 
-from gateway import __version__
-from gateway.api.credentials import COOKIE, request_credential
+from gateway.api.credentials import COOKIE
+from gateway.api.door import caller_of, client_address, guarded, refusal_response
 from gateway.api.errors import error_response
-from gateway.guards.tokens import TokenAuthenticator
+from gateway.channels.base import Entry
+from gateway.guards.chain import Allow
+from gateway.observe.audit import audit
 
 
-def build_pages(authenticator: TokenAuthenticator, webui: Path, cookie_max_age: int,
+def build_pages(entry: Entry, webui: Path, channel: str,
                 redeem_code: Callable[[str], str | None] | None = None) -> Blueprint:
     bp = Blueprint("pages", __name__)
-
-    @bp.get("/healthz")
-    def healthz() -> ResponseReturnValue:
-        return jsonify({"status": "ok", "version": __version__})
 
     @bp.get("/")
     def index() -> ResponseReturnValue:
@@ -46,19 +45,25 @@ def build_pages(authenticator: TokenAuthenticator, webui: Path, cookie_max_age: 
     def login() -> ResponseReturnValue:
         data = request.get_json(silent=True) or {}
         token = data.get("token") if isinstance(data, dict) else None
+        token = token if isinstance(token, str) else None
         code = data.get("code") if isinstance(data, dict) else None
-        if isinstance(code, str) and redeem_code and not token:  # gateway.api.login_codes
+        if token is None and isinstance(code, str) and redeem_code:  # gateway.api.login_codes
             token = redeem_code(code)
-            if not token:
-                return error_response(401, "unauthorized", "That sign-in code is used or "
-                                      "expired; open the console from the tray again.")
-        principal = authenticator.verify(token if isinstance(token, str) else None)
-        if not principal:
-            return error_response(401, "unauthorized", "That token is unknown or expired; "
-                                  "create one with `moltbot dashboard --token-gen --expire 8h`.")
-        response = jsonify({"principal": principal})
-        response.set_cookie(COOKIE, token, max_age=cookie_max_age, httponly=True,
-                            samesite="Strict", secure=request.is_secure)
+            if token is None:
+                audit("console.login_refused", actor="", source=client_address(entry, request),
+                      code="code_spent")
+                return error_response("unauthorized", "That sign-in code is used or expired; "
+                                      "open the console from the tray again.")
+        caller = caller_of(entry, request, channel, token)
+        verdict = entry.admit(caller)
+        if not isinstance(verdict, Allow) or token is None:
+            audit("console.login_refused", actor="", source=caller.peer,
+                  code=getattr(verdict, "code", "challenge"))
+            return refusal_response(verdict)
+        audit("console.login", actor=verdict.principal, source=caller.peer)
+        response = jsonify({"principal": verdict.principal})
+        response.set_cookie(COOKIE, token, max_age=int(entry.settings.config.auth.token_expire),
+                            httponly=True, samesite="Strict", secure=request.is_secure)
         return response
 
     @bp.post("/api/v1/logout")
@@ -67,11 +72,13 @@ def build_pages(authenticator: TokenAuthenticator, webui: Path, cookie_max_age: 
         response.delete_cookie(COOKIE)
         return response
 
+    whoami_check = guarded(entry, channel)
+
     @bp.get("/api/v1/whoami")
     def whoami() -> ResponseReturnValue:
-        principal = authenticator.verify(request_credential(request))
-        if not principal:
-            return error_response(401, "unauthorized", "Not signed in.")
-        return jsonify({"principal": principal})
+        refused = whoami_check()
+        if refused is not None:
+            return refused
+        return jsonify({"principal": request.environ["moltbot.principal"]})
 
     return bp

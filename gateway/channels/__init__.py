@@ -1,8 +1,9 @@
 """Channel adapters: where messages come from and replies go back to.
 
-The contract (`base.Channel`): `start()` (safe to call again after a drop), `stop()` (release
-everything), `deliver(reply)` (send one reply back to where its message came from). An adapter
-turns what its platform sends into a `Message` and hands it to the one `submit` callable it was
-given; it never reaches into the pipeline. HTTP and WebSocket ride on the gateway's own web
-server; MQTT and the chat platforms implement the same contract with their own connections.
+The contract is `base.Channel` (start, stop, status, configure; `PushChannel.deliver` for
+channels that send replies later, on their own connection). A channel turns what its platform
+sends into a `Message` and hands it, with the caller's credential, to the pipeline's `handle`,
+which runs the guard chain and always returns a `Reply`; the channel maps the reply (an error
+*code*, never an HTTP status) to its own form. The channels are built from `table.CHANNELS`,
+keyed by the `channels:` config section, and started, stopped and reconfigured by hot reload.
 """

@@ -4,24 +4,85 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from typing import Protocol
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Protocol
 
+from pydantic import BaseModel, ConfigDict
+
+from gateway.guards.chain import Caller, Verdict
 from gateway.message import Message, Reply
 from gateway.models.base import OnDelta
 
+if TYPE_CHECKING:
+    from flask import Flask
+    from flask_sock import Sock
 
-class Submit(Protocol):
-    """The pipeline's entry: answer one message (streaming pieces to `on_delta`)."""
+    from gateway.channels.manager import ChannelSet
+    from gateway.observe.metrics import Metrics
+    from gateway.reload import Reloader
+    from gateway.settings import Settings
+    from gateway.store import Store
 
-    def __call__(self, msg: Message, on_delta: OnDelta | None = None,
-                 cancel: threading.Event | None = None) -> Reply: ...
+
+class Entry(Protocol):
+    """The pipeline as a channel sees it."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    def handle(self, msg: Message, credential: str | None = None,
+               on_delta: OnDelta | None = None,
+               cancel: threading.Event | None = None) -> Reply:
+        """Guard, store and answer one message; always returns a Reply."""
+        ...
+
+    def admit(self, caller: Caller) -> Verdict:
+        """The guard chain alone, for an entry that is not a message."""
+        ...
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the composition root hands every channel; a channel uses what it needs."""
+
+    entry: Entry
+    app: Flask  # the gateway's own web server, for channels that ride on it
+    sock: Sock
+    store: Store
+    reloader: Reloader
+    webui: Path
+    channels: ChannelSet  # filled once every channel is built; the console lists them
+    metrics: Metrics
+
+
+@dataclass(frozen=True)
+class ChannelStatus:
+    state: Literal["connected", "retrying", "stopped"]
+    detail: str = ""  # why it is retrying, or where it listens
+
+    def __str__(self) -> str:
+        return f"{self.state}: {self.detail}" if self.detail else self.state
+
+
+class ChannelOptions(BaseModel):
+    """`channels.<name>:` in config.yaml; a channel with more settings subclasses this."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
 
 
 class Channel(ABC):
     name: str
+    Options: type[ChannelOptions] = ChannelOptions
+    # A chat platform authenticates as the platform (its bot token), not as the person
+    # writing: the stranger policy checks each of its senders.
+    chat_platform = False
 
-    def __init__(self, submit: Submit) -> None:
-        self.submit = submit
+    def __init__(self, services: Services, options: ChannelOptions) -> None:
+        self.services = services
+        self.entry = services.entry
+        self.options = options
 
     @abstractmethod
     def start(self) -> None:
@@ -32,5 +93,48 @@ class Channel(ABC):
         """Stop receiving and release connections; in-flight replies are the pipeline's."""
 
     @abstractmethod
+    def status(self) -> ChannelStatus: ...
+
+    def configure(self, options: ChannelOptions) -> None:
+        """New options from a config reload: by default, stop and start again with them."""
+        was_running = self.status().state != "stopped"
+        if was_running:
+            self.stop()
+        self.options = options
+        if options.enabled:
+            self.start()
+
+
+class PushChannel(Channel):
+    """A channel that sends replies on its own connection (MQTT, a platform's send API)."""
+
+    @abstractmethod
     def deliver(self, reply: Reply) -> None:
-        """Send one reply back to the chat its message came from."""
+        """Send one reply to the chat its message came from."""
+
+
+class WebChannel(Channel):
+    """A channel served by the gateway's own web server: its routes exist from the start
+    (Flask cannot add routes later), and answer `unavailable` while it is stopped."""
+
+    def __init__(self, services: Services, options: ChannelOptions) -> None:
+        super().__init__(services, options)
+        self.running = False
+
+    def start(self) -> None:
+        self.running = True
+
+    def stop(self) -> None:
+        self.running = False
+
+    def status(self) -> ChannelStatus:
+        return ChannelStatus("connected") if self.running else ChannelStatus(
+            "stopped", f"channels.{self.name}.enabled is false")
+
+    def configure(self, options: ChannelOptions) -> None:
+        """Routes stay; only whether they answer changes."""
+        self.options = options
+        if options.enabled:
+            self.start()
+        else:
+            self.stop()

@@ -4,6 +4,11 @@ Frames (ARCHITECTURE.md, public contracts): the client sends `{"type": "message"
 "chat"}`; the server answers with `reply.delta` frames and one `reply`, or an `error` frame. A
 bad frame gets an error frame and the connection lives on. Each message is answered on its own
 greenlet so the connection keeps reading: a client that goes away cancels its model calls.
+
+The handshake passes the guard chain: with an Authorization header (or the login cookie) before
+the upgrade, which a refused one never gets; without one, upgraded to wait for a first `auth`
+frame. Every message after it passes the chain again with the connection's credential: a token
+revoked while the socket is open stops working on its next message.
 """
 
 from __future__ import annotations
@@ -15,14 +20,16 @@ import threading
 from typing import Any
 
 from flask import request
-from flask_sock import Sock
+from flask.typing import ResponseReturnValue
 from simple_websocket import ConnectionClosed
 
 from gateway.api.credentials import request_credential
-from gateway.channels.base import Channel, Submit
-from gateway.channels.http import validate_message_fields
-from gateway.guards.tokens import TokenAuthenticator
-from gateway.message import Message, Reply
+from gateway.api.door import client_address, refusal_response
+from gateway.api.errors import error_response
+from gateway.channels.base import ChannelOptions, Services, WebChannel
+from gateway.channels.fields import EXAMPLE, decode_json, validate_message_fields
+from gateway.guards.chain import Allow, Caller, Refuse, Verdict
+from gateway.message import Message
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +40,10 @@ MAX_IN_FLIGHT = 32  # per connection: a client that floods frames gets "busy", n
 class _Connection:
     """One client: its socket, a send lock (frames from several greenlets) and a cancel flag."""
 
-    def __init__(self, ws: Any, principal: str) -> None:
+    def __init__(self, ws: Any, credential: str, peer: str) -> None:
         self.ws = ws
-        self.principal = principal
+        self.credential = credential
+        self.peer = peer
         self.gone = threading.Event()
         self.in_flight = 0
         self._send_lock = threading.Lock()
@@ -51,39 +59,41 @@ class _Connection:
                 self.gone.set()
 
 
-class WebSocketChannel(Channel):
-    name = "ws"
+class WebSocketChannel(WebChannel):
+    name = "websocket"
 
-    def __init__(self, submit: Submit, authenticator: TokenAuthenticator, sock: Sock) -> None:
-        super().__init__(submit)
-        self.authenticator = authenticator
+    def __init__(self, services: Services, options: ChannelOptions) -> None:
+        super().__init__(services, options)
         self.connections: set[_Connection] = set()
-        sock.route("/ws")(self._serve)
-
-    def start(self) -> None:
-        """Served by the gateway's web server: nothing to connect."""
+        services.sock.route("/ws")(self._serve)
+        services.app.before_request(self._before_upgrade)
 
     def stop(self) -> None:
+        super().stop()
         for conn in list(self.connections):
             conn.gone.set()
             with contextlib.suppress(ConnectionClosed, OSError):
-                conn.ws.close(1001, "gateway stopping")
-
-    def deliver(self, reply: Reply) -> None:
-        """Replies are sent on the connection their message came in on (see `_answer`)."""
+                conn.ws.close(1001, "channel stopping")
 
     # -- one connection ------------------------------------------------------------------
     def _serve(self, ws: Any) -> None:
         request.environ["moltbot.websocket"] = True  # the server must not write a response
         request.environ["moltbot.release_http_buffer"]()
         ws.sock.settimeout(None)  # idle WebSockets are normal; keepalive_timeout is for HTTP
-        principal = self.authenticator.verify(request_credential(request, websocket=True))
-        if not principal:
-            principal = self._auth_frame(ws)
-            if not principal:
+        peer = client_address(self.entry, request)
+        credential = request_credential(request, websocket=True)
+        if credential is None:  # a header or cookie was admitted before the upgrade
+            credential = self._auth_frame(ws)
+            verdict = self._admit(credential, peer)
+            if not isinstance(verdict, Allow) or credential is None:
+                code, message = _refusal(verdict)
+                _refuse(ws, code, message, 1008)
                 return
-        conn = _Connection(ws, principal)
+            ws.send(json.dumps({"type": "auth.ok"}))
+        conn = _Connection(ws, credential, peer)
         self.connections.add(conn)
+        metrics = self.services.metrics
+        metrics.connection_opened(self.name)
         try:
             while True:
                 data = ws.receive()
@@ -93,37 +103,53 @@ class WebSocketChannel(Channel):
         except ConnectionClosed:
             pass
         finally:
+            metrics.connection_closed(self.name)
             conn.gone.set()
             self.connections.discard(conn)
 
+    def _before_upgrade(self) -> ResponseReturnValue | None:
+        """`/ws` is refused before any upgrade while the channel is stopped, and when a header
+        or cookie credential does not pass the chain: a plain HTTP error, no socket accepted.
+        (Only a handshake without one is upgraded, to wait for an `auth` frame.)"""
+        if request.path != "/ws":
+            return None
+        if not self.running:
+            return error_response("unavailable", "The WebSocket channel is switched off "
+                                  "(channels.websocket.enabled in config.yaml).")
+        credential = request_credential(request, websocket=True)
+        if credential is None:
+            return None
+        verdict = self._admit(credential, client_address(self.entry, request))
+        return None if isinstance(verdict, Allow) else refusal_response(verdict)
+
+    def _admit(self, credential: str | None, peer: str) -> Verdict:
+        return self.entry.admit(Caller(self.name, peer=peer, credential=credential))
+
     def _auth_frame(self, ws: Any) -> str | None:
-        """Accept `{"type": "auth", "token": ...}` as the first frame, or close with 1008."""
-        data = ws.receive(timeout=AUTH_WAIT)
-        frame = _parse(data)
-        token = frame.get("token") if frame and frame.get("type") == "auth" else None
-        principal = self.authenticator.verify(token if isinstance(token, str) else None)
-        if principal:
-            ws.send(json.dumps({"type": "auth.ok"}))
-            return principal
-        ws.send(json.dumps({"type": "error", "id": None, "code": "unauthorized", "message":
-                           "Authenticate first: an Authorization header or a first frame "
-                           '{"type": "auth", "token": "..."} (moltbot dashboard --token-gen).'}))
-        ws.close(1008, "unauthorized")
-        return None
+        """The token of a first frame `{"type": "auth", "token": ...}`, if one comes in time."""
+        frame, _ = decode_json(ws.receive(timeout=AUTH_WAIT))
+        token = frame.get("token") if isinstance(frame, dict) and frame.get(
+            "type") == "auth" else None
+        return token if isinstance(token, str) else None
 
     def _on_frame(self, conn: _Connection, data: str | bytes) -> None:
-        frame = _parse(data)
-        if frame is None:
-            conn.send(_error(None, "bad_request", "Frames must be JSON objects such as "
-                             '{"type": "message", "id": "1", "text": "hello"}.'))
+        frame, problem = decode_json(data)
+        if not isinstance(frame, dict):
+            conn.send(_error(None, "bad_request", problem or f"Frames must be JSON objects "
+                             f"such as {EXAMPLE}."))
             return
         kind = frame.get("type")
         if kind == "ping":
             conn.send({"type": "pong", "id": frame.get("id")})
         elif kind == "auth":
             token = frame.get("token")
-            ok = self.authenticator.verify(token if isinstance(token, str) else None)
-            conn.send({"type": "auth.ok"} if ok else _error(None, "unauthorized", "Bad token."))
+            token = token if isinstance(token, str) else None
+            verdict = self._admit(token, conn.peer)
+            if isinstance(verdict, Allow) and token:
+                conn.credential = token
+                conn.send({"type": "auth.ok"})
+            else:
+                conn.send(_error(None, *_refusal(verdict)))
         elif kind == "message":
             problem = validate_message_fields(frame)
             if problem:
@@ -141,32 +167,41 @@ class WebSocketChannel(Channel):
 
     def _answer(self, conn: _Connection, frame: dict[str, Any]) -> None:
         client_id = str(frame["id"]) if frame.get("id") is not None else None
-        sender = str(frame.get("sender") or conn.principal)
+        sender = str(frame.get("sender") or "")
         msg = Message(channel=self.name, sender=sender, chat=str(frame.get("chat") or sender),
-                      text=frame["text"], client_id=client_id, principal=conn.principal)
+                      text=frame["text"], client_id=client_id, peer=conn.peer)
 
         def on_delta(piece: str) -> None:
             conn.send({"type": "reply.delta", "id": client_id, "text": piece})
 
         try:
-            reply = self.submit(msg, on_delta=on_delta, cancel=conn.gone)
+            reply = self.entry.handle(msg, conn.credential, on_delta=on_delta,
+                                      cancel=conn.gone)
         finally:
             conn.in_flight -= 1
         if reply.error:
-            conn.send(_error(client_id, reply.error, reply.text) | {"msg_id": reply.msg_id})
+            extra: dict[str, Any] = {"msg_id": reply.msg_id}
+            if reply.retry_after:
+                extra["retry_after"] = reply.retry_after
+            conn.send(_error(client_id, reply.error, reply.text) | extra)
         else:
             conn.send({"type": "reply", "id": client_id, "msg_id": reply.msg_id,
                        "session": reply.session, "text": reply.text})
 
 
-def _parse(data: str | bytes | None) -> dict[str, Any] | None:
-    if data is None:
-        return None
-    try:
-        frame = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return frame if isinstance(frame, dict) else None
+def _refusal(verdict: Verdict) -> tuple[str, str]:
+    if isinstance(verdict, Allow):
+        return "unauthorized", "Authenticate first."
+    if isinstance(verdict, Refuse):
+        return verdict.code, verdict.message
+    return "unauthorized", verdict.text
+
+
+def _refuse(ws: Any, code: str, message: str, close_code: int) -> None:
+    """An error frame, then close: the client learns why before the socket goes."""
+    with contextlib.suppress(ConnectionClosed, OSError):
+        ws.send(json.dumps(_error(None, code, message)))
+        ws.close(close_code, code)
 
 
 def _error(client_id: Any, code: str, message: str) -> dict[str, Any]:

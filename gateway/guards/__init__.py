@@ -1,6 +1,9 @@
-"""Guards: each looks at a `Message` and lets it pass or refuses it with a reason.
+"""Guards: every entry into the gateway passes one chain of them, in one fixed order.
 
-Closed by default: a message with no verified principal is refused. Channels verify credentials
-at their door (a bearer token, a platform's signature) and name the principal on the message;
-the chain's order is fixed once when the gateway is built.
+address allowlist -> rate limit -> authentication -> stranger policy
+
+Each guard is a small class with one job that looks at a `Caller` (who is knocking, from
+where, with what credential) and answers allow, refuse or challenge. The chain is closed by
+default: a caller that no guard identified is refused. Channels never check credentials
+themselves; they describe the caller and ask the chain (`gateway.guards.chain`).
 """

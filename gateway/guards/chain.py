@@ -1,49 +1,95 @@
-"""The guard chain: guards run in a fixed order; the first refusal ends the message's way."""
+"""The guard chain: guards run in a fixed order; the first refusal or challenge ends the way.
+
+A verdict is one of three things:
+- `Allow`: go on (the authentication guard names the principal it found);
+- `Refuse`: stop with an error code from `gateway.message.ERROR_CODES`, a sentence for the
+  caller and, for limits, how many seconds to wait;
+- `Challenge`: stop and send the caller this text instead of an answer (stranger verification
+  sends a code this way); nothing of the caller's reaches the model.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from gateway.message import Message
+# The documented order; `GuardChain` refuses a list that breaks it.
+ORDER = ("address", "rate_limit", "authentication", "stranger")
 
 
 @dataclass(frozen=True)
-class Refusal:
+class Caller:
+    """Who is at the door. `text` is None for entries that are not a message (console pages,
+    a WebSocket handshake); the credential is never shown in a repr or a log."""
+
+    channel: str
+    peer: str = ""
+    credential: str | None = field(default=None, repr=False)
+    sender: str = ""
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class Allow:
+    principal: str = ""  # set by the guard that identified the caller
+    passed: tuple[str, ...] = ()  # filled in by the chain, for the trace
+
+
+@dataclass(frozen=True)
+class Refuse:
     code: str
     message: str
-    status: int
+    retry_after: float | None = None
+    guard: str = ""
+
+
+@dataclass(frozen=True)
+class Challenge:
+    text: str
+    guard: str = ""
+
+
+Verdict = Allow | Refuse | Challenge
 
 
 class Guard(Protocol):
-    name: str
+    name: str  # one of ORDER
 
-    def check(self, msg: Message) -> Refusal | None: ...
+    def check(self, caller: Caller, principal: str) -> Verdict: ...
 
 
-class RequirePrincipal:
-    """Refuse any message whose channel did not verify who sent it."""
-
-    name = "auth"
-
-    def check(self, msg: Message) -> Refusal | None:
-        if msg.principal:
-            return None
-        return Refusal("unauthorized", "Sign in first: send a bearer token "
-                       "(create one with `moltbot dashboard --token-gen`).", 401)
+NOT_SIGNED_IN = Refuse("unauthorized", "Sign in first: send `Authorization: Bearer <token>` "
+                       "(create a token with `moltbot dashboard --token-gen`).")
 
 
 class GuardChain:
     def __init__(self, guards: Sequence[Guard]) -> None:
+        positions = [ORDER.index(g.name) for g in guards]
+        if positions != sorted(positions):
+            raise ValueError(f"guards must run in the order {' -> '.join(ORDER)}, "
+                             f"got {[g.name for g in guards]}")
         self.guards = tuple(guards)
 
-    def check(self, msg: Message) -> tuple[str, Refusal | None]:
-        """Returns the names of the guards passed (for the trace) and the refusal, if any."""
+    def admit(self, caller: Caller) -> Verdict:
+        """Run every guard; an `Allow` carries the principal and the names of the guards passed.
+
+        Closed by default: when no guard named a principal the caller is refused.
+        """
+        principal = ""
         passed: list[str] = []
         for guard in self.guards:
-            refusal = guard.check(msg)
-            if refusal:
-                return ",".join(passed), refusal
+            verdict = guard.check(caller, principal)
+            if isinstance(verdict, Refuse | Challenge):
+                return verdict if verdict.guard else _named(verdict, guard.name)
+            principal = verdict.principal or principal
             passed.append(guard.name)
-        return ",".join(passed), None
+        if not principal:
+            return NOT_SIGNED_IN
+        return Allow(principal, tuple(passed))
+
+
+def _named(verdict: Refuse | Challenge, guard: str) -> Refuse | Challenge:
+    if isinstance(verdict, Refuse):
+        return Refuse(verdict.code, verdict.message, verdict.retry_after, guard)
+    return Challenge(verdict.text, guard)

@@ -9,14 +9,17 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Callable
 
+from gateway.state import LocalTokenCache, TokenCache
 from gateway.store import Store
 
 TOKEN_PREFIX = "mb_"
+MAX_CREDENTIAL = 4096  # longer is refused before hashing: a JWT fits, a flood does not
 
 
 def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def issue_token(store: Store, expire_s: float, label: str = "dashboard") -> tuple[str, float]:
@@ -27,42 +30,63 @@ def issue_token(store: Store, expire_s: float, label: str = "dashboard") -> tupl
     return token, expires_at
 
 
-class TokenAuthenticator:
-    """Answers "who is this?" for a presented token, or None when it is unknown or expired.
+class StaticTokens:
+    """`auth.tokens` from config.yaml, for scripts and devices; principal `token:config`."""
 
-    A token found in the store is remembered (by hash, with its expiry) for `CACHE_SECONDS`,
-    so a busy client does not cost a database read per message; expiry is still exact.
+    name = "static"
+
+    def __init__(self, tokens: list[str]) -> None:
+        self._hashes = [hash_token(t) for t in tokens if t]
+
+    def identify(self, credential: str, channel: str) -> str | None:
+        digest = hash_token(credential)
+        # compare with every entry, so the time taken does not tell which one was close
+        found = [hmac.compare_digest(known, digest) for known in self._hashes]
+        return "token:config" if any(found) else None
+
+
+class IssuedTokens:
+    """Tokens in the store (dashboard, tray, cli), principal `token:<label>`.
+
+    A token found in the store is remembered in a per-process `TokenCache` for
+    `CACHE_SECONDS`, so a busy client costs at most one database read a second; expiry is
+    still exact, and a token revoked from the CLI stops working within that second.
     """
 
-    CACHE_SECONDS = 60.0
-    CACHE_SIZE = 1024
+    name = "issued"
+    CACHE_SECONDS = 1.0
 
-    def __init__(self, store: Store, static_tokens: list[str]) -> None:
+    def __init__(self, store: Store, cache: TokenCache | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.store = store
-        self.static_hashes: list[str] = []
-        self.set_static_tokens(static_tokens)
-        self._known: dict[str, tuple[str, float, float]] = {}  # hash -> label, expiry, until
+        self.cache = cache or LocalTokenCache()
+        self.clock = clock
 
-    def set_static_tokens(self, tokens: list[str]) -> None:
-        """`auth.tokens` from config.yaml; replaced whole when the config is reloaded."""
-        self.static_hashes = [hash_token(t) for t in tokens if t]
-
-    def verify(self, token: str | None) -> str | None:
-        if not token or len(token) > 512:
-            return None
-        digest = hash_token(token)
-        for known in self.static_hashes:
-            if hmac.compare_digest(known, digest):
-                return "token:config"
-        now = time.time()
-        cached = self._known.get(digest)
+    def identify(self, credential: str, channel: str) -> str | None:
+        digest = hash_token(credential)
+        now = self.clock()
+        cached = self.cache.get(digest)
         if cached and now < cached[1] and now < cached[2]:
             return f"token:{cached[0]}"
         found = self.store.token_row(digest, now)
         if not found:
             return None
         label, expires_at = found
-        if len(self._known) >= self.CACHE_SIZE:
-            self._known.clear()
-        self._known[digest] = (label, expires_at, now + self.CACHE_SECONDS)
+        self.cache.put(digest, (label, expires_at, now + self.CACHE_SECONDS))
         return f"token:{label}"
+
+
+class PlatformToken:
+    """A chat platform's bot token (`channels.<name>.bot_token`): it proves the platform,
+    principal `platform:<name>`, and only on that channel's own entry."""
+
+    name = "platform"
+
+    def __init__(self, channel: str, token: str) -> None:
+        self.channel = channel
+        self._hash = hash_token(token)
+
+    def identify(self, credential: str, channel: str) -> str | None:
+        if channel == self.channel and hmac.compare_digest(hash_token(credential), self._hash):
+            return f"platform:{channel}"
+        return None

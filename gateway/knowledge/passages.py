@@ -27,6 +27,15 @@ class Passage:
     line: int = 0
 
     @property
+    def heading(self) -> str:
+        """The passage's own heading (the last part of its title), or its label for a CSV row.
+
+        The best one-line summary of the passage: a question that contains every word of it
+        is asking for this passage, however short the question is ("Where are the logs?").
+        """
+        return self.title.rsplit(" > ", 1)[-1]
+
+    @property
     def body(self) -> str:
         """The text without its leading heading line: the answer of a Markdown Q&A section.
 

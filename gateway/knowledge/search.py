@@ -58,14 +58,16 @@ EN_STOPWORDS = frozenset({
 
 
 def _normalise_word(word: str) -> str:
-    """Fold plurals and -ing/-ed forms to one spelling, without a stemmer dependency.
+    """Fold plurals, -ing/-ed and -ation forms to one spelling, without a stemmer dependency.
 
     Deliberately crude: both the passage and the question go through the same rules, so it
     only has to map a word's forms to one key, not produce a real English stem.
     """
     if len(word) <= 3 or not word.isalpha():
         return word
-    if word.endswith(("ies", "ied")) and len(word) > 4:
+    if word.endswith(("ation", "ations")) and len(word.rstrip("s")) >= 9:
+        word = word.rstrip("s")[:-5]  # installation -> install, configurations -> configur
+    elif word.endswith(("ies", "ied")) and len(word) > 4:
         word = word[:-3] + "y"
     elif word.endswith(("sses", "ches", "shes", "xes", "zes")):
         word = word[:-2]

@@ -23,16 +23,17 @@ class Cancelled(Exception):
 
 
 class NoModelAvailable(ModelError):
-    """Every endpoint of a model failed; the message names each and how to fix it."""
+    """Every endpoint of a model failed. `str(e)` names each endpoint (for the log and the
+    trace); `advice` says how to fix it without naming any URL (for the sender)."""
 
     def __init__(self, model: str, failures: list[tuple[str, str]], config_hint: str) -> None:
         self.model = model
         self.failures = failures
         tried = "; ".join(f"{url} ({why})" for url, why in failures) or "no endpoint configured"
-        super().__init__(
-            f"The model '{model}' could not be reached: {tried}. Start the model server "
-            f"(for Ollama: `ollama serve` and `ollama pull {model}`) or fix "
-            f"models.{model}.endpoint in {config_hint}.")
+        self.advice = (f"The model '{model}' could not be reached. Start the model server "
+                       f"(for Ollama: `ollama serve` and `ollama pull {model}`) or fix "
+                       f"models.{model}.endpoint in config.yaml.")
+        super().__init__(f"{self.advice} Tried: {tried} ({config_hint}).")
 
 
 @dataclass
@@ -40,6 +41,8 @@ class ModelResult:
     text: str
     endpoint: str
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    prompt_tokens: int = 0  # as the model counted them (0 when it did not say)
+    completion_tokens: int = 0
 
 
 class Provider(Protocol):

@@ -33,6 +33,7 @@ class OllamaProvider:
              tools: list[dict[str, Any]] | None = None) -> ModelResult:
         pieces: list[str] = []
         tool_calls: list[dict[str, Any]] = []
+        counts = [0, 0]  # prompt_eval_count, eval_count of the final part
         try:
             if on_delta is None:  # nobody to stream to: one response, parsed once
                 parts: Any = [self.client.chat(model=self.model, messages=_wire(messages),
@@ -55,6 +56,8 @@ class OllamaProvider:
                         pieces.append(piece)
                         if on_delta:
                             on_delta(piece)
+                    if part.done:
+                        counts = [part.prompt_eval_count or 0, part.eval_count or 0]
             finally:
                 if hasattr(parts, "close"):
                     parts.close()
@@ -62,7 +65,7 @@ class OllamaProvider:
             raise self._response_error(e) from e
         except (ConnectionError, httpx.TransportError) as e:
             raise EndpointDown(_reason(e)) from e
-        return ModelResult("".join(pieces), self.url, tool_calls)
+        return ModelResult("".join(pieces), self.url, tool_calls, *counts)
 
     def close(self) -> None:
         self.client.close()

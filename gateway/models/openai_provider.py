@@ -30,15 +30,21 @@ class OpenAIProvider:
             extra["temperature"] = self.temperature
         pieces: list[str] = []
         calls: dict[int, dict[str, Any]] = {}
+        counts = [0, 0]  # the usage chunk's prompt and completion tokens
         try:
-            stream = self.client.chat.completions.create(
-                model=self.model, messages=_wire(messages), max_tokens=self.max_tokens,
-                stream=True,
-                **extra)
+            # the wire messages are plain dicts of the documented shapes; the SDK's TypedDicts
+            # and its stream/no-stream overloads do not follow **extra
+            create: Any = self.client.chat.completions.create
+            stream: Any = create(model=self.model, messages=_wire(messages),
+                                 max_tokens=self.max_tokens, stream=True,
+                                 stream_options={"include_usage": True}, **extra)
             with stream:
                 for chunk in stream:
                     if cancel is not None and cancel.is_set():
                         raise Cancelled(f"cancelled after {len(pieces)} pieces")
+                    if getattr(chunk, "usage", None):
+                        counts = [chunk.usage.prompt_tokens or 0,
+                                  chunk.usage.completion_tokens or 0]
                     if not chunk.choices:
                         continue
                     delta = chunk.choices[0].delta
@@ -64,7 +70,7 @@ class OpenAIProvider:
         tool_calls = [{"id": c["id"] or f"call_{i}", "name": c["name"],
                        "arguments": _json_args(c["arguments"])}
                       for i, (_, c) in enumerate(sorted(calls.items()))]
-        return ModelResult("".join(pieces), self.url, tool_calls)
+        return ModelResult("".join(pieces), self.url, tool_calls, *counts)
 
     def close(self) -> None:
         self.client.close()

@@ -1,4 +1,7 @@
-"""Log files under `data/logs/`, rotated: gateway.log (all), error.log (errors), access.log.
+"""Log files under `data/logs/`, rotated: gateway.log (all, for people), error.log (errors)
+and access.log (every message in and out, every HTTP request) as JSON lines with ECS field
+names, so Filebeat/Logstash/Elasticsearch take them as they are; audit.log is
+`gateway.observe.audit`'s.
 
 A redacting filter sits on every handler, so a token that slips into a message (a pasted
 Authorization header, a URL with a key) is masked before it reaches a file or the terminal.
@@ -6,16 +9,21 @@ Authorization header, a URL with a key) is masked before it reaches a file or th
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
+from datetime import UTC, datetime
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 ACCESS_LOGGER = "moltbot.access"
 
 _SECRETS = [
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/@\s:]*:[^/@\s]*@"), r"\1***@"),  # user:pw@
     (re.compile(r"\bmb_[A-Za-z0-9_\-]{16,}"), "mb_***"),
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/\-]{8,}=*"), r"\1***"),
     (re.compile(r"(?i)((?:api[_-]?key|token|secret|password)[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,]{4,}"),
@@ -29,6 +37,24 @@ def redact(text: str) -> str:
     return text
 
 
+def redact_arguments(arguments: dict[str, Any]) -> str:
+    """A tool call's arguments as the trace may keep them: every header value and every
+    query-string value masked (either may carry a key), then the usual redaction."""
+
+    def clean(key: str, value: Any) -> Any:
+        if key == "headers" and isinstance(value, dict):
+            return {name: "***" for name in value}
+        if key == "url" and isinstance(value, str):
+            parts = urlsplit(value)
+            query = "&".join(f"{k}=***" for k, _ in parse_qsl(parts.query,
+                                                              keep_blank_values=True))
+            return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+        return value
+
+    shown = {k: clean(k, v) for k, v in arguments.items()}
+    return redact(json.dumps(shown, ensure_ascii=False, default=str))
+
+
 class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -38,11 +64,29 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def _file(path: Path, level: int, max_bytes: int, backups: int) -> logging.Handler:
+class EcsFormatter(logging.Formatter):
+    """One JSON object a line: `@timestamp`, `log.level`, `log.logger`, `message`, the
+    traceback as `error.stack_trace`, and the record's `ecs` extra (e.g. `moltbot.msg_id`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        event: dict[str, Any] = {
+            "@timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(
+                timespec="milliseconds"),
+            "log.level": record.levelname.lower(), "log.logger": record.name,
+            "message": record.getMessage(),
+        }
+        event.update(getattr(record, "ecs", {}))
+        if record.exc_info:
+            event["error.stack_trace"] = self.formatException(record.exc_info)
+        return redact(json.dumps(event, ensure_ascii=False, default=str))
+
+
+def _file(path: Path, level: int, max_bytes: int, backups: int,
+          formatter: logging.Formatter | None = None) -> logging.Handler:
     handler = RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups,
                                   encoding="utf-8")
     handler.setLevel(level)
-    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setFormatter(formatter or logging.Formatter(FORMAT))
     handler.addFilter(RedactingFilter())
     return handler
 
@@ -56,7 +100,8 @@ def setup_logging(logs_dir: Path, level: str, *, terminal: bool, max_bytes: int,
         return
     numeric = getattr(logging, level.upper())
     handlers = [_file(logs_dir / "gateway.log", numeric, max_bytes, backups),
-                _file(logs_dir / "error.log", logging.ERROR, max_bytes, backups)]
+                _file(logs_dir / "error.log", logging.ERROR, max_bytes, backups,
+                      EcsFormatter())]
     if terminal:
         stream = logging.StreamHandler(sys.stderr)
         stream.setFormatter(logging.Formatter(FORMAT))
@@ -70,7 +115,11 @@ def setup_logging(logs_dir: Path, level: str, *, terminal: bool, max_bytes: int,
     access = logging.getLogger(ACCESS_LOGGER)
     access.propagate = False
     access.setLevel(logging.INFO)
-    access.addHandler(_file(logs_dir / "access.log", logging.INFO, max_bytes, backups))
+    access.addHandler(_file(logs_dir / "access.log", logging.INFO, max_bytes, backups,
+                            EcsFormatter()))
+    from gateway.observe.audit import attach_audit_file
+
+    attach_audit_file(logs_dir, max_bytes, backups)
     for noisy in ("httpx", "httpcore", "urllib3", "jieba", "watchdog"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
 

@@ -13,9 +13,14 @@ from pathlib import Path
 class SkillError(Exception):
     """A skill failed while answering a message.
 
-    `str(e)` is a short sentence meant for the sender (the pipeline adds the msg_id); details
-    such as tracebacks go to the log, never into this message.
+    `str(e)` is a short sentence meant for the sender (the pipeline adds the msg_id). `detail`
+    (a script's stderr, an exception's text) is for the log and the trace only: a sender may be
+    a stranger, and stderr can name files, hosts or secrets.
     """
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class SkillLoadError(Exception):

@@ -27,10 +27,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from gateway.observe.logs import redact
 from gateway.skills.errors import SkillLoadError
 from gateway.skills.handlers import SkillHandler
 from gateway.skills.python_skill import load_python_source
 from moltbot_sdk.skill import context
+
+MODEL_ONLY = {"offer_to_model", "model_read", "model_write"}  # the model's limits, not skills'
 
 
 class HostRuntime:
@@ -42,8 +45,7 @@ class HostRuntime:
         from gateway.tools.registry import build_tools
 
         parsed = parse_config(config)
-        self.tools = build_tools(workspace,
-                                 **parsed.tools.model_dump(exclude={"offer_to_model"}))
+        self.tools = build_tools(workspace, **parsed.tools.model_dump(exclude=MODEL_ONLY))
         self.pools = build_pools(parsed, str(workspace / "config.yaml"))
         self.chat_model = parsed.chat_model()
         self.spans: list[dict[str, Any]] = []
@@ -82,9 +84,9 @@ class HostRuntime:
         try:
             result = pool.chat(messages)
         except Exception as e:
-            self._span("skill:model", begin, "error", str(e))
+            self._span("skill:model", begin, "error", redact(str(e)))
             raise
-        self._span("skill:model", begin, "ok", f"via {result.endpoint}")
+        self._span("skill:model", begin, "ok", f"via {redact(result.endpoint)}")
         return result.text
 
 

@@ -45,7 +45,7 @@ def load_python_source(text: str, path: Path, label: str) -> list[SkillHandler]:
                 handlers.append(SkillHandler(spec, label, "python", value))
     if not handlers:
         raise SkillLoadError(label, "no handler found: decorate a method of a Skill subclass "
-                             "with @context.handle(intent=...)")
+                             "with @context.handle(...), e.g. @context.handle(command=\"/faq\")")
     return handlers
 
 
@@ -64,11 +64,14 @@ def _import(text: str, path: Path, label: str) -> ModuleType:
         raise SkillLoadError(label, f"syntax error on line {e.lineno}: {e.msg}") from e
     except BaseException as e:
         sys.modules.pop(name, None)
-        raise SkillLoadError(label, f"failed while importing: {_last_line(e)}") from e
+        raise SkillLoadError(label, f"failed while importing: {_last_line(e, path)}") from e
     return module
 
 
-def _last_line(e: BaseException) -> str:
+def _last_line(e: BaseException, path: Path | None = None) -> str:
+    """The error with the line to look at: the last one in the skill's own file, if any,
+    since a `@context.handle(...)` mistake is raised inside moltbot_sdk, not where it was made."""
     frames = traceback.extract_tb(e.__traceback__)
-    where = f" (line {frames[-1].lineno})" if frames else ""
+    own = [f for f in frames if path is not None and f.filename == str(path)] or frames
+    where = f" (line {own[-1].lineno})" if own else ""
     return f"{type(e).__name__}: {e}{where}"

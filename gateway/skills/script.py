@@ -24,7 +24,8 @@ What a script can rely on when it runs:
 
 Scripts are the user's own code running as the gateway's user: the limits above keep a buggy
 script from hanging or confusing the gateway, they do not sandbox a hostile one. Output is
-collected in memory (only the time limit bounds its size).
+bounded (`gateway.process`, shared with the command tool): the first 64 KiB of stdout and the
+last 4,000 bytes of stderr, which go to the log and the trace, never to the sender.
 
 Under gevent (the gateway monkey-patches subprocess and threading) waiting for the script is
 cooperative, so a slow script never stalls other messages.
@@ -33,19 +34,16 @@ cooperative, so a slow script never stalls other messages.
 from __future__ import annotations
 
 import codecs
-import contextlib
 import json
 import logging
 import math
 import os
 import re
-import signal
-import subprocess
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway import process
 from gateway.skills.errors import SkillError, SkillLoadError, shown_path
 
 log = logging.getLogger(__name__)
@@ -53,8 +51,7 @@ log = logging.getLogger(__name__)
 HEADER_LINES = 30  # the header must be within the file's first lines, so loading stays cheap
 MAX_REPLY = 64 * 1024  # bytes of stdout kept as the reply
 _LINE_LIMIT = 4096  # bytes read per header line: a binary file must not be read whole
-_GRACE = 2.0  # seconds for a killed process group to release its pipes
-_STDERR_TAIL = 300  # characters of stderr shown to the sender on failure
+_STDERR_KEPT = 4000  # bytes of stderr kept (its end) for the log and the trace
 _KEYS = ("intent", "keywords", "command", "description", "timeout")
 _PASSED_ENV = ("PATH", "HOME", "LANG", "TZ")
 # The SDK's rule for intents and command words (moltbot_sdk.skill), so both kinds read alike.
@@ -136,91 +133,37 @@ def run_script(spec: ScriptSpec, msg: dict[str, Any], *, workspace: Path,
 
     See the module docstring for what the script sees. `env` adds (or overrides) variables.
     """
-    data = json.dumps(msg, ensure_ascii=False, default=str).encode("utf-8")
+    data = json.dumps(msg, ensure_ascii=False, default=str).encode("utf-8", "replace")
     child_env = _child_env(msg, workspace, env or {})
     msg_id = child_env["MOLTBOT_MSG_ID"]
+    argv = [str(spec.path.absolute())]  # absolute: a relative one would resolve inside cwd
     try:
-        proc = subprocess.Popen(
-            [str(spec.path.absolute())],  # absolute: a relative one would resolve inside cwd
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=workspace,
-            env=child_env,
-            start_new_session=True,  # its own process group, so a time-out kills its children
-            close_fds=True,
-        )
+        result = process.run(argv, stdin=data, cwd=workspace, env=child_env,
+                             timeout=spec.timeout, max_stdout=MAX_REPLY + 4,
+                             max_stderr=_STDERR_KEPT)
     except OSError as e:
         log.error("msg_id=%s skill %s: cannot start %s: %s", msg_id, spec.intent, spec.path, e)
         raise SkillError(f"skill {spec.intent} could not start "
-                         f"({e.strerror or type(e).__name__})") from e
-    log.info("msg_id=%s skill %s started %s, pid %d", msg_id, spec.intent, spec.path, proc.pid)
-    out, err, timed_out = _communicate(proc, data, spec.timeout)
-    stderr = err.decode("utf-8", "replace").strip()
-    if timed_out:
+                         f"({e.strerror or type(e).__name__})", str(e)) from e
+    stderr = result.stderr.decode("utf-8", "replace").strip()
+    if result.timed_out:
         log.warning("msg_id=%s skill %s ran over %ss; its process group was killed",
                     msg_id, spec.intent, spec.timeout)
         raise SkillError(f"skill {spec.intent} took longer than {spec.timeout:g}s "
-                         "and was stopped")
-    if proc.returncode != 0:
+                         "and was stopped", stderr)
+    if result.exit_code != 0:
         log.warning("msg_id=%s skill %s exited with %d: %s",
-                    msg_id, spec.intent, proc.returncode, stderr[-2000:])
-        how = (f"was killed by signal {-proc.returncode}" if proc.returncode < 0
-               else f"failed with exit code {proc.returncode}")
-        raise SkillError(f"skill {spec.intent} {how}: "
-                         f"{stderr[-_STDERR_TAIL:] or '(no error output)'}")
-    reply = _reply_text(out).strip()
-    if len(out) > MAX_REPLY:
-        log.warning("msg_id=%s skill %s printed %d bytes; reply cut to %d",
-                    msg_id, spec.intent, len(out), MAX_REPLY)
+                    msg_id, spec.intent, result.exit_code, stderr)
+        how = (f"was killed by signal {-result.exit_code}" if result.exit_code < 0
+               else f"failed with exit code {result.exit_code}")
+        raise SkillError(f"skill {spec.intent} {how}", stderr or "(no error output)")
+    reply = _reply_text(result.stdout).strip()
+    if result.truncated and len(result.stdout) > MAX_REPLY:
+        log.warning("msg_id=%s skill %s printed more than %d bytes; reply cut",
+                    msg_id, spec.intent, MAX_REPLY)
     if not reply:
-        raise SkillError(f"skill {spec.intent} printed no reply")
+        raise SkillError(f"skill {spec.intent} printed no reply", stderr)
     return reply
-
-
-def _communicate(proc: subprocess.Popen[bytes], data: bytes,
-                 timeout: float) -> tuple[bytes, bytes, bool]:
-    """stdout, stderr and whether the time limit passed; the process is reaped on return.
-
-    `communicate(timeout=...)` bounds the reading; the watchdog also covers a script that
-    closes its output and keeps running, which gevent's `communicate` would wait for forever.
-    """
-    fired = threading.Event()
-
-    def stop() -> None:
-        fired.set()
-        _kill_group(proc)
-
-    watchdog = threading.Timer(timeout, stop)
-    watchdog.daemon = True
-    watchdog.start()
-    try:
-        out, err = proc.communicate(data, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        fired.set()
-        _kill_group(proc)
-        try:
-            out, err = proc.communicate(timeout=_GRACE)
-        except subprocess.TimeoutExpired:  # a process that left the group still holds a pipe
-            for pipe in (proc.stdout, proc.stderr):
-                if pipe is not None:
-                    pipe.close()
-            proc.wait()
-            out, err = b"", b""
-    finally:
-        watchdog.cancel()
-        watchdog.join()
-    return out, err, fired.is_set()
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the script's process group, unless the script was already reaped.
-
-    Once reaped, its pid (the group id) may belong to someone else, so it is left alone.
-    """
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _reply_text(out: bytes) -> str:

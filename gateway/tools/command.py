@@ -11,32 +11,31 @@ What the caller can rely on:
   full access to the machine as the gateway's user; the allowlist cannot narrow that down.
 - The child gets a small environment (PATH, HOME, locale, TZ, TMPDIR plus `env`), never the
   gateway's own, which may hold API keys.
-- The child leads its own process group; on time-out the whole group is killed.
-- Output is read as it comes and capped per stream: stdout keeps its first `max_output`
-  bytes, stderr its last (the error is usually at the end); the rest is read and dropped.
+- Arguments that name files stay in the working folder (the workspace): an operand or an
+  `--option=value` that is an absolute path, holds `..` or `/`, or exists there is resolved
+  (symlinks followed) and refused if it leads outside. Arguments that make a program read a
+  list of further files (`--files0-from=...`, `@file`) are refused, since the names inside
+  would escape the check.
+- Time limit, process-group kill and output caps (stdout's first `max_output` bytes,
+  stderr's last) are `gateway.process`'s, shared with script skills.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import selectors
 import shutil
-import signal
-import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from gateway import process
 from gateway.tools.base import Tool, ToolError, ToolRefused, check_arguments
 
 log = logging.getLogger(__name__)
 
-_CHUNK = 65536
-_GRACE = 2.0  # seconds to let a killed process group release its pipes
 _STDERR_TAIL = 4000  # characters of stderr shown to the model by call()
+_FILE_LIST_OPTIONS = frozenset({"--files0-from"})
 _PASSED_ENV = ("HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
 _FULL_ACCESS = frozenset(
     {"sh", "bash", "dash", "zsh", "ksh", "fish", "python", "python3", "perl", "ruby", "node"}
@@ -67,32 +66,6 @@ class CommandResult:
     stderr: str
     timed_out: bool
     truncated: bool
-
-
-class _Capture:
-    """A bounded buffer for one output stream, keeping either its head or its tail."""
-
-    def __init__(self, limit: int, *, keep_tail: bool) -> None:
-        self.data = bytearray()
-        self.limit = limit
-        self.keep_tail = keep_tail
-        self.truncated = False
-
-    def add(self, chunk: bytes) -> None:
-        if self.keep_tail:
-            self.data += chunk
-            excess = len(self.data) - self.limit
-            if excess > 0:
-                del self.data[:excess]
-                self.truncated = True
-            return
-        room = self.limit - len(self.data)
-        if len(chunk) > room:
-            self.truncated = True
-        self.data += chunk[: max(room, 0)]
-
-    def text(self) -> str:
-        return self.data.decode("utf-8", "replace")
 
 
 class CommandTool(Tool):
@@ -152,31 +125,30 @@ class CommandTool(Tool):
         if stdin is not None and not isinstance(stdin, str):
             raise ToolError(f"command: stdin must be a string, got {type(stdin).__name__}")
         program = self._resolve(argv[0])
+        if self.cwd is not None:
+            for arg in argv[1:]:
+                self._confine(argv[0], arg)
         try:
-            proc = subprocess.Popen(
-                [program, *argv[1:]],
-                stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=self.cwd,
-                env=self.env,
-                start_new_session=True,
-                close_fds=True,
-            )
+            proc = process.start([program, *argv[1:]], cwd=self.cwd, env=self.env,
+                                 with_stdin=stdin is not None)
         except OSError as e:
             raise ToolError(f"command: could not start {argv[0]!r}: {e.strerror or e}") from e
         log.info(
             "command: started %s with %d argument(s), pid %d", program, len(argv) - 1, proc.pid
         )
-        try:
-            return self._collect(proc, None if stdin is None else stdin.encode("utf-8"))
-        finally:
-            if proc.returncode is None:
-                _kill_group(proc)
-                proc.wait()
-            for pipe in (proc.stdin, proc.stdout, proc.stderr):
-                if pipe is not None:
-                    pipe.close()
+        result = process.collect(proc, None if stdin is None else stdin.encode("utf-8"),
+                                 timeout=self.timeout, max_stdout=self.max_output,
+                                 max_stderr=self.max_output)
+        if result.timed_out:
+            log.warning("command: pid %d ran over %s s; its group was killed", proc.pid,
+                        self.timeout)
+        return CommandResult(
+            exit_code=result.exit_code,
+            stdout=result.stdout.decode("utf-8", "replace"),
+            stderr=result.stderr.decode("utf-8", "replace"),
+            timed_out=result.timed_out,
+            truncated=result.truncated,
+        )
 
     def call(self, arguments: dict[str, Any]) -> str:
         args = check_arguments(self.name, arguments)
@@ -191,6 +163,26 @@ class CommandTool(Tool):
             status += f" (output cut to {self.max_output} bytes per stream)"
         stderr = result.stderr[-_STDERR_TAIL:]
         return f"{status}\nstdout:\n{result.stdout}\nstderr (end):\n{stderr}"
+
+    def _confine(self, program: str, arg: str) -> None:
+        """Refuse an argument that names a file outside the working folder."""
+        assert self.cwd is not None
+        name, eq, value = arg.partition("=") if arg.startswith("-") else ("", "", arg)
+        if arg.startswith("@") or name in _FILE_LIST_OPTIONS:
+            raise ToolRefused(f"command: refused {program} {arg!r}: it makes {program} read "
+                              "file names from a file, which cannot be kept in the workspace")
+        if arg.startswith("-") and not eq:
+            return  # a flag; a value given as the next argument is checked as an operand
+        root = os.path.realpath(self.cwd)
+        candidate = os.path.join(root, value)
+        looks_like_path = (os.path.isabs(value) or "/" in value or value in ("..", ".")
+                           or os.path.lexists(candidate))
+        if not looks_like_path:
+            return
+        resolved = os.path.realpath(candidate)
+        if resolved != root and not resolved.startswith(root + os.sep):
+            raise ToolRefused(f"command: refused {program} {arg!r}: it names a file outside "
+                              f"the workspace {root}; copy what you need into it first")
 
     def _resolve(self, name: str) -> str:
         """The path to execute for argv[0], or ToolRefused saying how to allow it."""
@@ -216,75 +208,6 @@ class CommandTool(Tool):
         raise ToolRefused(
             f"command: refused {name!r}: it is not in tools.allowed_commands ({allowed}); {fix}"
         )
-
-    def _collect(self, proc: subprocess.Popen[bytes], data: bytes | None) -> CommandResult:
-        out = _Capture(self.max_output, keep_tail=False)
-        err = _Capture(self.max_output, keep_tail=True)
-        deadline = time.monotonic() + self.timeout
-        with selectors.DefaultSelector() as sel:
-            assert proc.stdout is not None and proc.stderr is not None
-            sel.register(proc.stdout, selectors.EVENT_READ, out)
-            sel.register(proc.stderr, selectors.EVENT_READ, err)
-            if proc.stdin is not None:
-                os.set_blocking(proc.stdin.fileno(), False)
-                sel.register(proc.stdin, selectors.EVENT_WRITE, memoryview(data or b""))
-            finished = _pump(sel, deadline, proc.stdin)
-            if finished:
-                try:
-                    proc.wait(timeout=max(deadline - time.monotonic(), 0))
-                except subprocess.TimeoutExpired:
-                    finished = False
-            if not finished:
-                log.warning(
-                    "command: pid %d ran over %s s, killing its group", proc.pid, self.timeout
-                )
-                _kill_group(proc)
-                _pump(sel, time.monotonic() + _GRACE, proc.stdin)
-                proc.wait()
-        assert proc.returncode is not None
-        return CommandResult(
-            exit_code=proc.returncode,
-            stdout=out.text(),
-            stderr=err.text(),
-            timed_out=not finished,
-            truncated=out.truncated or err.truncated,
-        )
-
-
-def _pump(sel: selectors.BaseSelector, deadline: float, stdin: IO[bytes] | None) -> bool:
-    """Feed stdin and drain the outputs until every pipe closes (True) or the deadline passes."""
-    while sel.get_map():
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        for key, _ in sel.select(remaining):
-            if key.fileobj is stdin:
-                view: memoryview = key.data
-                try:
-                    written = os.write(key.fd, view[:_CHUNK])
-                except BlockingIOError:
-                    continue
-                except BrokenPipeError:  # the program stopped reading: drop the rest
-                    written = len(view)
-                view = view[written:]
-                if view:
-                    sel.modify(key.fileobj, selectors.EVENT_WRITE, view)
-                else:
-                    sel.unregister(key.fileobj)
-                    key.fileobj.close()  # type: ignore[union-attr]
-                continue
-            chunk = os.read(key.fd, _CHUNK)
-            if chunk:
-                key.data.add(chunk)
-            else:
-                sel.unregister(key.fileobj)
-    return True
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the process group; only called before the leader is reaped, so its id is ours."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _child_env(extra: dict[str, str]) -> dict[str, str]:

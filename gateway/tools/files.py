@@ -8,6 +8,11 @@ Two checks guard every path, because either alone has a hole:
    the open fail instead of following it out of the workspace.
 Writes go to a temporary file in the same directory and are renamed over the target, so a
 reader never sees half a file.
+
+A `FileScope` narrows the tool further, for callers that are not trusted (the model): reads
+and writes only below the listed workspace folders, checked on the resolved path (a symlink in
+`knowledge/` that points at `skills/` is refused). Skills, which are the owner's own code, get
+the tool without a scope.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import logging
 import os
 import secrets
 import stat
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -41,6 +47,23 @@ _PARAMETERS: dict[str, Any] = {
 }
 
 
+@dataclass(frozen=True)
+class FileScope:
+    """Workspace folders a caller may read and may write (writable ones are readable too)."""
+
+    read: tuple[str, ...]
+    write: tuple[str, ...]
+
+    def allows(self, parts: tuple[str, ...], verb: str) -> bool:
+        roots = self.write if verb == "write" else self.read + self.write
+        return any(parts[:len(root.parts)] == root.parts
+                   for root in (PurePosixPath(r) for r in roots))
+
+    def describe(self, verb: str) -> str:
+        roots = self.write if verb == "write" else tuple(dict.fromkeys(self.read + self.write))
+        return ", ".join(f"{r}/" for r in roots) or "nothing"
+
+
 class FilesTool(Tool):
     """Text files under `root`; every refusal names the path and what would be allowed."""
 
@@ -51,17 +74,19 @@ class FilesTool(Tool):
     )
     parameters = _PARAMETERS
 
-    def __init__(self, root: Path, max_bytes: int = 1024 * 1024) -> None:
+    def __init__(self, root: Path, max_bytes: int = 1024 * 1024,
+                 scope: FileScope | None = None) -> None:
         if max_bytes <= 0:
             raise ValueError(f"tools.max_bytes must be positive, got {max_bytes}")
         if not Path(root).is_dir():
             raise ValueError(f"files tool: workspace {root} is not a directory; create it first")
         self.root = Path(root).resolve(strict=True)
         self.max_bytes = max_bytes
+        self.scope = scope
 
     def read(self, path: str) -> str:
         """Return the file's text; refuses non-regular files and files over max_bytes."""
-        parts = self._resolve(path)
+        parts = self._resolve(path, "read")
         if not parts:
             raise ToolError(f"files: {path!r} is the workspace folder; use action 'list'")
         dir_fd = self._open_dir(path, parts[:-1], create=False)
@@ -96,7 +121,7 @@ class FilesTool(Tool):
         data = text.encode("utf-8")
         if len(data) > self.max_bytes:
             raise self._too_big("write", path, len(data))
-        parts = self._resolve(path)
+        parts = self._resolve(path, "write")
         if not parts:
             raise ToolError(f"files: {path!r} is the workspace folder; name a file to write")
         name = parts[-1]
@@ -124,8 +149,13 @@ class FilesTool(Tool):
         return f"wrote {len(data)} bytes to {path}"
 
     def list(self, path: str = ".") -> builtins.list[str]:
-        """Sorted entry names of a folder; sub-folders end with "/", symlinks are not followed."""
-        parts = self._resolve(path)
+        """Sorted entry names of a folder; sub-folders end with "/", symlinks are not followed.
+
+        With a scope, the workspace folder itself lists only the folders the scope opens."""
+        if self.scope is not None and PurePosixPath(path).parts in ((), (".",)):
+            return sorted(f"{r}/" for r in dict.fromkeys(self.scope.read + self.scope.write)
+                          if (self.root / r).is_dir())
+        parts = self._resolve(path, "list")
         dir_fd = self._open_dir(path, parts, create=False)
         try:
             with os.scandir(dir_fd) as entries:
@@ -146,8 +176,9 @@ class FilesTool(Tool):
             return "\n".join(names) if names else "(empty folder)"
         raise ToolError(f"files: unknown action {action!r}; use 'read', 'write' or 'list'")
 
-    def _resolve(self, path: str) -> tuple[str, ...]:
-        """Check 1: the resolved path's components below the root, or a ToolRefused."""
+    def _resolve(self, path: str, verb: str) -> tuple[str, ...]:
+        """Check 1: the resolved path's components below the root (and inside the scope, if
+        there is one), or a ToolRefused."""
         if not isinstance(path, str):
             raise ToolError(f"files: path must be a string, got {type(path).__name__}")
         if "\x00" in path:
@@ -172,7 +203,13 @@ class FilesTool(Tool):
                 f"files: refused {path!r}: it leads outside the workspace through a symlink; "
                 f"copy what you need into the workspace {self.root} instead"
             )
-        return resolved.relative_to(self.root).parts
+        parts = resolved.relative_to(self.root).parts
+        if self.scope is not None and not self.scope.allows(parts, verb):
+            raise ToolRefused(
+                f"files: refused to {verb} {path!r}: the model may {verb} only in "
+                f"{self.scope.describe(verb)} (tools.model_read / tools.model_write)"
+            )
+        return parts
 
     def _open_dir(self, path: str, parts: tuple[str, ...], *, create: bool) -> int:
         """Check 2: open each folder below the root without following symlinks."""

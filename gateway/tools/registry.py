@@ -12,7 +12,7 @@ from pathlib import Path
 
 from gateway.tools.base import Tool
 from gateway.tools.command import CommandTool
-from gateway.tools.files import FilesTool
+from gateway.tools.files import FileScope, FilesTool
 from gateway.tools.http import HttpTool
 
 
@@ -24,14 +24,16 @@ def build_tools(
     allowed_hosts: list[str],
     http_timeout: float,
     max_bytes: int,
+    files_scope: FileScope | None = None,
 ) -> dict[str, Tool]:
     """Return the tools keyed by the name the model calls them by.
 
-    Files are confined to `workspace`, commands run there; `max_bytes` caps both file sizes
-    and HTTP bodies. Bad values raise ValueError naming the config key.
+    Files are confined to `workspace` (and to `files_scope` inside it, for the model),
+    commands run there; `max_bytes` caps both file sizes and HTTP bodies. Bad values raise
+    ValueError naming the config key.
     """
     tools: list[Tool] = [
-        FilesTool(workspace, max_bytes=max_bytes),
+        FilesTool(workspace, max_bytes=max_bytes, scope=files_scope),
         CommandTool(allowed_commands, timeout=command_timeout, cwd=workspace),
         HttpTool(allowed_hosts, timeout=http_timeout, max_bytes=max_bytes),
     ]

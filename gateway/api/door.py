@@ -1,0 +1,55 @@
+"""The guard chain at the door of web entries that are not messages (console pages' APIs, the
+admin API, a WebSocket handshake): the same chain, in the same order, as every message."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Request, request
+from flask.typing import ResponseReturnValue
+
+from gateway.api.credentials import request_credential
+from gateway.api.errors import error_response
+from gateway.channels.base import Entry
+from gateway.guards.chain import Allow, Caller, Challenge, Verdict
+from gateway.guards.rate_limit import in_networks
+
+
+def client_address(entry: Entry, req: Request) -> str:
+    """The client's address: the socket's peer, or, when that peer is one of
+    `auth.trusted_proxies`, the nearest address before it in X-Forwarded-For that is not a
+    trusted proxy too. Anyone else's X-Forwarded-For is ignored: it is just a header."""
+    peer = req.remote_addr or ""
+    trusted = entry.settings.trusted_proxies
+    if not trusted or not in_networks(peer, trusted):
+        return peer
+    hops = [h.strip() for h in req.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not in_networks(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
+
+
+def caller_of(entry: Entry, req: Request, channel: str, credential: str | None) -> Caller:
+    return Caller(channel, peer=client_address(entry, req), credential=credential)
+
+
+def refusal_response(verdict: Verdict) -> ResponseReturnValue:
+    """A refused (or challenged) verdict as the HTTP error the caller gets."""
+    if isinstance(verdict, Challenge):  # no stranger policy on web entries: a sign-in error
+        return error_response("unauthorized", verdict.text)
+    assert not isinstance(verdict, Allow)
+    return error_response(verdict.code, verdict.message, verdict.retry_after)
+
+
+def guarded(entry: Entry, channel: str) -> Callable[[], ResponseReturnValue | None]:
+    """A `before_request` hook: the request passes the chain or gets its refusal."""
+
+    def check() -> ResponseReturnValue | None:
+        verdict = entry.admit(caller_of(entry, request, channel, request_credential(request)))
+        if isinstance(verdict, Allow):
+            request.environ["moltbot.principal"] = verdict.principal
+            return None
+        return refusal_response(verdict)
+
+    return check

@@ -1,0 +1,99 @@
+"""Carry out a route: a command, a skill, or chat with the model (which may pick a skill).
+
+The one place that runs what the router (or the model) chose. When the model picks a skill,
+the route becomes that skill's (`router.chosen_by_model`) and runs here like any other, so the
+trace and the stored route name what really answered: `skill:faq_query (chosen by the model)`,
+not `chat:model`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from gateway.chat import ChatResponder
+from gateway.message import Message, Trace
+from gateway.models.base import OnDelta
+from gateway.observe.logs import redact
+from gateway.router import Route, chosen_by_model, help_text
+from gateway.sessions import Session, SessionManager
+from gateway.settings import Settings
+from gateway.skills.catalog import SkillSet
+from gateway.skills.errors import SkillError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What answered and how: `route` is the final one (a skill the model chose, not chat)."""
+
+    route: Route
+    session: Session
+    text: str
+    error: str | None = None  # a code of gateway.message.ERROR_CODES
+
+    @property
+    def is_conversation(self) -> bool:
+        """Commands are not conversation; failures are not remembered as turns."""
+        return self.route.kind != "command" and self.error is None
+
+
+class Executor:
+    def __init__(self, sessions: SessionManager, chat: ChatResponder) -> None:
+        self.sessions = sessions
+        self.chat = chat
+
+    def run(self, msg: Message, chosen: Route, session: Session, skills: SkillSet,
+            settings: Settings, trace: Trace, on_delta: OnDelta | None = None,
+            cancel: threading.Event | None = None) -> Outcome:
+        if chosen.kind == "command":
+            return self._command(msg, chosen, session, skills)
+        if chosen.kind == "skill" and chosen.handler is not None:
+            return self._skill(msg, chosen, session, trace)
+        pool = settings.models.get(settings.chat_model or "")
+        if pool is None:
+            return Outcome(chosen, session, "No model is configured: add one under models: "
+                           "in config.yaml (see the README).", "model_unavailable")
+        answer = self.chat.answer(pool, msg.id, chosen.args, session.id, trace, skills,
+                                  settings, on_delta, cancel, msg.channel)
+        if answer.skill:
+            handler, text = answer.skill
+            picked = chosen_by_model(handler, text)
+            with trace.step("route") as span:
+                span.detail = f"{picked.label} ({picked.reason})"
+            return self._skill(msg, picked, session, trace)
+        if answer.error:
+            code, sentence = answer.error
+            return Outcome(chosen, session, sentence, code)
+        return Outcome(chosen, session, answer.text)
+
+    def _command(self, msg: Message, chosen: Route, session: Session,
+                 skills: SkillSet) -> Outcome:
+        if chosen.name in ("reset", "new"):
+            fresh = self.sessions.reset(msg.channel, msg.chat)
+            return Outcome(chosen, fresh, "Started a fresh conversation.")
+        unknown = chosen.args if chosen.name == "unknown" else ""
+        return Outcome(chosen, session, help_text(skills, unknown))
+
+    def _skill(self, msg: Message, chosen: Route, session: Session, trace: Trace) -> Outcome:
+        handler = chosen.handler
+        assert handler is not None
+        payload = {"text": chosen.args, "id": msg.id, "sender": msg.sender, "chat": msg.chat,
+                   "channel": msg.channel, "session": session.id}
+        with trace.step("skill") as span:
+            span.detail = f"{handler.intent} ({handler.source})"
+            begin = time.perf_counter()
+            try:
+                result = handler.call(payload)
+            except SkillError as e:
+                span.outcome = "error"
+                span.detail += f": {e}" + (f": {redact(e.detail)[-500:]}" if e.detail else "")
+                log.warning("msg_id=%s %s", msg.id, e)
+                return Outcome(chosen, session, f"{e} (msg_id {msg.id}).", "skill_error")
+        for inner in result.spans:  # tool and model calls the skill made, on one timeline
+            trace.add_at(inner["step"], begin + inner["start_ms"] / 1000,
+                         inner["duration_ms"], inner["outcome"], inner.get("detail", ""))
+        return Outcome(chosen, session, result.text)

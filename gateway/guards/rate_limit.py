@@ -1,0 +1,100 @@
+"""Rate limits (the guide's `auth.rate_limit`): a global budget and one per client address.
+
+Moving windows from the `limits` package. Addresses in `exempt` (default: loopback, so the
+owner's own scripts and benchmarks are never throttled) pass uncounted. The counters live in
+`limits` storage created once per process (memory today; a Redis storage URI lets several
+processes share them later), so a config reload changes the limits without resetting them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import time
+from collections.abc import Sequence
+
+from limits import RateLimitItem, parse
+from limits.storage import MemoryStorage, Storage, storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+
+from gateway.guards.chain import Allow, Caller, Refuse, Verdict
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(entries: Sequence[str]) -> tuple[Network, ...]:
+    """CIDR entries (`127.0.0.0/8`, `::1`, `10.0.0.5`); raises ValueError naming a bad one."""
+    return tuple(ipaddress.ip_network(e.strip(), strict=False) for e in entries)
+
+
+def in_networks(address: str, networks: tuple[Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
+
+
+_UNITS = {"s": "second", "sec": "second", "m": "minute", "min": "minute", "h": "hour",
+          "hr": "hour", "d": "day"}
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([a-z]+)\s*$")
+
+
+def parse_rate(text: str) -> RateLimitItem:
+    """`1000/min` (the guide's form), `100/minute`, `5/10s`, `20/hour`; ValueError if not."""
+    match = _RATE.match(text.lower())
+    if match:
+        count, multiple, unit = match.groups()
+        unit = _UNITS.get(unit, unit.rstrip("s") if unit.endswith("s") else unit)
+        try:
+            return parse(f"{count}/{multiple}{unit}" if multiple else f"{count}/{unit}")
+        except ValueError:
+            pass
+    raise ValueError(f"expected a rate such as '100/min', '1000/hour' or '5/10s', got {text!r}")
+
+
+def new_limiter(storage: Storage | str | None = None) -> MovingWindowRateLimiter:
+    """A limiter on `storage` (a `limits` storage or its URI; default: this process's memory)."""
+    if isinstance(storage, str):
+        found = storage_from_string(storage)
+        if not isinstance(found, Storage):
+            raise ValueError(f"{storage!r} is an asyncio storage; use a synchronous one")
+        storage = found
+    return MovingWindowRateLimiter(storage or MemoryStorage())
+
+
+class RateLimit:
+    name = "rate_limit"
+
+    def __init__(self, limiter: MovingWindowRateLimiter, *, global_limit: str, per_ip: str,
+                 exempt: tuple[Network, ...], per_sender: str = "30/min",
+                 chat_channels: frozenset[str] = frozenset()) -> None:
+        self.limiter = limiter
+        # the address first: a flooding address refused there spends none of the global budget
+        self.limits: list[tuple[RateLimitItem, str]] = [(parse_rate(per_ip), "ip"),
+                                                        (parse_rate(global_limit), "global")]
+        self.per_sender = parse_rate(per_sender)
+        self.exempt = exempt
+        self.chat_channels = chat_channels
+
+    def check(self, caller: Caller, principal: str) -> Verdict:
+        if caller.channel in self.chat_channels and caller.sender and caller.text is not None:
+            # a chat platform speaks for many people from one address: each has a budget
+            key = f"{caller.channel}:{caller.sender}"
+            if not self.limiter.hit(self.per_sender, "sender", key):
+                return self._refuse(self.per_sender, "sender", key, "your limit as a sender")
+        if in_networks(caller.peer, self.exempt):
+            return Allow()
+        for item, scope in self.limits:
+            key = "all" if scope == "global" else caller.peer
+            if not self.limiter.hit(item, scope, key):
+                which = ("the gateway's global limit" if scope == "global"
+                         else "the limit for your address")
+                return self._refuse(item, scope, key, which)
+        return Allow()
+
+    def _refuse(self, item: RateLimitItem, scope: str, key: str, which: str) -> Refuse:
+        reset = self.limiter.get_window_stats(item, scope, key).reset_time
+        wait = max(1.0, round(reset - time.time()))
+        return Refuse("rate_limited", f"Too many requests: {which} is {item} "
+                      f"(auth.rate_limit). Try again in {wait:.0f} s.", wait)

@@ -1,0 +1,125 @@
+"""`moltbot doctor`'s checks against real processes and the fake model server: each state it
+can find is named, and each failure gets the fix that matches it."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+from gateway import __version__
+from gateway.config import Config, ModelConfig, parse_config
+from gateway.doctor import check_model, check_port, run_checks
+from gateway.workspace import Workspace
+from tests.conftest import GatewayProcess, free_port
+from tests.fakes.fake_model import FakeModelServer
+
+
+def on_port(port: int) -> Config:
+    return parse_config({"gateway": {"port": port}}, "config.yaml")
+
+
+def test_a_gateway_of_another_workspace_is_named_with_its_workspace(
+        tmp_path: Path, gateway: GatewayProcess) -> None:
+    ok, what, fix = check_port(Workspace(tmp_path / "other"), on_port(gateway.port))
+    assert not ok
+    assert what == (f"port {gateway.port} on 127.0.0.1 is used by a Moltbot gateway of another "
+                    f"workspace (pid {gateway.proc.pid}, version {__version__}, "
+                    f"workspace {gateway.home})")
+    assert fix.startswith(f"stop it (`MOLTBOT_HOME={gateway.home} moltbot gateway stop --port "
+                          f"{gateway.port}`), or set gateway.port")
+
+
+def test_a_free_port_says_where_this_workspace_gateway_runs(gateway: GatewayProcess) -> None:
+    port = free_port()
+    ok, what, _ = check_port(Workspace(gateway.home), on_port(port))
+    assert ok
+    assert what == (f"port {port} on 127.0.0.1 is free: this workspace's gateway runs on "
+                    f"port {gateway.port} (pid {gateway.proc.pid}) instead")
+
+
+def model(url: str, **extra: str) -> ModelConfig:
+    return ModelConfig(endpoint=url, **extra)
+
+
+def test_an_ollama_without_models_needs_a_pull(fake_model: FakeModelServer) -> None:
+    fake_model.known_models = set()
+    ok, what, fix = check_model("llama2", model(fake_model.url), fake_model.url)
+    assert not ok and what.endswith("model 'llama2' is not pulled there (it lists no model)")
+    assert fix == "`ollama pull llama2`"
+
+
+def test_a_configured_model_name_is_what_is_checked(fake_model: FakeModelServer) -> None:
+    fake_model.known_models = {"llama3.2:1b"}
+    ok, what, _ = check_model("chat", model(fake_model.url, model="llama3.2:1b"), fake_model.url)
+    assert ok and what.endswith("ollama, serves llama3.2:1b (1 models)")
+
+
+def test_an_openai_server_gets_its_own_names_not_ollama_pull(
+        fake_model: FakeModelServer) -> None:
+    fake_model.known_models = {"qwen2.5-7b-instruct"}
+    url = f"{fake_model.url}/v1"
+    ok, what, fix = check_model("llama2", model(url), url)
+    assert not ok and "model 'llama2' is not served there" in what
+    assert fix == "set models.llama2.model to one it lists (qwen2.5-7b-instruct)"
+    ok, what, _ = check_model("qwen", model(url, model="qwen2.5-7b-instruct"), url)
+    assert ok and "openai-compatible, serves qwen2.5-7b-instruct" in what
+
+
+def test_a_refused_key_points_at_api_key(fake_model: FakeModelServer) -> None:
+    fake_model.api_key = "right"
+    ok, what, fix = check_model("llama2", model(fake_model.url, api_key="wrong"), fake_model.url)
+    assert not ok and "HTTP 401, the server refused the key" in what
+    assert "set models.llama2.api_key" in fix and "moltbot secret set NAME" in fix
+
+
+def test_a_failing_server_is_not_told_to_start(fake_model: FakeModelServer) -> None:
+    fake_model.fail_status = 500
+    ok, what, fix = check_model("llama2", model(fake_model.url), fake_model.url)
+    assert not ok and what.endswith("HTTP 500 from " + fake_model.url + "/api/tags")
+    assert "restart it" in fix and "ollama serve" not in fix
+
+
+class _Healthy(BaseHTTPRequestHandler):
+    """Another program with a /healthz of its own, as many have."""
+
+    def do_GET(self) -> None:
+        body = json.dumps({"status": "ok", "version": "9.9"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_another_program_with_a_healthz_is_not_taken_for_a_gateway(tmp_path: Path) -> None:
+    server = HTTPServer(("127.0.0.1", 0), _Healthy)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        port = server.server_address[1]
+        ok, what, _ = check_port(Workspace(tmp_path), on_port(port))
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert not ok
+    assert what.startswith(f"port {port} on 127.0.0.1 is used by another program "
+                           f"(pid {os.getpid()}: ")
+
+
+def test_doctor_never_prints_an_endpoint_password(tmp_path: Path) -> None:
+    url = f"http://ada:hunter2-secret@127.0.0.1:{free_port()}"
+    ws = Workspace(tmp_path)
+    tmp_path.joinpath("config.yaml").write_text(
+        f"models:\n  llama2:\n    endpoint: \"{url}\"\ngateway:\n  port: {free_port()}\n",
+        encoding="utf-8")
+    results = run_checks(ws)
+    shown = "\n".join(f"{what} {fix}" for _, what, fix in results)
+    assert "model llama2 at http://***@127.0.0.1:" in shown
+    assert "hunter2-secret" not in shown

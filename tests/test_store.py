@@ -1,0 +1,62 @@
+"""The store: one short transaction per call, idempotent client keys, traces, history."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from gateway.message import Message, Span
+from gateway.store import Store
+
+
+def store_at(tmp_path: Path) -> Store:
+    return Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+
+
+def test_a_client_key_seen_before_returns_the_first_message(tmp_path: Path) -> None:
+    store = store_at(tmp_path)
+    first = Message("http", "ada", "c", "hello", client_id="k")
+    assert store.add_message(first, "http:p:k") is None
+    again = store.add_message(Message("http", "ada", "c", "hello", client_id="k"), "http:p:k")
+    assert again is not None and (again.id, again.status) == (first.id, "received")
+    store.close()
+
+
+def test_finish_records_reply_route_trace_and_session_activity(tmp_path: Path) -> None:
+    store = store_at(tmp_path)
+    msg = Message("ws", "ada", "c", "hi")
+    store.add_message(msg, None)
+    store.start_session("s1", "ws", "c", time.time() - 100)
+    spans = [Span("guard", 0.0, 0.1, "ok", "authentication: token:x")]
+    store.finish_message(msg.id, session_id="s1", reply="hey", error=None, route="chat:model",
+                         trace=spans)
+    stored = store.get_message(msg.id)
+    assert stored is not None and (stored.status, stored.reply, stored.route) == (
+        "answered", "hey", "chat:model")
+    assert store.get_trace(msg.id) == spans
+    session = store.latest_session("ws", "c")
+    assert session is not None and time.time() - session.last_active < 5
+    store.close()
+
+
+def test_history_is_answered_conversation_only_oldest_first(tmp_path: Path) -> None:
+    store = store_at(tmp_path)
+    store.start_session("s1", "ws", "c", time.time())
+    for text, route, error in (("one", "chat:model", None), ("/reset", "command:reset", None),
+                               ("two", "skill:faq", None), ("three", "chat:model", "model_error")):
+        msg = Message("ws", "ada", "c", text)
+        store.add_message(msg, None)
+        store.finish_message(msg.id, session_id="s1", reply=f"re {text}", error=error,
+                             route=route, trace=[])
+        time.sleep(0.002)  # created_at orders them
+    assert store.history("s1", 10) == [("one", "re one"), ("two", "re two")]
+    store.close()
+
+
+def test_a_token_is_found_by_hash_until_it_expires(tmp_path: Path) -> None:
+    store = store_at(tmp_path)
+    store.add_token("h" * 64, "tray", time.time() + 60)
+    assert store.token_row("h" * 64, time.time())[0] == "tray"  # type: ignore[index]
+    assert store.token_row("h" * 64, time.time() + 61) is None
+    assert store.token_row("x" * 64, time.time()) is None
+    store.close()
