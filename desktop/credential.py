@@ -9,33 +9,42 @@ a minute, so nothing lasting reaches the browser's address bar or history.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import httpx
 
 from gateway.guards.tokens import issue_token
-from gateway.secrets import SERVICE
+from gateway.secrets import SERVICE, NoSecureKeyring, secure_backend
 from gateway.store import Store
 from gateway.workspace import Workspace
+
+log = logging.getLogger(__name__)
 
 LIFETIME = 10 * 365 * 86400.0
 NO_KEYRING = "No OS keyring: sign in with `moltbot dashboard --token-gen`"
 
 
 class ConsoleCredential:
-    """The tray's token for one workspace, in `backend` (default: the keyring keyring picks)."""
+    """The tray's token for one workspace, in `backend` (default: the OS keyring, refused when
+    it is not a secure store, as `moltbot secret set` refuses it)."""
 
     def __init__(self, ws: Workspace, backend: Any = None) -> None:
+        self.refused = ""
         if backend is None:
-            import keyring
-
-            backend = keyring.get_keyring()
+            try:
+                backend = secure_backend()
+            except NoSecureKeyring as e:
+                self.refused = str(e)
         self.ws = ws
         self.backend = backend
         self.name = f"tray:{ws.root}"
 
     def problem(self) -> str | None:
         """Why no keyring can hold the token (then the menu says so), or None."""
+        if self.refused:
+            log.warning("%s", self.refused)
+            return NO_KEYRING
         try:
             self.backend.get_password(SERVICE, self.name)
         except Exception as e:  # backends fail in many ways: none, locked, no D-Bus session
