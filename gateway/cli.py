@@ -635,14 +635,19 @@ def channels() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def channels_list(as_json: bool) -> None:
     """Each channel, whether config.yaml enables it, and its status in the running gateway."""
-    from gateway.channels.table import CHANNELS
+    from gateway.settings import channel_options
 
     ws = default_workspace()
     config = _config(ws)
     data = _ask_gateway(ws, config, "/api/v1/channels")
+    if data is None:
+        try:
+            options = channel_options(config, str(ws.config_path))
+        except ConfigError as e:
+            _fail(f"{e}\nFix config.yaml and run the command again.", EXIT_CONFIG)
     rows = data["channels"] if data else [
-        {"name": name, "enabled": bool(config.channels.get(name, {}).get("enabled", True)),
-         "status": "stopped: the gateway is not running"} for name in CHANNELS]
+        {"name": name, "enabled": bool(getattr(chosen, "enabled", False)),
+         "status": "stopped: the gateway is not running"} for name, chosen in options.items()]
     if as_json:
         click.echo(json.dumps({"channels": rows}))
         return

@@ -19,8 +19,8 @@ def test_channels_list_and_a_switched_off_websocket(home: Path,
     write_config(home, {**model_config(fake_model.url), "gateway": {"port": port},
                         "channels": {"websocket": {"enabled": False}}})
     stopped = json.loads(run_cli(home, "channels", "list", "--json").stdout)["channels"]
-    assert {c["name"]: c["enabled"] for c in stopped} == {"http": True, "websocket": False,
-                                                          "console": True}
+    assert {c["name"]: c["enabled"] for c in stopped} == {
+        "http": True, "websocket": False, "console": True, "enterprise_im": False}
     assert all("not running" in c["status"] for c in stopped)
     gw = GatewayProcess(home, port).start()
     try:

@@ -12,6 +12,7 @@ import ipaddress
 import re
 import time
 from collections.abc import Sequence
+from functools import lru_cache
 
 from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage, Storage, storage_from_string
@@ -27,7 +28,10 @@ def parse_networks(entries: Sequence[str]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(e.strip(), strict=False) for e in entries)
 
 
+@lru_cache(maxsize=8192)
 def in_networks(address: str, networks: tuple[Network, ...]) -> bool:
+    """Whether `address` is in one of `networks`; remembered, since every message asks the
+    same few questions (its peer against the allowlists) and parsing costs microseconds."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:

@@ -22,18 +22,24 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 ACCESS_LOGGER = "moltbot.access"
 
+# Each pattern with the plain substrings (of the lowercased text) it cannot match without:
+# most log lines hold none of them, and a substring test is a hundred times cheaper than the
+# case-insensitive regular expressions (70 us for a 450-character access line, measured).
 _SECRETS = [
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/@\s:]*:[^/@\s]*@"), r"\1***@"),  # user:pw@
-    (re.compile(r"\bmb_[A-Za-z0-9_\-]{16,}"), "mb_***"),
-    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/\-]{8,}=*"), r"\1***"),
-    (re.compile(r"(?i)((?:api[_-]?key|token|secret|password)[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,]{4,}"),
-     r"\1***"),
+    (("://",), re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/@\s:]*:[^/@\s]*@"), r"\1***@"),
+    (("mb_",), re.compile(r"\bmb_[A-Za-z0-9_\-]{16,}"), "mb_***"),
+    (("bearer",), re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/\-]{8,}=*"), r"\1***"),
+    (("key", "token", "secret", "password"),
+     re.compile(r"(?i)((?:api[_-]?key|token|secret|password)[\"']?\s*[:=]\s*[\"']?)"
+                r"[^\s\"'&,]{4,}"), r"\1***"),
 ]
 
 
 def redact(text: str) -> str:
-    for pattern, replacement in _SECRETS:
-        text = pattern.sub(replacement, text)
+    lowered = text.lower()
+    for needles, pattern, replacement in _SECRETS:
+        if any(n in lowered for n in needles):
+            text = pattern.sub(replacement, text)
     return text
 
 
@@ -87,7 +93,8 @@ def _file(path: Path, level: int, max_bytes: int, backups: int,
                                   encoding="utf-8")
     handler.setLevel(level)
     handler.setFormatter(formatter or logging.Formatter(FORMAT))
-    handler.addFilter(RedactingFilter())
+    if not isinstance(formatter, EcsFormatter):  # that one redacts the whole line itself
+        handler.addFilter(RedactingFilter())
     return handler
 
 
