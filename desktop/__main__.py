@@ -16,6 +16,7 @@ from desktop.credential import ConsoleCredential
 from desktop.tray import TrayApp, TrayUnavailable
 from gateway.config import ConfigError, load_config
 from gateway.control import DEFAULTS
+from gateway.private import private_umask
 from gateway.secrets import lookup_secret
 from gateway.workspace import default_workspace, ensure_workspace
 
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, help="gateway port (default: gateway.port)")
     parser.add_argument("--start", action="store_true", help="start the gateway at once")
     args = parser.parse_args(argv)
+    private_umask()  # the workspace and store the tray may create are the owner's alone
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         tray = build_tray(args.home, args.port, args.start)
