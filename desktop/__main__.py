@@ -34,7 +34,8 @@ def build_tray(home: Path | None, port: int | None, start: bool) -> TrayApp:
     try:
         settings, problem = load_config(ws.config_path, lookup_secret).gateway, ""
     except ConfigError as e:
-        settings, problem = DEFAULTS, "; ".join(e.problems)
+        more = f" (and {len(e.problems) - 1} more)" if len(e.problems) > 1 else ""
+        settings, problem = DEFAULTS, e.problems[0] + more
     return TrayApp(ws, settings.host, port or settings.port, settings.shutdown_timeout,
                    ConsoleCredential(ws), autostart_for_platform(), start_gateway=start,
                    config_problem=problem)
