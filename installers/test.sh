@@ -1,14 +1,26 @@
 #!/usr/bin/env bash
 # Install Moltbot with its test tools into ./.venv and run every check: ruff, mypy, pytest.
-# The browser tests drive Debian's Chromium through Playwright: as root this installs it with
-# apt-get when it is missing; otherwise install it yourself (sudo apt-get install chromium).
+# Tests drive real programs from Debian: Chromium (browser tests, through Playwright), nginx and
+# openssl (the TLS proxy config), Mosquitto and its clients (the broker config),
+# desktop-file-validate and shellcheck (the installers' files), binutils (PyInstaller reads
+# binaries with objdump) and gnome-keyring with dbus (a real Secret Service for the keyring). As root this installs those that are missing with apt-get; otherwise
+# install them yourself (sudo apt-get install chromium nginx ...); a test whose program is
+# missing is skipped and says so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+need=()
+for pair in chromium:chromium nginx:nginx openssl:openssl mosquitto:mosquitto \
+    mosquitto_sub:mosquitto-clients desktop-file-validate:desktop-file-utils \
+    shellcheck:shellcheck objdump:binutils gnome-keyring-daemon:gnome-keyring \
+    dbus-run-session:dbus; do
+  command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
+done
+if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 python3 -m venv .venv
+# shellcheck source=/dev/null
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -m pip install -q -e ".[test]"
