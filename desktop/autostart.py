@@ -114,8 +114,8 @@ def autostart_for_platform() -> Autostart:
 
 
 def tray_command(home: Path, port: int | None) -> list[str]:
-    """How to launch this same tray again, starting the gateway with it. A bundled (frozen)
-    app's binary is the tray itself; a source install runs `python -m desktop`."""
-    launcher = [sys.executable] if getattr(sys, "frozen", False) else [sys.executable, "-m",
-                                                                       "desktop"]
-    return [*launcher, "--home", str(home), *(["--port", str(port)] if port else []), "--start"]
+    """How to launch this same tray again, starting the gateway with it. `-m desktop` works for
+    a source install and for the bundled app, whose binary runs `-m desktop` as python would
+    (installers/launcher.py)."""
+    return [sys.executable, "-m", "desktop", "--home", str(home),
+            *(["--port", str(port)] if port else []), "--start"]

@@ -180,7 +180,7 @@ def _dashboard_gateway(ws: Workspace, port: int | None,
     else:
         found = find_gateways(ws)
         preferred = [g for g in found if config and g.port == config.gateway.port]
-        running = (preferred or found or [None])[0]
+        running = next(iter(preferred or found), None)
     if running:
         return running, running.url + "/"
     settings = config.gateway if config else DEFAULTS

@@ -26,6 +26,10 @@ from gateway.workspace import Workspace
 START_WAIT = 30.0
 KILL_GRACE = 10.0  # beyond gateway.shutdown_timeout, before SIGKILL
 DEFAULTS = GatewayConfig()
+if sys.platform == "win32":
+    DETACHED_FLAGS = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS
+else:
+    DETACHED_FLAGS = 0
 
 
 class ControlError(Exception):
@@ -110,8 +114,11 @@ def start_detached(ws: Workspace, host: str, port: int,
     check_port_free(host, port)
     out_path = ws.logs / "gateway.out"
     with open(out_path, "ab") as out:
+        # cut from our terminal (its own session or process group): closing it does not stop it
         proc = subprocess.Popen(gateway_argv(host, port), stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=out, env=gateway_env(ws), **_detached())
+                                stderr=out, env=gateway_env(ws),
+                                start_new_session=sys.platform != "win32",
+                                creationflags=DETACHED_FLAGS)
     url = base_url(host, port)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
@@ -146,14 +153,6 @@ def stop_gateway(ws: Workspace, port: int,
         pass
     ws.pid_path(port).unlink(missing_ok=True)
     return StopResult(pid, killed)
-
-
-def _detached() -> dict[str, object]:
-    """Popen options that cut the child from our terminal, so closing it does not stop it."""
-    if sys.platform == "win32":
-        flags = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS
-        return {"creationflags": flags}
-    return {"start_new_session": True}
 
 
 def _tail(path: Path, size: int = 2000) -> str:
