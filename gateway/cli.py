@@ -23,6 +23,7 @@ from gateway.config import (
     ConfigError,
     bind_problem,
     for_skills,
+    is_loopback,
     load_config,
     parse_duration,
 )
@@ -126,6 +127,10 @@ def start(dev: bool, port: int | None, host: str | None, foreground: bool) -> No
     except ControlError as e:
         _fail(str(e), e.exit_code)
     url = base_url(host, port)
+    if not is_loopback(host):  # say where it really listens: beyond this machine
+        click.echo(f"Moltbot listens on {host}:{port}: every address of this machine "
+                   f"{'that' if host in ('0.0.0.0', '::') else 'named'} others can reach; "
+                   "only tokens and the guards keep strangers out.")
     click.echo(f"Moltbot is running at {url} (pid {proc.pid}).\n"
                f"Chat in the browser: {url}/chat  (sign in with a token from "
                f"`moltbot dashboard --token-gen --expire 8h`)\n"
