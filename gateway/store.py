@@ -197,7 +197,8 @@ class Store:
                        error: str | None, route: str, trace: Iterable[Span]) -> None:
         """Record the answer, its trace and the session's activity in one transaction."""
         now = time.time()
-        spans = json.dumps([asdict(s) for s in trace], ensure_ascii=False)
+        # vars(), not dataclasses.asdict: asdict deep-copies and cost ~70 us a message
+        spans = json.dumps([vars(s) for s in trace], ensure_ascii=False)
         with self.engine.begin() as conn:
             conn.execute(update(messages).where(messages.c.id == msg_id).values(
                 session_id=session_id, reply=reply, error=error, route=route,
