@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from dataclasses import asdict
@@ -18,7 +16,6 @@ from typing import Any, NoReturn
 
 import click
 import httpx
-import psutil
 
 from gateway import __version__
 from gateway.config import (
@@ -26,15 +23,28 @@ from gateway.config import (
     ConfigError,
     bind_problem,
     for_skills,
+    is_loopback,
     load_config,
     parse_duration,
 )
+from gateway.control import (
+    DEFAULTS,
+    ControlError,
+    PortBusy,
+    RunningGateway,
+    check_port_free,
+    find_gateway,
+    find_gateways,
+    gateway_argv,
+    gateway_env,
+    start_detached,
+    stop_gateway,
+)
 from gateway.private import private_umask
-from gateway.probe import base_url, gateway_pid, is_healthy, is_port_free
+from gateway.probe import base_url, gateway_pid, is_healthy
 from gateway.secrets import lookup_secret
 from gateway.workspace import Workspace, default_workspace, ensure_workspace
 
-START_WAIT = 30.0
 EXIT_CONFIG = 2
 EXIT_NOT_RUNNING = 3
 
@@ -49,6 +59,27 @@ def _config(ws: Workspace) -> Config:
         return load_config(ws.config_path, lookup_secret)
     except ConfigError as e:
         _fail(f"{e}\nFix config.yaml and run the command again.", EXIT_CONFIG)
+
+
+def _config_or_warn(ws: Workspace) -> Config | None:
+    """For commands that only talk to a running gateway or its pid file: an invalid config.yaml
+    is a warning (with every problem), not a lock-out."""
+    try:
+        return load_config(ws.config_path, lookup_secret)
+    except ConfigError as e:
+        click.echo(f"Warning: {e}\nCarrying on without it; fix config.yaml before the next "
+                   f"`moltbot gateway start`.", err=True)
+        return None
+
+
+def _target_ports(ws: Workspace, port: int | None, config: Config | None) -> list[int]:
+    """Which gateway a command means: --port, else config.yaml's, else (config invalid) those
+    the pid files name, else the default port."""
+    if port:
+        return [port]
+    if config:
+        return [config.gateway.port]
+    return [g.port for g in find_gateways(ws)] or [DEFAULTS.port]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -71,46 +102,39 @@ def gateway() -> None:
 def start(dev: bool, port: int | None, host: str | None, foreground: bool) -> None:
     """Start the gateway; returns once it answers /healthz."""
     ws = default_workspace()
-    created = ensure_workspace(ws)
-    if created:
-        click.echo(f"Created workspace {ws.root}: {', '.join(created)}")
-    config = _config(ws)
+    config = _config(ws)  # a missing config.yaml is all defaults: nothing is written yet
     host = host or config.gateway.host
     port = port or config.gateway.port
     problem = bind_problem(host, config)
     if problem:
         _fail(problem, EXIT_CONFIG)
-    url = base_url(host, port)
-    pid = gateway_pid(ws, port)
-    if pid:
-        click.echo(f"Moltbot is already running at {url} (pid {pid}).")
+    running = find_gateway(ws, port)
+    if running:
+        click.echo(f"Moltbot is already running at {running.url} (pid {running.pid}).")
         return
-    if not is_port_free(host, port):
-        _fail(f"Port {port} is in use by another program. Stop it, or start Moltbot on "
-              f"another port: moltbot gateway start --port {port + 1}")
-    argv = [sys.executable, "-m", "gateway.server", "--host", host, "--port", str(port)]
-    env = {**os.environ, "MOLTBOT_HOME": str(ws.root)}
+    try:
+        check_port_free(host, port)  # before the workspace is touched
+    except PortBusy as e:
+        _fail(str(e))
+    created = ensure_workspace(ws)
+    if created:
+        click.echo(f"Created workspace {ws.root}: {', '.join(created)}")
     if dev or foreground:
-        os.execve(sys.executable, [*argv, "--dev" if dev else "--foreground"], env)
-    out_path = ws.logs / "gateway.out"
-    with open(out_path, "ab") as out:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                env=env, start_new_session=True)
-    deadline = time.monotonic() + START_WAIT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = out_path.read_text(encoding="utf-8", errors="replace")[-2000:]
-            _fail(f"The gateway exited during start (code {proc.returncode}):\n{tail}",
-                  proc.returncode or 1)
-        if is_healthy(url):
-            click.echo(f"Moltbot is running at {url} (pid {proc.pid}).\n"
-                       f"Chat in the browser: {url}/chat  (sign in with a token from "
-                       f"`moltbot dashboard --token-gen --expire 8h`)\n"
-                       f"Logs: {ws.logs}")
-            return
-        time.sleep(0.1)
-    _fail(f"The gateway did not answer {url}/healthz within {START_WAIT:.0f}s; "
-          f"see {ws.logs / 'gateway.log'}")
+        argv = gateway_argv(host, port, "--dev" if dev else "--foreground")
+        os.execve(argv[0], argv, gateway_env(ws))
+    try:
+        proc = start_detached(ws, host, port)
+    except ControlError as e:
+        _fail(str(e), e.exit_code)
+    url = base_url(host, port)
+    if not is_loopback(host):  # say where it really listens: beyond this machine
+        click.echo(f"Moltbot listens on {host}:{port}: every address of this machine "
+                   f"{'that' if host in ('0.0.0.0', '::') else 'named'} others can reach; "
+                   "only tokens and the guards keep strangers out.")
+    click.echo(f"Moltbot is running at {url} (pid {proc.pid}).\n"
+               f"Chat in the browser: {url}/chat  (sign in with a token from "
+               f"`moltbot dashboard --token-gen --expire 8h`)\n"
+               f"Logs: {ws.logs}")
 
 
 @gateway.command()
@@ -118,22 +142,19 @@ def start(dev: bool, port: int | None, host: str | None, foreground: bool) -> No
 def stop(port: int | None) -> None:
     """Stop the gateway gracefully (in-flight replies finish first)."""
     ws = default_workspace()
-    config = _config(ws)
-    port = port or config.gateway.port
-    pid = gateway_pid(ws, port)
-    if not pid:
-        click.echo(f"Moltbot is not running on port {port}.")
+    config = _config_or_warn(ws)
+    ports = _target_ports(ws, port, config)
+    if len(ports) > 1:
+        _fail(f"Gateways are running on ports {', '.join(map(str, ports))}: say which with "
+              f"`moltbot gateway stop --port N`.", EXIT_CONFIG)
+    grace = (config.gateway if config else DEFAULTS).shutdown_timeout
+    stopped = stop_gateway(ws, ports[0], grace)
+    if not stopped:
+        click.echo(f"Moltbot is not running on port {ports[0]}.")
         return
-    os.kill(pid, signal.SIGTERM)
-    try:
-        psutil.Process(pid).wait(config.gateway.shutdown_timeout + 10)
-    except psutil.TimeoutExpired:
-        os.kill(pid, signal.SIGKILL)
-        click.echo(f"The gateway (pid {pid}) did not stop in time and was killed.")
-    except psutil.NoSuchProcess:
-        pass
-    ws.pid_path(port).unlink(missing_ok=True)
-    click.echo(f"Moltbot stopped (pid {pid}).")
+    if stopped.killed:
+        click.echo(f"The gateway (pid {stopped.pid}) did not stop in time and was killed.")
+    click.echo(f"Moltbot stopped (pid {stopped.pid}).")
 
 
 @gateway.command()
@@ -141,33 +162,55 @@ def stop(port: int | None) -> None:
 def status(port: int | None) -> None:
     """Exit 0 if the gateway is running and healthy, 3 if not."""
     ws = default_workspace()
-    config = _config(ws)
-    port = port or config.gateway.port
-    url = base_url(config.gateway.host, port)
-    pid = gateway_pid(ws, port)
-    if pid and is_healthy(url):
-        click.echo(f"running: {url} (pid {pid}, workspace {ws.root})")
-        return
-    state = f"not answering (pid {pid})" if pid else "not running"
-    click.echo(f"{state}: port {port}. Start it with `moltbot gateway start`.")
-    sys.exit(EXIT_NOT_RUNNING)
+    config = _config_or_warn(ws)
+    answering = False
+    for target in _target_ports(ws, port, config):
+        running = find_gateway(ws, target)
+        if running and is_healthy(running.url):
+            click.echo(f"running: {running.url} (pid {running.pid}, workspace {ws.root})")
+            answering = True
+            continue
+        state = f"not answering (pid {running.pid})" if running else "not running"
+        click.echo(f"{state}: port {target}. Start it with `moltbot gateway start`.")
+    if not answering:
+        sys.exit(EXIT_NOT_RUNNING)
+
+
+def _dashboard_gateway(ws: Workspace, port: int | None,
+                       config: Config | None) -> tuple[RunningGateway | None, str]:
+    """The gateway `dashboard` points at, and the URL to show: the running one's address
+    (config.yaml's port first), else where `gateway start` would put it."""
+    if port:
+        running = find_gateway(ws, port)
+    else:
+        found = find_gateways(ws)
+        preferred = [g for g in found if config and g.port == config.gateway.port]
+        running = next(iter(preferred or found), None)
+    if running:
+        return running, running.url + "/"
+    settings = config.gateway if config else DEFAULTS
+    return None, base_url(settings.host, port or settings.port) + "/"
 
 
 @main.command()
 @click.option("--token-gen", is_flag=True, help="Create a sign-in token.")
 @click.option("--expire", default="8h", show_default=True, help="Lifetime, e.g. 30m, 8h, 7d.")
-@click.option("--json", "as_json", is_flag=True, help="Print {token, expires_at, url}.")
-def dashboard(token_gen: bool, expire: str, as_json: bool) -> None:
+@click.option("--port", type=int, help="Which gateway (default: the one running).")
+@click.option("--json", "as_json", is_flag=True, help="Print {token, expires_at, url, running}.")
+def dashboard(token_gen: bool, expire: str, port: int | None, as_json: bool) -> None:
     """Print the chat page's address; with --token-gen, a token and a link that signs in."""
     from gateway.guards.tokens import issue_token
     from gateway.store import Store
 
     ws = default_workspace()
     ensure_workspace(ws)
-    config = _config(ws)
-    url = base_url(config.gateway.host, config.gateway.port) + "/"
+    config = _config_or_warn(ws)
+    running, url = _dashboard_gateway(ws, port, config)
+    where = f"Chat page: {url}chat" + ("" if running else (
+        f"\nNo gateway is running in {ws.root}: start it with `moltbot gateway start"
+        f"{f' --port {port}' if port else ''}`."))
     if not token_gen:
-        click.echo(f"Chat page: {url}chat\nSign in with a token: moltbot dashboard --token-gen")
+        click.echo(f"{where}\nSign in with a token: moltbot dashboard --token-gen")
         return
     try:
         seconds = parse_duration(expire)
@@ -182,11 +225,23 @@ def dashboard(token_gen: bool, expire: str, as_json: bool) -> None:
         store.close()
     when = datetime.fromtimestamp(expires_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     if as_json:
-        click.echo(json.dumps({"token": token, "expires_at": when, "url": url}))
+        click.echo(json.dumps({"token": token, "expires_at": when, "url": url,
+                               "running": running is not None}))
         return
-    click.echo(f"Token:   {token}\nExpires: {when} (in {expire})\nChat page: {url}chat\n"
-               f"Sign-in link (the token is in the #fragment, never sent to the server): "
+    click.echo(f"Token:   {token}\nExpires: {when} (in {expire})\n{where}")
+    click.echo(f"Sign-in link (the token is in the #fragment, never sent to the server): "
                f"{url}chat#token={token}")
+
+
+@main.command()
+@click.option("--port", type=int, help="Gateway port (default: gateway.port).")
+@click.option("--start", is_flag=True, help="Start the gateway at once.")
+def tray(port: int | None, start: bool) -> None:
+    """The tray icon: start and stop the gateway, open the console signed in."""
+    from desktop.__main__ import main as tray_main
+
+    sys.exit(tray_main([*(["--port", str(port)] if port else []),
+                        *(["--start"] if start else [])]))
 
 
 @main.command()

@@ -103,5 +103,9 @@ def _check_name(name: str) -> None:
 
 
 def _backend_name(backend: Any) -> str:
+    from keyring.backends import chainer
+
+    if isinstance(backend, chainer.ChainerBackend) and backend.backends:
+        backend = backend.backends[0]  # a chain stores in its first backend: name that one
     cls = type(backend)
     return f"{cls.__module__.removeprefix('keyring.backends.')}.{cls.__name__}"

@@ -242,7 +242,8 @@ class Store:
         """Record the answer, its trace, what the model was given (if one was called) and
         the session's activity in one transaction."""
         now = time.time()
-        spans = json.dumps([asdict(s) for s in trace], ensure_ascii=False)
+        # vars(), not dataclasses.asdict: asdict deep-copies and cost ~70 us a message
+        spans = json.dumps([vars(s) for s in trace], ensure_ascii=False)
         with self.engine.begin() as conn:
             conn.execute(update(messages).where(messages.c.id == msg_id).values(
                 session_id=session_id, reply=reply, error=error, route=route,
@@ -263,6 +264,12 @@ class Store:
         with self.engine.connect() as conn:
             row = conn.execute(select(messages.c.trace).where(messages.c.id == msg_id)).first()
         return [Span(**s) for s in json.loads(row.trace)] if row and row.trace else []
+
+    def count_messages_since(self, since: float) -> int:
+        """How many messages arrived at or after `since` (the tray's "messages today")."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(messages)
+                                    .where(messages.c.created_at >= since)).scalar_one())
 
     def history(self, session_id: str, limit: int) -> list[tuple[str, str]]:
         """The session's last `limit` answered chat turns, oldest first, as (user, assistant).

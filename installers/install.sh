@@ -137,6 +137,15 @@ fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check ${MOLTBOT_PIP_ARGS:-} "$source_spec" \
   || die "pip could not install Moltbot from $source_spec (see its message above)."
 version="$("$moltbot" --version)"
+if [ "$desktop" = 1 ] && [ "$(uname -s)" = Linux ]; then
+  # The tray's menu on Linux needs PyGObject (GTK); it builds against GTK's development files.
+  # shellcheck disable=SC2086
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check ${MOLTBOT_PIP_ARGS:-} \
+      "PyGObject>=3.42,<3.51" 2>/dev/null \
+    || say "The tray will show its icon without a menu until PyGObject is installed: run
+  sudo apt-get install libgirepository1.0-dev libcairo2-dev pkg-config gir1.2-gtk-3.0
+  $venv/bin/python -m pip install 'PyGObject>=3.42,<3.51'"
+fi
 
 # --- The command on PATH ---
 mkdir -p "$bindir"

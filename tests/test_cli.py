@@ -172,6 +172,57 @@ def test_logs_filter_by_keyword(home: Path) -> None:
     assert run_cli(home, "logs", "-n", "1").stdout == "b msg_id=m2 answered\n"
 
 
+def test_token_gen_links_to_the_running_gateways_port(home: Path) -> None:
+    port = str(free_port())
+    assert run_cli(home, "gateway", "start", "--port", port).returncode == 0
+    try:
+        shown = run_cli(home, "dashboard", "--token-gen")
+        assert shown.returncode == 0, shown.stderr
+        assert f"http://127.0.0.1:{port}/chat#token=mb_" in shown.stdout
+        data = json.loads(run_cli(home, "dashboard", "--token-gen", "--json").stdout)
+        assert data["url"] == f"http://127.0.0.1:{port}/" and data["running"] is True
+        other = str(free_port())
+        elsewhere = run_cli(home, "dashboard", "--token-gen", "--port", other)
+        assert "No gateway is running" in elsewhere.stdout and f":{other}/" in elsewhere.stdout
+    finally:
+        assert run_cli(home, "gateway", "stop", "--port", port).returncode == 0
+    after = run_cli(home, "dashboard")
+    assert "No gateway is running" in after.stdout and "gateway start" in after.stdout
+
+
+def test_status_stop_and_dashboard_carry_on_past_an_invalid_config(home: Path) -> None:
+    port = str(free_port())
+    assert run_cli(home, "gateway", "start", "--port", port).returncode == 0
+    write_config(home, {"gateway": {"port": "high"}})
+    try:
+        status = run_cli(home, "gateway", "status")
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert f"running: http://127.0.0.1:{port}" in status.stdout
+        assert "Warning:" in status.stderr and "gateway.port" in status.stderr
+        dashboard = run_cli(home, "dashboard", "--token-gen")
+        assert dashboard.returncode == 0 and "gateway.port" in dashboard.stderr
+        assert f"127.0.0.1:{port}/chat#token=" in dashboard.stdout
+        stopped = run_cli(home, "gateway", "stop")
+        assert stopped.returncode == 0 and "stopped" in stopped.stdout, stopped.stderr
+    finally:
+        run_cli(home, "gateway", "stop", "--port", port)
+    assert run_cli(home, "gateway", "status").returncode == 3
+    again = run_cli(home, "gateway", "stop", "--port", port)
+    assert again.returncode == 0 and f"not running on port {port}" in again.stdout
+    assert "gateway.port" in again.stderr
+
+
+def test_a_busy_port_is_refused_before_the_workspace_is_made(home: Path) -> None:
+    import socket
+
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        result = run_cli(home, "gateway", "start", "--port", str(other.getsockname()[1]))
+    assert result.returncode == 1 and "in use by another program" in result.stderr
+    assert not home.exists()
+
+
 def test_dashboard_names_the_page_it_links_to(home: Path) -> None:
     port = free_port()
     write_config(home, own_port_config("http://127.0.0.1:11434", port))

@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import GatewayProcess
@@ -204,3 +205,13 @@ def test_phone_layout_and_a_code_link(browser: object, gateway: GatewayProcess) 
     expect(page.locator(".logline", has_text="answered via").first).to_be_visible()
     page.screenshot(path=str(OUTPUT / "console-phone-logs.png"))
     context.close()
+
+    # a one-time code (what the tray opens) signs a fresh browser in, once
+    code = httpx.post(f"{gateway.url}/api/v1/login/code", headers=gateway.headers,
+                      timeout=10).json()["code"]
+    fresh = browser.new_context()
+    tab = fresh.new_page()
+    tab.goto(f"{gateway.url}/#code={code}")
+    expect(tab.locator("#shell")).to_be_visible()
+    assert "code" not in tab.url
+    fresh.close()

@@ -64,3 +64,15 @@ def test_a_short_static_token_cannot_open_the_gateway_to_the_network(home: Path)
     write_config(home, {"auth": {"tokens": ["abc"]}})
     result = run_cli(home, "gateway", "start", "--host", "0.0.0.0", "--port", str(free_port()))
     assert result.returncode == 2 and "at least 32 characters" in result.stderr
+
+
+def test_off_loopback_the_start_message_says_where_it_really_listens(home: Path) -> None:
+    port = free_port()
+    write_config(home, {"auth": {"tokens": ["x" * 40]}})
+    started = run_cli(home, "gateway", "start", "--host", "0.0.0.0", "--port", str(port))
+    try:
+        assert started.returncode == 0, started.stderr
+        assert f"Moltbot listens on 0.0.0.0:{port}: every address of this machine" in (
+            started.stdout)
+    finally:
+        assert run_cli(home, "gateway", "stop", "--port", str(port)).returncode == 0

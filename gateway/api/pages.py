@@ -8,6 +8,7 @@ same guard chain as every other entry (rate limits included).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from flask import Blueprint, Response, jsonify, request, send_from_directory
@@ -15,13 +16,15 @@ from flask.typing import ResponseReturnValue
 
 from gateway.api.console_assets import console_page
 from gateway.api.credentials import COOKIE
-from gateway.api.door import caller_of, guarded, refusal_response
+from gateway.api.door import caller_of, client_address, guarded, refusal_response
+from gateway.api.errors import error_response
 from gateway.channels.base import Entry
 from gateway.guards.chain import Allow
 from gateway.observe.audit import audit
 
 
-def build_pages(entry: Entry, webui: Path, channel: str) -> Blueprint:
+def build_pages(entry: Entry, webui: Path, channel: str,
+                redeem_code: Callable[[str], str | None] | None = None) -> Blueprint:
     bp = Blueprint("pages", __name__)
 
     @bp.get("/")
@@ -44,6 +47,14 @@ def build_pages(entry: Entry, webui: Path, channel: str) -> Blueprint:
         data = request.get_json(silent=True) or {}
         token = data.get("token") if isinstance(data, dict) else None
         token = token if isinstance(token, str) else None
+        code = data.get("code") if isinstance(data, dict) else None
+        if token is None and isinstance(code, str) and redeem_code:  # gateway.api.login_codes
+            token = redeem_code(code)
+            if token is None:
+                audit("console.login_refused", actor="", source=client_address(entry, request),
+                      code="code_spent")
+                return error_response("unauthorized", "That sign-in code is used or expired; "
+                                      "open the console from the tray again.")
         caller = caller_of(entry, request, channel, token)
         verdict = entry.admit(caller)
         if not isinstance(verdict, Allow) or token is None:

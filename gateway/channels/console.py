@@ -13,6 +13,7 @@ from gateway.api.console_logs import build_console_logs
 from gateway.api.console_sessions import build_console_sessions
 from gateway.api.console_usage import build_console_usage
 from gateway.api.errors import error_response
+from gateway.api.login_codes import build_login_codes
 from gateway.api.pages import build_pages
 from gateway.channels.base import ChannelOptions, Services, WebChannel
 
@@ -22,10 +23,11 @@ class ConsoleChannel(WebChannel):
 
     def __init__(self, services: Services, options: ChannelOptions) -> None:
         super().__init__(services, options)
-        pages = build_pages(services.entry, services.webui, self.name)
+        codes, redeem_code = build_login_codes(services.entry, services.store, self.name)
+        pages = build_pages(services.entry, services.webui, self.name, redeem_code)
         admin = build_admin(services.entry, services.reloader, services.store, self.name,
                             services.channels.listing)
-        for blueprint in (pages, admin, build_console_assets(services.webui),
+        for blueprint in (pages, admin, codes, build_console_assets(services.webui),
                           build_console_usage(services, self.name),
                           build_console_logs(services, services.sock, self.name),
                           build_console_sessions(services, self.name),

@@ -1,4 +1,4 @@
-// Moltbot chat page: sign in once (token -> HttpOnly cookie), then talk over /ws.
+// Moltbot chat page: sign in once (token or one-time code -> HttpOnly cookie), then talk over /ws.
 "use strict";
 const $ = (id) => document.getElementById(id);
 let socket = null;
@@ -14,10 +14,11 @@ function bubble(kind, text) {
   return el;
 }
 
-async function login(token) {
+// credential: {token} typed or from `dashboard --token-gen`, or {code} from the tray (one use)
+async function login(credential) {
   const r = await fetch("/api/v1/login", {
     method: "POST", headers: {"Content-Type": "application/json"},
-    body: JSON.stringify({token}), credentials: "same-origin",
+    body: JSON.stringify(credential), credentials: "same-origin",
   });
   if (!r.ok) throw new Error((await r.json()).error.message);
 }
@@ -79,15 +80,17 @@ $("text").addEventListener("keydown", (e) => {
 $("reset").addEventListener("click", () => send("/reset"));
 $("login-form").addEventListener("submit", async (e) => {
   e.preventDefault();
-  try { await login($("token").value.trim()); showChat(); }
+  try { await login({token: $("token").value.trim()}); showChat(); }
   catch (err) { $("login-error").textContent = err.message; }
 });
 
 (async () => {
-  const match = location.hash.match(/token=([^&]+)/);
-  if (match) {
-    history.replaceState(null, "", location.pathname); // the token leaves the address bar
-    try { await login(decodeURIComponent(match[1])); } catch (err) { $("login-error").textContent = err.message; }
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const credential = fragment.has("code") ? {code: fragment.get("code")}
+    : fragment.has("token") ? {token: fragment.get("token")} : null;
+  if (credential) {
+    history.replaceState(null, "", location.pathname); // the secret leaves the address bar
+    try { await login(credential); } catch (err) { $("login-error").textContent = err.message; }
   }
   if (await signedIn()) showChat();
   else { $("login").hidden = false; $("status").textContent = "signed out"; }

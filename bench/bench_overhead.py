@@ -1,15 +1,19 @@
-"""What the guard chain and the access-log line cost per message, in microseconds.
+"""What the per-message layers cost, in microseconds: the guard chain, the trace, the metrics
+timer and the access-log line (each on vs off is its row: the message path without it saves
+exactly that).
 
 Builds the chain exactly as the gateway does (gateway.settings.build_guards, with a real
 SQLite store under a temporary workspace) and times `admit` for the common cases: a loopback
 client with a static token, an issued token (cache hit after the first), a remote client
 (rate limit counted), a chat-platform sender (stranger policy read from the store); then the
-pipeline's access-log line written through the real ECS formatter to a file. Prints a table;
-asserts nothing. Run: python bench/bench_guards.py
+pipeline's access-log line written through the real ECS formatter to a file; a message's
+trace (the nine spans of a chat answer, serialised as the store keeps them) and the metrics
+timer around it. Prints a table; asserts nothing. Run: python bench/bench_overhead.py
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import time
@@ -18,7 +22,7 @@ from pathlib import Path
 from gateway.config import parse_config
 from gateway.guards.chain import Allow, Caller
 from gateway.guards.tokens import issue_token
-from gateway.message import Message, Reply
+from gateway.message import Message, Reply, Trace
 from gateway.observe.logs import ACCESS_LOGGER, EcsFormatter
 from gateway.observe.metrics import Metrics
 from gateway.pipeline import _access
@@ -36,6 +40,17 @@ def per_call_us(work, n: int = N) -> float:  # type: ignore[no-untyped-def]
     for _ in range(n):
         work()
     return (time.perf_counter() - began) / n * 1e6
+
+
+STEPS = ("guard", "store", "queue", "session", "route", "knowledge", "context", "model", "x")
+
+
+def _one_trace() -> None:
+    trace = Trace("m1")
+    for step in STEPS:
+        with trace.step(step) as span:
+            span.detail = "detail of the step, as long as they usually are"
+    json.dumps([vars(s) for s in trace.spans], ensure_ascii=False)  # as the store does
 
 
 def main() -> None:
@@ -75,6 +90,16 @@ def main() -> None:
         timer = Metrics().track("http")
         rows.append(("access-log line (ECS JSON to a file)",
                      per_call_us(lambda: _access(msg, reply, timer), N // 4)))
+        rows.append(("trace: 9 spans of a chat answer + JSON for the store",
+                     per_call_us(_one_trace, N // 4)))
+        metrics = Metrics()
+
+        def tracked() -> None:
+            with metrics.track("http", "http:c") as t:
+                t.route, t.model = "chat", "llama2"
+
+        rows.append(("metrics: message timer (histograms, counters, window)",
+                     per_call_us(tracked, N // 4)))
         handler.close()
         for pool in settings.models.values():
             pool.close()
