@@ -3,8 +3,8 @@
 The tray's token is issued once (into the store, labelled "tray", long-lived) and its value is
 kept only in the OS keyring (service "moltbot"), never in a file. To open the console the tray
 trades it for a one-time code (`POST /api/v1/login/code`, see gateway/api/login_codes.py) and
-opens `/chat#code=...`: the code is in a fragment (never sent to a server), works once and for
-a minute, so nothing lasting reaches the browser's address bar or history.
+opens the console at `/#code=...`: the code is in a fragment (never sent to a server), works
+once and for a minute, so nothing lasting reaches the browser's address bar or history.
 """
 
 from __future__ import annotations
@@ -75,4 +75,4 @@ def console_link(url: str, credential: ConsoleCredential) -> str:
         if response.status_code != 401:
             break
     response.raise_for_status()
-    return f"{url}/chat#code={response.json()['code']}"
+    return f"{url}/#code={response.json()['code']}"

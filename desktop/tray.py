@@ -115,7 +115,7 @@ class TrayApp:
             return
         if self.keyring_problem:
             self.notify(NO_KEYRING)
-            webbrowser.open(f"{running.url}/chat")
+            webbrowser.open(f"{running.url}/")
             return
         try:
             link = console_link(running.url, self.credential)
@@ -123,7 +123,7 @@ class TrayApp:
             log.warning("console sign-in failed: %s", e)
             self.notify(f"Could not sign the console in ({e}): sign in with "
                         f"`moltbot dashboard --token-gen`.")
-            link = f"{running.url}/chat"
+            link = f"{running.url}/"
         webbrowser.open(link)
 
     def open_workspace(self) -> None:

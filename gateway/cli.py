@@ -132,7 +132,7 @@ def start(dev: bool, port: int | None, host: str | None, foreground: bool) -> No
                    f"{'that' if host in ('0.0.0.0', '::') else 'named'} others can reach; "
                    "only tokens and the guards keep strangers out.")
     click.echo(f"Moltbot is running at {url} (pid {proc.pid}).\n"
-               f"Chat in the browser: {url}/chat  (sign in with a token from "
+               f"Console: {url}/  (sign in with a token from "
                f"`moltbot dashboard --token-gen --expire 8h`)\n"
                f"Logs: {ws.logs}")
 
@@ -198,7 +198,7 @@ def _dashboard_gateway(ws: Workspace, port: int | None,
 @click.option("--port", type=int, help="Which gateway (default: the one running).")
 @click.option("--json", "as_json", is_flag=True, help="Print {token, expires_at, url, running}.")
 def dashboard(token_gen: bool, expire: str, port: int | None, as_json: bool) -> None:
-    """Print the chat page's address; with --token-gen, a token and a link that signs in."""
+    """Print the console's address; with --token-gen, a token and a link that signs in."""
     from gateway.guards.tokens import issue_token
     from gateway.store import Store
 
@@ -206,7 +206,7 @@ def dashboard(token_gen: bool, expire: str, port: int | None, as_json: bool) -> 
     ensure_workspace(ws)
     config = _config_or_warn(ws)
     running, url = _dashboard_gateway(ws, port, config)
-    where = f"Chat page: {url}chat" + ("" if running else (
+    where = f"Console: {url}" + ("" if running else (
         f"\nNo gateway is running in {ws.root}: start it with `moltbot gateway start"
         f"{f' --port {port}' if port else ''}`."))
     if not token_gen:
@@ -230,7 +230,7 @@ def dashboard(token_gen: bool, expire: str, port: int | None, as_json: bool) -> 
         return
     click.echo(f"Token:   {token}\nExpires: {when} (in {expire})\n{where}")
     click.echo(f"Sign-in link (the token is in the #fragment, never sent to the server): "
-               f"{url}chat#token={token}")
+               f"{url}#token={token}")
 
 
 @main.command()

@@ -178,7 +178,7 @@ def test_token_gen_links_to_the_running_gateways_port(home: Path) -> None:
     try:
         shown = run_cli(home, "dashboard", "--token-gen")
         assert shown.returncode == 0, shown.stderr
-        assert f"http://127.0.0.1:{port}/chat#token=mb_" in shown.stdout
+        assert f"http://127.0.0.1:{port}/#token=mb_" in shown.stdout
         data = json.loads(run_cli(home, "dashboard", "--token-gen", "--json").stdout)
         assert data["url"] == f"http://127.0.0.1:{port}/" and data["running"] is True
         other = str(free_port())
@@ -201,7 +201,7 @@ def test_status_stop_and_dashboard_carry_on_past_an_invalid_config(home: Path) -
         assert "Warning:" in status.stderr and "gateway.port" in status.stderr
         dashboard = run_cli(home, "dashboard", "--token-gen")
         assert dashboard.returncode == 0 and "gateway.port" in dashboard.stderr
-        assert f"127.0.0.1:{port}/chat#token=" in dashboard.stdout
+        assert f"127.0.0.1:{port}/#token=" in dashboard.stdout
         stopped = run_cli(home, "gateway", "stop")
         assert stopped.returncode == 0 and "stopped" in stopped.stdout, stopped.stderr
     finally:
@@ -228,12 +228,12 @@ def test_dashboard_names_the_page_it_links_to(home: Path) -> None:
     write_config(home, own_port_config("http://127.0.0.1:11434", port))
     plain = run_cli(home, "dashboard")
     assert plain.returncode == 0
-    assert plain.stdout.splitlines()[0] == f"Chat page: http://127.0.0.1:{port}/chat"
+    assert plain.stdout.splitlines()[0] == f"Console: http://127.0.0.1:{port}/"
     signed = run_cli(home, "dashboard", "--token-gen", "--expire", "1h")
     assert signed.returncode == 0
-    assert f"Chat page: http://127.0.0.1:{port}/chat\n" in signed.stdout
-    assert f"http://127.0.0.1:{port}/chat#token=mb_" in signed.stdout
-    assert "Console" not in plain.stdout + signed.stdout  # there is no console page yet
+    assert f"Console: http://127.0.0.1:{port}/\n" in signed.stdout
+    assert f"http://127.0.0.1:{port}/#token=mb_" in signed.stdout
+    assert "/chat" not in plain.stdout + signed.stdout  # the console is at /, not the chat page
 
 
 def test_readme_and_config_template_name_the_secret_command(home: Path) -> None:

@@ -81,7 +81,7 @@ def test_open_console_signs_in_once_with_a_code(
         links = desktop.wait_opened(2)
         token = keyring_backend.get_password(SERVICE, f"tray:{ws.root}")
         assert token.startswith("mb_") and tray_tokens(home) == ["tray"]  # made once, reused
-        assert all(link.startswith(f"{gateway.url}/chat#code=") for link in links)
+        assert all(link.startswith(f"{gateway.url}/#code=") for link in links)
         assert all(token not in link for link in links) and links[0] != links[1]
 
         # What the page does with the fragment: each code buys a cookie of its own, once.

@@ -237,22 +237,25 @@ def test_the_tray_starts_the_gateway_and_opens_the_console_signed_in(
 
             click(x_display, icon_at, 1)  # left click: the default item, Open console
             link = desktop.wait_opened(1)[0]
-            assert link.startswith(f"{url}/chat#code=") and "mb_" not in link
+            assert link.startswith(f"{url}/#code=") and "mb_" not in link
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                             args=CHROMIUM_ARGS)
                 page = browser.new_page()
                 page.goto(link)
-                expect(page.locator("#composer")).to_be_visible()
-                expect(page.locator("#status")).to_have_text("connected")
+                expect(page.locator("#shell")).to_be_visible()  # the console, signed in
                 assert "code" not in page.url
-                page.fill("#text", "hello from the tray")
+                page.click("nav a[data-page=chat]")
+                expect(page.locator("#chat-status")).to_have_text("connected")
+                page.fill("#chat-text", "hello from the tray")
                 page.keyboard.press("Enter")
-                expect(page.locator(".msg.bot").last).to_contain_text("echo: hello from the tray")
+                expect(page.locator(".bubble.bot").last).to_contain_text(
+                    "echo: hello from the tray")
                 page.screenshot(path=str(OUTPUT / "console-signed-in.png"))
                 replay = browser.new_page()  # the same link again: the code is spent
                 replay.goto(link)
-                expect(replay.locator("#login-error")).to_contain_text("used or expired")
+                expect(replay.locator("#signin")).to_be_visible()
+                expect(replay.locator("#signin-error")).not_to_be_empty()
                 browser.close()
 
             tray.send(do="click", item="Stop gateway")

@@ -2,7 +2,7 @@
 
 The tray holds a lasting token (in the OS keyring). Putting it in a link would leave it in the
 browser's history, so instead the tray asks for a code (`POST /api/v1/login/code` with its
-bearer token) and opens `/chat#code=...`; the page at once trades the code for the session
+bearer token) and opens `/#code=...`; the page at once trades the code for the session
 cookie (`POST /api/v1/login {"code"}`). A code is random, lives `CODE_TTL` seconds, works
 once, and is kept only as a hash, in memory: a restart simply voids the few outstanding ones.
 The cookie then holds a fresh session token, never the tray's own.

@@ -106,7 +106,7 @@ def render(stats: dict[str, Any], url: str) -> RenderableType:
         _summary(stats)]
     if not stats["messages"]["count"] and not stats["model_calls"]["count"]:
         parts.append(Text(f"\nNo messages in the last {window} s. Send one (e.g. in the "
-                          f"browser at {url}/chat) and watch it appear here.", style="dim"))
+                          f"console at {url}/) and watch it appear here.", style="dim"))
         return Group(*parts)
 
     channels = _table("\nChannels", "channel", "msg/min", "errors", "p50", "p95", "p99",
