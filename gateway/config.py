@@ -331,7 +331,15 @@ def expand_env(value: Any, path: str = "", problems: list[str] | None = None,
     return _ENV_REF.sub(resolve, value)
 
 
-_SECRET_KEYS = re.compile(r"(secret|token|password|api_key|key)s?$", re.IGNORECASE)
+# A key holds a secret when it is one of these words or ends with `_<word>` (`jwt_secret`,
+# `bot_token`, `api_key`, `auth.tokens`); `max_tokens` and `context_tokens` are counts.
+_SECRET_KEYS = re.compile(r"^(?:.*_)?(?:secret|token|password|key|passphrase)$|^tokens$",
+                          re.IGNORECASE)
+
+
+def is_secret_key(name: str) -> bool:
+    """Whether a config key's value must never be shown (errors, audit diffs)."""
+    return bool(_SECRET_KEYS.match(name))
 
 
 def _describe(error: dict[str, Any]) -> str:
@@ -341,7 +349,7 @@ def _describe(error: dict[str, Any]) -> str:
         return f"{loc}: unknown key; remove it or check its spelling"
     message = str(error["msg"]).removeprefix("Value error, ")
     got = error.get("input")
-    secret = any(_SECRET_KEYS.search(str(p)) for p in error["loc"])
+    secret = any(is_secret_key(str(p)) for p in error["loc"])
     if secret and got is not None:
         return f"{loc}: {message} (value not shown: it is a secret)"
     plain = isinstance(got, dict | list) or got is None or "got " in message

@@ -132,3 +132,14 @@ def test_binding_off_loopback_needs_auth() -> None:
     assert bind_problem("127.0.0.1", open_config) is None
     assert "auth.jwt_secret" in (bind_problem("0.0.0.0", open_config) or "")
     assert bind_problem("0.0.0.0", parse_config({"auth": {"tokens": ["t" * 32]}})) is None
+
+
+def test_counts_named_like_tokens_are_shown_and_secrets_are_not() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"gateway": {"context_tokens": "lots"},
+                      "models": {"m": {"endpoint": "http://x", "max_tokens": "many",
+                                       "api_key": ["not", "a", "string"]}}})
+    text = str(caught.value)
+    assert "gateway.context_tokens" in text and "got 'lots'" in text
+    assert "got 'many'" in text
+    assert "models.m.api_key" in text and "value not shown: it is a secret" in text

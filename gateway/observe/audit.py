@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from datetime import UTC, datetime
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
 
+from gateway.config import is_secret_key
 from gateway.observe.logs import redact
 
 AUDIT_LOGGER = "moltbot.audit"
-_SECRET = re.compile(r"(secret|token|password|api_key|key)s?$", re.IGNORECASE)
 
 log = logging.getLogger(AUDIT_LOGGER)
 
@@ -55,7 +54,7 @@ def config_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[A
     changed: dict[str, list[Any]] = {}
     for key in sorted(before.keys() | after.keys()):
         if before.get(key) != after.get(key):
-            hide = any(_SECRET.search(part) for part in key.split("."))
+            hide = any(is_secret_key(part) for part in key.split("."))
             changed[key] = (["***", "***"] if hide else [before.get(key), after.get(key)])
     return changed
 
