@@ -183,7 +183,7 @@ def test_without_a_keyring_the_menu_says_so_and_the_console_opens_unsigned(
     click(tray, "Start gateway")
     gateway = running_gateway(tray)
     click(tray, "Open console")
-    assert desktop.wait_opened(1) == [f"{gateway.url}/chat"]
+    assert desktop.wait_opened(1) == [f"{gateway.url}/"]
     assert tray.last_notice == NO_KEYRING
 
 
