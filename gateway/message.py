@@ -114,6 +114,7 @@ class Trace:
         self.started = time.perf_counter() if started is None else started
         self.spans: list[Span] = []
         self.model_input: ModelInput | None = None  # set by the chat responder
+        self.answered_again = False  # a stored message answered anew: its old rows go
 
     def step(self, name: str) -> SpanTimer:
         """Time a block: `with trace.step("model") as s: ...; s.outcome = "ok"`."""

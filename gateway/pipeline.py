@@ -162,6 +162,7 @@ class Pipeline:
         if seen:  # stored earlier but never answered (crash, failure): answer it now
             msg = replace(msg, id=seen.id)
             trace.msg_id = seen.id
+            trace.answered_again = True
         # From here on the message is stored: whatever happens, it is finished with a reply.
         try:
             waiting_since = time.perf_counter()
@@ -204,7 +205,7 @@ class Pipeline:
         self.store.finish_message(msg.id, session_id=outcome.session.id if outcome else None,
                                   reply=reply.text, error=reply.error, route=route_name,
                                   trace=trace.spans, model_input=trace.model_input,
-                                  channel=msg.channel)
+                                  channel=msg.channel, again=trace.answered_again)
         log.info("msg_id=%s answered via %s%s", msg.id, route_name,
                  f" with error {reply.error}" if reply.error else "")
         return reply

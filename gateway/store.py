@@ -238,9 +238,12 @@ class Store:
 
     def finish_message(self, msg_id: str, *, session_id: str | None, reply: str,
                        error: str | None, route: str, trace: Iterable[Span],
-                       model_input: ModelInput | None = None, channel: str = "") -> None:
+                       model_input: ModelInput | None = None, channel: str = "",
+                       again: bool = False) -> None:
         """Record the answer, its trace, what the model was given (if one was called) and
-        the session's activity in one transaction."""
+        the session's activity in one transaction. `again`: the message was stored before and
+        is answered anew, so an earlier model input row is replaced (a delete a first answer
+        does not need: it cost ~110 us)."""
         now = time.time()
         # vars(), not dataclasses.asdict: asdict deep-copies and cost ~70 us a message
         spans = json.dumps([vars(s) for s in trace], ensure_ascii=False)
@@ -248,8 +251,9 @@ class Store:
             conn.execute(update(messages).where(messages.c.id == msg_id).values(
                 session_id=session_id, reply=reply, error=error, route=route,
                 status="failed" if error else "answered", replied_at=now, trace=spans))
-            if model_input is not None:  # a failed message answered again replaces its row
-                conn.execute(delete(model_inputs).where(model_inputs.c.msg_id == msg_id))
+            if model_input is not None:
+                if again:
+                    conn.execute(delete(model_inputs).where(model_inputs.c.msg_id == msg_id))
                 conn.execute(insert(model_inputs).values(
                     msg_id=msg_id, channel=channel, model=model_input.model,
                     day=time.strftime("%Y-%m-%d", time.gmtime(now)),
