@@ -137,14 +137,16 @@ class ChatResponder:
 def record_input(trace: Trace, model: str, messages: list[dict[str, Any]]) -> None:
     """Keep what this model call is given (the latest call of a tool round trip holds all the
     earlier ones), masked and within `MAX_GIVEN`: each turn's text is cut to an equal share,
-    so the system prompt, the knowledge passages and the question all stay visible."""
+    so the system prompt, the knowledge passages and the question all stay visible. The
+    masking runs once over the whole record, not per turn: per turn it was ~100 calls and most
+    of this function's cost with a long history."""
     share = max(256, MAX_GIVEN // max(1, len(messages)))
     kept = []
     for m in messages:
         content = str(m.get("content") or "")
         if len(content) > share:
             content = content[:share] + f" [... {len(content) - share} characters cut]"
-        turn: dict[str, Any] = {"role": m.get("role"), "content": redact(content)}
+        turn: dict[str, Any] = {"role": m.get("role"), "content": content}
         if m.get("tool_calls"):
             turn["tool_calls"] = [{"name": c["name"], "arguments": redact_arguments(
                 c.get("arguments") or {})} for c in m["tool_calls"]]
@@ -155,6 +157,7 @@ def record_input(trace: Trace, model: str, messages: list[dict[str, Any]]) -> No
     while len(given) > MAX_GIVEN and len(kept) > 2:  # many short turns: oldest go first
         del kept[1]
         given = json.dumps(kept, ensure_ascii=False)
+    given = redact(given)
     before = trace.model_input
     trace.model_input = ModelInput(model, given,
                                    before.prompt_tokens if before else 0,

@@ -404,7 +404,7 @@ class Store:
             return None
         return {"model": row.model, "prompt_tokens": row.prompt_tokens,
                 "completion_tokens": row.completion_tokens,
-                "given": json.loads(row.given) if row.given else []}
+                "given": _given(row.given)}
 
     def token_usage(self, since_day: str) -> list[dict[str, Any]]:
         """Prompt and completion tokens (the model's own counts) per day, model and channel
@@ -445,3 +445,15 @@ def _message(row: object) -> StoredMessage:
     return StoredMessage(r["id"], r["session_id"], r["channel"], r["chat"], r["sender"],
                          r["text"], r["status"], r["created_at"], r["reply"], r["error"],
                          r["route"])
+
+
+def _given(text: str | None) -> list[dict[str, Any]]:
+    """The recorded model input; masking runs over its JSON text, so in the rare case that it
+    made the text unreadable as JSON, the text is shown as one note rather than lost."""
+    if not text:
+        return []
+    try:
+        given: list[dict[str, Any]] = json.loads(text)
+    except ValueError:
+        return [{"role": "note", "content": text}]
+    return given
