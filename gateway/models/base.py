@@ -61,10 +61,6 @@ class Provider(Protocol):
              cancel: threading.Event | None = None,
              tools: list[dict[str, Any]] | None = None) -> ModelResult: ...
 
-    def ping(self) -> str:
-        """Raise EndpointDown/ModelError if the endpoint cannot serve; else a short status."""
-        ...
-
     def close(self) -> None:
         """Close the client's pooled connections."""
         ...

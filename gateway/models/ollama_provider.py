@@ -70,19 +70,6 @@ class OllamaProvider:
     def close(self) -> None:
         self.client.close()
 
-    def ping(self) -> str:
-        try:
-            names = [m.model for m in self.client.list().models]
-        except ollama.ResponseError as e:
-            raise self._response_error(e) from e
-        except (ConnectionError, httpx.TransportError) as e:
-            raise EndpointDown(_reason(e)) from e
-        known = {n for name in names if name for n in (name, name.split(":")[0])}
-        if names and self.model not in known:
-            raise ModelError(f"model '{self.model}' is not pulled at {self.url}: "
-                             f"run `ollama pull {self.model}`")
-        return f"ollama, {len(names)} models"
-
     def _response_error(self, e: ollama.ResponseError) -> ModelError:
         if e.status_code >= 500 or e.status_code == 429:
             return EndpointDown(f"HTTP {e.status_code}: {e.error}")

@@ -75,18 +75,6 @@ class OpenAIProvider:
     def close(self) -> None:
         self.client.close()
 
-    def ping(self) -> str:
-        try:
-            names = [m.id for m in self.client.models.list()]
-        except (openai.APIConnectionError, openai.InternalServerError) as e:
-            raise EndpointDown(_reason(e)) from e
-        except openai.APIStatusError as e:
-            raise ModelError(f"{self.url} refused with HTTP {e.status_code}: {e.message}") from e
-        if names and self.model not in names:
-            raise ModelError(f"model '{self.model}' is not served at {self.url} "
-                             f"(it serves: {', '.join(names[:5])})")
-        return f"openai-compatible, {len(names)} models"
-
 
 def _wire(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The neutral tool round-trip shapes (see `Provider`) in the OpenAI form."""
