@@ -29,6 +29,7 @@ from gateway.config import (
 )
 from gateway.control import (
     DEFAULTS,
+    START_WAIT,
     ControlError,
     PortBusy,
     RunningGateway,
@@ -37,6 +38,7 @@ from gateway.control import (
     find_gateways,
     gateway_argv,
     gateway_env,
+    loop_report,
     start_detached,
     stop_gateway,
 )
@@ -99,7 +101,10 @@ def gateway() -> None:
 @click.option("--port", type=int, help="Port (default: gateway.port, 18789).")
 @click.option("--host", help="Address to bind (default: gateway.host, 127.0.0.1).")
 @click.option("--foreground", is_flag=True, help="Do not detach; Ctrl-C stops it.")
-def start(dev: bool, port: int | None, host: str | None, foreground: bool) -> None:
+@click.option("--wait", type=click.FloatRange(min=1), default=START_WAIT, show_default=True,
+              help="Seconds to wait for it to answer; one that does not is stopped.")
+def start(dev: bool, port: int | None, host: str | None, foreground: bool,
+          wait: float) -> None:
     """Start the gateway; returns once it answers /healthz."""
     ws = default_workspace()
     config = _config(ws)  # a missing config.yaml is all defaults: nothing is written yet
@@ -123,7 +128,7 @@ def start(dev: bool, port: int | None, host: str | None, foreground: bool) -> No
         argv = gateway_argv(host, port, "--dev" if dev else "--foreground")
         os.execve(argv[0], argv, gateway_env(ws))
     try:
-        proc = start_detached(ws, host, port)
+        proc = start_detached(ws, host, port, wait)
     except ControlError as e:
         _fail(str(e), e.exit_code)
     url = base_url(host, port)
@@ -166,12 +171,20 @@ def status(port: int | None) -> None:
     answering = False
     for target in _target_ports(ws, port, config):
         running = find_gateway(ws, target)
+        blocked = loop_report(ws, target, running.pid) if running else ""
         if running and is_healthy(running.url):
             click.echo(f"running: {running.url} (pid {running.pid}, workspace {ws.root})")
+            if blocked:
+                click.echo(blocked)
             answering = True
             continue
-        state = f"not answering (pid {running.pid})" if running else "not running"
-        click.echo(f"{state}: port {target}. Start it with `moltbot gateway start`.")
+        if running:
+            click.echo(f"not answering (pid {running.pid}): port {target}. "
+                       f"{blocked or 'See ' + str(ws.logs / 'gateway.log')}\n"
+                       f"Restart it: `moltbot gateway stop --port {target}` and `moltbot "
+                       f"gateway start --port {target}`.")
+            continue
+        click.echo(f"not running: port {target}. Start it with `moltbot gateway start`.")
     if not answering:
         sys.exit(EXIT_NOT_RUNNING)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import psutil
 
 from gateway.config import GatewayConfig
+from gateway.observe.loopwatch import read_blocks, summarize
 from gateway.probe import base_url, gateway_pid, is_healthy, is_port_free
 from gateway.workspace import Workspace
 
@@ -128,8 +129,24 @@ def start_detached(ws: Workspace, host: str, port: int,
         if is_healthy(url):
             return proc
         time.sleep(0.1)
-    raise ControlError(f"The gateway did not answer {url}/healthz within {wait:.0f}s; "
-                       f"see {ws.logs / 'gateway.log'}")
+    # Alive but silent: most likely its event loop is stuck. Say where, then stop it, so it
+    # does not hold the port (its report and log stay for whoever looks).
+    blocked = loop_report(ws, port, proc.pid)
+    proc.terminate()  # a stuck loop never runs its SIGTERM handler: a short grace, then kill
+    try:
+        proc.wait(2)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    ws.pid_path(port).unlink(missing_ok=True)
+    raise ControlError(f"The gateway did not answer {url}/healthz within {wait:.0f}s and was "
+                       f"stopped; see {ws.logs / 'gateway.log'}"
+                       + (f"\nIts {blocked}" if blocked else ""))
+
+
+def loop_report(ws: Workspace, port: int, pid: int) -> str:
+    """What the gateway (process `pid`) on `port` reported of its event loop being blocked."""
+    return summarize(read_blocks(ws.loop_report_path(port), pid))
 
 
 def stop_gateway(ws: Workspace, port: int,

@@ -12,6 +12,7 @@ import tempfile
 import httpx
 
 from gateway.config import Config, ConfigError, ModelConfig, load_config
+from gateway.control import loop_report
 from gateway.observe.logs import redact
 from gateway.probe import (
     base_url,
@@ -79,13 +80,20 @@ def check_port(ws: Workspace, config: Config) -> Check:
     health = read_health(base_url(host, port))
     version = f", version {health.get('version', '?')}" if health else ""
     pid = gateway_pid(ws, port)
+    blocked = loop_report(ws, port, pid) if pid else ""
     if pid and health:
+        if blocked:
+            return (False, f"port {port}: this workspace's Moltbot gateway is running (pid "
+                           f"{pid}{version}), but its {blocked}",
+                    "every conversation waits while the loop is blocked: report the stack "
+                    "above as a bug (it names the library or skill), or restart the gateway")
         return (True, f"port {port}: this workspace's Moltbot gateway is running "
                       f"(pid {pid}{version})", "")
     if pid:
         return (False, f"port {port}: this workspace's gateway (pid {pid}) does not answer "
-                       f"/healthz", f"see {ws.logs / 'gateway.log'}, then restart it: "
-                                    f"`moltbot gateway stop` and `moltbot gateway start`")
+                       f"/healthz" + (f"; its {blocked}" if blocked else ""),
+                f"see {ws.logs / 'gateway.log'}, then restart it: "
+                f"`moltbot gateway stop` and `moltbot gateway start`")
     holder = listener_pid(port)
     name, home = describe_process(holder) if holder else ("unknown", None)
     # A process we can see is ours only if it runs gateway.server: many programs answer

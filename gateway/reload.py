@@ -1,11 +1,11 @@
 """Hot reload: files dropped into the workspace are live within a couple of seconds.
 
-watchdog reports changes under `skills/`, `knowledge/` and to `config.yaml`. The event handler
-only notes the change and wakes the reloader (it runs on the gevent hub and must be quick); the
-reloader waits for the writes to settle, builds a new snapshot (user code runs only in the skill
-host processes, never on the event loop), and swaps one reference. Messages in flight finish on
-the snapshot they started with. A config that fails validation is refused and the last good one
-keeps running.
+The file watcher (watchdog in a child process of its own, `gateway.watcher`) reports changes
+under `skills/`, `knowledge/` and to `config.yaml`. `_classify` only notes what changed and
+wakes the reloader; the reloader waits for the writes to settle, builds a new snapshot (user
+code runs only in the skill host processes, never on the event loop), and swaps one reference.
+Messages in flight finish on the snapshot they started with. A config that fails validation is
+refused and the last good one keeps running.
 """
 
 from __future__ import annotations
@@ -17,13 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
-
 from gateway.config import Config, ConfigError, load_config
 from gateway.knowledge import KnowledgeBase
 from gateway.secrets import lookup_secret
 from gateway.skills.catalog import SkillLoader, SkillSet
+from gateway.watcher import FileWatcher
 from gateway.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -40,24 +38,17 @@ def off_loop(func: Callable[[], Any]) -> Any:
     return func()
 
 
-class _Changes(FileSystemEventHandler):
-    def __init__(self, workspace: Workspace, wake: Callable[[str], None]) -> None:
-        self.workspace = workspace
-        self.wake = wake
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type in ("opened", "closed_no_write"):
-            return
-        for raw in (event.src_path, getattr(event, "dest_path", "")):
-            path = Path(str(raw or ""))
-            if not raw or path.name.startswith(".") or "__pycache__" in path.parts:
-                continue
-            if path == self.workspace.config_path:
-                self.wake("config")
-            elif path.is_relative_to(self.workspace.skills):
-                self.wake("skills")
-            elif path.is_relative_to(self.workspace.knowledge):
-                self.wake("knowledge")  # skills load knowledge too: both are rebuilt
+def _classify(workspace: Workspace, path: Path) -> str | None:
+    """What a changed path means: "config", "skills", "knowledge", or None (not ours)."""
+    if path.name.startswith(".") or "__pycache__" in path.parts:
+        return None
+    if path == workspace.config_path:
+        return "config"
+    if path.is_relative_to(workspace.skills):
+        return "skills"
+    if path.is_relative_to(workspace.knowledge):
+        return "knowledge"  # skills load knowledge too: both are rebuilt
+    return None
 
 
 class Reloader:
@@ -78,7 +69,10 @@ class Reloader:
         self._last_event = 0.0
         self._lock = threading.Lock()
         self._stopped = False
-        self._observer: Any = None
+        self.watcher = FileWatcher(
+            # Not the whole workspace: data/ changes on every message (database, logs).
+            [(workspace.skills, True), (workspace.knowledge, True), (workspace.root, False)],
+            on_change=self._changed, on_restart=lambda: self._wake("config", "knowledge"))
 
     def load_skills(self) -> SkillSet:
         self.skills = self.loader.build(self.skills)
@@ -107,26 +101,23 @@ class Reloader:
         self.load_skills()
         for folder in (self.workspace.skills, self.workspace.knowledge):
             folder.mkdir(parents=True, exist_ok=True)
-        handler = _Changes(self.workspace, self._wake)
-        self._observer = Observer()
-        # Not the whole workspace: data/ changes on every message (database, logs).
-        self._observer.schedule(handler, str(self.workspace.skills), recursive=True)
-        self._observer.schedule(handler, str(self.workspace.knowledge), recursive=True)
-        self._observer.schedule(handler, str(self.workspace.root), recursive=False)
-        self._observer.daemon = True
-        self._observer.start()
+        self.watcher.start()
         threading.Thread(target=self._loop, name="reloader", daemon=True).start()
 
     def stop(self) -> None:
         self._stopped = True
         self._wakeup.set()
-        if self._observer is not None:
-            self._observer.stop()
+        self.watcher.stop()
         self.loader.hosts.close()
 
-    def _wake(self, what: str) -> None:
+    def _changed(self, path: Path) -> None:
+        what = _classify(self.workspace, path)
+        if what:
+            self._wake(what)
+
+    def _wake(self, *what: str) -> None:
         with self._lock:
-            self._pending.add(what)
+            self._pending.update(what)
             self._last_event = time.monotonic()
         self._wakeup.set()
 

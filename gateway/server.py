@@ -1,7 +1,10 @@
 """The gateway process: `python -m gateway.server` (what `moltbot gateway start` runs).
 
-`queue=False` because watchdog breaks on gevent's queue (it then sees no file events at all).
-SIGTERM or SIGINT stops it gracefully: stop accepting, let in-flight replies finish (bounded by
+`queue=False` as measured when watchdog still ran in this process (it saw no file events with
+gevent's queue); watchdog now runs in its own process (`gateway.watcher`), and no library here
+has been measured with a patched `queue` since. Libraries that start threads or block in C stay
+off this loop: ARCHITECTURE.md's thread rule says where each runs. `observe.loopwatch` reports
+any block of the loop with its stack. SIGTERM or SIGINT stops it gracefully: stop accepting, let in-flight replies finish (bounded by
 `gateway.shutdown_timeout`), close the rest, remove the pid file.
 """
 
@@ -23,8 +26,10 @@ from gevent.event import Event
 from gateway import __version__
 from gateway.app import build_gateway
 from gateway.config import ConfigError, bind_problem, load_config
+from gateway.faults import install_faults
 from gateway.httpserver import GatewayServer, listen
 from gateway.observe.logs import ACCESS_LOGGER, setup_logging
+from gateway.observe.loopwatch import LoopWatch, max_blocking_time
 from gateway.private import private_umask, tighten
 from gateway.secrets import lookup_secret
 from gateway.workspace import default_workspace, ensure_workspace
@@ -77,12 +82,17 @@ def main(argv: list[str] | None = None) -> int:
               f"--port.", file=sys.stderr)
         return 1
 
+    # Watched from here on: a block while building or starting (a library's thread stuck in
+    # C) is reported with its stack, not a silent hang.
+    watch = LoopWatch(workspace.loop_report_path(port), max_blocking_time())
+    watch.start()
     try:
         gateway = build_gateway(workspace, config)
     except ConfigError as e:
         listener.close()
         print(e, file=sys.stderr)
         return 2
+    watch.on_block = gateway.process.metrics.loop_blocked
     server = GatewayServer(listener, gateway.app,
                            max_connections=config.gateway.max_connections,
                            keepalive_timeout=config.gateway.keepalive_timeout,
@@ -97,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     pid_path = workspace.pid_path(port)
     pid_path.write_text(str(os.getpid()), encoding="utf-8")
     limit = raise_open_file_limit()
+    install_faults()
     gateway.start()
     server.start()
     log.info("Moltbot %s listening on http://%s:%d (workspace %s, open files %d)",

@@ -48,6 +48,10 @@ class Workspace:
         """One pid file per port, so `gateway stop --port N` finds the right process."""
         return self.data / f"gateway-{port}.pid"
 
+    def loop_report_path(self, port: int) -> Path:
+        """Where the gateway on `port` records each time its event loop was blocked."""
+        return self.data / f"gateway-{port}.blocked"
+
 
 def default_workspace() -> Workspace:
     return Workspace(Path(os.environ.get("MOLTBOT_HOME", DEFAULT_HOME)).expanduser().resolve())

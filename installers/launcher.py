@@ -1,9 +1,10 @@
 """Entry point of the bundled app (`dist/moltbot/moltbot`, PyInstaller one-folder).
 
 A frozen app has no `python`: `sys.executable` is this binary. The gateway still starts its
-processes as `[sys.executable, "-m", "gateway.server", ...]` (`moltbot gateway start`) and
-`[sys.executable, "-m", "gateway.skills.host"]` (skill hosts), so this entry understands `-m` for
-those modules and runs them as `python -m` would. Anything else is the `moltbot` command line,
+processes as `[sys.executable, "-m", "gateway.server", ...]` (`moltbot gateway start`),
+`[sys.executable, "-m", "gateway.skills.host"]` (skill hosts) and `-m gateway.watcher_child`
+(the file watcher), so this entry understands `-m` for those modules and runs them as
+`python -m` would. Anything else is the `moltbot` command line,
 and no argument at all (a double-click) is the tray.
 
 Nothing is imported before the dispatch: `gateway.server` must monkey-patch with gevent before
@@ -15,7 +16,8 @@ from __future__ import annotations
 import runpy
 import sys
 
-RUNNABLE_MODULES = ("gateway.server", "gateway.skills.host", "gateway", "desktop")
+RUNNABLE_MODULES = ("gateway.server", "gateway.skills.host", "gateway.watcher_child", "gateway",
+                    "desktop")
 """What `-m` may run: the gateway's own child processes, the CLI and the tray."""
 
 

@@ -24,9 +24,17 @@ import psutil
 import pytest
 import yaml
 
+from gateway.observe.loopwatch import read_blocks
 from tests.fakes.fake_model import FakeModelServer
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Every gateway a test starts inherits this: gevent's monitor reports any stop of its event loop
+# longer than 0.2 s (production: 1 s), and `no_blocked_loop` fails a test with one over 0.5 s.
+os.environ["GEVENT_MAX_BLOCKING_TIME"] = "0.2"
+BLOCK_FAILS_AFTER = 0.5
+REPORTS = ("*/data/gateway-*.blocked", "*/*/data/gateway-*.blocked",
+           "*/*/*/data/gateway-*.blocked")
 
 
 def free_port() -> int:
@@ -133,6 +141,26 @@ def no_leftover_processes() -> Iterator[None]:
                     p.kill()
             raise AssertionError(f"test left processes running: {[p.cmdline() for p in left]}")
         time.sleep(0.05)
+
+
+@pytest.fixture(autouse=True)
+def no_blocked_loop(request: pytest.FixtureRequest,
+                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Fail a test during which any gateway's event loop stopped for more than 0.5 s, naming
+    where (the report each gateway writes into its workspace, `observe.loopwatch`). A test that
+    blocks a loop on purpose says so with `@pytest.mark.blocks_loop`."""
+    started = time.time()
+    yield
+    if request.node.get_closest_marker("blocks_loop"):
+        return
+    base = tmp_path_factory.getbasetemp()
+    blocks = [block for pattern in REPORTS for path in base.glob(pattern)
+              if path.stat().st_mtime >= started for block in read_blocks(path)
+              if block.at >= started and (block.seconds is None
+                                          or block.seconds > BLOCK_FAILS_AFTER)]
+    if blocks:
+        pytest.fail("a gateway's event loop stopped during this test:\n\n"
+                    + "\n\n".join(block.describe() for block in blocks), pytrace=False)
 
 
 def assert_dead(pid: int, deadline_s: float = 5.0) -> None:

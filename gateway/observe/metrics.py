@@ -77,6 +77,12 @@ class Metrics:
                                       registry=r, multiprocess_mode="livesum")
         self._connections_gauge = Gauge("moltbot_connections", "Open client connections",
                                         ["channel"], registry=r, multiprocess_mode="livesum")
+        self._loop_blocks = Counter("moltbot_event_loop_blocked",
+                                    "Times the event loop stopped longer than its limit",
+                                    registry=r)
+        self._loop_blocked_seconds = Counter("moltbot_event_loop_blocked_seconds",
+                                             "Time the event loop spent stopped in those blocks",
+                                             registry=r)
         self._children: dict[tuple[Any, ...], Any] = {}
         self._lock = threading.Lock()  # the plain counts below; channels may use OS threads
         self.in_flight = 0
@@ -102,6 +108,11 @@ class Metrics:
         finished always pair up (an exception counts as error "internal_error")."""
         self.message_started()
         return MessageTimer(self, channel, session)
+
+    def loop_blocked(self, seconds: float) -> None:
+        """The event loop stopped for `seconds` (`observe.loopwatch` calls it, on the loop)."""
+        self._loop_blocks.inc()
+        self._loop_blocked_seconds.inc(seconds)
 
     def message_started(self) -> None:
         with self._lock:

@@ -1,0 +1,74 @@
+"""A blocked event loop is found, said with its stack, counted, and shown where people look.
+
+The fault (`MOLTBOT_TEST_FAULTS`, `gateway/faults.py`) makes the real gateway's loop call the
+unpatched `time.sleep`, as a library stuck in C would.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.observe.loopwatch import read_blocks
+from gateway.workspace import Workspace
+from tests.conftest import GatewayProcess, free_port, model_config, run_cli, write_config
+
+pytestmark = pytest.mark.blocks_loop
+
+
+def wait_for(predicate, deadline_s: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + deadline_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def test_a_block_is_reported_once_with_its_stack_counted_and_shown(
+        home: Path, fake_model, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MOLTBOT_TEST_FAULTS", "block-loop=1.2")
+    write_config(home, model_config(fake_model.url))
+    gw = GatewayProcess(home, free_port()).start()
+    try:
+        assert gw.proc is not None
+        os.kill(gw.proc.pid, signal.SIGUSR2)
+        report = Workspace(home).loop_report_path(gw.port)
+        wait_for(lambda: any(b.seconds for b in read_blocks(report, gw.proc.pid)))
+        (block,) = read_blocks(report, gw.proc.pid)
+        assert "faults.py" in block.stack and "_blocking_sleep" in block.stack
+        assert 1.0 < block.seconds < 10  # type: ignore[operator]
+        log = gw.log()
+        assert log.count("the event loop was blocked for") == 1
+        assert "_blocking_sleep" in log.split("the event loop was blocked for")[1]
+        metrics = httpx.get(f"{gw.url}/metrics", timeout=5).text
+        assert "moltbot_event_loop_blocked_total 1.0" in metrics
+
+        port = str(gw.port)
+        status = run_cli(home, "gateway", "status", "--port", port)
+        assert status.returncode == 0, status.stdout
+        assert "event loop blocked 1 time(s)" in status.stdout
+        assert "_blocking_sleep" in status.stdout
+        write_config(home, {**model_config(fake_model.url), "gateway": {"port": gw.port}})
+        doctor = run_cli(home, "doctor")
+        assert "event loop blocked 1 time(s)" in doctor.stdout, doctor.stdout
+        assert "report the stack" in doctor.stdout
+    finally:
+        gw.stop()
+
+
+def test_a_start_that_never_answers_says_where_it_hangs_and_frees_the_port(
+        home: Path, fake_model) -> None:
+    write_config(home, model_config(fake_model.url))
+    port = free_port()
+    result = run_cli(home, "gateway", "start", "--port", str(port), "--wait", "3",
+                     env={"MOLTBOT_TEST_FAULTS": "block-start=60"})
+    assert result.returncode == 1
+    assert "did not answer" in result.stderr and "was stopped" in result.stderr
+    assert "event loop blocked 1 time(s)" in result.stderr
+    assert "had not run again" in result.stderr
+    assert "_blocking_sleep" in result.stderr  # the stack names where it hangs
+    assert run_cli(home, "gateway", "status", "--port", str(port)).returncode == 3
