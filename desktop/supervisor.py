@@ -2,9 +2,11 @@
 
 Menu actions only say what is wanted (`request_start`, `request_stop`) and wake the thread; the
 thread alone starts, stops and watches the process, so two clicks can never race. It polls
-/healthz, restarts a gateway it started that crashed (1 s, 2 s, 4 s ... up to a minute apart;
-the count resets once it has run a minute), and leaves alone a gateway it found running, except
-that Stop stops it too. `shutdown` (Quit) stops only a gateway this tray started.
+/healthz, restarts a gateway it started that crashed or stopped answering for
+`unresponsive_after` seconds (its event loop stuck: alive, but no use to anyone; it is killed
+first), 1 s, 2 s, 4 s ... up to a minute apart (the count resets once it has run a minute), and
+leaves alone a gateway it found running, except that Stop stops it too. `shutdown` (Quit)
+stops only a gateway this tray started.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 POLL_INTERVAL = 2.0
 MAX_BACKOFF = 60.0
 STABLE_AFTER = 60.0
+UNRESPONSIVE_AFTER = 20.0  # seconds without an answer to /healthz before a restart
 
 
 def backoff(failures: int) -> float:
@@ -41,7 +44,8 @@ def backoff(failures: int) -> float:
 class GatewaySupervisor:
     def __init__(self, ws: Workspace, host: str, port: int, shutdown_timeout: float,
                  on_change: Callable[[], None], notify: Callable[[str], None],
-                 poll_interval: float = POLL_INTERVAL) -> None:
+                 poll_interval: float = POLL_INTERVAL,
+                 unresponsive_after: float = UNRESPONSIVE_AFTER) -> None:
         self.ws = ws
         self.host = host
         self.port = port
@@ -49,6 +53,8 @@ class GatewaySupervisor:
         self.on_change = on_change
         self.notify = notify
         self.poll_interval = poll_interval
+        self.unresponsive_after = unresponsive_after
+        self.silent_since: float | None = None  # when /healthz last stopped answering
         self.state = State.STOPPED
         self.detail = ""
         self.running: RunningGateway | None = None
@@ -120,11 +126,29 @@ class GatewaySupervisor:
         if self.running is None:
             self._set(State.STOPPED, "")
         elif is_healthy(self.running.url):
+            self.silent_since = None
             if self.failures and time.monotonic() - self.up_since > STABLE_AFTER:
                 self.failures = 0
             self._set(State.RUNNING, "")
         else:
-            self._set(State.ERROR, "not answering /healthz")
+            self._unanswered()
+
+    def _unanswered(self) -> None:
+        """Alive but silent: say so; past `unresponsive_after`, kill and restart a gateway this
+        tray started (one found running belongs to whoever started it: systemd, a terminal)."""
+        now = time.monotonic()
+        if self.silent_since is None:
+            self.silent_since = now
+        silent = now - self.silent_since
+        if not (self.owns_gateway and self.wanted and silent >= self.unresponsive_after):
+            self._set(State.ERROR, f"not answering /healthz for {silent:.0f} s")
+            return
+        assert self.proc is not None
+        self.proc.kill()  # a stuck loop never runs its SIGTERM handler
+        self.proc.wait()
+        self.proc, self.running, self.silent_since = None, None, None
+        self.ws.pid_path(self.port).unlink(missing_ok=True)
+        self._failed(f"the gateway stopped answering for {silent:.0f} s and was stopped")
 
     def _start(self) -> None:
         self._set(State.STARTING, "")

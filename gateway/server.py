@@ -4,8 +4,9 @@
 gevent's queue); watchdog now runs in its own process (`gateway.watcher`), and no library here
 has been measured with a patched `queue` since. Libraries that start threads or block in C stay
 off this loop: ARCHITECTURE.md's thread rule says where each runs. `observe.loopwatch` reports
-any block of the loop with its stack. SIGTERM or SIGINT stops it gracefully: stop accepting, let in-flight replies finish (bounded by
-`gateway.shutdown_timeout`), close the rest, remove the pid file.
+any block of the loop with its stack. SIGTERM or SIGINT stops it gracefully: stop accepting,
+let in-flight replies finish (bounded by `gateway.shutdown_timeout`), close the rest, remove
+the pid file.
 """
 
 from gevent import monkey
@@ -30,6 +31,7 @@ from gateway.faults import install_faults
 from gateway.httpserver import GatewayServer, listen
 from gateway.observe.logs import ACCESS_LOGGER, setup_logging
 from gateway.observe.loopwatch import LoopWatch, max_blocking_time
+from gateway.observe.sdnotify import SystemdNotifier
 from gateway.private import private_umask, tighten
 from gateway.secrets import lookup_secret
 from gateway.workspace import default_workspace, ensure_workspace
@@ -112,8 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     server.start()
     log.info("Moltbot %s listening on http://%s:%d (workspace %s, open files %d)",
              __version__, host, port, workspace.root, limit)
+    systemd = SystemdNotifier()
+    systemd.ready()
     try:
         stopping.wait()
+        systemd.stopping()
         log.info("stopping: no new connections, finishing replies in flight")
         server.close()
         problems = gateway.stop(config.gateway.shutdown_timeout)

@@ -130,6 +130,9 @@ def test_service_and_desktop_entries_in_a_chosen_prefix(tmp_path: Path) -> None:
     assert f"ExecStart={moltbot} gateway start --foreground" in lines
     assert f"Environment=MOLTBOT_HOME={home / 'ai-gateway'}" in lines
     assert "WantedBy=default.target" in lines and "KillMode=mixed" in lines
+    # liveness: the gateway's loop pings systemd's watchdog (test_liveness plays systemd)
+    assert {"Type=notify", "NotifyAccess=main", "WatchdogSec=30", "Restart=on-failure"} <= set(
+        lines)
     if shutil.which("systemd-analyze"):
         verify = run(["systemd-analyze", "verify", unit], env, tmp_path)
         assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr

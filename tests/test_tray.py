@@ -157,6 +157,26 @@ def test_a_crashed_gateway_is_restarted_and_the_user_told(make_tray: Callable[..
     assert httpx.get(f"{again.url}/healthz").status_code == 200
 
 
+@pytest.mark.blocks_loop
+def test_a_gateway_that_stops_answering_is_restarted_and_the_user_told(
+        make_tray: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Alive but silent (its loop stuck, as watchdog 7.1.1 made it): exit codes alone would
+    never notice. The fault blocks the real gateway's loop for two minutes."""
+    monkeypatch.setenv("MOLTBOT_TEST_FAULTS", "block-loop=120")
+    tray = make_tray()
+    tray.supervisor.unresponsive_after = 3.0
+    click(tray, "Start gateway")
+    first = running_gateway(tray)
+    os.kill(first.pid, signal.SIGUSR2)
+    wait_until(lambda: "not answering /healthz" in tray.supervisor.detail, "the error state")
+    wait_until(lambda: "stopped answering" in tray.last_notice, "the notice")
+    assert "trying again" in tray.last_notice
+    assert_dead(first.pid)
+    again = wait_until(lambda: (g := find_gateway(tray.ws, tray.port)) and g.pid != first.pid
+                       and tray.supervisor.state == "running" and g, "the restart")
+    assert httpx.get(f"{again.url}/healthz").status_code == 200
+
+
 def test_a_busy_port_shows_an_error_and_a_notice(make_tray: Callable[..., Any]) -> None:
     from desktop.icon import State, draw_icon
 
