@@ -31,7 +31,7 @@ from gateway.observe.audit import audit, config_changes
 from gateway.observe.metrics import Metrics
 from gateway.observe.window import Window
 from gateway.pipeline import Pipeline
-from gateway.reload import Reloader
+from gateway.reload import Reloader, off_loop
 from gateway.sessions import SessionManager
 from gateway.settings import Process, build_settings
 from gateway.skills.catalog import SkillLoader
@@ -115,8 +115,9 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     metrics = Metrics(Window(max(600, int(config.alerts.longest_window()) + 1)))
     process = Process(workspace, store, metrics=metrics)
     settings = build_settings(config, process)
-    knowledge = KnowledgeBase(workspace.knowledge,
-                              max_tokens=min(500, config.gateway.context_tokens // 4))
+    # jieba's dictionary load and the index are ~0.5-1 s of CPU: off the loop, as reloads are
+    knowledge = off_loop(lambda: KnowledgeBase(
+        workspace.knowledge, max_tokens=min(500, config.gateway.context_tokens // 4)))
     sessions = SessionManager(store)
     pipeline = Pipeline(store=store, settings=settings, metrics=metrics,
                         executor=Executor(sessions, ChatResponder(sessions, knowledge)))

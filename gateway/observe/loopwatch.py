@@ -30,6 +30,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,13 @@ def max_blocking_time() -> float:
         return DEFAULT_MAX_BLOCKING
 
 
+def _in_hub(frame: FrameType) -> bool:
+    """The loop thread is in the hub's own `run` (libev waiting or dispatching), not in a
+    greenlet: gevent's tracer can name a greenlet there when the process is starved of CPU."""
+    return frame.f_code.co_name == "run" and frame.f_code.co_filename.endswith(
+        os.path.join("gevent", "hub.py"))
+
+
 class LoopWatch:
     """Start once in the gateway process, after `patch_all`, before serving."""
 
@@ -138,9 +146,11 @@ class LoopWatch:
             return  # reported already: gevent repeats the event every period of one block
         if time.perf_counter() - self.last_beat < self.limit * 0.9:
             return  # the heartbeat ran lately: gevent's tracer lost track of the hub
-        episode = self._reported_episode = self.beats
         frame = sys._current_frames().get(self._loop_thread)
-        stack = "".join(traceback.format_stack(frame, limit=STACK_FRAMES)) if frame else ""
+        if frame is None or _in_hub(frame):
+            return  # the loop itself runs (waiting, or starved of CPU): no greenlet holds it
+        episode = self._reported_episode = self.beats
+        stack = "".join(traceback.format_stack(frame, limit=STACK_FRAMES))
         self._stacks[episode] = stack
         self._append({"pid": os.getpid(), "episode": episode, "at": time.time(),
                       "greenlet": str(event.greenlet), "stack": stack})
