@@ -33,7 +33,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tests.fakes.mail_server import MailServer
 
 ROOT = Path(__file__).resolve().parent.parent
 TICK = 0.01  # the ticker's sleep: a free loop shows intervals just above it
@@ -460,11 +463,31 @@ def probe_paho(args: dict[str, Any]) -> Probe:
                  calls, run, note=lambda: f"{len(got)} received; network loop in its thread")
 
 
+def probe_deadlock(args: dict[str, Any]) -> Probe:
+    """Not a library: the failure of issue 13 made small, so the harness shows what a deadlock
+    looks like. watchdog 7.1.1's thread (a greenlet once patched) waited in `_queue.SimpleQueue`
+    (C, left alone by `queue=False`): here the loop waits there for an item that a greenlet
+    would put, and nothing ever runs again."""
+    import queue
+
+    import gevent
+
+    events: queue.SimpleQueue[str] = queue.SimpleQueue()
+
+    def run() -> bool:
+        gevent.spawn_later(0.05, events.put, "event")
+        return events.get() == "event"
+
+    return Probe("gevent", "C SimpleQueue.get while a greenlet would put (watchdog 7.1.1)", 1,
+                 run)
+
+
 PROBES: dict[str, Callable[[dict[str, Any]], Probe]] = {
     "keyring": probe_keyring, "smtp": probe_smtp, "sqlite": probe_sqlite,
     "ollama": probe_ollama, "prometheus_update": probe_prometheus_update,
     "prometheus_collect": probe_prometheus_collect, "limits": probe_limits,
     "jieba": probe_jieba, "psutil": probe_psutil, "paho": probe_paho,
+    "deadlock": probe_deadlock,
 }
 
 
@@ -506,6 +529,22 @@ def keyring_session(home: Path) -> tuple[tuple[str, ...], dict[str, str]]:
     env["HOME"] = str(home)
     prefix = ("dbus-run-session", "--", "bash", "-c", KEYRING_BOOT, "keyring-probe")
     return prefix, env
+
+
+@contextlib.contextmanager
+def slow_services(tmp: Path) -> Iterator[tuple[dict[str, Any], MailServer]]:
+    """A real SMTP server (aiosmtpd, STARTTLS, login) and the fake model server, both taking
+    `STALL` s to answer, here in the parent: (probe arguments, the mail server)."""
+    from tests.fakes.fake_model import FakeModelServer
+    from tests.fakes.mail_server import MailServer
+
+    mail = MailServer(tls=True, users={"bot": "pw"}, delay=STALL)
+    model = FakeModelServer()
+    with mail, model:
+        model.delay_first = STALL
+        yield {"smtp": {"port": mail.port, "user": "bot", "password": "pw",
+                        "cafile": mail.write_ca(str(tmp / "ca.pem"))},
+               "ollama": {"url": model.url}}, mail
 
 
 def _wait_port(port: int, deadline_s: float = 10.0) -> None:
