@@ -271,6 +271,8 @@ def probe_sqlite(args: dict[str, Any]) -> Probe:
     def cleanup() -> None:
         for proc in holder:
             proc.wait(10)
+            if proc.stdout is not None:
+                proc.stdout.close()
         store.close()
 
     waited = f" while another process holds the write lock {LOCK_HOLD} s" if locked else ""
