@@ -93,13 +93,14 @@ def test_psutil_reads_of_the_process_tree() -> None:
 
 
 def test_jieba_first_load_on_the_thread_pool() -> None:
+    """Where a knowledge reload runs it today (`reload.off_loop`)."""
     assert_loop_kept_turning(run_probe("jieba", {"pool": True}))
 
 
-@pytest.mark.xfail(strict=True, reason="known: jieba's first dictionary load is ~0.5-1 s of "
-                   "CPU; on the loop it stops every conversation. The thread rule: run it on "
-                   "gevent's thread pool (reload.off_loop) before the first Chinese question; "
-                   "the fix belongs to gateway/knowledge or app.py (bench/README.md)")
+@pytest.mark.xfail(strict=True, reason="known: jieba's first dictionary load is ~0.5-1.5 s of "
+                   "CPU, and with English-only knowledge the first Chinese question does it on "
+                   "the loop, stopping every conversation. Fix: jieba.initialize() at start, "
+                   "before the server accepts (gateway/knowledge or app.py; bench/README.md)")
 def test_jieba_first_load_on_the_loop() -> None:
     assert_loop_kept_turning(run_probe("jieba", {"pool": False}))
 
