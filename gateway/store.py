@@ -3,11 +3,19 @@
 SQLAlchemy Core over SQLite (WAL) by default, so a PostgreSQL URL can later take its place.
 Every call is one short transaction: under gevent a SQLite call blocks the event loop while it
 runs, so nothing here is ever held open across a model call.
+
+Waiting for another process's write lock (`moltbot token create`, a second console) never
+happens in C: SQLite's busy handler sleeps inside the call and would stop the whole loop for
+the wait (a lock held 2 s stopped it 2 s, `bench/bench_loop_libraries.py`). So `busy_timeout`
+is 0, every write transaction takes the lock up front with `BEGIN IMMEDIATE`, and a busy answer
+is retried after `time.sleep`, which is gevent's in the gateway: other greenlets run meanwhile.
+Reads need no lock in WAL mode and never wait for a writer.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -30,8 +38,8 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from gateway.message import Message, ModelInput, Span
 
@@ -179,16 +187,48 @@ class ConfigVersion:
     created_at: float
 
 
+BUSY_WAIT = 5.0  # seconds a write waits for another process's write lock, then fails
+_WRITE = "moltbot_write"  # execution option of the connections that write (see Store.writes)
+
+
 def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
+    dbapi_conn.isolation_level = None  # type: ignore[attr-defined]  # BEGIN is ours: _begin
     cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=5000")
+    cur.execute("PRAGMA busy_timeout=0")  # never wait in C (module docstring)
     cur.close()
 
 
+def _begin(conn: Connection) -> None:
+    """A writing connection takes the write lock now; a reading one begins nothing, so each
+    SELECT reads the latest commit on its own (as pysqlite's own mode did)."""
+    if conn.get_execution_options().get(_WRITE):
+        lock_for_write(conn.connection.driver_connection)
+
+
+def lock_for_write(dbapi_conn: object, wait: float = BUSY_WAIT) -> None:
+    """BEGIN IMMEDIATE, retried while another connection holds the write lock: pauses of
+    1 ms doubling to 50 ms through `time.sleep` (gevent's in the gateway), for at most `wait`
+    seconds. An uncontended write costs nothing more than the BEGIN pysqlite sent anyway."""
+    deadline = time.monotonic() + wait
+    pause = 0.001
+    while True:
+        try:
+            dbapi_conn.execute("BEGIN IMMEDIATE")  # type: ignore[attr-defined]
+            return
+        except sqlite3.OperationalError as e:
+            busy = getattr(e, "sqlite_errorcode", sqlite3.SQLITE_BUSY) & 0xFF == \
+                sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() + pause > deadline:
+                raise OperationalError("BEGIN IMMEDIATE", None, e) from e
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
 def build_engine(url: str) -> Engine:
-    """An engine with the SQLite settings we rely on (WAL, short busy wait, any thread)."""
+    """An engine with the SQLite settings we rely on (WAL, writes that wait for the lock
+    cooperatively, any thread)."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -196,17 +236,21 @@ def build_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False},
                                pool_size=8, max_overflow=16)
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _begin)
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    metadata.create_all(engine)
+    with engine.execution_options(**{_WRITE: True}).begin() as conn:
+        metadata.create_all(conn)
     return engine
 
 
 class Store:
-    """The gateway's only door to the database."""
+    """The gateway's only door to the database. Writes go through `self.writes.begin()`,
+    which takes SQLite's write lock at BEGIN; reads through `self.engine.connect()`."""
 
     def __init__(self, url: str) -> None:
         self.engine = build_engine(url)
+        self.writes = self.engine.execution_options(**{_WRITE: True})
 
     def close(self) -> None:
         self.engine.dispose()
@@ -218,7 +262,7 @@ class Store:
                "channel": msg.channel, "sender": msg.sender, "chat": msg.chat,
                "text": msg.text, "status": "received", "created_at": msg.received_at}
         try:
-            with self.engine.begin() as conn:
+            with self.writes.begin() as conn:
                 conn.execute(insert(messages).values(**row))
         except IntegrityError:
             if client_key is None:
@@ -247,7 +291,7 @@ class Store:
         now = time.time()
         # vars(), not dataclasses.asdict: asdict deep-copies and cost ~70 us a message
         spans = json.dumps([vars(s) for s in trace], ensure_ascii=False)
-        with self.engine.begin() as conn:
+        with self.writes.begin() as conn:
             conn.execute(update(messages).where(messages.c.id == msg_id).values(
                 session_id=session_id, reply=reply, error=error, route=route,
                 status="failed" if error else "answered", replied_at=now, trace=spans))
@@ -300,7 +344,7 @@ class Store:
 
     def start_session(self, session_id: str, channel: str, chat: str, now: float) -> None:
         """End the chat's open sessions and open a new one, atomically."""
-        with self.engine.begin() as conn:
+        with self.writes.begin() as conn:
             conn.execute(update(sessions).where(sessions.c.channel == channel,
                                                 sessions.c.chat == chat).values(ended=1))
             conn.execute(insert(sessions).values(id=session_id, channel=channel, chat=chat,
@@ -316,13 +360,13 @@ class Store:
     def put_sender(self, row: SenderRow) -> None:
         """Insert or replace the sender's row."""
         values = asdict(row)
-        with self.engine.begin() as conn:
+        with self.writes.begin() as conn:
             conn.execute(delete(senders).where(senders.c.channel == row.channel,
                                                senders.c.sender == row.sender))
             conn.execute(insert(senders).values(**values))
 
     def forget_sender(self, channel: str, sender: str) -> bool:
-        with self.engine.begin() as conn:
+        with self.writes.begin() as conn:
             done = conn.execute(delete(senders).where(senders.c.channel == channel,
                                                       senders.c.sender == sender))
         return bool(done.rowcount)
@@ -334,7 +378,7 @@ class Store:
 
     # tokens -----------------------------------------------------------------------------
     def add_token(self, token_hash: str, label: str, expires_at: float) -> None:
-        with self.engine.begin() as conn:
+        with self.writes.begin() as conn:
             conn.execute(insert(tokens).values(hash=token_hash, label=label,
                                                created_at=time.time(), expires_at=expires_at))
 
@@ -347,7 +391,7 @@ class Store:
 
     def expire_tokens(self, hashes: list[str], at: float) -> None:
         """End these tokens at `at` (now, to revoke; later, for a rotation's grace period)."""
-        with self.engine.begin() as conn:
+        with self.writes.begin() as conn:
             conn.execute(update(tokens).where(tokens.c.hash.in_(hashes), tokens.c.expires_at > at)
                          .values(expires_at=at))
 
@@ -419,7 +463,7 @@ class Store:
             return [dict(r._mapping) for r in conn.execute(query).all()]
 
     def add_config_version(self, text: str, diff: str, who: str, source: str) -> int:
-        with self.engine.begin() as conn:
+        with self.writes.begin() as conn:
             result = conn.execute(insert(config_versions).values(
                 text=text, diff=diff, who=who, source=source, created_at=time.time()))
         key = result.inserted_primary_key

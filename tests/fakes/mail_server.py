@@ -3,11 +3,13 @@
 With `tls=True` it offers STARTTLS with a certificate from a test CA (trustme) and refuses
 mail before it; `client_context()` is an SSL context that trusts that CA (and checks the
 host name), as a mail client would trust a real server's. With `users`, AUTH LOGIN/PLAIN is
-required (over TLS only) and checked against them.
+required (over TLS only) and checked against them. With `delay`, each mail is accepted only
+after that many seconds, as a slow or distant server would (tests/loopprobe.py needs a wait).
 """
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import threading
 import time
@@ -23,12 +25,15 @@ from tests.conftest import free_port
 
 
 class _Inbox:
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
         self.messages: list[tuple[Envelope, EmailMessage]] = []
         self.changed = threading.Condition()
+        self.delay = delay
 
     async def handle_DATA(self, server: Any, session: Session,
                           envelope: Envelope) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         mail = message_from_bytes(envelope.content, policy=policy.default)  # type: ignore[arg-type]
         with self.changed:
             self.messages.append((envelope, mail))  # type: ignore[arg-type]
@@ -37,8 +42,9 @@ class _Inbox:
 
 
 class MailServer:
-    def __init__(self, *, tls: bool = False, users: dict[str, str] | None = None) -> None:
-        self.inbox = _Inbox()
+    def __init__(self, *, tls: bool = False, users: dict[str, str] | None = None,
+                 delay: float = 0.0) -> None:
+        self.inbox = _Inbox(delay)
         self.port = free_port()
         self.users = users or {}
         self.logins: list[str] = []
@@ -62,6 +68,12 @@ class MailServer:
                 self.logins.append(user)
                 return AuthResult(success=True)
         return AuthResult(success=False, handled=False)
+
+    def write_ca(self, path: str) -> str:
+        """The test CA's certificate as a PEM file, for a client in another process."""
+        assert self._ca is not None, "only a tls=True server has a CA"
+        self._ca.cert_pem.write_to_path(path)
+        return path
 
     def client_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context()
