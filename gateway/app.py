@@ -26,6 +26,7 @@ from gateway.config import Config, for_skills
 from gateway.execute import Executor
 from gateway.guards.chain import Allow
 from gateway.knowledge import KnowledgeBase
+from gateway.knowledge.search import load_dictionary
 from gateway.observe.alerting.service import Alerting
 from gateway.observe.audit import audit, config_changes
 from gateway.observe.metrics import Metrics
@@ -115,7 +116,9 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     metrics = Metrics(Window(max(600, int(config.alerts.longest_window()) + 1)))
     process = Process(workspace, store, metrics=metrics)
     settings = build_settings(config, process)
-    # jieba's dictionary load and the index are ~0.5-1 s of CPU: off the loop, as reloads are
+    # jieba's dictionary and the index are ~0.5-1.5 s of CPU: off the loop, as reloads are,
+    # and before serving (the first Chinese question would otherwise load it on the loop)
+    off_loop(load_dictionary)
     knowledge = off_loop(lambda: KnowledgeBase(
         workspace.knowledge, max_tokens=min(500, config.gateway.context_tokens // 4)))
     sessions = SessionManager(store)

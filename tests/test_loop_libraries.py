@@ -97,14 +97,6 @@ def test_jieba_first_load_on_the_thread_pool() -> None:
     assert_loop_kept_turning(run_probe("jieba", {"pool": True}))
 
 
-@pytest.mark.xfail(strict=True, reason="known: jieba's first dictionary load is ~0.5-1.5 s of "
-                   "CPU, and with English-only knowledge the first Chinese question does it on "
-                   "the loop, stopping every conversation. Fix: jieba.initialize() at start, "
-                   "before the server accepts (gateway/knowledge or app.py; bench/README.md)")
-def test_jieba_first_load_on_the_loop() -> None:
-    assert_loop_kept_turning(run_probe("jieba", {"pool": False}))
-
-
 def test_a_deadlocked_loop_is_reported_as_one() -> None:
     """The harness itself: the C queue wait of watchdog 7.1.1 never returns, and the child is
     killed at its time limit instead of hanging the suite."""

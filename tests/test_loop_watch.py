@@ -72,3 +72,13 @@ def test_a_start_that_never_answers_says_where_it_hangs_and_frees_the_port(
     assert "had not run again" in result.stderr
     assert "_blocking_sleep" in result.stderr  # the stack names where it hangs
     assert run_cli(home, "gateway", "status", "--port", str(port)).returncode == 3
+
+
+def test_a_first_chinese_question_does_not_load_jieba_on_the_loop(gateway) -> None:
+    """The example knowledge is English: without the load at start, the first Han text in a
+    message loaded jieba's dictionary on the loop (0.9-1.5 s, bench_loop_libraries)."""
+    assert gateway.post("操作系统是什么？").status_code == 200
+    assert gateway.proc is not None
+    blocks = read_blocks(Workspace(gateway.home).loop_report_path(gateway.port),
+                         gateway.proc.pid)
+    assert not [b for b in blocks if "jieba" in b.stack], [b.describe() for b in blocks]
