@@ -41,6 +41,13 @@ def build_tray(home: Path | None, port: int | None, start: bool) -> TrayApp:
                    config_problem=problem)
 
 
+def setup_logging() -> None:
+    """What the tray says goes to its stderr: its own notices, not a line per /healthz poll."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="moltbot tray", description=__doc__)
     parser.add_argument("--home", type=Path, help="workspace (default: $MOLTBOT_HOME)")
@@ -48,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", action="store_true", help="start the gateway at once")
     args = parser.parse_args(argv)
     private_umask()  # the workspace and store the tray may create are the owner's alone
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    setup_logging()
     try:
         tray = build_tray(args.home, args.port, args.start)
     except TrayUnavailable as e:

@@ -41,14 +41,12 @@ class ConsoleCredential:
         self.name = f"tray:{ws.root}"
 
     def problem(self) -> str | None:
-        """Why no keyring can hold the token (then the menu says so), or None."""
+        """Why no secure keyring exists here (then the menu says so), or None. Known without
+        asking the keyring anything: asking may open its unlock (or "choose a password")
+        dialog, which must wait until the user opens the console, not hold up the icon."""
         if self.refused:
             log.warning("%s", self.refused)
             return NO_KEYRING
-        try:
-            self.backend.get_password(SERVICE, self.name)
-        except Exception as e:  # backends fail in many ways: none, locked, no D-Bus session
-            return f"{NO_KEYRING} ({type(e).__name__})"
         return None
 
     def token(self, renew: bool = False) -> str:

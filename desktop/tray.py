@@ -18,6 +18,7 @@ import httpx
 from keyring.errors import KeyringError
 
 from desktop.autostart import Autostart, tray_command
+from desktop.backend import choose, import_pystray
 from desktop.credential import NO_KEYRING, ConsoleCredential, console_link
 from desktop.icon import State, draw_icon
 from desktop.opener import open_path
@@ -28,8 +29,9 @@ from gateway.workspace import Workspace
 log = logging.getLogger(__name__)
 
 
-NO_MENU = ("This tray backend shows the icon only, with no menu: install PyGObject "
-           "(pip install 'moltbot[tray]', with apt-get install gir1.2-gtk-3.0).")
+NO_MENU = ("This tray backend shows the icon only, with no menu: run "
+           "./installers/install.sh --desktop (it installs PyGObject into Moltbot's own "
+           "environment), with apt-get install gir1.2-gtk-3.0.")
 
 
 class TrayUnavailable(Exception):
@@ -37,11 +39,14 @@ class TrayUnavailable(Exception):
 
 
 def load_pystray() -> Any:
+    """pystray with the backend that shows a tray here (`desktop.backend`), said in the log."""
+    choice = choose()
     try:
-        import pystray
+        pystray = import_pystray(choice)
     except Exception as e:  # pystray connects to the display on import and fails many ways
         raise TrayUnavailable(f"No tray can be shown here ({e}). Run `moltbot tray` from your "
                               f"desktop session, or use `moltbot gateway start`.") from e
+    log.info("tray backend: %s (%s)", choice.name or "the system's", choice.why)
     return pystray
 
 
@@ -67,6 +72,7 @@ class TrayApp:
         self.start_gateway = start_gateway
         self.config_problem = config_problem
         self.keyring_problem = credential.problem()
+        self.keyring_asked = False
         self.store = Store(ws.db_url)
         self.looping = False  # the icon's event loop runs (never, under the dummy backend)
         self.quitting = False
@@ -117,9 +123,19 @@ class TrayApp:
             self.notify(NO_KEYRING)
             webbrowser.open(f"{running.url}/")
             return
+        if not self.keyring_asked:  # the keyring may now ask to be unlocked: say why first
+            self.keyring_asked = True
+            self.notify("Your keyring keeps the tray's console sign-in; unlock it if your "
+                        "desktop asks.")
         try:
             link = console_link(running.url, self.credential)
-        except (httpx.HTTPError, KeyringError, KeyError, ValueError) as e:
+        except KeyringError as e:  # none, locked and refused, no D-Bus session...
+            self.keyring_problem = f"{NO_KEYRING} ({type(e).__name__})"
+            if self.looping:
+                self.icon.update_menu()  # the menu gains the keyring line
+            self.notify(NO_KEYRING)
+            link = f"{running.url}/"
+        except (httpx.HTTPError, KeyError, ValueError) as e:
             log.warning("console sign-in failed: %s", e)
             self.notify(f"Could not sign the console in ({e}): sign in with "
                         f"`moltbot dashboard --token-gen`.")
@@ -201,4 +217,4 @@ class TrayApp:
             # where the desktop runs no notification service; by then everything is stopped.
             if not self.quitting:
                 raise
-            log.warning("the tray closed with an error after Quit", exc_info=True)
+            log.debug("the tray's backend failed on its way out, after Quit", exc_info=True)

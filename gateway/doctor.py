@@ -7,6 +7,8 @@ one fix that matches (start the model server, or pull the model, or name one it 
 
 from __future__ import annotations
 
+import os
+import sys
 import tempfile
 
 import httpx
@@ -41,6 +43,7 @@ def run_checks(ws: Workspace) -> list[Check]:
         results.append((False, "no model configured", "add one under models: in config.yaml"))
     for name, cfg in config.models.items():
         results.extend(check_model(name, cfg, url) for url in cfg.all_endpoints())
+    results.append(check_tray())
     # What doctor prints gets pasted into chats and issues: no endpoint's user:password@.
     return [(ok, redact(what), redact(fix)) for ok, what, fix in results]
 
@@ -52,6 +55,23 @@ def _config_fix(e: ConfigError) -> str:
         return "edit config.yaml as each problem says"
     return keyring_status() or ("store each missing secret with the `moltbot secret set NAME` "
                                 "its problem names; edit config.yaml for any other problem")
+
+
+def check_tray() -> Check:
+    """Which backend `moltbot tray` would use in this session, and why (`desktop.backend`)."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
+                                                 or os.environ.get("WAYLAND_DISPLAY")):
+        return (True, "tray: no desktop session here (run doctor from your desktop to check "
+                      "the tray)", "")
+    try:
+        from desktop.backend import choose
+    except ImportError:  # a build without the desktop package
+        return (True, "tray: not part of this install", "")
+    choice = choose()
+    what = f"tray: backend {choice.name or 'of the system'}: {choice.why}"
+    if choice.name == "xorg":
+        return (False, what, "./installers/install.sh --desktop")
+    return (True, what, "")
 
 
 def check_workspace(ws: Workspace) -> Check:

@@ -198,13 +198,16 @@ def test_without_a_keyring_the_menu_says_so_and_the_console_opens_unsigned(
     from desktop.credential import NO_KEYRING
 
     tray = make_tray()
-    line = item(tray, tray.keyring_problem)
-    assert tray.keyring_problem.startswith(NO_KEYRING) and line.visible and not line.enabled
+    assert tray.keyring_problem is None  # not asked before the user opens the console
     click(tray, "Start gateway")
     gateway = running_gateway(tray)
     click(tray, "Open console")
     assert desktop.wait_opened(1) == [f"{gateway.url}/"]
     assert tray.last_notice == NO_KEYRING
+    line = item(tray, tray.keyring_problem)
+    assert tray.keyring_problem.startswith(NO_KEYRING) and line.visible and not line.enabled
+    click(tray, "Open console")  # known now: straight to the unsigned console
+    assert desktop.wait_opened(2)[1] == f"{gateway.url}/"
 
 
 def test_open_workspace_folder_and_logs(make_tray: Callable[..., Any],

@@ -6,7 +6,10 @@ small command reader beside its event loop: the test names a menu item, the read
 item as pystray would on a click. The console link the tray opens is taken from `$BROWSER` and
 opened in headless Chromium. Screenshots go to tests/output/.
 
-The tray uses pystray's GTK backend (PyGObject), whose icon docks in trayer over XEmbed: a real
+No backend is forced: the tray chooses as it does for users (`desktop.backend`). trayer is an
+XEmbed tray with no StatusNotifier host, and the AppIndicator typelib is installed (test.sh
+installs it), the case in which pystray's own choice showed nothing; ours is GTK (PyGObject),
+whose icon docks in trayer over XEmbed: a real
 right click (XTEST) opens its menu, screenshotted, and the keyboard chooses Start in it; a real
 left click runs the default item, Open console; Stop and Quit are invoked through their menu
 items' actions.
@@ -27,6 +30,7 @@ from typing import Any
 import httpx
 import pytest
 
+from desktop.backend import look
 from desktop.icon import COLOURS, State
 from gateway.workspace import Workspace
 from tests.conftest import ROOT, free_port, model_config, write_config
@@ -41,8 +45,9 @@ REPLY_WAIT = 60.0
 
 DRIVER = """
 import json, sys, threading, traceback
-from desktop.__main__ import build_tray
+from desktop.__main__ import build_tray, setup_logging
 
+setup_logging()  # as `python -m desktop` does
 tray = build_tray(None, int(sys.argv[1]), False)
 
 def answer(command):
@@ -215,8 +220,9 @@ def test_the_tray_starts_the_gateway_and_opens_the_console_signed_in(
     desktop = make_fake_desktop(tmp_path / "desktop")
     with running_secret_service(tmp_path) as secrets:
         env = {**os.environ, **secrets.env, **desktop.env, "DISPLAY": x_display,
-               "MOLTBOT_HOME": str(home), "XDG_CONFIG_HOME": str(tmp_path / "config"),
-               "PYSTRAY_BACKEND": "gtk"}
+               "MOLTBOT_HOME": str(home), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+        env.pop("PYSTRAY_BACKEND", None)
+        assert look().has_appindicator, "apt-get install gir1.2-ayatanaappindicator3-0.1"
         tray = TrayProcess(env, port, tmp_path / "tray.err")
         try:
             first = tray.wait_for("looping", True)
@@ -263,6 +269,10 @@ def test_the_tray_starts_the_gateway_and_opens_the_console_signed_in(
             assert not Workspace(home).pid_path(port).exists()
             tray.send(reply=False, do="click", item="Quit")
             assert tray.proc.wait(20) == 0
+            said = (tmp_path / "tray.err").read_text(encoding="utf-8")
+            assert "tray backend: gtk (an XEmbed system tray is running)" in said
+            # no line per /healthz poll, no traceback from a missing notification service
+            assert "HTTP Request" not in said and "Traceback" not in said, said
         finally:
             if tray.proc.poll() is None:
                 tray.proc.kill()
