@@ -43,7 +43,7 @@ from gateway.control import (
     stop_gateway,
 )
 from gateway.private import private_umask
-from gateway.probe import base_url, gateway_pid, is_healthy
+from gateway.probe import base_url, is_healthy
 from gateway.secrets import lookup_secret
 from gateway.workspace import Workspace, default_workspace, ensure_workspace
 
@@ -75,13 +75,20 @@ def _config_or_warn(ws: Workspace) -> Config | None:
 
 
 def _target_ports(ws: Workspace, port: int | None, config: Config | None) -> list[int]:
-    """Which gateway a command means: --port, else config.yaml's, else (config invalid) those
-    the pid files name, else the default port."""
+    """Which gateways a command means: --port; else every gateway of this workspace that
+    runs (found by its pid file, on any port; config.yaml's port first); else where `gateway
+    start` would put one (config.yaml's port, or the default)."""
     if port:
         return [port]
-    if config:
-        return [config.gateway.port]
-    return [g.port for g in find_gateways(ws)] or [DEFAULTS.port]
+    configured = (config.gateway if config else DEFAULTS).port
+    running = sorted((g.port for g in find_gateways(ws)), key=lambda p: p != configured)
+    return running or [configured]
+
+
+def _running_gateway(ws: Workspace, port: int | None,
+                     config: Config | None) -> RunningGateway | None:
+    """The one gateway a command talks to (`_target_ports`' first), if it runs."""
+    return find_gateway(ws, _target_ports(ws, port, config)[0])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -193,12 +200,7 @@ def _dashboard_gateway(ws: Workspace, port: int | None,
                        config: Config | None) -> tuple[RunningGateway | None, str]:
     """The gateway `dashboard` points at, and the URL to show: the running one's address
     (config.yaml's port first), else where `gateway start` would put it."""
-    if port:
-        running = find_gateway(ws, port)
-    else:
-        found = find_gateways(ws)
-        preferred = [g for g in found if config and g.port == config.gateway.port]
-        running = next(iter(preferred or found), None)
+    running = _running_gateway(ws, port, config)
     if running:
         return running, running.url + "/"
     settings = config.gateway if config else DEFAULTS
@@ -295,11 +297,13 @@ def skills() -> None:
 
 @skills.command("list")
 @click.option("--json", "as_json", is_flag=True)
-def skills_list(as_json: bool) -> None:
+@click.option("--port", type=int, help="Which gateway (default: the one running).")
+def skills_list(as_json: bool, port: int | None) -> None:
     """Every skill with how to reach it, and every file that failed to load (exit 1 if any)."""
     ws = default_workspace()
     config = _config(ws)
-    rows, errors = _running_skills(ws, config) or _load_skills_here(ws, config)
+    rows, errors = (_running_skills(ws, _running_gateway(ws, port, config))
+                    or _load_skills_here(ws, config))
     if as_json:
         click.echo(json.dumps({"skills": rows, "errors": errors}, ensure_ascii=False))
     else:
@@ -314,14 +318,13 @@ def skills_list(as_json: bool) -> None:
         sys.exit(1)
 
 
-def _ask_gateway(ws: Workspace, config: Config, path: str) -> dict | None:
+def _ask_gateway(ws: Workspace, running: RunningGateway | None, path: str) -> dict | None:
     """GET an admin API path from the running gateway with a token valid for a minute, or
     None when no gateway runs."""
     from gateway.guards.tokens import issue_token
     from gateway.store import Store
 
-    url = base_url(config.gateway.host, config.gateway.port)
-    if not gateway_pid(ws, config.gateway.port) or not is_healthy(url):
+    if running is None or not is_healthy(url := running.url):
         return None
     store = Store(ws.db_url)
     try:
@@ -333,9 +336,10 @@ def _ask_gateway(ws: Workspace, config: Config, path: str) -> dict | None:
     return data
 
 
-def _running_skills(ws: Workspace, config: Config) -> tuple[list, dict] | None:
+def _running_skills(ws: Workspace, running: RunningGateway | None
+                    ) -> tuple[list, dict] | None:
     """Ask the running gateway what it has loaded now."""
-    data = _ask_gateway(ws, config, "/api/v1/skills")
+    data = _ask_gateway(ws, running, "/api/v1/skills")
     return (data["skills"], data["errors"]) if data else None
 
 
@@ -412,12 +416,13 @@ def secret_delete(name: str) -> None:
 
 
 @main.command()
-def doctor() -> None:
+@click.option("--port", type=int, help="Which gateway (default: the one running).")
+def doctor(port: int | None) -> None:
     """Check config, workspace, port and every model endpoint; say how to fix each problem."""
     from gateway.doctor import run_checks
 
     ws = default_workspace()
-    results = run_checks(ws)
+    results = run_checks(ws, port)
     for ok, what, fix in results:
         click.echo(f"{'ok  ' if ok else 'FAIL'}  {what}" + ("" if ok else f"\n      fix: {fix}"))
     if not all(ok for ok, _, _ in results):
@@ -651,13 +656,14 @@ def channels() -> None:
 
 @channels.command("list")
 @click.option("--json", "as_json", is_flag=True)
-def channels_list(as_json: bool) -> None:
+@click.option("--port", type=int, help="Which gateway (default: the one running).")
+def channels_list(as_json: bool, port: int | None) -> None:
     """Each channel, whether config.yaml enables it, and its status in the running gateway."""
     from gateway.settings import channel_options
 
     ws = default_workspace()
     config = _config(ws)
-    data = _ask_gateway(ws, config, "/api/v1/channels")
+    data = _ask_gateway(ws, _running_gateway(ws, port, config), "/api/v1/channels")
     if data is None:
         try:
             options = channel_options(config, str(ws.config_path))
@@ -675,7 +681,7 @@ def channels_list(as_json: bool) -> None:
 
 @main.command()
 @click.option("--once", is_flag=True, help="Print one frame and exit (for scripts).")
-@click.option("--port", type=int, help="Which local gateway (default: gateway.port).")
+@click.option("--port", type=int, help="Which local gateway (default: the one running).")
 @click.option("--url", help="A gateway elsewhere, e.g. http://10.0.0.5:18789 (with --token).")
 @click.option("--token", envvar="MOLTBOT_TOKEN", help="Token for a gateway that wants one.")
 @click.option("--window", default=60, show_default=True, type=click.IntRange(1, 600),
@@ -690,7 +696,9 @@ def top(once: bool, port: int | None, url: str | None, token: str | None, window
     local = url is None
     if url is None:
         config = _config(ws)
-        url = base_url(config.gateway.host, port or config.gateway.port)
+        running = _running_gateway(ws, port, config)
+        url = running.url if running else base_url(
+            config.gateway.host, _target_ports(ws, port, config)[0])
     url = url.rstrip("/")
     try:
         try:

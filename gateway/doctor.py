@@ -14,7 +14,7 @@ import tempfile
 import httpx
 
 from gateway.config import Config, ConfigError, ModelConfig, load_config
-from gateway.control import loop_report
+from gateway.control import find_gateways, loop_report
 from gateway.observe.logs import redact
 from gateway.probe import (
     base_url,
@@ -31,14 +31,19 @@ Check = tuple[bool, str, str]
 LIST_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
 
-def run_checks(ws: Workspace) -> list[Check]:
+def run_checks(ws: Workspace, port: int | None = None) -> list[Check]:
+    """Every check; the port one for `port`, else for this workspace's running gateway (on
+    any port, config.yaml's first), else for config.yaml's port."""
     try:
         config = load_config(ws.config_path, lookup_secret)
     except ConfigError as e:
         return [(False, f"config {ws.config_path}: " + "; ".join(e.problems), _config_fix(e))]
     results: list[Check] = [(True, f"config {ws.config_path} is valid", "")]
     results.append(check_workspace(ws))
-    results.append(check_port(ws, config))
+    running = sorted(g.port for g in find_gateways(ws))
+    configured = config.gateway.port
+    results.append(check_port(ws, config, port or (
+        configured if configured in running else next(iter(running), configured))))
     if not config.models:
         results.append((False, "no model configured", "add one under models: in config.yaml"))
     for name, cfg in config.models.items():
@@ -85,10 +90,10 @@ def check_workspace(ws: Workspace) -> Check:
     return (True, f"workspace {ws.root} is writable", "")
 
 
-def check_port(ws: Workspace, config: Config) -> Check:
+def check_port(ws: Workspace, config: Config, port: int | None = None) -> Check:
     """Which of: free (the gateway is stopped), our gateway, another workspace's gateway, or
     another program; only the last two fail, as they keep this gateway from starting."""
-    host, port = config.gateway.host, config.gateway.port
+    host, port = config.gateway.host, port or config.gateway.port
     other_port = f"set gateway.port in config.yaml (or start with --port {port + 1})"
     if is_port_free(host, port):
         elsewhere = _running_elsewhere(ws, port)

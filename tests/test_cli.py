@@ -245,3 +245,26 @@ def test_readme_and_config_template_name_the_secret_command(home: Path) -> None:
         (home / "config.yaml").read_text(encoding="utf-8")
     shown = run_cli(home, "secret", "--help")
     assert shown.returncode == 0 and "set" in shown.stdout and "delete" in shown.stdout
+
+
+def test_every_command_finds_the_gateway_on_any_port(gateway) -> None:  # type: ignore[no-untyped-def]
+    """The gateway runs on a port config.yaml does not name (as the bundle's did on 19104):
+    each command that talks to it finds it by its pid file, and takes --port too."""
+    home, port = gateway.home, str(gateway.port)
+    status = run_cli(home, "gateway", "status")
+    assert status.returncode == 0 and f":{port}" in status.stdout, status.stdout
+    top = run_cli(home, "top", "--once")
+    assert top.returncode == 0, top.stderr
+    for args in (("channels", "list", "--json"), ("channels", "list", "--json", "--port", port)):
+        listed = run_cli(home, *args)
+        assert listed.returncode == 0, listed.stderr
+        http = next(c for c in json.loads(listed.stdout)["channels"] if c["name"] == "http")
+        assert "not running" not in http["status"], http
+    for args in (("doctor",), ("doctor", "--port", port)):
+        doctor = run_cli(home, *args)
+        assert f"port {port}: this workspace's Moltbot gateway is running" in doctor.stdout, (
+            doctor.stdout)
+    skills = run_cli(home, "skills", "list", "--port", port)
+    assert skills.returncode == 0 and "faq" in skills.stdout.lower(), skills.stdout
+    dashboard = run_cli(home, "dashboard")
+    assert f":{port}/" in dashboard.stdout
