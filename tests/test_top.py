@@ -40,8 +40,8 @@ def busy_metrics() -> Metrics:
     return metrics
 
 
-def frame(stats: dict) -> str:
-    console = Console(record=True, width=120, force_terminal=False)
+def frame(stats: dict, width: int = 120) -> str:
+    console = Console(record=True, width=width, force_terminal=False)
     console.print(render(stats, "http://127.0.0.1:18789"))
     return console.export_text()
 
@@ -65,6 +65,17 @@ def test_a_frame_shows_the_figures_per_channel_model_endpoint_and_session() -> N
     sessions = text[text.index("Busiest sessions"):].splitlines()
     assert sessions[2].split() == ["ws:ada", "20"]
     assert sessions[3].split() == ["ws:bob", "10"]
+
+
+def test_a_narrow_terminal_wraps_and_loses_nothing() -> None:
+    """At 60 columns (a phone's SSH app) every figure is still there, folded onto more lines,
+    never cut off with an ellipsis."""
+    stats = busy_metrics().snapshot(60)
+    narrow = frame(stats, width=60)
+    assert "…" not in narrow and all(len(line) <= 60 for line in narrow.splitlines())
+    for figure in ("http://127.0.0.1:11434", "ws:ada", "10.0%", "3,000", "600", "260 ms",
+                   "(http 1, ws 2)", "http:cli"):
+        assert figure in narrow, figure
 
 
 def test_an_idle_gateway_says_what_to_do() -> None:

@@ -64,7 +64,7 @@ def _table(title: str, *columns: str) -> Table:
     table = Table(title=title, title_justify="left", title_style="bold", expand=False,
                   pad_edge=False, box=None, header_style="dim")
     for i, column in enumerate(columns):
-        table.add_column(column, justify="left" if i == 0 else "right", no_wrap=True)
+        table.add_column(column, justify="left" if i == 0 else "right", overflow="fold")
     return table
 
 
@@ -74,7 +74,7 @@ def _summary(stats: dict[str, Any]) -> Table:
     connections = stats["connections"]
     table = Table.grid(padding=(0, 3))
     for _ in range(4):
-        table.add_column(no_wrap=True)
+        table.add_column(overflow="fold")
     error_style = "red" if msgs["errors"] else ""
     table.add_row(
         f"messages/min [bold]{msgs['per_min']:g}[/]",
