@@ -400,7 +400,8 @@ def secret_delete(name: str) -> None:
 
 @main.command()
 def doctor() -> None:
-    """Check config, workspace, port and every model endpoint; say how to fix each problem."""
+    """Check config, workspace, port, every model endpoint and the libraries' versions; say how
+    to fix each problem."""
     from gateway.doctor import run_checks
 
     ws = default_workspace()
