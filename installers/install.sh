@@ -174,13 +174,14 @@ fi
 version="$("$moltbot" --version)"
 if [ "$desktop" = 1 ] && [ "$(uname -s)" = Linux ]; then
   # The tray's menu on Linux needs PyGObject (GTK); it builds against GTK's development files.
-  tray=("PyGObject>=3.42,<3.51")   # pyproject.toml's tray extra, for an install without a lock
-  [ "$lock" != none ] && [ -f "$(dirname "$lock")/tray.txt" ] \
-    && tray=(--require-hashes -r "$(dirname "$lock")/tray.txt")
+  tray=("PyGObject>=3.42,<3.51") shown="'PyGObject>=3.42,<3.51'"   # pyproject's tray extra
+  if [ "$lock" != none ] && [ -f "$(dirname "$lock")/tray.txt" ]; then
+    tray=(--require-hashes -r "$(dirname "$lock")/tray.txt") shown="${tray[*]}"
+  fi
   pip_install "${tray[@]}" 2>/dev/null \
     || say "The tray will show its icon without a menu until PyGObject is installed: run
   sudo apt-get install libgirepository1.0-dev libcairo2-dev pkg-config gir1.2-gtk-3.0
-  $venv/bin/python -m pip install ${tray[*]}"
+  $venv/bin/python -m pip install $shown"
 fi
 
 # --- The command on PATH ---

@@ -9,7 +9,10 @@ release pinned or admitted.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import tomllib
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -95,3 +98,19 @@ def test_a_hand_edited_pin_is_refused_with_the_fix(tmp_path: Path) -> None:
                                          r"'flask>=3.1'; regenerate the file with "
                                          r"./installers/lock.sh"):
         read_lock(path)
+
+
+def test_the_latest_table_names_each_package_that_differs(tmp_path: Path) -> None:
+    """What `installers/test.sh --latest` prints after installing the newest releases."""
+    flask, gevent = metadata.version("flask"), metadata.version("gevent")
+    lock = tmp_path / "test.txt"
+    lock.write_text(f"flask==0.1 \\\n    --hash=sha256:{'0' * 64}\n"
+                    f"gevent=={gevent} \\\n    --hash=sha256:{'1' * 64}\n"
+                    f"not-for-this-python==1.0 ; python_full_version < '3.0' \\\n"
+                    f"    --hash=sha256:{'2' * 64}\n", encoding="utf-8")
+    shown = subprocess.run([sys.executable, "-m", "tests.locks", "diff", str(lock), "latest"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines() == [f"1 packages differ from {lock}:",
+                                         "package  locked  latest",
+                                         f"flask    0.1     {flask}"]
