@@ -418,7 +418,8 @@ def secret_delete(name: str) -> None:
 @main.command()
 @click.option("--port", type=int, help="Which gateway (default: the one running).")
 def doctor(port: int | None) -> None:
-    """Check config, workspace, port and every model endpoint; say how to fix each problem."""
+    """Check config, workspace, port, every model endpoint, the tray and the libraries'
+    versions; say how to fix each problem."""
     from gateway.doctor import run_checks
 
     ws = default_workspace()

@@ -8,13 +8,16 @@ one fix that matches (start the model server, or pull the model, or name one it 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
+from importlib import metadata
 
 import httpx
 
 from gateway.config import Config, ConfigError, ModelConfig, load_config
 from gateway.control import find_gateways, loop_report
+from gateway.known_bad import KNOWN_BAD
 from gateway.observe.logs import redact
 from gateway.probe import (
     base_url,
@@ -37,7 +40,8 @@ def run_checks(ws: Workspace, port: int | None = None) -> list[Check]:
     try:
         config = load_config(ws.config_path, lookup_secret)
     except ConfigError as e:
-        return [(False, f"config {ws.config_path}: " + "; ".join(e.problems), _config_fix(e))]
+        return [(False, f"config {ws.config_path}: " + "; ".join(e.problems), _config_fix(e)),
+                *check_libraries()]
     results: list[Check] = [(True, f"config {ws.config_path} is valid", "")]
     results.append(check_workspace(ws))
     running = sorted(g.port for g in find_gateways(ws))
@@ -49,6 +53,7 @@ def run_checks(ws: Workspace, port: int | None = None) -> list[Check]:
     for name, cfg in config.models.items():
         results.extend(check_model(name, cfg, url) for url in cfg.all_endpoints())
     results.append(check_tray())
+    results.extend(check_libraries())
     # What doctor prints gets pasted into chats and issues: no endpoint's user:password@.
     return [(ok, redact(what), redact(fix)) for ok, what, fix in results]
 
@@ -202,3 +207,56 @@ def _model_names(response: httpx.Response, ollama: bool) -> list[str] | None:
         return None
     key = "name" if ollama else "id"
     return [str(i[key]) for i in items if isinstance(i, dict) and i.get(key)]
+
+
+def check_libraries(path: list[str] | None = None,
+                    known_bad: dict[str, dict[str, str]] = KNOWN_BAD) -> list[Check]:
+    """The version of each library the gateway runs on (always "ok": it is what a bug report
+    needs and what drifts between installs), then a failed check for each one missing or at a
+    release `known_bad` lists.
+
+    Read from installed package metadata, on `path` (default sys.path), the first found winning
+    as for imports: the requirements of the `moltbot` distribution, without its extras.
+    """
+    path = sys.path if path is None else path
+    installed = installed_versions(path)
+    own = next(iter(metadata.distributions(name="moltbot", path=path)), None)
+    if own is None:
+        return [(False, "libraries: no `moltbot` package metadata is installed, so their "
+                        "versions are unknown", "install Moltbot with ./installers/install.sh "
+                                                "(or pip), not by copying its files")]
+    listed: dict[str, str | None] = {}
+    for requirement in own.requires or []:
+        if "extra ==" not in requirement.partition(";")[2]:   # test and tray are not run time
+            name = canonical_name(re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0])
+            listed[name] = installed.get(name)
+    shown = ", ".join(f"{name} {version or 'MISSING'}" for name, version in sorted(listed.items()))
+    results: list[Check] = [(True, f"libraries the gateway runs on: {shown}", "")]
+    results.extend((False, f"library {name} is not installed (moltbot {own.version} needs it)",
+                    _REINSTALL) for name, version in sorted(listed.items()) if version is None)
+    for name, bad in sorted(known_bad.items()):
+        version = installed.get(canonical_name(name))
+        if version in bad:
+            results.append((False, f"{name} {version} is a known-bad release: {bad[version]}",
+                            f"pip install '{name}!={version}' in Moltbot's environment, or "
+                            + _REINSTALL))
+    return results
+
+
+def installed_versions(path: list[str] | None = None) -> dict[str, str]:
+    """Canonical name -> version of each distribution on `path` (default sys.path); where one
+    is installed twice, the first found, which is the one `import` takes."""
+    found: dict[str, str] = {}
+    for dist in metadata.distributions(path=sys.path if path is None else path):
+        if name := dist.metadata["Name"]:
+            found.setdefault(canonical_name(name), dist.version)
+    return found
+
+
+_REINSTALL = ("reinstall with the locked versions: ./installers/install.sh (or pip install "
+              "--require-hashes -r installers/lock/runtime.txt)")
+
+
+def canonical_name(name: str) -> str:
+    """PyPI's normalised name (PEP 503): `Flask_Sock` and `flask-sock` are one package."""
+    return re.sub(r"[-_.]+", "-", name).lower()

@@ -10,14 +10,17 @@
 #   ./installers/install.sh --uninstall [--purge]  remove what was added (--purge: the workspace too)
 #
 # Needs Python 3.11+. The workspace (~/ai-gateway, or $MOLTBOT_HOME) is created on first start.
+# The libraries come at the exact versions, hash-checked, of the lock file installers/lock/
+# runtime.txt of the checkout installed (or of this script's checkout), then Moltbot --no-deps.
 # Environment: MOLTBOT_PREFIX (default of --prefix), MOLTBOT_SOURCE (what pip installs, default
 # this checkout), MOLTBOT_PIP_ARGS (extra pip options, e.g. "--index-url URL" for a mirror or
-# "--no-index --find-links DIR" offline), OLLAMA_HOST (where to look for a model server).
+# "--no-index --find-links DIR" offline), MOLTBOT_LOCK (a lock file to install from instead, or
+# "none": pip picks from the package's ranges), OLLAMA_HOST (where to look for a model server).
 set -euo pipefail
 script_dir=""   # empty when the script arrives on stdin (curl ... | bash)
 if [ -f "${BASH_SOURCE[0]:-}" ]; then script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"; fi
 
-usage() { sed -n '2,16p' "${script_dir:-.}/install.sh" 2>/dev/null | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "${script_dir:-.}/install.sh" 2>/dev/null | sed 's/^# \{0,1\}//'; }
 say() { printf '%s\n' "$*"; }
 die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
 
@@ -121,6 +124,25 @@ checkout, a wheel or a pip requirement."
   source_spec="$here"
 fi
 
+# --- Which versions: the lock file of the checkout installed, else of this script's checkout ---
+lock="${MOLTBOT_LOCK:-}"
+if [ -z "$lock" ]; then
+  for candidate in "$source_spec/installers/lock/runtime.txt" \
+      "${script_dir:+$script_dir/lock/runtime.txt}"; do
+    if [ -n "$candidate" ] && [ -f "$candidate" ]; then lock="$candidate"; break; fi
+  done
+  if [ -z "$lock" ]; then
+    lock=none
+    say "No lock file comes with $source_spec: pip chooses the libraries' versions within its
+ranges (set MOLTBOT_LOCK to a lock file, e.g. a checkout's installers/lock/runtime.txt, to pin them)."
+  fi
+fi
+if [ "$lock" != none ]; then
+  [ -f "$lock" ] || die "MOLTBOT_LOCK=$lock: no such file. Name a lock file (a checkout's
+installers/lock/runtime.txt), or none to let pip choose the versions."
+  case "$lock" in /*) ;; *) lock="$PWD/$lock" ;; esac
+fi
+
 if [ -e "$bindir/moltbot" ] && [ ! -L "$bindir/moltbot" ]; then
   die "$bindir/moltbot exists and is not a link made by this script: move it away, or use --bin DIR."
 fi
@@ -133,18 +155,33 @@ if ! "$venv/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>
   rm -rf "$venv"
   "$python" -m venv "$venv"
 fi
-# shellcheck disable=SC2086  # MOLTBOT_PIP_ARGS is a list of options
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check ${MOLTBOT_PIP_ARGS:-} "$source_spec" \
-  || die "pip could not install Moltbot from $source_spec (see its message above)."
+pip_install() {
+  # shellcheck disable=SC2086  # MOLTBOT_PIP_ARGS is a list of options
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check ${MOLTBOT_PIP_ARGS:-} "$@"
+}
+if [ "$lock" = none ]; then
+  pip_install "$source_spec" || die "pip could not install Moltbot from $source_spec (see its message above)."
+else
+  say "Installing the libraries at the versions $lock pins (hash-checked), then Moltbot"
+  pip_install --require-hashes -r "$lock" \
+    || die "pip could not install the versions $lock names (see its message above)."
+  pip_install --no-deps "$source_spec" \
+    || die "pip could not install Moltbot from $source_spec (see its message above)."
+  problems="$("$venv/bin/python" -m pip check 2>&1)" || die "the versions in $lock do not fit \
+$source_spec: $problems
+Use the lock file that came with it (MOLTBOT_LOCK=FILE), or MOLTBOT_LOCK=none to let pip choose."
+fi
 version="$("$moltbot" --version)"
 if [ "$desktop" = 1 ] && [ "$(uname -s)" = Linux ]; then
   # The tray's menu on Linux needs PyGObject (GTK); it builds against GTK's development files.
-  # shellcheck disable=SC2086
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check ${MOLTBOT_PIP_ARGS:-} \
-      "PyGObject>=3.42,<3.51" 2>/dev/null \
+  tray=("PyGObject>=3.42,<3.51") shown="'PyGObject>=3.42,<3.51'"   # pyproject's tray extra
+  if [ "$lock" != none ] && [ -f "$(dirname "$lock")/tray.txt" ]; then
+    tray=(--require-hashes -r "$(dirname "$lock")/tray.txt") shown="${tray[*]}"
+  fi
+  pip_install "${tray[@]}" 2>/dev/null \
     || say "The tray will show its icon without a menu until PyGObject is installed: run
   sudo apt-get install libgirepository1.0-dev libcairo2-dev pkg-config gir1.2-gtk-3.0
-  $venv/bin/python -m pip install 'PyGObject>=3.42,<3.51'"
+  $venv/bin/python -m pip install $shown"
 fi
 
 # --- The command on PATH ---

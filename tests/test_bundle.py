@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 
 import httpx
@@ -89,7 +90,7 @@ def test_the_bundle_answers_version_and_refuses_other_modules(bundle: Path, home
 
 
 def test_the_bundled_gateway_serves_and_runs_a_skill(
-        bundle: Path, bundled_gateway: GatewayProcess) -> None:
+        bundle: Path, bundled_gateway: GatewayProcess, fake_model: FakeModelServer) -> None:
     gw = bundled_gateway
     health = httpx.get(f"{gw.url}/healthz", timeout=5).json()
     assert health == {"status": "ok", "version": "0.1.0"}
@@ -107,6 +108,14 @@ def test_the_bundled_gateway_serves_and_runs_a_skill(
     wait_for_skill(gw, "mean")
     assert gw.post("/mean 1 2 4.5").json()["reply"] == "mean 2.5"
     assert gw.post("hello bundle").json()["reply"] == "echo: hello bundle"
+
+    # doctor reads the libraries' versions from the metadata the bundle carries.
+    fake_model.known_models = {"llama2"}
+    doctor = run_bundle(bundle, gw.home, "doctor")
+    assert doctor.returncode == 0, doctor.stdout
+    assert f"ok    libraries the gateway runs on: bm25s {metadata.version('bm25s')}, " \
+        in doctor.stdout
+    assert f"watchdog {metadata.version('watchdog')}" in doctor.stdout
 
 
 def test_the_windows_and_macos_scripts_match_the_spec(tmp_path: Path) -> None:

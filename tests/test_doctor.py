@@ -5,16 +5,23 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from importlib import metadata
 from pathlib import Path
+
+import gevent
+import pydantic
 
 from gateway import __version__
 from gateway.config import Config, ModelConfig, parse_config
-from gateway.doctor import check_model, check_port, run_checks
+from gateway.doctor import check_libraries, check_model, check_port, run_checks
+from gateway.known_bad import KNOWN_BAD
 from gateway.workspace import Workspace
-from tests.conftest import GatewayProcess, free_port
+from tests.conftest import GatewayProcess, free_port, model_config, run_cli, write_config
 from tests.fakes.fake_model import FakeModelServer
+from tests.locks import watchdog_matrix
 
 
 def on_port(port: int) -> Config:
@@ -123,3 +130,49 @@ def test_doctor_never_prints_an_endpoint_password(tmp_path: Path) -> None:
     shown = "\n".join(f"{what} {fix}" for _, what, fix in results)
     assert "model llama2 at http://***@127.0.0.1:" in shown
     assert "hunter2-secret" not in shown
+
+
+def test_doctor_lists_the_versions_the_gateway_runs_on() -> None:
+    (ok, what, _), *problems = check_libraries()
+    assert ok and not problems, problems
+    assert what.startswith("libraries the gateway runs on: ")
+    # The versions the modules themselves report, and one per runtime requirement of moltbot.
+    assert f"gevent {gevent.__version__}," in what and f"pydantic {pydantic.VERSION}," in what
+    runtime = [r for r in metadata.requires("moltbot") or [] if "extra ==" not in r]
+    assert len(what.split(": ", 1)[1].split(", ")) == len(runtime) >= 20
+    assert f"watchdog {metadata.version('watchdog')}" in what
+
+
+def test_a_known_bad_release_fails_with_its_fix() -> None:
+    """watchdog 7.1.1 as test.sh installs it, alone in its folder, found before this venv's."""
+    path = [str(watchdog_matrix()["7.1.1"]), *sys.path]
+    (ok, what, _), *problems = check_libraries(path)
+    assert ok and "watchdog 7.1.1" in what
+    assert problems == [(False, f"watchdog 7.1.1 is a known-bad release: "
+                                f"{KNOWN_BAD['watchdog']['7.1.1']}",
+                         "pip install 'watchdog!=7.1.1' in Moltbot's environment, or reinstall "
+                         "with the locked versions: ./installers/install.sh (or pip install "
+                         "--require-hashes -r installers/lock/runtime.txt)")]
+    (ok, what, _), *problems = check_libraries(path, known_bad={})
+    assert ok and not problems
+
+
+def test_moltbot_doctor_fails_on_a_known_bad_release(home: Path,
+                                                    fake_model: FakeModelServer) -> None:
+    write_config(home, {**model_config(fake_model.url), "gateway": {"port": free_port()}})
+    fake_model.known_models = {"llama2"}
+    good = run_cli(home, "doctor")
+    assert good.returncode == 0, good.stdout
+    assert f"ok    libraries the gateway runs on: bm25s {metadata.version('bm25s')}, " \
+        in good.stdout
+    bad = run_cli(home, "doctor", env={"PYTHONPATH": str(watchdog_matrix()["7.1.1"])})
+    assert bad.returncode == 1
+    assert "FAIL  watchdog 7.1.1 is a known-bad release: deadlocks gevent's loop" in bad.stdout
+    assert "      fix: pip install 'watchdog!=7.1.1' in Moltbot's environment" in bad.stdout
+
+
+def test_without_moltbot_metadata_the_versions_are_unknown(tmp_path: Path) -> None:
+    """Files copied without pip (no dist-info anywhere on the path) cannot be listed."""
+    [(ok, what, fix)] = check_libraries([str(tmp_path)])
+    assert not ok and "no `moltbot` package metadata is installed" in what
+    assert "./installers/install.sh" in fix

@@ -8,14 +8,18 @@ entries (checked by `systemd-analyze verify` and `desktop-file-validate` where i
 internet. The new venv finds them in this test run's own venv through PYTHONPATH, and pip runs
 with `--no-index --no-build-isolation` (install.sh's `MOLTBOT_PIP_ARGS`, the option a user
 needs for a mirror or an offline wheel folder). Moltbot itself is imported from the prefix,
-which the first test checks.
+which the first test checks. Offline, the lock's versions can only come from this venv: they do
+when test.sh installed it from installers/lock/test.txt; under `test.sh --latest` they do not,
+and install.sh is run with MOLTBOT_LOCK=none (the versions this venv has, within the ranges).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import sysconfig
 from pathlib import Path
 
@@ -25,8 +29,10 @@ import yaml
 
 from tests.conftest import ROOT, free_port, model_config, write_config
 from tests.fakes.fake_model import FakeModelServer
+from tests.locks import LOCKS, lock_differences
 
 INSTALL = ROOT / "installers" / "install.sh"
+IS_LOCKED = not lock_differences(LOCKS / "runtime.txt")   # this venv holds the runtime lock
 
 
 def install_env(home: Path, **extra: str) -> dict[str, str]:
@@ -39,6 +45,8 @@ def install_env(home: Path, **extra: str) -> dict[str, str]:
                PYTHONPATH=sysconfig.get_paths()["purelib"],
                MOLTBOT_PIP_ARGS="--no-index --no-build-isolation",
                OLLAMA_HOST=f"127.0.0.1:{free_port()}", MOLTBOT_HOME=str(home / "ai-gateway"))
+    if not IS_LOCKED:
+        env["MOLTBOT_LOCK"] = "none"
     env.update(extra)
     return env
 
@@ -70,6 +78,8 @@ def test_default_install_starts_the_gateway_and_uninstall_removes_it(
         first = run(["bash", INSTALL], env, tmp_path)
         assert first.returncode == 0, first.stdout + first.stderr
         out = first.stdout
+        if IS_LOCKED:
+            assert f"the versions {LOCKS}/runtime.txt pins (hash-checked)" in out
         assert f"Installed moltbot, version 0.1.0: {moltbot} -> {home}/.moltbot/venv/bin/moltbot" \
             in out
         assert f"""echo 'export PATH="{home}/.local/bin:$PATH"' >> ~/.bashrc""" in out
@@ -253,3 +263,66 @@ def test_piped_as_the_guide_shows_it_installs_the_named_source(tmp_path: Path) -
     assert "Icon=" in menu   # drawn by the named checkout's installers/icon.py
     assert run(["bash", INSTALL, "--prefix", prefix, "--uninstall"], env, tmp_path).returncode == 0
     assert not prefix.exists()
+
+
+def probe_wheel(folder: Path, env: dict[str, str]) -> Path:
+    """A tiny package this venv does not have, built offline: pip must fetch it, so its hash
+    is checked (pins of packages already installed are taken as they are)."""
+    project = folder / "lockprobe"
+    (project / "lockprobe").mkdir(parents=True)
+    (project / "lockprobe" / "__init__.py").write_text("", encoding="utf-8")
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["hatchling"]\nbuild-backend = "hatchling.build"\n'
+        '[project]\nname = "lockprobe"\nversion = "1.0"\n', encoding="utf-8")
+    built = run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-index",
+                 "--no-build-isolation", "-w", folder / "wheels", project], env, folder)
+    assert built.returncode == 0, built.stderr
+    [wheel] = (folder / "wheels").glob("lockprobe-1.0-*.whl")
+    return wheel
+
+
+def test_a_lock_file_is_hash_checked_and_a_missing_one_named(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    wheel = probe_wheel(tmp_path, install_env(home))
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    lock = tmp_path / "runtime.txt"
+    pip_args = f"--no-index --no-build-isolation --find-links {wheel.parent}"
+    for pin, says in [("lockprobe==1.0\n", "Hashes are required in --require-hashes mode"),
+                      (f"lockprobe==1.0 --hash=sha256:{'0' * 64}\n", "DO NOT MATCH THE HASHES")]:
+        lock.write_text(pin, encoding="utf-8")
+        env = install_env(home, MOLTBOT_LOCK=str(lock), MOLTBOT_PIP_ARGS=pip_args)
+        refused = run(["bash", INSTALL, "--no-start"], env, tmp_path)
+        assert refused.returncode == 1
+        assert says in refused.stderr, refused.stderr
+        assert f"pip could not install the versions {lock} names" in refused.stderr
+        assert not (home / ".local" / "bin" / "moltbot").exists()
+
+    lock.write_text(f"lockprobe==1.0 --hash=sha256:{digest}\n", encoding="utf-8")
+    env = install_env(home, MOLTBOT_LOCK=str(lock), MOLTBOT_PIP_ARGS=pip_args)
+    installed = run(["bash", INSTALL, "--no-start"], env, tmp_path)
+    assert installed.returncode == 0, installed.stderr
+    assert f"the versions {lock} pins (hash-checked), then Moltbot" in installed.stdout
+    assert list((home / ".moltbot" / "venv").glob("lib/python*/site-packages/lockprobe"))
+    assert run(["bash", INSTALL, "--uninstall"], env, tmp_path).returncode == 0
+
+    missing = run(["bash", INSTALL], install_env(home, MOLTBOT_LOCK="no/such.txt"), tmp_path)
+    assert missing.returncode == 1
+    assert "MOLTBOT_LOCK=no/such.txt: no such file. Name a lock file" in missing.stderr
+
+
+def test_a_piped_wheel_without_a_lock_is_installed_from_its_ranges(tmp_path: Path) -> None:
+    """No checkout beside the script and none in the source: nothing to pin, and it says so."""
+    home = tmp_path / "home"
+    env = install_env(home, MOLTBOT_LOCK="")
+    wheel = run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-index",
+                 "--no-build-isolation", "-w", tmp_path / "wheels", ROOT], env, tmp_path)
+    assert wheel.returncode == 0, wheel.stderr
+    [source] = (tmp_path / "wheels").glob("moltbot-*.whl")
+    piped = subprocess.run(["bash", "-s", "--", "--no-start"],
+                           input=INSTALL.read_text(encoding="utf-8"),
+                           env={**env, "MOLTBOT_SOURCE": str(source)}, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=240)
+    assert piped.returncode == 0, piped.stdout + piped.stderr
+    assert f"No lock file comes with {source}: pip chooses the libraries' versions" in piped.stdout
+    assert f"-> {home}/.moltbot/venv/bin/moltbot" in piped.stdout
+    assert run(["bash", INSTALL, "--uninstall"], env, tmp_path).returncode == 0

@@ -24,9 +24,8 @@ import psutil
 import pytest
 
 from tests.conftest import ROOT, GatewayProcess, free_port, model_config, write_config
+from tests.locks import watchdog_matrix
 
-MATRIX = ROOT / ".venv" / "watchdog-matrix"
-VERSIONS = ("6.0.0", "7.1.0", "7.1.1")
 FILES = 5
 
 PROBE = textwrap.dedent("""
@@ -71,10 +70,9 @@ def watchdog_version(path: Path) -> str:
     return out.stdout.strip()
 
 
-@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("version", ["6.0.0", "7.1.0", "7.1.1"])
 def test_every_change_arrives_and_the_loop_keeps_ticking(version: str, tmp_path: Path) -> None:
-    path = MATRIX / version
-    assert path.is_dir(), f"{path} is missing: installers/test.sh installs it"
+    path = watchdog_matrix()[version]
     assert watchdog_version(path) == version
     folder = tmp_path / "watched"
     folder.mkdir()

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Build Moltbot.app (PyInstaller, windowed) and wrap it in a dmg with an Applications link.
-# macOS only (hdiutil); it cannot be built on Linux. From the repository root:
-#   python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[test]'
+# macOS only (hdiutil); it cannot be built on Linux. From the repository root, with python3 3.11+:
 #   ./installers/macos/build_dmg.sh          -> dist/Moltbot-<version>.dmg
+# (bundle.sh installs the locked libraries, installers/lock/bundle.txt, into build/bundle-venv)
 # The app is unsigned: sign and notarize it for other Macs (codesign --deep --options runtime
 # --sign "Developer ID Application: ..." dist/Moltbot.app, then xcrun notarytool submit).
 set -euo pipefail

@@ -1,6 +1,7 @@
 ; Inno Setup 6 script: the Windows installer for the one-folder app dist\moltbot\.
 ; It cannot be built on Linux. On Windows, from the repository root (PowerShell), see README.md:
-;   py -3.11 -m venv .venv; .venv\Scripts\Activate.ps1; pip install -e ".[test]"
+;   py -3.11 -m venv .venv; .venv\Scripts\Activate.ps1
+;   pip install --require-hashes -r installers\lock\bundle.txt; pip install --no-deps -e .
 ;   python installers\icon.py --ico build\pyinstaller\icons\moltbot.ico
 ;   $env:MOLTBOT_ICON = "build\pyinstaller\icons\moltbot.ico"
 ;   python -m PyInstaller --noconfirm --distpath dist --workpath build\pyinstaller installers\moltbot.spec
