@@ -22,6 +22,7 @@ from gateway.probe import (
     read_health,
 )
 from gateway.secrets import keyring_status, lookup_secret
+from gateway.tools.sandbox import doctor_check as check_sandbox
 from gateway.workspace import Workspace
 
 Check = tuple[bool, str, str]
@@ -36,6 +37,7 @@ def run_checks(ws: Workspace) -> list[Check]:
     results: list[Check] = [(True, f"config {ws.config_path} is valid", "")]
     results.append(check_workspace(ws))
     results.append(check_port(ws, config))
+    results.append(check_sandbox("command" in config.tools.offer_to_model))
     if not config.models:
         results.append((False, "no model configured", "add one under models: in config.yaml"))
     for name, cfg in config.models.items():

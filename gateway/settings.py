@@ -173,7 +173,8 @@ def build_model_tools(workspace: Workspace, config: Config) -> dict[str, Tool]:
     if "command" in limits.offer_to_model:
         status = find_sandbox()
         if status.sandbox is None:
-            log.warning("%s; the model is not offered the command tool", status.describe())
+            log.warning("%s; the model is not offered the command tool (to fix: %s)",
+                        status.describe(), status.fix)
         else:
             confinement = Confinement(status.sandbox, scope.read, scope.write)
     tools = build_tools(workspace.root, files_scope=scope, confinement=confinement,

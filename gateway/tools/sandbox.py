@@ -132,10 +132,12 @@ class SandboxStatus:
             version = f" {self.sandbox.version}" if self.sandbox.version else ""
             return (f"sandbox: {self.sandbox.kind}{version} works here; the model's command "
                     "tool runs in it")
-        return f"no sandbox for the model's programs: {self.reason}; {self.fix}"
+        return f"no sandbox for the model's programs: {self.reason}"
 
     def as_dict(self) -> dict[str, object]:
-        return {"available": self.available, "detail": self.describe()}
+        """For the console: the sentence, with the fix when there is one."""
+        fix = f"; to fix: {self.fix}" if self.fix else ""
+        return {"available": self.available, "detail": self.describe() + fix}
 
 
 def doctor_check(command_offered: bool) -> tuple[bool, str, str]:
