@@ -117,10 +117,10 @@ RULES: dict[str, ProgramRule] = {
                         "files; gawk runs with --sandbox, which refuses them",
                         prepend=("--sandbox",), options=("--load", "--exec"), short="lE",
                         takes_value="fvF"),
-    "find": ProgramRule("find's -exec family runs programs and its -fprint family and -delete "
-                        "write files", words=("-exec", "-execdir", "-ok", "-okdir", "-fprint",
-                                              "-fprint0", "-fprintf", "-fls", "-delete"),
-                        options=_FILE_LIST),
+    "find": ProgramRule("find's -exec family runs programs, its -fprint family and -delete "
+                        "write files, and -files0-from reads names from a file",
+                        words=("-exec", "-execdir", "-ok", "-okdir", "-fprint", "-fprint0",
+                               "-fprintf", "-fls", "-delete", "-files0-from")),
     "tar": ProgramRule("tar runs programs through checkpoint actions, compressors, scripts, "
                        "remote shells and --to-command, and reads names from files",
                        options=("--checkpoint-action", "--to-command",
