@@ -19,7 +19,6 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.tools.sandbox import find_sandbox
 from tests.conftest import GatewayProcess, free_port, model_config, run_cli, write_config
 from tests.fakes.fake_model import FakeModelServer
 
@@ -32,8 +31,7 @@ SECRETS = {
 }
 PROGRAMS = ["sed", "find", "git", "tar", "sort", "wc", "grep", "cat", "ls", "ln"]
 
-needs_sandbox = pytest.mark.skipif(not find_sandbox().available,
-                                   reason=find_sandbox().describe())
+needs_sandbox = pytest.mark.usefixtures("sandbox_required")
 
 
 def attacker_config(url: str, **tools: Any) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from gateway.tools.command import CommandTool, Confinement
 from gateway.tools.sandbox import Limits, Sandbox, find_sandbox
 
 STATUS = find_sandbox()
-pytestmark = pytest.mark.skipif(not STATUS.available, reason=STATUS.describe())
+pytestmark = pytest.mark.usefixtures("sandbox_required")
 
 
 @pytest.fixture
