@@ -81,7 +81,10 @@ def test_the_real_name_decides(tmp_path: Path) -> None:
     (["sort", "-t", "o", "-k2", "f"], ["sort", "-t", "o", "-k2", "f"]),
     (["sort", "-to", "f"], ["sort", "-to", "f"]),  # -t takes "o" as its value
     (["wc", "-l", "--", "f"], ["wc", "-l", "--", "f"]),
-    (["git", "--no-pager", "log", "--oneline"], ["git", "--no-pager", "log", "--oneline"]),
+    (["git", "-C", "files", "log", "--oneline"],
+     ["git", "-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "-c",
+      "core.pager=cat", "--no-pager", "-C", "files", "log", "--no-ext-diff", "--no-textconv",
+      "--oneline"]),
     (["find", ".", "-name", "*.md"], ["find", ".", "-name", "*.md"]),
     (["grep", "-rn", "x", "."], ["grep", "-rn", "x", "."]),
 ])

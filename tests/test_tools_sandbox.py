@@ -160,3 +160,29 @@ def test_without_bwrap_there_is_no_sandbox_and_the_reason_says_how_to_get_one(
     assert not status.available
     assert "bwrap is not installed" in status.describe()
     assert "apt-get install bubblewrap" in status.fix
+
+
+def test_a_repository_written_by_the_model_runs_no_program_through_git(workspace: Path) -> None:
+    """The model can write files/.git/config: its fsmonitor and diff.external name programs,
+    which `git status` and `git diff` would run. The table's overrides keep them from it."""
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("git is not installed")
+    repo = workspace / "files"
+    env = {**os.environ, "GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@b",
+           "GIT_COMMITTER_NAME": "a", "GIT_COMMITTER_EMAIL": "a@b"}
+    for step in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "x", "--allow-empty"]):
+        subprocess.run([git, *step], cwd=repo, check=True, env=env, timeout=30)
+    (repo / "notes.txt").write_text("new\n")
+    subprocess.run([git, "add", "notes.txt"], cwd=repo, check=True, timeout=30)
+    (repo / "notes.txt").write_text("changed\n")
+    for key, value in (("core.fsmonitor", "echo FSMONITOR-RAN >&2; false"),
+                       ("diff.external", "sh -c 'echo EXTDIFF-RAN >&2'")):
+        subprocess.run([git, "config", key, value], cwd=repo, check=True, timeout=30)
+    assert STATUS.sandbox is not None
+    tool = CommandTool(["git"], cwd=workspace,
+                       confinement=Confinement(STATUS.sandbox, ("knowledge",), ("files",)))
+    status = tool.run(["git", "-C", "files", "status", "--short"])
+    diff = tool.run(["git", "-C", "files", "diff"])
+    assert status.stdout == "AM notes.txt\n" and "changed" in diff.stdout
+    assert "RAN" not in status.stderr + diff.stderr + status.stdout + diff.stdout

@@ -19,7 +19,8 @@ What a rule can do, checked on every argument (GNU getopt takes options after op
 - prepend arguments that switch the program's own guard on (`sed --sandbox`, `gawk
   --sandbox`, `tar --force-local`);
 - name `key=value` operands whose value is a path, for the path check (`dd if=`, `of=`);
-- a check of its own (git: a short list of read-only subcommands, no `-c`).
+- a check of its own (git: a short list of read-only subcommands, no `-c`), and a rewrite
+  (git: command-line settings that keep the repository's own config from naming programs).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class ProgramRule:
     old_style: bool = False  # tar: a first argument without "-" is a cluster of letters
     exact: tuple[str, ...] = ()  # harmless long options that getopt takes before a prefix
     check: Callable[[Sequence[str]], str | None] | None = field(default=None, compare=False)
+    rewrite: Callable[[list[str]], list[str]] | None = field(default=None, compare=False)
 
 
 _GIT_READ = frozenset((
@@ -103,6 +105,27 @@ def _check_git(argv: Sequence[str]) -> str | None:
     return None
 
 
+# A repository's own config (which the model can write in its folders) names programs too:
+# core.fsmonitor runs on `git status`, diff.external and textconv drivers on `git diff`.
+_GIT_OVERRIDES = ("-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null",
+                  "-c", "core.pager=cat", "--no-pager")
+_GIT_NO_DRIVERS = {"diff": ("--no-ext-diff", "--no-textconv"),
+                   "log": ("--no-ext-diff", "--no-textconv"),
+                   "show": ("--no-ext-diff", "--no-textconv"),
+                   "whatchanged": ("--no-ext-diff", "--no-textconv"),
+                   "grep": ("--no-textconv",), "blame": ("--no-textconv",)}
+
+
+def _rewrite_git(argv: list[str]) -> list[str]:
+    """Settings on the command line win over the repository's: no fsmonitor, hooks, pager,
+    external diff or textconv program runs."""
+    i = 1
+    while i < len(argv) and argv[i].startswith("-"):
+        i += 2 if argv[i] == "-C" else 1
+    return [argv[0], *_GIT_OVERRIDES, *argv[1:i + 1], *_GIT_NO_DRIVERS.get(argv[i], ()),
+            *argv[i + 1:]]
+
+
 _GIT_OPTIONS = ("--ext-diff", "--textconv", "--open-files-in-pager", "--upload-pack",
                 "--exec", "--config-env", "--exec-path", "--paginate")
 _VERSIONED = ("python", "pypy", "perl", "ruby", "php", "lua", "node")
@@ -137,7 +160,8 @@ RULES: dict[str, ProgramRule] = {
     "du": ProgramRule("du reads file names from a file", options=("--files0-from",
                                                                   "--exclude-from")),
     "git": ProgramRule("git runs aliases, hooks, pagers and configured programs",
-                       options=_GIT_OPTIONS, prefixes=("-O",), check=_check_git),
+                       options=_GIT_OPTIONS, prefixes=("-O",), check=_check_git,
+                       rewrite=_rewrite_git),
     "split": ProgramRule("split --filter runs a program", options=("--filter",)),
     "zip": ProgramRule("zip -TT and --unzip-command run a program",
                        options=("--unzip-command",), prefixes=("-TT",)),
@@ -182,7 +206,8 @@ def check_argv(program: str, argv: Sequence[str]) -> list[str]:
         problem = rule.check(argv)
         if problem:
             raise _refused(name, " ".join(argv[1:3]), problem)
-    return [argv[0], *rule.prepend, *argv[1:]]
+    checked = [argv[0], *rule.prepend, *argv[1:]]
+    return rule.rewrite(checked) if rule.rewrite is not None else checked
 
 
 def path_values(program: str, argv: Sequence[str]) -> list[str]:
