@@ -28,6 +28,7 @@ from gateway.probe import (
     read_health,
 )
 from gateway.secrets import keyring_status, lookup_secret
+from gateway.tools.sandbox import doctor_check as check_sandbox
 from gateway.workspace import Workspace
 
 Check = tuple[bool, str, str]
@@ -48,6 +49,7 @@ def run_checks(ws: Workspace, port: int | None = None) -> list[Check]:
     configured = config.gateway.port
     results.append(check_port(ws, config, port or (
         configured if configured in running else next(iter(running), configured))))
+    results.append(check_sandbox("command" in config.tools.offer_to_model))
     if not config.models:
         results.append((False, "no model configured", "add one under models: in config.yaml"))
     for name, cfg in config.models.items():

@@ -12,6 +12,7 @@ per gateway process and handed to every snapshot.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -37,8 +38,12 @@ from gateway.sessions import SessionPolicy
 from gateway.state import LocalTokenCache, TokenCache
 from gateway.store import Store
 from gateway.tools import Tool, build_tools
+from gateway.tools.command import Confinement
 from gateway.tools.files import FileScope
+from gateway.tools.sandbox import find_sandbox
 from gateway.workspace import Workspace
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -157,12 +162,23 @@ def history_chars(config: Config) -> int:
 def build_model_tools(workspace: Workspace, config: Config) -> dict[str, Tool]:
     """The tools the model itself may call: only those `tools.offer_to_model` names, and its
     files tool only inside `tools.model_read` / `model_write` (never skills/, data/ or
-    config.yaml: the code and secrets that run it)."""
+    config.yaml: the code and secrets that run it). Its command tool runs every program in
+    the OS sandbox showing only those folders; where there is none, the model gets no
+    command tool at all (never a weaker one), and the log says why."""
     limits = config.tools
     scope = FileScope(tuple(limits.model_read), tuple(limits.model_write))
     for folder in scope.write:  # the model's scratch folder, so its first write has a place
         (workspace.root / folder).mkdir(parents=True, exist_ok=True)
-    tools = build_tools(workspace.root, files_scope=scope,
+    confinement = None
+    if "command" in limits.offer_to_model:
+        status = find_sandbox()
+        if status.sandbox is None:
+            log.warning("%s; the model is not offered the command tool (to fix: %s)",
+                        status.describe(), status.fix)
+        else:
+            confinement = Confinement(status.sandbox, scope.read, scope.write)
+    tools = build_tools(workspace.root, files_scope=scope, confinement=confinement,
                         **limits.model_dump(exclude={"offer_to_model", "model_read",
                                                      "model_write"}))
-    return {name: tools[name] for name in limits.offer_to_model}
+    return {name: tools[name] for name in limits.offer_to_model
+            if name != "command" or confinement is not None}

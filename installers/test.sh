@@ -22,7 +22,7 @@ need=()
 for pair in chromium:chromium nginx:nginx openssl:openssl mosquitto:mosquitto \
     mosquitto_sub:mosquitto-clients desktop-file-validate:desktop-file-utils \
     shellcheck:shellcheck objdump:binutils gnome-keyring-daemon:gnome-keyring \
-    dbus-run-session:dbus Xvfb:xvfb trayer:trayer pkg-config:pkg-config; do
+    dbus-run-session:dbus Xvfb:xvfb trayer:trayer pkg-config:pkg-config bwrap:bubblewrap; do
   command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
 done
 # the tray's GTK menu: PyGObject builds against these, and runs with GTK's introspection data

@@ -201,6 +201,18 @@ def no_fd_leak() -> Iterator[None]:
 
 
 @pytest.fixture
+def sandbox_required() -> None:
+    """Tests of the model's sandbox need real bubblewrap: skipped where there is none (say
+    why), failed in CI, where installers/test.sh installs it."""
+    from gateway.tools.sandbox import find_sandbox
+    status = find_sandbox()
+    if not status.available:
+        if os.environ.get("CI"):
+            pytest.fail(f"{status.describe()}: installers/test.sh must install bubblewrap")
+        pytest.skip(status.describe())
+
+
+@pytest.fixture
 def fake_model() -> Iterator[FakeModelServer]:
     server = FakeModelServer()
     server.start()

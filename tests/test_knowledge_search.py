@@ -210,3 +210,17 @@ def test_searches_during_reloads_see_whole_versions(tmp_path: Path) -> None:
 
     expected = {(f"默认端口是 {port}。", f"令牌有效期 {port} 秒。") for port in (18789, 28789)}
     assert seen and set(seen) <= expected
+
+
+def test_a_symlink_that_leads_out_of_the_folder_is_not_indexed(tmp_path: Path) -> None:
+    """Issue 14: knowledge/settings.md -> ../config.yaml put the JWT secret in the index."""
+    folder = tmp_path / "knowledge"
+    (folder / "inner").mkdir(parents=True)
+    (tmp_path / "config.yaml").write_text("# auth\njwt_secret: s3cret-value\n")
+    (folder / "settings.md").symlink_to(tmp_path / "config.yaml")
+    (folder / "faq.md").write_text("# Where are logs\nIn data/logs.\n")
+    (folder / "inner" / "again.md").symlink_to(folder / "faq.md")  # inside: fine
+    base = KnowledgeBase(folder)
+    assert base.search("jwt_secret auth") is None
+    assert sorted(Path(s).name for s in base.sources) == ["again.md", "faq.md"]
+    assert "leads outside the knowledge folder" in base.errors[str(folder / "settings.md")]

@@ -4,6 +4,7 @@ would: write a skill or config.yaml, read the secrets, escape through symlinks a
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from gateway.config import ConfigError, parse_config
 from gateway.settings import build_model_tools
 from gateway.tools import ToolRefused
 from gateway.tools.command import CommandTool
+from gateway.tools.files import FilesTool
 from gateway.workspace import Workspace
 from tests.conftest import GatewayProcess, free_port, model_config, run_cli, write_config
 from tests.fakes.fake_model import FakeModelServer
@@ -80,15 +82,27 @@ def test_scopes_that_would_open_what_runs_the_model_are_refused(folders: list[st
     ["wc", "--files0-from=/root/.ssh/id_rsa"], ["wc", "--files0-from=list.txt"],
     ["ls", "-la", "/root"], ["wc", "../outside.txt"], ["wc", "@args.txt"],
     ["wc", "link-out"], ["cat", "--file=/etc/shadow"],
+    # issue 14: an abbreviation of --files0-from, values attached to a short option
+    ["wc", "--files0=-"], ["wc", "--f=list.txt"], ["sort", "-o../outside.txt", "a"],
+    ["sort", "-rno/etc/motd", "a"],
 ])
 def test_command_arguments_stay_in_the_workspace(tmp_path: Path, argv: list[str]) -> None:
     root = tmp_path / "ws"
     root.mkdir()
     (tmp_path / "outside.txt").write_text("private")
     (root / "link-out").symlink_to(tmp_path / "outside.txt")
-    tool = CommandTool(["wc", "ls", "cat"], cwd=root)
+    tool = CommandTool(["wc", "ls", "cat", "sort"], cwd=root)
     with pytest.raises(ToolRefused, match="refused"):
         tool.run(argv)
+
+
+def test_a_hard_link_is_not_read_by_the_model_but_is_by_skills(workspace: Workspace) -> None:
+    """`ln config.yaml files/x` gives the secret a second name inside the model's scope."""
+    (workspace.root / "files").mkdir()
+    os.link(workspace.config_path, workspace.root / "files" / "x")
+    with pytest.raises(ToolRefused, match="hard link"):
+        model_files(workspace).call({"action": "read", "path": "files/x"})
+    assert "secret-token" in FilesTool(workspace.root).read("files/x")  # the owner's skills
 
 
 def test_command_arguments_inside_the_workspace_run(tmp_path: Path) -> None:

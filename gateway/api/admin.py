@@ -1,5 +1,5 @@
-"""Admin API for the console and the CLI: skills as loaded (with every load error), traces,
-channels.
+"""Admin API for the console and the CLI: skills as loaded (with every load error) and whether
+the model's programs can be sandboxed here, traces, channels.
 
 Every route passes the guard chain at the door (one `before_request` for the blueprint).
 """
@@ -18,6 +18,7 @@ from gateway.api.errors import error_response
 from gateway.channels.base import Entry
 from gateway.reload import Reloader
 from gateway.store import Store
+from gateway.tools.sandbox import find_sandbox
 
 
 def build_admin(entry: Entry, reloader: Reloader, store: Store, channel: str,
@@ -29,7 +30,8 @@ def build_admin(entry: Entry, reloader: Reloader, store: Store, channel: str,
     def skills() -> ResponseReturnValue:
         current = reloader.skills
         return jsonify({"skills": current.listing(), "errors": current.errors,
-                        "config_error": reloader.config_error})
+                        "config_error": reloader.config_error,
+                        "sandbox": find_sandbox().as_dict()})
 
     @bp.get("/api/v1/channels")
     def channel_list() -> ResponseReturnValue:

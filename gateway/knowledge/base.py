@@ -23,6 +23,11 @@ class _Snapshot:
     errors: dict[str, str] = field(default_factory=dict)
 
 
+_LEADS_OUT = ("a symlink that leads outside the knowledge folder, so it is not indexed (the "
+              "model would quote whatever it points at, config.yaml's secrets included); copy "
+              "the file into the folder instead")
+
+
 def _is_hidden(name: str) -> bool:
     """Dotfiles, and Office's `~$name` lock files that sit beside an open spreadsheet."""
     return name.startswith((".", "~$"))
@@ -42,9 +47,10 @@ class KnowledgeBase:
     """Every .md, .markdown, .csv and .txt file under a folder, searchable as one.
 
     A file that cannot be loaded is listed in `errors` (path -> what to fix) and the rest
-    still load; if it loaded before, its last good passages stay searchable. `reload()`
-    builds a complete new index and then swaps a single reference, so a search running at
-    the same time sees either the old content or the new, never a mix.
+    still load; if it loaded before, its last good passages stay searchable. A symlink that
+    leads out of the folder is never followed, and is listed there too. `reload()` builds a
+    complete new index and then swaps a single reference, so a search running at the same
+    time sees either the old content or the new, never a mix.
     """
 
     def __init__(self, folder: StrPath, *, max_tokens: int | None = 500) -> None:
@@ -62,8 +68,13 @@ class KnowledgeBase:
         if not self.folder.is_dir():
             errors[str(self.folder)] = ("knowledge folder not found; create it and put .md, "
                                         ".csv or .txt files in it")
+        real_folder = os.path.realpath(self.folder)
         for path in find_documents(self.folder) if self.folder.is_dir() else []:
             source = str(path)
+            if not os.path.realpath(path).startswith(real_folder + os.sep):
+                errors[source] = _LEADS_OUT
+                log.warning("knowledge file skipped: %s: %s", source, _LEADS_OUT)
+                continue
             try:
                 documents[source] = load_document(path)
             except KnowledgeError as e:

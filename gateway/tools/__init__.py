@@ -3,7 +3,8 @@
 Rule of this folder: every tool validates before it acts; refusals raise ToolRefused with
 what to change in config.yaml (the `tools:` keys: allowed_commands, command_timeout,
 allowed_hosts, http_timeout, max_bytes). Allowlists are closed by default: an empty list
-refuses everything and "*" (hosts only) must be written out.
+refuses everything and "*" (hosts only) must be written out. A program the model runs is
+started only inside the OS sandbox (`sandbox.py`), never without it.
 """
 
 from __future__ import annotations

@@ -11,8 +11,10 @@ reader never sees half a file.
 
 A `FileScope` narrows the tool further, for callers that are not trusted (the model): reads
 and writes only below the listed workspace folders, checked on the resolved path (a symlink in
-`knowledge/` that points at `skills/` is refused). Skills, which are the owner's own code, get
-the tool without a scope.
+`knowledge/` that points at `skills/` is refused), and a file with more than one hard link is
+not read (`ln config.yaml files/x` gives the secret a second name inside the scope; a path
+check cannot tell the names apart). Skills, which are the owner's own code, get the tool
+without a scope.
 """
 
 from __future__ import annotations
@@ -100,6 +102,11 @@ class FilesTool(Tool):
                 raise ToolError(f"files: {path!r} is a folder; use action 'list'")
             if not stat.S_ISREG(info.st_mode):
                 raise ToolRefused(f"files: refused {path!r}: only regular files can be read")
+            if self.scope is not None and info.st_nlink > 1:
+                raise ToolRefused(
+                    f"files: refused {path!r}: it is a hard link (one of {info.st_nlink} names "
+                    "of the same file), and the other names may be files the model may not "
+                    "read, such as config.yaml; copy the file instead of linking it")
             if info.st_size > self.max_bytes:
                 raise self._too_big("read", path, info.st_size)
         except BaseException:

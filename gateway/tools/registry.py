@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.tools.base import Tool
-from gateway.tools.command import CommandTool
+from gateway.tools.command import CommandTool, Confinement
 from gateway.tools.files import FileScope, FilesTool
 from gateway.tools.http import HttpTool
 
@@ -25,16 +25,18 @@ def build_tools(
     http_timeout: float,
     max_bytes: int,
     files_scope: FileScope | None = None,
+    confinement: Confinement | None = None,
 ) -> dict[str, Tool]:
     """Return the tools keyed by the name the model calls them by.
 
     Files are confined to `workspace` (and to `files_scope` inside it, for the model),
-    commands run there; `max_bytes` caps both file sizes and HTTP bodies. Bad values raise
-    ValueError naming the config key.
+    commands run there (for the model: in `confinement`'s sandbox); `max_bytes` caps both
+    file sizes and HTTP bodies. Bad values raise ValueError naming the config key.
     """
     tools: list[Tool] = [
         FilesTool(workspace, max_bytes=max_bytes, scope=files_scope),
-        CommandTool(allowed_commands, timeout=command_timeout, cwd=workspace),
+        CommandTool(allowed_commands, timeout=command_timeout, cwd=workspace,
+                    confinement=confinement),
         HttpTool(allowed_hosts, timeout=http_timeout, max_bytes=max_bytes),
     ]
     return {tool.name: tool for tool in tools}

@@ -66,6 +66,13 @@ export function mount(main) {
       h("div.text", {}, hit.text))) : [empty(t("sk.no_hits"))]));
   }
 
+  function sandboxLine(sandbox) {
+    if (!sandbox) return "";
+    return h("p.muted", {id: "sk-sandbox"}, `${t("sk.sandbox")}: `,
+      h(sandbox.available ? "span.badge.ok" : "span.badge.error", {}, t(sandbox.available ? "sk.sandbox_on" : "sk.sandbox_off")),
+      h("div", {}, sandbox.detail));
+  }
+
   async function refresh() {
     const [loaded, knowledge] = await Promise.all([api("/api/v1/skills"), api("/api/v1/files/knowledge")]);
     const rows = loaded.skills;
@@ -76,7 +83,8 @@ export function mount(main) {
         h("td", {}, h("code", {}, r.command || "")),
         h("td", {}, h("button.small", {type: "button", onclick: () => open(r.source)}, r.source)),
         h("td", {}, r.error ? h("div", {}, h("span.badge.error", {}, t("sk.error")), h("div.error-text", {}, r.error))
-          : h("span.badge.ok", {}, t("sk.ok")))))))) : empty(t("sk.no_skills")));
+          : h("span.badge.ok", {}, t("sk.ok")))))))) : empty(t("sk.no_skills")),
+    sandboxLine(loaded.sandbox));
     const list = knowledge.files;
     files.replaceChildren(h("h2", {}, t("sk.knowledge")), list.length ? h("div.list", {}, list.map((f) => h("button", {type: "button",
       onclick: () => open(`knowledge/${f.path}`)}, h("div.title", {}, f.path),
