@@ -15,7 +15,7 @@ from flask_sock import Sock
 
 import webui
 from gateway.api.credentials import request_credential
-from gateway.api.door import caller_of
+from gateway.api.door import caller_of, web_door
 from gateway.api.errors import register_error_handlers
 from gateway.api.health import health
 from gateway.api.metrics import build_metrics_api
@@ -126,6 +126,7 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     app.config["SOCK_SERVER_OPTIONS"] = {"ping_interval": WS_PING_INTERVAL,
                                          "max_message_size": config.gateway.max_body_bytes}
     register_error_handlers(app, config.gateway.max_body_bytes)
+    app.before_request(web_door())  # first: before every route and every guard
     app.register_blueprint(health)
     app.register_blueprint(build_metrics_api(metrics, lambda req: isinstance(pipeline.admit(
         caller_of(pipeline, req, "console", request_credential(req))), Allow)))

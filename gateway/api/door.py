@@ -1,5 +1,14 @@
-"""The guard chain at the door of web entries that are not messages (console pages' APIs, the
-admin API, a WebSocket handshake): the same chain, in the same order, as every message."""
+"""The door of the gateway's web server.
+
+First, for every request (`web_door`, before any route): a request sent by a web page of
+another site (its `Origin` is not this gateway) is refused before it can count against
+anything. Browsers let any page open a WebSocket to 127.0.0.1 or post to it; without this, a
+page the owner happens to visit could send bad tokens until the owner's address is locked
+out.
+
+Then the guard chain at the door of web entries that are not messages (console pages' APIs,
+the admin API, a WebSocket handshake): the same chain, in the same order, as every message.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +17,7 @@ from collections.abc import Callable
 from flask import Request, request
 from flask.typing import ResponseReturnValue
 
-from gateway.api.credentials import request_credential
+from gateway.api.credentials import is_same_origin, request_credential
 from gateway.api.errors import error_response
 from gateway.channels.base import Entry
 from gateway.guards.chain import Allow, Caller, Challenge, Verdict
@@ -31,7 +40,21 @@ def client_address(entry: Entry, req: Request) -> str:
 
 
 def caller_of(entry: Entry, req: Request, channel: str, credential: str | None) -> Caller:
-    return Caller(channel, peer=client_address(entry, req), credential=credential)
+    return Caller(channel, peer=client_address(entry, req), credential=credential,
+                  browser="Origin" in req.headers)
+
+
+def web_door() -> Callable[[], ResponseReturnValue | None]:
+    """The app-wide `before_request` hook that runs before every route and every guard."""
+
+    def check() -> ResponseReturnValue | None:
+        if not is_same_origin(request):
+            return error_response("forbidden", "Pages of other sites may not use this "
+                                  f"gateway (Origin {request.headers.get('Origin')!r}); open "
+                                  "the console at the gateway's own address.")
+        return None
+
+    return check
 
 
 def refusal_response(verdict: Verdict) -> ResponseReturnValue:

@@ -56,7 +56,7 @@ class Authenticate:
         self.policy = policy
 
     def check(self, caller: Caller, principal: str) -> Verdict:
-        locked = self.lockout.locked_for(caller.peer, self.policy)
+        locked = self.lockout.locked_for(caller.peer, self.policy, caller.browser)
         if locked:
             return _locked_out(locked)
         if caller.credential is None:
@@ -64,11 +64,12 @@ class Authenticate:
         found = self.authenticator.identify(caller.credential, caller.channel)
         if found:
             return Allow(found)
-        if self.lockout.failed(caller.peer, self.policy):
-            log.warning("address %s locked out for %.0f s after %d bad credentials",
+        if self.lockout.failed(caller.peer, self.policy, caller.browser):
+            kind = "web pages at" if caller.browser else "programs at"
+            log.warning("%s address %s locked out for %.0f s after %d bad credentials", kind,
                         caller.peer, self.policy.duration, self.policy.failures)
             audit("auth.locked_out", actor="", source=caller.peer, channel=caller.channel,
-                  seconds=self.policy.duration)
+                  seconds=self.policy.duration, browser=caller.browser)
             return _locked_out(self.policy.duration)
         return Refuse("unauthorized", "That token is unknown or expired; create one with "
                       "`moltbot dashboard --token-gen --expire 8h`.")

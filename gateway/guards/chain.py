@@ -21,13 +21,17 @@ ORDER = ("address", "rate_limit", "authentication", "stranger")
 @dataclass(frozen=True)
 class Caller:
     """Who is at the door. `text` is None for entries that are not a message (console pages,
-    a WebSocket handshake); the credential is never shown in a repr or a log."""
+    a WebSocket handshake); the credential is never shown in a repr or a log. `browser` is
+    True when a web page sent the request (it carried an `Origin` header): any site the owner
+    visits can make their browser knock, so its bad credentials are counted apart from the
+    owner's own programs (see `gateway.guards.lockout`)."""
 
     channel: str
     peer: str = ""
     credential: str | None = field(default=None, repr=False)
     sender: str = ""
     text: str | None = None
+    browser: bool = False
 
 
 @dataclass(frozen=True)
