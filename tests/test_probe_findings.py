@@ -4,11 +4,14 @@ found; every test here failed on the main branch before its fix."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import httpx
 import pytest
 import websocket
 
-from tests.conftest import GatewayProcess
+from tests.conftest import GatewayProcess, free_port, model_config, write_config
+from tests.fakes.fake_model import FakeModelServer
 
 
 def ws_url(gw: GatewayProcess) -> str:
@@ -33,3 +36,41 @@ def test_4a_a_foreign_page_cannot_lock_the_owner_out(gateway: GatewayProcess) ->
         ws.close()
     assert codes == ["unauthorized"] * 9 + ["rate_limited"]
     assert gateway.post("still the owner's").status_code == 200
+
+
+BOT = "enterprise:probe-bot-token"
+
+
+def start_im(home: Path, fake_model: FakeModelServer, monkeypatch: pytest.MonkeyPatch,
+             **sections: object) -> GatewayProcess:
+    """The gateway with the guide's enterprise_im channel; strangers are let in, so that what
+    is tested is the finding, not the stranger policy."""
+    monkeypatch.setenv("IM_PLATFORM_TOKEN", BOT)
+    write_config(home, {**model_config(fake_model.url),
+                        "channels": {"enterprise_im": {"bot_token": "${IM_PLATFORM_TOKEN}"}},
+                        "security": {"stranger_mode": "open"}, **sections})
+    return GatewayProcess(home, free_port()).start()
+
+
+def im_post(gw: GatewayProcess, sender: str, text: str, msg_id: str,
+            token: str = BOT) -> httpx.Response:
+    return httpx.post(f"{gw.url}/api/im", timeout=30,
+                      headers={"Authorization": f"Bearer {token}"},
+                      json={"id": msg_id, "sender": sender, "chat": sender, "text": text})
+
+
+def test_4b_unsigned_posts_spend_no_sender_or_global_budget(
+        home: Path, fake_model: FakeModelServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    gw = start_im(home, fake_model, monkeypatch, auth={
+        "rate_limit": {"per_sender": "5/min", "global": "5/min", "per_ip": "1000/min",
+                       "exempt": []},
+        "lockout": {"failures": 100}})
+    try:
+        forged = [im_post(gw, "alice", "hi", f"f{i}", token="wrong").status_code
+                  for i in range(12)]
+        assert forged == [401] * 12  # the probe got 429 from the 6th on
+        real = im_post(gw, "alice", "hello from alice", "a1")
+        assert real.status_code == 200 and real.json()["reply"] == "echo: hello from alice"
+        assert gw.post("and the owner").status_code == 200  # the global budget is intact
+    finally:
+        gw.stop()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 # The documented order; `GuardChain` refuses a list that breaks it.
-ORDER = ("address", "rate_limit", "authentication", "stranger")
+ORDER = ("address", "rate_limit", "authentication", "shared_limit", "stranger")
 
 
 @dataclass(frozen=True)
