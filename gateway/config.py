@@ -97,9 +97,11 @@ class GatewayConfig(_Section):
     worker_processes: int = Field(1, ge=1)
     max_connections: int = Field(1000, ge=1)
     keepalive_timeout: Duration = 65.0
-    request_timeout: Duration = Field(10.0, gt=0, description="a request's head and body, "
-                                      "from its first byte")
-    max_connections_per_ip: int = Field(64, ge=1, description="loopback is not counted")
+    request_timeout: Duration = Field(10.0, gt=0, description="a request's head and body: "
+                                      "the first from the accept, later ones from their "
+                                      "first byte")
+    max_connections_per_ip: int = Field(64, ge=1, description="each address counted, "
+                                        "loopback ones too; auth.trusted_proxies are not")
     session_timeout: Duration = 1800.0
     context_tokens: int = Field(2048, ge=64, description="history budget sent to the model")
     max_body_bytes: int = Field(1024 * 1024, ge=1024)

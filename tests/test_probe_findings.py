@@ -3,7 +3,9 @@ found; every test here failed on the main branch before its fix."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 from pathlib import Path
 
 import httpx
@@ -73,4 +75,44 @@ def test_4b_unsigned_posts_spend_no_sender_or_global_budget(
         assert real.status_code == 200 and real.json()["reply"] == "echo: hello from alice"
         assert gw.post("and the owner").status_code == 200  # the global budget is intact
     finally:
+        gw.stop()
+
+
+def connect_from(gw: GatewayProcess, source: str) -> socket.socket:
+    """A TCP connection to the gateway from another loopback address (127.0.0.0/8 is ours)."""
+    return socket.create_connection(("127.0.0.1", gw.port), timeout=20,
+                                    source_address=(source, 0))
+
+
+def healthz_from(gw: GatewayProcess, source: str) -> bytes:
+    with connect_from(gw, source) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+        return answer
+
+
+def test_4c_idle_sockets_are_timed_from_the_accept_and_counted_per_loopback_address(
+        home: Path, fake_model: FakeModelServer) -> None:
+    write_config(home, {**model_config(fake_model.url),
+                        "gateway": {"request_timeout": 5, "keepalive_timeout": 60,
+                                    "max_connections_per_ip": 4},
+                        "auth": {"trusted_proxies": ["127.0.13.1/32"]}})
+    gw = GatewayProcess(home, free_port()).start()
+    idle: list[socket.socket] = []
+    try:
+        idle += [connect_from(gw, "127.0.12.1") for _ in range(4)]  # sending nothing at all
+        crowded = healthz_from(gw, "127.0.12.1")
+        assert crowded.startswith(b"HTTP/1.1 503") and b"max_connections_per_ip" in crowded
+        assert healthz_from(gw, "127.0.0.1").startswith(b"HTTP/1.1 200")  # another address
+        idle += [connect_from(gw, "127.0.13.1") for _ in range(5)]  # the trusted proxy
+        assert healthz_from(gw, "127.0.13.1").startswith(b"HTTP/1.1 200")
+        # an idle socket is closed request_timeout after the accept, without a word (the
+        # probe's sockets stayed for keepalive_timeout, then came back)
+        assert idle[0].recv(4096) == b""
+    finally:
+        for sock in idle:
+            with contextlib.suppress(OSError):
+                sock.close()
         gw.stop()
