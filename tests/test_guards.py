@@ -22,7 +22,7 @@ from gateway.guards.rate_limit import (
     parse_networks,
     parse_rate,
 )
-from gateway.guards.tokens import IssuedTokens, StaticTokens, issue_token
+from gateway.guards.tokens import IssuedTokens, StaticTokens, credential_id, issue_token
 from gateway.store import Store
 
 SECRET = "a-strong-random-secret-of-32-chars!!"
@@ -87,8 +87,10 @@ def test_tokens_static_issued_unknown_and_expired(tmp_path: Path) -> None:
     issued, _ = issue_token(store, 3600, label="tray")
     short, _ = issue_token(store, 0.05, label="short")
     assert chain.admit(Caller("http", credential="static-token-of-some-length")) == Allow(
-        "token:config", ("authentication",))
-    assert chain.admit(Caller("http", credential=issued)).principal == "token:tray"
+        "token:config", ("authentication",), credential_id("static-token-of-some-length"))
+    tray = chain.admit(Caller("http", credential=issued))
+    assert isinstance(tray, Allow) and tray.principal == "token:tray"
+    assert tray.credential == store.tokens(time.time())[0].id  # as `moltbot token list` shows
     time.sleep(0.1)  # let the short one expire (expiry is exact, never cached past it)
     for bad in (short, "mb_guess", "", "x" * 5000, None):
         verdict = chain.admit(Caller("http", credential=bad))

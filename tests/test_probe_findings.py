@@ -12,7 +12,7 @@ import httpx
 import pytest
 import websocket
 
-from tests.conftest import GatewayProcess, free_port, model_config, write_config
+from tests.conftest import GatewayProcess, free_port, model_config, run_cli, write_config
 from tests.fakes.fake_model import FakeModelServer
 
 
@@ -116,3 +116,30 @@ def test_4c_idle_sockets_are_timed_from_the_accept_and_counted_per_loopback_addr
             with contextlib.suppress(OSError):
                 sock.close()
         gw.stop()
+
+
+def audit_events(home: Path, action: str) -> list[dict[str, object]]:
+    path = home / "data" / "logs" / "audit.log"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    return [e for e in map(json.loads, lines) if e["event.action"] == action]
+
+
+def test_5_audit_names_tokens_by_id_and_masks_webhook_keys(gateway: GatewayProcess) -> None:
+    listed = json.loads(run_cli(gateway.home, "token", "list", "--json").stdout)["tokens"]
+    token_id = listed[0]["id"]  # the one token the fixture made
+    assert httpx.post(f"{gateway.url}/api/v1/login",
+                      json={"token": gateway.token}).status_code == 200
+    login = audit_events(gateway.home, "console.login")[-1]
+    assert (login["user.name"], login["user.id"]) == ("token:dashboard", token_id)
+
+    hook = "https://hooks.example/notify?key=WEBHOOK-SECRET-1234&room=ops"
+    text = httpx.get(f"{gateway.url}/api/v1/config", headers=gateway.headers).json()["text"]
+    text += f"alerts:\n  notify:\n    - {{type: webhook, url: \"{hook}\"}}\n"
+    applied = httpx.post(f"{gateway.url}/api/v1/config", json={"text": text},
+                         headers=gateway.headers, timeout=30).json()
+    assert applied["applied"], applied
+    edited = audit_events(gateway.home, "config.edited")[-1]
+    assert (edited["user.name"], edited["user.id"]) == ("token:dashboard", token_id)
+    audit_text = (gateway.home / "data" / "logs" / "audit.log").read_text(encoding="utf-8")
+    assert "WEBHOOK-SECRET-1234" not in audit_text
+    assert "https://hooks.example/notify?key=***&room=***" in audit_text  # still readable

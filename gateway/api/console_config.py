@@ -132,7 +132,8 @@ def build_console_config(services: Services, channel: str) -> Blueprint:
         who, change = request.environ["moltbot.principal"], diff(on_disk, text)
         version = store.add_config_version(text, change, who,
                                            f"{source} (refused)" if refused else source)
-        audit("config.edited", actor=who, source=client_address(services.entry, request),
+        audit("config.edited", actor=who, actor_id=request.environ["moltbot.credential"],
+              source=client_address(services.entry, request),
               version=version, via=source, outcome="refused" if refused else "applied")
         return jsonify({"applied": refused is None, "version": version, "diff": change,
                         "error": refused})

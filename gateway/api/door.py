@@ -72,6 +72,7 @@ def guarded(entry: Entry, channel: str) -> Callable[[], ResponseReturnValue | No
         verdict = entry.admit(caller_of(entry, request, channel, request_credential(request)))
         if isinstance(verdict, Allow):
             request.environ["moltbot.principal"] = verdict.principal
+            request.environ["moltbot.credential"] = verdict.credential  # a token's id
             return None
         return refusal_response(verdict)
 

@@ -61,7 +61,8 @@ def build_pages(entry: Entry, webui: Path, channel: str,
             audit("console.login_refused", actor="", source=caller.peer,
                   code=getattr(verdict, "code", "challenge"))
             return refusal_response(verdict)
-        audit("console.login", actor=verdict.principal, source=caller.peer)
+        audit("console.login", actor=verdict.principal, actor_id=verdict.credential,
+              source=caller.peer)
         response = jsonify({"principal": verdict.principal})
         response.set_cookie(COOKIE, token, max_age=int(entry.settings.config.auth.token_expire),
                             httponly=True, samesite="Strict", secure=request.is_secure)

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from gateway.guards.chain import NOT_SIGNED_IN, Allow, Caller, Refuse, Verdict
 from gateway.guards.lockout import LockoutBook, LockoutPolicy
-from gateway.guards.tokens import MAX_CREDENTIAL
+from gateway.guards.tokens import MAX_CREDENTIAL, credential_id
 from gateway.observe.audit import audit
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class Authenticate:
             return NOT_SIGNED_IN
         found = self.authenticator.identify(caller.credential, caller.channel)
         if found:
-            return Allow(found)
+            return Allow(found, credential=credential_id(caller.credential))
         if self.lockout.failed(caller.peer, self.policy, caller.browser):
             kind = "web pages at" if caller.browser else "programs at"
             log.warning("%s address %s locked out for %.0f s after %d bad credentials", kind,

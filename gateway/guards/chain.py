@@ -38,6 +38,9 @@ class Caller:
 class Allow:
     principal: str = ""  # set by the guard that identified the caller
     passed: tuple[str, ...] = ()  # filled in by the chain, for the trace
+    # which credential proved the principal (a token's id, never the token): several
+    # tokens share a name, and replays and the audit log must tell them apart
+    credential: str = ""
 
 
 @dataclass(frozen=True)
@@ -80,17 +83,18 @@ class GuardChain:
 
         Closed by default: when no guard named a principal the caller is refused.
         """
-        principal = ""
+        principal = credential = ""
         passed: list[str] = []
         for guard in self.guards:
             verdict = guard.check(caller, principal)
             if isinstance(verdict, Refuse | Challenge):
                 return verdict if verdict.guard else _named(verdict, guard.name)
             principal = verdict.principal or principal
+            credential = verdict.credential or credential
             passed.append(guard.name)
         if not principal:
             return NOT_SIGNED_IN
-        return Allow(principal, tuple(passed))
+        return Allow(principal, tuple(passed), credential)
 
 
 def _named(verdict: Refuse | Challenge, guard: str) -> Refuse | Challenge:

@@ -22,6 +22,12 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def credential_id(credential: str) -> str:
+    """A public handle for a credential: its hash's start, the id `moltbot token list` shows
+    for an issued token (`TokenRow.id`). Tells apart tokens of one name; reveals nothing."""
+    return hash_token(credential)[:10]
+
+
 def issue_token(store: Store, expire_s: float, label: str = "dashboard") -> tuple[str, float]:
     """A new random token valid for `expire_s` seconds; only its hash is kept."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)

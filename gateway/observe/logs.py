@@ -48,6 +48,26 @@ def redact(text: str) -> str:
     return text
 
 
+def mask_url(url: str) -> str:
+    """The URL with every query-string value masked and the fragment dropped: webhooks carry
+    their keys there (`?key=...`, `&access_token=...`), under any name."""
+    parts = urlsplit(url)
+    query = "&".join(f"{k}=***" for k, _ in parse_qsl(parts.query, keep_blank_values=True))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+
+
+_URL = re.compile(r"(?i)\bhttps?://[^\s\"'<>]+")
+
+
+def mask_urls(text: str) -> str:
+    """Every http(s) URL in `text` through `mask_url` (only when it has a query or fragment),
+    then the usual redaction (a password in the URL, a token elsewhere)."""
+    if "://" in text:
+        text = _URL.sub(lambda m: mask_url(m.group(0)) if any(c in m.group(0) for c in "?#")
+                        else m.group(0), text)
+    return redact(text)
+
+
 def redact_arguments(arguments: dict[str, Any]) -> str:
     """A tool call's arguments as the trace may keep them: every header value and every
     query-string value masked (either may carry a key), then the usual redaction."""
@@ -56,10 +76,7 @@ def redact_arguments(arguments: dict[str, Any]) -> str:
         if key == "headers" and isinstance(value, dict):
             return {name: "***" for name in value}
         if key == "url" and isinstance(value, str):
-            parts = urlsplit(value)
-            query = "&".join(f"{k}=***" for k, _ in parse_qsl(parts.query,
-                                                              keep_blank_values=True))
-            return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+            return mask_url(value)
         return value
 
     shown = {k: clean(k, v) for k, v in arguments.items()}
