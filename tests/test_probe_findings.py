@@ -143,3 +143,13 @@ def test_5_audit_names_tokens_by_id_and_masks_webhook_keys(gateway: GatewayProce
     audit_text = (gateway.home / "data" / "logs" / "audit.log").read_text(encoding="utf-8")
     assert "WEBHOOK-SECRET-1234" not in audit_text
     assert "https://hooks.example/notify?key=***&room=***" in audit_text  # still readable
+
+
+def test_5_the_recorded_model_input_masks_quoted_secrets(gateway: GatewayProcess) -> None:
+    sent = gateway.post('my config has api_key: "sk-live-0123456789abcdef", is that ok?')
+    assert sent.status_code == 200
+    shown = httpx.get(f"{gateway.url}/api/v1/messages/{sent.json()['id']}",
+                      headers=gateway.headers).json()
+    turns = shown["model_input"]["given"]  # recorded as JSON, masked over that JSON text
+    assert turns[-1]["content"] == 'my config has api_key: "***", is that ok?'
+    assert "sk-live-0123456789abcdef" not in json.dumps(shown["model_input"])

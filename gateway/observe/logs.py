@@ -30,9 +30,11 @@ _SECRETS = [
     (("@",), re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/@\s:]*:[^/@\s]*@"), r"\1***@"),
     (("mb_",), re.compile(r"\bmb_[A-Za-z0-9_\-]{16,}"), "mb_***"),
     (("bearer",), re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/\-]{8,}=*"), r"\1***"),
+    # a quote may be escaped (`\"`): the pattern also runs over JSON text, such as the model's
+    # recorded input, where `api_key: "sk-..."` reads `api_key: \"sk-...\"`
     (("key", "token", "secret", "password"),
-     re.compile(r"(?i)((?:api[_-]?key|token|secret|password)[\"']?\s*[:=]\s*[\"']?)"
-                r"[^\s\"'&,]{4,}"), r"\1***"),
+     re.compile(r"(?i)((?:api[_-]?key|token|secret|password)\\?[\"']?\s*[:=]\s*\\?[\"']?)"
+                r"[^\s\"'&,\\]{4,}"), r"\1***"),
 ]
 # Characters that (?i) matches to an ASCII letter but that lower() does not turn into one.
 _FOLD = str.maketrans({"\u0131": "i", "\u017f": "s"})
