@@ -19,6 +19,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -267,6 +268,13 @@ class Config(_Section):
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
     skills: SkillsConfig = Field(default_factory=SkillsConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    # each value that `${ENV}`/`${keyring:...}` filled in -> the text as written, so that a
+    # later check (channel options) can name the reference instead of echoing the secret
+    _expanded: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @property
+    def expanded(self) -> dict[str, str]:
+        return self._expanded
 
     @field_validator("channels")
     @classmethod
@@ -299,20 +307,21 @@ def for_skills(config: Config) -> dict[str, Any]:
 
 
 def expand_env(value: Any, path: str = "", problems: list[str] | None = None,
-               secret_lookup: Any = None) -> Any:
+               secret_lookup: Any = None, expanded: dict[str, str] | None = None) -> Any:
     """Replace `${VAR}` (environment) and `${keyring:name}` (OS keyring) in every string.
 
     A missing variable is a problem at its key path, not an empty string: an empty bot token
-    would fail much later with a far less helpful message.
+    would fail much later with a far less helpful message. `expanded` collects each filled-in
+    string with the text as written: errors show that text, never the secret it became.
     """
     problems = [] if problems is None else problems
     if isinstance(value, dict):
-        return {k: expand_env(v, f"{path}.{k}" if path else str(k), problems, secret_lookup)
-                for k, v in value.items()}
+        return {k: expand_env(v, f"{path}.{k}" if path else str(k), problems, secret_lookup,
+                              expanded) for k, v in value.items()}
     if isinstance(value, list):
-        return [expand_env(v, f"{path}[{i}]", problems, secret_lookup)
+        return [expand_env(v, f"{path}[{i}]", problems, secret_lookup, expanded)
                 for i, v in enumerate(value)]
-    if not isinstance(value, str):
+    if not isinstance(value, str) or "${" not in value:
         return value
 
     def resolve(match: re.Match[str]) -> str:
@@ -330,7 +339,10 @@ def expand_env(value: Any, path: str = "", problems: list[str] | None = None,
             return ""
         return os.environ[ref]
 
-    return _ENV_REF.sub(resolve, value)
+    result = _ENV_REF.sub(resolve, value)
+    if expanded is not None and result != value:
+        expanded[result] = value
+    return result
 
 
 # A key holds a secret when it is one of these words or ends with `_<word>` (`jwt_secret`,
@@ -344,23 +356,44 @@ def is_secret_key(name: str) -> bool:
     return bool(_SECRET_KEYS.match(name))
 
 
-def _describe(error: dict[str, Any]) -> str:
-    """One problem as 'key.path: what to fix, got <value>'; a secret's value is never shown."""
+def _describe(error: dict[str, Any], expanded: dict[str, str]) -> str:
+    """One problem as 'key.path: what to fix, got <value>'; a secret's value is never shown,
+    and a value filled in from `${ENV}` or the keyring is shown as written (`${NAME}`)."""
     loc = ".".join(str(p) for p in error["loc"]) or "(top level)"
     if error["type"] == "extra_forbidden":
         return f"{loc}: unknown key; remove it or check its spelling"
-    message = str(error["msg"]).removeprefix("Value error, ")
+    message = _as_written(str(error["msg"]).removeprefix("Value error, "), expanded)
     got = error.get("input")
     secret = any(is_secret_key(str(p)) for p in error["loc"])
     if secret and got is not None:
         return f"{loc}: {message} (value not shown: it is a secret)"
     plain = isinstance(got, dict | list) or got is None or "got " in message
+    if isinstance(got, str) and got in expanded:
+        got = expanded[got]
     return f"{loc}: {message}" + ("" if plain else f", got {got!r}")
 
 
-def describe_errors(error: ValidationError, prefix: tuple[str, ...] = ()) -> list[str]:
-    """Each problem of a validation error, its key path starting with `prefix`."""
-    return [_describe({**e, "loc": (*prefix, *e["loc"])}) for e in error.errors()]
+MIN_ECHOED = 8  # shorter filled-in values are replaced only where quoted, as validators write
+
+
+def _as_written(message: str, expanded: dict[str, str]) -> str:
+    """`message` with every filled-in value put back as written: validators quote the value
+    they refuse (`got 'enterprise:s3cret'`), and that may be a secret from the environment."""
+    for value, written in expanded.items():
+        if not value:
+            continue
+        message = message.replace(repr(value), repr(written))
+        if len(value) >= MIN_ECHOED:
+            message = message.replace(value, written)
+    return message
+
+
+def describe_errors(error: ValidationError, prefix: tuple[str, ...] = (),
+                    expanded: dict[str, str] | None = None) -> list[str]:
+    """Each problem of a validation error, its key path starting with `prefix`; `expanded`
+    (see `expand_env`) keeps secrets from the environment out of the sentences."""
+    return [_describe({**e, "loc": (*prefix, *e["loc"])}, expanded or {})
+            for e in error.errors()]
 
 
 def parse_config(data: Any, source: Path | str = "config.yaml",
@@ -372,14 +405,17 @@ def parse_config(data: Any, source: Path | str = "config.yaml",
         raise ConfigError(source, ["the file must be a mapping of sections "
                                    "(models:, gateway:, ...)"])
     problems: list[str] = []
-    expanded = expand_env(data, problems=problems, secret_lookup=secret_lookup)
+    filled: dict[str, str] = {}
+    expanded = expand_env(data, problems=problems, secret_lookup=secret_lookup,
+                          expanded=filled)
     try:
         config = Config.model_validate(expanded)
     except ValidationError as e:
-        problems.extend(describe_errors(e))
+        problems.extend(describe_errors(e, expanded=filled))
         raise ConfigError(source, problems) from e
     if problems:
         raise ConfigError(source, problems)
+    config._expanded = filled
     return config
 
 

@@ -149,7 +149,7 @@ def channel_options(config: Config, source: str) -> dict[str, BaseModel]:
         try:
             options[name] = channel_class(name).Options.model_validate(given)
         except ValidationError as e:
-            problems.extend(describe_errors(e, ("channels", name)))
+            problems.extend(describe_errors(e, ("channels", name), config.expanded))
     if problems:
         raise ConfigError(source, problems)
     return options

@@ -153,3 +153,20 @@ def test_5_the_recorded_model_input_masks_quoted_secrets(gateway: GatewayProcess
     turns = shown["model_input"]["given"]  # recorded as JSON, masked over that JSON text
     assert turns[-1]["content"] == 'my config has api_key: "***", is that ok?'
     assert "sk-live-0123456789abcdef" not in json.dumps(shown["model_input"])
+
+
+def test_5_config_check_never_echoes_a_value_from_the_environment(
+        home: Path, fake_model: FakeModelServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    gw = start_im(home, fake_model, monkeypatch)
+    try:
+        text = (home / "config.yaml").read_text(encoding="utf-8") + (
+            'gateway:\n  request_timeout: "${IM_PLATFORM_TOKEN}"\n'
+            'auth:\n  rate_limit:\n    per_ip: "${IM_PLATFORM_TOKEN}"\n')
+        checked = httpx.post(f"{gw.url}/api/v1/config/check", json={"text": text},
+                             headers=gw.headers, timeout=30)
+        problems = [p["message"] for p in checked.json()["problems"]]
+        assert len(problems) == 2, problems
+        assert all("'${IM_PLATFORM_TOKEN}'" in p for p in problems), problems
+        assert BOT not in checked.text and "probe-bot" not in checked.text
+    finally:
+        gw.stop()
