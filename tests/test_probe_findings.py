@@ -12,7 +12,14 @@ import httpx
 import pytest
 import websocket
 
-from tests.conftest import GatewayProcess, free_port, model_config, run_cli, write_config
+from tests.conftest import (
+    GatewayProcess,
+    free_port,
+    model_config,
+    new_token,
+    run_cli,
+    write_config,
+)
 from tests.fakes.fake_model import FakeModelServer
 
 
@@ -168,5 +175,25 @@ def test_5_config_check_never_echoes_a_value_from_the_environment(
         assert len(problems) == 2, problems
         assert all("'${IM_PLATFORM_TOKEN}'" in p for p in problems), problems
         assert BOT not in checked.text and "probe-bot" not in checked.text
+    finally:
+        gw.stop()
+
+
+def test_5_a_replay_id_is_tied_to_its_sender_and_credential(
+        home: Path, fake_model: FakeModelServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    gw = start_im(home, fake_model, monkeypatch)
+    try:
+        assert im_post(gw, "alice", "alice's private plan", "p-1").json()[
+            "reply"] == "echo: alice's private plan"
+        bob = im_post(gw, "bob", "bob's question", "p-1")  # alice's platform id, reused
+        assert bob.json()["reply"] == "echo: bob's question"
+        assert im_post(gw, "alice", "resent", "p-1").json()[
+            "reply"] == "echo: alice's private plan"  # alice's own retry is still a replay
+
+        second = new_token(home)  # another token of the same name ("dashboard")
+        key = {"Idempotency-Key": "k-1"}
+        assert gw.post("first token", headers=key).json()["reply"] == "echo: first token"
+        other = gw.post("second token", headers={**key, "Authorization": f"Bearer {second}"})
+        assert other.json()["reply"] == "echo: second token"
     finally:
         gw.stop()
