@@ -197,3 +197,30 @@ def test_5_a_replay_id_is_tied_to_its_sender_and_credential(
         assert other.json()["reply"] == "echo: second token"
     finally:
         gw.stop()
+
+
+def alias_bomb(levels: int = 6, width: int = 9) -> str:
+    """The probe's "billion laughs": each level repeats the one before `width` times."""
+    text = "a0: &a0 [" + ", ".join(['"lol"'] * width) + "]\n"
+    for level in range(1, levels + 1):
+        text += f"a{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * width) + "]\n"
+    return text
+
+
+def test_5_config_check_refuses_alias_bombs_and_deep_brackets(
+        gateway: GatewayProcess) -> None:
+    def check(text: str) -> list[dict[str, object]]:
+        answer = httpx.post(f"{gateway.url}/api/v1/config/check", json={"text": text},
+                            headers=gateway.headers, timeout=60)
+        assert answer.status_code == 200, answer.text  # deep brackets were a 500
+        return list(answer.json()["problems"])
+
+    bomb = check(alias_bomb())
+    assert len(bomb) == 1 and bomb[0]["line"] == 5, bomb  # where it passes the limit
+    assert "aliases (*name) expand to more than" in str(bomb[0]["message"])
+    deep = check("gateway: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert len(deep) == 1 and "nested deeper than" in str(deep[0]["message"]), deep
+    assert httpx.get(f"{gateway.url}/healthz").status_code == 200
+    (gateway.home / "config.yaml").write_text(alias_bomb(), encoding="utf-8")
+    doctor = run_cli(gateway.home, "doctor")  # the same check wherever config.yaml is read
+    assert "aliases (*name) expand" in doctor.stdout + doctor.stderr
