@@ -127,7 +127,7 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     app.config["SOCK_SERVER_OPTIONS"] = {"ping_interval": WS_PING_INTERVAL,
                                          "max_message_size": config.gateway.max_body_bytes}
     register_error_handlers(app, config.gateway.max_body_bytes)
-    app.before_request(web_door())  # first: before every route and every guard
+    app.before_request(web_door(pipeline))  # first: before every route and every guard
     # the server counts connections per address, except from the proxies config.yaml trusts
     app.config[PROXIES_CONFIG] = lambda: pipeline.settings.trusted_proxies
     app.register_blueprint(health)

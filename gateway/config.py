@@ -108,6 +108,18 @@ class GatewayConfig(_Section):
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
     shutdown_timeout: Duration = 10.0
     default_model: str | None = None
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="names the gateway answers to (Host header) "
+        "besides IP addresses, localhost and gateway.host, e.g. the name nginx serves")
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not name or any(c in name for c in "/:@ ") or name != name.strip():
+                raise ValueError(f"{name!r}: write a host name only, such as "
+                                 "'moltbot.example.com' (no scheme, port or path)")
+        return [n.lower().rstrip(".") for n in names]
 
     @field_validator("worker_processes")
     @classmethod

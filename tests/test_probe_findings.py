@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import time
 from pathlib import Path
 
 import httpx
@@ -224,3 +225,23 @@ def test_5_config_check_refuses_alias_bombs_and_deep_brackets(
     (gateway.home / "config.yaml").write_text(alias_bomb(), encoding="utf-8")
     doctor = run_cli(gateway.home, "doctor")  # the same check wherever config.yaml is read
     assert "aliases (*name) expand" in doctor.stdout + doctor.stderr
+
+
+def test_5_only_the_gateways_own_names_are_answered(gateway: GatewayProcess) -> None:
+    def get(path: str, host: str) -> httpx.Response:
+        return httpx.get(f"{gateway.url}{path}", headers={"Host": host}, timeout=10)
+
+    for path in ("/metrics", "/api/v1/stats", "/healthz"):
+        rebound = get(path, f"rebind.example:{gateway.port}")  # DNS rebinding's Host
+        assert rebound.status_code == 403, path
+        assert "gateway.allowed_hosts" in rebound.json()["error"]["message"]
+        for own in (f"127.0.0.1:{gateway.port}", f"localhost:{gateway.port}", "[::1]"):
+            assert get(path, own).status_code == 200, (path, own)
+    config = gateway.home / "config.yaml"
+    config.write_text(config.read_text(encoding="utf-8") + "gateway:\n  allowed_hosts: "
+                      "[moltbot.example]\n", encoding="utf-8")
+    deadline = time.monotonic() + 20
+    while get("/metrics", "moltbot.example").status_code != 200:  # taken on hot reload
+        assert time.monotonic() < deadline, gateway.log()[-2000:]
+        time.sleep(0.1)
+    assert get("/metrics", "rebind.example").status_code == 403

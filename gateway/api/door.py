@@ -1,10 +1,15 @@
 """The door of the gateway's web server.
 
-First, for every request (`web_door`, before any route): a request sent by a web page of
-another site (its `Origin` is not this gateway) is refused before it can count against
-anything. Browsers let any page open a WebSocket to 127.0.0.1 or post to it; without this, a
-page the owner happens to visit could send bad tokens until the owner's address is locked
-out.
+First, for every request (`web_door`, before any route):
+- a request for a name that is not the gateway's own (its `Host`) is refused: DNS rebinding
+  points a name the attacker owns at 127.0.0.1, and the browser then lets that site's pages
+  read our answers (/metrics, /api/v1/stats answer loopback without a token). An IP address
+  cannot be rebound, so any address is fine; names must be `localhost`, `gateway.host` or in
+  `gateway.allowed_hosts` (the name a proxy serves).
+- a request sent by a web page of another site (its `Origin` is not this gateway) is refused
+  before it can count against anything. Browsers let any page open a WebSocket to 127.0.0.1
+  or post to it; without this, a page the owner happens to visit could send bad tokens until
+  the owner's address is locked out.
 
 Then the guard chain at the door of web entries that are not messages (console pages' APIs,
 the admin API, a WebSocket handshake): the same chain, in the same order, as every message.
@@ -12,7 +17,9 @@ the admin API, a WebSocket handshake): the same chain, in the same order, as eve
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from flask import Request, request
 from flask.typing import ResponseReturnValue
@@ -44,10 +51,30 @@ def caller_of(entry: Entry, req: Request, channel: str, credential: str | None) 
                   browser="Origin" in req.headers)
 
 
-def web_door() -> Callable[[], ResponseReturnValue | None]:
+def is_own_name(entry: Entry, host_header: str) -> bool:
+    """Whether a `Host` header names this gateway (see the module docstring)."""
+    try:
+        host = urlsplit(f"//{host_header}").hostname or ""
+    except ValueError:  # "[::1" and the like: not a name of ours
+        return False
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    gateway = entry.settings.config.gateway
+    return host in ("localhost", gateway.host.lower()) or host in gateway.allowed_hosts
+
+
+def web_door(entry: Entry) -> Callable[[], ResponseReturnValue | None]:
     """The app-wide `before_request` hook that runs before every route and every guard."""
 
     def check() -> ResponseReturnValue | None:
+        host = request.environ.get("HTTP_HOST")
+        if host is not None and not is_own_name(entry, host):
+            return error_response("forbidden", f"This gateway does not answer to the name "
+                                  f"{host!r}. If that is its name (a proxy in front), add it "
+                                  "to gateway.allowed_hosts in config.yaml.")
         if not is_same_origin(request):
             return error_response("forbidden", "Pages of other sites may not use this "
                                   f"gateway (Origin {request.headers.get('Origin')!r}); open "
