@@ -139,7 +139,8 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     reloader = Reloader(workspace, config, loader, knowledge, on_skills=pipeline.use_skills)
     channels = ChannelSet()
     channels.build(Services(pipeline, app, Sock(app), store, reloader,
-                            Path(webui.__file__).parent, channels, metrics), settings.channels)
+                            Path(webui.__file__).parent, channels, metrics,
+                            process.token_cache), settings.channels)
     gateway = Gateway(app, workspace, process, pipeline, reloader, channels,
                       Alerting(config.alerts, metrics.window))
     reloader.on_config = gateway.apply_config  # a valid config.yaml edit lands here

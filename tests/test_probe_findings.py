@@ -245,3 +245,17 @@ def test_5_only_the_gateways_own_names_are_answered(gateway: GatewayProcess) -> 
         assert time.monotonic() < deadline, gateway.log()[-2000:]
         time.sleep(0.1)
     assert get("/metrics", "rebind.example").status_code == 403
+
+
+def test_5_logout_ends_the_session_token(gateway: GatewayProcess) -> None:
+    with httpx.Client(base_url=gateway.url, timeout=10) as browser:
+        assert browser.post("/api/v1/login", json={"token": gateway.token}).status_code == 200
+        session = browser.cookies["moltbot_token"]
+        assert session != gateway.token  # the cookie holds a session token of its own
+        assert browser.get("/api/v1/whoami").json()["principal"] == "token:console"
+        assert browser.post("/api/v1/logout", json={}).status_code == 200
+    stolen = httpx.get(f"{gateway.url}/api/v1/whoami", cookies={"moltbot_token": session})
+    assert stolen.status_code == 401  # a copy of the cookie no longer works
+    assert httpx.get(f"{gateway.url}/api/v1/skills", timeout=10,
+                     headers={"Authorization": f"Bearer {session}"}).status_code == 401
+    assert gateway.post("the owner's own token still works").status_code == 200

@@ -36,6 +36,17 @@ def issue_token(store: Store, expire_s: float, label: str = "dashboard") -> tupl
     return token, expires_at
 
 
+def revoke_token(store: Store, cache: TokenCache, token: str) -> bool:
+    """End an issued token now, in this process at once (its cache entry goes too); True if
+    it was one. A static `auth.tokens` entry cannot be ended here: it lives in config.yaml."""
+    digest = hash_token(token)
+    found = store.token_row(digest, time.time()) is not None
+    if found:
+        store.expire_tokens([digest], time.time())
+    cache.forget(digest)
+    return found
+
+
 class StaticTokens:
     """`auth.tokens` from config.yaml, for scripts and devices; principal `token:config`."""
 
