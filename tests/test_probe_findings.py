@@ -259,3 +259,25 @@ def test_5_logout_ends_the_session_token(gateway: GatewayProcess) -> None:
     assert httpx.get(f"{gateway.url}/api/v1/skills", timeout=10,
                      headers={"Authorization": f"Bearer {session}"}).status_code == 401
     assert gateway.post("the owner's own token still works").status_code == 200
+
+
+def test_5_the_cookie_is_secure_behind_a_trusted_tls_proxy(
+        home: Path, fake_model: FakeModelServer) -> None:
+    write_config(home, {**model_config(fake_model.url),
+                        "auth": {"trusted_proxies": ["127.0.0.1/32"]},
+                        "console": {"allow_ips": ["127.0.0.0/8", "198.51.100.0/24"]}})
+    gw = GatewayProcess(home, free_port()).start()
+    try:
+        def cookie(source: str, proto: str) -> str:
+            with httpx.Client(transport=httpx.HTTPTransport(local_address=source)) as client:
+                login = client.post(f"{gw.url}/api/v1/login", json={"token": gw.token},
+                                    headers={"X-Forwarded-Proto": proto,
+                                             "X-Forwarded-For": "198.51.100.7"}, timeout=10)
+            assert login.status_code == 200, login.text
+            return login.headers["set-cookie"].lower()
+
+        assert "; secure" in cookie("127.0.0.1", "https")  # nginx ended TLS
+        assert "; secure" not in cookie("127.0.0.1", "http")
+        assert "; secure" not in cookie("127.0.0.2", "https")  # not a proxy: just a header
+    finally:
+        gw.stop()

@@ -46,6 +46,19 @@ def client_address(entry: Entry, req: Request) -> str:
     return hops[0] if hops else peer
 
 
+def is_https(entry: Entry, req: Request) -> bool:
+    """Whether the client reached us over TLS: on our own socket, or, when the peer is one of
+    `auth.trusted_proxies`, as that proxy says in X-Forwarded-Proto (nginx ends TLS and talks
+    plain HTTP to us). Anyone else's X-Forwarded-Proto is just a header."""
+    if req.is_secure:
+        return True
+    trusted = entry.settings.trusted_proxies
+    if not trusted or not in_networks(req.remote_addr or "", trusted):
+        return False
+    said = req.headers.get("X-Forwarded-Proto", "").split(",")[-1].strip().lower()
+    return said == "https"
+
+
 def caller_of(entry: Entry, req: Request, channel: str, credential: str | None) -> Caller:
     return Caller(channel, peer=client_address(entry, req), credential=credential,
                   browser="Origin" in req.headers)

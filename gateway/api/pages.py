@@ -19,7 +19,7 @@ from flask.typing import ResponseReturnValue
 
 from gateway.api.console_assets import console_page
 from gateway.api.credentials import COOKIE, request_credential
-from gateway.api.door import caller_of, client_address, guarded, refusal_response
+from gateway.api.door import caller_of, client_address, guarded, is_https, refusal_response
 from gateway.api.errors import error_response
 from gateway.channels.base import Services
 from gateway.guards.chain import Allow
@@ -74,7 +74,7 @@ def build_pages(services: Services, channel: str,
               source=caller.peer, session=credential_id(token))
         response = jsonify({"principal": verdict.principal})
         response.set_cookie(COOKIE, token, max_age=int(expire), httponly=True,
-                            samesite="Strict", secure=request.is_secure)
+                            samesite="Strict", secure=is_https(entry, request))
         return response
 
     @bp.post("/api/v1/logout")
@@ -87,7 +87,8 @@ def build_pages(services: Services, channel: str,
             audit("console.logout", actor="", source=client_address(entry, request),
                   session=credential_id(session))
         response: Response = jsonify({"ok": True})
-        response.delete_cookie(COOKIE)
+        response.delete_cookie(COOKIE, secure=is_https(entry, request), httponly=True,
+                               samesite="Strict")
         return response
 
     whoami_check = guarded(entry, channel)
