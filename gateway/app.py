@@ -134,7 +134,8 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     app.register_blueprint(build_metrics_api(metrics, lambda req: isinstance(pipeline.admit(
         caller_of(pipeline, req, "console", request_credential(req))), Allow)))
 
-    hosts = SkillHostPool(workspace.root, config.skills.host_processes, for_skills(config))
+    hosts = SkillHostPool(workspace.root, config.skills.host_processes, for_skills(config),
+                          config.skills.env)
     loader = SkillLoader(workspace.root, hosts, config.skills.timeout)
     reloader = Reloader(workspace, config, loader, knowledge, on_skills=pipeline.use_skills)
     channels = ChannelSet()

@@ -281,3 +281,36 @@ def test_5_the_cookie_is_secure_behind_a_trusted_tls_proxy(
         assert "; secure" not in cookie("127.0.0.2", "https")  # not a proxy: just a header
     finally:
         gw.stop()
+
+
+ENV_SKILL = '''
+import os
+from moltbot_sdk import Skill, context
+
+
+class EnvProbe(Skill):
+    @context.handle(intent="envprobe", command="envprobe")
+    def show(self, msg):
+        return {"reply": " ".join(sorted(os.environ))
+                + " | " + os.environ.get("WEATHER_KEY", "-")}
+'''
+
+
+def test_5_python_skills_get_only_the_environment_config_grants(
+        home: Path, fake_model: FakeModelServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROBE_MODEL_API_KEY", "sk-never-for-skills")  # a ${ENV} secret
+    monkeypatch.setenv("PROBE_WEATHER", "granted-weather-key")
+    write_config(home, {**model_config(fake_model.url, api_key="${PROBE_MODEL_API_KEY}"),
+                        "skills": {"env": {"WEATHER_KEY": "${PROBE_WEATHER}"}}})
+    (home / "skills").mkdir(parents=True, exist_ok=True)
+    (home / "skills" / "envprobe.py").write_text(ENV_SKILL, encoding="utf-8")
+    gw = GatewayProcess(home, free_port()).start()
+    try:
+        reply = gw.post("/envprobe").json()["reply"]
+        names, _, weather = reply.partition(" | ")
+        assert weather == "granted-weather-key"
+        assert "PROBE_MODEL_API_KEY" not in names.split() and "sk-never" not in reply
+        assert "PROBE_WEATHER" not in names.split()  # only the name config gave it
+        assert {"PATH", "MOLTBOT_HOME"} <= set(names.split())
+    finally:
+        gw.stop()
