@@ -314,3 +314,20 @@ def test_5_python_skills_get_only_the_environment_config_grants(
         assert {"PATH", "MOLTBOT_HOME"} <= set(names.split())
     finally:
         gw.stop()
+
+
+def test_5_wrong_login_codes_are_counted_by_the_lockout(gateway: GatewayProcess) -> None:
+    page = {"Origin": gateway.url}  # the console's own page posts the code from the link
+    codes = [httpx.post(f"{gateway.url}/api/v1/login", json={"code": f"wrong-{i}"},
+                        headers=page, timeout=10) for i in range(10)]
+    assert [c.status_code for c in codes] == [401] * 9 + [429]
+    assert "sign-in code" in codes[0].json()["error"]["message"]
+    assert "auth.lockout" in codes[-1].json()["error"]["message"]
+    good = httpx.post(f"{gateway.url}/api/v1/login/code", headers=gateway.headers,
+                      timeout=10).json()["code"]
+    late = httpx.post(f"{gateway.url}/api/v1/login", json={"code": good}, headers=page,
+                      timeout=10)
+    assert late.status_code == 429  # a locked-out browser gets no session, good code or not
+    listed = json.loads(run_cli(gateway.home, "token", "list", "--json").stdout)["tokens"]
+    assert [t["name"] for t in listed] == ["dashboard"]  # and none lingers in the store
+    assert gateway.post("the owner's programs are not locked out").status_code == 200

@@ -55,17 +55,20 @@ def build_pages(services: Services, channel: str,
         code = data.get("code") if isinstance(data, dict) else None
         from_code = token is None and isinstance(code, str) and redeem_code is not None
         if from_code and isinstance(code, str) and redeem_code:  # gateway.api.login_codes
-            token = redeem_code(code)
-            if token is None:
-                audit("console.login_refused", actor="", source=client_address(entry, request),
-                      code="code_spent")
-                return error_response("unauthorized", "That sign-in code is used or expired; "
-                                      "open the console from the tray again.")
+            # a code that redeems nothing passes the chain as the bad credential it is: it is
+            # rate-limited and counted by the lockout like a wrong token
+            token = redeem_code(code) or code
         caller = caller_of(entry, request, channel, token)
         verdict = entry.admit(caller)
         if not isinstance(verdict, Allow) or token is None:
+            if from_code and token != code:  # a good code's fresh session must not linger
+                revoke_token(store, services.token_cache, token or "")
+            refused = getattr(verdict, "code", "challenge")
             audit("console.login_refused", actor="", source=caller.peer,
-                  code=getattr(verdict, "code", "challenge"))
+                  code="code_spent" if from_code and refused == "unauthorized" else refused)
+            if from_code and refused == "unauthorized":
+                return error_response("unauthorized", "That sign-in code is used or expired; "
+                                      "open the console from the tray again.")
             return refusal_response(verdict)
         expire = entry.settings.config.auth.token_expire
         if not from_code:  # a code already gave a fresh session token; a lasting one does not
