@@ -59,14 +59,15 @@ def audit(action: str, *, actor: str, source: str = "", actor_id: str = "",
 
 
 def _masked(value: Any) -> Any:
-    if isinstance(value, str):
-        return mask_urls(value)
+    """A detail as the audit log may keep it: every string in it masked, numbers as they are,
+    anything else masked as its text."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
     if isinstance(value, dict):
         return {str(k): _masked(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [_masked(v) for v in value]
-    return value if value is None or isinstance(value, bool | int | float) else _masked(
-        str(value))
+    return mask_urls(str(value))
 
 
 def config_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[Any]]:
