@@ -188,7 +188,8 @@ class Bench:
         self.home.mkdir(parents=True)
         (self.home / "config.yaml").write_text(
             f"models:\n  {MODEL_NAME}:\n    endpoint: \"{self.model_url}\"\n"
-            f"gateway:\n  max_connections: 19000\n  session_timeout: 1h\n", encoding="utf-8")
+            f"gateway:\n  max_connections: 19000\n  max_connections_per_ip: 19000\n"
+            f"  session_timeout: 1h\n", encoding="utf-8")
         env = {**os.environ, "MOLTBOT_HOME": str(self.home)}
         self.port = free_port()
         proc = self._spawn("gateway", [sys.executable, "-m", "gateway.server",

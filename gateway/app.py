@@ -15,7 +15,7 @@ from flask_sock import Sock
 
 import webui
 from gateway.api.credentials import request_credential
-from gateway.api.door import caller_of
+from gateway.api.door import caller_of, web_door
 from gateway.api.errors import register_error_handlers
 from gateway.api.health import health
 from gateway.api.metrics import build_metrics_api
@@ -25,6 +25,7 @@ from gateway.chat import ChatResponder
 from gateway.config import Config, for_skills
 from gateway.execute import Executor
 from gateway.guards.chain import Allow
+from gateway.httpserver import PROXIES_CONFIG
 from gateway.knowledge import KnowledgeBase
 from gateway.knowledge.search import load_dictionary
 from gateway.observe.alerting.service import Alerting
@@ -130,16 +131,21 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     app.config["SOCK_SERVER_OPTIONS"] = {"ping_interval": WS_PING_INTERVAL,
                                          "max_message_size": config.gateway.max_body_bytes}
     register_error_handlers(app, config.gateway.max_body_bytes)
+    app.before_request(web_door(pipeline))  # first: before every route and every guard
+    # the server counts connections per address, except from the proxies config.yaml trusts
+    app.config[PROXIES_CONFIG] = lambda: pipeline.settings.trusted_proxies
     app.register_blueprint(health)
     app.register_blueprint(build_metrics_api(metrics, lambda req: isinstance(pipeline.admit(
         caller_of(pipeline, req, "console", request_credential(req))), Allow)))
 
-    hosts = SkillHostPool(workspace.root, config.skills.host_processes, for_skills(config))
+    hosts = SkillHostPool(workspace.root, config.skills.host_processes, for_skills(config),
+                          config.skills.env)
     loader = SkillLoader(workspace.root, hosts, config.skills.timeout)
     reloader = Reloader(workspace, config, loader, knowledge, on_skills=pipeline.use_skills)
     channels = ChannelSet()
     channels.build(Services(pipeline, app, Sock(app), store, reloader,
-                            Path(webui.__file__).parent, channels, metrics), settings.channels)
+                            Path(webui.__file__).parent, channels, metrics,
+                            process.token_cache), settings.channels)
     gateway = Gateway(app, workspace, process, pipeline, reloader, channels,
                       Alerting(config.alerts, metrics.window))
     reloader.on_config = gateway.apply_config  # a valid config.yaml edit lands here

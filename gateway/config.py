@@ -19,6 +19,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -97,14 +98,28 @@ class GatewayConfig(_Section):
     worker_processes: int = Field(1, ge=1)
     max_connections: int = Field(1000, ge=1)
     keepalive_timeout: Duration = 65.0
-    request_timeout: Duration = Field(10.0, gt=0, description="a request's head and body, "
-                                      "from its first byte")
-    max_connections_per_ip: int = Field(64, ge=1, description="loopback is not counted")
+    request_timeout: Duration = Field(10.0, gt=0, description="a request's head and body: "
+                                      "the first from the accept, later ones from their "
+                                      "first byte")
+    max_connections_per_ip: int = Field(64, ge=1, description="each address counted, "
+                                        "loopback ones too; auth.trusted_proxies are not")
     session_timeout: Duration = 1800.0
     context_tokens: int = Field(2048, ge=64, description="history budget sent to the model")
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
     shutdown_timeout: Duration = 10.0
     default_model: str | None = None
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="names the gateway answers to (Host header) "
+        "besides IP addresses, localhost and gateway.host, e.g. the name nginx serves")
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not name or any(c in name for c in "/:@ ") or name != name.strip():
+                raise ValueError(f"{name!r}: write a host name only, such as "
+                                 "'moltbot.example.com' (no scheme, port or path)")
+        return [n.lower().rstrip(".") for n in names]
 
     @field_validator("worker_processes")
     @classmethod
@@ -248,9 +263,24 @@ class ToolsConfig(_Section):
         return folders
 
 
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
 class SkillsConfig(_Section):
     timeout: Duration = 30.0
     host_processes: int = Field(2, ge=1, le=16)
+    env: dict[str, str] = Field(
+        default_factory=dict, description="environment variables skills get, e.g. "
+        "{WEATHER_KEY: \"${WEATHER_KEY}\"}; nothing else of the gateway's reaches them")
+
+    @field_validator("env")
+    @classmethod
+    def _variable_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for name in env:
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"{name!r} is not a variable name: letters, digits and _, "
+                                 "not starting with a digit")
+        return env
 
 
 class Config(_Section):
@@ -265,6 +295,13 @@ class Config(_Section):
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
     skills: SkillsConfig = Field(default_factory=SkillsConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    # each value that `${ENV}`/`${keyring:...}` filled in -> the text as written, so that a
+    # later check (channel options) can name the reference instead of echoing the secret
+    _expanded: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @property
+    def expanded(self) -> dict[str, str]:
+        return self._expanded
 
     @field_validator("channels")
     @classmethod
@@ -297,20 +334,21 @@ def for_skills(config: Config) -> dict[str, Any]:
 
 
 def expand_env(value: Any, path: str = "", problems: list[str] | None = None,
-               secret_lookup: Any = None) -> Any:
+               secret_lookup: Any = None, expanded: dict[str, str] | None = None) -> Any:
     """Replace `${VAR}` (environment) and `${keyring:name}` (OS keyring) in every string.
 
     A missing variable is a problem at its key path, not an empty string: an empty bot token
-    would fail much later with a far less helpful message.
+    would fail much later with a far less helpful message. `expanded` collects each filled-in
+    string with the text as written: errors show that text, never the secret it became.
     """
     problems = [] if problems is None else problems
     if isinstance(value, dict):
-        return {k: expand_env(v, f"{path}.{k}" if path else str(k), problems, secret_lookup)
-                for k, v in value.items()}
+        return {k: expand_env(v, f"{path}.{k}" if path else str(k), problems, secret_lookup,
+                              expanded) for k, v in value.items()}
     if isinstance(value, list):
-        return [expand_env(v, f"{path}[{i}]", problems, secret_lookup)
+        return [expand_env(v, f"{path}[{i}]", problems, secret_lookup, expanded)
                 for i, v in enumerate(value)]
-    if not isinstance(value, str):
+    if not isinstance(value, str) or "${" not in value:
         return value
 
     def resolve(match: re.Match[str]) -> str:
@@ -328,7 +366,10 @@ def expand_env(value: Any, path: str = "", problems: list[str] | None = None,
             return ""
         return os.environ[ref]
 
-    return _ENV_REF.sub(resolve, value)
+    result = _ENV_REF.sub(resolve, value)
+    if expanded is not None and result != value:
+        expanded[result] = value
+    return result
 
 
 # A key holds a secret when it is one of these words or ends with `_<word>` (`jwt_secret`,
@@ -342,23 +383,44 @@ def is_secret_key(name: str) -> bool:
     return bool(_SECRET_KEYS.match(name))
 
 
-def _describe(error: dict[str, Any]) -> str:
-    """One problem as 'key.path: what to fix, got <value>'; a secret's value is never shown."""
+def _describe(error: dict[str, Any], expanded: dict[str, str]) -> str:
+    """One problem as 'key.path: what to fix, got <value>'; a secret's value is never shown,
+    and a value filled in from `${ENV}` or the keyring is shown as written (`${NAME}`)."""
     loc = ".".join(str(p) for p in error["loc"]) or "(top level)"
     if error["type"] == "extra_forbidden":
         return f"{loc}: unknown key; remove it or check its spelling"
-    message = str(error["msg"]).removeprefix("Value error, ")
+    message = _as_written(str(error["msg"]).removeprefix("Value error, "), expanded)
     got = error.get("input")
     secret = any(is_secret_key(str(p)) for p in error["loc"])
     if secret and got is not None:
         return f"{loc}: {message} (value not shown: it is a secret)"
     plain = isinstance(got, dict | list) or got is None or "got " in message
+    if isinstance(got, str) and got in expanded:
+        got = expanded[got]
     return f"{loc}: {message}" + ("" if plain else f", got {got!r}")
 
 
-def describe_errors(error: ValidationError, prefix: tuple[str, ...] = ()) -> list[str]:
-    """Each problem of a validation error, its key path starting with `prefix`."""
-    return [_describe({**e, "loc": (*prefix, *e["loc"])}) for e in error.errors()]
+MIN_ECHOED = 8  # shorter filled-in values are replaced only where quoted, as validators write
+
+
+def _as_written(message: str, expanded: dict[str, str]) -> str:
+    """`message` with every filled-in value put back as written: validators quote the value
+    they refuse (`got 'enterprise:s3cret'`), and that may be a secret from the environment."""
+    for value, written in expanded.items():
+        if not value:
+            continue
+        message = message.replace(repr(value), repr(written))
+        if len(value) >= MIN_ECHOED:
+            message = message.replace(value, written)
+    return message
+
+
+def describe_errors(error: ValidationError, prefix: tuple[str, ...] = (),
+                    expanded: dict[str, str] | None = None) -> list[str]:
+    """Each problem of a validation error, its key path starting with `prefix`; `expanded`
+    (see `expand_env`) keeps secrets from the environment out of the sentences."""
+    return [_describe({**e, "loc": (*prefix, *e["loc"])}, expanded or {})
+            for e in error.errors()]
 
 
 def parse_config(data: Any, source: Path | str = "config.yaml",
@@ -370,15 +432,73 @@ def parse_config(data: Any, source: Path | str = "config.yaml",
         raise ConfigError(source, ["the file must be a mapping of sections "
                                    "(models:, gateway:, ...)"])
     problems: list[str] = []
-    expanded = expand_env(data, problems=problems, secret_lookup=secret_lookup)
+    filled: dict[str, str] = {}
+    expanded = expand_env(data, problems=problems, secret_lookup=secret_lookup,
+                          expanded=filled)
     try:
         config = Config.model_validate(expanded)
     except ValidationError as e:
-        problems.extend(describe_errors(e))
+        problems.extend(describe_errors(e, expanded=filled))
         raise ConfigError(source, problems) from e
     if problems:
         raise ConfigError(source, problems)
+    config._expanded = filled
     return config
+
+
+MAX_DEPTH = 32  # levels of nesting; config.yaml needs about six
+MAX_VALUES = 20_000  # values once every alias is expanded; config.yaml needs hundreds
+
+
+class YamlTooLarge(yaml.MarkedYAMLError):
+    """YAML that would cost far more to read than any config.yaml: nested too deep (the
+    parser would recurse until it fails), or aliases that expand exponentially (a "billion
+    laughs": six levels of nine aliases are half a million values, seconds of CPU)."""
+
+
+def check_yaml_size(text: str) -> None:
+    """Measure `text` from its event stream (which neither recurses nor expands aliases);
+    raises `YamlTooLarge` at the line where it goes past `MAX_DEPTH` or `MAX_VALUES`."""
+    sizes: dict[str, int] = {}  # anchor -> how many values it expands to
+    open_: list[tuple[str | None, int]] = [(None, 0)]  # (anchor, values so far) per level
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            if len(open_) > MAX_DEPTH:
+                raise YamlTooLarge(problem=f"nested deeper than {MAX_DEPTH} levels; a "
+                                   "config.yaml needs about six", problem_mark=event.start_mark)
+            open_.append((event.anchor, 1))
+            continue
+        if isinstance(event, yaml.CollectionEndEvent):
+            anchor, size = open_.pop()
+        elif isinstance(event, yaml.ScalarEvent):
+            anchor, size = event.anchor, 1
+        elif isinstance(event, yaml.AliasEvent):
+            anchor, size = None, sizes.get(event.anchor or "", 1)
+        else:
+            continue
+        if anchor:
+            sizes[anchor] = size
+        parent_anchor, parent_size = open_[-1]
+        open_[-1] = (parent_anchor, parent_size + size)
+        if parent_size + size > MAX_VALUES:
+            raise YamlTooLarge(problem=f"its aliases (*name) expand to more than {MAX_VALUES} "
+                               "values, each repeating all its &anchor holds; a config.yaml "
+                               "needs far fewer: write the values out", problem_mark=
+                               event.start_mark)
+
+
+def read_yaml(text: str) -> Any:
+    """Parse config.yaml's text safely: its size is checked before anything is built."""
+    check_yaml_size(text)
+    return yaml.safe_load(text)
+
+
+def yaml_problem(e: yaml.YAMLError) -> str:
+    """A YAML error as one line that says where and what to fix."""
+    mark = getattr(e, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    what = getattr(e, "problem", None) or e
+    return f"{where}{what}" if isinstance(e, YamlTooLarge) else f"{where}not valid YAML ({what})"
 
 
 def load_config(path: Path, secret_lookup: Any = None) -> Config:
@@ -386,11 +506,9 @@ def load_config(path: Path, secret_lookup: Any = None) -> Config:
     if not path.exists():
         return Config()
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = read_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(path, [f"{where}not valid YAML ({getattr(e, 'problem', e)})"]) from e
+        raise ConfigError(path, [yaml_problem(e)]) from e
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(path, [f"cannot read the file: {e}"]) from e
     return parse_config(data, path, secret_lookup)

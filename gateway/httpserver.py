@@ -8,12 +8,16 @@
 - `max_connections`: one over the limit gets a short 503 and is closed, never left hanging.
 - `keepalive_timeout`: an idle HTTP connection is closed after it (WebSocket routes lift it).
 - Memory per WebSocket: the HTTP read buffer is released once the connection is upgraded.
-- Slow clients: from its first byte, a request's head and body must arrive within
-  `request_timeout` (gevent's own limit is per `recv`, so a trickle of one byte a minute would
-  hold a connection for ever): the head gets a 408, a body too slow a JSON 408. And one address
-  may hold at most `max_per_address` connections (loopback is not counted: behind nginx every
-  client is loopback, and nginx limits its own), so slow sockets from one place cannot fill
-  `max_connections`.
+- Slow and idle clients: a connection's first request (head and body) must arrive within
+  `request_timeout` of the accept, and each later one within `request_timeout` of its first
+  byte (gevent's own limit is per `recv`, so a trickle of one byte a minute would hold a
+  connection for ever). A connection that sent nothing is closed quietly; a head too slow gets
+  a 408, a body too slow a JSON 408. Between requests, keep-alive waits `keepalive_timeout`.
+- One address may hold at most `max_per_address` connections, so idle or slow sockets from one
+  place cannot fill `max_connections`. Loopback addresses are counted too, each on its own
+  (127.0.0.0/8 is sixteen million addresses any local program can use); only the configured
+  proxies (`auth.trusted_proxies`, asked at each accept) are not: behind nginx every client
+  arrives from nginx, and nginx limits its own.
 """
 
 from __future__ import annotations
@@ -23,12 +27,15 @@ import logging
 import socket
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from gevent import Timeout
 from gevent import socket as gsocket
 from gevent.pywsgi import WSGIHandler, WSGIServer
 from werkzeug.exceptions import RequestTimeout
+
+from gateway.guards.rate_limit import Network, in_networks
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +96,29 @@ class DeadlineInput:
 class GatewayHandler(WSGIHandler):
     _head_timer: Any = None
     _started = 0.0
+    _accepted: float | None = None  # set until the first request's head has begun
+    _head_began = False
+
+    def __init__(self, sock: Any, address: Any, server: Any) -> None:
+        super().__init__(sock, address, server)
+        self._accepted = time.monotonic()  # handlers are made at the accept
 
     def read_requestline(self) -> str:
-        """Wait (idle keep-alive: up to the socket timeout) for the first byte, then start the
-        clock: the head must be complete within `request_timeout`."""
-        self.rfile.peek(1)  # type: ignore[has-type]  # gevent has no annotations
-        self._started = time.monotonic()
-        self._head_timer = Timeout.start_new(self.server.request_timeout, TooSlow)
+        """The first request's clock starts at the accept: a socket that sends nothing holds
+        a connection only `request_timeout`, not `keepalive_timeout`. A later request waits
+        (idle keep-alive: up to the socket timeout) for its first byte, then starts its clock.
+        Either way the head must be complete within `request_timeout`."""
+        self._head_began = False
+        if self._accepted is not None:
+            self._started, self._accepted = self._accepted, None
+            left = self._started + self.server.request_timeout - time.monotonic()
+            self._head_timer = Timeout.start_new(max(0.0, left), TooSlow)
+            self.rfile.peek(1)  # type: ignore[has-type]  # gevent has no annotations
+        else:
+            self.rfile.peek(1)  # type: ignore[has-type]
+            self._started = time.monotonic()
+            self._head_timer = Timeout.start_new(self.server.request_timeout, TooSlow)
+        self._head_began = True
         line: str = super().read_requestline()
         return line
 
@@ -108,6 +131,11 @@ class GatewayHandler(WSGIHandler):
     def handle_one_request(self) -> Any:
         try:
             return super().handle_one_request()
+        except TooSlow:  # while waiting for the request line (later ones: in read_request)
+            if not self._head_began:
+                return None  # nothing came since the accept: close without a word
+            self.log_error("request line from %s too slow: closed", self.client_address)
+            return ("408", SLOW_RESPONSE)
         finally:
             self._stop_head_timer()
 
@@ -148,23 +176,33 @@ class GatewayHandler(WSGIHandler):
         super().process_result()
 
 
+PROXIES_CONFIG = "MOLTBOT_PROXIES"  # Flask config key: a callable giving the trusted proxies
+
+
 class GatewayServer(WSGIServer):
     handler_class = GatewayHandler
 
     def __init__(self, listener: Any, application: Any, *, max_connections: int,
                  keepalive_timeout: float, request_timeout: float = 10.0,
-                 max_per_address: int = 64, **kwargs: Any) -> None:
+                 max_per_address: int = 64,
+                 proxies: Callable[[], tuple[Network, ...]] | None = None,
+                 **kwargs: Any) -> None:
+        """`proxies` gives the addresses not counted per address (asked at each accept, so a
+        config reload applies); without it, the one the WSGI app publishes as
+        `PROXIES_CONFIG` in its config (the composition root does), else none."""
         super().__init__(listener, application, **kwargs)
         self.max_connections = max_connections
         self.keepalive_timeout = keepalive_timeout
         self.request_timeout = request_timeout
         self.max_per_address = max_per_address
+        published = getattr(application, "config", {}).get(PROXIES_CONFIG)
+        self.proxies: Callable[[], tuple[Network, ...]] = proxies or published or tuple
         self.active = 0
         self.by_address: Counter[str] = Counter()
 
     def handle(self, sock: Any, address: Any) -> None:
         ip = str(address[0]) if isinstance(address, tuple) else ""
-        counted = not (ip.startswith("127.") or ip == "::1")
+        counted = not in_networks(ip, self.proxies())
         if self.active >= self.max_connections:
             refuse_busy(sock)
             return

@@ -128,7 +128,9 @@ class Pipeline:
         msg = replace(msg, principal=verdict.principal, sender=sender, chat=msg.chat or sender)
         if not msg.client_id:
             return self._store_and_answer(msg, None, trace, settings, on_delta, cancel, timer)
-        key = f"{msg.channel}:{msg.principal}:{msg.client_id}"
+        # a client's id is its own: tied to the credential that proved it (two tokens of one
+        # name are two clients) and to the sender (a platform speaks for many people)
+        key = f"{msg.channel}:{msg.principal}#{verdict.credential}:{msg.sender}:{msg.client_id}"
         attempt, mine = self.in_flight.claim(key)
         if not mine:
             timer.route = "retry"

@@ -28,7 +28,13 @@ from gateway.guards.authenticate import Authenticate, Authenticator, CredentialS
 from gateway.guards.chain import GuardChain
 from gateway.guards.jwt_tokens import JwtTokens
 from gateway.guards.lockout import LockoutBook, LockoutPolicy
-from gateway.guards.rate_limit import Network, RateLimit, new_limiter, parse_networks
+from gateway.guards.rate_limit import (
+    Network,
+    RateLimit,
+    SharedLimits,
+    new_limiter,
+    parse_networks,
+)
 from gateway.guards.stranger import StrangerPolicy
 from gateway.guards.tokens import IssuedTokens, PlatformToken, StaticTokens
 from gateway.models.pool import ModelPool
@@ -123,14 +129,15 @@ def build_guards(config: Config, process: Process,
     security = config.security
     lockout = LockoutPolicy(auth.lockout.failures, auth.lockout.window, auth.lockout.duration,
                             parse_networks(auth.lockout.exempt))
+    limiter = process.limiter_for(auth.rate_limit.storage)
+    exempt = parse_networks(auth.rate_limit.exempt)
     return GuardChain([
         AddressAllowlist(parse_networks(config.console.allow_ips),
                          parse_networks(auth.allow_ips)),
-        RateLimit(process.limiter_for(auth.rate_limit.storage),
-                  global_limit=auth.rate_limit.global_, per_ip=auth.rate_limit.per_ip,
-                  exempt=parse_networks(auth.rate_limit.exempt),
-                  per_sender=auth.rate_limit.per_sender, chat_channels=platforms),
+        RateLimit(limiter, per_ip=auth.rate_limit.per_ip, exempt=exempt),
         Authenticate(Authenticator(sources), process.lockout, lockout),
+        SharedLimits(limiter, global_limit=auth.rate_limit.global_, exempt=exempt,
+                     per_sender=auth.rate_limit.per_sender, chat_channels=platforms),
         StrangerPolicy(process.store, mode=security.stranger_mode,
                        code_expire=security.code_expire,
                        max_attempts=security.max_code_attempts,
@@ -147,7 +154,7 @@ def channel_options(config: Config, source: str) -> dict[str, BaseModel]:
         try:
             options[name] = channel_class(name).Options.model_validate(given)
         except ValidationError as e:
-            problems.extend(describe_errors(e, ("channels", name)))
+            problems.extend(describe_errors(e, ("channels", name), config.expanded))
     if problems:
         raise ConfigError(source, problems)
     return options

@@ -15,8 +15,14 @@ from gateway.guards.authenticate import Authenticate, Authenticator
 from gateway.guards.chain import Allow, Caller, Challenge, GuardChain, Refuse, Verdict
 from gateway.guards.jwt_tokens import JwtTokens
 from gateway.guards.lockout import LockoutBook, LockoutPolicy
-from gateway.guards.rate_limit import RateLimit, new_limiter, parse_networks, parse_rate
-from gateway.guards.tokens import IssuedTokens, StaticTokens, issue_token
+from gateway.guards.rate_limit import (
+    RateLimit,
+    SharedLimits,
+    new_limiter,
+    parse_networks,
+    parse_rate,
+)
+from gateway.guards.tokens import IssuedTokens, StaticTokens, credential_id, issue_token
 from gateway.store import Store
 
 SECRET = "a-strong-random-secret-of-32-chars!!"
@@ -36,7 +42,8 @@ class Named:
 
 
 def test_the_chain_refuses_guards_out_of_the_documented_order() -> None:
-    with pytest.raises(ValueError, match="address -> rate_limit -> authentication -> stranger"):
+    with pytest.raises(ValueError, match="address -> rate_limit -> authentication -> "
+                                         "shared_limit -> stranger"):
         GuardChain([Named("authentication", Allow("x")), Named("rate_limit", Allow())])
 
 
@@ -80,8 +87,10 @@ def test_tokens_static_issued_unknown_and_expired(tmp_path: Path) -> None:
     issued, _ = issue_token(store, 3600, label="tray")
     short, _ = issue_token(store, 0.05, label="short")
     assert chain.admit(Caller("http", credential="static-token-of-some-length")) == Allow(
-        "token:config", ("authentication",))
-    assert chain.admit(Caller("http", credential=issued)).principal == "token:tray"
+        "token:config", ("authentication",), credential_id("static-token-of-some-length"))
+    tray = chain.admit(Caller("http", credential=issued))
+    assert isinstance(tray, Allow) and tray.principal == "token:tray"
+    assert tray.credential == store.tokens(time.time())[0].id  # as `moltbot token list` shows
     time.sleep(0.1)  # let the short one expire (expiry is exact, never cached past it)
     for bad in (short, "mb_guess", "", "x" * 5000, None):
         verdict = chain.admit(Caller("http", credential=bad))
@@ -128,26 +137,27 @@ def test_rates_in_the_guides_spelling() -> None:
 
 
 def test_rate_limit_per_address_then_global_with_retry_after() -> None:
-    guard = RateLimit(new_limiter(), global_limit="5/min", per_ip="2/min",
-                      exempt=parse_networks(["127.0.0.0/8"]))
+    limiter, exempt = new_limiter(), parse_networks(["127.0.0.0/8"])
+    per_address = RateLimit(limiter, per_ip="2/min", exempt=exempt)
+    shared = SharedLimits(limiter, global_limit="3/min", exempt=exempt)
     one, two = Caller("http", "203.0.113.1"), Caller("http", "203.0.113.2")
-    assert [type(guard.check(one, "")) for _ in range(3)] == [Allow, Allow, Refuse]
-    refused = guard.check(one, "")
+    assert [type(per_address.check(one, "")) for _ in range(3)] == [Allow, Allow, Refuse]
+    refused = per_address.check(one, "")
     assert isinstance(refused, Refuse) and refused.code == "rate_limited"
     assert refused.retry_after is not None and refused.retry_after >= 1
     assert "limit for your address" in refused.message
-    assert isinstance(guard.check(two, ""), Allow)  # another address has its own budget
-    assert isinstance(guard.check(two, ""), Allow)
-    assert isinstance(guard.check(Caller("http", "203.0.113.3"), ""), Allow)  # 5 of 5
-    global_refusal = guard.check(Caller("http", "203.0.113.4"), "")
+    assert isinstance(per_address.check(two, ""), Allow)  # another address: its own budget
+    assert [type(shared.check(two, "token:x")) for _ in range(4)] == [Allow] * 3 + [Refuse]
+    global_refusal = shared.check(Caller("http", "203.0.113.4"), "token:x")
     assert isinstance(global_refusal, Refuse) and "global limit" in global_refusal.message
-    assert all(isinstance(guard.check(Caller("http", "127.0.0.1"), ""), Allow)
+    loopback = Caller("http", "127.0.0.1")
+    assert all(isinstance(g.check(loopback, ""), Allow) for g in (per_address, shared)
                for _ in range(50))  # loopback is exempt
 
 
 def test_each_sender_of_a_chat_platform_has_its_own_budget() -> None:
-    guard = RateLimit(new_limiter("memory://"), global_limit="100/min", per_ip="100/min",
-                      exempt=(), per_sender="2/min", chat_channels=frozenset({"enterprise_im"}))
+    guard = SharedLimits(new_limiter("memory://"), global_limit="100/min", exempt=(),
+                         per_sender="2/min", chat_channels=frozenset({"enterprise_im"}))
     def ask(sender: str) -> Verdict:
         return guard.check(Caller("enterprise_im", "203.0.113.1", sender=sender, text="hi"), "")
     assert [type(ask("alice")) for _ in range(3)] == [Allow, Allow, Refuse]

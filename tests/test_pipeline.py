@@ -70,7 +70,7 @@ def test_a_message_is_stored_then_answered_with_every_step_traced(
     assert steps[:5] == ["guard", "store", "queue", "session", "route"]
     assert "model" in steps
     guard = process.store.get_trace(reply.msg_id)[0]
-    assert guard.detail == "address,rate_limit,authentication,stranger: token:config"
+    assert guard.detail == "address,rate_limit,authentication,shared_limit,stranger: token:config"
 
 
 def test_a_refused_message_is_answered_with_a_code_and_never_stored(

@@ -50,7 +50,7 @@ def test_a_trickled_head_or_body_is_cut_off_with_408(home: Path,
         head = trickle(gw.port, b"POST /api/v1/messages HTTP/1.1\r\n",
                        b"X-Slow: " + b"a" * 200 + b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 408") and b"gateway.request_timeout" in head
-        body = trickle(gw.port, (f"POST /api/v1/messages HTTP/1.1\r\nHost: x\r\n"
+        body = trickle(gw.port, (f"POST /api/v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                                  f"Authorization: Bearer {gw.token}\r\nContent-Type: "
                                  f"application/json\r\nContent-Length: 300\r\n\r\n").encode(),
                        b'{"text": "' + b"x" * 280 + b'"}')

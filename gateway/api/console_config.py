@@ -17,7 +17,7 @@ from flask.typing import ResponseReturnValue
 from gateway.api.door import client_address, guarded
 from gateway.api.errors import error_response
 from gateway.channels.base import Services
-from gateway.config import ConfigError, parse_config
+from gateway.config import ConfigError, parse_config, read_yaml, yaml_problem
 from gateway.observe.audit import audit
 from gateway.reload import Reloader
 from gateway.secrets import lookup_secret
@@ -50,12 +50,11 @@ def key_line(root: yaml.Node | None, path: str) -> int | None:
 def check(text: str) -> tuple[Any, list[dict[str, Any]]]:
     """(the Config, []) or (None, problems as {line, message})."""
     try:
+        data = read_yaml(text)  # first: it refuses what would be costly to compose
         root = yaml.compose(text)
-        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        return None, [{"line": mark.line + 1 if mark else None,
-                       "message": f"not valid YAML: {getattr(e, 'problem', None) or e}"}]
+        return None, [{"line": mark.line + 1 if mark else None, "message": yaml_problem(e)}]
     try:
         return parse_config(data, "config.yaml", lookup_secret), []
     except ConfigError as e:
@@ -132,7 +131,8 @@ def build_console_config(services: Services, channel: str) -> Blueprint:
         who, change = request.environ["moltbot.principal"], diff(on_disk, text)
         version = store.add_config_version(text, change, who,
                                            f"{source} (refused)" if refused else source)
-        audit("config.edited", actor=who, source=client_address(services.entry, request),
+        audit("config.edited", actor=who, actor_id=request.environ["moltbot.credential"],
+              source=client_address(services.entry, request),
               version=version, via=source, outcome="refused" if refused else "applied")
         return jsonify({"applied": refused is None, "version": version, "diff": change,
                         "error": refused})

@@ -141,6 +141,7 @@ def build_console_files(services: Services, channel: str) -> Blueprint:
         tmp.replace(target)
         loaded = await_load(reloader, before)
         audit("file.edited", actor=request.environ["moltbot.principal"],
+              actor_id=request.environ["moltbot.credential"],
               source=client_address(services.entry, request), path=f"{root}/{path}")
         return jsonify({"path": path, "reloaded": loaded,
                         "load": load_result(reloader, root, target)})

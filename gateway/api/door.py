@@ -1,14 +1,30 @@
-"""The guard chain at the door of web entries that are not messages (console pages' APIs, the
-admin API, a WebSocket handshake): the same chain, in the same order, as every message."""
+"""The door of the gateway's web server.
+
+First, for every request (`web_door`, before any route):
+- a request for a name that is not the gateway's own (its `Host`) is refused: DNS rebinding
+  points a name the attacker owns at 127.0.0.1, and the browser then lets that site's pages
+  read our answers (/metrics, /api/v1/stats answer loopback without a token). An IP address
+  cannot be rebound, so any address is fine; names must be `localhost`, `gateway.host` or in
+  `gateway.allowed_hosts` (the name a proxy serves).
+- a request sent by a web page of another site (its `Origin` is not this gateway) is refused
+  before it can count against anything. Browsers let any page open a WebSocket to 127.0.0.1
+  or post to it; without this, a page the owner happens to visit could send bad tokens until
+  the owner's address is locked out.
+
+Then the guard chain at the door of web entries that are not messages (console pages' APIs,
+the admin API, a WebSocket handshake): the same chain, in the same order, as every message.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from flask import Request, request
 from flask.typing import ResponseReturnValue
 
-from gateway.api.credentials import request_credential
+from gateway.api.credentials import is_same_origin, request_credential
 from gateway.api.errors import error_response
 from gateway.channels.base import Entry
 from gateway.guards.chain import Allow, Caller, Challenge, Verdict
@@ -30,8 +46,55 @@ def client_address(entry: Entry, req: Request) -> str:
     return hops[0] if hops else peer
 
 
+def is_https(entry: Entry, req: Request) -> bool:
+    """Whether the client reached us over TLS: on our own socket, or, when the peer is one of
+    `auth.trusted_proxies`, as that proxy says in X-Forwarded-Proto (nginx ends TLS and talks
+    plain HTTP to us). Anyone else's X-Forwarded-Proto is just a header."""
+    if req.is_secure:
+        return True
+    trusted = entry.settings.trusted_proxies
+    if not trusted or not in_networks(req.remote_addr or "", trusted):
+        return False
+    said = req.headers.get("X-Forwarded-Proto", "").split(",")[-1].strip().lower()
+    return said == "https"
+
+
 def caller_of(entry: Entry, req: Request, channel: str, credential: str | None) -> Caller:
-    return Caller(channel, peer=client_address(entry, req), credential=credential)
+    return Caller(channel, peer=client_address(entry, req), credential=credential,
+                  browser="Origin" in req.headers)
+
+
+def is_own_name(entry: Entry, host_header: str) -> bool:
+    """Whether a `Host` header names this gateway (see the module docstring)."""
+    try:
+        host = urlsplit(f"//{host_header}").hostname or ""
+    except ValueError:  # "[::1" and the like: not a name of ours
+        return False
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    gateway = entry.settings.config.gateway
+    return host in ("localhost", gateway.host.lower()) or host in gateway.allowed_hosts
+
+
+def web_door(entry: Entry) -> Callable[[], ResponseReturnValue | None]:
+    """The app-wide `before_request` hook that runs before every route and every guard."""
+
+    def check() -> ResponseReturnValue | None:
+        host = request.environ.get("HTTP_HOST")
+        if host is not None and not is_own_name(entry, host):
+            return error_response("forbidden", f"This gateway does not answer to the name "
+                                  f"{host!r}. If that is its name (a proxy in front), add it "
+                                  "to gateway.allowed_hosts in config.yaml.")
+        if not is_same_origin(request):
+            return error_response("forbidden", "Pages of other sites may not use this "
+                                  f"gateway (Origin {request.headers.get('Origin')!r}); open "
+                                  "the console at the gateway's own address.")
+        return None
+
+    return check
 
 
 def refusal_response(verdict: Verdict) -> ResponseReturnValue:
@@ -49,6 +112,7 @@ def guarded(entry: Entry, channel: str) -> Callable[[], ResponseReturnValue | No
         verdict = entry.admit(caller_of(entry, request, channel, request_credential(request)))
         if isinstance(verdict, Allow):
             request.environ["moltbot.principal"] = verdict.principal
+            request.environ["moltbot.credential"] = verdict.credential  # a token's id
             return None
         return refusal_response(verdict)
 

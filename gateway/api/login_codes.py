@@ -80,7 +80,8 @@ def build_login_codes(entry: Entry, store: Store, channel: str,
         verdict = entry.admit(caller)
         if not isinstance(verdict, Allow):
             return refusal_response(verdict)
-        audit("console.login_code", actor=verdict.principal, source=caller.peer)
+        audit("console.login_code", actor=verdict.principal, actor_id=verdict.credential,
+              source=caller.peer)
         return jsonify({"code": codes.issue(verdict.principal), "expires_in": int(codes.ttl)})
 
     def redeem_for_session(code: str) -> str | None:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from gateway.observe.metrics import Metrics
     from gateway.reload import Reloader
     from gateway.settings import Settings
+    from gateway.state import TokenCache
     from gateway.store import Store
 
 
@@ -54,6 +55,7 @@ class Services:
     webui: Path
     channels: ChannelSet  # filled once every channel is built; the console lists them
     metrics: Metrics
+    token_cache: TokenCache  # the authenticator's: a token ended by logout ends at once
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ class ConsoleChannel(WebChannel):
     def __init__(self, services: Services, options: ChannelOptions) -> None:
         super().__init__(services, options)
         codes, redeem_code = build_login_codes(services.entry, services.store, self.name)
-        pages = build_pages(services.entry, services.webui, self.name, redeem_code)
+        pages = build_pages(services, self.name, redeem_code)
         admin = build_admin(services.entry, services.reloader, services.store, self.name,
                             services.channels.listing)
         for blueprint in (pages, admin, codes, build_console_assets(services.webui),

@@ -24,11 +24,11 @@ from flask.typing import ResponseReturnValue
 from simple_websocket import ConnectionClosed
 
 from gateway.api.credentials import request_credential
-from gateway.api.door import client_address, refusal_response
+from gateway.api.door import caller_of, client_address, refusal_response
 from gateway.api.errors import error_response
 from gateway.channels.base import ChannelOptions, Services, WebChannel
 from gateway.channels.fields import EXAMPLE, decode_json, validate_message_fields
-from gateway.guards.chain import Allow, Caller, Refuse, Verdict
+from gateway.guards.chain import Allow, Refuse, Verdict
 from gateway.message import Message
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class WebSocketChannel(WebChannel):
         credential = request_credential(request, websocket=True)
         if credential is None:  # a header or cookie was admitted before the upgrade
             credential = self._auth_frame(ws)
-            verdict = self._admit(credential, peer)
+            verdict = self._admit(credential)
             if not isinstance(verdict, Allow) or credential is None:
                 code, message = _refusal(verdict)
                 _refuse(ws, code, message, 1008)
@@ -119,11 +119,13 @@ class WebSocketChannel(WebChannel):
         credential = request_credential(request, websocket=True)
         if credential is None:
             return None
-        verdict = self._admit(credential, client_address(self.entry, request))
+        verdict = self._admit(credential)
         return None if isinstance(verdict, Allow) else refusal_response(verdict)
 
-    def _admit(self, credential: str | None, peer: str) -> Verdict:
-        return self.entry.admit(Caller(self.name, peer=peer, credential=credential))
+    def _admit(self, credential: str | None) -> Verdict:
+        """The chain for the handshake or an `auth` frame (runs in the upgrade's request, so
+        the caller's address and whether a web page opened the socket are at hand)."""
+        return self.entry.admit(caller_of(self.entry, request, self.name, credential))
 
     def _auth_frame(self, ws: Any) -> str | None:
         """The token of a first frame `{"type": "auth", "token": ...}`, if one comes in time."""
@@ -144,7 +146,7 @@ class WebSocketChannel(WebChannel):
         elif kind == "auth":
             token = frame.get("token")
             token = token if isinstance(token, str) else None
-            verdict = self._admit(token, conn.peer)
+            verdict = self._admit(token)
             if isinstance(verdict, Allow) and token:
                 conn.credential = token
                 conn.send({"type": "auth.ok"})

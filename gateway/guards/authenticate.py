@@ -14,7 +14,7 @@ from typing import Protocol
 
 from gateway.guards.chain import NOT_SIGNED_IN, Allow, Caller, Refuse, Verdict
 from gateway.guards.lockout import LockoutBook, LockoutPolicy
-from gateway.guards.tokens import MAX_CREDENTIAL
+from gateway.guards.tokens import MAX_CREDENTIAL, credential_id
 from gateway.observe.audit import audit
 
 log = logging.getLogger(__name__)
@@ -56,19 +56,20 @@ class Authenticate:
         self.policy = policy
 
     def check(self, caller: Caller, principal: str) -> Verdict:
-        locked = self.lockout.locked_for(caller.peer, self.policy)
+        locked = self.lockout.locked_for(caller.peer, self.policy, caller.browser)
         if locked:
             return _locked_out(locked)
         if caller.credential is None:
             return NOT_SIGNED_IN
         found = self.authenticator.identify(caller.credential, caller.channel)
         if found:
-            return Allow(found)
-        if self.lockout.failed(caller.peer, self.policy):
-            log.warning("address %s locked out for %.0f s after %d bad credentials",
+            return Allow(found, credential=credential_id(caller.credential))
+        if self.lockout.failed(caller.peer, self.policy, caller.browser):
+            kind = "web pages at" if caller.browser else "programs at"
+            log.warning("%s address %s locked out for %.0f s after %d bad credentials", kind,
                         caller.peer, self.policy.duration, self.policy.failures)
             audit("auth.locked_out", actor="", source=caller.peer, channel=caller.channel,
-                  seconds=self.policy.duration)
+                  seconds=self.policy.duration, browser=caller.browser)
             return _locked_out(self.policy.duration)
         return Refuse("unauthorized", "That token is unknown or expired; create one with "
                       "`moltbot dashboard --token-gen --expire 8h`.")

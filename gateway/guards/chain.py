@@ -15,25 +15,32 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 # The documented order; `GuardChain` refuses a list that breaks it.
-ORDER = ("address", "rate_limit", "authentication", "stranger")
+ORDER = ("address", "rate_limit", "authentication", "shared_limit", "stranger")
 
 
 @dataclass(frozen=True)
 class Caller:
     """Who is at the door. `text` is None for entries that are not a message (console pages,
-    a WebSocket handshake); the credential is never shown in a repr or a log."""
+    a WebSocket handshake); the credential is never shown in a repr or a log. `browser` is
+    True when a web page sent the request (it carried an `Origin` header): any site the owner
+    visits can make their browser knock, so its bad credentials are counted apart from the
+    owner's own programs (see `gateway.guards.lockout`)."""
 
     channel: str
     peer: str = ""
     credential: str | None = field(default=None, repr=False)
     sender: str = ""
     text: str | None = None
+    browser: bool = False
 
 
 @dataclass(frozen=True)
 class Allow:
     principal: str = ""  # set by the guard that identified the caller
     passed: tuple[str, ...] = ()  # filled in by the chain, for the trace
+    # which credential proved the principal (a token's id, never the token): several
+    # tokens share a name, and replays and the audit log must tell them apart
+    credential: str = ""
 
 
 @dataclass(frozen=True)
@@ -76,17 +83,18 @@ class GuardChain:
 
         Closed by default: when no guard named a principal the caller is refused.
         """
-        principal = ""
+        principal = credential = ""
         passed: list[str] = []
         for guard in self.guards:
             verdict = guard.check(caller, principal)
             if isinstance(verdict, Refuse | Challenge):
                 return verdict if verdict.guard else _named(verdict, guard.name)
             principal = verdict.principal or principal
+            credential = verdict.credential or credential
             passed.append(guard.name)
         if not principal:
             return NOT_SIGNED_IN
-        return Allow(principal, tuple(passed))
+        return Allow(principal, tuple(passed), credential)
 
 
 def _named(verdict: Refuse | Challenge, guard: str) -> Refuse | Challenge:

@@ -1,4 +1,6 @@
-"""Rate limits (the guide's `auth.rate_limit`): a global budget and one per client address.
+"""Rate limits (the guide's `auth.rate_limit`): one budget per client address, spent before
+authentication (`RateLimit`), and the shared ones, spent only by admitted callers
+(`SharedLimits`: the global budget and each chat-platform sender's).
 
 Moving windows from the `limits` package. Addresses in `exempt` (default: loopback, so the
 owner's own scripts and benchmarks are never throttled) pass uncounted. The counters live in
@@ -68,37 +70,62 @@ def new_limiter(storage: Storage | str | None = None) -> MovingWindowRateLimiter
 
 
 class RateLimit:
+    """Each client address's budget, spent before authentication: guessing tokens from one
+    address is slowed, and a flooding address refused here reaches nothing else."""
+
     name = "rate_limit"
 
-    def __init__(self, limiter: MovingWindowRateLimiter, *, global_limit: str, per_ip: str,
+    def __init__(self, limiter: MovingWindowRateLimiter, *, per_ip: str,
+                 exempt: tuple[Network, ...]) -> None:
+        self.limiter = limiter
+        self.per_ip = parse_rate(per_ip)
+        self.exempt = exempt
+
+    def check(self, caller: Caller, principal: str) -> Verdict:
+        if in_networks(caller.peer, self.exempt):
+            return Allow()
+        if not self.limiter.hit(self.per_ip, "ip", caller.peer):
+            return refusal(self.limiter, self.per_ip, "ip", caller.peer,
+                           "the limit for your address")
+        return Allow()
+
+
+class SharedLimits:
+    """The budgets callers share, spent only once authentication admitted the caller: the
+    gateway's global limit, and each chat-platform sender's (a platform speaks for many
+    people from one address). Counted any earlier, anyone could spend them without a
+    credential: requests with a wrong bot token naming `alice` would use up alice's budget,
+    and a flood of unsigned requests the global one, locking everyone out."""
+
+    name = "shared_limit"
+
+    def __init__(self, limiter: MovingWindowRateLimiter, *, global_limit: str,
                  exempt: tuple[Network, ...], per_sender: str = "30/min",
                  chat_channels: frozenset[str] = frozenset()) -> None:
         self.limiter = limiter
-        # the address first: a flooding address refused there spends none of the global budget
-        self.limits: list[tuple[RateLimitItem, str]] = [(parse_rate(per_ip), "ip"),
-                                                        (parse_rate(global_limit), "global")]
+        self.global_limit = parse_rate(global_limit)
         self.per_sender = parse_rate(per_sender)
         self.exempt = exempt
         self.chat_channels = chat_channels
 
     def check(self, caller: Caller, principal: str) -> Verdict:
         if caller.channel in self.chat_channels and caller.sender and caller.text is not None:
-            # a chat platform speaks for many people from one address: each has a budget
             key = f"{caller.channel}:{caller.sender}"
             if not self.limiter.hit(self.per_sender, "sender", key):
-                return self._refuse(self.per_sender, "sender", key, "your limit as a sender")
+                return refusal(self.limiter, self.per_sender, "sender", key,
+                               "your limit as a sender")
         if in_networks(caller.peer, self.exempt):
             return Allow()
-        for item, scope in self.limits:
-            key = "all" if scope == "global" else caller.peer
-            if not self.limiter.hit(item, scope, key):
-                which = ("the gateway's global limit" if scope == "global"
-                         else "the limit for your address")
-                return self._refuse(item, scope, key, which)
+        if not self.limiter.hit(self.global_limit, "global", "all"):
+            return refusal(self.limiter, self.global_limit, "global", "all",
+                           "the gateway's global limit")
         return Allow()
 
-    def _refuse(self, item: RateLimitItem, scope: str, key: str, which: str) -> Refuse:
-        reset = self.limiter.get_window_stats(item, scope, key).reset_time
-        wait = max(1.0, round(reset - time.time()))
-        return Refuse("rate_limited", f"Too many requests: {which} is {item} "
-                      f"(auth.rate_limit). Try again in {wait:.0f} s.", wait)
+
+def refusal(limiter: MovingWindowRateLimiter, item: RateLimitItem, scope: str, key: str,
+            which: str) -> Refuse:
+    """`rate_limited`, saying which limit and when its window lets the caller in again."""
+    reset = limiter.get_window_stats(item, scope, key).reset_time
+    wait = max(1.0, round(reset - time.time()))
+    return Refuse("rate_limited", f"Too many requests: {which} is {item} "
+                  f"(auth.rate_limit). Try again in {wait:.0f} s.", wait)

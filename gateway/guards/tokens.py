@@ -22,12 +22,29 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def credential_id(credential: str) -> str:
+    """A public handle for a credential: its hash's start, the id `moltbot token list` shows
+    for an issued token (`TokenRow.id`). Tells apart tokens of one name; reveals nothing."""
+    return hash_token(credential)[:10]
+
+
 def issue_token(store: Store, expire_s: float, label: str = "dashboard") -> tuple[str, float]:
     """A new random token valid for `expire_s` seconds; only its hash is kept."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     expires_at = time.time() + expire_s
     store.add_token(hash_token(token), label, expires_at)
     return token, expires_at
+
+
+def revoke_token(store: Store, cache: TokenCache, token: str) -> bool:
+    """End an issued token now, in this process at once (its cache entry goes too); True if
+    it was one. A static `auth.tokens` entry cannot be ended here: it lives in config.yaml."""
+    digest = hash_token(token)
+    found = store.token_row(digest, time.time()) is not None
+    if found:
+        store.expire_tokens([digest], time.time())
+    cache.forget(digest)
+    return found
 
 
 class StaticTokens:

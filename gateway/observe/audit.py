@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import is_secret_key
-from gateway.observe.logs import redact
+from gateway.observe.logs import mask_urls
 
 AUDIT_LOGGER = "moltbot.audit"
 
@@ -39,12 +39,35 @@ def attach_audit_file(logs_dir: Path, max_bytes: int = 10 * 1024 * 1024,
     log.addHandler(handler)
 
 
-def audit(action: str, *, actor: str, source: str = "", **details: Any) -> None:
-    """One audit event: `action` such as `token.revoked`, by `actor` from `source`."""
-    event = {"@timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
-             "event.action": action, "event.kind": "event", "user.name": actor,
-             "source.address": source, "moltbot": details}
-    log.info(redact(json.dumps(event, ensure_ascii=False, default=str)))
+def audit(action: str, *, actor: str, source: str = "", actor_id: str = "",
+          **details: Any) -> None:
+    """One audit event: `action` such as `token.revoked`, by `actor` from `source`.
+
+    `actor` is a principal the gateway named (`token:<name>`, `jwt:<sub>`, `cli:<user>`),
+    never a secret, so it is written as it is: masked, every token user read `token:***`.
+    `actor_id` tells apart credentials of one name: a token's id as `moltbot token list`
+    shows it (`user.id`). The details are masked value by value: URLs lose their query
+    values (webhook keys), then the usual redaction.
+    """
+    event: dict[str, Any] = {
+        "@timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "event.action": action, "event.kind": "event", "user.name": actor,
+        "source.address": source, "moltbot": _masked(details)}
+    if actor_id:
+        event["user.id"] = actor_id
+    log.info(json.dumps(event, ensure_ascii=False, default=str))
+
+
+def _masked(value: Any) -> Any:
+    """A detail as the audit log may keep it: every string in it masked, numbers as they are,
+    anything else masked as its text."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_masked(v) for v in value]
+    return mask_urls(str(value))
 
 
 def config_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[Any]]:

@@ -89,6 +89,7 @@ class SkillLoader:
         """A new config.yaml: hosts hand it to `context.tool`/`context.ask` from the next
         load on (the reloader reloads the skills after a config change)."""
         self.hosts.config = for_skills(config)
+        self.hosts.env = dict(config.skills.env)
         self.default_timeout = config.skills.timeout
 
     def build(self, previous: SkillSet) -> SkillSet:
@@ -136,7 +137,9 @@ class SkillLoader:
                                    spec.timeout)
 
         def call(msg: dict[str, Any], s: ScriptSpec = spec) -> SkillResult:
-            return SkillResult(run_script(s, msg, workspace=self.workspace))
+            # `skills.env` reaches script skills too (their environment is otherwise minimal)
+            return SkillResult(run_script(s, msg, workspace=self.workspace,
+                                          env=self.hosts.env))
 
         return SkillHandler(handler_spec, label, "script", call)
 

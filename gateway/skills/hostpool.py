@@ -29,9 +29,30 @@ log = logging.getLogger(__name__)
 LOAD_TIMEOUT = 60.0
 
 
+# What a skill host inherits from the gateway's environment: what Python and the tools it
+# starts need to run, and the locale. Never the rest: the gateway's environment holds every
+# `${ENV}` secret of config.yaml (model keys, bot tokens, SMTP passwords). PYTHONPATH lets a
+# gateway run from a checkout import itself in the host; _PYI_/_MEI are the desktop bundle's
+# own start-up variables (paths).
+PASSED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR",
+              "PYTHONPATH")
+PASSED_PREFIXES = ("LC_", "_PYI_", "_MEI")
+
+
+def host_environment(workspace: Path, granted: dict[str, str]) -> dict[str, str]:
+    """The environment of a skill host: the few variables above, what `skills.env` grants
+    (its values already filled in from `${ENV}` or the keyring), and the workspace."""
+    env = {k: v for k, v in os.environ.items()
+           if k in PASSED_ENV or k.startswith(PASSED_PREFIXES)}
+    env.update(granted)
+    env.update({"MOLTBOT_HOME": str(workspace), "PYTHONUNBUFFERED": "1"})
+    return env
+
+
 class _Host:
-    def __init__(self, workspace: Path) -> None:
-        env = {**os.environ, "MOLTBOT_HOME": str(workspace), "PYTHONUNBUFFERED": "1"}
+    def __init__(self, workspace: Path, granted: dict[str, str]) -> None:
+        self.granted = dict(granted)
+        env = host_environment(workspace, granted)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.skills.host"], cwd=workspace, env=env,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, start_new_session=True)
@@ -69,10 +90,12 @@ class _Host:
 
 
 class SkillHostPool:
-    def __init__(self, workspace: Path, size: int, config: dict[str, Any]) -> None:
+    def __init__(self, workspace: Path, size: int, config: dict[str, Any],
+                 env: dict[str, str] | None = None) -> None:
         self.workspace = workspace
         self.size = size
         self.config = config
+        self.env = dict(env or {})  # `skills.env`: a host started with other values is replaced
         self.sources: dict[str, str] = {}
         self.generation = 0
         self._idle: deque[_Host] = deque()
@@ -89,7 +112,7 @@ class SkillHostPool:
         self.sources = dict(sources)
         self.generation += 1
         while len(self._all) < self.size:
-            self._add(_Host(self.workspace))
+            self._add(_Host(self.workspace, self.env))
         answer = self._with_host(self._load_into, LOAD_TIMEOUT)
         with self._free:
             idle = [h for h in self._idle if h.generation != self.generation]
@@ -142,7 +165,11 @@ class SkillHostPool:
         with self._free:
             if not self._free.wait_for(lambda: bool(self._idle), timeout):
                 raise SkillError(f"{what}: every skill worker is busy; try again shortly")
-            return self._idle.popleft()
+            host = self._idle.popleft()
+        if host.granted != self.env:  # `skills.env` changed since it started
+            log.info("skills.env changed: restarting skill host pid %d", host.proc.pid)
+            host = self._restart(host)
+        return host
 
     def _give_back(self, host: _Host) -> None:
         with self._free:
@@ -156,16 +183,20 @@ class SkillHostPool:
     def _replace(self, host: _Host) -> None:
         """Kill a host that misbehaved; its successor loads the same sources."""
         log.warning("killing skill host pid %d", host.proc.pid)
+        self._give_back(self._restart(host))
+
+    def _restart(self, host: _Host) -> _Host:
+        """A fresh host (current `skills.env`) in place of `host`, loaded with the sources."""
         host.kill()
         self._all.remove(host)
-        fresh = _Host(self.workspace)
+        fresh = _Host(self.workspace, self.env)
         self._all.append(fresh)
         try:
             if self.sources:
                 self._load_into(fresh)
         except (TimeoutError, EOFError, OSError, ValueError):
             log.exception("a replacement skill host failed to load the skills")
-        self._give_back(fresh)
+        return fresh
 
     def close(self) -> None:
         for host in self._all:
