@@ -25,7 +25,6 @@ from gateway.chat import ChatResponder
 from gateway.config import Config, for_skills
 from gateway.execute import Executor
 from gateway.guards.chain import Allow
-from gateway.httpserver import PROXIES_CONFIG
 from gateway.knowledge import KnowledgeBase
 from gateway.knowledge.search import load_dictionary
 from gateway.observe.alerting.service import Alerting
@@ -132,8 +131,6 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
                                          "max_message_size": config.gateway.max_body_bytes}
     register_error_handlers(app, config.gateway.max_body_bytes)
     app.before_request(web_door(pipeline))  # first: before every route and every guard
-    # the server counts connections per address, except from the proxies config.yaml trusts
-    app.config[PROXIES_CONFIG] = lambda: pipeline.settings.trusted_proxies
     app.register_blueprint(health)
     app.register_blueprint(build_metrics_api(metrics, lambda req: isinstance(pipeline.admit(
         caller_of(pipeline, req, "console", request_credential(req))), Allow)))

@@ -176,9 +176,6 @@ class GatewayHandler(WSGIHandler):
         super().process_result()
 
 
-PROXIES_CONFIG = "MOLTBOT_PROXIES"  # Flask config key: a callable giving the trusted proxies
-
-
 class GatewayServer(WSGIServer):
     handler_class = GatewayHandler
 
@@ -188,15 +185,13 @@ class GatewayServer(WSGIServer):
                  proxies: Callable[[], tuple[Network, ...]] | None = None,
                  **kwargs: Any) -> None:
         """`proxies` gives the addresses not counted per address (asked at each accept, so a
-        config reload applies); without it, the one the WSGI app publishes as
-        `PROXIES_CONFIG` in its config (the composition root does), else none."""
+        config reload applies); none without it."""
         super().__init__(listener, application, **kwargs)
         self.max_connections = max_connections
         self.keepalive_timeout = keepalive_timeout
         self.request_timeout = request_timeout
         self.max_per_address = max_per_address
-        published = getattr(application, "config", {}).get(PROXIES_CONFIG)
-        self.proxies: Callable[[], tuple[Network, ...]] = proxies or published or tuple
+        self.proxies: Callable[[], tuple[Network, ...]] = proxies or tuple
         self.active = 0
         self.by_address: Counter[str] = Counter()
 

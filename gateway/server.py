@@ -100,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                            keepalive_timeout=config.gateway.keepalive_timeout,
                            request_timeout=config.gateway.request_timeout,
                            max_per_address=config.gateway.max_connections_per_ip,
+                           # not counted per address: the proxies config.yaml trusts (reloadable)
+                           proxies=lambda: gateway.pipeline.settings.trusted_proxies,
                            log=logging.getLogger(ACCESS_LOGGER),
                            error_log=logging.getLogger("gateway.httpserver"))
     stopping = Event()

@@ -76,6 +76,7 @@ def test_compose_services_ports_volumes_and_health_checks() -> None:
     assert "ports" not in gateway and gateway["expose"] == ["18789"]   # only nginx faces out
     assert gateway["volumes"] == ["moltbot-data:/data"]
     assert gateway["environment"]["MOLTBOT_TOKEN"].startswith("${MOLTBOT_TOKEN:?")
+    assert gateway["environment"]["MOLTBOT_PUBLIC_HOST"].startswith("${MOLTBOT_PUBLIC_HOST:?")
     assert services["nginx"]["ports"] == ["80:80", "443:443"]
     assert services["nginx"]["depends_on"]["gateway"]["condition"] == "service_healthy"
     for name in ("mosquitto", "ollama"):
@@ -157,11 +158,15 @@ def test_the_container_config_needs_its_token(container_layout: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     path = container_layout / "docker-config.yaml"
     monkeypatch.delenv("MOLTBOT_TOKEN", raising=False)
+    monkeypatch.delenv("MOLTBOT_PUBLIC_HOST", raising=False)
     with pytest.raises(ConfigError) as missing:
         load_config(path)
     assert "auth.tokens[0]: environment variable MOLTBOT_TOKEN is not set" in str(missing.value)
+    assert "environment variable MOLTBOT_PUBLIC_HOST is not set" in str(missing.value)
     monkeypatch.setenv("MOLTBOT_TOKEN", "mb_test-token-from-the-environment")
+    monkeypatch.setenv("MOLTBOT_PUBLIC_HOST", "assistant.example.com")
     config = load_config(path)
+    assert config.gateway.allowed_hosts == ["assistant.example.com"]
     assert config.gateway.host == "0.0.0.0" and config.gateway.port == 18789
     assert config.auth.tokens == ["mb_test-token-from-the-environment"]
     assert bind_problem(config.gateway.host, config) is None
@@ -179,7 +184,8 @@ def test_entrypoint_seeds_the_workspace_and_the_gateway_takes_the_env_token(
     data = tmp_path / "data"
     port = free_port()
     token = "mb_container-token-0123456789abcdefghij"
-    env = {**os.environ, "MOLTBOT_HOME": str(data), "MOLTBOT_TOKEN": token}
+    env = {**os.environ, "MOLTBOT_HOME": str(data), "MOLTBOT_TOKEN": token,
+           "MOLTBOT_PUBLIC_HOST": "assistant.example.com"}
     gw = GatewayProcess(data, port)
     gw.out_path = tmp_path / "container.out"
     # What the container runs, with the listen address moved to loopback on a free port.
@@ -197,6 +203,10 @@ def test_entrypoint_seeds_the_workspace_and_the_gateway_takes_the_env_token(
         assert (data / "skills" / "auto_reply.py").exists()
         skills = f"{gw.url}/api/v1/skills"
         assert httpx.get(skills, timeout=5).status_code == 401
+        by_name = {name: httpx.get(f"{gw.url}/healthz", headers={"Host": name}, timeout=5)
+                   for name in ("assistant.example.com", "rebound.example.net")}
+        assert by_name["assistant.example.com"].status_code == 200
+        assert by_name["rebound.example.net"].status_code == 403
         ok = httpx.get(skills, headers={"Authorization": f"Bearer {token}"}, timeout=5)
         assert ok.status_code == 200 and ok.json()["config_error"] is None
 
