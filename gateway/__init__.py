@@ -5,3 +5,6 @@ channel. `gateway.app` is the composition root that builds every part.
 """
 
 __version__ = "0.1.0"
+DISTRIBUTION = "moltbot-gateway"
+"""Our name on disk (pip, wheels, metadata). Never tell anyone to `pip install` a bare name from
+the public index: "moltbot" there is someone else's project."""

@@ -15,6 +15,7 @@ from importlib import metadata
 
 import httpx
 
+from gateway import DISTRIBUTION
 from gateway.config import Config, ConfigError, ModelConfig, load_config
 from gateway.control import find_gateways, loop_report
 from gateway.known_bad import KNOWN_BAD
@@ -222,7 +223,7 @@ def check_libraries(path: list[str] | None = None,
     """
     path = sys.path if path is None else path
     installed = installed_versions(path)
-    own = next(iter(metadata.distributions(name="moltbot", path=path)), None)
+    own = next(iter(metadata.distributions(name=DISTRIBUTION, path=path)), None)
     if own is None:
         return [(False, "libraries: no `moltbot` package metadata is installed, so their "
                         "versions are unknown", "install Moltbot with ./installers/install.sh "

@@ -12,8 +12,9 @@
 # Needs Python 3.11+. The workspace (~/ai-gateway, or $MOLTBOT_HOME) is created on first start.
 # The libraries come at the exact versions, hash-checked, of the lock file installers/lock/
 # runtime.txt of the checkout installed (or of this script's checkout), then Moltbot --no-deps.
-# Environment: MOLTBOT_PREFIX (default of --prefix), MOLTBOT_SOURCE (what pip installs, default
-# this checkout), MOLTBOT_PIP_ARGS (extra pip options, e.g. "--index-url URL" for a mirror or
+# Environment: MOLTBOT_PREFIX (default of --prefix), MOLTBOT_SOURCE (a checkout, a wheel or a URL
+# of one, never a bare package name; default this checkout), MOLTBOT_PIP_ARGS (extra pip
+# options, e.g. "--index-url URL" for a mirror or
 # "--no-index --find-links DIR" offline), MOLTBOT_LOCK (a lock file to install from instead, or
 # "none": pip picks from the package's ranges), OLLAMA_HOST (where to look for a model server).
 set -euo pipefail
@@ -119,10 +120,18 @@ if [ -z "$source_spec" ]; then
   if [ ! -f "$here/pyproject.toml" ] || [ ! -d "$here/gateway" ]; then
     die "this script installs from the Moltbot checkout it sits in, and found none beside it.
 Clone the repository and run ./installers/install.sh there, or set MOLTBOT_SOURCE to a
-checkout, a wheel or a pip requirement."
+checkout, a wheel, or a URL of one."
   fi
   source_spec="$here"
 fi
+# Never a name for the package index to resolve: "moltbot" there is an unrelated project, and
+# any other name could be taken tomorrow (dependency confusion).
+case "$source_spec" in
+  */*|*.whl|git+*) ;;
+  *) die "MOLTBOT_SOURCE=$source_spec looks like a package name; it must be a checkout, a wheel
+or a URL (a name would be looked up on the package index, where \"moltbot\" is somebody else's
+project). E.g. MOLTBOT_SOURCE=/path/to/moltbot or MOLTBOT_SOURCE=./moltbot_gateway-0.1.0-py3-none-any.whl" ;;
+esac
 
 # --- Which versions: the lock file of the checkout installed, else of this script's checkout ---
 lock="${MOLTBOT_LOCK:-}"

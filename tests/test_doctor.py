@@ -14,7 +14,7 @@ from pathlib import Path
 import gevent
 import pydantic
 
-from gateway import __version__
+from gateway import DISTRIBUTION, __version__
 from gateway.config import Config, ModelConfig, parse_config
 from gateway.doctor import check_libraries, check_model, check_port, run_checks
 from gateway.known_bad import KNOWN_BAD
@@ -138,7 +138,7 @@ def test_doctor_lists_the_versions_the_gateway_runs_on() -> None:
     assert what.startswith("libraries the gateway runs on: ")
     # The versions the modules themselves report, and one per runtime requirement of moltbot.
     assert f"gevent {gevent.__version__}," in what and f"pydantic {pydantic.VERSION}," in what
-    runtime = [r for r in metadata.requires("moltbot") or [] if "extra ==" not in r]
+    runtime = [r for r in metadata.requires(DISTRIBUTION) or [] if "extra ==" not in r]
     assert len(what.split(": ", 1)[1].split(", ")) == len(runtime) >= 20
     assert f"watchdog {metadata.version('watchdog')}" in what
 

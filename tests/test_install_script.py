@@ -254,6 +254,12 @@ def test_piped_as_the_guide_shows_it_installs_the_named_source(tmp_path: Path) -
                            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert alone.returncode == 1 and "set MOLTBOT_SOURCE to a" in alone.stderr
     assert not prefix.exists()
+    # a bare name would be resolved on the package index, where "moltbot" is someone else's
+    named = subprocess.run(["bash", "-s", "--", "--prefix", str(prefix)], input=script,
+                           env={**env, "MOLTBOT_SOURCE": "moltbot"}, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=60)
+    assert named.returncode == 1 and "looks like a package name" in named.stderr
+    assert not prefix.exists()
     piped = subprocess.run(["bash", "-s", "--", "--prefix", str(prefix), "--no-start",
                             "--desktop"], input=script, env={**env, "MOLTBOT_SOURCE": str(ROOT)},
                            cwd=tmp_path, capture_output=True, text=True, timeout=240)
@@ -317,7 +323,7 @@ def test_a_piped_wheel_without_a_lock_is_installed_from_its_ranges(tmp_path: Pat
     wheel = run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-index",
                  "--no-build-isolation", "-w", tmp_path / "wheels", ROOT], env, tmp_path)
     assert wheel.returncode == 0, wheel.stderr
-    [source] = (tmp_path / "wheels").glob("moltbot-*.whl")
+    [source] = (tmp_path / "wheels").glob("moltbot_gateway-*.whl")
     piped = subprocess.run(["bash", "-s", "--", "--no-start"],
                            input=INSTALL.read_text(encoding="utf-8"),
                            env={**env, "MOLTBOT_SOURCE": str(source)}, cwd=tmp_path,
