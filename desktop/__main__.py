@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from desktop.autostart import autostart_for_platform
+from desktop.autostart import autostart_for_platform, tray_command
 from desktop.credential import ConsoleCredential
 from desktop.tray import TrayApp, TrayUnavailable
 from gateway.config import ConfigError, load_config
@@ -41,6 +41,18 @@ def build_tray(home: Path | None, port: int | None, start: bool) -> TrayApp:
                    config_problem=problem)
 
 
+def switch_autostart(on: bool, home: Path | None, port: int | None) -> int:
+    """The same entry the menu's "Start at login" writes, so the installer and the tray agree
+    on its name and place; prints where it is."""
+    autostart = autostart_for_platform()
+    if on:
+        autostart.enable(tray_command((home or default_workspace().root).resolve(), port))
+    else:
+        autostart.disable()
+    print(autostart.where())
+    return 0
+
+
 def setup_logging() -> None:
     """What the tray says goes to its stderr: its own notices, not a line per /healthz poll."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -53,8 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", type=Path, help="workspace (default: $MOLTBOT_HOME)")
     parser.add_argument("--port", type=int, help="gateway port (default: gateway.port)")
     parser.add_argument("--start", action="store_true", help="start the gateway at once")
+    parser.add_argument("--autostart", choices=("on", "off"),
+                        help="only switch the tray's start at login on or off (what the menu "
+                             "item does; install.sh --desktop uses it), then exit")
     args = parser.parse_args(argv)
     private_umask()  # the workspace and store the tray may create are the owner's alone
+    if args.autostart:
+        return switch_autostart(args.autostart == "on", args.home, args.port)
     setup_logging()
     try:
         tray = build_tray(args.home, args.port, args.start)

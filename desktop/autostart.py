@@ -1,9 +1,11 @@
 """Start at login: the one switch each OS offers a user program without admin rights.
 
-Linux: an XDG autostart entry (`~/.config/autostart/moltbot-tray.desktop`); Windows: a value
-under HKCU's Run key; macOS: a LaunchAgent plist (`~/Library/LaunchAgents`), loaded by launchd
-at the next login. Each is given the tray's full command line (`tray_command`), which names
-the workspace and port as options, so the same tray comes back with no environment to carry.
+Linux: an XDG autostart entry (`~/.config/autostart/moltbot.desktop`, the one name: the tray's
+menu and `install.sh --desktop`, through `python -m desktop --autostart on`, both write it);
+Windows: a value under HKCU's Run key; macOS: a LaunchAgent plist (`~/Library/LaunchAgents`),
+loaded by launchd at the next login. Each is given the tray's full command line
+(`tray_command`), which names the workspace and port as options, so the same tray comes back
+with no environment to carry.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Protocol
 
-NAME = "moltbot-tray"
+NAME = "moltbot"
 LABEL = "ai.moltbot.tray"
 
 
@@ -23,6 +25,7 @@ class Autostart(Protocol):
     def is_enabled(self) -> bool: ...
     def enable(self, argv: list[str]) -> None: ...
     def disable(self) -> None: ...
+    def where(self) -> str: ...
 
 
 def desktop_exec(argv: list[str]) -> str:
@@ -45,6 +48,9 @@ class XdgAutostart:
     def is_enabled(self) -> bool:
         return self.path.exists()
 
+    def where(self) -> str:
+        return str(self.path)
+
     def enable(self, argv: list[str]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(
@@ -64,6 +70,9 @@ class LaunchAgent:
     def is_enabled(self) -> bool:
         return self.path.exists()
 
+    def where(self) -> str:
+        return str(self.path)
+
     def enable(self, argv: list[str]) -> None:
         agent = {"Label": LABEL, "ProgramArguments": argv, "RunAtLoad": True,
                  "ProcessType": "Interactive"}
@@ -77,6 +86,9 @@ class LaunchAgent:
 class WindowsRunKey:
     KEY = r"Software\Microsoft\Windows\CurrentVersion\Run"
     VALUE = "Moltbot"
+
+    def where(self) -> str:
+        return f"HKEY_CURRENT_USER\\{self.KEY}\\{self.VALUE}"
 
     def is_enabled(self) -> bool:
         import winreg  # type: ignore[import-not-found,unused-ignore]

@@ -55,7 +55,6 @@ config_home="${XDG_CONFIG_HOME:-$HOME/.config}"
 data_home="${XDG_DATA_HOME:-$HOME/.local/share}"
 unit="$config_home/systemd/user/moltbot.service"
 menu_entry="$data_home/applications/moltbot.desktop"
-autostart_entry="$config_home/autostart/moltbot.desktop"
 icon="$data_home/icons/hicolor/256x256/apps/moltbot.png"
 workspace="${MOLTBOT_HOME:-$HOME/ai-gateway}"
 
@@ -230,7 +229,7 @@ fi
 
 # --- Optional: menu entry, icon, tray at login ---
 if [ "$desktop" = 1 ]; then
-  mkdir -p "$(dirname "$icon")" "$(dirname "$menu_entry")" "$(dirname "$autostart_entry")"
+  mkdir -p "$(dirname "$icon")" "$(dirname "$menu_entry")"
   icon_script=""   # beside this script, or in the checkout MOLTBOT_SOURCE names
   for candidate in "${script_dir:+$script_dir/icon.py}" "$source_spec/installers/icon.py"; do
     if [ -n "$candidate" ] && [ -f "$candidate" ]; then icon_script="$candidate"; break; fi
@@ -254,8 +253,10 @@ if [ "$desktop" = 1 ]; then
     say "StartupNotify=false"
   }
   entry >"$menu_entry"
-  { entry; say "X-GNOME-Autostart-enabled=true"; } >"$autostart_entry"
   record "$menu_entry"
+  # the tray's own code writes the entry its "Start at login" item reads: one name, one place
+  autostart_entry="$(XDG_CONFIG_HOME="$config_home" "$venv/bin/python" -m desktop --autostart on \
+    ${MOLTBOT_HOME:+--home "$MOLTBOT_HOME"})"
   record "$autostart_entry"
   say "Menu entry: $menu_entry; the tray starts at login ($autostart_entry)"
 fi

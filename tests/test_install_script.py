@@ -151,13 +151,20 @@ def test_service_and_desktop_entries_in_a_chosen_prefix(tmp_path: Path) -> None:
     assert icon.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     menu = home / ".local" / "share" / "applications" / "moltbot.desktop"
     autostart = home / ".config" / "autostart" / "moltbot.desktop"
+    menu_text = menu.read_text(encoding="utf-8")
+    assert f"Exec={moltbot} tray\n" in menu_text and f"Icon={icon}\n" in menu_text
+    # the tray's own entry (its "Start at login" item shows it checked): the same tray and
+    # workspace, starting the gateway with it
+    auto_text = autostart.read_text(encoding="utf-8")
+    assert f"Exec={prefix / 'venv' / 'bin' / 'python'} -m desktop --home {home / 'ai-gateway'}"\
+        " --start\n" in auto_text.replace('"', "")
+    assert "X-GNOME-Autostart-enabled=true" in auto_text
+    from desktop.autostart import XdgAutostart
+    assert XdgAutostart(home / ".config").is_enabled()
     for entry in (menu, autostart):
-        text = entry.read_text(encoding="utf-8")
-        assert f"Exec={moltbot} tray\n" in text and f"Icon={icon}\n" in text
         if shutil.which("desktop-file-validate"):
             check = run(["desktop-file-validate", entry], env, tmp_path)
             assert check.returncode == 0 and not check.stdout.strip(), check.stdout
-    assert "X-GNOME-Autostart-enabled=true" in autostart.read_text(encoding="utf-8")
 
     gone = run(["bash", INSTALL, "--prefix", prefix, "--uninstall"], env, tmp_path)
     assert gone.returncode == 0, gone.stderr

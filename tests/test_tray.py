@@ -225,7 +225,7 @@ def test_open_workspace_folder_and_logs(make_tray: Callable[..., Any],
 def test_start_at_login_writes_and_removes_the_xdg_entry(make_tray: Callable[..., Any],
                                                          tmp_path: Path) -> None:
     tray = make_tray()
-    entry = tmp_path / "config" / "autostart" / "moltbot-tray.desktop"
+    entry = tmp_path / "config" / "autostart" / "moltbot.desktop"
     assert not item(tray, "Start at login").checked
     click(tray, "Start at login")
     assert item(tray, "Start at login").checked and entry.exists()
