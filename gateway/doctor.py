@@ -11,12 +11,19 @@ import os
 import re
 import sys
 import tempfile
-from importlib import metadata
+from importlib import metadata, resources
 
 import httpx
 
 from gateway import DISTRIBUTION
-from gateway.config import Config, ConfigError, ModelConfig, load_config
+from gateway.config import (
+    Config,
+    ConfigError,
+    ModelConfig,
+    load_config,
+    parse_config,
+    read_yaml,
+)
 from gateway.control import find_gateways, loop_report
 from gateway.known_bad import KNOWN_BAD
 from gateway.observe.logs import redact
@@ -57,8 +64,7 @@ def run_checks(ws: Workspace, port: int | None = None) -> list[Check]:
         results.extend(check_model(name, cfg, url) for url in cfg.all_endpoints())
     results.append(check_tray())
     results.extend(check_libraries())
-    # What doctor prints gets pasted into chats and issues: no endpoint's user:password@.
-    return [(ok, redact(what), redact(fix)) for ok, what, fix in results]
+    return [redact_check(check) for check in results]
 
 
 def _config_fix(e: ConfigError) -> str:
@@ -151,6 +157,28 @@ def _running_elsewhere(ws: Workspace, port: int) -> str:
         if other.isdigit() and int(other) != port and (pid := gateway_pid(ws, int(other))):
             found.append(f"port {other} (pid {pid})")
     return ", ".join(found)
+
+
+def model_checks(ws: Workspace) -> list[Check]:
+    """Each model endpoint the gateway will call: config.yaml's, or (before the first start
+    writes it) the seeded template's. What `install.sh` reports at the end."""
+    if ws.config_path.exists():
+        config = load_config(ws.config_path, lookup_secret)
+        where = str(ws.config_path)
+    else:
+        text = resources.files("gateway").joinpath("config_template.yaml").read_text("utf-8")
+        config = parse_config(read_yaml(text), "config_template.yaml", lookup_secret)
+        where = f"{ws.config_path} (as the first start will write it)"
+    if not config.models:
+        return [(False, "no model configured", f"add one under models: in {where}")]
+    return [redact_check(check_model(name, cfg, url)) for name, cfg in config.models.items()
+            for url in cfg.all_endpoints()]
+
+
+def redact_check(check: Check) -> Check:
+    """What doctor prints gets pasted into chats and issues: no endpoint's user:password@."""
+    ok, what, fix = check
+    return ok, redact(what), redact(fix)
 
 
 def check_model(name: str, cfg: ModelConfig, url: str) -> Check:

@@ -16,7 +16,7 @@
 # of one, never a bare package name; default this checkout), MOLTBOT_PIP_ARGS (extra pip
 # options, e.g. "--index-url URL" for a mirror or
 # "--no-index --find-links DIR" offline), MOLTBOT_LOCK (a lock file to install from instead, or
-# "none": pip picks from the package's ranges), OLLAMA_HOST (where to look for a model server).
+# "none": pip picks from the package's ranges).
 set -euo pipefail
 script_dir=""   # empty when the script arrives on stdin (curl ... | bash)
 if [ -f "${BASH_SOURCE[0]:-}" ]; then script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"; fi
@@ -278,31 +278,15 @@ case ":$PATH:" in
     ;;
 esac
 
-# --- Is there a model to talk to? ---
-ollama="${OLLAMA_HOST:-127.0.0.1:11434}"
-case "$ollama" in http://*|https://*) ;; *) ollama="http://$ollama" ;; esac
-models="$("$venv/bin/python" - "$ollama" <<'EOF' || true
-import sys
-import httpx
-try:
-    tags = httpx.get(sys.argv[1].rstrip("/") + "/api/tags", timeout=2).raise_for_status().json()
-except (httpx.HTTPError, ValueError):
-    sys.exit(1)
-print(" ".join(m.get("name", "?") for m in tags.get("models", [])) or "-")
+# --- Is there a model to talk to? Each endpoint config.yaml names (before the first start: the
+# one it will name), checked as `moltbot doctor` checks them, each with its fix ---
+MOLTBOT_HOME="$workspace" "$venv/bin/python" - <<'EOF' || true
+from gateway.doctor import model_checks
+from gateway.workspace import default_workspace
+
+for ok, what, fix in model_checks(default_workspace()):
+    print(f"{what[0].upper()}{what[1:]}" + ("" if ok else f"\n  fix: {fix}"))
 EOF
-)"
-if [ -z "$models" ]; then
-  say "No model server answered at $ollama/api/tags. Install Ollama (https://ollama.com/download), then:"
-  say "  ollama serve &  ollama pull llama2"
-elif [ "$models" = "-" ]; then
-  say "Ollama answers at $ollama but has no model yet: ollama pull llama2"
-else
-  say "Ollama answers at $ollama with: $models"
-  case " $models " in
-    *" llama2 "*|*" llama2:"*) ;;
-    *) say "config.yaml names llama2 by default: ollama pull llama2 (or name one of yours in $workspace/config.yaml)" ;;
-  esac
-fi
 
 # --- Start ---
 if [ "$service" = 1 ]; then

@@ -176,3 +176,12 @@ def test_without_moltbot_metadata_the_versions_are_unknown(tmp_path: Path) -> No
     [(ok, what, fix)] = check_libraries([str(tmp_path)])
     assert not ok and "no `moltbot` package metadata is installed" in what
     assert "./installers/install.sh" in fix
+
+
+def test_model_checks_before_the_first_start_use_the_seeded_config(tmp_path: Path) -> None:
+    """What install.sh reports: with no config.yaml yet, the endpoint the first start writes."""
+    from gateway.doctor import model_checks
+    from gateway.workspace import Workspace
+
+    (check,) = model_checks(Workspace(tmp_path / "none-yet"))
+    assert check[1].startswith("model llama2 at http://127.0.0.1:11434")

@@ -40,11 +40,11 @@ def install_env(home: Path, **extra: str) -> dict[str, str]:
     runtime = home / "run"
     runtime.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MOLTBOT_", "XDG_", "DBUS_")) and k != "OLLAMA_HOST"}
+           if not k.startswith(("MOLTBOT_", "XDG_", "DBUS_"))}
     env.update(HOME=str(home), SHELL="/bin/bash", XDG_RUNTIME_DIR=str(runtime),
                PYTHONPATH=sysconfig.get_paths()["purelib"],
                MOLTBOT_PIP_ARGS="--no-index --no-build-isolation",
-               OLLAMA_HOST=f"127.0.0.1:{free_port()}", MOLTBOT_HOME=str(home / "ai-gateway"))
+               MOLTBOT_HOME=str(home / "ai-gateway"))
     if not IS_LOCKED:
         env["MOLTBOT_LOCK"] = "none"
     env.update(extra)
@@ -71,7 +71,7 @@ def test_default_install_starts_the_gateway_and_uninstall_removes_it(
     config["gateway"] = {"port": port}   # the user's own port: never the default 18789
     write_config(workspace, config)
     fake_model.known_models = {"llama2"}
-    env = install_env(home, OLLAMA_HOST=fake_model.url)
+    env = install_env(home)
     moltbot = home / ".local" / "bin" / "moltbot"
     url = f"http://127.0.0.1:{port}"
     try:
@@ -84,7 +84,8 @@ def test_default_install_starts_the_gateway_and_uninstall_removes_it(
             in out
         assert f"""echo 'export PATH="{home}/.local/bin:$PATH"' >> ~/.bashrc""" in out
         assert f"run Moltbot by its full path: {moltbot} --help" in out
-        assert f"Ollama answers at {fake_model.url} with: llama2" in out
+        # the endpoint config.yaml names, not Ollama's default port
+        assert f"Model llama2 at {fake_model.url}: ollama, serves llama2" in out
         assert f"Moltbot is running at {url}" in out
         assert httpx.get(f"{url}/healthz").json()["status"] == "ok"
 
@@ -122,13 +123,15 @@ def test_service_and_desktop_entries_in_a_chosen_prefix(tmp_path: Path) -> None:
     prefix = tmp_path / "opt" / "ai-gateway"
     bindir = tmp_path / "bin"
     env = install_env(home, SHELL="/usr/bin/fish")
+    nobody = f"http://127.0.0.1:{free_port()}"  # config.yaml's model server is not running
+    write_config(home / "ai-gateway", model_config(nobody))
     result = run(["bash", INSTALL, "--prefix", prefix, "--bin", bindir, "--service", "--desktop",
                   "--no-start"], env, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert f"fish_add_path {bindir}" in out
-    assert f"No model server answered at http://{env['OLLAMA_HOST']}/api/tags" in out
-    assert "ollama pull llama2" in out
+    assert f"Model llama2 at {nobody}: connection refused" in out
+    assert "fix: start the model server (`ollama serve`), or fix models.llama2.endpoint" in out
     assert "systemctl --user is not available here" in out
     assert "systemctl --user daemon-reload && systemctl --user enable --now moltbot" in out
     assert f"Start the gateway with: {bindir}/moltbot gateway start" in out
