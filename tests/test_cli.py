@@ -241,8 +241,9 @@ def test_readme_and_config_template_name_the_secret_command(home: Path) -> None:
     assert "`moltbot secret set NAME`" in readme and "keyring set moltbot" not in readme
     assert "without `intent=` the intent is the command word" in readme
     run_cli(home, "dashboard")
-    assert "`moltbot secret set telegram_token`" in \
-        (home / "config.yaml").read_text(encoding="utf-8")
+    seeded = (home / "config.yaml").read_text(encoding="utf-8")
+    assert "`moltbot secret set model_key`" in seeded
+    assert "telegram" not in seeded.lower()  # no example of a channel that is not here yet
     shown = run_cli(home, "secret", "--help")
     assert shown.returncode == 0 and "set" in shown.stdout and "delete" in shown.stdout
 
