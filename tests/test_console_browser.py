@@ -215,3 +215,35 @@ def test_phone_layout_and_a_code_link(browser: object, gateway: GatewayProcess) 
     expect(tab.locator("#shell")).to_be_visible()
     assert "code" not in tab.url
     fresh.close()
+
+
+def test_config_outcome_shows_beside_the_buttons(page: object, gateway: GatewayProcess) -> None:
+    """A long config.yaml (about a hundred lines) in a 900 px window: Check's problems and
+    Apply's result show right under the buttons, in view, and the editor scrolls to the bad
+    line and marks it."""
+    from playwright.sync_api import Page, expect
+
+    assert isinstance(page, Page)
+    path = gateway.home / "config.yaml"
+    padding = "".join(f"# note {i}: a line a person wrote\n" for i in range(90))
+    path.write_text(padding + path.read_text(encoding="utf-8"), encoding="utf-8")
+    page.goto(f"{gateway.url}/#token={gateway.token}")
+    page.click("nav a[data-page=config]")
+    editor = page.locator("#cfg-text")
+    expect(editor).to_have_value(re.compile("note 89"))
+    original = editor.input_value()
+    editor.fill(original + "gateway:\n  context_tokens: lots\n")
+    bad_line = len(original.split("\n")) + 1
+    page.click("#cfg-check")
+    problem = page.locator("#cfg-result .problems li", has_text="context_tokens")
+    expect(problem).to_contain_text(f"line {bad_line}")
+    expect(problem).to_be_in_viewport()
+    expect(page.locator(f".editor .mark[data-line='{bad_line}']")).to_be_in_viewport()
+    expect(page.locator(".gutter .bad", has_text=str(bad_line))).to_be_in_viewport()
+    shot(page, "config-long-error")
+
+    editor.fill(original + "gateway:\n  context_tokens: 1234\n")
+    page.click("#cfg-apply")
+    expect(page.locator("#cfg-applied")).to_contain_text("Applied as version")
+    expect(page.locator("#cfg-applied")).to_be_in_viewport()
+    expect(page.locator(".editor .mark")).to_have_count(0)
