@@ -86,6 +86,7 @@ def test_console_end_to_end(page: object, gateway: GatewayProcess) -> None:
     expect(page.locator(".logline", has_text=msg_id).first).to_be_visible()
     page.click("nav a[data-page=sessions]")
     expect(page.locator("#ss-list button").first).to_be_visible()
+    expect(page.locator("#ss-list button", has_text="websocket").first).to_contain_text("2 messages")
     page.locator("#ss-list button", has_text="websocket").first.click()
     expect(page.locator("article.turn", has_text="hello console zebra")).to_be_visible()
     # replay message by message: each step opens that message's trace
@@ -131,6 +132,8 @@ def test_console_end_to_end(page: object, gateway: GatewayProcess) -> None:
     assert gateway.post("is http off?").status_code == 503
     page.click("nav a[data-page=overview]")
     expect(page.locator("#channels tr[data-channel=http]")).to_contain_text("stopped")
+    detail = page.locator("#channels tr[data-channel=http] .detail")
+    expect(detail).to_have_text("channels.http.enabled is false")  # whole, on its own line
     expect(page.locator("#channels tr[data-channel=websocket]")).to_contain_text("running")
     # one click rolls back to the file as it was before the console's first edit
     page.click("nav a[data-page=config]")

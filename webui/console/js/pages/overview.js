@@ -85,7 +85,7 @@ async function loadChannels(host) {
       const state = c.status.split(":")[0];
       return h("tr", {dataset: {channel: c.name}}, h("td", {}, c.name),
         h("td", {}, h(`span.badge.${state === "connected" ? "ok" : state === "retrying" ? "warning" : "debug"}`, {}, t(`ov.${state}`)),
-          c.status.includes(":") ? h("span.muted", {}, ` ${c.status.slice(c.status.indexOf(":") + 1)}`) : ""));
+          c.status.includes(":") ? h("div.muted.detail", {}, c.status.slice(c.status.indexOf(":") + 1).trim()) : ""));
     })))));
 }
 

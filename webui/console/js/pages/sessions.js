@@ -88,7 +88,7 @@ export function mount(main, args) {
     const body = await api(`/api/v1/sessions?q=${encodeURIComponent(q.value.trim())}`);
     list.replaceChildren(...(body.sessions.length ? body.sessions.map((s) => h("button", {type: "button",
       "aria-pressed": String(args[0] === "s" && args[1] === s.id), onclick: () => { location.hash = `#/sessions/s/${s.id}`; }},
-    h("div.title", {}, `${s.channel} · ${s.chat}`), h("div.meta", {}, `${s.messages} · ${fmtTime(s.last_active)}`)))
+    h("div.title", {}, `${s.channel} · ${s.chat}`), h("div.meta", {}, `${t(s.messages === 1 ? "ss.count_one" : "ss.count", s.messages)} · ${fmtTime(s.last_active)}`)))
       : [empty(q.value ? t("ss.no_match") : t("ss.empty"), h("a.button", {href: "#/chat"}, t("nav.chat")))]));
   }
 
