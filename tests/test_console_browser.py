@@ -86,8 +86,9 @@ def test_console_end_to_end(page: object, gateway: GatewayProcess) -> None:
     expect(page.locator(".logline", has_text=msg_id).first).to_be_visible()
     page.click("nav a[data-page=sessions]")
     expect(page.locator("#ss-list button").first).to_be_visible()
-    expect(page.locator("#ss-list button", has_text="websocket").first).to_contain_text("2 messages")
-    page.locator("#ss-list button", has_text="websocket").first.click()
+    session_button = page.locator("#ss-list button", has_text="websocket").first
+    expect(session_button).to_contain_text("2 messages")
+    session_button.click()
     expect(page.locator("article.turn", has_text="hello console zebra")).to_be_visible()
     # replay message by message: each step opens that message's trace
     page.click("#ss-next")
