@@ -63,6 +63,12 @@ def test_console_end_to_end(page: object, gateway: GatewayProcess) -> None:
     page.keyboard.press("Enter")
     expect(page.locator(".bubble.bot").last).to_contain_text("echo: and a second turn")
     shot(page, "chat")
+    # a reload shows the conversation the model continues, from the store
+    page.reload()
+    expect(page.locator("#chat-continued")).to_be_visible()
+    expect(page.locator(".bubble.me")).to_have_text(["hello console zebra", "and a second turn"])
+    expect(page.locator(".bubble.bot").first).to_contain_text(msg_id)
+    shot(page, "chat-reloaded")
 
     # logs: the live tail, filtered by a keyword, shows the next message as it arrives
     page.click("nav a[data-page=logs]")
@@ -105,6 +111,19 @@ def test_console_end_to_end(page: object, gateway: GatewayProcess) -> None:
     expect(second.locator(".given .g.user").first).to_be_visible()
     expect(page.locator("#ss-next")).to_be_disabled()
     shot(page, "sessions")
+
+    # "New conversation" sends /new: the page empties, and a reload shows nothing earlier
+    page.click("nav a[data-page=chat]")
+    expect(page.locator(".bubble.me")).to_have_count(2)
+    page.click("#chat-reset")
+    expect(page.locator("#chat-fresh")).to_be_visible()
+    expect(page.locator(".bubble")).to_have_count(0)
+    with page.expect_response(lambda r: "/api/v1/sessions/current" in r.url) as answer:
+        page.reload()
+    assert answer.value.json()["messages"] == []
+    expect(page.locator("#chat-status")).to_have_text("connected")
+    expect(page.locator("#chat-log .empty")).to_be_visible()
+    expect(page.locator(".bubble")).to_have_count(0)
 
     # overview: live figures and token usage from the model's own counts
     page.click("nav a[data-page=overview]")
