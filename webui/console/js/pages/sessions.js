@@ -38,7 +38,7 @@ async function messageCard(msg, open) {
   const body = h("div.detail");
   const card = h("article.turn", {dataset: {msgId: msg.id}},
     h("div.who", {}, h("strong", {}, msg.sender || "?"), h("span", {}, `${msg.channel} · ${fmtTime(msg.created_at)}`),
-      h("span.badge." + (msg.status === "answered" ? "ok" : msg.status), {}, msg.status),
+      h("span.badge." + (msg.status === "answered" ? "ok" : msg.status), {}, t(`status.${msg.status}`)),
       h("code", {}, msg.id), msg.route ? h("span", {}, `${t("ss.route")}: ${msg.route}`) : null),
     h("div.text", {}, msg.text),
     msg.reply !== null ? h("div.reply", {}, msg.reply) : null, body);
