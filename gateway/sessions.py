@@ -14,7 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.state import LocalSessionCache, SessionCache
-from gateway.store import Store
+from gateway.store import SessionRow, Store
+
+HISTORY_TURNS = 50  # the most turns a session keeps in memory for the model
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,8 @@ class SessionManager:
     """
 
     def __init__(self, store: Store, cache: SessionCache | None = None,
-                 clock: Callable[[], float] = time.time, history_turns: int = 50) -> None:
+                 clock: Callable[[], float] = time.time,
+                 history_turns: int = HISTORY_TURNS) -> None:
         self.store = store
         self.cache = cache or LocalSessionCache()
         self.clock = clock
@@ -57,7 +60,7 @@ class SessionManager:
         if known is None:
             row = self.store.latest_session(channel, chat)
             known = (row.id, row.last_active) if row else None
-        if known and now - known[1] <= policy.timeout:
+        if known and is_live(known[1], now, policy):
             self.cache.set_active(key, known[0], now)
             return Session(known[0], channel, chat, fresh=False)
         return self.reset(channel, chat)
@@ -87,6 +90,20 @@ class SessionManager:
         if turns is not None:
             turns.append((user, assistant))
             _cut(turns, policy.history_chars)
+
+
+def is_live(last_active: float, now: float, policy: SessionPolicy) -> bool:
+    """Whether a session last active at `last_active` is still the one a new message joins."""
+    return now - last_active <= policy.timeout
+
+
+def continued_session(store: Store, channel: str, chat: str, policy: SessionPolicy,
+                      now: float) -> SessionRow | None:
+    """The session the chat's next message will continue, or None when it will start a fresh
+    one (none open, or idle past the time-out): `SessionManager.open`'s choice, read from the
+    store without opening anything (the console's chat shows that conversation again)."""
+    row = store.latest_session(channel, chat)
+    return row if row is not None and is_live(row.last_active, now, policy) else None
 
 
 def _cut(turns: deque[tuple[str, str]], max_chars: int) -> None:

@@ -320,17 +320,22 @@ class Store:
                                     .where(messages.c.created_at >= since)).scalar_one())
 
     def history(self, session_id: str, limit: int) -> list[tuple[str, str]]:
-        """The session's last `limit` answered chat turns, oldest first, as (user, assistant).
+        """The session's last `limit` answered chat turns, oldest first, as (user, assistant)."""
+        return [(m.text, m.reply or "") for m in self.conversation(session_id, limit)]
+
+    def conversation(self, session_id: str, limit: int) -> list[StoredMessage]:
+        """The session's last `limit` answered chat messages, oldest first: the turns the model
+        remembers (`history`), whole, for the console's chat to show again after a reload.
 
         Commands such as /reset are not conversation and are left out.
         """
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(messages.c.text, messages.c.reply)
+                select(messages)
                 .where(messages.c.session_id == session_id, messages.c.status == "answered",
                        messages.c.route.notlike("command:%"))
                 .order_by(messages.c.created_at.desc()).limit(limit)).all()
-        return [(r.text, r.reply or "") for r in reversed(rows)]
+        return [_message(r) for r in reversed(rows)]
 
     # sessions ---------------------------------------------------------------------------
     def latest_session(self, channel: str, chat: str) -> SessionRow | None:

@@ -26,7 +26,9 @@ for pair in chromium:chromium nginx:nginx openssl:openssl mosquitto:mosquitto \
   command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
 done
 # the tray's GTK menu: PyGObject builds against these, and runs with GTK's introspection data
-for lib in libgirepository1.0-dev libcairo2-dev gir1.2-gtk-3.0 gir1.2-ayatanaappindicator3-0.1; do
+# and a Chinese font, so the console's Chinese screenshots show (and measure) real glyphs
+for lib in libgirepository1.0-dev libcairo2-dev gir1.2-gtk-3.0 gir1.2-ayatanaappindicator3-0.1 \
+    fonts-wqy-microhei; do
   dpkg -s "$lib" >/dev/null 2>&1 || need+=("$lib")
 done
 if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -212,3 +212,25 @@ def test_a_hand_edit_between_console_edits_is_kept_as_a_version(
     assert [v["source"] for v in versions] == [
         "console", "edited outside the console", "console", "before the console"]
     assert "+  context_tokens: 1600" in versions[1]["diff"]
+
+
+def test_the_conversation_a_chat_continues(gateway: GatewayProcess) -> None:
+    """What the console's chat shows after a reload: the turns the model will continue, without
+    commands; after /new, none (the next message starts fresh)."""
+    def current() -> dict[str, Any]:
+        return get(gateway, "/api/v1/sessions/current", channel="http", chat="talk").json()
+
+    assert current() == {"session": None, "messages": []}
+    first = gateway.post("remember the zebra", chat="talk").json()
+    assert gateway.post("/help", chat="talk").status_code == 200  # a command, not a turn
+    gateway.post("and then", chat="talk")
+    body = current()
+    assert body["session"] == first["session"]
+    assert [m["text"] for m in body["messages"]] == ["remember the zebra", "and then"]
+    assert body["messages"][0]["id"] == first["id"]
+    assert body["messages"][0]["reply"] == first["reply"]
+
+    fresh = gateway.post("/new", chat="talk").json()
+    assert current() == {"session": fresh["session"], "messages": []}
+    assert fresh["session"] != first["session"]
+    assert get(gateway, "/api/v1/sessions/current").status_code == 400

@@ -63,6 +63,12 @@ def test_console_end_to_end(page: object, gateway: GatewayProcess) -> None:
     page.keyboard.press("Enter")
     expect(page.locator(".bubble.bot").last).to_contain_text("echo: and a second turn")
     shot(page, "chat")
+    # a reload shows the conversation the model continues, from the store
+    page.reload()
+    expect(page.locator("#chat-continued")).to_be_visible()
+    expect(page.locator(".bubble.me")).to_have_text(["hello console zebra", "and a second turn"])
+    expect(page.locator(".bubble.bot").first).to_contain_text(msg_id)
+    shot(page, "chat-reloaded")
 
     # logs: the live tail, filtered by a keyword, shows the next message as it arrives
     page.click("nav a[data-page=logs]")
@@ -86,7 +92,9 @@ def test_console_end_to_end(page: object, gateway: GatewayProcess) -> None:
     expect(page.locator(".logline", has_text=msg_id).first).to_be_visible()
     page.click("nav a[data-page=sessions]")
     expect(page.locator("#ss-list button").first).to_be_visible()
-    page.locator("#ss-list button", has_text="websocket").first.click()
+    session_button = page.locator("#ss-list button", has_text="websocket").first
+    expect(session_button).to_contain_text("2 messages")
+    session_button.click()
     expect(page.locator("article.turn", has_text="hello console zebra")).to_be_visible()
     # replay message by message: each step opens that message's trace
     page.click("#ss-next")
@@ -103,6 +111,19 @@ def test_console_end_to_end(page: object, gateway: GatewayProcess) -> None:
     expect(second.locator(".given .g.user").first).to_be_visible()
     expect(page.locator("#ss-next")).to_be_disabled()
     shot(page, "sessions")
+
+    # "New conversation" sends /new: the page empties, and a reload shows nothing earlier
+    page.click("nav a[data-page=chat]")
+    expect(page.locator(".bubble.me")).to_have_count(2)
+    page.click("#chat-reset")
+    expect(page.locator("#chat-fresh")).to_be_visible()
+    expect(page.locator(".bubble")).to_have_count(0)
+    with page.expect_response(lambda r: "/api/v1/sessions/current" in r.url) as answer:
+        page.reload()
+    assert answer.value.json()["messages"] == []
+    expect(page.locator("#chat-status")).to_have_text("connected")
+    expect(page.locator("#chat-log .empty")).to_be_visible()
+    expect(page.locator(".bubble")).to_have_count(0)
 
     # overview: live figures and token usage from the model's own counts
     page.click("nav a[data-page=overview]")
@@ -131,6 +152,8 @@ def test_console_end_to_end(page: object, gateway: GatewayProcess) -> None:
     assert gateway.post("is http off?").status_code == 503
     page.click("nav a[data-page=overview]")
     expect(page.locator("#channels tr[data-channel=http]")).to_contain_text("stopped")
+    detail = page.locator("#channels tr[data-channel=http] .detail")
+    expect(detail).to_have_text("channels.http.enabled is false")  # whole, on its own line
     expect(page.locator("#channels tr[data-channel=websocket]")).to_contain_text("running")
     # one click rolls back to the file as it was before the console's first edit
     page.click("nav a[data-page=config]")
@@ -215,3 +238,35 @@ def test_phone_layout_and_a_code_link(browser: object, gateway: GatewayProcess) 
     expect(tab.locator("#shell")).to_be_visible()
     assert "code" not in tab.url
     fresh.close()
+
+
+def test_config_outcome_shows_beside_the_buttons(page: object, gateway: GatewayProcess) -> None:
+    """A long config.yaml (about a hundred lines) in a 900 px window: Check's problems and
+    Apply's result show right under the buttons, in view, and the editor scrolls to the bad
+    line and marks it."""
+    from playwright.sync_api import Page, expect
+
+    assert isinstance(page, Page)
+    path = gateway.home / "config.yaml"
+    padding = "".join(f"# note {i}: a line a person wrote\n" for i in range(90))
+    path.write_text(padding + path.read_text(encoding="utf-8"), encoding="utf-8")
+    page.goto(f"{gateway.url}/#token={gateway.token}")
+    page.click("nav a[data-page=config]")
+    editor = page.locator("#cfg-text")
+    expect(editor).to_have_value(re.compile("note 89"))
+    original = editor.input_value()
+    editor.fill(original + "gateway:\n  context_tokens: lots\n")
+    bad_line = len(original.split("\n")) + 1
+    page.click("#cfg-check")
+    problem = page.locator("#cfg-result .problems li", has_text="context_tokens")
+    expect(problem).to_contain_text(f"line {bad_line}")
+    expect(problem).to_be_in_viewport()
+    expect(page.locator(f".editor .mark[data-line='{bad_line}']")).to_be_in_viewport()
+    expect(page.locator(".gutter .bad", has_text=str(bad_line))).to_be_in_viewport()
+    shot(page, "config-long-error")
+
+    editor.fill(original + "gateway:\n  context_tokens: 1234\n")
+    page.click("#cfg-apply")
+    expect(page.locator("#cfg-applied")).to_contain_text("Applied as version")
+    expect(page.locator("#cfg-applied")).to_be_in_viewport()
+    expect(page.locator(".editor .mark")).to_have_count(0)

@@ -3,6 +3,7 @@ and open one message whole (its trace and what the model was given)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
 
 from flask import Blueprint, jsonify, request
@@ -11,6 +12,7 @@ from flask.typing import ResponseReturnValue
 from gateway.api.door import guarded
 from gateway.api.errors import error_response
 from gateway.channels.base import Services
+from gateway.sessions import HISTORY_TURNS, continued_session
 
 MAX_ROWS = 500
 
@@ -29,6 +31,20 @@ def build_console_sessions(services: Services, channel: str) -> Blueprint:
     def sessions() -> ResponseReturnValue:
         found = store.find_sessions(request.args.get("q", "").strip(), _limit())
         return jsonify({"sessions": [asdict(s) for s in found]})
+
+    @bp.get("/api/v1/sessions/current")
+    def current() -> ResponseReturnValue:
+        """The conversation a chat's next message continues: its session (null when the next
+        message starts a fresh one) and the answered turns the model remembers, oldest first."""
+        channel, chat = request.args.get("channel", ""), request.args.get("chat", "")
+        if not channel or not chat:
+            return error_response("bad_request", "Name the conversation: "
+                                  "?channel=websocket&chat=console")
+        policy = services.entry.settings.sessions
+        row = continued_session(store, channel, chat, policy, time.time())
+        found = store.conversation(row.id, HISTORY_TURNS) if row else []
+        return jsonify({"session": row.id if row else None,
+                        "messages": [asdict(m) for m in found]})
 
     @bp.get("/api/v1/messages")
     def messages() -> ResponseReturnValue:

@@ -1,5 +1,6 @@
 // The console shell: sign-in, the sidebar router (#/page/arg), theme and language switches.
 import {api} from "./api.js";
+import {h} from "./dom.js";
 import {language, setLanguage, t, translate} from "./i18n.js";
 import * as overview from "./pages/overview.js";
 import * as logs from "./pages/logs.js";
@@ -11,6 +12,7 @@ import * as chat from "./pages/chat.js";
 const PAGES = {overview, logs, sessions, config, skills, chat};
 const $ = (id) => document.getElementById(id);
 let cleanup = null;
+let principal = ""; // who is signed in, shown in the sidebar in the current language
 
 // -- theme: system by default; the switch cycles system -> light -> dark ------------------
 const THEMES = ["system", "light", "dark"];
@@ -18,7 +20,7 @@ function applyTheme() {
   const chosen = localStorage.getItem("moltbot.theme") || "system";
   const dark = chosen === "dark" || (chosen === "system" && matchMedia("(prefers-color-scheme: dark)").matches);
   document.documentElement.dataset.theme = dark ? "dark" : "light";
-  $("theme").textContent = `◐ ${t(`theme.${chosen}`)}`;
+  $("theme").replaceChildren("◐", h("span.label", {}, ` ${t(`theme.${chosen}`)}`)); // a phone shows the icon alone
   window.dispatchEvent(new CustomEvent("moltbot:theme"));
 }
 
@@ -43,8 +45,8 @@ function showSignIn(message = "") {
 }
 
 async function showShell() {
-  const who = await api("/api/v1/whoami");
-  $("whoami").textContent = t("signin.as", who.principal);
+  principal = (await api("/api/v1/whoami")).principal;
+  $("whoami").textContent = t("signin.as", principal);
   $("signin").hidden = true;
   $("shell").hidden = false;
   route();
@@ -79,6 +81,7 @@ function setMenu(open) {
 function relabel() {
   translate();
   $("lang").textContent = t("lang.other");
+  if (principal) $("whoami").textContent = t("signin.as", principal);
   applyTheme();
   route();
 }
@@ -92,10 +95,14 @@ $("theme").addEventListener("click", () => {
 matchMedia("(prefers-color-scheme: dark)").addEventListener("change", applyTheme);
 $("menu").addEventListener("click", () => setMenu(!$("sidebar").classList.contains("open")));
 $("scrim").addEventListener("click", () => setMenu(false));
-$("signout").addEventListener("click", async () => {
-  await api("/api/v1/logout", {json: {}});
-  showSignIn();
-});
+// two ways out: the top bar's button, and on a phone (no room there) the one in the menu
+for (const id of ["signout", "signout-menu"]) {
+  $(id).addEventListener("click", async () => {
+    await api("/api/v1/logout", {json: {}});
+    principal = "";
+    showSignIn();
+  });
+}
 $("signin-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   try { await login({token: $("signin-token").value.trim()}); $("signin-token").value = ""; await showShell(); }

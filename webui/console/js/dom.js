@@ -1,3 +1,5 @@
+import {language} from "./i18n.js";
+
 // A tiny element builder: h("div.card", {onclick}, child, "text"). No innerHTML anywhere,
 // so nothing a message or a log line holds can ever run as markup.
 export function h(tag, props = {}, ...children) {
@@ -18,12 +20,26 @@ export function h(tag, props = {}, ...children) {
   return el;
 }
 
+// A line may break after each `mark` of a long name (the dots of channels.enterprise_im.enabled,
+// the slashes of a path) and nowhere else.
+export function breakable(text, mark) {
+  return text.split(mark).flatMap((part, i, all) => (i < all.length - 1 ? [part, mark, h("wbr")] : [part]));
+}
+
 export function empty(text, action) {
   return h("div.empty", {}, h("p", {}, text), action || null);
 }
 
+// Dates and times follow the console's language (not the browser's), 24-hour in both.
+function locale() { return language() === "zh" ? "zh-CN" : "en-GB"; }
+
 export function fmtTime(seconds) {
-  return new Date(seconds * 1000).toLocaleString();
+  return new Date(seconds * 1000).toLocaleString(locale(), {dateStyle: "medium", timeStyle: "short"});
+}
+
+export function fmtClock(seconds, withSeconds = false) {
+  return new Date(seconds * 1000).toLocaleTimeString(locale(), {hour: "2-digit", minute: "2-digit",
+    second: withSeconds ? "2-digit" : undefined, hour12: false});
 }
 
 export function fmtMs(ms) {

@@ -17,7 +17,7 @@ const STRINGS = {
     "ov.no_traffic": "No messages in the last minute. Send one from Chat to see the charts move.",
     "ov.no_tokens": "No model tokens recorded yet. Chat with the assistant; each answer's prompt and completion tokens show up here per day.",
     "ov.stats_error": "Cannot read /api/v1/stats: {0}",
-    "ov.all": "all", "ov.err_messages": "messages", "ov.err_calls": "model calls", "sk.passages": "{0} passages",
+    "ov.time": "Time", "ov.all": "all", "ov.err_messages": "messages", "ov.err_calls": "model calls", "sk.passages": "{0} passages",
     "ov.channels": "Channels", "ov.status": "Status", "ov.connected": "running", "ov.retrying": "retrying", "ov.stopped": "stopped",
     "col.channel": "Channel", "col.model": "Model", "col.count": "Messages", "col.per_min": "Per min",
     "col.errors": "Errors", "col.day": "Day", "col.prompt": "Prompt", "col.completion": "Completion",
@@ -29,6 +29,7 @@ const STRINGS = {
     "logs.start": "The start of the file was reached.",
     "ss.search": "Search text, sender or msg_id", "ss.text": "Text", "ss.sender": "Sender", "ss.msg_id": "msg_id",
     "ss.sessions": "Sessions", "ss.messages": "Messages", "ss.find": "Search",
+    "ss.count": "{0} messages", "ss.count_one": "1 message",
     "ss.empty": "No sessions yet. Messages from any channel open one; try the Chat page.",
     "ss.no_match": "Nothing matches. Try fewer words, or search by msg_id.",
     "ss.replay": "Replay", "ss.trace": "Trace", "ss.given": "What the model was given", "ss.logs": "Show its log lines",
@@ -36,6 +37,7 @@ const STRINGS = {
     "ss.tokens": "{0} prompt + {1} completion tokens ({2})", "ss.reply": "Reply", "ss.pick": "Pick a session or search for a message to replay it.",
     "ss.prev": "Previous", "ss.next": "Next message",
     "ss.route": "Route", "ss.status": "Status", "ss.total": "{0} ms in all",
+    "status.answered": "answered", "status.failed": "failed", "status.received": "received",
     "cfg.title": "config.yaml", "cfg.check": "Check", "cfg.apply": "Apply", "cfg.ok": "Valid: Apply writes it and the gateway takes it within a second.",
     "cfg.problems": "{0} problem(s): fix them to apply", "cfg.applied": "Applied as version {0}.", "cfg.refused": "The gateway refused it and keeps the last good config: {0}",
     "cfg.unchanged": "Nothing changed.", "cfg.versions": "Versions", "cfg.rollback": "Roll back", "cfg.view": "Diff",
@@ -49,7 +51,9 @@ const STRINGS = {
     "sk.no_hits": "No passage matches that question.", "sk.new": "New file path (e.g. skills/hello.py)",
     "sk.open": "Open", "sk.ok": "loaded", "sk.error": "error", "sk.intent": "Intent", "sk.command": "Command", "sk.source": "File", "sk.kind": "Kind",
     "sk.sandbox": "Sandbox for the model's programs", "sk.sandbox_on": "on", "sk.sandbox_off": "none: the model gets no command tool",
-    "chat.placeholder": "Message the assistant (Enter sends, Shift+Enter for a new line)", "chat.send": "Send",
+    "chat.placeholder": "Message the assistant", "chat.hint": "Enter sends, Shift+Enter starts a new line.", "chat.send": "Send",
+    "chat.fresh": "Started a fresh conversation: the model no longer sees the earlier turns.",
+    "chat.continued": "The model continues this conversation, begun {0}. New conversation starts a fresh one.",
     "chat.reset": "New conversation", "chat.connected": "connected", "chat.disconnected": "disconnected, retrying…",
     "chat.empty": "Say hello. Replies stream in as the model writes them; each one links to its trace.",
     "chat.trace": "trace",
@@ -71,7 +75,7 @@ const STRINGS = {
     "ov.no_traffic": "最近一分钟没有消息。去“对话”页发一条，图表就会动起来。",
     "ov.no_tokens": "还没有记录模型 token。和助手对话后，每次回答的提示与生成 token 会按天显示在这里。",
     "ov.stats_error": "无法读取 /api/v1/stats：{0}",
-    "ov.all": "全部", "ov.err_messages": "消息", "ov.err_calls": "模型调用", "sk.passages": "{0} 个段落",
+    "ov.time": "时间", "ov.all": "全部", "ov.err_messages": "消息", "ov.err_calls": "模型调用", "sk.passages": "{0} 个段落",
     "ov.channels": "渠道", "ov.status": "状态", "ov.connected": "运行中", "ov.retrying": "重试中", "ov.stopped": "已停止",
     "col.channel": "渠道", "col.model": "模型", "col.count": "消息", "col.per_min": "每分钟",
     "col.errors": "错误", "col.day": "日期", "col.prompt": "提示", "col.completion": "生成",
@@ -83,6 +87,7 @@ const STRINGS = {
     "logs.start": "已到文件开头。",
     "ss.search": "搜索文本、发送者或 msg_id", "ss.text": "文本", "ss.sender": "发送者", "ss.msg_id": "msg_id",
     "ss.sessions": "会话", "ss.messages": "消息", "ss.find": "搜索",
+    "ss.count": "{0} 条消息", "ss.count_one": "1 条消息",
     "ss.empty": "还没有会话。任何渠道的消息都会开启会话，试试“对话”页。",
     "ss.no_match": "没有匹配项。减少关键词，或按 msg_id 搜索。",
     "ss.replay": "回放", "ss.trace": "链路", "ss.given": "模型收到的内容", "ss.logs": "查看它的日志",
@@ -90,6 +95,7 @@ const STRINGS = {
     "ss.tokens": "提示 {0} + 生成 {1} token（{2}）", "ss.reply": "回复", "ss.pick": "选择一个会话或搜索一条消息来回放。",
     "ss.prev": "上一条", "ss.next": "下一条消息",
     "ss.route": "路由", "ss.status": "状态", "ss.total": "共 {0} 毫秒",
+    "status.answered": "已回答", "status.failed": "失败", "status.received": "已收到",
     "cfg.title": "config.yaml", "cfg.check": "检查", "cfg.apply": "应用", "cfg.ok": "有效：应用后写入文件，网关在一秒内生效。",
     "cfg.problems": "{0} 个问题：修正后才能应用", "cfg.applied": "已应用，版本 {0}。", "cfg.refused": "网关拒绝了它，继续使用上一个有效配置：{0}",
     "cfg.unchanged": "没有变化。", "cfg.versions": "版本", "cfg.rollback": "回滚", "cfg.view": "差异",
@@ -103,7 +109,9 @@ const STRINGS = {
     "sk.no_hits": "没有段落匹配这个问题。", "sk.new": "新文件路径（如 skills/hello.py）",
     "sk.open": "打开", "sk.ok": "已加载", "sk.error": "错误", "sk.intent": "意图", "sk.command": "命令", "sk.source": "文件", "sk.kind": "类型",
     "sk.sandbox": "模型所运行程序的沙箱", "sk.sandbox_on": "已启用", "sk.sandbox_off": "无：模型不会获得 command 工具",
-    "chat.placeholder": "给助手发消息（回车发送，Shift+回车换行）", "chat.send": "发送",
+    "chat.placeholder": "给助手发消息", "chat.hint": "回车发送，Shift+回车换行。", "chat.send": "发送",
+    "chat.fresh": "已开始新对话：模型不再看到之前的内容。",
+    "chat.continued": "模型会接着这段对话（始于 {0}）。点“新对话”重新开始。",
     "chat.reset": "新对话", "chat.connected": "已连接", "chat.disconnected": "已断开，正在重连…",
     "chat.empty": "打个招呼吧。回复会随模型生成逐字显示，每条都能打开它的链路。",
     "chat.trace": "链路",
@@ -126,7 +134,17 @@ export function setLanguage(next) {
   localStorage.setItem("moltbot.lang", next);
 }
 
+// Keys asked for in a language that lacks them (shown in English, or raw): the layout test
+// reads this list and fails on any entry.
+const missing = new Set();
+
+export function missingKeys() { return [...missing]; }
+
+// A copy of one language's strings, for checking a page for text left untranslated.
+export function dictionary(which) { return {...STRINGS[which]}; }
+
 export function t(key, ...args) {
+  if (STRINGS[lang][key] === undefined) missing.add(`${lang}:${key}`);
   const text = STRINGS[lang][key] ?? STRINGS.en[key] ?? key;
   return text.replace(/\{(\d)\}/g, (_, i) => String(args[Number(i)] ?? ""));
 }

@@ -12,20 +12,30 @@ function diffView(text) {
 export function mount(main) {
   const area = h("textarea", {id: "cfg-text", spellcheck: false, "aria-label": t("cfg.title"), wrap: "off"});
   const gutter = h("div.gutter", {"aria-hidden": "true"});
+  const marks = h("div.marks", {"aria-hidden": "true"}); // a red band behind each line with a problem
+  // the outcome of Check and Apply sits right under the buttons, above the editor: in view
   const result = h("div", {id: "cfg-result", role: "status"});
   const running = h("div", {id: "cfg-running"});
   const check = h("button", {type: "button", id: "cfg-check"}, t("cfg.check"));
   const apply = h("button.primary", {type: "button", id: "cfg-apply"}, t("cfg.apply"));
   const versions = h("div", {id: "cfg-versions"});
   main.append(running, h("div.grid.wide-left", {},
-    h("section.card", {}, h("h2", {}, t("cfg.title"), h("span.spacer"), check, apply), h("div.editor", {}, gutter, area), result),
+    h("section.card", {}, h("h2", {}, t("cfg.title"), h("span.spacer"), check, apply), result,
+      h("div.editor", {}, gutter, h("div.code", {}, marks, area))),
     h("section.card", {}, h("h2", {}, t("cfg.versions")), versions)));
   let bad = new Set();
 
   function drawGutter() {
     const n = area.value.split("\n").length;
     gutter.replaceChildren(...Array.from({length: n}, (_, i) => h(bad.has(i + 1) ? "div.bad" : "div", {}, i + 1)));
+    marks.replaceChildren(...[...bad].filter((line) => line <= n).map((line) => h("div.mark", {dataset: {line}})));
+    follow();
+  }
+
+  // the gutter and the bands scroll with the text (20 px a line, 8 px padding, as in the CSS)
+  function follow() {
     gutter.scrollTop = area.scrollTop;
+    for (const mark of marks.children) mark.style.top = `${8 + (Number(mark.dataset.line) - 1) * 20 - area.scrollTop}px`;
   }
 
   function goToLine(line) {
@@ -39,23 +49,31 @@ export function mount(main) {
   function showProblems(problems) {
     bad = new Set(problems.map((p) => p.line).filter(Boolean));
     drawGutter();
-    if (!problems.length) { result.replaceChildren(h("p.ok-text", {}, t("cfg.ok"))); return; }
+    if (!problems.length) { result.replaceChildren(h("div.banner.good", {}, t("cfg.ok"))); return; }
     result.replaceChildren(h("p.error-text", {}, t("cfg.problems", problems.length)),
       h("ul.problems", {}, problems.map((p) => h("li", {}, h("button", {type: "button", onclick: () => p.line && goToLine(p.line)},
         p.line ? `${t("cfg.line", p.line)}: ` : "", p.message)))));
   }
 
-  async function runCheck() {
+  async function runCheck(jump = false) {
     const body = await api("/api/v1/config/check", {json: {text: area.value}});
     showProblems(body.problems);
+    if (jump) toFirst(body.problems);
     return body.problems;
   }
 
+  // after a click on Check or Apply, the editor scrolls to the first problem's line
+  function toFirst(problems) {
+    const first = problems.find((p) => p.line);
+    if (first) goToLine(first.line);
+  }
+
   function showApplied(body) {
-    if (body.problems) { showProblems(body.problems); return; }
+    if (body.problems) { showProblems(body.problems); toFirst(body.problems); return; }
     bad = new Set(); drawGutter();
     if (!body.diff) result.replaceChildren(h("p.muted", {}, t("cfg.unchanged")));
-    else if (body.applied) result.replaceChildren(h("div.banner.good", {id: "cfg-applied"}, t("cfg.applied", body.version)), diffView(body.diff));
+    else if (body.applied) result.replaceChildren(h("div.banner.good", {id: "cfg-applied"}, t("cfg.applied", body.version)),
+      h("details", {}, h("summary", {}, t("cfg.view")), diffView(body.diff)));
     else result.replaceChildren(h("div.banner", {}, t("cfg.refused", body.error)));
     load();
   }
@@ -78,7 +96,7 @@ export function mount(main) {
 
   let timer = null;
   area.addEventListener("input", () => { drawGutter(); clearTimeout(timer); timer = setTimeout(() => runCheck().catch(() => {}), 600); });
-  area.addEventListener("scroll", () => { gutter.scrollTop = area.scrollTop; });
+  area.addEventListener("scroll", follow);
   area.addEventListener("keydown", (e) => {
     if (e.key === "Tab" && !e.shiftKey) { // two spaces, as YAML wants; Esc then Tab leaves the editor
       if (area.dataset.escaped) { delete area.dataset.escaped; return; }
@@ -86,7 +104,7 @@ export function mount(main) {
     } else if (e.key === "Escape") area.dataset.escaped = "1";
     else if ((e.ctrlKey || e.metaKey) && e.key === "s") { e.preventDefault(); apply.click(); }
   });
-  check.addEventListener("click", () => runCheck().catch((err) => result.replaceChildren(h("p.error-text", {}, err.message))));
+  check.addEventListener("click", () => runCheck(true).catch((err) => result.replaceChildren(h("p.error-text", {}, err.message))));
   apply.addEventListener("click", async () => {
     clearTimeout(timer); // the apply's own answer says whether it was valid
     apply.disabled = true;

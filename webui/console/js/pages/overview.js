@@ -2,7 +2,7 @@
 // day, model and channel from /api/v1/usage (CSV export is the same URL with format=csv).
 import uPlot from "../../vendor/uplot/uPlot.esm.js";
 import {api} from "../api.js";
-import {empty, fmtMs, h} from "../dom.js";
+import {breakable, empty, fmtClock, fmtMs, h} from "../dom.js";
 import {t} from "../i18n.js";
 
 const POLL_MS = 2000;
@@ -11,6 +11,16 @@ const KEEP = 150; // points: five minutes at one every 2 s
 const DAYS = 30;
 
 function css(name) { return getComputedStyle(document.documentElement).getPropertyValue(name).trim(); }
+
+// The y axis is as wide as its widest label (a fixed width cut "12.5 ms" off with little traffic).
+function axisSize(u, values, axisIdx, cycleNum) {
+  const axis = u.axes[axisIdx];
+  if (cycleNum > 1) return axis._size;
+  u.ctx.font = axis.font[0];
+  const widest = Math.max(0, ...(values || []).map((v) => u.ctx.measureText(v).width));
+  return Math.ceil(axis.ticks.size + axis.gap + widest / devicePixelRatio) + 4;
+}
+
 
 // One chart over a fixed set of series; `grow` rebuilds it when a new series name appears.
 class LiveChart {
@@ -43,9 +53,10 @@ class LiveChart {
     const unit = this.unit;
     this.plot = new uPlot({
       width: Math.max(240, this.host.clientWidth), height: 200,
-      series: [{}, ...this.names.map((n, i) => ({label: n, stroke: colors[i % colors.length], width: 2, spanGaps: true,
+      series: [{label: t("ov.time"), value: (u, v) => (v === null || v === undefined ? "–" : fmtClock(v, true))}, ...this.names.map((n, i) => ({label: n, stroke: colors[i % colors.length], width: 2, spanGaps: true,
         value: (u, v) => (v === null || v === undefined ? "–" : unit === "ms" ? fmtMs(v) : unit === "%" ? `${(v * 100).toFixed(1)}%` : v)}))],
-      axes: [axis, {...axis, size: 56, values: (u, vals) => vals.map((v) => (unit === "%" ? `${(v * 100).toFixed(0)}%` : unit === "ms" ? fmtMs(v) : v))}],
+      axes: [{...axis, space: 64, values: (u, splits, i, space, incr) => splits.map((s) => fmtClock(s, incr < 60))},
+        {...axis, size: axisSize, values: (u, vals) => vals.map((v) => (unit === "%" ? `${(v * 100).toFixed(0)}%` : unit === "ms" ? fmtMs(v) : String(v)))}],
       scales: {x: {time: true, range: (u, min, max) => {
         const end = max ?? Date.now() / 1000; // at most the points kept, at least a minute
         return [Math.min(end - 60, Math.max(min ?? end, end - (KEEP * POLL_MS) / 1000)), end];
@@ -71,10 +82,10 @@ function summaryTable(rows, kind) {
   return h("div.table-wrap", {}, h("table", {},
     h("thead", {}, h("tr", {}, h("th", {}, t(kind === "channel" ? "col.channel" : "col.model")),
       h("th.num", {}, t("col.per_min")), h("th.num", {}, t("col.count")), h("th.num", {}, t("col.errors")),
-      h("th.num", {}, t("col.p50")), h("th.num", {}, t("col.p95")), h("th.num", {}, t("col.p99")))),
+      h("th.num.opt", {}, t("col.p50")), h("th.num", {}, t("col.p95")), h("th.num.opt", {}, t("col.p99")))),
     h("tbody", {}, rows.map(([name, r]) => h("tr", {}, h("td", {}, name), h("td.num", {}, r.per_min),
-      h("td.num", {}, r.count), h("td.num", {}, r.errors), h("td.num", {}, fmtMs(r.latency_ms.p50)),
-      h("td.num", {}, fmtMs(r.latency_ms.p95)), h("td.num", {}, fmtMs(r.latency_ms.p99)))))));
+      h("td.num", {}, r.count), h("td.num", {}, r.errors), h("td.num.opt", {}, fmtMs(r.latency_ms.p50)),
+      h("td.num", {}, fmtMs(r.latency_ms.p95)), h("td.num.opt", {}, fmtMs(r.latency_ms.p99)))))));
 }
 
 async function loadChannels(host) {
@@ -83,9 +94,9 @@ async function loadChannels(host) {
     h("thead", {}, h("tr", {}, h("th", {}, t("col.channel")), h("th", {}, t("ov.status")))),
     h("tbody", {}, body.channels.map((c) => {
       const state = c.status.split(":")[0];
-      return h("tr", {dataset: {channel: c.name}}, h("td", {}, c.name),
+      return h("tr", {dataset: {channel: c.name}}, h("td.name", {}, c.name),
         h("td", {}, h(`span.badge.${state === "connected" ? "ok" : state === "retrying" ? "warning" : "debug"}`, {}, t(`ov.${state}`)),
-          c.status.includes(":") ? h("span.muted", {}, ` ${c.status.slice(c.status.indexOf(":") + 1)}`) : ""));
+          c.status.includes(":") ? h("div.muted.detail", {}, breakable(c.status.slice(c.status.indexOf(":") + 1).trim(), ".")) : ""));
     })))));
 }
 
@@ -96,9 +107,9 @@ async function loadUsage(host) {
   host.replaceChildren(h("h2", {}, t("ov.tokens"), h("span.muted", {}, t("ov.days", DAYS)), h("span.spacer"), csv),
     rows.length ? h("div.table-wrap", {}, h("table", {id: "usage"},
       h("thead", {}, h("tr", {}, h("th", {}, t("col.day")), h("th", {}, t("col.model")), h("th", {}, t("col.channel")),
-        h("th.num", {}, t("col.count")), h("th.num", {}, t("col.prompt")), h("th.num", {}, t("col.completion")))),
-      h("tbody", {}, rows.map((r) => h("tr", {}, h("td", {}, r.day), h("td", {}, r.model), h("td", {}, r.channel),
-        h("td.num", {}, r.messages), h("td.num", {}, r.prompt.toLocaleString()), h("td.num", {}, r.completion.toLocaleString()))))))
+        h("th.num.opt", {}, t("col.count")), h("th.num", {}, t("col.prompt")), h("th.num", {}, t("col.completion")))),
+      h("tbody", {}, rows.map((r) => h("tr", {}, h("td.day", {}, h("span.opt", {}, r.day.slice(0, 5)), r.day.slice(5)), h("td", {}, r.model),
+        h("td", {}, r.channel), h("td.num.opt", {}, r.messages), h("td.num", {}, r.prompt.toLocaleString()), h("td.num", {}, r.completion.toLocaleString()))))))
       : empty(t("ov.no_tokens")));
 }
 

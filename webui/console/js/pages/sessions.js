@@ -38,7 +38,7 @@ async function messageCard(msg, open) {
   const body = h("div.detail");
   const card = h("article.turn", {dataset: {msgId: msg.id}},
     h("div.who", {}, h("strong", {}, msg.sender || "?"), h("span", {}, `${msg.channel} · ${fmtTime(msg.created_at)}`),
-      h("span.badge." + (msg.status === "answered" ? "ok" : msg.status), {}, msg.status),
+      h("span.badge." + (msg.status === "answered" ? "ok" : msg.status), {}, t(`status.${msg.status}`)),
       h("code", {}, msg.id), msg.route ? h("span", {}, `${t("ss.route")}: ${msg.route}`) : null),
     h("div.text", {}, msg.text),
     msg.reply !== null ? h("div.reply", {}, msg.reply) : null, body);
@@ -88,7 +88,7 @@ export function mount(main, args) {
     const body = await api(`/api/v1/sessions?q=${encodeURIComponent(q.value.trim())}`);
     list.replaceChildren(...(body.sessions.length ? body.sessions.map((s) => h("button", {type: "button",
       "aria-pressed": String(args[0] === "s" && args[1] === s.id), onclick: () => { location.hash = `#/sessions/s/${s.id}`; }},
-    h("div.title", {}, `${s.channel} · ${s.chat}`), h("div.meta", {}, `${s.messages} · ${fmtTime(s.last_active)}`)))
+    h("div.title", {}, `${s.channel} · ${s.chat}`), h("div.meta", {}, `${t(s.messages === 1 ? "ss.count_one" : "ss.count", s.messages)} · ${fmtTime(s.last_active)}`)))
       : [empty(q.value ? t("ss.no_match") : t("ss.empty"), h("a.button", {href: "#/chat"}, t("nav.chat")))]));
   }
 

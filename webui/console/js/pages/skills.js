@@ -1,7 +1,7 @@
 // Skills and knowledge: what loaded (and every load error), the knowledge files, a search box
 // to try a question, and an editor whose save shows the load result.
 import {api} from "../api.js";
-import {empty, h} from "../dom.js";
+import {breakable, empty, h} from "../dom.js";
 import {t} from "../i18n.js";
 
 export function mount(main) {
@@ -77,13 +77,12 @@ export function mount(main) {
     const [loaded, knowledge] = await Promise.all([api("/api/v1/skills"), api("/api/v1/files/knowledge")]);
     const rows = loaded.skills;
     skills.replaceChildren(h("h2", {}, t("sk.skills")), rows.length ? h("div.table-wrap", {}, h("table", {},
-      h("thead", {}, h("tr", {}, h("th", {}, t("sk.intent")), h("th", {}, t("sk.command")), h("th", {}, t("sk.source")), h("th", {}, ""))),
+      h("thead", {}, h("tr", {}, h("th", {}, t("sk.intent")), h("th", {}, t("sk.command")), h("th", {}, t("sk.source")))),
       h("tbody", {}, rows.map((r) => h("tr", {},
-        h("td", {}, r.intent || "–", r.description ? h("div.muted", {}, r.description) : null),
+        h("td", {}, r.intent || "–", " ", h(r.error ? "span.badge.error" : "span.badge.ok", {}, t(r.error ? "sk.error" : "sk.ok")),
+          r.description ? h("div.muted", {}, r.description) : null, r.error ? h("div.error-text", {}, r.error) : null),
         h("td", {}, h("code", {}, r.command || "")),
-        h("td", {}, h("button.small", {type: "button", onclick: () => open(r.source)}, r.source)),
-        h("td", {}, r.error ? h("div", {}, h("span.badge.error", {}, t("sk.error")), h("div.error-text", {}, r.error))
-          : h("span.badge.ok", {}, t("sk.ok")))))))) : empty(t("sk.no_skills")),
+        h("td", {}, h("button.small.path", {type: "button", onclick: () => open(r.source)}, breakable(r.source, "/")))))))) : empty(t("sk.no_skills")),
     sandboxLine(loaded.sandbox));
     const list = knowledge.files;
     files.replaceChildren(h("h2", {}, t("sk.knowledge")), list.length ? h("div.list", {}, list.map((f) => h("button", {type: "button",
