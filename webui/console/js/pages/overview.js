@@ -130,10 +130,12 @@ export function mount(main) {
     mlat: new LiveChart(main.querySelector("#c-mlat"), "ms"), err: new LiveChart(main.querySelector("#c-err"), "%")};
   const set = (id, value, sub = "") => { main.querySelector(`#${id}`).textContent = value; main.querySelector(`#${id}-sub`).textContent = sub; };
 
+  let stopped = false;  // a poll still in flight when the page is left must draw nothing
   async function poll() {
     let s;
     try { s = await api(`/api/v1/stats?window=${WINDOW_S}`); problem.textContent = ""; }
     catch (err) { problem.textContent = t("ov.stats_error", err.message); return; }
+    if (stopped) return;
     const at = s.at;
     const m = s.messages, calls = s.model_calls;
     const conns = Object.values(s.connections).reduce((a, b) => a + b, 0);
@@ -168,6 +170,7 @@ export function mount(main) {
   window.addEventListener("resize", onResize);
   window.addEventListener("moltbot:theme", onTheme);
   return () => {
+    stopped = true;
     clearInterval(timer);
     window.removeEventListener("resize", onResize);
     window.removeEventListener("moltbot:theme", onTheme);
