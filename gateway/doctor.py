@@ -22,7 +22,6 @@ from gateway.config import (
     ModelConfig,
     load_config,
     parse_config,
-    read_yaml,
 )
 from gateway.control import find_gateways, loop_report
 from gateway.known_bad import KNOWN_BAD
@@ -38,6 +37,7 @@ from gateway.probe import (
 from gateway.secrets import keyring_status, lookup_secret
 from gateway.tools.sandbox import doctor_check as check_sandbox
 from gateway.workspace import Workspace
+from gateway.yaml_reader import read_yaml
 
 Check = tuple[bool, str, str]
 LIST_TIMEOUT = httpx.Timeout(10.0, connect=5.0)

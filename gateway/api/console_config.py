@@ -17,10 +17,11 @@ from flask.typing import ResponseReturnValue
 from gateway.api.door import client_address, guarded
 from gateway.api.errors import error_response
 from gateway.channels.base import Services
-from gateway.config import ConfigError, parse_config, read_yaml, yaml_problem
+from gateway.config import ConfigError, parse_config
 from gateway.observe.audit import audit
 from gateway.reload import Reloader
 from gateway.secrets import lookup_secret
+from gateway.yaml_reader import read_yaml, yaml_problem
 
 APPLY_WAIT = 10.0  # seconds to wait for the reloader's verdict on a written file
 _PATH_PART = re.compile(r"[^.\[\]]+|\[(\d+)\]")
