@@ -32,6 +32,7 @@ import pytest
 
 from desktop.backend import look
 from desktop.icon import COLOURS, State
+from gateway.control import stop_gateway
 from gateway.workspace import Workspace
 from tests.conftest import ROOT, free_port, model_config, write_config
 from tests.fakes.fake_model import FakeModelServer
@@ -283,6 +284,8 @@ def test_the_tray_starts_the_gateway_and_opens_the_console_signed_in(
             if tray.proc.poll() is None:
                 tray.proc.kill()
                 tray.proc.wait()
+            # a gateway the tray started runs in its own session: a killed tray leaves it
+            stop_gateway(Workspace(home), port, 1)
             for stream in (tray.proc.stdin, tray.proc.stdout):
                 if stream:
                     stream.close()
