@@ -44,7 +44,6 @@ class FileWatcher:
         self.on_change = on_change
         self.on_restart = on_restart
         self.status = "stopped"
-        self.restarts = 0
         self._proc: subprocess.Popen[str] | None = None
         self._ready = threading.Event()
         self._stopped = threading.Event()
@@ -72,10 +71,6 @@ class FileWatcher:
                 proc.wait()
         self.status = "stopped"
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
     def _run(self) -> None:
         failures = 0
         while not self._stopped.is_set():
@@ -89,7 +84,6 @@ class FileWatcher:
             log.warning("the file watcher stopped (%s); starting it again in %.0fs", why, delay)
             if self._stopped.wait(delay):
                 return
-            self.restarts += 1
 
     def _watch_once(self) -> str:
         """Run one child until it ends; returns why it ended."""
