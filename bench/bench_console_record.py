@@ -17,9 +17,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gateway.chat import record_input  # noqa: E402
-from gateway.message import Message, ModelInput, Span, Trace  # noqa: E402
-from gateway.store import Store  # noqa: E402
+from gateway.core.chat import record_input  # noqa: E402
+from gateway.core.message import Message, ModelInput, Span, Trace  # noqa: E402
+from gateway.core.store import Store  # noqa: E402
 
 GATEWAY_OVERHEAD_US = 2500.0
 RUNS = 3

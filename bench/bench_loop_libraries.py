@@ -94,8 +94,8 @@ def store_cost_child(variant: str, folder: str, messages: int = 2000) -> None:
     (`add_message`, then `finish_message` with a trace), best of 3. `variant`: "loop" is the
     store as it is; "pool" takes the write lock on gevent's thread pool instead, with SQLite's
     own busy wait (what the other fix would be)."""
-    from gateway.message import Span
-    from gateway.store import Store
+    from gateway.core.message import Span
+    from gateway.core.store import Store
     from tests.loopprobe import _message
 
     if variant == "pool":

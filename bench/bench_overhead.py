@@ -2,7 +2,7 @@
 timer and the access-log line (each on vs off is its row: the message path without it saves
 exactly that).
 
-Builds the chain exactly as the gateway does (gateway.settings.build_guards, with a real
+Builds the chain exactly as the gateway does (gateway.core.settings.build_guards, with a real
 SQLite store under a temporary workspace) and times `admit` for the common cases: a loopback
 client with a static token, an issued token (cache hit after the first), a remote client
 (rate limit counted), a chat-platform sender (stranger policy read from the store); then the
@@ -19,16 +19,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from gateway.common.workspace import Workspace
 from gateway.config import parse_config
+from gateway.core.message import Message, Reply, Trace
+from gateway.core.pipeline import _access
+from gateway.core.settings import Process, build_settings
+from gateway.core.store import SenderRow, Store
 from gateway.guards.chain import Allow, Caller
 from gateway.guards.tokens import issue_token
-from gateway.message import Message, Reply, Trace
 from gateway.observe.logs import ACCESS_LOGGER, EcsFormatter
 from gateway.observe.metrics import Metrics
-from gateway.pipeline import _access
-from gateway.settings import Process, build_settings
-from gateway.store import SenderRow, Store
-from gateway.workspace import Workspace
 
 N = 20_000
 TOKEN = "bench-static-token-long-enough-0123456789"

@@ -7,7 +7,7 @@ together as the gateway loads a knowledge folder. Each section's heading is aske
 and `bench/recall/paraphrases.txt` asks each again in other words. For every question:
 recall@1 and recall@3 of `KnowledgeBase.find` (is the expected section first / in the top 3),
 and "grounded": is it among the passages chat actually sends to the model
-(`gateway.grounding.find_passages`, which also drops weak matches), since that is what a user
+(`gateway.core.grounding.find_passages`, which also drops weak matches), since that is what a user
 sees as "Sources: ...".
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.grounding import find_passages
+from gateway.core.grounding import find_passages
 from gateway.knowledge import KnowledgeBase
 
 RECALL = Path(__file__).resolve().parent / "recall"

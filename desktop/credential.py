@@ -14,10 +14,10 @@ from typing import Any
 
 import httpx
 
+from gateway.common.secrets import SERVICE, NoSecureKeyring, secure_backend
+from gateway.common.workspace import Workspace
+from gateway.core.store import Store
 from gateway.guards.tokens import issue_token
-from gateway.secrets import SERVICE, NoSecureKeyring, secure_backend
-from gateway.store import Store
-from gateway.workspace import Workspace
 
 log = logging.getLogger(__name__)
 

@@ -18,15 +18,15 @@ import time
 from collections.abc import Callable
 
 from desktop.icon import State
-from gateway.control import (
+from gateway.common.workspace import Workspace, ensure_workspace
+from gateway.ops.control import (
     ControlError,
     RunningGateway,
     find_gateway,
     start_detached,
     stop_gateway,
 )
-from gateway.probe import is_healthy
-from gateway.workspace import Workspace, ensure_workspace
+from gateway.ops.probe import is_healthy
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from desktop.credential import NO_KEYRING, ConsoleCredential, console_link
 from desktop.icon import State, draw_icon
 from desktop.opener import open_path
 from desktop.supervisor import GatewaySupervisor
-from gateway.store import Store
-from gateway.workspace import Workspace
+from gateway.common.workspace import Workspace
+from gateway.core.store import Store
 
 log = logging.getLogger(__name__)
 

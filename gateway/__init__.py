@@ -1,7 +1,7 @@
 """Moltbot gateway: one entry for every chat channel, in front of your own model.
 
 Messages flow one way: channel -> guards -> session -> router -> skill or model -> reply ->
-channel. `gateway.app` is the composition root that builds every part.
+channel. `gateway.server.app` is the composition root that builds every part.
 """
 
 __version__ = "0.1.0"

@@ -18,6 +18,9 @@ import click
 import httpx
 
 from gateway import __version__
+from gateway.common.private import private_umask
+from gateway.common.secrets import lookup_secret
+from gateway.common.workspace import Workspace, default_workspace, ensure_workspace
 from gateway.config import (
     Config,
     ConfigError,
@@ -27,7 +30,7 @@ from gateway.config import (
     load_config,
     parse_duration,
 )
-from gateway.control import (
+from gateway.ops.control import (
     DEFAULTS,
     START_WAIT,
     ControlError,
@@ -42,10 +45,7 @@ from gateway.control import (
     start_detached,
     stop_gateway,
 )
-from gateway.private import private_umask
-from gateway.probe import base_url, is_healthy
-from gateway.secrets import lookup_secret
-from gateway.workspace import Workspace, default_workspace, ensure_workspace
+from gateway.ops.probe import base_url, is_healthy
 
 EXIT_CONFIG = 2
 EXIT_NOT_RUNNING = 3
@@ -214,8 +214,8 @@ def _dashboard_gateway(ws: Workspace, port: int | None,
 @click.option("--json", "as_json", is_flag=True, help="Print {token, expires_at, url, running}.")
 def dashboard(token_gen: bool, expire: str, port: int | None, as_json: bool) -> None:
     """Print the console's address; with --token-gen, a token and a link that signs in."""
+    from gateway.core.store import Store
     from gateway.guards.tokens import issue_token
-    from gateway.store import Store
 
     ws = default_workspace()
     ensure_workspace(ws)
@@ -264,7 +264,7 @@ def tray(port: int | None, start: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def trace(msg_id: str, as_json: bool) -> None:
     """Show each step a message took: step, start offset, duration, outcome."""
-    from gateway.store import Store
+    from gateway.core.store import Store
 
     ws = default_workspace()
     if not Path(ws.data / "moltbot.db").exists():
@@ -321,8 +321,8 @@ def skills_list(as_json: bool, port: int | None) -> None:
 def _ask_gateway(ws: Workspace, running: RunningGateway | None, path: str) -> dict | None:
     """GET an admin API path from the running gateway with a token valid for a minute, or
     None when no gateway runs."""
+    from gateway.core.store import Store
     from gateway.guards.tokens import issue_token
-    from gateway.store import Store
 
     if running is None or not is_healthy(url := running.url):
         return None
@@ -388,7 +388,7 @@ def secret() -> None:
 @click.argument("name")
 def secret_set(name: str) -> None:
     """Store NAME: typed twice with hidden input, or read from stdin when it is not a terminal."""
-    from gateway.secrets import SERVICE, SecretStoreError, store_secret
+    from gateway.common.secrets import SERVICE, SecretStoreError, store_secret
 
     if sys.stdin.isatty():
         value = click.prompt(f"Value of {name}", hide_input=True, confirmation_prompt=True)
@@ -406,7 +406,7 @@ def secret_set(name: str) -> None:
 @click.argument("name")
 def secret_delete(name: str) -> None:
     """Remove NAME from the OS keyring."""
-    from gateway.secrets import SecretStoreError, delete_secret
+    from gateway.common.secrets import SecretStoreError, delete_secret
 
     try:
         delete_secret(name)
@@ -420,7 +420,7 @@ def secret_delete(name: str) -> None:
 def doctor(port: int | None) -> None:
     """Check config, workspace, port, every model endpoint, the tray and the libraries'
     versions; say how to fix each problem."""
-    from gateway.doctor import run_checks
+    from gateway.ops.doctor import run_checks
 
     ws = default_workspace()
     results = run_checks(ws, port)
@@ -458,8 +458,8 @@ def token() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print {token, name, expires_at}.")
 def token_create(name: str, expire: str, as_json: bool) -> None:
     """Make a new token; it works at once, also in a running gateway."""
+    from gateway.core.store import Store
     from gateway.guards.tokens import issue_token
-    from gateway.store import Store
 
     seconds = _seconds("--expire", expire)
     if not seconds:
@@ -510,8 +510,8 @@ def token_revoke(name_or_id: str) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def token_rotate(name: str, grace: str, expire: str, as_json: bool) -> None:
     """A new token for NAME; the old one(s) keep working for the grace period, then end."""
+    from gateway.core.store import Store
     from gateway.guards.tokens import issue_token
-    from gateway.store import Store
 
     grace_s, expire_s = _seconds("--grace", grace), _seconds("--expire", expire)
     old = [r for r in _token_rows() if r.label == name]
@@ -534,7 +534,7 @@ def token_rotate(name: str, grace: str, expire: str, as_json: bool) -> None:
 
 
 def _token_rows() -> list:
-    from gateway.store import Store
+    from gateway.core.store import Store
 
     ws = default_workspace()
     if not (ws.data / "moltbot.db").exists():
@@ -547,7 +547,7 @@ def _token_rows() -> list:
 
 
 def _end_tokens(name_or_id: str, after: float, verb: str) -> None:
-    from gateway.store import Store
+    from gateway.core.store import Store
 
     matching = [r for r in _token_rows() if name_or_id in (r.label, r.id)]
     if not matching:
@@ -629,7 +629,7 @@ def _sender_key(sender: str) -> tuple[str, str]:
 
 
 def _set_sender(sender: str, state: str) -> None:
-    from gateway.store import SenderRow
+    from gateway.core.store import SenderRow
 
     channel, name = _sender_key(sender)
     _with_store(lambda store: store.put_sender(SenderRow(channel, name, state,
@@ -639,7 +639,7 @@ def _set_sender(sender: str, state: str) -> None:
 
 
 def _with_store(work: Any) -> Any:
-    from gateway.store import Store
+    from gateway.core.store import Store
 
     ws = default_workspace()
     ensure_workspace(ws)
@@ -660,7 +660,7 @@ def channels() -> None:
 @click.option("--port", type=int, help="Which gateway (default: the one running).")
 def channels_list(as_json: bool, port: int | None) -> None:
     """Each channel, whether config.yaml enables it, and its status in the running gateway."""
-    from gateway.settings import channel_options
+    from gateway.core.settings import channel_options
 
     ws = default_workspace()
     config = _config(ws)
@@ -707,8 +707,8 @@ def top(once: bool, port: int | None, url: str | None, token: str | None, window
         except StatsUnauthorized:
             if not local or token:
                 raise
+            from gateway.core.store import Store
             from gateway.guards.tokens import issue_token
-            from gateway.store import Store
 
             store = Store(ws.db_url)  # our own gateway: a token for this session of top
             try:

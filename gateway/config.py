@@ -25,8 +25,8 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.common.yaml_reader import read_yaml, yaml_problem
 from gateway.observe.alerting.config import AlertsConfig
-from gateway.yaml_reader import read_yaml, yaml_problem
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
 _UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}

@@ -281,8 +281,8 @@ esac
 # --- Is there a model to talk to? Each endpoint config.yaml names (before the first start: the
 # one it will name), checked as `moltbot doctor` checks them, each with its fix ---
 MOLTBOT_HOME="$workspace" "$venv/bin/python" - <<'EOF' || true
-from gateway.doctor import model_checks
-from gateway.workspace import default_workspace
+from gateway.ops.doctor import model_checks
+from gateway.common.workspace import default_workspace
 
 for ok, what, fix in model_checks(default_workspace()):
     print(f"{what[0].upper()}{what[1:]}" + ("" if ok else f"\n  fix: {fix}"))

@@ -2,7 +2,7 @@
 
 A frozen app has no `python`: `sys.executable` is this binary. The gateway still starts its
 processes as `[sys.executable, "-m", "gateway.server", ...]` (`moltbot gateway start`),
-`[sys.executable, "-m", "gateway.skills.host"]` (skill hosts) and `-m gateway.watcher_child`
+`[sys.executable, "-m", "gateway.skills.host"]` (skill hosts) and `-m gateway.live.watcher_child`
 (the file watcher), so this entry understands `-m` for those modules and runs them as
 `python -m` would. Anything else is the `moltbot` command line,
 and no argument at all (a double-click) is the tray.
@@ -16,8 +16,8 @@ from __future__ import annotations
 import runpy
 import sys
 
-RUNNABLE_MODULES = ("gateway.server", "gateway.skills.host", "gateway.watcher_child", "gateway",
-                    "desktop")
+RUNNABLE_MODULES = ("gateway.server", "gateway.skills.host", "gateway.live.watcher_child",
+                    "gateway", "desktop")
 """What `-m` may run: the gateway's own child processes, the CLI and the tray."""
 
 

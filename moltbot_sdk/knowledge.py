@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from gateway.common.workspace import DEFAULT_HOME
 from gateway.knowledge import KnowledgeIndex, ScoredPassage
 from gateway.knowledge import load_csv as _load_csv_passages
 from gateway.knowledge import load_markdown as _load_md_passages
-from gateway.workspace import DEFAULT_HOME
 
 
 class Knowledge:

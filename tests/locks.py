@@ -20,7 +20,7 @@ from pathlib import Path
 
 from packaging.markers import Marker
 
-from gateway.doctor import canonical_name, installed_versions
+from gateway.ops.doctor import canonical_name, installed_versions
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCKS = ROOT / "installers" / "lock"

@@ -175,7 +175,7 @@ def _secret_service_pid() -> int:
 def probe_keyring(args: dict[str, Any]) -> Probe:
     """`moltbot secret set` and the `${keyring:NAME}` lookup of a config load, through the real
     Secret Service, which is paused for `STALL` s before the first call."""
-    from gateway.secrets import lookup_secret, secure_backend, store_secret
+    from gateway.common.secrets import lookup_secret, secure_backend, store_secret
 
     secure_backend()  # the first use resolves the backend (imports, entry points): not a wait
     pid, value, calls = _secret_service_pid(), "s3cret value", int(args.get("calls", 10))
@@ -223,13 +223,13 @@ def probe_smtp(args: dict[str, Any]) -> Probe:
 
 
 def _new_store(path: str) -> Any:
-    from gateway.store import Store
+    from gateway.core.store import Store
 
     return Store(f"sqlite:///{path}")
 
 
 def _message(i: int) -> Any:
-    from gateway.message import Message
+    from gateway.core.message import Message
 
     return Message(channel="http", sender="probe", chat=f"c{i}", text=f"hello {i}")
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from gateway.context import build_messages
+from gateway.core.context import build_messages
+from gateway.core.router import help_text, route
 from gateway.knowledge import estimate_tokens
-from gateway.router import help_text, route
 
 
 def test_newest_turns_are_kept_within_the_budget() -> None:

@@ -1,4 +1,4 @@
-"""gateway/control.py: start, find and stop the real gateway process from outside it."""
+"""gateway/ops/control.py: start, find and stop the real gateway process from outside it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.control import (
+from gateway.common.workspace import Workspace, ensure_workspace
+from gateway.ops.control import (
     ControlError,
     PortBusy,
     find_gateway,
@@ -18,7 +19,6 @@ from gateway.control import (
     start_detached,
     stop_gateway,
 )
-from gateway.workspace import Workspace, ensure_workspace
 from tests.conftest import assert_dead, free_port, write_config
 
 

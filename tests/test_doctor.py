@@ -15,10 +15,10 @@ import gevent
 import pydantic
 
 from gateway import DISTRIBUTION, __version__
+from gateway.common.workspace import Workspace
 from gateway.config import Config, ModelConfig, parse_config
-from gateway.doctor import check_libraries, check_model, check_port, run_checks
-from gateway.known_bad import KNOWN_BAD
-from gateway.workspace import Workspace
+from gateway.ops.doctor import check_libraries, check_model, check_port, run_checks
+from gateway.ops.known_bad import KNOWN_BAD
 from tests.conftest import GatewayProcess, free_port, model_config, run_cli, write_config
 from tests.fakes.fake_model import FakeModelServer
 from tests.locks import watchdog_matrix
@@ -180,8 +180,8 @@ def test_without_moltbot_metadata_the_versions_are_unknown(tmp_path: Path) -> No
 
 def test_model_checks_before_the_first_start_use_the_seeded_config(tmp_path: Path) -> None:
     """What install.sh reports: with no config.yaml yet, the endpoint the first start writes."""
-    from gateway.doctor import model_checks
-    from gateway.workspace import Workspace
+    from gateway.common.workspace import Workspace
+    from gateway.ops.doctor import model_checks
 
     (check,) = model_checks(Workspace(tmp_path / "none-yet"))
     assert check[1].startswith("model llama2 at http://127.0.0.1:11434")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.grounding import find_passages, grounding_prompt, sources_line
+from gateway.core.grounding import find_passages, grounding_prompt, sources_line
 from gateway.knowledge import KnowledgeBase
 
 FAQ = """# FAQ

@@ -11,6 +11,7 @@ from pathlib import Path
 import jwt
 import pytest
 
+from gateway.core.store import Store
 from gateway.guards.authenticate import Authenticate, Authenticator
 from gateway.guards.chain import Allow, Caller, Challenge, GuardChain, Refuse, Verdict
 from gateway.guards.jwt_tokens import JwtTokens
@@ -23,7 +24,6 @@ from gateway.guards.rate_limit import (
     parse_rate,
 )
 from gateway.guards.tokens import IssuedTokens, StaticTokens, credential_id, issue_token
-from gateway.store import Store
 
 SECRET = "a-strong-random-secret-of-32-chars!!"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.grounding import find_passages
+from gateway.core.grounding import find_passages
 from gateway.knowledge import KnowledgeBase, load_csv, load_markdown
 from tests.conftest import ROOT, GatewayProcess, run_cli
 

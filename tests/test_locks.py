@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from gateway.doctor import canonical_name
-from gateway.known_bad import KNOWN_BAD
+from gateway.ops.doctor import canonical_name
+from gateway.ops.known_bad import KNOWN_BAD
 from tests.locks import LOCKS, ROOT, format_table, read_lock, watchdog_matrix
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]

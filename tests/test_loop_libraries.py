@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from gateway.store import lock_for_write
+from gateway.core.store import lock_for_write
 from tests.fakes.mail_server import MailServer
 from tests.loopprobe import (
     BLOCK_BOUND,

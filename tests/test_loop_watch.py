@@ -1,6 +1,6 @@
 """A blocked event loop is found, said with its stack, counted, and shown where people look.
 
-The fault (`MOLTBOT_TEST_FAULTS`, `gateway/faults.py`) makes the real gateway's loop call the
+The fault (`MOLTBOT_TEST_FAULTS`, `gateway/server/faults.py`) makes the real gateway's loop call the
 unpatched `time.sleep`, as a library stuck in C would.
 """
 
@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gateway.common.workspace import Workspace
 from gateway.observe.loopwatch import read_blocks
-from gateway.workspace import Workspace
 from tests.conftest import GatewayProcess, free_port, model_config, run_cli, write_config
 
 pytestmark = pytest.mark.blocks_loop

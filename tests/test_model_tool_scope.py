@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from gateway.common.workspace import Workspace
 from gateway.config import ConfigError, parse_config
-from gateway.settings import build_model_tools
+from gateway.core.settings import build_model_tools
 from gateway.tools import ToolRefused
 from gateway.tools.command import CommandTool
 from gateway.tools.files import FilesTool
-from gateway.workspace import Workspace
 from tests.conftest import GatewayProcess, free_port, model_config, run_cli, write_config
 from tests.fakes.fake_model import FakeModelServer
 

@@ -11,18 +11,18 @@ from typing import Any
 
 import pytest
 
-from gateway.chat import ChatResponder
+from gateway.common.workspace import Workspace
 from gateway.config import parse_config
-from gateway.execute import Executor
-from gateway.message import Message
-from gateway.pipeline import Pipeline
-from gateway.sessions import SessionManager
-from gateway.settings import Process, build_settings
+from gateway.core.chat import ChatResponder
+from gateway.core.execute import Executor
+from gateway.core.message import Message
+from gateway.core.pipeline import Pipeline
+from gateway.core.sessions import SessionManager
+from gateway.core.settings import Process, build_settings
+from gateway.core.store import Store
 from gateway.skills.catalog import SkillSet
 from gateway.skills.errors import SkillError
 from gateway.skills.handlers import SkillHandler, SkillResult
-from gateway.store import Store
-from gateway.workspace import Workspace
 from moltbot_sdk.skill import HandlerSpec
 from tests.conftest import model_config
 from tests.fakes.fake_model import FakeModelServer

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from gateway import process
+from gateway.common import process
 from tests.conftest import assert_dead
 
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}

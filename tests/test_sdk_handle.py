@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.router import route
+from gateway.core.router import route
 from gateway.skills.catalog import SkillLoader, SkillSet
 from gateway.skills.hostpool import SkillHostPool
 from moltbot_sdk import context

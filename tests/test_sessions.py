@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from gateway.sessions import SessionManager, SessionPolicy
-from gateway.state import LocalChatOrder as ChatQueue
-from gateway.store import Store
+from gateway.core.sessions import SessionManager, SessionPolicy
+from gateway.core.state import LocalChatOrder as ChatQueue
+from gateway.core.store import Store
 
 
 class Clock:

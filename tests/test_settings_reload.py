@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from gateway.app import Gateway, build_gateway
+from gateway.common.workspace import Workspace
 from gateway.config import ConfigError, parse_config
 from gateway.models.pool import ModelPool
 from gateway.models.registry import build_providers
-from gateway.workspace import Workspace
+from gateway.server.app import Gateway, build_gateway
 from tests.conftest import model_config
 from tests.fakes.fake_model import FakeModelServer
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.router import route
+from gateway.core.router import route
 from gateway.skills.catalog import SkillLoader, SkillSet
 from gateway.skills.errors import SkillError
 from gateway.skills.hostpool import SkillHostPool

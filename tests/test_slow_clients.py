@@ -10,7 +10,7 @@ from pathlib import Path
 import gevent
 from gevent import socket as gsocket
 
-from gateway.httpserver import GatewayServer
+from gateway.server.httpserver import GatewayServer
 from tests.conftest import GatewayProcess, free_port, model_config, write_config
 from tests.fakes.fake_model import FakeModelServer
 

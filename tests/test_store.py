@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from gateway.message import Message, Span
-from gateway.store import Store
+from gateway.core.message import Message, Span
+from gateway.core.store import Store
 
 
 def store_at(tmp_path: Path) -> Store:

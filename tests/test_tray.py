@@ -22,8 +22,8 @@ import httpx
 import pytest
 from keyring.backends import fail
 
-from gateway.control import find_gateway, start_detached, stop_gateway
-from gateway.workspace import Workspace, ensure_workspace
+from gateway.common.workspace import Workspace, ensure_workspace
+from gateway.ops.control import find_gateway, start_detached, stop_gateway
 from tests.conftest import assert_dead, free_port, model_config, new_token, write_config
 from tests.fakes.fake_model import FakeModelServer
 from tests.tray_support import FakeDesktop, make_fake_desktop

@@ -14,9 +14,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from gateway.secrets import SERVICE
-from gateway.store import Store, tokens
-from gateway.workspace import Workspace, ensure_workspace
+from gateway.common.secrets import SERVICE
+from gateway.common.workspace import Workspace, ensure_workspace
+from gateway.core.store import Store, tokens
 from tests.conftest import GatewayProcess, free_port, model_config, write_config
 from tests.fakes.fake_model import FakeModelServer
 from tests.test_tray import click, running_gateway

@@ -32,8 +32,8 @@ import pytest
 
 from desktop.backend import look
 from desktop.icon import COLOURS, State
-from gateway.control import stop_gateway
-from gateway.workspace import Workspace
+from gateway.common.workspace import Workspace
+from gateway.ops.control import stop_gateway
 from tests.conftest import ROOT, free_port, model_config, write_config
 from tests.fakes.fake_model import FakeModelServer
 from tests.test_chat_page_browser import CHROMIUM, CHROMIUM_ARGS

@@ -30,12 +30,12 @@ FILES = 5
 
 PROBE = textwrap.dedent("""
     from gevent import monkey
-    monkey.patch_all(queue=False)  # as gateway/server.py does
+    monkey.patch_all(queue=False)  # as gateway/server/main.py does
 
     import json, sys, time
     from pathlib import Path
     import gevent
-    from gateway.watcher import FileWatcher
+    from gateway.live.watcher import FileWatcher
 
     folder = Path(sys.argv[1])
     seen, gaps = set(), [0.0]
@@ -76,7 +76,7 @@ def test_every_change_arrives_and_the_loop_keeps_ticking(version: str, tmp_path:
     assert watchdog_version(path) == version
     folder = tmp_path / "watched"
     folder.mkdir()
-    # The child (gateway.watcher_child) imports watchdog from PYTHONPATH first; the gateway's
+    # The child (gateway.live.watcher_child) imports watchdog from PYTHONPATH first; the gateway's
     # own packages come from the installed checkout as usual.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(path), str(ROOT)])}
     result = subprocess.run([sys.executable, "-c", PROBE, str(folder)], env=env, cwd=ROOT,
@@ -90,7 +90,7 @@ def test_every_change_arrives_and_the_loop_keeps_ticking(version: str, tmp_path:
 def watcher_children(gw: GatewayProcess) -> list[psutil.Process]:
     assert gw.proc is not None
     return [p for p in psutil.Process(gw.proc.pid).children()
-            if "gateway.watcher_child" in " ".join(p.cmdline())]
+            if "gateway.live.watcher_child" in " ".join(p.cmdline())]
 
 
 SKILL = """

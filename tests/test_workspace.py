@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from gateway.router import route
+from gateway.common.workspace import Workspace, ensure_workspace
+from gateway.core.router import route
 from gateway.skills.catalog import SkillLoader, SkillSet
 from gateway.skills.hostpool import SkillHostPool
-from gateway.workspace import Workspace, ensure_workspace
 
 
 def test_the_workspace_gets_its_own_readme_not_the_repository_one(tmp_path: Path) -> None:

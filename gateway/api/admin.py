@@ -13,12 +13,12 @@ from typing import Any
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
-from gateway.api.door import guarded
-from gateway.api.errors import error_response
 from gateway.channels.base import Entry
-from gateway.reload import Reloader
-from gateway.store import Store
+from gateway.core.store import Store
+from gateway.live.reload import Reloader
 from gateway.tools.sandbox import find_sandbox
+from gateway.web.door import guarded
+from gateway.web.errors import error_response
 
 
 def build_admin(entry: Entry, reloader: Reloader, store: Store, channel: str,

@@ -14,14 +14,14 @@ import yaml
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from gateway.api.door import client_address, guarded
-from gateway.api.errors import error_response
 from gateway.channels.base import Services
+from gateway.common.secrets import lookup_secret
+from gateway.common.yaml_reader import read_yaml, yaml_problem
 from gateway.config import ConfigError, parse_config
+from gateway.live.reload import Reloader
 from gateway.observe.audit import audit
-from gateway.reload import Reloader
-from gateway.secrets import lookup_secret
-from gateway.yaml_reader import read_yaml, yaml_problem
+from gateway.web.door import client_address, guarded
+from gateway.web.errors import error_response
 
 APPLY_WAIT = 10.0  # seconds to wait for the reloader's verdict on a written file
 _PATH_PART = re.compile(r"[^.\[\]]+|\[(\d+)\]")

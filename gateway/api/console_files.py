@@ -16,11 +16,11 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from gateway.api.door import client_address, guarded
-from gateway.api.errors import error_response
 from gateway.channels.base import Services
+from gateway.live.reload import Reloader
 from gateway.observe.audit import audit
-from gateway.reload import Reloader
+from gateway.web.door import client_address, guarded
+from gateway.web.errors import error_response
 
 ROOTS = ("skills", "knowledge")
 MAX_FILE = 1024 * 1024

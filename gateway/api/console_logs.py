@@ -21,9 +21,9 @@ from flask.typing import ResponseReturnValue
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
-from gateway.api.door import guarded
-from gateway.api.errors import error_response
 from gateway.channels.base import Services
+from gateway.web.door import guarded
+from gateway.web.errors import error_response
 
 SOURCES = {"gateway": "gateway.log", "access": "access.log"}
 LEVELS = ("debug", "info", "warning", "error", "critical")

@@ -9,10 +9,10 @@ from dataclasses import asdict
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from gateway.api.door import guarded
-from gateway.api.errors import error_response
 from gateway.channels.base import Services
-from gateway.sessions import HISTORY_TURNS, continued_session
+from gateway.core.sessions import HISTORY_TURNS, continued_session
+from gateway.web.door import guarded
+from gateway.web.errors import error_response
 
 MAX_ROWS = 500
 

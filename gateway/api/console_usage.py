@@ -10,9 +10,9 @@ import time
 from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from gateway.api.door import guarded
-from gateway.api.errors import error_response
 from gateway.channels.base import Services
+from gateway.web.door import guarded
+from gateway.web.errors import error_response
 
 MAX_DAYS = 366
 COLUMNS = ("day", "model", "channel", "messages", "prompt", "completion")

@@ -17,14 +17,14 @@ from collections.abc import Callable
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from gateway.api.credentials import bearer
-from gateway.api.door import caller_of, refusal_response
-from gateway.api.errors import error_response
 from gateway.channels.base import Entry
+from gateway.core.store import Store
 from gateway.guards.chain import Allow
 from gateway.guards.tokens import hash_token, issue_token
 from gateway.observe.audit import audit
-from gateway.store import Store
+from gateway.web.credentials import bearer
+from gateway.web.door import caller_of, refusal_response
+from gateway.web.errors import error_response
 
 CODE_TTL = 60.0
 MAX_OUTSTANDING = 64

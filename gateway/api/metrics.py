@@ -13,9 +13,9 @@ from collections.abc import Callable
 from flask import Blueprint, Request, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from gateway.api.errors import error_response
 from gateway.config import is_loopback
 from gateway.observe.metrics import Metrics
+from gateway.web.errors import error_response
 
 _PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
 

@@ -18,13 +18,13 @@ from flask import Blueprint, Response, jsonify, request, send_from_directory
 from flask.typing import ResponseReturnValue
 
 from gateway.api.console_assets import console_page
-from gateway.api.credentials import COOKIE, request_credential
-from gateway.api.door import caller_of, client_address, guarded, is_https, refusal_response
-from gateway.api.errors import error_response
 from gateway.channels.base import Services
 from gateway.guards.chain import Allow
 from gateway.guards.tokens import credential_id, issue_token, revoke_token
 from gateway.observe.audit import audit
+from gateway.web.credentials import COOKIE, request_credential
+from gateway.web.door import caller_of, client_address, guarded, is_https, refusal_response
+from gateway.web.errors import error_response
 
 
 def build_pages(services: Services, channel: str,

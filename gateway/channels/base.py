@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from gateway.core.message import Message, Reply
 from gateway.guards.chain import Caller, Verdict
-from gateway.message import Message, Reply
 from gateway.models.base import OnDelta
 
 if TYPE_CHECKING:
@@ -19,11 +19,11 @@ if TYPE_CHECKING:
     from flask_sock import Sock
 
     from gateway.channels.manager import ChannelSet
+    from gateway.core.settings import Settings
+    from gateway.core.state import TokenCache
+    from gateway.core.store import Store
+    from gateway.live.reload import Reloader
     from gateway.observe.metrics import Metrics
-    from gateway.reload import Reloader
-    from gateway.settings import Settings
-    from gateway.state import TokenCache
-    from gateway.store import Store
 
 
 class Entry(Protocol):

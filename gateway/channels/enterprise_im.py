@@ -27,14 +27,14 @@ from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 from pydantic import model_validator
 
-from gateway.api.credentials import bearer
-from gateway.api.door import caller_of, client_address, refusal_response
-from gateway.api.errors import error_response
 from gateway.channels.base import ChannelOptions, PushChannel, Services, WebChannel
 from gateway.channels.fields import decode_json, validate_message_fields
+from gateway.core.message import Message, Reply
 from gateway.guards.chain import Allow
-from gateway.message import Message, Reply
 from gateway.observe.logs import redact
+from gateway.web.credentials import bearer
+from gateway.web.door import caller_of, client_address, refusal_response
+from gateway.web.errors import error_response
 
 log = logging.getLogger(__name__)
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from gateway.api.credentials import request_credential
-from gateway.api.door import caller_of, client_address, refusal_response
-from gateway.api.errors import error_response
 from gateway.channels.base import ChannelOptions, Services, WebChannel
 from gateway.channels.fields import MAX_FIELD, decode_json, validate_message_fields
+from gateway.core.message import Message
 from gateway.guards.chain import Allow
-from gateway.message import Message
+from gateway.web.credentials import request_credential
+from gateway.web.door import caller_of, client_address, refusal_response
+from gateway.web.errors import error_response
 
 
 class HttpChannel(WebChannel):

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 CHANNELS: dict[str, str] = {
     "http": "gateway.channels.http:HttpChannel",
     "websocket": "gateway.channels.websocket:WebSocketChannel",
-    "console": "gateway.channels.console:ConsoleChannel",
+    "console": "gateway.api.console:ConsoleChannel",
     "enterprise_im": "gateway.channels.enterprise_im:EnterpriseImChannel",
 }
 

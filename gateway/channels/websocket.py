@@ -23,13 +23,13 @@ from flask import request
 from flask.typing import ResponseReturnValue
 from simple_websocket import ConnectionClosed
 
-from gateway.api.credentials import request_credential
-from gateway.api.door import caller_of, client_address, refusal_response
-from gateway.api.errors import error_response
 from gateway.channels.base import ChannelOptions, Services, WebChannel
 from gateway.channels.fields import EXAMPLE, decode_json, validate_message_fields
+from gateway.core.message import Message
 from gateway.guards.chain import Allow, Refuse, Verdict
-from gateway.message import Message
+from gateway.web.credentials import request_credential
+from gateway.web.door import caller_of, client_address, refusal_response
+from gateway.web.errors import error_response
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 A verdict is one of three things:
 - `Allow`: go on (the authentication guard names the principal it found);
-- `Refuse`: stop with an error code from `gateway.message.ERROR_CODES`, a sentence for the
+- `Refuse`: stop with an error code from `gateway.core.message.ERROR_CODES`, a sentence for the
   caller and, for limits, how many seconds to wait;
 - `Challenge`: stop and send the caller this text instead of an answer (stranger verification
   sends a code this way); nothing of the caller's reaches the model.

@@ -1,6 +1,6 @@
 """Lockout: too many bad credentials from one address lock it out for a while, good token or
 not (`auth.lockout`: failures within window -> duration). Guessing tokens at hundreds a second
-then costs an attacker the address for minutes. Per process (`gateway.state`), like the cache.
+then costs an attacker the address for minutes. Per process (`gateway.core.state`), like the cache.
 
 Failures are counted per address and per kind of caller: a web page (a request with an
 `Origin` header) and the owner's own programs (the CLI, the tray, scripts) from the same

@@ -22,9 +22,9 @@ import secrets
 import time
 from collections.abc import Callable
 
+from gateway.core.store import SenderRow, Store
 from gateway.guards.chain import Allow, Caller, Challenge, Refuse, Verdict
 from gateway.observe.audit import audit
-from gateway.store import SenderRow, Store
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ import secrets
 import time
 from collections.abc import Callable
 
-from gateway.state import LocalTokenCache, TokenCache
-from gateway.store import Store
+from gateway.core.state import LocalTokenCache, TokenCache
+from gateway.core.store import Store
 
 TOKEN_PREFIX = "mb_"
 MAX_CREDENTIAL = 4096  # longer is refused before hashing: a JWT fits, a flood does not

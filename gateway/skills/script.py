@@ -24,7 +24,7 @@ What a script can rely on when it runs:
 
 Scripts are the user's own code running as the gateway's user: the limits above keep a buggy
 script from hanging or confusing the gateway, they do not sandbox a hostile one. Output is
-bounded (`gateway.process`, shared with the command tool): the first 64 KiB of stdout and the
+bounded (`gateway.common.process`, shared with the command tool): the first 64 KiB of stdout and the
 last 4,000 bytes of stderr, which go to the log and the trace, never to the sender.
 
 Under gevent (the gateway monkey-patches subprocess and threading) waiting for the script is
@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway import process
+from gateway.common import process
 from gateway.skills.errors import SkillError, SkillLoadError, shown_path
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ What the caller can rely on:
   must stay in those folders, and `escapes.py`'s table refuses the features of ordinary
   programs that run programs or open files by design (`find -exec`, `sed e`, git aliases).
 - Time limit, process-group kill and output caps (stdout's first `max_output` bytes,
-  stderr's last) are `gateway.process`'s, shared with script skills.
+  stderr's last) are `gateway.common.process`'s, shared with script skills.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway import process
+from gateway.common import process
 from gateway.tools import escapes
 from gateway.tools.base import Tool, ToolError, ToolRefused, check_arguments
 from gateway.tools.sandbox import Limits, Sandbox

@@ -23,7 +23,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
-from gateway.message import Reply
+from gateway.core.message import Reply
 
 K = TypeVar("K")
 V = TypeVar("V")

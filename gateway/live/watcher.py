@@ -3,8 +3,8 @@
 Why a process: watchdog starts threads and blocks in C inside them. Under gevent those threads
 are greenlets (gevent patches `threading` itself, so even a native thread starts greenlets), and
 watchdog 7.1.1's dispatcher waiting on a C queue froze the gateway on every start. In
-`gateway.watcher_child` nothing is patched; it writes one JSON line per change, which the reader
-here takes cooperatively (gevent's patched pipes) and hands to `on_change`.
+`gateway.live.watcher_child` nothing is patched; it writes one JSON line per change, which the
+reader here takes cooperatively (gevent's patched pipes) and hands to `on_change`.
 
 The child ends when its standard input closes, so it never outlives the gateway, even one killed
 with SIGKILL. If it dies, it is started again (1 s, doubling up to 30 s) and `on_restart` is
@@ -30,9 +30,9 @@ MAX_BACKOFF = 30.0
 
 
 def watcher_argv(folders: Sequence[tuple[Path, bool]]) -> list[str]:
-    """`-m gateway.watcher_child`: the bundled app's binary understands it too."""
+    """`-m gateway.live.watcher_child`: the bundled app's binary understands it too."""
     spec = json.dumps([[str(folder), recursive] for folder, recursive in folders])
-    return [sys.executable, "-m", "gateway.watcher_child", spec]
+    return [sys.executable, "-m", "gateway.live.watcher_child", spec]
 
 
 class FileWatcher:

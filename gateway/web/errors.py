@@ -1,6 +1,6 @@
 """Every error the gateway answers over HTTP has one shape: {"error": {"code", "message"}}.
 
-The pipeline and the guards speak in error *codes* (`gateway.message.ERROR_CODES`); this is
+The pipeline and the guards speak in error *codes* (`gateway.core.message.ERROR_CODES`); this is
 where HTTP turns a code into a status (and `retry_after` into a Retry-After header).
 """
 

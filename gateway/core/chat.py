@@ -13,15 +13,15 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.context import build_messages
-from gateway.grounding import find_passages, grounding_prompt, sources_line
+from gateway.core.context import build_messages
+from gateway.core.grounding import find_passages, grounding_prompt, sources_line
+from gateway.core.message import ModelInput, Trace
+from gateway.core.sessions import SessionManager
+from gateway.core.settings import Settings
 from gateway.knowledge import KnowledgeBase, estimate_tokens
-from gateway.message import ModelInput, Trace
 from gateway.models.base import Cancelled, ModelError, ModelResult, NoModelAvailable, OnDelta
 from gateway.models.pool import ModelPool
 from gateway.observe.logs import redact, redact_arguments
-from gateway.sessions import SessionManager
-from gateway.settings import Settings
 from gateway.skills.catalog import SkillSet
 from gateway.skills.handlers import SkillHandler
 from gateway.tools import Tool, ToolError, ToolRefused

@@ -41,7 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from gateway.message import Message, ModelInput, Span
+from gateway.core.message import Message, ModelInput, Span
 
 metadata = MetaData()
 

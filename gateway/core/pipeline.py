@@ -19,17 +19,17 @@ import threading
 import time
 from dataclasses import replace
 
-from gateway.execute import Executor, Outcome
+from gateway.core.execute import Executor, Outcome
+from gateway.core.message import Message, Reply, Trace
+from gateway.core.router import route
+from gateway.core.settings import Settings
+from gateway.core.state import Attempt, ChatOrder, InFlight, LocalChatOrder, LocalInFlight
+from gateway.core.store import Store, StoredMessage
 from gateway.guards.chain import Allow, Caller, Challenge, Verdict
-from gateway.message import Message, Reply, Trace
 from gateway.models.base import OnDelta
 from gateway.observe.logs import ACCESS_LOGGER
 from gateway.observe.metrics import MessageTimer, Metrics
-from gateway.router import route
-from gateway.settings import Settings
 from gateway.skills.catalog import SkillSet
-from gateway.state import Attempt, ChatOrder, InFlight, LocalChatOrder, LocalInFlight
-from gateway.store import Store, StoredMessage
 
 log = logging.getLogger(__name__)
 access = logging.getLogger(ACCESS_LOGGER)

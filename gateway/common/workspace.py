@@ -62,7 +62,7 @@ def find_examples() -> Path | None:
     bundled = Path(str(resources.files("gateway"))) / "examples"
     if bundled.is_dir():
         return bundled
-    checkout = Path(__file__).resolve().parent.parent
+    checkout = Path(__file__).resolve().parents[2]
     return checkout if (checkout / "skills").is_dir() else None
 
 

@@ -2,7 +2,7 @@
 
 A session is keyed by (channel, chat), lives in the store (so it survives a restart) and ends
 after the policy's idle time-out (`gateway.session_timeout`) or on `/reset`. The order in
-which one chat's messages are answered is `gateway.state.ChatOrder`'s job.
+which one chat's messages are answered is `gateway.core.state.ChatOrder`'s job.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.state import LocalSessionCache, SessionCache
-from gateway.store import SessionRow, Store
+from gateway.core.state import LocalSessionCache, SessionCache
+from gateway.core.store import SessionRow, Store
 
 HISTORY_TURNS = 50  # the most turns a session keeps in memory for the model
 
@@ -30,7 +30,7 @@ class Session:
 @dataclass(frozen=True)
 class SessionPolicy:
     """From the settings snapshot: the idle time-out and how much history to keep in memory
-    (more than the context budget can send, see `gateway.settings`)."""
+    (more than the context budget can send, see `gateway.core.settings`)."""
 
     timeout: float = 1800.0
     history_chars: int = 32_000
@@ -41,7 +41,7 @@ class SessionManager:
 
     The store stays the truth (it is written on every answer, so a restart loses nothing);
     the cache only saves the two reads per message that would otherwise repeat it. The cache
-    is per process (`gateway.state`): only this process writes these sessions.
+    is per process (`gateway.core.state`): only this process writes these sessions.
     """
 
     def __init__(self, store: Store, cache: SessionCache | None = None,

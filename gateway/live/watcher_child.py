@@ -1,4 +1,4 @@
-"""The file watcher's own process: `python -m gateway.watcher_child '<json list of folders>'`.
+"""The file watcher's own process: `python -m gateway.live.watcher_child '<json list of folders>'`.
 
 watchdog starts threads of its own and blocks in C inside them (7.1.1's dispatcher waits on a
 `_queue.SimpleQueue`). In the gateway, gevent has patched `threading`, so those threads would be

@@ -22,7 +22,11 @@ from limits.strategies import MovingWindowRateLimiter
 from pydantic import BaseModel, ValidationError
 
 from gateway.channels.table import CHANNELS, channel_class
+from gateway.common.workspace import Workspace
 from gateway.config import Config, ConfigError, describe_errors
+from gateway.core.sessions import SessionPolicy
+from gateway.core.state import LocalTokenCache, TokenCache
+from gateway.core.store import Store
 from gateway.guards.address import AddressAllowlist
 from gateway.guards.authenticate import Authenticate, Authenticator, CredentialSource
 from gateway.guards.chain import GuardChain
@@ -40,21 +44,17 @@ from gateway.guards.tokens import IssuedTokens, PlatformToken, StaticTokens
 from gateway.models.pool import ModelPool
 from gateway.models.registry import build_pools
 from gateway.observe.metrics import Metrics
-from gateway.sessions import SessionPolicy
-from gateway.state import LocalTokenCache, TokenCache
-from gateway.store import Store
 from gateway.tools import Tool, build_tools
 from gateway.tools.command import Confinement
 from gateway.tools.files import FileScope
 from gateway.tools.sandbox import find_sandbox
-from gateway.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Process:
-    """Per-process parts that every settings snapshot shares (see `gateway.state`)."""
+    """Per-process parts that every settings snapshot shares (see `gateway.core.state`)."""
 
     workspace: Workspace
     store: Store

@@ -1,7 +1,7 @@
 """The gateway process: `python -m gateway.server` (what `moltbot gateway start` runs).
 
 `queue=False` as measured when watchdog still ran in this process (it saw no file events with
-gevent's queue); watchdog now runs in its own process (`gateway.watcher`), and no library here
+gevent's queue); watchdog now runs in its own process (`gateway.live.watcher`), and no library here
 has been measured with a patched `queue` since. Libraries that start threads or block in C stay
 off this loop: ARCHITECTURE.md's thread rule says where each runs. `observe.loopwatch` reports
 any block of the loop with its stack. SIGTERM or SIGINT stops it gracefully: stop accepting,
@@ -25,16 +25,16 @@ import gevent
 from gevent.event import Event
 
 from gateway import __version__
-from gateway.app import build_gateway
+from gateway.common.private import private_umask, tighten
+from gateway.common.secrets import lookup_secret
+from gateway.common.workspace import default_workspace, ensure_workspace
 from gateway.config import ConfigError, bind_problem, load_config
-from gateway.faults import install_faults
-from gateway.httpserver import GatewayServer, listen
 from gateway.observe.logs import ACCESS_LOGGER, setup_logging
 from gateway.observe.loopwatch import LoopWatch, max_blocking_time
 from gateway.observe.sdnotify import SystemdNotifier
-from gateway.private import private_umask, tighten
-from gateway.secrets import lookup_secret
-from gateway.workspace import default_workspace, ensure_workspace
+from gateway.server.app import build_gateway
+from gateway.server.faults import install_faults
+from gateway.server.httpserver import GatewayServer, listen
 
 log = logging.getLogger("gateway.server")
 
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                            # not counted per address: the proxies config.yaml trusts (reloadable)
                            proxies=lambda: gateway.pipeline.settings.trusted_proxies,
                            log=logging.getLogger(ACCESS_LOGGER),
-                           error_log=logging.getLogger("gateway.httpserver"))
+                           error_log=logging.getLogger("gateway.server.httpserver"))
     stopping = Event()
     gevent.signal_handler(signal.SIGTERM, stopping.set)
     gevent.signal_handler(signal.SIGINT, stopping.set)
@@ -132,6 +132,3 @@ def main(argv: list[str] | None = None) -> int:
     log.info("stopped")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

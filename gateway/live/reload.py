@@ -1,6 +1,6 @@
 """Hot reload: files dropped into the workspace are live within a couple of seconds.
 
-The file watcher (watchdog in a child process of its own, `gateway.watcher`) reports changes
+The file watcher (watchdog in a child process of its own, `gateway.live.watcher`) reports changes
 under `skills/`, `knowledge/` and to `config.yaml`. `_classify` only notes what changed and
 wakes the reloader; the reloader waits for the writes to settle, builds a new snapshot (user
 code runs only in the skill host processes, never on the event loop), and swaps one reference.
@@ -17,12 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gateway.common.secrets import lookup_secret
+from gateway.common.workspace import Workspace
 from gateway.config import Config, ConfigError, load_config
 from gateway.knowledge import KnowledgeBase
-from gateway.secrets import lookup_secret
+from gateway.live.watcher import FileWatcher
 from gateway.skills.catalog import SkillLoader, SkillSet
-from gateway.watcher import FileWatcher
-from gateway.workspace import Workspace
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import psutil
 
-from gateway.workspace import DEFAULT_HOME, Workspace
+from gateway.common.workspace import DEFAULT_HOME, Workspace
 
 
 def base_url(host: str, port: int) -> str:

@@ -14,31 +14,31 @@ from flask import Flask
 from flask_sock import Sock
 
 import webui
-from gateway.api.credentials import request_credential
-from gateway.api.door import caller_of, web_door
-from gateway.api.errors import register_error_handlers
 from gateway.api.health import health
 from gateway.api.metrics import build_metrics_api
 from gateway.channels.base import Services
 from gateway.channels.manager import ChannelSet
-from gateway.chat import ChatResponder
+from gateway.common.workspace import Workspace
 from gateway.config import Config, for_skills
-from gateway.execute import Executor
+from gateway.core.chat import ChatResponder
+from gateway.core.execute import Executor
+from gateway.core.pipeline import Pipeline
+from gateway.core.sessions import SessionManager
+from gateway.core.settings import Process, build_settings
+from gateway.core.store import Store
 from gateway.guards.chain import Allow
 from gateway.knowledge import KnowledgeBase
 from gateway.knowledge.search import load_dictionary
+from gateway.live.reload import Reloader, off_loop
 from gateway.observe.alerting.service import Alerting
 from gateway.observe.audit import audit, config_changes
 from gateway.observe.metrics import Metrics
 from gateway.observe.window import Window
-from gateway.pipeline import Pipeline
-from gateway.reload import Reloader, off_loop
-from gateway.sessions import SessionManager
-from gateway.settings import Process, build_settings
 from gateway.skills.catalog import SkillLoader
 from gateway.skills.hostpool import SkillHostPool
-from gateway.store import Store
-from gateway.workspace import Workspace
+from gateway.web.credentials import request_credential
+from gateway.web.door import caller_of, web_door
+from gateway.web.errors import register_error_handlers
 
 log = logging.getLogger(__name__)
 

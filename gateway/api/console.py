@@ -12,10 +12,10 @@ from gateway.api.console_files import build_console_files
 from gateway.api.console_logs import build_console_logs
 from gateway.api.console_sessions import build_console_sessions
 from gateway.api.console_usage import build_console_usage
-from gateway.api.errors import error_response
 from gateway.api.login_codes import build_login_codes
 from gateway.api.pages import build_pages
 from gateway.channels.base import ChannelOptions, Services, WebChannel
+from gateway.web.errors import error_response
 
 
 class ConsoleChannel(WebChannel):

@@ -8,7 +8,7 @@ Order (documented in the README):
 3. plain chat with the model, which is offered the skills as tools and may choose one (the
    executor then runs that skill: `chosen_by_model`).
 
-This module decides; `gateway.execute` carries the decision out.
+This module decides; `gateway.core.execute` carries the decision out.
 """
 
 from __future__ import annotations

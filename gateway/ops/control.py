@@ -19,10 +19,10 @@ from pathlib import Path
 
 import psutil
 
+from gateway.common.workspace import Workspace
 from gateway.config import GatewayConfig
 from gateway.observe.loopwatch import read_blocks, summarize
-from gateway.probe import base_url, gateway_pid, is_healthy, is_port_free
-from gateway.workspace import Workspace
+from gateway.ops.probe import base_url, gateway_pid, is_healthy, is_port_free
 
 START_WAIT = 30.0
 KILL_GRACE = 10.0  # beyond gateway.shutdown_timeout, before SIGKILL

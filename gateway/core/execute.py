@@ -13,13 +13,13 @@ import threading
 import time
 from dataclasses import dataclass
 
-from gateway.chat import ChatResponder
-from gateway.message import Message, Trace
+from gateway.core.chat import ChatResponder
+from gateway.core.message import Message, Trace
+from gateway.core.router import Route, chosen_by_model, help_text
+from gateway.core.sessions import Session, SessionManager
+from gateway.core.settings import Settings
 from gateway.models.base import OnDelta
 from gateway.observe.logs import redact
-from gateway.router import Route, chosen_by_model, help_text
-from gateway.sessions import Session, SessionManager
-from gateway.settings import Settings
 from gateway.skills.catalog import SkillSet
 from gateway.skills.errors import SkillError
 
@@ -33,7 +33,7 @@ class Outcome:
     route: Route
     session: Session
     text: str
-    error: str | None = None  # a code of gateway.message.ERROR_CODES
+    error: str | None = None  # a code of gateway.core.message.ERROR_CODES
 
     @property
     def is_conversation(self) -> bool:

@@ -16,6 +16,9 @@ from importlib import metadata, resources
 import httpx
 
 from gateway import DISTRIBUTION
+from gateway.common.secrets import keyring_status, lookup_secret
+from gateway.common.workspace import Workspace
+from gateway.common.yaml_reader import read_yaml
 from gateway.config import (
     Config,
     ConfigError,
@@ -23,10 +26,10 @@ from gateway.config import (
     load_config,
     parse_config,
 )
-from gateway.control import find_gateways, loop_report
-from gateway.known_bad import KNOWN_BAD
 from gateway.observe.logs import redact
-from gateway.probe import (
+from gateway.ops.control import find_gateways, loop_report
+from gateway.ops.known_bad import KNOWN_BAD
+from gateway.ops.probe import (
     base_url,
     describe_process,
     gateway_pid,
@@ -34,10 +37,7 @@ from gateway.probe import (
     listener_pid,
     read_health,
 )
-from gateway.secrets import keyring_status, lookup_secret
 from gateway.tools.sandbox import doctor_check as check_sandbox
-from gateway.workspace import Workspace
-from gateway.yaml_reader import read_yaml
 
 Check = tuple[bool, str, str]
 LIST_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
