@@ -23,12 +23,14 @@ from gateway.common.workspace import Workspace
 from gateway.config import parse_config
 from gateway.core.message import Message, Reply, Trace
 from gateway.core.pipeline import _access
-from gateway.core.settings import Process, build_settings
-from gateway.core.store import SenderRow, Store
+from gateway.core.settings import Process
+from gateway.core.store import Store
 from gateway.guards.chain import Allow, Caller
+from gateway.guards.stranger import SenderRow
 from gateway.guards.tokens import issue_token
 from gateway.observe.logs import ACCESS_LOGGER, EcsFormatter
 from gateway.observe.metrics import Metrics
+from gateway.server.app import settings_for
 
 N = 20_000
 TOKEN = "bench-static-token-long-enough-0123456789"
@@ -62,7 +64,7 @@ def main() -> None:
                                                       "global": "100000000/min"}},
             "channels": {"enterprise_im": {"bot_token": "platform-token"}},
             "security": {"stranger_mode": "verification_code"}})
-        settings = build_settings(config, Process(ws, store))
+        settings = settings_for(config, Process(ws, store))
         chain = settings.guards
         issued, _ = issue_token(store, 3600, label="bench")
         store.put_sender(SenderRow("enterprise_im", "alice", "approved", updated_at=time.time()))

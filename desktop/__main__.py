@@ -14,10 +14,11 @@ from pathlib import Path
 from desktop.autostart import autostart_for_platform, tray_command
 from desktop.credential import ConsoleCredential
 from desktop.tray import TrayApp, TrayUnavailable
+from gateway.common.options import ConfigError
 from gateway.common.private import private_umask
 from gateway.common.secrets import lookup_secret
 from gateway.common.workspace import default_workspace, ensure_workspace
-from gateway.config import ConfigError, load_config
+from gateway.config import load_config
 from gateway.ops.control import DEFAULTS
 
 

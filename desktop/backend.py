@@ -128,3 +128,17 @@ def import_pystray(choice: Choice) -> object:
     finally:
         del os.environ["PYSTRAY_BACKEND"]
     return pystray
+
+
+def doctor_check() -> tuple[bool, str, str]:
+    """`moltbot doctor`'s line: which backend `moltbot tray` would use in this session, and
+    why; (ok, what, fix)."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
+                                                 or os.environ.get("WAYLAND_DISPLAY")):
+        return (True, "tray: no desktop session here (run doctor from your desktop to check "
+                      "the tray)", "")
+    choice = choose()
+    what = f"tray: backend {choice.name or 'of the system'}: {choice.why}"
+    if choice.name == "xorg":
+        return (False, what, "./installers/install.sh --desktop")
+    return (True, what, "")

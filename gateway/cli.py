@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,18 +19,11 @@ import click
 import httpx
 
 from gateway import __version__
+from gateway.common.options import ConfigError, is_loopback, parse_duration
 from gateway.common.private import private_umask
 from gateway.common.secrets import lookup_secret
 from gateway.common.workspace import Workspace, default_workspace, ensure_workspace
-from gateway.config import (
-    Config,
-    ConfigError,
-    bind_problem,
-    for_skills,
-    is_loopback,
-    load_config,
-    parse_duration,
-)
+from gateway.config import Config, bind_problem, for_skills, load_config
 from gateway.ops.control import (
     DEFAULTS,
     START_WAIT,
@@ -423,7 +417,12 @@ def doctor(port: int | None) -> None:
     from gateway.ops.doctor import run_checks
 
     ws = default_workspace()
-    results = run_checks(ws, port)
+    tray: Callable[[], tuple[bool, str, str]] | None
+    try:
+        from desktop.backend import doctor_check as tray
+    except ImportError:  # a build without the desktop package
+        tray = None
+    results = run_checks(ws, port, tray)
     for ok, what, fix in results:
         click.echo(f"{'ok  ' if ok else 'FAIL'}  {what}" + ("" if ok else f"\n      fix: {fix}"))
     if not all(ok for ok, _, _ in results):
@@ -629,7 +628,7 @@ def _sender_key(sender: str) -> tuple[str, str]:
 
 
 def _set_sender(sender: str, state: str) -> None:
-    from gateway.core.store import SenderRow
+    from gateway.guards.stranger import SenderRow
 
     channel, name = _sender_key(sender)
     _with_store(lambda store: store.put_sender(SenderRow(channel, name, state,
@@ -660,7 +659,7 @@ def channels() -> None:
 @click.option("--port", type=int, help="Which gateway (default: the one running).")
 def channels_list(as_json: bool, port: int | None) -> None:
     """Each channel, whether config.yaml enables it, and its status in the running gateway."""
-    from gateway.core.settings import channel_options
+    from gateway.channels.table import channel_options
 
     ws = default_workspace()
     config = _config(ws)

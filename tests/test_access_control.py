@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from gateway.common.networks import parse_networks
 from gateway.common.workspace import Workspace
 from gateway.config import parse_config
 from gateway.guards.chain import Caller, Refuse
 from gateway.guards.lockout import LockoutBook, LockoutPolicy
-from gateway.guards.rate_limit import parse_networks
 from gateway.server.app import Gateway, build_gateway
 from tests.conftest import model_config
 from tests.fakes.fake_model import FakeModelServer

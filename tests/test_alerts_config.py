@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from gateway.config import ConfigError, parse_config
+from gateway.common.options import ConfigError
+from gateway.config import parse_config
 from gateway.observe.alerting.config import (
     AlertsConfig,
     DingTalkNotify,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from gateway.observe.logs import _SECRETS, redact
+from gateway.observe.redact import _SECRETS, redact
 
 SAMPLES = [
     "Authorization: Bearer abcdefgh12345678", "BEARER   xyzxyzxyz==", "use mb_abcdefghijklmnop1234",

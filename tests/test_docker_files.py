@@ -31,7 +31,8 @@ import pytest
 import websocket
 import yaml
 
-from gateway.config import ConfigError, bind_problem, load_config
+from gateway.common.options import ConfigError
+from gateway.config import bind_problem, load_config
 from tests.conftest import ROOT, GatewayProcess, free_port
 
 DOCKER = ROOT / "installers" / "docker"

@@ -16,7 +16,8 @@ import pydantic
 
 from gateway import DISTRIBUTION, __version__
 from gateway.common.workspace import Workspace
-from gateway.config import Config, ModelConfig, parse_config
+from gateway.config import Config, parse_config
+from gateway.models.options import ModelConfig
 from gateway.ops.doctor import check_libraries, check_model, check_port, run_checks
 from gateway.ops.known_bad import KNOWN_BAD
 from tests.conftest import GatewayProcess, free_port, model_config, run_cli, write_config

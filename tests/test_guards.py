@@ -11,18 +11,13 @@ from pathlib import Path
 import jwt
 import pytest
 
+from gateway.common.networks import parse_networks
 from gateway.core.store import Store
 from gateway.guards.authenticate import Authenticate, Authenticator
 from gateway.guards.chain import Allow, Caller, Challenge, GuardChain, Refuse, Verdict
 from gateway.guards.jwt_tokens import JwtTokens
 from gateway.guards.lockout import LockoutBook, LockoutPolicy
-from gateway.guards.rate_limit import (
-    RateLimit,
-    SharedLimits,
-    new_limiter,
-    parse_networks,
-    parse_rate,
-)
+from gateway.guards.rate_limit import RateLimit, SharedLimits, new_limiter, parse_rate
 from gateway.guards.tokens import IssuedTokens, StaticTokens, credential_id, issue_token
 
 SECRET = "a-strong-random-secret-of-32-chars!!"
@@ -167,7 +162,8 @@ def test_each_sender_of_a_chat_platform_has_its_own_budget() -> None:
 
 
 def test_an_unknown_limits_storage_is_refused_with_its_key() -> None:
-    from gateway.config import ConfigError, parse_config
+    from gateway.common.options import ConfigError
+    from gateway.config import parse_config
 
     with pytest.raises(ConfigError, match=r"auth\.rate_limit\.storage: cannot use 'nosuch://x'"):
         parse_config({"auth": {"rate_limit": {"storage": "nosuch://x"}}})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.observe.logs import redact
+from gateway.observe.redact import redact
 
 
 def test_tokens_and_keys_are_masked() -> None:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from gateway.common.options import ConfigError
 from gateway.common.workspace import Workspace
-from gateway.config import ConfigError, parse_config
+from gateway.config import parse_config
 from gateway.core.settings import build_model_tools
 from gateway.tools import ToolRefused
 from gateway.tools.command import CommandTool

@@ -18,8 +18,9 @@ from gateway.core.execute import Executor
 from gateway.core.message import Message
 from gateway.core.pipeline import Pipeline
 from gateway.core.sessions import SessionManager
-from gateway.core.settings import Process, build_settings
+from gateway.core.settings import Process
 from gateway.core.store import Store
+from gateway.server.app import settings_for
 from gateway.skills.catalog import SkillSet
 from gateway.skills.errors import SkillError
 from gateway.skills.handlers import SkillHandler, SkillResult
@@ -46,7 +47,7 @@ PIPELINES: dict[int, list[Pipeline]] = {}
 
 
 def make_pipeline(process: Process, config: dict[str, Any]) -> Pipeline:
-    settings = build_settings(parse_config({"auth": {"tokens": [TOKEN]}, **config}), process)
+    settings = settings_for(parse_config({"auth": {"tokens": [TOKEN]}, **config}), process)
     sessions = SessionManager(process.store)
     pipeline = Pipeline(store=process.store, settings=settings,
                         executor=Executor(sessions, ChatResponder(sessions, None)))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from gateway.observe.logs import redact_arguments
+from gateway.observe.redact import redact_arguments
 from tests.conftest import GatewayProcess, free_port, model_config, run_cli, write_config
 from tests.fakes.fake_model import FakeModelServer
 

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from gateway.common.options import ConfigError
 from gateway.common.workspace import Workspace
-from gateway.config import ConfigError, parse_config
+from gateway.config import parse_config
 from gateway.models.pool import ModelPool
 from gateway.models.registry import build_providers
 from gateway.server.app import Gateway, build_gateway

@@ -13,7 +13,7 @@ from typing import Any
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
-from gateway.channels.base import Entry
+from gateway.core.entry import Entry
 from gateway.core.store import Store
 from gateway.live.reload import Reloader
 from gateway.tools.sandbox import find_sandbox

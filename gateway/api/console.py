@@ -26,7 +26,7 @@ class ConsoleChannel(WebChannel):
         codes, redeem_code = build_login_codes(services.entry, services.store, self.name)
         pages = build_pages(services, self.name, redeem_code)
         admin = build_admin(services.entry, services.reloader, services.store, self.name,
-                            services.channels.listing)
+                            services.channel_listing)
         for blueprint in (pages, admin, codes, build_console_assets(services.webui),
                           build_console_usage(services, self.name),
                           build_console_logs(services, services.sock, self.name),

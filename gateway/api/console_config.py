@@ -15,9 +15,11 @@ from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from gateway.channels.base import Services
+from gateway.channels.table import channel_options
+from gateway.common.options import ConfigError
 from gateway.common.secrets import lookup_secret
 from gateway.common.yaml_reader import read_yaml, yaml_problem
-from gateway.config import ConfigError, parse_config
+from gateway.config import parse_config
 from gateway.live.reload import Reloader
 from gateway.observe.audit import audit
 from gateway.web.door import client_address, guarded
@@ -57,7 +59,9 @@ def check(text: str) -> tuple[Any, list[dict[str, Any]]]:
         mark = getattr(e, "problem_mark", None)
         return None, [{"line": mark.line + 1 if mark else None, "message": yaml_problem(e)}]
     try:
-        return parse_config(data, "config.yaml", lookup_secret), []
+        config = parse_config(data, "config.yaml", lookup_secret)
+        channel_options(config, "config.yaml")  # each channel checks its own options
+        return config, []
     except ConfigError as e:
         problems = []
         for problem in e.problems:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from gateway.channels.base import Entry
+from gateway.core.entry import Entry
 from gateway.core.store import Store
 from gateway.guards.chain import Allow
 from gateway.guards.tokens import hash_token, issue_token

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from flask import Blueprint, Request, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from gateway.config import is_loopback
+from gateway.common.options import is_loopback
 from gateway.observe.metrics import Metrics
 from gateway.web.errors import error_response
 

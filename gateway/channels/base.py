@@ -2,45 +2,25 @@
 
 from __future__ import annotations
 
-import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from gateway.core.message import Message, Reply
-from gateway.guards.chain import Caller, Verdict
-from gateway.models.base import OnDelta
+from gateway.core.entry import Entry
+from gateway.core.message import Reply
 
 if TYPE_CHECKING:
     from flask import Flask
     from flask_sock import Sock
 
-    from gateway.channels.manager import ChannelSet
-    from gateway.core.settings import Settings
-    from gateway.core.state import TokenCache
     from gateway.core.store import Store
+    from gateway.guards.token_cache import TokenCache
     from gateway.live.reload import Reloader
     from gateway.observe.metrics import Metrics
-
-
-class Entry(Protocol):
-    """The pipeline as a channel sees it."""
-
-    @property
-    def settings(self) -> Settings: ...
-
-    def handle(self, msg: Message, credential: str | None = None,
-               on_delta: OnDelta | None = None,
-               cancel: threading.Event | None = None) -> Reply:
-        """Guard, store and answer one message; always returns a Reply."""
-        ...
-
-    def admit(self, caller: Caller) -> Verdict:
-        """The guard chain alone, for an entry that is not a message."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -53,7 +33,7 @@ class Services:
     store: Store
     reloader: Reloader
     webui: Path
-    channels: ChannelSet  # filled once every channel is built; the console lists them
+    channel_listing: Callable[[], list[dict[str, Any]]]  # the console lists the channels
     metrics: Metrics
     token_cache: TokenCache  # the authenticator's: a token ended by logout ends at once
 

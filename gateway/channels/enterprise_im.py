@@ -31,7 +31,7 @@ from gateway.channels.base import ChannelOptions, PushChannel, Services, WebChan
 from gateway.channels.fields import decode_json, validate_message_fields
 from gateway.core.message import Message, Reply
 from gateway.guards.chain import Allow
-from gateway.observe.logs import redact
+from gateway.observe.redact import redact
 from gateway.web.credentials import bearer
 from gateway.web.door import caller_of, client_address, refusal_response
 from gateway.web.errors import error_response

@@ -21,7 +21,7 @@ from gateway.core.settings import Settings
 from gateway.knowledge import KnowledgeBase, estimate_tokens
 from gateway.models.base import Cancelled, ModelError, ModelResult, NoModelAvailable, OnDelta
 from gateway.models.pool import ModelPool
-from gateway.observe.logs import redact, redact_arguments
+from gateway.observe.redact import redact, redact_arguments
 from gateway.skills.catalog import SkillSet
 from gateway.skills.handlers import SkillHandler
 from gateway.tools import Tool, ToolError, ToolRefused

@@ -19,7 +19,7 @@ from gateway.core.router import Route, chosen_by_model, help_text
 from gateway.core.sessions import Session, SessionManager
 from gateway.core.settings import Settings
 from gateway.models.base import OnDelta
-from gateway.observe.logs import redact
+from gateway.observe.redact import redact
 from gateway.skills.catalog import SkillSet
 from gateway.skills.errors import SkillError
 

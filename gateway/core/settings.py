@@ -16,16 +16,14 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
 
 from limits.strategies import MovingWindowRateLimiter
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from gateway.channels.table import CHANNELS, channel_class
+from gateway.common.networks import Network, parse_networks
 from gateway.common.workspace import Workspace
-from gateway.config import Config, ConfigError, describe_errors
+from gateway.config import Config
 from gateway.core.sessions import SessionPolicy
-from gateway.core.state import LocalTokenCache, TokenCache
 from gateway.core.store import Store
 from gateway.guards.address import AddressAllowlist
 from gateway.guards.authenticate import Authenticate, Authenticator, CredentialSource
@@ -33,13 +31,12 @@ from gateway.guards.chain import GuardChain
 from gateway.guards.jwt_tokens import JwtTokens
 from gateway.guards.lockout import LockoutBook, LockoutPolicy
 from gateway.guards.rate_limit import (
-    Network,
     RateLimit,
     SharedLimits,
     new_limiter,
-    parse_networks,
 )
 from gateway.guards.stranger import StrangerPolicy
+from gateway.guards.token_cache import LocalTokenCache, TokenCache
 from gateway.guards.tokens import IssuedTokens, PlatformToken, StaticTokens
 from gateway.models.pool import ModelPool
 from gateway.models.registry import build_pools
@@ -92,17 +89,15 @@ class Settings:
             pool.retire()
 
 
-def build_settings(config: Config, process: Process) -> Settings:
-    """Everything config.yaml decides; raises ConfigError for a channel option that is wrong.
-
-    Channel options are checked here, not when config.yaml is read, so that reading it (the
-    CLI does, often) never imports a channel's libraries.
-    """
-    channels = channel_options(config, str(process.workspace.config_path))
-    guards = build_guards(config, process, channels)
+def build_settings(config: Config, process: Process, channels: Mapping[str, BaseModel],
+                   platforms: frozenset[str] = frozenset()) -> Settings:
+    """Everything config.yaml decides. `channels` are each channel's options, already checked
+    by the channel (`gateway.channels.table.channel_options`); `platforms` names the chat
+    platforms among them, whose senders pass the stranger policy one by one."""
+    guards = build_guards(config, process, channels, platforms)
     return Settings(
         config=config,
-        models=MappingProxyType(build_pools(config, str(process.workspace.config_path),
+        models=MappingProxyType(build_pools(config.models, str(process.workspace.config_path),
                                             process.metrics)),
         chat_model=config.chat_model(),
         model_tools=MappingProxyType(build_model_tools(process.workspace, config)),
@@ -113,15 +108,14 @@ def build_settings(config: Config, process: Process) -> Settings:
     )
 
 
-def build_guards(config: Config, process: Process,
-                 channels: Mapping[str, BaseModel]) -> GuardChain:
+def build_guards(config: Config, process: Process, channels: Mapping[str, BaseModel],
+                 platforms: frozenset[str] = frozenset()) -> GuardChain:
     """The chain in its documented order (see gateway.guards)."""
     auth = config.auth
     sources: list[CredentialSource] = [StaticTokens(auth.tokens),
                                        IssuedTokens(process.store, process.token_cache)]
     if auth.jwt_secret:
         sources.append(JwtTokens(auth.jwt_secret))
-    platforms = frozenset(name for name in CHANNELS if channel_class(name).chat_platform)
     for name in platforms:
         token = getattr(channels[name], "bot_token", None)
         if token and getattr(channels[name], "enabled", False):
@@ -144,20 +138,6 @@ def build_guards(config: Config, process: Process,
                        allowlist=frozenset(security.allowlist),
                        require_approval=security.require_approval, chat_channels=platforms),
     ])
-
-
-def channel_options(config: Config, source: str) -> dict[str, BaseModel]:
-    options: dict[str, BaseModel] = {}
-    problems: list[str] = []
-    for name in CHANNELS:
-        given: dict[str, Any] = config.channels.get(name) or {}
-        try:
-            options[name] = channel_class(name).Options.model_validate(given)
-        except ValidationError as e:
-            problems.extend(describe_errors(e, ("channels", name), config.expanded))
-    if problems:
-        raise ConfigError(source, problems)
-    return options
 
 
 def history_chars(config: Config) -> int:

@@ -10,7 +10,6 @@ Redis) behind the same interfaces; nothing outside this module may assume which 
   falls back to the store's unique client key (it is answered from the store once the first
   attempt finishes, or answered again if that attempt died).
 - `ChatOrder`: one chat's messages are answered one at a time, in arrival order.
-- `TokenCache`: issued tokens recently found in the store (by hash, with expiry).
 - `SessionCache`: each chat's current session and its recent turns (the store stays the truth).
 """
 
@@ -48,20 +47,6 @@ class InFlight(Protocol):
 class ChatOrder(Protocol):
     def turn(self, key: str, timeout: float | None = None) -> AbstractContextManager[None]:
         """Wait until every earlier message of this chat is answered; TimeoutError if not."""
-        ...
-
-    def waiting(self) -> int: ...
-
-
-class TokenCache(Protocol):
-    def get(self, digest: str) -> tuple[str, float, float] | None:
-        """(label, expires_at, cached_until) for a token hash, if cached."""
-        ...
-
-    def put(self, digest: str, entry: tuple[str, float, float]) -> None: ...
-
-    def forget(self, digest: str | None = None) -> None:
-        """Drop one entry (a revoked token) or all of them."""
         ...
 
 
@@ -131,10 +116,6 @@ class LocalChatOrder:
                 elif was_first:
                     line[0].set()
 
-    def waiting(self) -> int:
-        with self._guard:
-            return sum(len(line) for line in self._lines.values())
-
 
 class _Lru(OrderedDict[K, V]):
     def __init__(self, size: int) -> None:
@@ -146,32 +127,6 @@ class _Lru(OrderedDict[K, V]):
         self.move_to_end(key)
         while len(self) > self.size:
             self.popitem(last=False)
-
-
-class LocalTokenCache:
-    """Per-process `TokenCache`, bounded (cleared whole when full: entries are cheap to reload).
-
-    A token revoked through another process stays usable here until its entry's
-    `cached_until`, which the authenticator keeps short.
-    """
-
-    def __init__(self, size: int = 1024) -> None:
-        self._entries: dict[str, tuple[str, float, float]] = {}
-        self.size = size
-
-    def get(self, digest: str) -> tuple[str, float, float] | None:
-        return self._entries.get(digest)
-
-    def put(self, digest: str, entry: tuple[str, float, float]) -> None:
-        if len(self._entries) >= self.size:
-            self._entries.clear()
-        self._entries[digest] = entry
-
-    def forget(self, digest: str | None = None) -> None:
-        if digest is None:
-            self._entries.clear()
-        else:
-            self._entries.pop(digest, None)
 
 
 class LocalSessionCache:

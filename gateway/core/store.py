@@ -42,6 +42,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from gateway.core.message import Message, ModelInput, Span
+from gateway.guards.stranger import SenderRow
 
 metadata = MetaData()
 
@@ -127,21 +128,6 @@ class StoredMessage:
     reply: str | None
     error: str | None
     route: str | None
-
-
-@dataclass(frozen=True)
-class SenderRow:
-    channel: str
-    sender: str
-    state: str
-    code_hash: str | None = None
-    code_expires_at: float | None = None
-    attempts: int = 0
-    updated_at: float = 0.0
-
-    @property
-    def key(self) -> str:
-        return f"{self.channel}:{self.sender}"
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ credential). A refused address learns which key would let it in."""
 
 from __future__ import annotations
 
+from gateway.common.networks import Network, in_networks
 from gateway.guards.chain import Allow, Caller, Refuse, Verdict
-from gateway.guards.rate_limit import Network, in_networks
 
 CONSOLE = "console"
 

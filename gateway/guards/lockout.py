@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.guards.rate_limit import Network, in_networks
+from gateway.common.networks import Network, in_networks
 
 
 @dataclass(frozen=True)

@@ -10,36 +10,15 @@ processes share them later), so a config reload changes the limits without reset
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import time
-from collections.abc import Sequence
-from functools import lru_cache
 
 from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage, Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
+from gateway.common.networks import Network, in_networks
 from gateway.guards.chain import Allow, Caller, Refuse, Verdict
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def parse_networks(entries: Sequence[str]) -> tuple[Network, ...]:
-    """CIDR entries (`127.0.0.0/8`, `::1`, `10.0.0.5`); raises ValueError naming a bad one."""
-    return tuple(ipaddress.ip_network(e.strip(), strict=False) for e in entries)
-
-
-@lru_cache(maxsize=8192)
-def in_networks(address: str, networks: tuple[Network, ...]) -> bool:
-    """Whether `address` is in one of `networks`; remembered, since every message asks the
-    same few questions (its peer against the allowlists) and parsing costs microseconds."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in net for net in networks)
-
 
 _UNITS = {"s": "second", "sec": "second", "m": "minute", "min": "minute", "h": "hour",
           "hr": "hour", "d": "day"}

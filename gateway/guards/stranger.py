@@ -21,8 +21,9 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
-from gateway.core.store import SenderRow, Store
 from gateway.guards.chain import Allow, Caller, Challenge, Refuse, Verdict
 from gateway.observe.audit import audit
 
@@ -35,10 +36,33 @@ def _digest(code: str) -> str:
     return hashlib.sha256(code.encode("utf-8", "replace")).hexdigest()
 
 
+@dataclass(frozen=True)
+class SenderRow:
+    channel: str
+    sender: str
+    state: str
+    code_hash: str | None = None
+    code_expires_at: float | None = None
+    attempts: int = 0
+    updated_at: float = 0.0
+
+    @property
+    def key(self) -> str:
+        return f"{self.channel}:{self.sender}"
+
+
+class SenderBook(Protocol):
+    """Where senders' states are kept (the store)."""
+
+    def sender(self, channel: str, sender: str) -> SenderRow | None: ...
+
+    def put_sender(self, row: SenderRow) -> None: ...
+
+
 class StrangerPolicy:
     name = "stranger"
 
-    def __init__(self, store: Store, *, mode: str, code_expire: float, max_attempts: int,
+    def __init__(self, store: SenderBook, *, mode: str, code_expire: float, max_attempts: int,
                  allowlist: frozenset[str], require_approval: bool,
                  chat_channels: frozenset[str], clock: Callable[[], float] = time.time) -> None:
         self.store = store

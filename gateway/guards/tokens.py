@@ -10,9 +10,20 @@ import hmac
 import secrets
 import time
 from collections.abc import Callable
+from typing import Protocol
 
-from gateway.core.state import LocalTokenCache, TokenCache
-from gateway.core.store import Store
+from gateway.guards.token_cache import LocalTokenCache, TokenCache
+
+
+class TokenBook(Protocol):
+    """Where issued tokens are kept, as hashes (the store)."""
+
+    def add_token(self, token_hash: str, label: str, expires_at: float) -> None: ...
+
+    def expire_tokens(self, hashes: list[str], at: float) -> None: ...
+
+    def token_row(self, token_hash: str, now: float) -> tuple[str, float] | None: ...
+
 
 TOKEN_PREFIX = "mb_"
 MAX_CREDENTIAL = 4096  # longer is refused before hashing: a JWT fits, a flood does not
@@ -28,7 +39,7 @@ def credential_id(credential: str) -> str:
     return hash_token(credential)[:10]
 
 
-def issue_token(store: Store, expire_s: float, label: str = "dashboard") -> tuple[str, float]:
+def issue_token(store: TokenBook, expire_s: float, label: str = "dashboard") -> tuple[str, float]:
     """A new random token valid for `expire_s` seconds; only its hash is kept."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     expires_at = time.time() + expire_s
@@ -36,7 +47,7 @@ def issue_token(store: Store, expire_s: float, label: str = "dashboard") -> tupl
     return token, expires_at
 
 
-def revoke_token(store: Store, cache: TokenCache, token: str) -> bool:
+def revoke_token(store: TokenBook, cache: TokenCache, token: str) -> bool:
     """End an issued token now, in this process at once (its cache entry goes too); True if
     it was one. A static `auth.tokens` entry cannot be ended here: it lives in config.yaml."""
     digest = hash_token(token)
@@ -73,7 +84,7 @@ class IssuedTokens:
     name = "issued"
     CACHE_SECONDS = 1.0
 
-    def __init__(self, store: Store, cache: TokenCache | None = None,
+    def __init__(self, store: TokenBook, cache: TokenCache | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.cache = cache or LocalTokenCache()

@@ -17,9 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gateway.common.options import ConfigError
 from gateway.common.secrets import lookup_secret
 from gateway.common.workspace import Workspace
-from gateway.config import Config, ConfigError, load_config
+from gateway.config import Config, load_config
 from gateway.knowledge import KnowledgeBase
 from gateway.live.watcher import FileWatcher
 from gateway.skills.catalog import SkillLoader, SkillSet

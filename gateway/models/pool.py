@@ -23,7 +23,7 @@ from gateway.models.base import (
     OnDelta,
     Provider,
 )
-from gateway.observe.logs import redact
+from gateway.observe.redact import redact
 
 if TYPE_CHECKING:
     from gateway.observe.metrics import Metrics

@@ -6,11 +6,12 @@ gateway that only talks to Ollama.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib import import_module
 from typing import TYPE_CHECKING
 
-from gateway.config import Config, ModelConfig
 from gateway.models.base import Provider
+from gateway.models.options import ModelConfig
 from gateway.models.pool import ModelPool
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ def build_providers(name: str, cfg: ModelConfig) -> list[Provider]:
         timeout=cfg.timeout, temperature=cfg.temperature) for url in cfg.all_endpoints()]
 
 
-def build_pools(config: Config, config_hint: str,
+def build_pools(models: Mapping[str, ModelConfig], config_hint: str,
                 metrics: Metrics | None = None) -> dict[str, ModelPool]:
     return {name: ModelPool(name, build_providers(name, cfg), config_hint=config_hint,
-                            metrics=metrics) for name, cfg in config.models.items()}
+                            metrics=metrics) for name, cfg in models.items()}

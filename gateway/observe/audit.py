@@ -16,8 +16,8 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
 
-from gateway.config import is_secret_key
-from gateway.observe.logs import mask_urls
+from gateway.common.options import is_secret_key
+from gateway.observe.redact import mask_urls
 
 AUDIT_LOGGER = "moltbot.audit"
 

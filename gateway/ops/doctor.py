@@ -7,26 +7,23 @@ one fix that matches (start the model server, or pull the model, or name one it 
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 import tempfile
+from collections.abc import Callable
 from importlib import metadata, resources
 
 import httpx
 
 from gateway import DISTRIBUTION
+from gateway.channels.table import channel_options
+from gateway.common.options import ConfigError
 from gateway.common.secrets import keyring_status, lookup_secret
 from gateway.common.workspace import Workspace
 from gateway.common.yaml_reader import read_yaml
-from gateway.config import (
-    Config,
-    ConfigError,
-    ModelConfig,
-    load_config,
-    parse_config,
-)
-from gateway.observe.logs import redact
+from gateway.config import Config, load_config, parse_config
+from gateway.models.options import ModelConfig
+from gateway.observe.redact import redact
 from gateway.ops.control import find_gateways, loop_report
 from gateway.ops.known_bad import KNOWN_BAD
 from gateway.ops.probe import (
@@ -43,11 +40,14 @@ Check = tuple[bool, str, str]
 LIST_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
 
-def run_checks(ws: Workspace, port: int | None = None) -> list[Check]:
+def run_checks(ws: Workspace, port: int | None = None,
+               tray: Callable[[], Check] | None = None) -> list[Check]:
     """Every check; the port one for `port`, else for this workspace's running gateway (on
-    any port, config.yaml's first), else for config.yaml's port."""
+    any port, config.yaml's first), else for config.yaml's port. `tray` is the desktop's own
+    check (`desktop.backend.doctor_check`), handed in by the CLI: the desktop sits above."""
     try:
         config = load_config(ws.config_path, lookup_secret)
+        channel_options(config, str(ws.config_path))  # each channel checks its own options
     except ConfigError as e:
         return [(False, f"config {ws.config_path}: " + "; ".join(e.problems), _config_fix(e)),
                 *check_libraries()]
@@ -62,7 +62,8 @@ def run_checks(ws: Workspace, port: int | None = None) -> list[Check]:
         results.append((False, "no model configured", "add one under models: in config.yaml"))
     for name, cfg in config.models.items():
         results.extend(check_model(name, cfg, url) for url in cfg.all_endpoints())
-    results.append(check_tray())
+    if tray is not None:
+        results.append(tray())
     results.extend(check_libraries())
     return [redact_check(check) for check in results]
 
@@ -74,23 +75,6 @@ def _config_fix(e: ConfigError) -> str:
         return "edit config.yaml as each problem says"
     return keyring_status() or ("store each missing secret with the `moltbot secret set NAME` "
                                 "its problem names; edit config.yaml for any other problem")
-
-
-def check_tray() -> Check:
-    """Which backend `moltbot tray` would use in this session, and why (`desktop.backend`)."""
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
-                                                 or os.environ.get("WAYLAND_DISPLAY")):
-        return (True, "tray: no desktop session here (run doctor from your desktop to check "
-                      "the tray)", "")
-    try:
-        from desktop.backend import choose
-    except ImportError:  # a build without the desktop package
-        return (True, "tray: not part of this install", "")
-    choice = choose()
-    what = f"tray: backend {choice.name or 'of the system'}: {choice.why}"
-    if choice.name == "xorg":
-        return (False, what, "./installers/install.sh --desktop")
-    return (True, what, "")
 
 
 def check_workspace(ws: Workspace) -> Check:

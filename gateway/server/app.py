@@ -18,13 +18,14 @@ from gateway.api.health import health
 from gateway.api.metrics import build_metrics_api
 from gateway.channels.base import Services
 from gateway.channels.manager import ChannelSet
+from gateway.channels.table import channel_options, chat_platforms
 from gateway.common.workspace import Workspace
 from gateway.config import Config, for_skills
 from gateway.core.chat import ChatResponder
 from gateway.core.execute import Executor
 from gateway.core.pipeline import Pipeline
 from gateway.core.sessions import SessionManager
-from gateway.core.settings import Process, build_settings
+from gateway.core.settings import Process, Settings, build_settings
 from gateway.core.store import Store
 from gateway.guards.chain import Allow
 from gateway.knowledge import KnowledgeBase
@@ -75,13 +76,13 @@ class Gateway:
         Raises ConfigError (the reloader then keeps the last good config) when a channel's
         options are wrong. The listening address and connection limits need a restart.
         """
-        settings = build_settings(config, self.process)
+        settings = settings_for(config, self.process)
         before = self.config.gateway
         changes = config_changes(self.config.model_dump(by_alias=True),
                                  config.model_dump(by_alias=True))
         old = self.pipeline.use_settings(settings)
         audit("config.applied", actor="config.yaml", changes=changes)
-        self.reloader.loader.configure(config)
+        self.reloader.loader.configure(config.skills, for_skills(config))
         self.channels.apply(settings.channels)
         self.alerting.apply(config.alerts)
         old.retire()  # its model pools close once their last call finishes
@@ -110,12 +111,19 @@ class Gateway:
         return problems
 
 
+def settings_for(config: Config, process: Process) -> Settings:
+    """A settings snapshot with every channel's options checked by the channel itself;
+    raises ConfigError for a wrong one."""
+    channels = channel_options(config, str(process.workspace.config_path))
+    return build_settings(config, process, channels, chat_platforms())
+
+
 def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     """Everything the gateway process runs; raises ConfigError for bad channel options."""
     store = Store(workspace.db_url)
     metrics = Metrics(Window(max(600, int(config.alerts.longest_window()) + 1)))
     process = Process(workspace, store, metrics=metrics)
-    settings = build_settings(config, process)
+    settings = settings_for(config, process)
     # jieba's dictionary and the index are ~0.5-1.5 s of CPU: off the loop, as reloads are,
     # and before serving (the first Chinese question would otherwise load it on the loop)
     off_loop(load_dictionary)
@@ -141,7 +149,7 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     reloader = Reloader(workspace, config, loader, knowledge, on_skills=pipeline.use_skills)
     channels = ChannelSet()
     channels.build(Services(pipeline, app, Sock(app), store, reloader,
-                            Path(webui.__file__).parent, channels, metrics,
+                            Path(webui.__file__).parent, channels.listing, metrics,
                             process.token_cache), settings.channels)
     gateway = Gateway(app, workspace, process, pipeline, reloader, channels,
                       Alerting(config.alerts, metrics.window))

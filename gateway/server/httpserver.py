@@ -35,7 +35,7 @@ from gevent import socket as gsocket
 from gevent.pywsgi import WSGIHandler, WSGIServer
 from werkzeug.exceptions import RequestTimeout
 
-from gateway.guards.rate_limit import Network, in_networks
+from gateway.common.networks import Network, in_networks
 
 log = logging.getLogger(__name__)
 

@@ -25,10 +25,11 @@ import gevent
 from gevent.event import Event
 
 from gateway import __version__
+from gateway.common.options import ConfigError
 from gateway.common.private import private_umask, tighten
 from gateway.common.secrets import lookup_secret
 from gateway.common.workspace import default_workspace, ensure_workspace
-from gateway.config import ConfigError, bind_problem, load_config
+from gateway.config import bind_problem, load_config
 from gateway.observe.logs import ACCESS_LOGGER, setup_logging
 from gateway.observe.loopwatch import LoopWatch, max_blocking_time
 from gateway.observe.sdnotify import SystemdNotifier

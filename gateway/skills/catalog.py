@@ -14,17 +14,14 @@ import os
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from gateway.config import for_skills
 from gateway.skills.errors import SkillError, SkillLoadError
 from gateway.skills.handlers import SkillHandler, SkillResult
 from gateway.skills.hostpool import SkillHostPool
+from gateway.skills.options import SkillsConfig
 from gateway.skills.script import ScriptSpec, parse_header, run_script
 from moltbot_sdk.skill import HandlerSpec
-
-if TYPE_CHECKING:
-    from gateway.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +82,13 @@ class SkillLoader:
         self.hosts = hosts
         self.default_timeout = default_timeout
 
-    def configure(self, config: Config) -> None:
-        """A new config.yaml: hosts hand it to `context.tool`/`context.ask` from the next
-        load on (the reloader reloads the skills after a config change)."""
-        self.hosts.config = for_skills(config)
-        self.hosts.env = dict(config.skills.env)
-        self.default_timeout = config.skills.timeout
+    def configure(self, options: SkillsConfig, host_config: dict[str, Any]) -> None:
+        """A new config.yaml: hosts hand `host_config` (`gateway.config.for_skills`) to
+        `context.tool`/`context.ask` from the next load on (the reloader reloads the skills
+        after a config change)."""
+        self.hosts.config = host_config
+        self.hosts.env = dict(options.env)
+        self.default_timeout = options.timeout
 
     def build(self, previous: SkillSet) -> SkillSet:
         errors: dict[str, str] = {}

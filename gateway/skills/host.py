@@ -27,7 +27,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from gateway.observe.logs import redact
+from gateway.observe.redact import redact
 from gateway.skills.errors import SkillLoadError
 from gateway.skills.handlers import SkillHandler
 from gateway.skills.python_skill import load_python_source
@@ -40,14 +40,19 @@ class HostRuntime:
     """What `context.tool(...)` and `context.ask(...)` reach inside a handler."""
 
     def __init__(self, workspace: Path, config: dict[str, Any]) -> None:
-        from gateway.config import parse_config
+        """`config` is `gateway.config.for_skills`: the models, the tools' limits and the
+        chat model, each checked again here by its own options class."""
+        from gateway.models.options import ModelConfig
         from gateway.models.registry import build_pools
+        from gateway.tools.options import ToolsConfig
         from gateway.tools.registry import build_tools
 
-        parsed = parse_config(config)
-        self.tools = build_tools(workspace, **parsed.tools.model_dump(exclude=MODEL_ONLY))
-        self.pools = build_pools(parsed, str(workspace / "config.yaml"))
-        self.chat_model = parsed.chat_model()
+        tools = ToolsConfig.model_validate(config.get("tools") or {})
+        models = {name: ModelConfig.model_validate(given)
+                  for name, given in (config.get("models") or {}).items()}
+        self.tools = build_tools(workspace, **tools.model_dump(exclude=MODEL_ONLY))
+        self.pools = build_pools(models, str(workspace / "config.yaml"))
+        self.chat_model = config.get("chat_model")
         self.spans: list[dict[str, Any]] = []
         self.started = time.perf_counter()
 

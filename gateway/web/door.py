@@ -24,9 +24,9 @@ from urllib.parse import urlsplit
 from flask import Request, request
 from flask.typing import ResponseReturnValue
 
-from gateway.channels.base import Entry
+from gateway.common.networks import in_networks
+from gateway.core.entry import Entry
 from gateway.guards.chain import Allow, Caller, Challenge, Verdict
-from gateway.guards.rate_limit import in_networks
 from gateway.web.credentials import is_same_origin, request_credential
 from gateway.web.errors import error_response
 

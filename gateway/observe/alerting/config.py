@@ -25,12 +25,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-
-def _duration(value: Any) -> float:
-    # Imported here, not at the top: gateway.config imports this module for its Config model.
-    from gateway.config import parse_duration
-
-    return parse_duration(value)
+from gateway.common.options import parse_duration
 
 
 def parse_percent(value: Any) -> float:
@@ -54,8 +49,8 @@ def _http_url(value: Any) -> Any:
     return value
 
 
-Duration = Annotated[float, BeforeValidator(_duration)]
-WindowDuration = Annotated[float, BeforeValidator(_duration), Field(ge=1, le=3600)]
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+WindowDuration = Annotated[float, BeforeValidator(parse_duration), Field(ge=1, le=3600)]
 Percent = Annotated[float, BeforeValidator(parse_percent), Field(ge=0, le=100)]
 Url = Annotated[str, BeforeValidator(_http_url)]
 

@@ -20,7 +20,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 from gateway.observe.alerting.dispatch import Joinable, RetryPolicy, Spawn, spawn_thread
-from gateway.observe.logs import FORMAT, redact
+from gateway.observe.logs import FORMAT
+from gateway.observe.redact import redact
 
 SKIPPED = "gateway.observe.alerting"
 MAX_RECORDS = 100  # per mail; beyond it the mail says how many more there were

@@ -1,0 +1,32 @@
+"""The pipeline as a channel, the console and the web door see it: one message in, one reply
+out, and the guard chain alone for what is not a message. Typed as a protocol so that a
+transport depends on this contract, never on the pipeline's parts."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Protocol
+
+from gateway.core.message import Message, Reply
+from gateway.guards.chain import Caller, Verdict
+from gateway.models.base import OnDelta
+
+if TYPE_CHECKING:
+    from gateway.core.settings import Settings
+
+
+class Entry(Protocol):
+    """The pipeline as a channel sees it."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    def handle(self, msg: Message, credential: str | None = None,
+               on_delta: OnDelta | None = None,
+               cancel: threading.Event | None = None) -> Reply:
+        """Guard, store and answer one message; always returns a Reply."""
+        ...
+
+    def admit(self, caller: Caller) -> Verdict:
+        """The guard chain alone, for an entry that is not a message."""
+        ...

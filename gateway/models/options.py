@@ -1,0 +1,42 @@
+"""`models:` in config.yaml: one entry per model, as the guide writes it."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from gateway.common.options import Duration, Section
+
+
+class ModelConfig(Section):
+    """One model as the guide writes it (`endpoint`, `api_key`, `max_tokens`), plus fail-over.
+
+    `provider` is inferred when absent: an endpoint whose path ends in `/v1` speaks the OpenAI
+    API, anything else is Ollama (the guide's snippet points at Ollama's port 11434).
+    """
+
+    endpoint: str | None = None
+    endpoints: list[str] = Field(default_factory=list)
+    api_key: str | None = None
+    max_tokens: int = Field(512, gt=0)
+    provider: Literal["ollama", "openai"] | None = None
+    model: str | None = Field(None, description="name the backend knows; default: the key")
+    temperature: float | None = Field(None, ge=0, le=2)
+    timeout: Duration = 120.0
+
+    @model_validator(mode="after")
+    def _has_endpoint(self) -> ModelConfig:
+        if not self.endpoint and not self.endpoints:
+            raise ValueError("give an endpoint, e.g. endpoint: \"http://127.0.0.1:11434\"")
+        return self
+
+    def all_endpoints(self) -> list[str]:
+        """`endpoint` first, then `endpoints`, without repeats."""
+        urls = ([self.endpoint] if self.endpoint else []) + self.endpoints
+        return list(dict.fromkeys(u.rstrip("/") for u in urls))
+
+    def provider_for(self, url: str) -> str:
+        if self.provider:
+            return self.provider
+        return "openai" if url.rstrip("/").endswith("/v1") else "ollama"
