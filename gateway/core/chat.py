@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,12 +16,11 @@ from gateway.core.context import build_messages
 from gateway.core.grounding import find_passages, grounding_prompt, sources_line
 from gateway.core.message import ModelInput, Trace
 from gateway.core.sessions import SessionManager
-from gateway.core.settings import Settings
+from gateway.core.turn import Turn
 from gateway.knowledge import KnowledgeBase, estimate_tokens
-from gateway.models.base import Cancelled, ModelError, ModelResult, NoModelAvailable, OnDelta
+from gateway.models.base import Cancelled, ModelError, ModelResult, NoModelAvailable
 from gateway.models.pool import ModelPool
 from gateway.observe.redact import redact, redact_arguments
-from gateway.skills.catalog import SkillSet
 from gateway.skills.handlers import SkillHandler
 from gateway.tools import Tool, ToolError, ToolRefused
 
@@ -48,9 +46,8 @@ class ChatResponder:
         self.sessions = sessions
         self.knowledge = knowledge
 
-    def answer(self, pool: ModelPool, msg_id: str, text: str, session_id: str, trace: Trace,
-               skills: SkillSet, settings: Settings, on_delta: OnDelta | None,
-               cancel: threading.Event | None, channel: str = "") -> ChatOutcome:
+    def answer(self, turn: Turn, pool: ModelPool, text: str, session_id: str) -> ChatOutcome:
+        trace, settings, skills = turn.trace, turn.settings, turn.skills
         context_tokens = settings.context_tokens
         with trace.step("knowledge") as span:
             passages = find_passages(self.knowledge, text, context_tokens // 2)
@@ -67,8 +64,7 @@ class ChatResponder:
         tools = settings.model_tools
         offered = [h.tool_spec() for h in skills.handlers] + [t.spec() for t in tools.values()]
         for _ in range(MAX_TOOL_ROUNDS + 1):
-            result = self._call_model(pool, msg_id, messages, trace, offered, on_delta, cancel,
-                                      channel)
+            result = self._call_model(turn, pool, messages, offered)
             if isinstance(result, ChatOutcome):
                 return result
             for call in result.tool_calls:
@@ -79,26 +75,26 @@ class ChatResponder:
             calls = [c for c in result.tool_calls if c["name"] in tools]
             if not calls:
                 break
-            turn: dict[str, Any] = {"role": "assistant", "content": result.text,
-                                    "tool_calls": calls}
-            messages.append(turn)
+            asked: dict[str, Any] = {"role": "assistant", "content": result.text,
+                                     "tool_calls": calls}
+            messages.append(asked)
             messages += [self._run_tool(tools[c["name"]], c, trace) for c in calls]
         reply = result.text
         if passages and root is not None:
             suffix = sources_line(passages, root)
-            if on_delta:
-                on_delta(suffix)
+            if turn.on_delta:
+                turn.on_delta(suffix)
             reply += suffix
         return ChatOutcome(text=reply)
 
-    def _call_model(self, pool: ModelPool, msg_id: str, messages: list[dict[str, Any]],
-                    trace: Trace, offered: list[dict[str, Any]], on_delta: OnDelta | None,
-                    cancel: threading.Event | None, channel: str) -> ModelResult | ChatOutcome:
+    def _call_model(self, turn: Turn, pool: ModelPool, messages: list[dict[str, Any]],
+                    offered: list[dict[str, Any]]) -> ModelResult | ChatOutcome:
+        trace, msg_id = turn.trace, turn.msg.id
         with trace.step("model") as span:
             record_input(trace, pool.name, messages)
             try:
-                result = pool.chat(messages, on_delta=on_delta, cancel=cancel,
-                                   tools=offered or None, channel=channel)
+                result = pool.chat(messages, on_delta=turn.on_delta, cancel=turn.cancel,
+                                   tools=offered or None, channel=turn.msg.channel)
             except NoModelAvailable as e:
                 span.outcome, span.detail = "error", redact(str(e))[:500]
                 log.warning("msg_id=%s %s", msg_id, e)

@@ -9,16 +9,14 @@ not `chat:model`.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 
 from gateway.core.chat import ChatResponder
-from gateway.core.message import Message, Trace
+from gateway.core.message import Message
 from gateway.core.router import Route, chosen_by_model, help_text
 from gateway.core.sessions import Session, SessionManager
-from gateway.core.settings import Settings
-from gateway.models.base import OnDelta
+from gateway.core.turn import Turn
 from gateway.observe.redact import redact
 from gateway.skills.catalog import SkillSet
 from gateway.skills.errors import SkillError
@@ -46,25 +44,23 @@ class Executor:
         self.sessions = sessions
         self.chat = chat
 
-    def run(self, msg: Message, chosen: Route, session: Session, skills: SkillSet,
-            settings: Settings, trace: Trace, on_delta: OnDelta | None = None,
-            cancel: threading.Event | None = None) -> Outcome:
+    def run(self, turn: Turn, chosen: Route, session: Session) -> Outcome:
         if chosen.kind == "command":
-            return self._command(msg, chosen, session, skills)
+            return self._command(turn.msg, chosen, session, turn.skills)
         if chosen.kind == "skill" and chosen.handler is not None:
-            return self._skill(msg, chosen, session, trace)
+            return self._skill(turn, chosen, session)
+        settings = turn.settings
         pool = settings.models.get(settings.chat_model or "")
         if pool is None:
             return Outcome(chosen, session, "No model is configured: add one under models: "
                            "in config.yaml (see the README).", "model_unavailable")
-        answer = self.chat.answer(pool, msg.id, chosen.args, session.id, trace, skills,
-                                  settings, on_delta, cancel, msg.channel)
+        answer = self.chat.answer(turn, pool, chosen.args, session.id)
         if answer.skill:
             handler, text = answer.skill
             picked = chosen_by_model(handler, text)
-            with trace.step("route") as span:
+            with turn.trace.step("route") as span:
                 span.detail = f"{picked.label} ({picked.reason})"
-            return self._skill(msg, picked, session, trace)
+            return self._skill(turn, picked, session)
         if answer.error:
             code, sentence = answer.error
             return Outcome(chosen, session, sentence, code)
@@ -78,7 +74,8 @@ class Executor:
         unknown = chosen.args if chosen.name == "unknown" else ""
         return Outcome(chosen, session, help_text(skills, unknown))
 
-    def _skill(self, msg: Message, chosen: Route, session: Session, trace: Trace) -> Outcome:
+    def _skill(self, turn: Turn, chosen: Route, session: Session) -> Outcome:
+        msg, trace = turn.msg, turn.trace
         handler = chosen.handler
         assert handler is not None
         payload = {"text": chosen.args, "id": msg.id, "sender": msg.sender, "chat": msg.chat,

@@ -25,6 +25,7 @@ from gateway.core.router import route
 from gateway.core.settings import Settings
 from gateway.core.state import Attempt, ChatOrder, InFlight, LocalChatOrder, LocalInFlight
 from gateway.core.store import Store, StoredMessage
+from gateway.core.turn import Turn
 from gateway.guards.chain import Allow, Caller, Challenge, Verdict
 from gateway.models.base import OnDelta
 from gateway.observe.logs import ACCESS_LOGGER
@@ -126,8 +127,10 @@ class Pipeline:
         # a message that names no sender is the principal's own (a script with a token)
         sender = msg.sender or verdict.principal
         msg = replace(msg, principal=verdict.principal, sender=sender, chat=msg.chat or sender)
+        # the skills snapshot is read once too, even if a reload swaps it mid-message
+        turn = Turn(msg, trace, settings, self.skills, on_delta, cancel)
         if not msg.client_id:
-            return self._store_and_answer(msg, None, trace, settings, on_delta, cancel, timer)
+            return self._store_and_answer(turn, None, timer)
         # a client's id is its own: tied to the credential that proved it (two tokens of one
         # name are two clients) and to the sender (a platform speaks for many people)
         key = f"{msg.channel}:{msg.principal}#{verdict.credential}:{msg.sender}:{msg.client_id}"
@@ -136,8 +139,7 @@ class Pipeline:
             timer.route = "retry"
             return self._await_earlier(msg, attempt)
         try:
-            attempt.reply = self._store_and_answer(msg, key, trace, settings, on_delta, cancel,
-                                                   timer)
+            attempt.reply = self._store_and_answer(turn, key, timer)
             return attempt.reply
         finally:
             self.in_flight.release(key, attempt)
@@ -150,9 +152,8 @@ class Pipeline:
                             "not finish; send it again.")
         return replace(earlier.reply, client_id=msg.client_id)
 
-    def _store_and_answer(self, msg: Message, key: str | None, trace: Trace,
-                          settings: Settings, on_delta: OnDelta | None,
-                          cancel: threading.Event | None, timer: MessageTimer) -> Reply:
+    def _store_and_answer(self, turn: Turn, key: str | None, timer: MessageTimer) -> Reply:
+        msg, trace = turn.msg, turn.trace
         with trace.step("store") as span:
             seen = self.store.add_message(msg, key)
             if seen:
@@ -162,7 +163,7 @@ class Pipeline:
             log.info("msg_id=%s retry answered from the store", seen.id)
             return _stored_reply(msg, seen)
         if seen:  # stored earlier but never answered (crash, failure): answer it now
-            msg = replace(msg, id=seen.id)
+            msg = turn.msg = replace(msg, id=seen.id)
             trace.msg_id = seen.id
             trace.answered_again = True
         # From here on the message is stored: whatever happens, it is finished with a reply.
@@ -170,40 +171,39 @@ class Pipeline:
             waiting_since = time.perf_counter()
             with self.order.turn(f"{msg.channel}:{msg.chat}", self.queue_timeout):
                 trace.add("queue", waiting_since, "ok", "waited for earlier messages of the chat")
-                outcome = self._answer(msg, trace, settings, on_delta, cancel)
+                outcome = self._answer(turn)
         except TimeoutError:
             timer.route = "queue"
-            return self._finish(msg, trace, None, "queue", _failure(
+            return self._finish(turn, None, "queue", _failure(
                 msg, "busy", "Earlier messages of this chat are still being answered; "
                 "try again shortly.", 5.0))
         except Exception:
             log.exception("msg_id=%s failed inside the gateway", msg.id)
-            return self._finish(msg, trace, None, "error", _failure(
+            return self._finish(turn, None, "error", _failure(
                 msg, "internal_error", _INTERNAL.format(msg.id)))
         timer.route = outcome.route.kind
-        timer.model = settings.chat_model if outcome.route.kind == "chat" else None
+        timer.model = turn.settings.chat_model if outcome.route.kind == "chat" else None
         reply = Reply(msg.id, msg.channel, msg.chat, outcome.text, outcome.session.id,
                       msg.client_id, outcome.error, to=msg.sender)
-        return self._finish(msg, trace, outcome, outcome.route.label, reply)
+        return self._finish(turn, outcome, outcome.route.label, reply)
 
-    def _answer(self, msg: Message, trace: Trace, settings: Settings,
-                on_delta: OnDelta | None, cancel: threading.Event | None) -> Outcome:
+    def _answer(self, turn: Turn) -> Outcome:
+        msg, trace = turn.msg, turn.trace
         with trace.step("session") as span:
-            session = self.sessions.open(msg.channel, msg.chat, settings.sessions)
+            session = self.sessions.open(msg.channel, msg.chat, turn.settings.sessions)
             span.detail = f"{session.id}{' (new)' if session.fresh else ''}"
-        skills = self.skills  # one snapshot for the whole message, even if a reload swaps it
         with trace.step("route") as span:
-            chosen = route(msg.text, skills)
+            chosen = route(msg.text, turn.skills)
             span.detail = f"{chosen.label} ({chosen.reason})"
-        outcome = self.executor.run(msg, chosen, session, skills, settings, trace, on_delta,
-                                    cancel)
+        outcome = self.executor.run(turn, chosen, session)
         if outcome.is_conversation:
             self.sessions.remember_turn(outcome.session.id, msg.text, outcome.text,
-                                        settings.sessions)
+                                        turn.settings.sessions)
         return outcome
 
-    def _finish(self, msg: Message, trace: Trace, outcome: Outcome | None, route_name: str,
+    def _finish(self, turn: Turn, outcome: Outcome | None, route_name: str,
                 reply: Reply) -> Reply:
+        msg, trace = turn.msg, turn.trace
         self.store.finish_message(msg.id, session_id=outcome.session.id if outcome else None,
                                   reply=reply.text, error=reply.error, route=route_name,
                                   trace=trace.spans, model_input=trace.model_input,
