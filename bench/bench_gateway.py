@@ -212,7 +212,7 @@ class Bench:
         self._children()
         moltbot = Path(sys.executable).with_name("moltbot")
         argv = ([str(moltbot)] if moltbot.exists()
-                else [sys.executable, "-m", "gateway.cli"])
+                else [sys.executable, "-m", "gateway"])
         done = subprocess.run([*argv, "dashboard", "--token-gen", "--json"], cwd=REPO,
                               env=env, capture_output=True, text=True, timeout=60, check=True)
         self.token = json.loads(done.stdout)["token"]
