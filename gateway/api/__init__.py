@@ -1,4 +1,5 @@
-"""The gateway's own HTTP surface: health, login, error shapes and the chat page.
+"""The console and the gateway's own HTTP surface: the console channel (`console`) with its
+pages and APIs (`console_*`, `admin`, `login_codes`, `pages`), `/healthz` and `/metrics`.
 
-Message ingress over HTTP and WebSocket lives in `gateway.channels`, not here.
+Messages arrive through `gateway.channels`, never here; the door (`gateway.web`) comes first.
 """
