@@ -87,26 +87,46 @@ def test_window_snapshot_breaks_figures_down_by_channel_model_endpoint_and_sessi
 
 def test_reading_while_other_threads_record_sees_consistent_counts() -> None:
     window = Window(60, clock=FakeClock())  # time stands still: nothing leaves the window
-    each = 20_000
+    writers, each, stops = 2, 1_000, 10
+    pause = threading.Barrier(writers + 1)  # the writers stop here (twice) every `each // stops`
 
     def record(n: int) -> None:  # new keys keep appearing, as new channels and sessions do
         for i in range(each):
+            if i and i % (each // stops) == 0:
+                pause.wait(timeout=10)  # stopped: the reader checks the exact count
+                pause.wait(timeout=10)
             window.record_message(f"ch{i % 50}", f"m{n}", 0.001 * (i % 997), error=False,
                                   session=f"s{n}-{i % 500}")
             window.record_model_call(f"m{n}", f"e{i % 7}", "ws", 0.01, ok=True)
 
-    threads = [threading.Thread(target=record, args=(n,)) for n in (0, 1)]
-    for t in threads:
-        t.start()
+    def is_writing() -> bool:
+        return pause.n_waiting < writers and any(t.is_alive() for t in threads)
+
+    threads = [threading.Thread(target=record, args=(n,)) for n in range(writers)]
     counts = []
-    while any(t.is_alive() for t in threads):
-        counts.append(window.snapshot(60)["messages"]["count"])
-        window.latency(0.95, 60)
-    for t in threads:
-        t.join()
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads every few bytecodes: reads land mid-record
+    try:
+        for t in threads:
+            t.start()
+        for stop in range(1, stops + 1):
+            while is_writing():  # reads while both threads record
+                counts.append(window.snapshot(60)["messages"]["count"])
+                window.latency(0.95, 60)
+            if stop < stops:
+                pause.wait(timeout=10)
+                counts.append(window.snapshot(60)["messages"]["count"])
+                assert counts[-1] == writers * stop * (each // stops)
+                pause.wait(timeout=10)
+    finally:
+        sys.setswitchinterval(interval)
+        pause.abort()  # a failed read must not leave the writers waiting
+        for t in threads:
+            t.join()
     assert counts == sorted(counts)  # a read never lost what an earlier one counted
     snap = window.snapshot(60)
-    assert snap["messages"]["count"] == snap["model_calls"]["count"] == 2 * each
+    assert snap["messages"]["count"] == snap["model_calls"]["count"] == writers * each
+    assert window.latency(0.95, 60)[1] == writers * each
 
 
 def test_quantile_of_nothing_is_none() -> None:
