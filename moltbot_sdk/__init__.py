@@ -14,11 +14,17 @@ class FAQHandler(Skill):
 ```
 
 `load_markdown` and `load_csv` are also placed in every skill module's namespace by the loader
-(the guide's example uses them without importing them). Relative paths are relative to the
-workspace (`$MOLTBOT_HOME`, default `~/ai-gateway`).
+(the guide's example uses them without importing them). `parse_document(path)` gives a
+document's sections (or a CSV's rows) as JSON-ready data, split as the knowledge base splits
+it; `skills/doc_parser.py` shows it in use. Relative paths are relative to the workspace
+(`$MOLTBOT_HOME`, default `~/ai-gateway`). A document that cannot be read or parsed raises
+`KnowledgeError`, whose message names the file and the fix.
 """
 
+from gateway.knowledge import KnowledgeError
+from moltbot_sdk.documents import parse_document
 from moltbot_sdk.knowledge import Knowledge, load_csv, load_markdown
 from moltbot_sdk.skill import HandlerSpec, Skill, context
 
-__all__ = ["HandlerSpec", "Knowledge", "Skill", "context", "load_csv", "load_markdown"]
+__all__ = ["HandlerSpec", "Knowledge", "KnowledgeError", "Skill", "context", "load_csv",
+           "load_markdown", "parse_document"]

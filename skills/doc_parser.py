@@ -1,126 +1,40 @@
-#!/usr/bin/env python3
-# moltbot: intent=doc_parse
-# moltbot: command=/parse
-# moltbot: description=Parse a Markdown, CSV or text file in the workspace and summarise it
-# moltbot: timeout=20
-"""Parse a Markdown, CSV or text document into JSON; also a script skill (`/parse <file>`).
+"""Parse a Markdown, CSV or text document into JSON; also a skill (`/parse <file>` in chat).
 
-Two ways to run it:
-- As the guide's tool (section 4.2), from the workspace:
+Two ways to use it:
+- As the guide's tool (section 4.2), from the workspace, with the Python Moltbot is installed
+  in (it has `moltbot_sdk`; install.sh's is ~/.moltbot/venv/bin/python):
       python skills/doc_parser.py --input knowledge/faq.md --output output.json
   writes {"source", "title", "sections": [{"heading", "text"}], "rows"?: [...]} ("rows" for
   CSV: one object per row, keyed by the header). Without --output the JSON goes to stdout.
-- As a skill: with no arguments it reads the gateway's message JSON on stdin, takes the
-  message text as a file path inside the workspace (its working folder) and prints a summary.
+- As a skill: `/parse knowledge/faq.md` takes the message text as a file path inside the
+  workspace and answers with a summary.
 
-Only the standard library is used, on purpose: the script runs under whatever `python3` is on
-PATH (often not the gateway's own environment), and a copy in a workspace must keep working
-when the gateway is upgraded. Nothing runs on import, so a loader may import it safely.
+The parsing is `moltbot_sdk.parse_document`, the parser the knowledge base splits documents
+with: a skill that needs a document's structure calls it rather than parsing Markdown itself,
+and `parse_document(name, text=...)` parses text already in hand. Importing this file only
+defines things, so the skill loader can load it.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
-SUPPORTED = (".md", ".markdown", ".csv", ".txt")
-_HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
-_BLANK_LINES = re.compile(r"\n[ \t]*\n\s*")
+try:
+    from moltbot_sdk import KnowledgeError, Skill, context, parse_document
+except ImportError:  # run as a tool by a Python without Moltbot: say which one to use
+    if __name__ != "__main__":
+        raise
+    sys.exit(f"doc_parser: moltbot_sdk is not installed for {sys.executable}; run this with "
+             "the Python Moltbot is installed in, e.g. ~/.moltbot/venv/bin/python "
+             "skills/doc_parser.py --input ...")
 
 
 class DocumentError(Exception):
-    """A document that cannot be parsed; the message says why and what to do."""
-
-
-def parse_document(path: Path) -> dict[str, Any]:
-    """The document as a JSON-ready dict; raises DocumentError for unreadable or unknown files."""
-    suffix = path.suffix.lower()
-    if suffix not in SUPPORTED:
-        raise DocumentError(f"{path}: unsupported file type {suffix or '(none)'!r}; "
-                            f"use one of {', '.join(SUPPORTED)}")
-    try:
-        text = path.read_bytes().decode("utf-8-sig").replace("\r\n", "\n")
-    except OSError as e:
-        raise DocumentError(f"{path}: cannot read it ({e.strerror or type(e).__name__})") from e
-    except UnicodeDecodeError as e:
-        raise DocumentError(f"{path}: not UTF-8 text; re-save it as UTF-8") from e
-    doc: dict[str, Any] = {"source": str(path), "title": path.stem, "sections": []}
-    if suffix == ".csv":
-        doc["rows"] = _csv_rows(path, text)
-    elif suffix == ".txt":
-        doc["sections"] = [{"heading": "", "text": p.strip()}
-                           for p in _BLANK_LINES.split(text) if p.strip()]
-    else:
-        doc["title"], doc["sections"] = _markdown(text, path.stem)
-    return doc
-
-
-def _front_matter_end(lines: list[str]) -> int:
-    """Index of the first line after a leading `---` YAML block, which is metadata, not text."""
-    if lines and lines[0].strip() == "---":
-        for i in range(1, len(lines)):
-            if lines[i].strip() in ("---", "..."):
-                return i + 1
-    return 0
-
-
-def _heading_lines(lines: list[str], start: int) -> list[tuple[int, str, int]]:
-    """(line index, heading, level) of each ATX heading from `start`, outside fenced code."""
-    found: list[tuple[int, str, int]] = []
-    fence = ""
-    for i in range(start, len(lines)):
-        fence_match = _FENCE.match(lines[i])
-        if fence_match:
-            marker = fence_match.group(1)
-            if not fence:
-                fence = marker
-            elif marker[0] == fence[0] and len(marker) >= len(fence):
-                fence = ""
-            continue
-        heading = None if fence else _HEADING.match(lines[i])
-        if heading:
-            found.append((i, (heading.group(2) or "").strip(), len(heading.group(1))))
-    return found
-
-
-def _markdown(text: str, fallback_title: str) -> tuple[str, list[dict[str, str]]]:
-    """The title (first `#` heading, else the first heading) and one section per heading.
-
-    A section's text excludes its heading line; text before the first heading is a section
-    with an empty heading.
-    """
-    lines = text.split("\n")
-    start = _front_matter_end(lines)
-    marks = _heading_lines(lines, start)
-    sections: list[dict[str, str]] = []
-    lead = "\n".join(lines[start:marks[0][0] if marks else len(lines)]).strip()
-    if lead:
-        sections.append({"heading": "", "text": lead})
-    for n, (index, heading, _) in enumerate(marks):
-        end = marks[n + 1][0] if n + 1 < len(marks) else len(lines)
-        sections.append({"heading": heading, "text": "\n".join(lines[index + 1:end]).strip()})
-    title = next((h for _, h, level in marks if level == 1 and h), None)
-    return title or next((h for _, h, _ in marks if h), fallback_title), sections
-
-
-def _csv_rows(path: Path, text: str) -> list[dict[str, str]]:
-    """One dict per non-empty row, keyed by the first row (the header)."""
-    try:
-        rows = [[v.strip() for v in row] for row in csv.reader(io.StringIO(text, newline=""))]
-    except csv.Error as e:
-        raise DocumentError(f"{path}: not valid CSV ({e}); check its quotes") from e
-    rows = [row for row in rows if any(row)]
-    if not rows:
-        return []
-    header = [name or f"column {n}" for n, name in enumerate(rows[0], 1)]
-    return [dict(zip(header, row, strict=False)) for row in rows[1:]]
+    """A request this skill refuses; the message says why and what to do."""
 
 
 def summarize(doc: dict[str, Any]) -> str:
@@ -159,30 +73,35 @@ def workspace_file(text: str, workspace: Path) -> Path:
     return candidate
 
 
-def run_skill() -> int:
-    """Skill mode: message JSON on stdin, summary (or what went wrong) on stdout."""
-    msg = json.loads(sys.stdin.buffer.read().decode("utf-8") or "{}")
-    try:
-        path = workspace_file(str(msg.get("text") or ""), Path.cwd())
-        print(summarize(parse_document(path)))
-    except DocumentError as e:  # the person's mistake, not the skill's: answer it
-        print(e)
-    return 0
+class DocParser(Skill):
+    @context.handle(intent="doc_parse", command="/parse", timeout=20,
+                    description="Parse a Markdown, CSV or text file in the workspace and "
+                                "summarise it")
+    def parse(self, msg: dict[str, Any]) -> dict[str, str]:
+        workspace = Path.cwd()  # a skill runs in the workspace
+        try:
+            path = workspace_file(str(msg.get("text") or ""), workspace)
+            doc = parse_document(workspace / path)
+        except DocumentError as e:  # the person's mistake, not the skill's: answer it
+            return {"reply": str(e)}
+        except KnowledgeError as e:  # named as they gave it, not by where the workspace is
+            return {"reply": f"{path}: {e.problem}"}
+        return {"reply": summarize(doc)}
 
 
 def main(argv: list[str]) -> int:
-    """Command-line entry: tool mode with --input, skill mode with no arguments."""
-    if not argv:
-        return run_skill()
+    """The guide's tool: --input a document, --output where its JSON goes."""
     parser = argparse.ArgumentParser(description="Parse a document into JSON.")
     parser.add_argument("--input", required=True, help="a .md, .markdown, .csv or .txt file")
     parser.add_argument("--output", help="where to write the JSON (default: stdout)")
     args = parser.parse_args(argv)
+    path = Path(args.input)
     try:
-        doc = parse_document(Path(args.input))
-    except DocumentError as e:
-        print(f"doc_parser: {e}", file=sys.stderr)
+        doc = parse_document(path.absolute())  # relative to where it runs, as usual for a tool
+    except KnowledgeError as e:
+        print(f"doc_parser: {path}: {e.problem}", file=sys.stderr)
         return 1
+    doc["source"] = str(path)
     data = json.dumps(doc, ensure_ascii=False, indent=2)
     if args.output is None:
         print(data)

@@ -1,4 +1,4 @@
-"""Script skills: the `# moltbot:` header, running a script safely, and the two examples."""
+"""Script skills: the `# moltbot:` header, running a script safely, and the example."""
 
 from __future__ import annotations
 
@@ -278,44 +278,20 @@ def test_waiting_is_cooperative_under_gevent(workspace: Path) -> None:
         "saw the flag", "skill closer took longer than 0.5s and was stopped"]
 
 
-# --- the examples ---------------------------------------------------------------------------
+# --- the example ----------------------------------------------------------------------------
 
 
 @pytest.fixture
 def example_workspace(workspace: Path) -> Path:
-    """A workspace holding the two example skills and a few documents."""
-    for name in ("file_processor.sh", "doc_parser.py"):
-        shutil.copy2(EXAMPLES / name, workspace / "skills" / name)
-    (workspace / "knowledge").mkdir()
-    shutil.copy(DATA / "product_specs.csv", workspace / "knowledge" / "product_specs.csv")
+    """A workspace holding the example script and a text file."""
+    shutil.copy2(EXAMPLES / "file_processor.sh", workspace / "skills" / "file_processor.sh")
     (workspace / "notes.txt").write_text("one two three\n四 five\n", encoding="utf-8")
-    (workspace / "faq.md").write_text(textwrap.dedent("""
-        ---
-        tags: [faq]
-        ---
-        Intro text.
-
-        # FAQ
-
-        ## Install
-        Run the installer.
-
-        ```
-        # not a heading
-        ```
-
-        ## Ports
-        18789.
-    """).lstrip("\n"), encoding="utf-8")
     return workspace
 
 
-def test_examples_are_executable_with_valid_headers() -> None:
+def test_example_is_executable_with_a_valid_header() -> None:
     wc = parse_header(EXAMPLES / "file_processor.sh")
     assert (wc.intent, wc.command, wc.keywords) == ("file_process", "/wc", ("word count", "字数"))
-    parse = parse_header(EXAMPLES / "doc_parser.py")
-    assert (parse.intent, parse.command) == ("doc_parse", "/parse")
-    assert parse.description
 
 
 def test_file_processor_counts_a_file(example_workspace: Path) -> None:
@@ -338,55 +314,3 @@ def test_file_processor_counts_a_file(example_workspace: Path) -> None:
     refused = ask("/wc innocent.txt")
     assert refused.startswith("refused: innocent.txt leads outside the workspace")
     assert "lines" not in refused
-
-
-def test_doc_parser_input_output(example_workspace: Path) -> None:
-    """The guide's call, as written: `python skills/doc_parser.py --input f --output out`."""
-    result = subprocess.run(
-        [sys.executable, "skills/doc_parser.py", "--input", "faq.md", "--output", "output.json"],
-        cwd=example_workspace, capture_output=True, text=True, timeout=60, check=True)
-    assert result.stdout.startswith("wrote output.json")
-    doc = json.loads((example_workspace / "output.json").read_text(encoding="utf-8"))
-    assert doc == {"source": "faq.md", "title": "FAQ", "sections": [
-        {"heading": "", "text": "Intro text."},
-        {"heading": "FAQ", "text": ""},
-        {"heading": "Install", "text": "Run the installer.\n\n```\n# not a heading\n```"},
-        {"heading": "Ports", "text": "18789."}]}
-
-    csv_result = subprocess.run(
-        [sys.executable, "skills/doc_parser.py", "--input", "knowledge/product_specs.csv"],
-        cwd=example_workspace, capture_output=True, text=True, timeout=60, check=True)
-    table = json.loads(csv_result.stdout)
-    assert table["rows"] and set(table["rows"][0]) == set(table["rows"][-1])
-
-
-def test_doc_parser_reports_bad_input(example_workspace: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "skills/doc_parser.py", "--input", "faq.pdf", "--output", "o.json"],
-        cwd=example_workspace, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1
-    assert "unsupported file type '.pdf'; use one of .md" in result.stderr
-
-
-def test_doc_parser_as_a_skill(example_workspace: Path) -> None:
-    spec = parse_header(example_workspace / "skills" / "doc_parser.py")
-
-    def ask(text: str) -> str:
-        return run_script(spec, {"text": text}, workspace=example_workspace)
-
-    assert ask("faq.md") == 'faq.md: "FAQ", 4 sections: FAQ, Install, Ports'
-    assert ask("notes.txt") == "notes.txt: 1 paragraphs, 5 words"
-    assert ask("knowledge/product_specs.csv").startswith("product_specs.csv: ")
-    assert ask("").startswith("usage: /parse")
-    assert ask("../x.md").startswith("refused:")
-    (example_workspace / "escape.md").symlink_to(DATA / "faq_en.md")
-    assert ask("escape.md") == "refused: escape.md leads outside the workspace"
-
-
-def test_doc_parser_is_import_safe() -> None:
-    """The Python skill loader may import it: that must do nothing and need no SDK."""
-    code = ("import runpy, sys; runpy.run_path(sys.argv[1], run_name='probe'); "
-            "print('moltbot_sdk' in sys.modules)")
-    result = subprocess.run([sys.executable, "-c", code, str(EXAMPLES / "doc_parser.py")],
-                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
-    assert (result.returncode, result.stdout, result.stderr) == (0, "False\n", "")

@@ -1,7 +1,9 @@
 """Turn the files of a knowledge folder into passages, and cut long passages to a token budget.
 
 Each loader reads one file and either returns every passage or raises `KnowledgeError` naming
-the file and the fix, so the caller can report one broken file and keep the rest.
+the file and the fix, so the caller can report one broken file and keep the rest. The parsers
+under them (`split_markdown`, `read_csv_rows`, `split_paragraphs`) are also what the SDK's
+`parse_document` gives skills, so a document is split the same way wherever it is read.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import math
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
@@ -38,7 +41,7 @@ class KnowledgeError(Exception):
         super().__init__(f"{self.path}: {problem}")
 
 
-def _read_text(path: StrPath) -> str:
+def read_text(path: StrPath) -> str:
     """Read a file as UTF-8, with or without a byte-order mark (Excel writes one)."""
     try:
         data = Path(path).read_bytes()
@@ -63,31 +66,33 @@ def _front_matter_end(lines: list[str]) -> int:
     return 0
 
 
-def load_markdown(path: StrPath) -> list[Passage]:
-    """One passage per heading section (ATX `#` headings; fenced code is not scanned).
+@dataclass(frozen=True)
+class MarkdownSection:
+    """A heading and the lines under it, up to the next heading of any level.
 
-    A passage's text keeps its heading line so the question stays searchable; its title is
-    the heading path ("FAQ > Install"). Sections with only a heading are dropped: there is
-    no answer in them. Text before the first heading becomes an untitled passage.
+    `lines` starts with the heading line itself; `start` is that line's 0-based index in the
+    document. Lines before the first heading (front matter left out) are a section of
+    `level` 0 with no heading.
     """
-    source = str(path)
-    lines = _read_text(path).splitlines()
-    passages: list[Passage] = []
-    trail: list[tuple[int, str]] = []  # (level, heading) from the top to the current section
+
+    level: int
+    heading: str
+    start: int
+    lines: tuple[str, ...]
+
+    @property
+    def body(self) -> str:
+        """The text under the heading, without the heading line."""
+        return "\n".join(self.lines[1:] if self.level else self.lines).strip()
+
+
+def split_markdown(text: str) -> list[MarkdownSection]:
+    """The sections of a Markdown document, in order (ATX `#` headings; fenced code is not
+    scanned, and a leading `---` YAML block is metadata, not text)."""
+    lines = text.splitlines()
     start = _front_matter_end(lines)
+    marks: list[tuple[int, int, str]] = []  # (line index, level, heading)
     fence = ""
-
-    def flush(end: int) -> None:
-        section = lines[start:end]
-        has_heading = bool(section) and HEADING_LINE.match(section[0]) is not None
-        body = section[1:] if has_heading else section
-        if not any(line.strip() for line in body):
-            return
-        first = start if has_heading else start + next(i for i, s in enumerate(body) if s.strip())
-        text = "\n".join(lines[first:end]).strip()
-        title = " > ".join(heading for _, heading in trail) if has_heading else ""
-        passages.append(Passage(text=text, source=source, title=title, line=first + 1))
-
     for i in range(start, len(lines)):
         fence_match = _FENCE.match(lines[i])
         if fence_match:
@@ -97,29 +102,50 @@ def load_markdown(path: StrPath) -> list[Passage]:
             elif marker[0] == fence[0] and len(marker) >= len(fence):
                 fence = ""
             continue
-        heading = None if fence else HEADING_LINE.match(lines[i])
-        if heading is None:
+        match = None if fence else HEADING_LINE.match(lines[i])
+        if match:
+            marks.append((i, len(match.group(1)), (match.group(2) or "").strip()))
+    sections = []
+    first = marks[0][0] if marks else len(lines)
+    if first > start:
+        sections.append(MarkdownSection(0, "", start, tuple(lines[start:first])))
+    for n, (index, level, heading) in enumerate(marks):
+        end = marks[n + 1][0] if n + 1 < len(marks) else len(lines)
+        sections.append(MarkdownSection(level, heading, index, tuple(lines[index:end])))
+    return sections
+
+
+def load_markdown(path: StrPath) -> list[Passage]:
+    """One passage per heading section (see `split_markdown`).
+
+    A passage's text keeps its heading line so the question stays searchable; its title is
+    the heading path ("FAQ > Install"). Sections with only a heading are dropped: there is
+    no answer in them. Text before the first heading becomes an untitled passage.
+    """
+    source = str(path)
+    passages: list[Passage] = []
+    trail: list[tuple[int, str]] = []  # (level, heading) from the top to the current section
+    for section in split_markdown(read_text(path)):
+        if section.level:
+            while trail and trail[-1][0] >= section.level:
+                trail.pop()
+            trail.append((section.level, section.heading))
+        if not section.body:
             continue
-        flush(i)
-        level = len(heading.group(1))
-        while trail and trail[-1][0] >= level:
-            trail.pop()
-        trail.append((level, (heading.group(2) or "").strip()))
-        start = i
-    flush(len(lines))
+        skip = 0 if section.level else next(i for i, s in enumerate(section.lines) if s.strip())
+        title = " > ".join(heading for _, heading in trail) if section.level else ""
+        passages.append(Passage(text="\n".join(section.lines[skip:]).strip(), source=source,
+                                title=title, line=section.start + skip + 1))
     return passages
 
 
-def load_csv(path: StrPath) -> list[Passage]:
-    """One passage per data row, rendered as "header: value" lines (empty values left out).
-
-    The first non-empty row is the header. A row's title is its first value, usually the
-    product name or the question, so a hit can be shown with a short label.
-    """
-    source = str(path)
-    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
+def read_csv_rows(text: str, path: StrPath) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """The header (the first non-empty row) and each data row as (line, values), values
+    stripped and empty rows left out; `path` names the file in a `KnowledgeError`. A row may
+    be shorter than the header (its last values are empty), never longer."""
+    reader = csv.reader(io.StringIO(text, newline=""))
     header: list[str] = []
-    passages: list[Passage] = []
+    rows: list[tuple[int, list[str]]] = []
     row_line = 1
     try:
         for row in reader:
@@ -134,22 +160,42 @@ def load_csv(path: StrPath) -> list[Passage]:
                 raise KnowledgeError(path, f"line {line} has {len(values)} values but the "
                                            f"header has {len(header)} columns; put values "
                                            'that contain commas in double quotes')
-            pairs = zip(header, values, strict=False)  # short rows: missing values are empty
-            text = "\n".join(f"{name}: {value}" for name, value in pairs if value)
-            title = next(value for value in values if value)
-            passages.append(Passage(text=text, source=source, title=title, line=line))
+            rows.append((line, values[:len(header)]))
     except csv.Error as e:
         raise KnowledgeError(path, f"not valid CSV near line {reader.line_num} ({e}); check "
                                    "its quotes, or export it again as CSV") from e
+    return header, rows
+
+
+def load_csv(path: StrPath) -> list[Passage]:
+    """One passage per data row, rendered as "header: value" lines (empty values left out).
+
+    The first non-empty row is the header. A row's title is its first value, usually the
+    product name or the question, so a hit can be shown with a short label.
+    """
+    source = str(path)
+    header, rows = read_csv_rows(read_text(path), path)
+    passages: list[Passage] = []
+    for line, values in rows:
+        pairs = zip(header, values, strict=False)  # short rows: missing values are empty
+        text = "\n".join(f"{name}: {value}" for name, value in pairs if value)
+        title = next(value for value in values if value)
+        passages.append(Passage(text=text, source=source, title=title, line=line))
     return passages
+
+
+def split_paragraphs(text: str) -> list[tuple[int, str]]:
+    """Each paragraph (a block between blank lines), stripped, with its 1-based first line."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return [(text.count("\n", 0, begin) + 1, piece)
+            for begin, piece in _pieces(text, 0, len(text), _BLANK_LINES)]
 
 
 def load_text(path: StrPath) -> list[Passage]:
     """One passage per paragraph (blocks separated by blank lines)."""
     source = str(path)
-    text = _read_text(path).replace("\r\n", "\n").replace("\r", "\n")
-    return [Passage(text=piece, source=source, line=text.count("\n", 0, begin) + 1)
-            for begin, piece in _pieces(text, 0, len(text), _BLANK_LINES)]
+    return [Passage(text=piece, source=source, line=line)
+            for line, piece in split_paragraphs(read_text(path))]
 
 
 LOADERS: dict[str, Callable[[StrPath], list[Passage]]] = {
@@ -160,13 +206,18 @@ LOADERS: dict[str, Callable[[StrPath], list[Passage]]] = {
 }
 
 
-def load_document(path: StrPath) -> list[Passage]:
-    """Load any supported file, choosing the loader by its suffix (case-insensitive)."""
-    loader = LOADERS.get(Path(path).suffix.lower())
-    if loader is None:
+def document_suffix(path: StrPath) -> str:
+    """The file's suffix, lower-case, when a loader reads it; else `KnowledgeError`."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in LOADERS:
         raise KnowledgeError(path, f"unsupported file type {Path(path).suffix or '(none)'!r}; "
                                    f"use one of {', '.join(LOADERS)}")
-    return loader(path)
+    return suffix
+
+
+def load_document(path: StrPath) -> list[Passage]:
+    """Load any supported file, choosing the loader by its suffix (case-insensitive)."""
+    return LOADERS[document_suffix(path)](path)
 
 
 def estimate_tokens(text: str) -> int:
