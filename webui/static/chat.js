@@ -1,9 +1,8 @@
 // Moltbot chat page: sign in once (token or one-time code -> HttpOnly cookie), then talk over /ws.
-"use strict";
+import {connectChat} from "./wsclient.js";
+
 const $ = (id) => document.getElementById(id);
-let socket = null;
-let counter = 0;
-const pending = new Map(); // client id -> bubble element
+let client = null;
 
 function bubble(kind, text) {
   const el = document.createElement("div");
@@ -29,37 +28,25 @@ async function signedIn() {
 }
 
 function connect() {
-  const proto = location.protocol === "https:" ? "wss" : "ws";
-  socket = new WebSocket(`${proto}://${location.host}/ws`);
-  socket.onopen = () => { $("status").textContent = "connected"; };
-  socket.onclose = () => {
-    $("status").textContent = "disconnected, retrying…";
-    setTimeout(connect, 2000);
-  };
-  socket.onmessage = (event) => {
-    const frame = JSON.parse(event.data);
-    let el = pending.get(frame.id);
-    if (frame.type === "reply.delta") {
-      if (!el) { el = bubble("bot", ""); pending.set(frame.id, el); }
-      el.textContent += frame.text;
-    } else if (frame.type === "reply" || frame.type === "error") {
-      if (!el) el = bubble("bot", "");
-      el.textContent = frame.type === "reply" ? frame.text : frame.message;
-      if (frame.type === "error") el.classList.add("error");
+  client = connectChat({
+    chat: "webchat", idPrefix: "web", log: $("log"),
+    onStatus: (connected) => {
+      $("status").textContent = connected ? "connected" : "disconnected, retrying…";
+    },
+    newReply: () => bubble("bot", ""),
+    endReply: (el, answer) => {
+      el.textContent = answer.text;
+      if (answer.error) el.classList.add("error");
       const meta = document.createElement("small");
-      meta.textContent = frame.msg_id ? `msg_id ${frame.msg_id}` : "";
+      meta.textContent = answer.msgId ? `msg_id ${answer.msgId}` : "";
       el.appendChild(meta);
-      pending.delete(frame.id);
-    }
-    $("log").scrollTop = $("log").scrollHeight;
-  };
+    },
+  });
 }
 
 function send(text) {
-  if (!socket || socket.readyState !== WebSocket.OPEN) return false;
-  const id = `web-${Date.now()}-${counter++}`;
+  if (!client || client.send(text) === null) return false;
   bubble("me", text);
-  socket.send(JSON.stringify({type: "message", id, text, chat: "webchat"}));
   return true;
 }
 

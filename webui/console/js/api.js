@@ -20,7 +20,4 @@ export async function api(path, options = {}) {
   return body;
 }
 
-export function socketUrl(path) {
-  const proto = location.protocol === "https:" ? "wss" : "ws";
-  return `${proto}://${location.host}${path}`;
-}
+export {socketUrl} from "/static/wsclient.js"; // ws: or wss: to this origin

@@ -3,7 +3,8 @@
 // The conversation is the websocket channel's chat "console": on opening, the turns the model
 // will continue are shown again from the store; "New conversation" sends /new, the same
 // command any channel has, and the page starts empty.
-import {api, socketUrl} from "../api.js";
+import {connectChat} from "/static/wsclient.js";
+import {api} from "../api.js";
 import {empty, fmtTime, h} from "../dom.js";
 import {t} from "../i18n.js";
 
@@ -18,14 +19,9 @@ export function mount(main) {
   const text = h("textarea", {id: "chat-text", rows: 1, placeholder: t("chat.placeholder"), "aria-label": t("chat.placeholder")});
   const status = h("span.pill", {id: "chat-status", role: "status"}, "…");
   const form = h("form.composer", {id: "chat-form"}, text, h("button.primary", {type: "submit"}, t("chat.send")));
-  const reset = h("button", {type: "button", id: "chat-reset", disabled: true, onclick: () => send("/new", true)}, t("chat.reset"));
+  const reset = h("button", {type: "button", id: "chat-reset", disabled: true, onclick: () => startFresh()}, t("chat.reset"));
   main.append(h("div.toolbar", {}, status, h("span.spacer"), reset),
     h("section.card.chat", {}, log, h("p.muted.hint", {}, t("chat.hint")), form));
-  const pending = new Map();
-  const resets = new Set(); // ids of the /new commands sent: their reply clears the page
-  let socket = null;
-  let closed = false;
-  let counter = 0;
 
   function bubble(kind, content) {
     log.querySelector(".empty")?.remove();
@@ -45,45 +41,33 @@ export function mount(main) {
     log.scrollTop = log.scrollHeight;
   }
 
-  function connect() {
-    if (closed) return;
-    socket = new WebSocket(socketUrl("/ws"));
-    socket.onopen = () => { status.className = "pill live"; status.textContent = t("chat.connected"); reset.disabled = false; };
-    socket.onclose = () => {
-      if (closed) return;
-      reset.disabled = true;
-      status.className = "pill"; status.textContent = t("chat.disconnected");
-      setTimeout(connect, 2000);
-    };
-    socket.onmessage = (event) => {
-      const frame = JSON.parse(event.data);
-      if (resets.delete(frame.id)) {
-        if (frame.type === "reply") log.replaceChildren(empty(t("chat.empty")), h("p.chat-note", {id: "chat-fresh"}, t("chat.fresh")));
-        else bubble("bot.error", frame.message);
-        return;
-      }
-      let el = pending.get(frame.id);
-      if (frame.type === "reply.delta") {
-        if (!el) { el = bubble("bot", ""); pending.set(frame.id, el); }
-        el.append(frame.text);
-      } else if (frame.type === "reply" || frame.type === "error") {
-        if (!el) el = bubble("bot", "");
-        el.textContent = frame.type === "reply" ? frame.text : frame.message;
-        if (frame.type === "error") el.classList.add("error");
-        if (frame.msg_id) el.append(traceLink(frame.msg_id));
-        pending.delete(frame.id);
-      }
-      log.scrollTop = log.scrollHeight;
-    };
+  const client = connectChat({
+    chat: CHAT, idPrefix: "console", log,
+    onStatus: (connected) => {
+      reset.disabled = !connected;
+      status.className = connected ? "pill live" : "pill";
+      status.textContent = t(connected ? "chat.connected" : "chat.disconnected");
+    },
+    newReply: () => bubble("bot", ""),
+    endReply: (el, answer) => {
+      el.textContent = answer.text;
+      if (answer.error) el.classList.add("error");
+      if (answer.msgId) el.append(traceLink(answer.msgId));
+    },
+  });
+
+  function send(message) {
+    if (client.send(message) === null) return false;
+    bubble("me", message);
+    return true;
   }
 
-  function send(message, isReset = false) {
-    if (!socket || socket.readyState !== WebSocket.OPEN) return false;
-    const id = `console-${Date.now()}-${counter++}`;
-    if (isReset) resets.add(id);
-    else bubble("me", message);
-    socket.send(JSON.stringify({type: "message", id, text: message, chat: CHAT}));
-    return true;
+  // "New conversation": its reply empties the page instead of showing as a bubble
+  function startFresh() {
+    client.send("/new", (answer) => {
+      if (answer.error) bubble("bot.error", answer.text);
+      else log.replaceChildren(empty(t("chat.empty")), h("p.chat-note", {id: "chat-fresh"}, t("chat.fresh")));
+    });
   }
 
   form.addEventListener("submit", (e) => {
@@ -95,7 +79,6 @@ export function mount(main) {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); form.requestSubmit(); }
   });
   showEarlier().catch((err) => log.prepend(h("p.error-text", {}, err.message)));
-  connect();
   text.focus();
-  return () => { closed = true; if (socket) socket.close(); };
+  return () => client.close();
 }
