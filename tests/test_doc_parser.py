@@ -111,18 +111,19 @@ def test_doc_parser_as_a_skill(example_workspace: Path, skills: SkillSet) -> Non
     routed = route("/parse faq.md", skills)
     assert (routed.kind, routed.name) == ("skill", "doc_parse")
 
-    def ask(text: str) -> str:
-        return handler.call({"text": text, "sender": "me"}).text
-
-    assert ask("faq.md") == 'faq.md: "FAQ", 4 sections: FAQ, Install, Ports'
-    assert ask("/parse faq.md") == 'faq.md: "FAQ", 4 sections: FAQ, Install, Ports'
-    assert ask("notes.txt") == "notes.txt: 1 paragraphs, 5 words"
-    assert ask("knowledge/product_specs.csv").startswith("product_specs.csv: ")
-    assert ask("").startswith("usage: /parse")
-    assert ask("../x.md").startswith("refused:")
-    assert ask("missing.md") == "no such file in the workspace: missing.md"
     (example_workspace / "scan.pdf").write_bytes(b"%PDF-1.7\n")
-    assert ask("scan.pdf") == "scan.pdf: unsupported file type '.pdf'; use one of .md, " \
-                              ".markdown, .csv, .txt"  # named as given, not by its full path
     (example_workspace / "escape.md").symlink_to(DATA / "faq_en.md")
-    assert ask("escape.md") == "refused: escape.md leads outside the workspace"
+    replies = {
+        "faq.md": 'faq.md: "FAQ", 4 sections: FAQ, Install, Ports',
+        "/parse faq.md": 'faq.md: "FAQ", 4 sections: FAQ, Install, Ports',
+        "notes.txt": "notes.txt: 1 paragraphs, 5 words",
+        "knowledge/product_specs.csv": "product_specs.csv: 8 rows; columns: name, category, "
+                                       "price, description",
+        "": "usage: /parse <file in the workspace>, e.g. /parse knowledge/faq.md",
+        "../x.md": "refused: give a path inside the workspace, e.g. knowledge/faq.md, not ../x.md",
+        "missing.md": "no such file in the workspace: missing.md",
+        # named as the sender gave it, not by where the workspace is
+        "scan.pdf": "scan.pdf: unsupported file type '.pdf'; use one of .md, .markdown, .csv, .txt",
+        "escape.md": "refused: escape.md leads outside the workspace",
+    }
+    assert {text: handler.call({"text": text, "sender": "me"}).text for text in replies} == replies
