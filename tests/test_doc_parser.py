@@ -127,3 +127,43 @@ def test_doc_parser_as_a_skill(example_workspace: Path, skills: SkillSet) -> Non
         "escape.md": "refused: escape.md leads outside the workspace",
     }
     assert {text: handler.call({"text": text, "sender": "me"}).text for text in replies} == replies
+
+
+def test_the_guides_process_document_runs_inside_a_skill(example_workspace: Path) -> None:
+    """The guide's `process_document`, as written (`"python", "skills/doc_parser.py"`), in a
+    skill: the skill host's `python` is the gateway's own, so doc_parser finds moltbot_sdk
+    whatever Python the system has on PATH."""
+    (example_workspace / "skills" / "documents.py").write_text(textwrap.dedent('''
+        import subprocess
+
+        from moltbot_sdk import Skill, context
+
+
+        def process_document(file_path):
+            cmd = [
+                "python",
+                "skills/doc_parser.py",
+                "--input", file_path,
+                "--output", "output.json"
+            ]
+            subprocess.run(cmd, check=True)
+            return "output.json"
+
+
+        class Documents(Skill):
+            @context.handle(intent="document", command="document")
+            def run(self, msg):
+                return {"reply": open(process_document(msg["text"]), encoding="utf-8").read()}
+    '''), encoding="utf-8")
+    hosts = SkillHostPool(example_workspace, 1, {})
+    try:
+        skills = SkillLoader(example_workspace, hosts, default_timeout=20.0).build(SkillSet())
+        handler = skills.by_command("document")
+        assert skills.errors == {} and handler is not None
+        reply = handler.call({"text": "faq.md", "sender": "me"}).text
+    finally:
+        hosts.close()
+    parsed = json.loads(reply)
+    assert parsed["title"] == "FAQ"
+    assert [s["heading"] for s in parsed["sections"] if s["heading"]] == [
+        "FAQ", "Install", "Ports"]

@@ -147,10 +147,20 @@ class Host:
 
 
 def main() -> None:
-    protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8", buffering=1)
-    sys.stdout = sys.stderr  # skills' print() must not reach the protocol pipe
+    # The protocol keeps its own copies of the pipes; descriptors 0 and 1 become /dev/null and
+    # stderr, so neither a skill's print() nor a program it starts (the guide's
+    # `subprocess.run(["python", "skills/doc_parser.py", ...])` inherits them) can write into
+    # the replies or read the next request.
+    requests = os.fdopen(os.dup(0), "r", encoding="utf-8")
+    protocol = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.dup2(2, 1)
+    sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 (for the host's life)
+    sys.stdout = sys.stderr
     host = Host()
-    for line in sys.stdin:
+    for line in requests:
         try:
             request = json.loads(line)
             answer = host.load(request) if request.get("op") == "load" else host.call(request)

@@ -41,9 +41,17 @@ PASSED_PREFIXES = ("LC_", "_PYI_", "_MEI")
 
 def host_environment(workspace: Path, granted: dict[str, str]) -> dict[str, str]:
     """The environment of a skill host: the few variables above, what `skills.env` grants
-    (its values already filled in from `${ENV}` or the keyring), and the workspace."""
+    (its values already filled in from `${ENV}` or the keyring), and the workspace.
+
+    The gateway's own interpreter folder comes first on PATH, so `python` in a skill (the
+    guide's `subprocess.run(["python", "skills/doc_parser.py", ...])`) is the Python that has
+    `moltbot_sdk`, not whichever the system has. A desktop bundle has no `python` to offer."""
     env = {k: v for k, v in os.environ.items()
            if k in PASSED_ENV or k.startswith(PASSED_PREFIXES)}
+    if not getattr(sys, "frozen", False):
+        ours = str(Path(sys.executable).parent)
+        env["PATH"] = os.pathsep.join([ours, *(p for p in env.get("PATH", "").split(os.pathsep)
+                                                if p and p != ours)])
     env.update(granted)
     env.update({"MOLTBOT_HOME": str(workspace), "PYTHONUNBUFFERED": "1"})
     return env
