@@ -1,21 +1,22 @@
-# ruff: noqa: E402  (gevent must patch the stdlib before anything else imports socket)
-"""Load generator for bench_gateway.py: one gevent process that drives the gateway or the model.
+"""The load generator: one gevent process that drives the gateway or the model for bench/run.py.
 
 Why a separate process: the gateway is one gevent process on one core; a load generator living
 in the same process (or the same core's event loop) would measure itself. Why gevent: thousands
 of concurrent clients and 10,000 idle WebSockets cost one greenlet each, not one thread each.
 
-Run by bench_gateway.py as ``python bench/loadgen.py MODE '<json params>'``. It speaks JSON
-lines on stdout: ``{"event": "start"}`` when the timed window opens (the parent samples the
-gateway's CPU there), then ``{"event": "result", ...}``. The ``hold`` mode is interactive: it
-prints ``{"event": "held", ...}`` and then answers ``probe``/``status``/``quit`` lines on stdin.
+Started by run.py as ``python bench/loadgen.py MODE '<json params>'``. It speaks JSON lines on
+stdout: ``{"event": "start"}`` when the timed window opens (the parent samples CPU there), then
+``{"event": "result", ...}``. The ``hold`` mode is interactive: it prints ``{"event": "held",
+...}`` and then answers ``probe``/``status``/``quit`` lines on stdin. run.py also imports
+`HttpClient` (unpatched, blocking) for its own probes.
 """
 
 from __future__ import annotations
 
-from gevent import monkey
+if __name__ == "__main__":  # as a process: patch before anything imports socket
+    from gevent import monkey
 
-monkey.patch_all()
+    monkey.patch_all()
 
 import contextlib
 import http.client
@@ -66,22 +67,19 @@ def raise_nofile() -> int:
 class HttpClient:
     """One keep-alive HTTP/1.1 connection (stdlib http.client: the cheapest client per call)."""
 
-    def __init__(self, host: str, port: int, token: str) -> None:
-        self.host, self.port = host, port
+    def __init__(self, host: str, port: int, token: str,
+                 timeout: float = REQUEST_TIMEOUT) -> None:
+        self.host, self.port, self.timeout = host, port, timeout
         self.headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
         self.conn: http.client.HTTPConnection | None = None
-
-    def _connect(self) -> http.client.HTTPConnection:
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=REQUEST_TIMEOUT)
-        conn.connect()
-        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return conn
 
     def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
         """Send one request; a failure closes the connection and is raised (never retried,
         because a retried POST would be a second message)."""
         if self.conn is None:
-            self.conn = self._connect()
+            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            self.conn.connect()
+            self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             self.conn.request(method, path, body, self.headers)
             resp = self.conn.getresponse()
@@ -93,12 +91,17 @@ class HttpClient:
             self.close()
         return resp.status, data
 
-    def message(self, text: str, chat: str) -> str:
-        status, data = self.request("POST", "/api/v1/messages",
-                                    json.dumps({"text": text, "chat": chat}).encode())
+    def post(self, text: str, chat: str, sender: str = "") -> tuple[int, dict[str, Any]]:
+        """POST /api/v1/messages: the status and the JSON body."""
+        fields = {"text": text, "chat": chat, **({"sender": sender} if sender else {})}
+        status, data = self.request("POST", "/api/v1/messages", json.dumps(fields).encode())
+        return status, json.loads(data or b"{}")
+
+    def message(self, text: str, chat: str, sender: str = "") -> str:
+        status, body = self.post(text, chat, sender)
         if status != 200:
-            raise RuntimeError(f"HTTP {status}: {data[:100]!r}")
-        return str(json.loads(data).get("reply", ""))
+            raise RuntimeError(f"HTTP {status}: {str(body)[:100]}")
+        return str(body.get("reply", ""))
 
     def close(self) -> None:
         if self.conn is not None:
@@ -168,30 +171,46 @@ class WsClient:
 # ------------------------------------------------------------------------------- runners
 
 
-def kind_of(reply: str | None) -> str:
-    """The reply's first word: the fake model's answers start with "echo:", so anything else
-    means the message went somewhere else (a skill, a command) and the row is not comparable."""
-    return (reply or "").split(" ", 1)[0][:20] or "(empty)"
-
-
-Call = Callable[[Any, int, int], "str | None"]
+Call = Callable[[Any, int, int], str]
 """(client, worker number, message number; -1 = warm-up) -> the reply text."""
 
 
-def closed_loop(concurrency: int, total: int, make: Callable[[int], Any],
-                call: Call) -> dict[str, Any]:
+class Tally:
+    """One run's latencies, errors grouped by their text, and the replies' first words: the
+    fake model's answers start with "echo:", anything else went elsewhere (a skill, a command)."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.errors: Counter[str] = Counter()
+        self.kinds: Counter[str] = Counter()
+        self.cpu0 = self.t0 = 0.0
+
+    def start(self) -> None:
+        """The clock starts now (after the warm-up), and the parent hears so."""
+        emit("start")
+        self.cpu0, self.t0 = time.process_time(), time.perf_counter()
+
+    def answered(self, since: float, reply: str) -> None:
+        self.latencies.append(time.perf_counter() - since)
+        self.kinds[(reply or "").split(" ", 1)[0][:20] or "(empty)"] += 1
+
+    def result(self, elapsed: float = 0.0, **extra: Any) -> dict[str, Any]:
+        wall = time.perf_counter() - self.t0
+        return {"latencies_ms": [x * 1000 for x in self.latencies], "errors": dict(self.errors),
+                "elapsed": elapsed or wall, "client_cpu": (time.process_time() - self.cpu0) / wall,
+                "reply_kinds": dict(self.kinds), **extra}
+
+
+def closed_loop(concurrency: int, total: int, make: Callable[[int], Any], call: Call,
+                seconds: float = 0.0) -> dict[str, Any]:
     """`concurrency` workers, each sending its next request as soon as the last is answered.
 
     Every worker connects and sends one unmeasured warm-up request before the clock starts,
-    so the numbers are steady-state, not connection set-up.
+    so the numbers are steady-state, not connection set-up. With `seconds`, the workers stop
+    when that window closes and only answers inside it count (the rate is per window second).
     """
-    latencies: list[float] = []
-    errors: Counter[str] = Counter()
-    kinds: Counter[str] = Counter()
+    tally, counter, go, ready, end = Tally(), itertools.count(), Event(), Semaphore(0), float("inf")
     clients: list[Any] = []
-    counter = itertools.count()
-    go = Event()
-    ready = Semaphore(0)
 
     def worker(w: int) -> None:
         client = None
@@ -199,25 +218,24 @@ def closed_loop(concurrency: int, total: int, make: Callable[[int], Any],
             client = make(w)
             call(client, w, -1)
         except Exception as e:
-            errors[f"warm-up: {describe(e)}"] += 1
+            tally.errors[f"warm-up: {describe(e)}"] += 1
         ready.release()
         go.wait()
-        if client is None:
-            return
-        while (i := next(counter)) < total:
-            t = time.perf_counter()
+        while client is not None and (i := next(counter)) < total and (
+                t := time.perf_counter()) < end:
             try:
                 reply = call(client, w, i)
-                latencies.append(time.perf_counter() - t)
-                kinds[kind_of(reply)] += 1
+                if time.perf_counter() > end:
+                    break
+                tally.answered(t, reply)
             except Exception as e:
-                errors[describe(e)] += 1
+                tally.errors[describe(e)] += 1
                 with contextlib.suppress(Exception):
                     client.close()
                 try:
                     client = make(w)
                 except Exception as e2:
-                    errors[f"reconnect: {describe(e2)}"] += 1
+                    tally.errors[f"reconnect: {describe(e2)}"] += 1
                     return
         clients.append(client)  # closed after the clock stops
 
@@ -226,21 +244,18 @@ def closed_loop(concurrency: int, total: int, make: Callable[[int], Any],
         group.spawn(worker, w)
     for _ in range(concurrency):
         ready.acquire()
-    emit("start")
-    cpu0, t0 = time.process_time(), time.perf_counter()
+    tally.start()
+    end = tally.t0 + seconds if seconds else end
     go.set()
     group.join()
-    elapsed = time.perf_counter() - t0
-    cpu = (time.process_time() - cpu0) / elapsed
+    result = tally.result(seconds)
     for client in clients:
         with contextlib.suppress(Exception):
             client.close()
-    return {"latencies_ms": [x * 1000 for x in latencies], "errors": dict(errors),
-            "elapsed": elapsed, "client_cpu": cpu, "reply_kinds": dict(kinds)}
+    return result
 
 
-def open_loop(rate: float, seconds: float, make: Callable[[int], Any],
-              call: Call, warm: int,
+def open_loop(rate: float, seconds: float, make: Callable[[int], Any], call: Call, warm: int,
               max_clients: int = 256) -> dict[str, Any]:
     """Requests started on a fixed schedule (`rate`/s) whatever the answers do.
 
@@ -249,42 +264,33 @@ def open_loop(rate: float, seconds: float, make: Callable[[int], Any],
     that grows while all are busy, up to `max_clients` connections (then requests wait their
     turn, and that wait is part of their latency).
     """
-    total = int(rate * seconds)
-    idle: list[Any] = []
-    made = itertools.count()
-    slots = BoundedSemaphore(max_clients)
-    errors: Counter[str] = Counter()
-    kinds: Counter[str] = Counter()
-    latencies: list[float] = []
+    total, idle, made, slots = int(rate * seconds), [], itertools.count(), BoundedSemaphore(
+        max_clients)
+    tally = Tally()
     for _ in range(warm):
         try:
             client = make(next(made))
             call(client, 0, -1)
             idle.append(client)
         except Exception as e:
-            errors[f"warm-up: {describe(e)}"] += 1
+            tally.errors[f"warm-up: {describe(e)}"] += 1
 
     def one(i: int, scheduled: float) -> None:
         with slots:
-            client = idle.pop() if idle else None
+            client: Any = idle.pop() if idle else None
             try:
-                if client is None:
-                    client = make(next(made))
-                reply = call(client, 0, i)
-                latencies.append(time.perf_counter() - scheduled)
-                kinds[kind_of(reply)] += 1
+                client = client or make(next(made))
+                tally.answered(scheduled, call(client, 0, i))
                 idle.append(client)
             except Exception as e:
-                errors[describe(e)] += 1
+                tally.errors[describe(e)] += 1
                 if client is not None:
                     with contextlib.suppress(Exception):
                         client.close()
 
-    group = gevent.pool.Group()
-    emit("start")
-    cpu0 = time.process_time()
+    group, late = gevent.pool.Group(), 0
+    tally.start()
     t0 = time.perf_counter() + 0.01
-    late = 0
     for i in range(total):
         scheduled = t0 + i / rate
         delay = scheduled - time.perf_counter()
@@ -294,83 +300,82 @@ def open_loop(rate: float, seconds: float, make: Callable[[int], Any],
             late += 1  # the sender itself fell behind: the schedule was not kept
         group.spawn(one, i, scheduled)
     group.join(timeout=REQUEST_TIMEOUT + 5)
-    elapsed = time.perf_counter() - t0
-    cpu = (time.process_time() - cpu0) / elapsed
-    unfinished = total - len(latencies) - sum(errors.values())
-    if unfinished > 0:
-        errors["unfinished when the run ended"] += unfinished
+    if (unfinished := total - len(tally.latencies) - tally.errors.total()) > 0:
+        tally.errors["unfinished when the run ended"] += unfinished
     group.kill(block=False)
     for client in idle:
         with contextlib.suppress(Exception):
             client.close()
-    return {"latencies_ms": [x * 1000 for x in latencies], "errors": dict(errors),
-            "elapsed": elapsed, "client_cpu": cpu, "late_starts": late,
-            "clients": next(made), "reply_kinds": dict(kinds)}
+    return tally.result(late_starts=late, clients=next(made))
 
 
 # ------------------------------------------------------------------------------- modes
 
 
-def model_client(p: dict[str, Any]) -> Callable[[int], Any]:
-    """The gateway's own Ollama provider (the `ollama` client configured as the gateway does)."""
-    from gateway.models.ollama_provider import OllamaProvider
-
-    shared = OllamaProvider(p["model_url"], p["model"], max_tokens=512)
-    return lambda _w: shared
-
-
 def run_mode(mode: str, p: dict[str, Any]) -> dict[str, Any]:
+    """One measurement. Params: concurrency, total (closed loop; `seconds` makes it a window)
+    or rate and seconds (the ``-rate`` modes); texts (``{i}`` is the message number), chats
+    (message i goes to chat i % chats; 0: one chat per worker), expect (a text the i-th reply
+    must hold: counted as hits), sender."""
     host, port, token = p.get("host", "127.0.0.1"), p.get("port", 0), p.get("token", "")
-    conc, total, tag = p.get("concurrency", 1), p.get("total", 0), p.get("tag", mode)
-    ws_url = f"ws://{host}:{port}/ws"
+    conc, tag, chats = p.get("concurrency", 1), p.get("tag", mode), p.get("chats", 0)
+    texts, expect = p.get("texts") or ["hello {i}"], p.get("expect")
+    hits = [0]
+    make: Callable[[int], Any]
+
+    def text_for(i: int) -> str:
+        return str(texts[i % len(texts)]).replace("{i}", str(i))
 
     def chat_for(w: int, i: int) -> str:
-        """One chat per worker (a conversation each), or a fresh chat per message."""
-        return f"{tag}-{w}-{i}" if p.get("chat_each") else f"{tag}-{w}"
+        if mode.endswith("-rate"):  # an open loop spreads over 256 chats
+            return f"{tag}-{i % 256}"
+        return f"{tag}-{w}-{i % chats if i >= 0 else 'warm'}" if chats else f"{tag}-{w}"
+
+    def checked(reply: str, i: int) -> str:
+        if expect and i >= 0:
+            hits[0] += expect[i % len(expect)] in reply
+        return reply
 
     if mode == "model":
-        make = model_client(p)
+        from gateway.models.ollama_provider import OllamaProvider
 
-        def call_model(provider: Any, _w: int, i: int) -> str:
-            return str(provider.chat([{"role": "user", "content": f"hello {i}"}]).text)
+        shared = OllamaProvider(p["model_url"], p["model"], max_tokens=512)
 
-        return closed_loop(conc, total, make, call_model)
-    if mode == "healthz":
-        def call_get(c: HttpClient, _w: int, _i: int) -> str:
-            status, _ = c.request("GET", "/healthz")
-            if status != 200:
-                raise RuntimeError(f"HTTP {status}")
-            return "healthz"
+        def make(_w: int) -> Any:
+            return shared
 
-        return closed_loop(conc, total, lambda _w: HttpClient(host, port, token), call_get)
-    if mode in ("http", "http-rate"):
-        def call_http(c: HttpClient, w: int, i: int) -> str:
-            return c.message(f"hello {i}", chat_for(w, i) if mode == "http" else f"{tag}-{i % 256}")
-
-        def make_http(_w: int) -> HttpClient:
+        def call(c: Any, w: int, i: int) -> str:
+            return str(c.chat([{"role": "user", "content": f"hello {i}"}]).text)
+    elif mode in ("healthz", "http", "http-rate"):
+        def make(_w: int) -> Any:
             return HttpClient(host, port, token)
 
-        if mode == "http":
-            return closed_loop(conc, total, make_http, call_http)
-        return open_loop(p["rate"], p["seconds"], make_http, call_http, warm=conc)
-    if mode in ("ws", "ws-rate"):
-        def call_ws(c: WsClient, w: int, i: int) -> str:
-            frame = c.ask(f"hello {i}", chat_for(w, i) if mode == "ws" else f"{tag}-{i % 256}")
-            return str(frame.get("text", ""))
+        def call(c: Any, w: int, i: int) -> str:
+            if mode == "healthz":
+                status, _ = c.request("GET", "/healthz")
+                if status != 200:
+                    raise RuntimeError(f"HTTP {status}")
+                return "healthz"
+            return checked(c.message(text_for(i), chat_for(w, i), p.get("sender", "")), i)
+    elif mode in ("ws", "ws-rate"):
+        def make(w: int) -> Any:
+            return WsClient(f"ws://{host}:{port}/ws", token, f"{tag}{w}")
 
-        def make_ws(w: int) -> WsClient:
-            return WsClient(ws_url, token, f"{tag}{w}")
-
-        if mode == "ws":
-            return closed_loop(conc, total, make_ws, call_ws)
-        return open_loop(p["rate"], p["seconds"], make_ws, call_ws, warm=conc)
-    raise SystemExit(f"unknown mode {mode!r}")
+        def call(c: Any, w: int, i: int) -> str:
+            return checked(str(c.ask(text_for(i), chat_for(w, i)).get("text", "")), i)
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+    if mode.endswith("-rate"):
+        result = open_loop(p["rate"], p["seconds"], make, call, warm=conc)
+    else:
+        result = closed_loop(conc, p.get("total", 0), make, call, p.get("seconds", 0.0))
+    return {**result, "hits": hits[0]}
 
 
 def hold(p: dict[str, Any]) -> None:
     """Open `count` idle authenticated WebSockets, then answer the parent's commands."""
     limit = raise_nofile()
-    url = f"ws://{p['host']}:{p['port']}/ws"
+    url = f"ws://{p.get('host', '127.0.0.1')}:{p['port']}/ws"
     tag = p.get("tag", "held")
     conns: list[WsClient] = []
     errors: Counter[str] = Counter()

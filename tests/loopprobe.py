@@ -14,7 +14,7 @@ limit. The services a probe talks to are real and, where the point is to see a *
 on purpose: the Secret Service is paused with SIGSTOP for 0.3 s, the SMTP server and the
 model server answer after 0.3 s, a second process holds SQLite's write lock for 2 s.
 
-Used by `bench/bench_loop_libraries.py` (prints the table) and `tests/test_loop_libraries.py`
+Used by `bench/run.py loop-libraries` (prints the table) and `tests/test_loop_libraries.py`
 (asserts). A child is `python -c CHILD_BOOT NAME ARGS_JSON` in the repository root.
 """
 

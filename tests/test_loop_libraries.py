@@ -2,7 +2,7 @@
 results arrive and the loop keeps turning while it works (no gap of `BLOCK_BOUND` or more
 between 10 ms ticks; a deadlock is a child killed at its time limit and fails).
 
-The probes live in `tests/loopprobe.py` (shared with `bench/bench_loop_libraries.py`, which
+The probes live in `tests/loopprobe.py` (shared with `bench/run.py loop-libraries`, which
 prints the figures); each runs in a fresh patched child against real services, slowed where
 the point is a wait. paho-mqtt is not a dependency yet and is measured by the bench only.
 """

@@ -76,7 +76,7 @@ def test_a_start_that_never_answers_says_where_it_hangs_and_frees_the_port(
 
 def test_a_first_chinese_question_does_not_load_jieba_on_the_loop(gateway) -> None:
     """The example knowledge is English: without the load at start, the first Han text in a
-    message loaded jieba's dictionary on the loop (0.9-1.5 s, bench_loop_libraries)."""
+    message loaded jieba's dictionary on the loop (0.9-1.5 s, bench/run.py loop-libraries)."""
     assert gateway.post("操作系统是什么？").status_code == 200
     assert gateway.proc is not None
     blocks = read_blocks(Workspace(gateway.home).loop_report_path(gateway.port),

@@ -1,0 +1,1122 @@
+"""Moltbot's benchmarks, one section each; every one prints numbers and asserts nothing.
+
+    python bench/run.py gateway [--quick] [--no-hold] [--held N] [--keep]
+    python bench/run.py skills [--quick] [--keep]
+    python bench/run.py knowledge [passages] [queries]
+    python bench/run.py overhead
+    python bench/run.py recall [--misses]
+    python bench/run.py loop-libraries [name ...] [--store-cost]
+    python bench/run.py metrics [messages]
+    python bench/run.py console-record [messages]
+
+Every section takes --quick (smaller counts). What each row measures, and the figures so far:
+bench/README.md. Load comes from bench/loadgen.py processes; this one never patches anything
+with gevent. Every process it starts is stopped on exit, on an exception and on
+Ctrl-C/SIGTERM, and its temporary folder is removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import itertools
+import json
+import os
+import platform
+import queue
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import psutil
+import yaml
+from loadgen import HttpClient, describe
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+WORDS = json.loads((BENCH / "fixtures" / "words.json").read_text("utf-8"))
+GATEWAY_OVERHEAD_US = 2500.0  # the gateway's sequential overhead per message (README)
+CHILD_BOOT = ("import os, sys\nif os.environ.get('BENCH_GEVENT'):\n"
+              "    from gevent import monkey; monkey.patch_all(queue=False)\n"
+              "sys.path.insert(0, 'bench'); import run; getattr(run, sys.argv[1])(*sys.argv[2:])")
+
+# ------------------------------------------------------------------------------- shared
+
+
+def percentile(values: list[float], pct: float) -> float | None:
+    """Nearest-rank percentile (no interpolation: p99 of 500 samples is the 495th value)."""
+    ordered = sorted(values)
+    return ordered[max(1, int(-(-len(ordered) * pct // 100))) - 1] if ordered else None
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def table(header: list[str], rows: list[list[Any]]) -> None:
+    """A Markdown table; columns of numbers are right-aligned."""
+    right = [all(re.fullmatch(r"[-\d.,%]+", str(r[i])) for r in rows) for i in range(len(header))]
+    print(f"| {' | '.join(header)} |\n|{'|'.join('--:' if r else '---' for r in right)}|")
+    for row in rows:
+        print(f"| {' | '.join(str(cell) for cell in row)} |")
+
+
+def per_call_us(work: Callable[[], object], n: int, runs: int = 1) -> float:
+    """Microseconds per call of `work`, best of `runs` (a busy neighbour only ever adds time)."""
+    work()  # warm caches
+    best = float("inf")
+    for _ in range(runs):
+        began = time.perf_counter()
+        for _ in range(n):
+            work()
+        best = min(best, (time.perf_counter() - began) / n * 1e6)
+    return best
+
+
+def child(func: str, *args: str, env: dict[str, str] | None = None) -> str:
+    """The last output line of `func(*args)` of this module in a fresh process (gevent's
+    `patch_all(queue=False)` first when `env` has BENCH_GEVENT, as the gateway does)."""
+    out = subprocess.run([sys.executable, "-c", CHILD_BOOT, func, *args], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=600)
+    if out.returncode:
+        raise RuntimeError(f"{func} failed: {out.stderr[-800:]}")
+    return out.stdout.splitlines()[-1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_secs(p: psutil.Process | None) -> float:
+    try:
+        return sum(p.cpu_times()[:2]) if p else 0.0
+    except psutil.Error:
+        return 0.0
+
+
+def _die_with_parent() -> None:
+    """Linux: a child started with this gets SIGTERM if the bench is killed outright (-9)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class Gateway:
+    home: Path
+    port: int
+    token: str
+    proc: subprocess.Popen[bytes]
+    ps: psutil.Process
+    started_in: float
+
+
+class Meter:
+    """CPU in % of one core from now to `stop()`: the gateway, its children ("skills": skill
+    hosts, scripts, the watcher; one reaped meanwhile counts through the gateway's children
+    times), the model, the client (this process unless given) and "other": the rest of the
+    machine, the first thing to rule out on a shared box when numbers look low."""
+
+    def __init__(self, gw: Gateway, model: psutil.Process | None) -> None:
+        self.gw, self.model, self.me = gw.ps, model, psutil.Process()
+        self.t0 = self._now()
+
+    def _now(self) -> list[float]:
+        t, gw, kids = psutil.cpu_times(), 0.0, 0.0
+        with contextlib.suppress(psutil.Error):
+            g = self.gw.cpu_times()
+            gw, kids = g.user + g.system, g.children_user + g.children_system + sum(
+                cpu_secs(k) for k in self.gw.children(recursive=True))
+        return [time.perf_counter(), gw, kids, cpu_secs(self.model), cpu_secs(self.me),
+                sum(t) - t.idle - getattr(t, "iowait", 0.0)]
+
+    def stop(self, client: float | None = None) -> dict[str, float]:
+        now = self._now()
+        wall = max(now[0] - self.t0[0], 1e-9)
+        d = [(b - a) / wall * 100 for a, b in zip(self.t0, now, strict=True)]
+        cpu = {"gw": d[1], "skills": max(d[2], 0.0), "model": d[3],
+               "client": d[4] if client is None else client}
+        return {**cpu, "other": max(d[5] - sum(cpu.values()), 0.0)}
+
+
+class Stack:
+    """A temporary folder and every process started in it (the fast fake model, gateways, load
+    generators); `close()` stops them all, whatever happened before."""
+
+    def __init__(self, keep: bool = False) -> None:
+        self.keep, self.procs = keep, list[subprocess.Popen[Any]]()
+        self.tmp = Path(tempfile.mkdtemp(prefix="moltbot-bench-")).resolve()
+        self.model_url, self.model = "", None
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None,
+              **kwargs: Any) -> subprocess.Popen[Any]:
+        """A child in its own session; its output (or only stderr) goes to `<tmp>/<name>.out`."""
+        with open(self.tmp / f"{name}.out", "ab") as out:
+            proc = subprocess.Popen(argv, cwd=REPO, env=env, stderr=out, start_new_session=True,
+                                    preexec_fn=_die_with_parent,
+                                    **{"stdin": subprocess.DEVNULL, "stdout": out, **kwargs})
+        self.procs.append(proc)
+        return proc
+
+    def tail(self, name: str, chars: int = 1500) -> str:
+        path = self.tmp / f"{name}.out"
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+    def wait_until(self, ready: Callable[[], Any], proc: subprocess.Popen[Any], name: str) -> Any:
+        deadline = time.monotonic() + 60
+        while not (found := ready()):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start:\n{self.tail(name)}")
+            time.sleep(0.05)
+        return found
+
+    def start_model(self) -> None:
+        """`python -m tests.fakes.fake_model --fast`: instant answers; READY means it listens."""
+        proc = self.spawn("fake_model", [sys.executable, "-m", "tests.fakes.fake_model",
+                                         "--port", str(free_port()), "--fast"])
+        self.model_url = self.wait_until(lambda: re.findall(r"READY (\S+)", self.tail(
+            "fake_model")), proc, "fake_model")[0]
+        self.model = psutil.Process(proc.pid)
+
+    def start_gateway(self, name: str, config: dict[str, Any],
+                      files: dict[str, str] | None = None) -> Gateway:
+        """`python -m gateway.server` as `moltbot gateway start` starts it, in a new MOLTBOT_HOME
+        holding `files` (with them, skills/ and knowledge/ exist: no examples are copied in);
+        waits for /healthz, then creates a token with `moltbot dashboard --token-gen`."""
+        home, began = self.tmp / name, time.monotonic()
+        for folder in ("skills", "knowledge") if files is not None else ():
+            (home / folder).mkdir(parents=True)
+        for path, text in (files or {}).items():
+            (home / path).write_text(text, encoding="utf-8")
+            (home / path).chmod(0o755 if text.startswith("#!") else 0o644)
+        home.mkdir(exist_ok=True)
+        (home / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), "utf-8")
+        env, port = {**os.environ, "MOLTBOT_HOME": str(home)}, free_port()
+        proc = self.spawn(name, [sys.executable, "-m", "gateway.server", "--port", str(port)],
+                          env)
+
+        def healthy() -> bool:
+            with contextlib.suppress(OSError):
+                return HttpClient("127.0.0.1", port, "", 1).request("GET", "/healthz")[0] == 200
+            return False
+
+        self.wait_until(healthy, proc, name)
+        started_in = time.monotonic() - began
+        token = json.loads(subprocess.run(
+            [sys.executable, "-m", "gateway", "dashboard", "--token-gen", "--json"], cwd=REPO,
+            env=env, capture_output=True, text=True, timeout=60, check=True).stdout)["token"]
+        return Gateway(home, port, token, proc, psutil.Process(proc.pid), started_in)
+
+    def stop(self, proc: subprocess.Popen[Any], grace: float = 20, term: bool = True) -> None:
+        """SIGTERM (a gateway drains and stops its skill hosts), SIGKILL after `grace`."""
+        if term:
+            with contextlib.suppress(OSError):
+                proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError):
+                proc.kill()
+            proc.wait(5)
+
+    def kill_strays(self, folder: Path) -> None:
+        """Kill processes working inside `folder` (skill hosts, scripts): a gateway that died
+        hard leaves them orphaned, a busy-looping one spinning forever."""
+        victims = []
+        for p in psutil.process_iter():
+            with contextlib.suppress(psutil.Error, OSError, ValueError):
+                if p.pid != os.getpid() and Path(p.cwd()).is_relative_to(folder):
+                    victims.append(p)
+                    p.kill()
+        psutil.wait_procs(victims, timeout=5)
+        if victims:
+            print(f"  (killed {len(victims)} leftover process(es) under {folder})")
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            self.stop(proc, 15)
+        self.kill_strays(self.tmp)
+        if self.keep:
+            print(f"kept {self.tmp}")
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class Loadgen:
+    """A bench/loadgen.py process; a thread turns its JSON lines into a queue."""
+
+    def __init__(self, st: Stack, gw: Gateway, mode: str, params: dict[str, Any]) -> None:
+        params = {"port": gw.port, "token": gw.token, "model_url": st.model_url, "model": MODEL,
+                  **params}
+        self.log = st.tmp / f"loadgen-{mode}.out"
+        self.proc = st.spawn(f"loadgen-{mode}", [sys.executable, str(BENCH / "loadgen.py"),
+                                                 mode, json.dumps(params)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self.proc.stdout or ():
+            with contextlib.suppress(ValueError):
+                self.events.put(json.loads(line))
+        self.events.put(None)
+
+    def wait(self, kind: str, timeout: float) -> dict[str, Any]:
+        """The next `kind` event; {} when the process ended first or `timeout` passed."""
+        deadline = time.monotonic() + timeout
+        with contextlib.suppress(queue.Empty):
+            while event := self.events.get(timeout=max(0.1, deadline - time.monotonic())):
+                if event["event"] == kind:
+                    return event
+        return {}
+
+    def ask(self, command: str, timeout: float) -> dict[str, Any]:
+        with contextlib.suppress(OSError, AttributeError):
+            self.proc.stdin.write(command + "\n")  # type: ignore[union-attr]
+            self.proc.stdin.flush()  # type: ignore[union-attr]
+            return self.wait(command, timeout)
+        return {}
+
+
+@dataclass
+class Row:
+    """One line of a summary table (times in ms, CPU in % of one core)."""
+
+    name: str
+    n: int = 0
+    rate: float | None = None
+    p50: float | None = None
+    p99: float | None = None
+    max: float | None = None
+    errors: Counter[str] = field(default_factory=Counter)
+    note: str = ""
+    cpu: dict[str, float] = field(default_factory=dict)
+    ovh: tuple[float | None, float | None] = (None, None)
+    section: str = ""
+
+    def timed(self, ms: list[float]) -> Row:
+        self.n, self.p50, self.p99 = len(ms), percentile(ms, 50), percentile(ms, 99)
+        self.max = max(ms, default=None)
+        return self
+
+
+def measure(st: Stack, gw: Gateway, name: str, mode: str, timeout: float,
+            **params: Any) -> tuple[Row, dict[str, Any]]:
+    """One loadgen run, CPU sampled over its timed window; a failure is a row's error."""
+    print(f"  {name} ...", end="", flush=True)
+    row, lg = Row(name), Loadgen(st, gw, mode, {"tag": name.replace(" ", ""), **params})
+    meter = Meter(gw, st.model) if lg.wait("start", timeout) else None
+    result = lg.wait("result", timeout)
+    st.stop(lg.proc, 10, term=False)
+    if meter is None or not result:
+        row.errors[f"loadgen gave no result (exit {lg.proc.returncode}); see {lg.log}"] = 1
+        print(" failed")
+        return row, result
+    row.cpu = meter.stop(result["client_cpu"] * 100)
+    row.timed(result["latencies_ms"]).errors.update(result["errors"])
+    row.rate = row.n / result["elapsed"] if result["elapsed"] else 0.0
+    print(f" {row.rate:.0f} msg/s, p50 {fmt(row.p50)} ms, p99 {fmt(row.p99)} ms"
+          + (f", errors {row.errors.total()}" if row.errors else ""))
+    return row, result
+
+
+# ------------------------------------------------------------------------------- gateway
+
+MODEL, RATE, CONCURRENCIES = "fake-model", 500, (16, 64)
+MESSAGE_MODES = ("http", "http-rate", "ws", "ws-rate")  # rows that get an overhead
+GATEWAY_PLANS: dict[bool, dict[str, Any]] = {  # by --quick
+    False: {"seq": 500, "total": 5000, "rate_seconds": 10, "held": 10_000},
+    True: {"seq": 200, "total": 1000, "rate_seconds": 3, "held": 1_000}}
+
+
+def bench_gateway(args: argparse.Namespace, st: Stack) -> None:
+    """The real gateway process against the instant fake model: overhead per message (minus a
+    direct call through the same `ollama` client), throughput, held WebSockets."""
+    plan = GATEWAY_PLANS[args.quick]
+    seq, total, secs, held = plan["seq"], plan["total"], plan["rate_seconds"], plan["held"]
+    held = held if args.held is None else args.held
+    started = time.perf_counter()
+    print(", ".join(f"{d} {metadata.version(d)}" for d in (
+        "gevent", "flask", "flask-sock", "simple-websocket", "httpx", "ollama", "sqlalchemy",
+        "websocket-client")))
+    st.start_model()
+    gw = st.start_gateway("home", {
+        "models": {MODEL: {"endpoint": st.model_url}},
+        "gateway": {"max_connections": 19000, "max_connections_per_ip": 19000,
+                    "session_timeout": "1h"}})
+    facts = {"gateway idle RSS": f"{gw.ps.memory_info().rss / 2**20:.0f} MB",
+             "gateway idle fds": str(gw.ps.num_fds())}
+    if kids := gw.ps.children(recursive=True):
+        names = {next((a for a in k.cmdline()[1:] if a[0] != "-"), "?") for k in kids}
+        facts["gateway child processes"] = (
+            f"{len(kids)} ({', '.join(sorted(names))}), "
+            f"{sum(k.memory_info().rss for k in kids) / 2**20:.0f} MB RSS together; their CPU "
+            "is counted in gw CPU")
+    print(f"fake model {st.model_url}, gateway http://127.0.0.1:{gw.port} (pid {gw.proc.pid}), "
+          f"workspace {gw.home}")
+    rows: list[Row] = []
+
+    def phase(name: str, mode: str, timeout: float, **params: Any) -> None:
+        row, result = measure(st, gw, name, mode, timeout, **params)
+        row.cpu["gw"] = row.cpu.get("gw", 0) + row.cpu.pop("skills", 0)
+        if mode in MESSAGE_MODES and rows and rows[0].p50 is not None and row.p50 is not None:
+            row.ovh = (row.p50 - rows[0].p50, row.p99 - rows[0].p99)  # type: ignore[operator]
+        if "late_starts" in result:
+            row.note = (f"open loop {params['rate']:.0f}/s, {result['clients']} connections, "
+                        f"{result['late_starts']} late starts")
+        if odd := {k: v for k, v in result.get("reply_kinds", {}).items()
+                   if k not in ("echo:", "healthz")}:  # not from the model: the row is not pure
+            row.note += ("; " if row.note else "") + "replies not from the model: " + ", ".join(
+                f"{k!r} x{v}" for k, v in odd.items())
+        rows.append(row)
+
+    print("model direct (the gateway's ollama client, same process type as the load):")
+    phase("model direct seq", "model", 60, total=seq)
+    phase("model direct c64", "model", 120, concurrency=64, total=total)
+    print("HTTP:")
+    phase("http GET /healthz seq", "healthz", 60, total=seq)
+    phase("http seq (one chat)", "http", 60, total=seq)
+    phase("http seq (new chat each)", "http", 60, total=seq, chats=seq)
+    for c in CONCURRENCIES:
+        phase(f"http c{c}", "http", 120, concurrency=c, total=total)
+    phase(f"http {RATE}/s", "http-rate", secs + 60, concurrency=16, rate=RATE, seconds=secs)
+    # Past saturation p99 is only queueing; half the measured peak shows the tail the
+    # gateway itself adds while it keeps up.
+    half = max(10.0, round(max(r.rate or 0 for r in rows if r.name.startswith("http c")) / 2, -1))
+    if half < RATE:
+        phase(f"http {half:.0f}/s (half peak)", "http-rate", secs + 60, concurrency=16,
+              rate=half, seconds=secs)
+    print("WebSocket:")
+    phase("ws seq (one chat)", "ws", 60, total=seq)
+    for c in CONCURRENCIES:
+        phase(f"ws c{c}", "ws", 120, concurrency=c, total=total)
+    phase(f"ws {RATE}/s", "ws-rate", secs + 60, concurrency=16, rate=RATE, seconds=secs)
+    if not args.no_hold and held > 0:
+        rows.append(hold(st, gw, held, facts))
+
+    print("\n## Summary (ms; overhead = gateway minus model direct, p50-p50 and p99-p99; "
+          "CPU = % of one core; other = the rest of the machine)\n")
+    table(["benchmark", "n", "msg/s", "p50", "p99", "overhead p50", "overhead p99", "gw CPU",
+           "model CPU", "client CPU", "other CPU", "errors"],
+          [[r.name, r.n, fmt(r.rate, 0), fmt(r.p50), fmt(r.p99), fmt(r.ovh[0]), fmt(r.ovh[1]),
+            *(fmt(r.cpu.get(k), 0) for k in ("gw", "model", "client", "other")),
+            r.errors.total()] for r in rows])
+    print()
+    for row in rows:
+        for line in [row.note][:bool(row.note)] + [f"error x{v}: {k}"
+                                                   for k, v in row.errors.items()]:
+            print(f"- {row.name}: {line}")
+    logs = "".join([st.tail("home", 10**9)] + [p.read_text(errors="replace") for p in (
+        gw.home / "data" / "logs").glob("*.log*") if "access" not in p.name])
+    facts["gateway logs"] = (f"'Too many open files': {logs.count('Too many open files')}, "
+                             f"tracebacks: {logs.count('Traceback (most recent call last)')}")
+    facts["wall time"] = f"{time.perf_counter() - started:.0f} s"
+    print("\n" + "\n".join(f"- {k}: {v}" for k, v in facts.items()) + "\n\n## Aims\n")
+    said, named = {True: "met", False: "NOT met"}, {r.name: r for r in rows}
+    if (r := named.get("http seq (one chat)")) and r.ovh[0] is not None:
+        print(f"- overhead p50 < 2 ms (sequential HTTP): {r.ovh[0]:.2f} ms -> {said[r.ovh[0] < 2]}")
+    if (r := named.get(f"http {RATE}/s")) and r.ovh[1] is not None:
+        print(f"- overhead p99 < 20 ms at {RATE} msg/s (HTTP, open loop): {r.ovh[1]:.2f} ms at "
+              f"{r.rate:.0f} msg/s answered -> {said[r.ovh[1] < 20 and not r.errors]}")
+    if (r := named.get(f"http {half:.0f}/s (half peak)")) and r.ovh[0] is not None:
+        print(f"  (while it keeps up, {r.name}: overhead p50 {r.ovh[0]:.2f} ms, "
+              f"p99 {r.ovh[1]:.2f} ms)")
+    if r := named.get("model direct c64"):
+        best = max(x.rate or 0 for x in rows if x.name.startswith(("http c", "ws c")))
+        print(f"- >= 1,000 msg/s through the model client in one process: {r.rate:.0f} msg/s "
+              f"direct; best through the gateway {best:.0f} msg/s -> "
+              f"{said[(r.rate or 0) >= 1000]} (client), {said[best >= 1000]} (gateway)")
+    if (r := named.get(f"ws held x{held}")) and "held gateway RSS" in facts:
+        rss, fds = (float(facts[f"held gateway {k}"].split()[0]) for k in ("RSS", "fds"))
+        print(f"- {held:,} WebSockets held, fds < 20,000, RSS < 500 MB: {r.n:,} held, "
+              f"{fds:.0f} fds, {rss:.0f} MB -> {said[r.n >= held and rss < 500 and fds < 20000]}")
+
+
+def hold(st: Stack, gw: Gateway, target: int, facts: dict[str, str]) -> Row:
+    """Open `target` idle WebSockets from 1-3 client processes (each socket is a descriptor
+    there too, and the handshakes spread over both cores), then look at the gateway."""
+    workers = 1 if target <= 4000 else 2 if target <= 12000 else 3
+    print(f"held WebSockets: opening {target} from {workers} client process(es) ...", flush=True)
+    last, deadline = -1, time.monotonic() + 10  # until the last phase's connections are gone
+    while (fds0 := gw.ps.num_fds()) != last and time.monotonic() < deadline:
+        last = fds0
+        time.sleep(0.5)
+    rss0, t0, ok, errors = gw.ps.memory_info().rss, time.perf_counter(), 0, Counter[str]()
+    gens = [Loadgen(st, gw, "hold", {"count": target // workers + (w < target % workers),
+                                     "tag": f"h{w}x", "handshakes": 64}) for w in range(workers)]
+    for i, lg in enumerate(gens):
+        if event := lg.wait("held", 180):
+            ok += event["ok"]
+            errors.update(event["errors"])
+        else:
+            errors[f"client process {i} gave no report"] += 1
+    opened_s = time.perf_counter() - t0
+    time.sleep(1.0)  # let the gateway finish any handshake bookkeeping
+    rss, fds, still_open = gw.ps.memory_info().rss, gw.ps.num_fds(), 0
+    for lg in gens:
+        if status := lg.ask("status", 30):
+            still_open += status["open"]
+            errors.update({f"closed later: {k}": v for k, v in status["closed"].items()})
+    live = [lg for lg in gens if lg.proc.poll() is None]
+    probe = random.choice(live).ask("probe", 40) if live else {}
+    t = time.perf_counter()
+    try:  # from this unpatched process: can the gateway still reach the model?
+        HttpClient("127.0.0.1", gw.port, gw.token).message("still there?", "held-http-probe")
+        http = f"HTTP 200 in {(time.perf_counter() - t) * 1000:.1f} ms"
+    except Exception as e:
+        http = f"failed: {describe(e)}"
+    row = Row(f"ws held x{target}", n=ok, rate=0.0, errors=errors)
+    row.note = (f"established {ok}/{target} in {opened_s:.1f}s, open at check {still_open}; "
+                f"gateway RSS {rss / 2**20:.0f} MB (+{(rss - rss0) / max(ok, 1) / 1024:.1f} "
+                f"KB/conn), fds {fds} (before {fds0})")
+    if probe.get("ok"):
+        row.p50 = row.p99 = probe["ms"]
+        row.note += f"; probe answered in {probe['ms']:.1f} ms"
+    else:
+        row.errors["probe: " + str(probe.get("error", "no answer"))] = 1
+    row.note += f"; HTTP message meanwhile: {http}"
+    facts.update({
+        "held established": f"{ok} of {target}",
+        "held gateway RSS": f"{rss / 2**20:.0f} MB ({rss0 / 2**20:.0f} MB before)",
+        "held gateway fds": f"{fds} ({fds0} before)",
+        "held probe": (f"answered in {probe['ms']:.1f} ms ({probe['reply']!r})" if probe.get("ok")
+                       else f"FAILED: {probe.get('error', 'no answer')}"),
+        "held HTTP message meanwhile": http})
+    print(f"  {row.note}")
+    for lg in gens:
+        lg.ask("quit", 0)
+    for lg in gens:
+        st.stop(lg.proc, 30, term=False)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and gw.ps.num_fds() > fds0 + 20:
+        time.sleep(0.2)
+    facts["gateway fds after clients left"] = str(gw.ps.num_fds())
+    return row
+
+
+# ------------------------------------------------------------------------------- skills
+
+SKILLS_PLANS: dict[bool, dict[str, Any]] = {  # by --quick
+    False: {"new_skills": 10, "edits": 5, "window": 4.0, "chat": 200, "ping": 100, "faq": 300},
+    True: {"new_skills": 4, "edits": 2, "window": 0.8, "chat": 100, "ping": 50, "faq": 100}}
+SKILL_TIMEOUT, POLL, RELOAD_DEADLINE = 5, 0.020, 15.0
+SWAP_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO gateway\.\S*reload: "
+                       r"skills loaded", re.MULTILINE)
+
+
+def bench_skills(args: argparse.Namespace, st: Stack) -> None:
+    """Skills in the real gateway: hot reload (file save to answer), command-skill throughput,
+    isolation from runaway skills, FAQ search through the shipped FAQ skill."""
+    plan = SKILLS_PLANS[args.quick]
+    st.start_model()
+    config = {"models": {"llama2": {"endpoint": st.model_url, "max_tokens": 64}},
+              "skills": {"timeout": SKILL_TIMEOUT}}
+    gw = st.start_gateway("home", config, {f"skills/{p.name}": p.read_text("utf-8")
+                                           for p in (BENCH / "fixtures" / "skills").glob("*.*")})
+    print(f"gateway on port {gw.port} healthy {gw.started_in:.1f}s after start; fake model "
+          f"{st.model_url}; workspace {st.tmp}")
+    rows: list[Row] = []
+
+    def add(section: str, row: Row) -> Row:
+        row.section = section
+        rows.append(row)
+        return row
+
+    settle = re.findall(r"^SETTLE\s*=\s*([0-9.]+)", next(REPO.glob("gateway/**/reload.py"))
+                        .read_text(), re.MULTILINE)  # not imported: that would load jieba too
+    print(f"\n1. Hot reload (poll every {POLL * 1000:.0f} ms; the reloader waits "
+          f"{fmt(float(settle[0]) * 1000 if settle else None, 0)} ms for writes to settle, "
+          "then loads into every skill host)")
+    client, nonce = HttpClient("127.0.0.1", gw.port, gw.token, timeout=15), random.random()
+
+    def answered(command: str, done: Callable[[str], bool], began: float) -> float | None:
+        """Post `command` every POLL s until `done(reply)`: ms since `began`."""
+        tick, body = time.perf_counter(), {}
+        while time.perf_counter() - began < RELOAD_DEADLINE:
+            with contextlib.suppress(OSError, ValueError):
+                if done(str((body := client.post(command, "reload", "bench")[1]).get("reply"))):
+                    return (time.perf_counter() - began) * 1000
+            tick += POLL
+            time.sleep(max(0.0, tick - time.perf_counter()))
+        print(f"   {command}: not within {RELOAD_DEADLINE:.0f}s; last answer {body}")
+        return None
+
+    for name, writes in (("new skill file", [(n, 0) for n in range(plan["new_skills"])]),
+                         ("edit skill reply", [(0, v) for v in range(1, plan["edits"] + 1)])):
+        took, written_at = [], []
+        for n, v in writes:
+            time.sleep(0.5)  # let the previous reload finish: each write is timed on its own
+            written_at.append(time.time())
+            began, expected = time.perf_counter(), f"bench {n} v{v} {nonce}"
+            (gw.home / "skills" / f"bench_{n}.py").write_text(
+                f"from moltbot_sdk import Skill, context\n\n\nclass Bench{n}(Skill):\n"
+                f'    @context.handle(intent="bench_{n}")\n    def run(self, msg):\n'
+                f"        return {expected!r}\n", "utf-8")
+            if (ms := answered(f"/bench_{n}", expected.__eq__, began)) is None:
+                break  # reloading is broken: say so, and keep the run bounded
+            took.append(ms)
+        # The log says when the new snapshot was swapped in; an edited reply can come before
+        # that: the hosts reload one after the other and the old snapshot reaches the first.
+        swaps = [datetime.strptime(m[1], "%Y-%m-%d %H:%M:%S,%f").timestamp() * 1000 for m in
+                 SWAP_LINE.finditer((gw.home / "data/logs/gateway.log").read_text("utf-8"))]
+        swapped = [min(t for t in swaps if t >= w * 1000 - 1) - w * 1000 for w in written_at
+                   if swaps and swaps[-1] >= w * 1000 - 1]
+        row = add("1 hot reload", Row(name, errors=Counter({"not answered": len(writes) -
+                                                             len(took)}) - Counter()).timed(took))
+        row.note = f"swap p50 {fmt(percentile(swapped, 50), 1)} ms (gateway.log)"
+        print(f"   {name}: answered after [{' '.join(f'{t:.0f}' for t in took)}] ms; swapped "
+              f"after p50 {fmt(percentile(swapped, 50), 1)}, max "
+              f"{fmt(max(swapped, default=None), 1)} ms (gateway.log)")
+    for n in range(plan["new_skills"]):  # later sections see the same skills on every run
+        (gw.home / "skills" / f"bench_{n}.py").unlink(missing_ok=True)
+    ms = answered("/bench_0", lambda reply: str(nonce) not in reply, time.perf_counter())
+    print(f"   {plan['new_skills']} files deleted -> gone after {fmt(ms, 0)} ms")
+    add("1 hot reload", Row("skill files deleted -> gone").timed([ms] if ms else []))
+    client.close()
+
+    def load(section: str, name: str, **params: Any) -> Row:
+        row, result = measure(st, gw, name, "http", 60 + SKILL_TIMEOUT, sender="bench", **params)
+        row.note = (f"right section {result.get('hits', 0)}/{row.n}; " if "expect" in params
+                    else "") + "cpu% " + " ".join(f"{k} {row.cpu.get(k, 0):.0f}" for k in (
+                        "gw", "skills", "client", "model", "other"))
+        return add(section, row)
+
+    print(f"\n2. Command skills without a model ({plan['window']:.1f} s per row, keep-alive, one "
+          "chat per client)")
+    for text, kind in (("/ping", "python"), ("/shping", "script")):
+        for c in (1, 8, 32):
+            load("2 command skill", f"{text} ({kind}) x{c}", texts=[text], concurrency=c,
+                 total=10**9, seconds=plan["window"])
+    print(f"\n3. Isolation: plain chat (fake model, {plan['chat']} sequential messages, 10 "
+          f"chats), then /ping x{plan['ping']}, while another client's skill misbehaves "
+          f"(skills.timeout {SKILL_TIMEOUT}s, 2 skill hosts)")
+    for skill, what in (("", "baseline"), ("spin", "busy-looping skill"),
+                        ("nap", "sleep(5) skill")):
+        stop, outcomes = threading.Event(), list[str]()
+
+        def misbehave(skill: str = skill, stop: threading.Event = stop,
+                      outcomes: list[str] = outcomes) -> None:
+            """Call the bad skill back to back: it misbehaves all through the measurement."""
+            bad = HttpClient("127.0.0.1", gw.port, gw.token, timeout=SKILL_TIMEOUT + 20)
+            while not stop.is_set():
+                began = time.perf_counter()
+                try:
+                    status, body = bad.post(f"/{skill}", f"iso-{skill}", "bench")
+                    code = f"{status} {body.get('error', {}).get('code', 'ok')}"
+                except Exception as e:
+                    code = describe(e)
+                outcomes.append(f"{code} after {time.perf_counter() - began:.1f}s")
+
+        thread = threading.Thread(target=misbehave, daemon=True)
+        if skill:
+            thread.start()
+            time.sleep(0.3)  # the call has reached its skill host
+        load("3 isolation", f"chat, {what}", total=plan["chat"], chats=10)
+        load("3 isolation", f"/ping, {what}", texts=["/ping"], total=plan["ping"])
+        stop.set()
+        if skill:
+            thread.join(SKILL_TIMEOUT + 25)  # the call in flight ends at the time-out
+            print(f"   the /{skill} calls: {', '.join(outcomes) or 'none'}")
+    st.stop(gw.proc)
+    st.kill_strays(gw.home)
+
+    rng = random.Random(20240601)
+    faq, picked = make_faq(2000, rng)
+    gw2 = st.start_gateway("faq-home", config, {
+        "knowledge/faq.md": faq, "skills/auto_reply.py": (REPO / "skills/auto_reply.py")
+        .read_text("utf-8")})
+    print(f"\n4. FAQ skill (skills/auto_reply.py as shipped) over 2000 generated zh/en sections: "
+          f"faq.md {len(faq.encode()) / 1024:.0f} KiB; gateway healthy {gw2.started_in:.1f}s "
+          f"after start, vs {gw.started_in:.1f}s for the first workspace (each skill host "
+          "indexes faq.md before the gateway listens)")
+    picked = [rng.choice(picked) for _ in range(plan["faq"])]
+    gw = gw2
+    load("4 FAQ search", "/faq_query, 2000 sections", texts=[f"/faq_query {q}" for q, _ in picked],
+         expect=[ref for _, ref in picked], total=len(picked))
+    print(f"   {sum(q.startswith(('How do I', '如何在')) for q, _ in picked)} of {len(picked)} "
+          "queries are the exact questions, the rest paraphrased")
+    print(f"\nSummary ({platform.system()} {platform.release()})\n")
+    table(["section", "case", "n", "msg/s", "p50 ms", "p99 ms", "max ms", "err", "note"],
+          [[r.section, r.name, r.n, fmt(r.rate, 0), fmt(r.p50, 1), fmt(r.p99, 1), fmt(r.max, 1),
+            r.errors.total(), r.note] for r in rows])
+
+
+def make_faq(sections: int, rng: random.Random) -> tuple[str, list[tuple[str, str]]]:
+    """A Markdown FAQ of distinct sections, alternating English and Chinese, and for each
+    (what a user would type: the question or a shorter paraphrase, a marker in its answer)."""
+    w = WORDS["faq"]
+    en = rng.sample([(v, n, p) for v in w["en_verbs"] for n in w["en_nouns"]
+                     for p in w["en_places"]], (sections + 1) // 2)
+    zh = rng.sample([(v, n, p) for v in w["zh_verbs"] for n in w["zh_nouns"]
+                     for p in w["zh_places"]], sections // 2)
+    parts, entries = ["# Moltbot FAQ (generated by bench/run.py skills)\n"], []
+    for i in range(sections):
+        ref = f"REF{i:05d}"
+        if i % 2 == 0:
+            verb, noun, place = en[i // 2]
+            question = f"How do I {verb} the {noun} {place}?"
+            query = question if rng.random() < 0.7 else f"{verb} {noun} {place}"
+            steps = ". ".join(rng.sample(w["en_filler"], 3)).capitalize()
+            answer = f"To {verb} the {noun} {place}: {steps}. ({ref})"
+        else:
+            verb, noun, place = zh[i // 2]
+            question = f"如何在{place}{verb}{noun}？"
+            query = question if rng.random() < 0.7 else f"{place}{noun}怎么{verb}"
+            answer = f"在{place}{verb}{noun}：{'，'.join(rng.sample(w['zh_filler'], 3))}。({ref})"
+        parts.append(f"## {question}\n{answer}\n")
+        entries.append((query, ref))
+    return "\n".join(parts), entries
+
+
+# ------------------------------------------------------------------------------- knowledge
+
+
+def bench_knowledge(args: argparse.Namespace, st: Stack) -> None:
+    """Knowledge index build and query time over mixed zh/en passages from a fixed seed."""
+    from gateway.knowledge import KnowledgeIndex, Passage, tokenize
+
+    count = args.passages or (2_000 if args.quick else 10_000)
+    queries = args.queries or (200 if args.quick else 1_000)
+    rng, w = random.Random(42), WORDS["knowledge"]
+
+    def text(zh: bool) -> str:
+        words, glue, share = (w["zh_words"], w["zh_glue"], 0.7) if zh else (
+            w["en_words"], w["en_glue"], 0.6)
+        out = []
+        for _ in range(rng.randint(3, 8)):
+            said = [rng.choice(words if rng.random() < share else glue)
+                    for _ in range(rng.randint(5, 12) if zh else rng.randint(6, 14))]
+            out.append("".join(said) + rng.choice("。，！？") if zh
+                       else " ".join(said).capitalize() + ".")
+        return ("" if zh else " ").join(out)
+
+    passages = []
+    for n in range(count):
+        title = (f"常见问题 > {rng.choice(w['zh_words'])}{rng.choice(w['zh_words'])}" if n % 2 == 0
+                 else f"FAQ > {rng.choice(w['en_words'])} {rng.choice(w['en_words'])}")
+        passages.append(Passage(f"## {title.split(' > ')[1]}\n{text(n % 2 == 0)}",
+                                f"doc{n // 50}.md", title, line=n % 50 + 1))
+    questions = [f"{rng.choice(w['zh_words'])}{rng.choice(w['zh_glue'])}"
+                 f"{rng.choice(w['zh_words'])}怎么办？" for _ in range(queries // 2)] + [
+        f"How do I {rng.choice(w['en_words'])} the {rng.choice(w['en_words'])} "
+        f"{rng.choice(w['en_words'])}?" for _ in range(queries - queries // 2)]
+    rng.shuffle(questions)
+    began = time.perf_counter()
+    tokenize("预热 jieba 词典 warm up")
+    print(f"jieba dictionary load:      {time.perf_counter() - began:8.3f} s")
+    began = time.perf_counter()
+    tokens = sum(len(tokenize(p.text)) for p in passages)
+    tokenize_s, began = time.perf_counter() - began, time.perf_counter()
+    index = KnowledgeIndex(passages)
+    build_s = time.perf_counter() - began
+    print(f"corpus:                     {count} passages, "
+          f"{sum(len(p.text) for p in passages) / 1e6:.2f} M chars, {tokens / 1e6:.2f} M tokens")
+    print(f"tokenize only:              {tokenize_s:8.3f} s")
+    print(f"index build (incl. tokenize): {build_s:6.3f} s")
+    latencies, found = [], 0
+    for question in questions:
+        began = time.perf_counter()
+        found += bool(index.find(question, k=3))
+        latencies.append((time.perf_counter() - began) * 1000)
+    print(f"search over {queries} queries:  p50 {fmt(percentile(latencies, 50), 3)} ms, p99 "
+          f"{fmt(percentile(latencies, 99), 3)} ms, max {max(latencies):.3f} ms ({found} answered)")
+
+
+# ------------------------------------------------------------------------------- overhead
+
+
+def bench_overhead(args: argparse.Namespace, st: Stack) -> None:
+    """Each per-message layer alone, as the gateway builds it, in microseconds per message:
+    the guard chain (real SQLite store), the access-log line (ECS formatter, to a file), the
+    trace (nine spans serialised as the store keeps them), the metrics timer."""
+    import logging
+
+    from gateway.common.workspace import Workspace
+    from gateway.config import parse_config
+    from gateway.core.message import Message, Reply, Trace
+    from gateway.core.pipeline import _access
+    from gateway.core.settings import Process
+    from gateway.core.store import Store
+    from gateway.guards.chain import Allow, Caller
+    from gateway.guards.stranger import SenderRow
+    from gateway.guards.tokens import issue_token
+    from gateway.observe.logs import ACCESS_LOGGER, EcsFormatter
+    from gateway.observe.metrics import Metrics
+    from gateway.server.app import settings_for
+
+    n, token = 5_000 if args.quick else 20_000, "bench-static-token-long-enough-0123456789"
+    ws = Workspace(st.tmp / "ws")
+    store = Store(ws.db_url)
+    settings = settings_for(parse_config({
+        "auth": {"tokens": [token], "rate_limit": {"per_ip": "100000000/min",
+                                                  "global": "100000000/min"}},
+        "channels": {"enterprise_im": {"bot_token": "platform-token"}},
+        "security": {"stranger_mode": "verification_code"}}), Process(ws, store))
+    issued, _ = issue_token(store, 3600, label="bench")
+    store.put_sender(SenderRow("enterprise_im", "alice", "approved", updated_at=time.time()))
+    rows = []
+    for name, caller in {
+            "loopback, static token": Caller("http", "127.0.0.1", token, text="hi"),
+            "loopback, issued token (cached)": Caller("http", "127.0.0.1", issued, text="hi"),
+            "remote, static token (rate counted)": Caller("http", "203.0.113.9", token,
+                                                          text="hi"),
+            "chat platform, known sender": Caller("enterprise_im", "203.0.113.9",
+                                                  "platform-token", "alice", "hi")}.items():
+        assert isinstance(settings.guards.admit(caller), Allow), name
+        rows.append([f"guard chain: {name}",
+                     per_call_us(partial(settings.guards.admit, caller), n)])
+    access = logging.getLogger(ACCESS_LOGGER)
+    access.propagate = False
+    handler = logging.FileHandler(st.tmp / "access.log", encoding="utf-8")
+    handler.setFormatter(EcsFormatter())
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    msg = Message("http", "ada", "c", "hello", peer="127.0.0.1")
+    reply, metrics = Reply(msg.id, "http", "c", "echo: hello", "s1"), Metrics()
+    timer = metrics.track("http")
+
+    def trace() -> None:
+        t = Trace("m1")
+        for step in ("guard", "store", "queue", "session", "route", "knowledge", "context",
+                     "model", "x"):
+            with t.step(step) as span:
+                span.detail = "detail of the step, as long as they usually are"
+        json.dumps([vars(s) for s in t.spans], ensure_ascii=False)  # as the store does
+
+    def tracked() -> None:
+        with metrics.track("http", "http:c") as t:
+            t.route, t.model = "chat", "llama2"
+
+    rows += [["access-log line (ECS JSON to a file)",
+              per_call_us(lambda: _access(msg, reply, timer), n // 4)],
+             ["trace: 9 spans of a chat answer + JSON for the store", per_call_us(trace, n // 4)],
+             ["metrics: message timer (histograms, counters, window)",
+              per_call_us(tracked, n // 4)]]
+    access.removeHandler(handler)
+    handler.close()
+    for pool in settings.models.values():
+        pool.close()
+    store.close()
+    table([f"what (n={n})", "us per message"], [[name, f"{us:.1f}"] for name, us in rows])
+    print("\nFor scale: the gateway's sequential overhead per message is ~2,500-2,900 us "
+          "(bench/README.md).")
+
+
+# ------------------------------------------------------------------------------- recall
+
+
+def bench_recall(args: argparse.Namespace, st: Stack) -> None:
+    """Does a question (a FAQ heading as written, or a paraphrase; en and zh) find its passage
+    in `bench/recall/knowledge/`: recall@1 and @3 of `KnowledgeBase.find`, and "grounded": is
+    it among the passages chat sends to the model (what a user sees as "Sources:")."""
+    from gateway.core.grounding import find_passages
+    from gateway.knowledge import KnowledgeBase
+
+    context_tokens = 2048  # gateway.context_tokens' default: grounding gets half, passages 500
+    kb = KnowledgeBase(BENCH / "recall" / "knowledge", max_tokens=min(500, context_tokens // 4))
+    paraphrases: dict[str, list[tuple[str, str]]] = {}
+    language = ""
+    for line in (BENCH / "recall" / "paraphrases.txt").read_text("utf-8").splitlines():
+        if (line := line.strip()).startswith("[") and line.endswith("]"):
+            language = line[1:-1]
+        elif line and not line.startswith("#"):
+            question, _, heading = line.partition(" -> ")
+            paraphrases.setdefault(language, []).append((question.strip(), heading.strip()))
+    print(f"{len(kb.index)} passages from {len(kb.sources)} files\n")
+    rows: list[list[Any]] = []
+    misses, totals = [], [0, 0, 0, 0]
+    for language in ("en", "zh"):
+        headings = list(dict.fromkeys(p.title.rsplit(" > ", 1)[-1] for p in kb.index.passages
+                                      if p.source.endswith(f"faq_{language}.md")
+                                      and " > " in p.title))
+        for kind, cases in (("heading", [(h, h) for h in headings]),
+                            ("paraphrase", paraphrases.get(language, []))):
+            counts = [len(cases), 0, 0, 0]
+            for question, heading in cases:
+                ranked = [h.passage.title.rsplit(" > ", 1)[-1] for h in kb.find(question, k=3)]
+                sent = heading in [h.passage.title.rsplit(" > ", 1)[-1] for h in
+                                   find_passages(kb, question, context_tokens // 2)]
+                counts[1:] = [counts[1] + (ranked[:1] == [heading]),
+                              counts[2] + (heading in ranked), counts[3] + sent]
+                if heading not in ranked or not sent:
+                    misses.append(f"- {question!r}: wanted {heading!r}, top 3 {ranked}, "
+                                  f"sent: {sent}")
+            totals = [a + b for a, b in zip(totals, counts, strict=True)]
+            rows.append([f"{language} {kind}", *counts])
+    table(["questions", "n", "recall@1", "recall@3", "grounded"],
+          [[name, n, *(f"{x / (n or 1):.2f}" for x in hits)]
+           for name, n, *hits in [*rows, ["all", *totals]]])
+    if args.misses:
+        print("\nmissed (not in the top 3, or not sent to the model):\n" + "\n".join(misses))
+
+
+# ------------------------------------------------------------------------------- loop libraries
+
+
+def bench_loop_libraries(args: argparse.Namespace, st: Stack) -> None:
+    """Each library the gateway uses, probed by `tests/loopprobe.py` in a fresh child under
+    `patch_all(queue=False)`: do results arrive, how long is the loop kept from running.
+    --store-cost: what the store's two ways of waiting for SQLite's write lock cost."""
+    if args.store_cost:
+        table(["write-lock wait", "us per message (add_message + finish_message)"], [
+            [v, child("store_cost_child", v, str(st.tmp), env={**os.environ, "BENCH_GEVENT": "1"})]
+            for v in ("loop", "pool")])
+        return
+    from tests.loopprobe import (
+        has_secret_service,
+        keyring_session,
+        mosquitto,
+        run_probe,
+        slow_services,
+    )
+
+    outcomes = []
+    with slow_services(st.tmp) as (svc, _):
+        for name in ("keyring", "smtp", "sqlite", "ollama", "prometheus_update",
+                     "prometheus_collect", "limits", "jieba", "psutil", "deadlock", "paho"):
+            if args.names and name not in args.names:
+                continue
+            (folder := st.tmp / name).mkdir()
+            if name == "keyring" and not has_secret_service():
+                print("keyring: skipped (needs gnome-keyring and dbus-run-session)")
+            elif name == "keyring":
+                prefix, env = keyring_session(folder)
+                outcomes.append(run_probe(name, prefix=prefix, env=env))
+            elif name == "paho" and importlib.util.find_spec("paho") is None:
+                print("paho: skipped (pip install paho-mqtt to measure it)")
+            elif name == "paho":
+                with mosquitto(free_port()) as port:
+                    outcomes.append(run_probe(name, {"port": port}))
+            else:  # deadlock: a reference row, what issue 13's failure looks like
+                for probe in {"smtp": [svc["smtp"]], "ollama": [svc["ollama"]],
+                              "sqlite": [{"dir": str(folder), "locked": False},
+                                         {"dir": str(folder / "locked"), "locked": True}],
+                              "jieba": [{"pool": False}, {"pool": True}]}.get(name, [{}]):
+                    Path(probe.get("dir", folder)).mkdir(exist_ok=True)
+                    multiproc = {"PROMETHEUS_MULTIPROC_DIR": str(folder)}
+                    outcomes.append(run_probe(name, probe, timeout=5 if name == "deadlock" else 60,
+                                              env=multiproc if "prom" in name else None))
+    table(["library", "version", "operation", "calls", "results arrived",
+           "largest loop gap (ms)", "took (s)", "verdict", "note"],
+          [[o.library or o.name, o.version, o.operation, o.calls, "yes" if o.arrived else "no",
+            fmt(o.largest_gap_ms, 1), f"{o.seconds:.2f}", o.verdict, o.error or o.note]
+           for o in outcomes])
+    for o in outcomes:
+        if o.error:
+            print(f"\n{o.name}: {o.error}\n{o.output}")
+
+
+def store_cost_child(variant: str, folder: str) -> None:
+    """In a patched child: microseconds per message for the store's two transactions
+    (`add_message`, then `finish_message` with a trace), 2,000 messages, best of 3. "loop" is
+    the store as it is; "pool" takes the write lock on gevent's thread pool instead, with
+    SQLite's own busy wait in C (the other fix, measured only)."""
+    from gevent import get_hub
+
+    from gateway.core import store as store_module
+    from gateway.core.message import Span
+    from tests.loopprobe import _message
+
+    def pooled(dbapi_conn: object, wait: float = store_module.BUSY_WAIT) -> None:
+        conn: Any = dbapi_conn
+
+        def begin() -> None:
+            conn.execute(f"PRAGMA busy_timeout={int(wait * 1000)}")
+            conn.execute("BEGIN IMMEDIATE")
+        get_hub().threadpool.apply(begin)
+
+    if variant == "pool":
+        store_module.lock_for_write = pooled
+    store = store_module.Store(f"sqlite:///{folder}/{variant}.db")
+    trace = [Span(step, time.time(), 0.1, "ok") for step in ("guards", "store", "route")]
+    ids = itertools.count()
+
+    def one() -> None:
+        m = _message(next(ids))
+        store.add_message(m, None)
+        store.finish_message(m.id, session_id=None, reply="ok", error=None, route="chat",
+                             trace=trace)
+
+    print(f"{per_call_us(one, 2000, runs=3):.1f}")
+    store.close()
+
+
+# ------------------------------------------------------------------------------- metrics
+
+LABELS = [(("http", "ws", "mqtt")[i % 3], ("llama2", "qwen")[i % 2],
+           ("http://127.0.0.1:11434", "http://127.0.0.1:11435")[(i // 2) % 2], f"s{i % 200}")
+          for i in range(600)]  # a busy gateway's: 3 channels x 2 models x 2 endpoints
+
+
+def bench_metrics(args: argparse.Namespace, st: Stack) -> None:
+    """What metrics cost a message: `metrics.track` around one `model_call`, in microseconds,
+    each mode in its own process (the choices are made at import): plain, under gevent's
+    `patch_all(queue=False)` (as the gateway runs), prometheus-client's multiprocess mode."""
+    messages = args.messages or (20_000 if args.quick else 100_000)
+    print(f"{messages:,} messages per mode, best of 3 runs; gateway overhead per message "
+          f"~{GATEWAY_OVERHEAD_US:.0f} us\n")
+    env, rows = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}, []
+    for name, extra in {"plain": {}, "gevent": {"BENCH_GEVENT": "1"},
+                        "multiprocess": {"PROMETHEUS_MULTIPROC_DIR": str(st.tmp)}}.items():
+        runs = [[float(x) for x in child("metrics_child", str(messages),
+                                         env={**env, **extra}).split()] for _ in range(3)]
+        per, scrape, snap = (min(r[i] for r in runs) for i in range(3))
+        rows.append([name, f"{per:.2f}", f"{per / GATEWAY_OVERHEAD_US:.2%}", f"{scrape:.2f}",
+                     f"{snap:.2f}", f"{runs[-1][3]:,.0f}"])
+    table(["mode", "us/message", "of overhead", "scrape ms", "snapshot ms", "scrape bytes"], rows)
+    print("\nus/message: metrics.track(...) around one model_call, one message's calls.\n"
+          "scrape: one GET /metrics body; snapshot: one /api/v1/stats body (60 s window); "
+          "both off the message path.")
+
+
+def metrics_child(messages: str) -> None:
+    from gateway.observe.metrics import Metrics
+
+    metrics, count = Metrics(), itertools.count()
+    for channel, model, endpoint, session in LABELS:  # warm the label caches
+        metrics.message_started()
+        metrics.model_call(model, endpoint, 0.01, ok=True, channel=channel)
+        metrics.message_finished(channel, "chat", 0.02, model=model, session=session)
+
+    def one() -> None:
+        i = next(count)
+        channel, model, endpoint, session = LABELS[i % 600]
+        with metrics.track(channel, session) as m:
+            metrics.model_call(model, endpoint, 0.012, ok=i % 50 != 0, channel=channel,
+                               prompt_tokens=120, completion_tokens=40)
+            m.route, m.model = "chat", model
+            m.error = None if i % 50 else "model_error"
+
+    per = per_call_us(one, int(messages))
+    scrape, snap = (per_call_us(f, 20) / 1000 for f in (metrics.exposition,
+                                                        lambda: metrics.snapshot(60)))
+    print(f"{per:.2f} {scrape:.2f} {snap:.2f} {len(metrics.exposition()[0])}")
+
+
+# ------------------------------------------------------------------------------- console record
+
+
+def bench_console_record(args: argparse.Namespace, st: Stack) -> None:
+    """What recording the model's input costs a message: `record_input` (masking and bounding
+    the messages list, once per model call: ~3 KB, and ~40 KB cut to 16 KB) and the extra row
+    `finish_message` writes in its one transaction (SQLite in WAL mode, as the gateway runs)."""
+    from gateway.core.chat import record_input
+    from gateway.core.message import Message, ModelInput, Span, Trace
+    from gateway.core.store import Store
+
+    n = args.messages or (500 if args.quick else 2000)
+    prose = ("How do I reset the router when its admin page at http://192.168.1.1 does not "
+             "load? The lights keep blinking after the usual steps. ") * 40
+
+    def conversation(chars: int) -> list[dict[str, str]]:
+        return [{"role": "system", "content": "You are Moltbot, a private assistant. " * 4},
+                {"role": "system", "content": "Passage from knowledge/faq.md: " + prose[:600]},
+                *({"role": role, "content": f"{kind} {i} " + prose[:chars]}
+                  for i in range(6) for role, kind in (("user", "question"),
+                                                       ("assistant", "answer"))),
+                {"role": "user", "content": "and my api_key=sk-1234567890 is this"}]
+
+    short, long = conversation(200), conversation(3000)
+    short_us = per_call_us(lambda: record_input(Trace("m1"), "llama2", short), n, 3)
+    long_us = per_call_us(lambda: record_input(Trace("m1"), "llama2", long), max(1, n // 4), 3)
+    spans = [Span("guard", 0.0, 0.1, "ok"), Span("model", 1.0, 30.0, "ok", "llama2")]
+    given = ModelInput("llama2", "[" + '{"role": "user", "content": "hi"},' * 80 + "{}]", 120, 30)
+
+    def finish(with_input: bool, run: int) -> float:
+        store = Store(f"sqlite:///{st.tmp / f'bench{with_input}{run}.db'}")
+        msgs = [Message(channel="http", sender="s", chat="c", text="hi") for _ in range(n // 4)]
+        for m in msgs:
+            store.add_message(m, None)
+        began = time.perf_counter()
+        for m in msgs:
+            store.finish_message(m.id, session_id=None, reply="ok", error=None, route="chat",
+                                 trace=spans, model_input=given if with_input else None,
+                                 channel="http")
+        store.close()
+        return (time.perf_counter() - began) / len(msgs) * 1e6
+
+    plain, recorded = (min(finish(w, run) for run in range(3)) for w in (False, True))
+    print(f"record_input, ~3 KB of messages:       {short_us:8.1f} us per model call")
+    print(f"record_input, ~40 KB cut to 16 KB:      {long_us:8.1f} us per model call")
+    print(f"finish_message without a model input:  {plain:8.1f} us")
+    print(f"finish_message with one (same commit): {recorded:8.1f} us (+{recorded - plain:.1f} "
+          f"us; with the short input's record_input "
+          f"{100 * (recorded - plain + short_us) / GATEWAY_OVERHEAD_US:.1f} % of the gateway's "
+          f"~{GATEWAY_OVERHEAD_US / 1000:.1f} ms overhead)")
+
+
+# ------------------------------------------------------------------------------- main
+
+SECTIONS: dict[str, Callable[[argparse.Namespace, Stack], None]] = {
+    "gateway": bench_gateway, "skills": bench_skills, "knowledge": bench_knowledge,
+    "overhead": bench_overhead, "recall": bench_recall, "loop-libraries": bench_loop_libraries,
+    "metrics": bench_metrics, "console-record": bench_console_record}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="section", required=True)
+    for name, func in SECTIONS.items():
+        p = sub.add_parser(name, help=(func.__doc__ or "").split("\n")[0])
+        p.add_argument("--quick", action="store_true", help="smaller counts")
+        if name in ("gateway", "skills"):
+            p.add_argument("--keep", action="store_true", help="keep the temp workspace and logs")
+    sub.choices["gateway"].add_argument("--held", type=int, help="idle WebSockets to hold "
+                                        "(default 10,000; --quick 1,000)")
+    sub.choices["gateway"].add_argument("--no-hold", action="store_true",
+                                        help="skip the held connections")
+    for name, arg in (("knowledge", "passages"), ("knowledge", "queries"),
+                      ("metrics", "messages"), ("console-record", "messages")):
+        sub.choices[name].add_argument(arg, type=int, nargs="?")
+    sub.choices["recall"].add_argument("--misses", action="store_true",
+                                       help="list every question that missed")
+    sub.choices["loop-libraries"].add_argument("names", nargs="*", help="only these probes")
+    sub.choices["loop-libraries"].add_argument("--store-cost", action="store_true")
+    args = parser.parse_args(argv)
+
+    def stop(signum: int, _frame: Any) -> None:  # unwind like Ctrl-C: every finally runs
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
+    print(f"Moltbot benchmark: {args.section} ({'quick' if args.quick else 'full'}), "
+          f"{datetime.now():%Y-%m-%d %H:%M}, {psutil.cpu_count()} cores, Python "
+          f"{platform.python_version()}, load average {os.getloadavg()[0]:.2f}")
+    st = Stack(getattr(args, "keep", False))
+    try:
+        SECTIONS[args.section](args, st)
+    except KeyboardInterrupt as e:
+        print(f"\ninterrupted ({e}); stopping everything", file=sys.stderr)
+        return 130
+    except RuntimeError as e:  # set-up failed: say why, still clean up
+        print(f"\nbenchmark stopped: {e}", file=sys.stderr)
+        return 1
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
+        st.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
