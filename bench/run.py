@@ -1076,7 +1076,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="section", required=True)
     for name, func in SECTIONS.items():
-        p = sub.add_parser(name, help=(func.__doc__ or "").split("\n")[0])
+        p = sub.add_parser(name, help=" ".join((func.__doc__ or "").split()).split(": ")[0])
         p.add_argument("--quick", action="store_true", help="smaller counts")
         if name in ("gateway", "skills"):
             p.add_argument("--keep", action="store_true", help="keep the temp workspace and logs")
