@@ -6,7 +6,7 @@ runs, so nothing here is ever held open across a model call.
 
 Waiting for another process's write lock (`moltbot token create`, a second console) never
 happens in C: SQLite's busy handler sleeps inside the call and would stop the whole loop for
-the wait (a lock held 2 s stopped it 2 s, `bench/bench_loop_libraries.py`). So `busy_timeout`
+the wait (a lock held 2 s stopped it 2 s, `bench/run.py loop-libraries`). So `busy_timeout`
 is 0, every write transaction takes the lock up front with `BEGIN IMMEDIATE`, and a busy answer
 is retried after `time.sleep`, which is gevent's in the gateway: other greenlets run meanwhile.
 Reads need no lock in WAL mode and never wait for a writer.

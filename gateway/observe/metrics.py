@@ -5,7 +5,7 @@ the channels and the API. It owns its own `CollectorRegistry` (never prometheus-
 global one), so tests and several gateways in one process do not collide.
 
 The calls on the message path (`message_started`, `message_finished`, `model_call`) cost a
-few microseconds together (`bench/bench_metrics.py` prints the figure): label children are
+few microseconds together (`bench/run.py metrics` prints the figure): label children are
 looked up once and cached, and the window is a dict update per call.
 
 Several worker processes: start every worker with `PROMETHEUS_MULTIPROC_DIR` set to one
