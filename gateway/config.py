@@ -46,6 +46,10 @@ class GatewayConfig(Section):
     session_timeout: Duration = 1800.0
     context_tokens: int = Field(2048, ge=64, description="history budget sent to the model")
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    max_file_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="the largest file a "
+                                "message may carry (HTTP multipart, WebSocket base64)")
+    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="all the files of "
+                                  "one message together")
     shutdown_timeout: Duration = 10.0
     default_model: str | None = None
     allowed_hosts: list[str] = Field(
@@ -60,6 +64,14 @@ class GatewayConfig(Section):
                 raise ValueError(f"{name!r}: write a host name only, such as "
                                  "'moltbot.example.com' (no scheme, port or path)")
         return [n.lower().rstrip(".") for n in names]
+
+    @model_validator(mode="after")
+    def _upload_holds_a_file(self) -> GatewayConfig:
+        if self.max_upload_bytes < self.max_file_bytes:
+            raise ValueError(f"max_upload_bytes ({self.max_upload_bytes}) is smaller than "
+                             f"max_file_bytes ({self.max_file_bytes}): one message could not "
+                             "carry one file of the largest size; raise max_upload_bytes")
+        return self
 
     @field_validator("worker_processes")
     @classmethod

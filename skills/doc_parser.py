@@ -7,7 +7,8 @@ Two ways to use it:
   writes {"source", "title", "sections": [{"heading", "text"}], "rows"?: [...]} ("rows" for
   CSV: one object per row, keyed by the header). Without --output the JSON goes to stdout.
 - As a skill: `/parse knowledge/faq.md` takes the message text as a file path inside the
-  workspace and answers with a summary.
+  workspace and answers with a summary; `/parse` with a document attached (HTTP multipart,
+  a WebSocket frame's files) answers with the document's JSON, as the tool writes it.
 
 The parsing is `moltbot_sdk.parse_document`, the parser the knowledge base splits documents
 with: a skill that needs a document's structure calls it rather than parsing Markdown itself,
@@ -79,6 +80,14 @@ class DocParser(Skill):
                                 "summarise it")
     def parse(self, msg: dict[str, Any]) -> dict[str, str]:
         workspace = Path.cwd()  # a skill runs in the workspace
+        sent = msg.get("files") or []
+        if sent:  # a document sent with the message, kept by the gateway in the workspace
+            try:
+                doc = parse_document(Path(sent[0]["path"]))
+            except KnowledgeError as e:
+                return {"reply": f"{sent[0]['name']}: {e.problem}"}
+            return {"reply": json.dumps({**doc, "source": sent[0]["name"]}, ensure_ascii=False,
+                                        indent=2)}
         try:
             path = workspace_file(str(msg.get("text") or ""), workspace)
             doc = parse_document(workspace / path)

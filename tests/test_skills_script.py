@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from gateway.skills.errors import SkillError, SkillLoadError
-from gateway.skills.script import MAX_REPLY, ScriptSpec, parse_header, run_script
+from gateway.skills.script import (
+    MAX_REPLY,
+    ScriptSpec,
+    json_answer,
+    parse_header,
+    run_script,
+)
 from tests.conftest import assert_dead
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,7 +145,9 @@ def test_message_on_stdin_and_ids_in_environment(workspace: Path) -> None:
         pwd
     """)
     msg = {"text": "你好 world", "id": "m1", "chat": "c1", "channel": "http",
-           "sender": "alice", "session": "s1"}
+           "sender": "alice", "session": "s1",
+           "files": [{"name": "a.md", "media_type": "text/markdown", "size": 1,
+                      "path": str(workspace / "files" / "a.md")}]}
     os.environ["SECRET_API_KEY"] = "do-not-pass"
     try:
         reply = run_script(parse_header(path), msg, workspace=workspace,
@@ -148,11 +156,34 @@ def test_message_on_stdin_and_ids_in_environment(workspace: Path) -> None:
         del os.environ["SECRET_API_KEY"]
     assert reply.splitlines() == [
         "MOLTBOT_CHANNEL=http", "MOLTBOT_CHAT=c1", "MOLTBOT_EXTRA=yes",
-        f"MOLTBOT_HOME={workspace}", "MOLTBOT_MSG_ID=m1", "MOLTBOT_SENDER=alice",
-        "MOLTBOT_SESSION=s1", str(workspace)]
+        f"MOLTBOT_FILES={workspace}/files/a.md", f"MOLTBOT_HOME={workspace}",
+        "MOLTBOT_MSG_ID=m1", "MOLTBOT_SENDER=alice", "MOLTBOT_SESSION=s1", str(workspace)]
     raw = (workspace / "received.json").read_bytes()
     assert "你好".encode() in raw  # UTF-8, not \u escapes
     assert json.loads(raw) == msg
+
+
+def test_output_json_answers_with_files(workspace: Path) -> None:
+    path = write_script(workspace, "report.sh", """
+        #!/bin/sh
+        # moltbot: output=json
+        printf '%s' "$MOLTBOT_FILES" > seen.txt
+        echo '{"reply": "done", "files": ["out/r.csv"]}'
+    """)
+    spec = parse_header(path)
+    assert spec.output == "json"
+    two = [{"path": "/w/a b.md"}, {"path": "/w/c.md"}]
+    out = run_script(spec, {"text": "x", "files": two}, workspace=workspace)
+    assert json_answer(spec, out) == ("done", ["out/r.csv"])
+    assert (workspace / "seen.txt").read_text() == "/w/a b.md\n/w/c.md"  # one path a line
+    assert json_answer(spec, '{"files": ["a"]}') == ("", ["a"])  # a file alone answers
+    for bad in ("not json", "[]", '{"reply": ""}', '{"reply": 1}', '{"files": "a"}',
+                '{"reply": "x", "files": [1]}'):
+        with pytest.raises(SkillError, match="output=json"):
+            json_answer(spec, bad)
+    wrong = write_script(workspace, "wrong.sh", "#!/bin/sh\n# moltbot: output=xml\n")
+    with pytest.raises(SkillLoadError, match="output='xml' must be text or json"):
+        parse_header(wrong)
 
 
 def test_missing_ids_are_empty(workspace: Path) -> None:

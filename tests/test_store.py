@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from gateway.core.message import Message, Span
+from gateway.core.message import Attachment, Message, Span
 from gateway.core.store import Store
 
 
@@ -36,6 +36,26 @@ def test_finish_records_reply_route_trace_and_session_activity(tmp_path: Path) -
     assert store.get_trace(msg.id) == spans
     session = store.latest_session("ws", "c")
     assert session is not None and time.time() - session.last_active < 5
+    store.close()
+
+
+def test_files_are_kept_with_their_message_and_reply_in_order(tmp_path: Path) -> None:
+    store = store_at(tmp_path)
+    sent = tuple(Attachment(n, "text/plain", 1, f"files/inbox/d/{n}") for n in ("b", "a", "c"))
+    msg = Message("http", "ada", "c", "", client_id="k", files=sent)
+    store.add_message(msg, "http:p:k")
+    retry = Message("http", "ada", "c", "", client_id="k", files=sent[:1])
+    assert store.add_message(retry, "http:p:k") is not None  # a retry stores no file rows
+    assert store.files_of(msg.id, "in") == sent  # the order they came in, not by name
+    answer = (Attachment("r.csv", "text/csv", 4, "out/r.csv", "ab" * 32),)
+    store.finish_message(msg.id, session_id=None, reply="x", error=None, route="skill:r",
+                         trace=[], reply_files=answer)
+    assert store.files_of(msg.id, "out") == answer and store.file(answer[0].id) == answer[0]
+    other = (Attachment("s.csv", "text/csv", 4, "out/s.csv"),)
+    store.finish_message(msg.id, session_id=None, reply="y", error=None, route="skill:r",
+                         trace=[], again=True, reply_files=other)
+    assert store.files_of(msg.id, "out") == other and store.file(answer[0].id) is None
+    assert store.files_of(msg.id, "in") == sent
     store.close()
 
 

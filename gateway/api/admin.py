@@ -43,6 +43,8 @@ def build_admin(entry: Entry, reloader: Reloader, store: Store, channel: str,
         if stored is None:
             return error_response("not_found", f"No message {msg_id}.")
         return jsonify({"id": msg_id, "status": stored.status, "route": stored.route,
-                        "spans": [asdict(s) for s in store.get_trace(msg_id)]})
+                        "spans": [asdict(s) for s in store.get_trace(msg_id)],
+                        "files": {way: [asdict(f) for f in store.files_of(msg_id, way)]
+                                  for way in ("in", "out")}})
 
     return bp

@@ -63,6 +63,8 @@ def build_console_sessions(services: Services, channel: str) -> Blueprint:
                                   "reply and every log line carry it).")
         return jsonify({"message": asdict(stored),
                         "spans": [asdict(s) for s in store.get_trace(msg_id)],
-                        "model_input": store.model_input(msg_id)})
+                        "model_input": store.model_input(msg_id),
+                        "files": {way: [asdict(f) for f in store.files_of(msg_id, way)]
+                                  for way in ("in", "out")}})
 
     return bp

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from gateway.core.entry import Entry
+from gateway.core.intake import Intake
 from gateway.core.message import Reply
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ class Services:
     channel_listing: Callable[[], list[dict[str, Any]]]  # the console lists the channels
     metrics: Metrics
     token_cache: TokenCache  # the authenticator's: a token ended by logout ends at once
+    intake: Intake  # payload -> Message -> Reply, the same for every channel
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class Channel(ABC):
     def __init__(self, services: Services, options: ChannelOptions) -> None:
         self.services = services
         self.entry = services.entry
+        self.intake = services.intake
         self.options = options
 
     @abstractmethod

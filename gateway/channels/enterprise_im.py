@@ -28,7 +28,9 @@ from flask.typing import ResponseReturnValue
 from pydantic import model_validator
 
 from gateway.channels.base import ChannelOptions, PushChannel, Services, WebChannel
-from gateway.channels.fields import decode_json, validate_message_fields
+from gateway.channels.reply_files import not_carried
+from gateway.core.fields import decode_json
+from gateway.core.intake import Arrival
 from gateway.core.message import Message, Reply
 from gateway.guards.chain import Allow
 from gateway.observe.redact import redact
@@ -100,29 +102,33 @@ class EnterpriseImChannel(WebChannel, PushChannel):
         if not self.running:
             return error_response("unavailable", "enterprise_im is switched off "
                                   "(channels.enterprise_im in config.yaml).")
-        credential = bearer(request.headers.get("Authorization"))
         data, problem = decode_json(request.get_data(cache=False))
-        problem = problem or validate_message_fields(data) or _needs_sender(data)
-        if problem or self.im.reply_url:
-            # the platform itself passes the chain first: a bad token learns nothing more
-            verdict = self.entry.admit(caller_of(self.entry, request, self.name, credential))
-            if not isinstance(verdict, Allow):
-                return refusal_response(verdict)
-        if problem:
-            return error_response("bad_request", problem)
-        msg = Message(channel=self.name, sender=str(data["sender"]),
-                      chat=str(data.get("chat") or data["sender"]), text=data["text"],
-                      client_id=str(data["id"]) if data.get("id") is not None else None,
-                      peer=client_address(self.entry, request))
-        if self.im.reply_url:
-            threading.Thread(target=self._answer_later, args=(msg, credential),
-                             daemon=True).start()
-            return jsonify({"msg_id": msg.id, "status": "accepted"}), 202
-        reply = self.entry.handle(msg, credential)
+        arrival = Arrival(self.name, data, credential=bearer(request.headers.get("Authorization")),
+                          peer=client_address(self.entry, request),
+                          browser="Origin" in request.headers, problem=problem,
+                          needs_sender=True)
+        if not self.im.reply_url:
+            return self._body(self.intake.take(arrival))
+        found = self.intake.message(arrival)
+        if isinstance(found, Reply):
+            return self._body(found)
+        # the platform itself passes the chain first: a bad token learns nothing more
+        verdict = self.entry.admit(caller_of(self.entry, request, self.name, arrival.credential))
+        if not isinstance(verdict, Allow):
+            return refusal_response(verdict)
+        threading.Thread(target=self._answer_later, args=(found, arrival.credential),
+                         daemon=True).start()
+        return jsonify({"msg_id": found.id, "status": "accepted"}), 202
+
+    def _body(self, reply: Reply) -> ResponseReturnValue:
+        """A reply as the platform gets it: the request's own failures as HTTP errors, the
+        answer's (a sentence with its code) and a blocked sender's empty reply as 200. Files
+        are not carried yet: the text says so."""
         if reply.error in _REQUEST_ERRORS:
-            return error_response(reply.error or "", reply.text, reply.retry_after,
-                                  msg_id=reply.msg_id)
-        body: dict[str, Any] = {"reply": "" if reply.error == "blocked" else reply.text,
+            extra = {"msg_id": reply.msg_id} if reply.msg_id else {}
+            return error_response(reply.error or "", reply.text, reply.retry_after, **extra)
+        text = reply.text + not_carried(reply.files, self.name, reply.msg_id)
+        body: dict[str, Any] = {"reply": "" if reply.error == "blocked" else text,
                                 "msg_id": reply.msg_id}
         if reply.error and reply.error != "blocked":
             body["error"] = reply.error
@@ -156,10 +162,3 @@ class EnterpriseImChannel(WebChannel, PushChannel):
             log.warning("msg_id=%s delivering to %s failed (%s), try %d of %d", reply.msg_id,
                         redact(url), why, attempt + 1, DELIVERY_TRIES)
             time.sleep(0.5 * 2 ** attempt)
-
-
-def _needs_sender(data: dict[str, Any]) -> str | None:
-    sender = data.get("sender")
-    if sender is None or not str(sender).strip():
-        return '"sender" is required: the platform\'s id of the person who wrote.'
-    return None

@@ -1,9 +1,13 @@
 """WebSocket channel at `/ws`: many messages per connection, replies streamed as they form.
 
 Frames (ARCHITECTURE.md, public contracts): the client sends `{"type": "message", "id", "text",
-"chat"}`; the server answers with `reply.delta` frames and one `reply`, or an `error` frame. A
-bad frame gets an error frame and the connection lives on. Each message is answered on its own
-greenlet so the connection keeps reading: a client that goes away cancels its model calls.
+"chat", "files"?: [{"name", "media_type", "data": base64}]}`; the server answers with
+`reply.delta` frames and one `reply` (with `files` when a skill answered with some), or an
+`error` frame. A bad frame gets an error frame and the connection lives on; a frame over the
+transport's ceiling (`server.app.ws_frame_limit`) closes it with 1009. Each message is answered
+on its own greenlet so the connection keeps reading: a client that goes away cancels its model
+calls.
+This module is the transport: a message frame goes to the intake (`core.intake`) as it is.
 
 The handshake passes the guard chain: with an Authorization header (or the login cookie) before
 the upgrade, which a refused one never gets; without one, upgraded to wait for a first `auth`
@@ -24,8 +28,9 @@ from flask.typing import ResponseReturnValue
 from simple_websocket import ConnectionClosed
 
 from gateway.channels.base import ChannelOptions, Services, WebChannel
-from gateway.channels.fields import EXAMPLE, decode_json, validate_message_fields
-from gateway.core.message import Message
+from gateway.channels.reply_files import listed
+from gateway.core.fields import EXAMPLE, decode_json
+from gateway.core.intake import Arrival
 from gateway.guards.chain import Allow, Refuse, Verdict
 from gateway.web.credentials import request_credential
 from gateway.web.door import caller_of, client_address, refusal_response
@@ -35,6 +40,7 @@ log = logging.getLogger(__name__)
 
 AUTH_WAIT = 10.0
 MAX_IN_FLIGHT = 32  # per connection: a client that floods frames gets "busy", not a greenlet each
+_FILES = b'"files"'  # only a frame with files may be larger than gateway.max_body_bytes
 
 
 class _Connection:
@@ -135,6 +141,12 @@ class WebSocketChannel(WebChannel):
         return token if isinstance(token, str) else None
 
     def _on_frame(self, conn: _Connection, data: str | bytes) -> None:
+        limit = self.entry.settings.config.gateway.max_body_bytes
+        marker = _FILES if isinstance(data, bytes) else _FILES.decode()
+        if len(data) > limit and marker not in data:  # type: ignore[operator]
+            conn.send(_error(None, "payload_too_large", f"A frame without files may be at most "
+                             f"{limit} bytes (gateway.max_body_bytes)."))
+            return
         frame, problem = decode_json(data)
         if not isinstance(frame, dict):
             conn.send(_error(None, "bad_request", problem or f"Frames must be JSON objects "
@@ -153,10 +165,6 @@ class WebSocketChannel(WebChannel):
             else:
                 conn.send(_error(None, *_refusal(verdict)))
         elif kind == "message":
-            problem = validate_message_fields(frame)
-            if problem:
-                conn.send(_error(frame.get("id"), "bad_request", problem))
-                return
             if conn.in_flight >= MAX_IN_FLIGHT:
                 conn.send(_error(frame.get("id"), "busy", f"{MAX_IN_FLIGHT} messages of this "
                                  "connection are still being answered; wait for a reply."))
@@ -169,26 +177,27 @@ class WebSocketChannel(WebChannel):
 
     def _answer(self, conn: _Connection, frame: dict[str, Any]) -> None:
         client_id = str(frame["id"]) if frame.get("id") is not None else None
-        sender = str(frame.get("sender") or "")
-        msg = Message(channel=self.name, sender=sender, chat=str(frame.get("chat") or sender),
-                      text=frame["text"], client_id=client_id, peer=conn.peer)
 
         def on_delta(piece: str) -> None:
             conn.send({"type": "reply.delta", "id": client_id, "text": piece})
 
+        arrival = Arrival(self.name, frame, credential=conn.credential, peer=conn.peer,
+                          takes_files=True)
         try:
-            reply = self.entry.handle(msg, conn.credential, on_delta=on_delta,
-                                      cancel=conn.gone)
+            reply = self.intake.take(arrival, on_delta=on_delta, cancel=conn.gone)
         finally:
             conn.in_flight -= 1
         if reply.error:
-            extra: dict[str, Any] = {"msg_id": reply.msg_id}
+            extra: dict[str, Any] = {"msg_id": reply.msg_id} if reply.msg_id else {}
             if reply.retry_after:
                 extra["retry_after"] = reply.retry_after
             conn.send(_error(client_id, reply.error, reply.text) | extra)
         else:
-            conn.send({"type": "reply", "id": client_id, "msg_id": reply.msg_id,
-                       "session": reply.session, "text": reply.text})
+            answer: dict[str, Any] = {"type": "reply", "id": client_id, "msg_id": reply.msg_id,
+                      "session": reply.session, "text": reply.text}
+            if reply.files:
+                answer["files"] = listed(reply.files)
+            conn.send(answer)
 
 
 def _refusal(verdict: Verdict) -> tuple[str, str]:

@@ -45,13 +45,17 @@ def trace(msg_id: str, as_json: bool) -> None:
     try:
         stored = store.get_message(msg_id)
         spans = store.get_trace(msg_id)
+        files = {way: store.files_of(msg_id, way) for way in ("in", "out")}
     finally:
         store.close()
     if stored is None:
         _fail(f"No message {msg_id} in {ws.data / 'moltbot.db'}.")
     if as_json:
         click.echo(json.dumps({"id": msg_id, "status": stored.status, "route": stored.route,
-                               "spans": [asdict(s) for s in spans]}, ensure_ascii=False))
+                               "spans": [asdict(s) for s in spans],
+                               "files": {way: [asdict(f) for f in found]
+                                         for way, found in files.items()}},
+                              ensure_ascii=False))
         return
     at = datetime.fromtimestamp(stored.created_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
     click.echo(f"{msg_id}  {stored.channel}/{stored.chat}  {at} UTC  status={stored.status}"
@@ -60,6 +64,10 @@ def trace(msg_id: str, as_json: bool) -> None:
         detail = f"  {s.detail}" if s.detail else ""
         click.echo(f"  {s.step:<9} +{s.start_ms:8.2f} ms  {s.duration_ms:8.2f} ms  "
                    f"{s.outcome}{detail}")
+    for way, found in files.items():
+        for f in found:
+            click.echo(f"  file {way:<4} {f.id}  {f.name} ({f.media_type}, {f.size} bytes)  "
+                       f"{f.path}")
 
 @click.group()
 def skills() -> None:

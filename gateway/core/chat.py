@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from gateway.core.context import build_messages
+from gateway.core.files_for_model import view_for_model
 from gateway.core.grounding import find_passages, grounding_prompt, sources_line
 from gateway.core.message import ModelInput, Trace
 from gateway.core.sessions import SessionManager
@@ -42,13 +44,19 @@ class ChatOutcome:
 
 
 class ChatResponder:
-    def __init__(self, sessions: SessionManager, knowledge: KnowledgeBase | None) -> None:
+    def __init__(self, sessions: SessionManager, knowledge: KnowledgeBase | None,
+                 workspace: Path | None = None) -> None:
         self.sessions = sessions
         self.knowledge = knowledge
+        self.workspace = workspace or Path.cwd()  # where a message's files are kept
 
     def answer(self, turn: Turn, pool: ModelPool, text: str, session_id: str) -> ChatOutcome:
-        trace, settings, skills = turn.trace, turn.settings, turn.skills
+        trace, settings, skills, files = turn.trace, turn.settings, turn.skills, turn.msg.files
         context_tokens = settings.context_tokens
+        model = settings.config.models.get(pool.name)
+        # documents get at most half the budget: the history and the passages the rest
+        view = view_for_model(text, files, self.workspace, model=pool.name,
+                              vision=bool(model and model.vision), budget=context_tokens // 2)
         with trace.step("knowledge") as span:
             passages = find_passages(self.knowledge, text, context_tokens // 2)
             span.detail = ", ".join(f"{p.passage.title or p.passage.source} ({p.score:.1f})"
@@ -57,10 +65,12 @@ class ChatResponder:
         with trace.step("context") as span:
             history = self.sessions.history(session_id, settings.sessions)
             budget = context_tokens - sum(estimate_tokens(p.passage.text) for p in passages)
-            messages = build_messages(history, text, max(budget, 256))
+            messages = build_messages(history, view.text, max(budget, 256))
+            messages[-1] = view.user_turn()
             if passages and root is not None:
                 messages.insert(1, {"role": "system", "content": grounding_prompt(passages, root)})
-            span.detail = f"{(len(messages) - 2) // 2} of {len(history)} turns"
+            span.detail = f"{(len(messages) - 2) // 2} of {len(history)} turns" + (
+                f", {len(files)} file(s)" if files else "")
         tools = settings.model_tools
         offered = [h.tool_spec() for h in skills.handlers] + [t.spec() for t in tools.values()]
         for _ in range(MAX_TOOL_ROUNDS + 1):
@@ -80,12 +90,11 @@ class ChatResponder:
             messages.append(asked)
             messages += [self._run_tool(tools[c["name"]], c, trace) for c in calls]
         reply = result.text
-        if passages and root is not None:
-            suffix = sources_line(passages, root)
-            if turn.on_delta:
-                turn.on_delta(suffix)
-            reply += suffix
-        return ChatOutcome(text=reply)
+        suffix = sources_line(passages, root) if passages and root is not None else ""
+        suffix += view.notes_line()  # what the model could not take, never dropped silently
+        if suffix and turn.on_delta:
+            turn.on_delta(suffix)
+        return ChatOutcome(text=reply + suffix)
 
     def _call_model(self, turn: Turn, pool: ModelPool, messages: list[dict[str, Any]],
                     offered: list[dict[str, Any]]) -> ModelResult | ChatOutcome:

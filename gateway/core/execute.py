@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from gateway.core.chat import ChatResponder
-from gateway.core.message import Message
+from gateway.core.message import Attachment, Message
 from gateway.core.router import Route, chosen_by_model, help_text
 from gateway.core.sessions import Session, SessionManager
+from gateway.core.skill_files import ReplyFileRefused, for_skill, reply_files
 from gateway.core.turn import Turn
 from gateway.observe.redact import redact
 from gateway.skills.catalog import SkillSet
@@ -32,6 +34,7 @@ class Outcome:
     session: Session
     text: str
     error: str | None = None  # a code of gateway.core.message.ERROR_CODES
+    files: tuple[Attachment, ...] = ()  # what a skill answered with
 
     @property
     def is_conversation(self) -> bool:
@@ -40,9 +43,11 @@ class Outcome:
 
 
 class Executor:
-    def __init__(self, sessions: SessionManager, chat: ChatResponder) -> None:
+    def __init__(self, sessions: SessionManager, chat: ChatResponder,
+                 workspace: Path | None = None) -> None:
         self.sessions = sessions
         self.chat = chat
+        self.workspace = workspace or Path.cwd()  # where sent and answered files are
 
     def run(self, turn: Turn, chosen: Route, session: Session) -> Outcome:
         if chosen.kind == "command":
@@ -79,7 +84,8 @@ class Executor:
         handler = chosen.handler
         assert handler is not None
         payload = {"text": chosen.args, "id": msg.id, "sender": msg.sender, "chat": msg.chat,
-                   "channel": msg.channel, "session": session.id}
+                   "channel": msg.channel, "session": session.id,
+                   "files": for_skill(msg.files, self.workspace)}
         with trace.step("skill") as span:
             span.detail = f"{handler.intent} ({handler.source})"
             begin = time.perf_counter()
@@ -90,7 +96,15 @@ class Executor:
                 span.detail += f": {e}" + (f": {redact(e.detail)[-500:]}" if e.detail else "")
                 log.warning("msg_id=%s %s", msg.id, e)
                 return Outcome(chosen, session, f"{e} (msg_id {msg.id}).", "skill_error")
+            try:
+                files = reply_files(result.files, self.workspace)
+            except ReplyFileRefused as e:
+                span.outcome = "error"
+                span.detail += f": {e}: {e.detail}"
+                log.warning("msg_id=%s skill %s: %s: %s", msg.id, handler.intent, e, e.detail)
+                return Outcome(chosen, session, f"Skill {handler.intent} failed: {e} "
+                               f"(msg_id {msg.id}).", "skill_error")
         for inner in result.spans:  # tool and model calls the skill made, on one timeline
             trace.add_at(inner["step"], begin + inner["start_ms"] / 1000,
                          inner["duration_ms"], inner["outcome"], inner.get("detail", ""))
-        return Outcome(chosen, session, result.text)
+        return Outcome(chosen, session, result.text, files=files)

@@ -16,6 +16,11 @@ def new_msg_id() -> str:
     return f"m{int(time.time() * 1000):x}{secrets.token_hex(5)}"
 
 
+def new_file_id() -> str:
+    """A file's public handle (its download URL): unguessable, never its path."""
+    return f"f{secrets.token_hex(10)}"
+
+
 # The error codes a `Reply` may carry, and what each means to the sender. They are the whole
 # vocabulary: each channel maps them to its own form (an HTTP status, a WebSocket error frame,
 # an MQTT error payload, a sentence on a chat platform), so nothing here knows a transport.
@@ -40,6 +45,23 @@ ERROR_CODES: dict[str, str] = {
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A file that came with a message or goes with a reply, kept inside the workspace.
+
+    `path` is relative to the workspace (POSIX form), so it means the same file wherever the
+    workspace is; `name` is what people see (the sender's own name, made safe). `id` is the
+    public handle a client downloads it by (`GET /api/v1/attachments/<id>`).
+    """
+
+    name: str
+    media_type: str
+    size: int
+    path: str
+    sha256: str = ""
+    id: str = field(default_factory=new_file_id)
+
+
+@dataclass(frozen=True)
 class Message:
     """One inbound message, as a channel adapter understood it.
 
@@ -47,7 +69,8 @@ class Message:
     a platform's message id): a retry carrying the same one is answered from the store instead
     of calling the model again. `peer` is the network address the message came from (for
     address allowlists and rate limits); `principal` is who the guard chain found the sender to
-    be, empty until the chain has admitted the message.
+    be, empty until the chain has admitted the message. `files` are what the sender attached,
+    already stored in the workspace's inbox (`text` may then be empty).
     """
 
     channel: str
@@ -59,6 +82,7 @@ class Message:
     peer: str = ""
     id: str = field(default_factory=new_msg_id)
     received_at: float = field(default_factory=time.time)
+    files: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -67,7 +91,8 @@ class Reply:
 
     `error` is one of `ERROR_CODES` when the reply reports a failure; `text` is then a sentence
     for the person that says what to do, never exception text. `retry_after` (seconds) goes
-    with `rate_limited`, `busy` and `shutting_down`.
+    with `rate_limited`, `busy` and `shutting_down`. `files` are what a skill answered with;
+    a channel that cannot carry them says so in the text it sends, never drops them.
     """
 
     msg_id: str
@@ -79,6 +104,7 @@ class Reply:
     error: str | None = None
     retry_after: float | None = None
     to: str = ""  # the sender it answers, for platforms that address replies to a person
+    files: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True)

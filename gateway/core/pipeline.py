@@ -20,7 +20,7 @@ import time
 from dataclasses import replace
 
 from gateway.core.execute import Executor, Outcome
-from gateway.core.message import Message, Reply, Trace
+from gateway.core.message import Attachment, Message, Reply, Trace
 from gateway.core.router import route
 from gateway.core.settings import Settings
 from gateway.core.state import Attempt, ChatOrder, InFlight, LocalChatOrder, LocalInFlight
@@ -161,7 +161,7 @@ class Pipeline:
         if seen and seen.status == "answered":
             timer.route = "retry"
             log.info("msg_id=%s retry answered from the store", seen.id)
-            return _stored_reply(msg, seen)
+            return _stored_reply(msg, seen, self.store.files_of(seen.id, "out"))
         if seen:  # stored earlier but never answered (crash, failure): answer it now
             msg = turn.msg = replace(msg, id=seen.id)
             trace.msg_id = seen.id
@@ -184,7 +184,7 @@ class Pipeline:
         timer.route = outcome.route.kind
         timer.model = turn.settings.chat_model if outcome.route.kind == "chat" else None
         reply = Reply(msg.id, msg.channel, msg.chat, outcome.text, outcome.session.id,
-                      msg.client_id, outcome.error, to=msg.sender)
+                      msg.client_id, outcome.error, to=msg.sender, files=outcome.files)
         return self._finish(turn, outcome, outcome.route.label, reply)
 
     def _answer(self, turn: Turn) -> Outcome:
@@ -207,7 +207,8 @@ class Pipeline:
         self.store.finish_message(msg.id, session_id=outcome.session.id if outcome else None,
                                   reply=reply.text, error=reply.error, route=route_name,
                                   trace=trace.spans, model_input=trace.model_input,
-                                  channel=msg.channel, again=trace.answered_again)
+                                  channel=msg.channel, again=trace.answered_again,
+                                  reply_files=reply.files)
         log.info("msg_id=%s answered via %s%s", msg.id, route_name,
                  f" with error {reply.error}" if reply.error else "")
         return reply
@@ -233,6 +234,6 @@ def _failure(msg: Message, code: str, text: str, retry_after: float | None = Non
                  retry_after=retry_after, to=msg.sender)
 
 
-def _stored_reply(msg: Message, seen: StoredMessage) -> Reply:
+def _stored_reply(msg: Message, seen: StoredMessage, files: tuple[Attachment, ...]) -> Reply:
     return Reply(seen.id, msg.channel, msg.chat, seen.reply or "", seen.session_id or "",
-                 msg.client_id, to=msg.sender)
+                 msg.client_id, to=msg.sender, files=files)

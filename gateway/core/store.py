@@ -1,4 +1,5 @@
-"""Durable state behind one small interface: messages, their traces, sessions and login tokens.
+"""Durable state behind one small interface: messages, their traces and files, sessions and
+login tokens.
 
 SQLAlchemy Core over SQLite (WAL) by default, so a PostgreSQL URL can later take its place.
 Every call is one short transaction: under gevent a SQLite call blocks the event loop while it
@@ -41,7 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from gateway.core.message import Message, ModelInput, Span
+from gateway.core.message import Attachment, Message, ModelInput, Span
 from gateway.guards.stranger import SenderRow
 
 metadata = MetaData()
@@ -72,6 +73,20 @@ messages = Table(
     Column("route", String(128)),
     Column("replied_at", Float),
     Column("trace", Text),  # JSON list of spans: written once, read whole by `moltbot trace`
+)
+
+files = Table(  # files that came with a message ("in") or went with its reply ("out")
+    "files", metadata,
+    Column("id", String(40), primary_key=True),  # the public handle: GET /api/v1/attachments/<id>
+    Column("msg_id", String(40), nullable=False, index=True),
+    Column("direction", String(4), nullable=False),  # in | out
+    Column("position", Integer, nullable=False),  # the order they came in (or went out)
+    Column("name", String(256), nullable=False),
+    Column("media_type", String(128), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("path", Text, nullable=False),  # relative to the workspace
+    Column("sha256", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
 )
 
 senders = Table(  # chat-platform senders the stranger policy has met
@@ -243,13 +258,15 @@ class Store:
 
     # messages ---------------------------------------------------------------------------
     def add_message(self, msg: Message, client_key: str | None) -> StoredMessage | None:
-        """Store an inbound message; if `client_key` was seen before, return that one instead."""
+        """Store an inbound message and its files' rows; if `client_key` was seen before,
+        return that one instead (and store nothing)."""
         row = {"id": msg.id, "client_key": client_key, "session_id": None,
                "channel": msg.channel, "sender": msg.sender, "chat": msg.chat,
                "text": msg.text, "status": "received", "created_at": msg.received_at}
         try:
             with self.writes.begin() as conn:
                 conn.execute(insert(messages).values(**row))
+                _add_files(conn, msg.id, "in", msg.files, msg.received_at)
         except IntegrityError:
             if client_key is None:
                 raise
@@ -269,11 +286,11 @@ class Store:
     def finish_message(self, msg_id: str, *, session_id: str | None, reply: str,
                        error: str | None, route: str, trace: Iterable[Span],
                        model_input: ModelInput | None = None, channel: str = "",
-                       again: bool = False) -> None:
-        """Record the answer, its trace, what the model was given (if one was called) and
-        the session's activity in one transaction. `again`: the message was stored before and
-        is answered anew, so an earlier model input row is replaced (a delete a first answer
-        does not need: it cost ~110 us)."""
+                       again: bool = False, reply_files: tuple[Attachment, ...] = ()) -> None:
+        """Record the answer, its trace, its files, what the model was given (if one was
+        called) and the session's activity in one transaction. `again`: the message was stored
+        before and is answered anew, so an earlier model input row and reply files are
+        replaced (deletes a first answer does not need: they cost ~110 us each)."""
         now = time.time()
         # vars(), not dataclasses.asdict: asdict deep-copies and cost ~70 us a message
         spans = json.dumps([vars(s) for s in trace], ensure_ascii=False)
@@ -281,6 +298,10 @@ class Store:
             conn.execute(update(messages).where(messages.c.id == msg_id).values(
                 session_id=session_id, reply=reply, error=error, route=route,
                 status="failed" if error else "answered", replied_at=now, trace=spans))
+            if again:
+                conn.execute(delete(files).where(files.c.msg_id == msg_id,
+                                                 files.c.direction == "out"))
+            _add_files(conn, msg_id, "out", reply_files, now)
             if model_input is not None:
                 if again:
                     conn.execute(delete(model_inputs).where(model_inputs.c.msg_id == msg_id))
@@ -293,6 +314,20 @@ class Store:
             if session_id:
                 conn.execute(update(sessions).where(sessions.c.id == session_id)
                              .values(last_active=now))
+
+    def files_of(self, msg_id: str, direction: str) -> tuple[Attachment, ...]:
+        """The files that came with a message (`in`) or went with its reply (`out`)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(files).where(files.c.msg_id == msg_id,
+                                                    files.c.direction == direction)
+                                .order_by(files.c.position)).all()
+        return tuple(_attachment(r) for r in rows)
+
+    def file(self, file_id: str) -> Attachment | None:
+        """One file by its public id (a download), in or out."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(files).where(files.c.id == file_id)).first()
+        return _attachment(row) if row else None
 
     def get_trace(self, msg_id: str) -> list[Span]:
         with self.engine.connect() as conn:
@@ -480,6 +515,21 @@ def _message(row: object) -> StoredMessage:
     return StoredMessage(r["id"], r["session_id"], r["channel"], r["chat"], r["sender"],
                          r["text"], r["status"], r["created_at"], r["reply"], r["error"],
                          r["route"])
+
+
+def _add_files(conn: Connection, msg_id: str, direction: str,
+               attached: tuple[Attachment, ...], now: float) -> None:
+    if attached:
+        conn.execute(insert(files), [{"id": f.id, "msg_id": msg_id, "direction": direction,
+                                      "position": n, "name": f.name,
+                                      "media_type": f.media_type, "size": f.size,
+                                      "path": f.path, "sha256": f.sha256, "created_at": now}
+                                     for n, f in enumerate(attached)])
+
+
+def _attachment(row: object) -> Attachment:
+    r = row._mapping  # type: ignore[attr-defined]
+    return Attachment(r["name"], r["media_type"], r["size"], r["path"], r["sha256"], r["id"])
 
 
 def _given(text: str | None) -> list[dict[str, Any]]:

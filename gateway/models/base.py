@@ -52,7 +52,8 @@ class Provider(Protocol):
     backend turns into its own wire format: `{"role": "assistant", "content": "",
     "tool_calls": [{"id", "name", "arguments": {...}}]}` and `{"role": "tool",
     "tool_call_id", "name", "content"}`. `ModelResult.tool_calls` uses the same
-    `{"id", "name", "arguments"}` shape.
+    `{"id", "name", "arguments"}` shape. A user turn may carry `"images": [{"media_type",
+    "data" (base64)}]`, only for a model configured with `vision: true`.
     """
 
     url: str

@@ -6,6 +6,7 @@ each request, so a large idle pool costs CPU on every call (see ARCHITECTURE.md)
 
 from __future__ import annotations
 
+import base64
 import threading
 from typing import Any
 
@@ -80,7 +81,7 @@ class OllamaProvider:
 
 
 def _wire(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The neutral tool round-trip shapes (see `Provider`) in Ollama's form."""
+    """The neutral tool round-trip and image shapes (see `Provider`) in Ollama's form."""
     out: list[dict[str, Any]] = []
     for m in messages:
         if m.get("tool_calls"):
@@ -89,6 +90,9 @@ def _wire(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 for c in m["tool_calls"]]})
         elif m.get("role") == "tool":
             out.append({"role": "tool", "content": m["content"], "tool_name": m.get("name")})
+        elif m.get("images"):  # a vision model's images: the client sends bytes as base64
+            out.append({"role": m["role"], "content": m["content"],
+                        "images": [base64.b64decode(i["data"]) for i in m["images"]]})
         else:
             out.append(m)
     return out

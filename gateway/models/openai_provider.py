@@ -77,7 +77,7 @@ class OpenAIProvider:
 
 
 def _wire(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The neutral tool round-trip shapes (see `Provider`) in the OpenAI form."""
+    """The neutral tool round-trip and image shapes (see `Provider`) in the OpenAI form."""
     out: list[dict[str, Any]] = []
     for m in messages:
         if m.get("tool_calls"):
@@ -88,6 +88,11 @@ def _wire(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         elif m.get("role") == "tool":
             out.append({"role": "tool", "tool_call_id": m["tool_call_id"],
                         "content": m["content"]})
+        elif m.get("images"):  # a vision model's images: data URLs beside the text
+            out.append({"role": m["role"], "content": [{"type": "text", "text": m["content"]}] + [
+                {"type": "image_url", "image_url": {
+                    "url": f"data:{i['media_type']};base64,{i['data']}"}}
+                for i in m["images"]]})
         else:
             out.append(m)
     return out

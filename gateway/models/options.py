@@ -24,6 +24,8 @@ class ModelConfig(Section):
     model: str | None = Field(None, description="name the backend knows; default: the key")
     temperature: float | None = Field(None, ge=0, le=2)
     timeout: Duration = 120.0
+    vision: bool = Field(False, description="the model takes images: a sent image goes to it; "
+                         "otherwise it and the sender are told it could not be seen")
 
     @model_validator(mode="after")
     def _has_endpoint(self) -> ModelConfig:

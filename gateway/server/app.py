@@ -20,9 +20,11 @@ from gateway.channels.base import Services
 from gateway.channels.manager import ChannelSet
 from gateway.channels.table import channel_options, chat_platforms
 from gateway.common.workspace import Workspace
-from gateway.config import Config, for_skills
+from gateway.config import Config, GatewayConfig, for_skills
 from gateway.core.chat import ChatResponder
 from gateway.core.execute import Executor
+from gateway.core.inbox import Inbox
+from gateway.core.intake import Intake
 from gateway.core.pipeline import Pipeline
 from gateway.core.sessions import SessionManager
 from gateway.core.settings import Process, Settings, build_settings
@@ -83,6 +85,7 @@ class Gateway:
         old = self.pipeline.use_settings(settings)
         audit("config.applied", actor="config.yaml", changes=changes)
         self.reloader.loader.configure(config.skills, for_skills(config))
+        self.app.config["SOCK_SERVER_OPTIONS"] = sock_options(config.gateway)
         self.channels.apply(settings.channels)
         self.alerting.apply(config.alerts)
         old.retire()  # its model pools close once their last call finishes
@@ -118,6 +121,19 @@ def settings_for(config: Config, process: Process) -> Settings:
     return build_settings(config, process, channels, chat_platforms())
 
 
+def sock_options(gateway: GatewayConfig) -> dict[str, int]:
+    """simple-websocket's options (read at each handshake, so a reload applies to the next
+    connection). Its frame ceiling lets a frame carry `max_upload_bytes` of files in base64
+    beside a body of `max_body_bytes`; a frame over it closes the connection (1009, message
+    too big), and the channel answers smaller ones over their own limits with an error frame."""
+    return {"ping_interval": WS_PING_INTERVAL,
+            "max_message_size": ws_frame_limit(gateway)}
+
+
+def ws_frame_limit(gateway: GatewayConfig) -> int:
+    return gateway.max_body_bytes + -(-gateway.max_upload_bytes * 4 // 3)
+
+
 def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     """Everything the gateway process runs; raises ConfigError for bad channel options."""
     store = Store(workspace.db_url)
@@ -130,13 +146,13 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     knowledge = off_loop(lambda: KnowledgeBase(
         workspace.knowledge, max_tokens=min(500, config.gateway.context_tokens // 4)))
     sessions = SessionManager(store)
+    chat = ChatResponder(sessions, knowledge, workspace.root)
     pipeline = Pipeline(store=store, settings=settings, metrics=metrics,
-                        executor=Executor(sessions, ChatResponder(sessions, knowledge)))
+                        executor=Executor(sessions, chat, workspace.root))
 
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = config.gateway.max_body_bytes
-    app.config["SOCK_SERVER_OPTIONS"] = {"ping_interval": WS_PING_INTERVAL,
-                                         "max_message_size": config.gateway.max_body_bytes}
+    app.config["SOCK_SERVER_OPTIONS"] = sock_options(config.gateway)
     register_error_handlers(app, config.gateway.max_body_bytes)
     app.before_request(web_door(pipeline))  # first: before every route and every guard
     app.register_blueprint(health)
@@ -150,7 +166,8 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     channels = ChannelSet()
     channels.build(Services(pipeline, app, Sock(app), store, reloader,
                             Path(webui.__file__).parent, channels.listing, metrics,
-                            process.token_cache), settings.channels)
+                            process.token_cache, Intake(pipeline, Inbox(workspace.root), store)),
+                   settings.channels)
     gateway = Gateway(app, workspace, process, pipeline, reloader, channels,
                       Alerting(config.alerts, metrics.window))
     reloader.on_config = gateway.apply_config  # a valid config.yaml edit lands here

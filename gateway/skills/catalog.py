@@ -20,7 +20,7 @@ from gateway.skills.errors import SkillError, SkillLoadError
 from gateway.skills.handlers import SkillHandler, SkillResult
 from gateway.skills.hostpool import SkillHostPool
 from gateway.skills.options import SkillsConfig
-from gateway.skills.script import ScriptSpec, parse_header, run_script
+from gateway.skills.script import ScriptSpec, json_answer, parse_header, run_script
 from moltbot_sdk.skill import HandlerSpec
 
 log = logging.getLogger(__name__)
@@ -136,8 +136,11 @@ class SkillLoader:
 
         def call(msg: dict[str, Any], s: ScriptSpec = spec) -> SkillResult:
             # `skills.env` reaches script skills too (their environment is otherwise minimal)
-            return SkillResult(run_script(s, msg, workspace=self.workspace,
-                                          env=self.hosts.env))
+            out = run_script(s, msg, workspace=self.workspace, env=self.hosts.env)
+            if s.output == "json":
+                text, files = json_answer(s, out)
+                return SkillResult(text, files=files)
+            return SkillResult(out)
 
         return SkillHandler(handler_spec, label, "script", call)
 
@@ -172,10 +175,11 @@ class SkillLoader:
                           label, answer["error"], answer.get("traceback", ""))
                 raise SkillError(f"skill {spec.intent} failed; the details are in "
                                  f"data/logs/error.log")
-            reply = answer.get("reply")
-            if reply is None or not str(reply).strip():
+            reply, files = answer.get("reply"), answer.get("files") or []
+            if (reply is None or not str(reply).strip()) and not files:
                 raise SkillError(f"skill {spec.intent} returned no reply")
-            return SkillResult(str(reply), answer.get("spans") or [])
+            return SkillResult("" if reply is None else str(reply), answer.get("spans") or [],
+                               files)
 
         return SkillHandler(spec, label, "python", call)
 

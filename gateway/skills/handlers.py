@@ -13,6 +13,7 @@ from moltbot_sdk.skill import HandlerSpec
 class SkillResult:
     text: str
     spans: list[dict[str, Any]] = field(default_factory=list)  # tool and model calls inside
+    files: list[str] = field(default_factory=list)  # paths the skill answered with, unchecked
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,9 @@ Protocol: one JSON object per line on stdin, one answer per line on stdout.
   The host keeps the handlers of the last two loads (`"generation"`), so a message routed by the
   previous snapshot still finishes on the code that snapshot listed.
 - `{"op": "call", "generation": n, "source": label, "intent": name, "msg": {...}}` ->
-  `{"reply": text, "spans": [...]}` or `{"error": text, "spans": [...]}`.
+  `{"reply": text, "files": [path, ...], "spans": [...]}` or `{"error": text, "spans": [...]}`
+  (`files`: what the handler answered with, `{"reply": ..., "files": [...]}`; the gateway
+  checks each path before anything is sent).
 Anything a skill prints goes to stderr, so it cannot corrupt the protocol.
 """
 
@@ -134,13 +136,19 @@ class Host:
         if self.runtime is not None:
             self.runtime.spans, self.runtime.started = [], time.perf_counter()
         try:
-            result = handler.call(request["msg"])
+            result: Any = handler.call(request["msg"])  # whatever the owner's handler returns
         except Exception as e:
             return {"error": f"{type(e).__name__}: {e}"[:500], "spans": self._spans(),
                     "traceback": traceback.format_exc()[-4000:]}
-        if isinstance(result, dict) and "reply" in result:
-            result = result["reply"]
-        return {"reply": None if result is None else str(result), "spans": self._spans()}
+        files: Any = []
+        if isinstance(result, dict) and ("reply" in result or "files" in result):
+            result, files = result.get("reply"), result.get("files") or []
+        if not isinstance(files, list | tuple) or not all(isinstance(f, str | os.PathLike)
+                                                          for f in files):
+            return {"error": f'"files" must be a list of paths, got {files!r:.200}',
+                    "spans": self._spans()}
+        return {"reply": None if result is None else str(result),
+                "files": [os.fspath(f) for f in files], "spans": self._spans()}
 
     def _spans(self) -> list[dict[str, Any]]:
         return list(self.runtime.spans) if self.runtime else []

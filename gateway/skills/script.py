@@ -8,6 +8,7 @@ A few comment lines near the top say how the skill is reached, for example:
     # moltbot: keywords=word count, 字数
     # moltbot: description=Count the lines, words and characters of a workspace file
     # moltbot: timeout=10
+    # moltbot: output=json
 
 (`//` and `--` comments work too, for languages that use them.)
 
@@ -15,12 +16,16 @@ What a script can rely on when it runs:
 - It is executed directly from an argument list, never through a shell, and the message text
   never appears on its command line: `;`, `$(...)` or backticks in a message are plain data.
 - stdin is the message as one UTF-8 JSON object (`text`, `id`, `sender`, `chat`, `channel`,
-  `session`); the same ids are in MOLTBOT_MSG_ID, MOLTBOT_CHAT, MOLTBOT_CHANNEL,
-  MOLTBOT_SENDER and MOLTBOT_SESSION (empty when unknown), and MOLTBOT_HOME is the workspace.
+  `session`, `files`: `[{"name", "media_type", "size", "path"}]`, the absolute paths of the
+  files sent with it); the same ids are in MOLTBOT_MSG_ID, MOLTBOT_CHAT, MOLTBOT_CHANNEL,
+  MOLTBOT_SENDER and MOLTBOT_SESSION (empty when unknown), the files' paths in MOLTBOT_FILES
+  (one a line), and MOLTBOT_HOME is the workspace.
 - The working folder is the workspace; the environment is minimal (PATH, HOME, LANG, TZ and the
   variables above), never the gateway's own, which may hold API keys.
 - Its stripped stdout (up to 64 KiB) is the reply. A non-zero exit, an empty reply or running
   past the time limit is an error; on time-out the script's whole process group is killed.
+  With `output=json` in the header, stdout is instead one JSON object `{"reply": "...",
+  "files": ["path", ...]}`: the files (inside the workspace) go back to the sender.
 
 Scripts are the user's own code running as the gateway's user: the limits above keep a buggy
 script from hanging or confusing the gateway, they do not sandbox a hostile one. Output is
@@ -52,7 +57,8 @@ HEADER_LINES = 30  # the header must be within the file's first lines, so loadin
 MAX_REPLY = 64 * 1024  # bytes of stdout kept as the reply
 _LINE_LIMIT = 4096  # bytes read per header line: a binary file must not be read whole
 _STDERR_KEPT = 4000  # bytes of stderr kept (its end) for the log and the trace
-_KEYS = ("intent", "keywords", "command", "description", "timeout")
+_KEYS = ("intent", "keywords", "command", "description", "timeout", "output")
+_OUTPUTS = ("text", "json")
 _PASSED_ENV = ("PATH", "HOME", "LANG", "TZ")
 # The SDK's rule for intents and command words (moltbot_sdk.skill), so both kinds read alike.
 _WORD = re.compile(r"^[A-Za-z0-9_\-]+$")
@@ -76,6 +82,7 @@ class ScriptSpec:
     command: str | None
     description: str
     timeout: float
+    output: str = "text"  # "json": stdout is {"reply", "files"}
 
 
 def parse_header(path: Path, default_timeout: float = 30.0) -> ScriptSpec:
@@ -124,6 +131,7 @@ def parse_header(path: Path, default_timeout: float = 30.0) -> ScriptSpec:
         command=_command(path, values.get("command")),
         description=values.get("description", (0, ""))[1],
         timeout=_timeout(path, values.get("timeout"), default_timeout),
+        output=_output(path, values.get("output")),
     )
 
 
@@ -166,6 +174,25 @@ def run_script(spec: ScriptSpec, msg: dict[str, Any], *, workspace: Path,
     return reply
 
 
+def json_answer(spec: ScriptSpec, stdout: str) -> tuple[str, list[str]]:
+    """The reply text and files of an `output=json` script; raises SkillError."""
+    try:
+        answer = json.loads(stdout)
+    except ValueError as e:
+        raise SkillError(f"skill {spec.intent} (output=json) printed something that is not "
+                         "JSON", stdout[:300]) from e
+    files = answer.get("files") if isinstance(answer, dict) else None
+    reply = answer.get("reply") if isinstance(answer, dict) else None
+    if not isinstance(answer, dict) or not isinstance(reply, str | None) or \
+            not isinstance(files, list | None) or not (reply or files):
+        raise SkillError(f"skill {spec.intent} (output=json) must print an object "
+                         '{"reply": "...", "files": ["path", ...]}', stdout[:300])
+    if not all(isinstance(f, str) for f in files or []):
+        raise SkillError(f'skill {spec.intent} (output=json): "files" must be paths',
+                         stdout[:300])
+    return reply or "", list(files or [])
+
+
 def _reply_text(out: bytes) -> str:
     """Decode at most MAX_REPLY bytes, dropping a character the cut split in two."""
     return codecs.getincrementaldecoder("utf-8")("replace").decode(out[:MAX_REPLY], final=False)
@@ -180,6 +207,8 @@ def _child_env(msg: dict[str, Any], workspace: Path, extra: dict[str, str]) -> d
     for name, keys in _MSG_ENV.items():
         value = next((msg[k] for k in keys if msg.get(k) is not None), "")
         env[name] = str(value).replace("\x00", "")
+    env["MOLTBOT_FILES"] = "\n".join(str(f.get("path", "")) for f in msg.get("files") or []
+                                      if isinstance(f, dict)).replace("\x00", "")
     for key, value in extra.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError(f"script skill env entries must be strings, got {key!r}={value!r}")
@@ -222,6 +251,16 @@ def _command(path: Path, given: tuple[int, str] | None) -> str | None:
         raise SkillLoadError(path, f"line {number}: command={command!r} must be a slash and "
                                    "one word (letters, digits, _ and -), e.g. command=/wc")
     return command
+
+
+def _output(path: Path, given: tuple[int, str] | None) -> str:
+    """The header's output kind: `text` (stdout is the reply) or `json`."""
+    if given is None:
+        return "text"
+    if given[1].lower() not in _OUTPUTS:
+        raise SkillLoadError(path, f"line {given[0]}: output={given[1]!r} must be text or "
+                                   "json (json: print {\"reply\": ..., \"files\": [...]})")
+    return given[1].lower()
 
 
 def _timeout(path: Path, given: tuple[int, str] | None, default: float) -> float:

@@ -1,4 +1,5 @@
-"""Reading a message body the same way on every channel that takes JSON.
+"""The rules of a message's fields, the same on every channel (the intake applies them), and
+reading a JSON body.
 
 Bad input gets a sentence that says what to fix: JSON nested too deep (Python's parser would
 raise RecursionError), text that cannot be stored (a lone surrogate such as "\\ud800" is valid
@@ -27,12 +28,15 @@ def decode_json(data: str | bytes | None) -> tuple[Any, str | None]:
         return None, f"The body is not valid UTF-8 JSON ({type(e).__name__}); send an object."
 
 
-def validate_message_fields(data: Any) -> str | None:
-    """What is wrong with an inbound message object, in words a client author can act on."""
+def validate_message_fields(data: Any, has_files: bool = False) -> str | None:
+    """What is wrong with an inbound message object, in words a client author can act on.
+    A message that carries files may have no text."""
     if not isinstance(data, dict):
         return f"Send a JSON object such as {EXAMPLE}."
-    text = data.get("text")
-    if not isinstance(text, str) or not text.strip():
+    text = data.get("text", "" if has_files else None)
+    if not isinstance(text, str):
+        return '"text" must be a string.' if has_files else '"text" must be a non-empty string.'
+    if not text.strip() and not has_files:
         return '"text" must be a non-empty string.'
     if len(text) > MAX_TEXT:
         return f'"text" is longer than {MAX_TEXT} characters.'
