@@ -59,6 +59,21 @@ def test_the_model_reads_knowledge_and_keeps_notes_in_files(workspace: Workspace
     assert files.call({"action": "list", "path": "."}) == "files/\nknowledge/"
 
 
+def test_the_model_reads_what_people_sent_but_never_rewrites_it(workspace: Workspace) -> None:
+    """files/inbox holds the files people sent: inside the model's writable files/, still
+    read-only to it (a prompt-injected model must not alter the evidence)."""
+    sent = workspace.root / "files" / "inbox" / "2026-12-06" / "m1-report.md"
+    sent.parent.mkdir(parents=True)
+    sent.write_text("the real report")
+    files = model_files(workspace)
+    assert files.call({"action": "read", "path": "files/inbox/2026-12-06/m1-report.md"}) == (
+        "the real report")
+    for path in ("files/inbox/2026-12-06/m1-report.md", "files/inbox/new.md"):
+        with pytest.raises(ToolRefused, match=r"the model may write only in files/"):
+            files.call({"action": "write", "path": path, "text": "forged"})
+    assert sent.read_text() == "the real report"
+
+
 def test_a_symlink_inside_an_allowed_folder_does_not_lead_to_a_forbidden_one(
         workspace: Workspace) -> None:
     (workspace.knowledge / "sneaky").symlink_to(workspace.root / "skills")

@@ -48,6 +48,20 @@ def run_in(sandbox: Sandbox, root: Path, script: str,
                           stdin=subprocess.DEVNULL)
 
 
+def test_a_kept_folder_stays_read_only_inside_a_writable_one(sandbox: Sandbox,
+                                                              workspace: Path) -> None:
+    inbox = workspace / "files" / "inbox"
+    inbox.mkdir(parents=True)
+    (inbox / "sent.md").write_text("as sent")
+    done = run_in(sandbox, workspace, "cat files/inbox/sent.md; echo forged > "
+                  "files/inbox/sent.md; echo notes > files/notes.md && echo wrote",
+                  keep=("files/inbox",))
+    assert done.stdout == "as sentwrote\n"  # sent.md has no newline of its own
+    assert "Read-only file system" in done.stderr
+    assert (inbox / "sent.md").read_text() == "as sent"
+    assert (workspace / "files" / "notes.md").read_text() == "notes\n"
+
+
 def test_only_the_granted_folders_are_there(sandbox: Sandbox, workspace: Path) -> None:
     home = Path.home()
     done = run_in(sandbox, workspace, f"ls -A .; ls {home} /root /home /etc; cat config.yaml "

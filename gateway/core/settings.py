@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from gateway.common.networks import Network, parse_networks
 from gateway.common.workspace import Workspace
 from gateway.config import Config
+from gateway.core.inbox import INBOX
 from gateway.core.sessions import SessionPolicy
 from gateway.core.store import Store
 from gateway.guards.address import AddressAllowlist
@@ -153,7 +154,8 @@ def build_model_tools(workspace: Workspace, config: Config) -> dict[str, Tool]:
     the OS sandbox showing only those folders; where there is none, the model gets no
     command tool at all (never a weaker one), and the log says why."""
     limits = config.tools
-    scope = FileScope(tuple(limits.model_read), tuple(limits.model_write))
+    # what people sent (files/inbox) is theirs: the model reads it, never rewrites it
+    scope = FileScope(tuple(limits.model_read), tuple(limits.model_write), keep=(str(INBOX),))
     for folder in scope.write:  # the model's scratch folder, so its first write has a place
         (workspace.root / folder).mkdir(parents=True, exist_ok=True)
     confinement = None
@@ -163,7 +165,7 @@ def build_model_tools(workspace: Workspace, config: Config) -> dict[str, Tool]:
             log.warning("%s; the model is not offered the command tool (to fix: %s)",
                         status.describe(), status.fix)
         else:
-            confinement = Confinement(status.sandbox, scope.read, scope.write)
+            confinement = Confinement(status.sandbox, scope.read, scope.write, scope.keep)
     tools = build_tools(workspace.root, files_scope=scope, confinement=confinement,
                         **limits.model_dump(exclude={"offer_to_model", "model_read",
                                                      "model_write"}))

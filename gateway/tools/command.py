@@ -85,6 +85,7 @@ class Confinement:
     sandbox: Sandbox
     read: tuple[str, ...]
     write: tuple[str, ...]
+    keep: tuple[str, ...] = ()  # read-only even inside a `write` folder
 
 
 class CommandTool(Tool):
@@ -204,7 +205,8 @@ class CommandTool(Tool):
         assert self.cwd is not None
         limits = Limits(cpu_seconds=self.timeout)
         return confined.sandbox.wrap([program, *checked[1:]], root=self.cwd,
-                                     read=confined.read, write=confined.write, limits=limits)
+                                     read=confined.read, write=confined.write,
+                                     keep=confined.keep, limits=limits)
 
     def _confine(self, program: str, arg: str) -> None:
         """Refuse an argument that names a file outside the working folder (for the model:

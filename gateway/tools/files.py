@@ -55,15 +55,21 @@ class FileScope:
 
     read: tuple[str, ...]
     write: tuple[str, ...]
+    keep: tuple[str, ...] = ()  # readable, never written, even inside a writable folder
 
     def allows(self, parts: tuple[str, ...], verb: str) -> bool:
-        roots = self.write if verb == "write" else self.read + self.write
-        return any(parts[:len(root.parts)] == root.parts
-                   for root in (PurePosixPath(r) for r in roots))
+        if verb == "write" and _under(parts, self.keep):
+            return False
+        return _under(parts, self.write if verb == "write" else self.read + self.write)
 
     def describe(self, verb: str) -> str:
         roots = self.write if verb == "write" else tuple(dict.fromkeys(self.read + self.write))
         return ", ".join(f"{r}/" for r in roots) or "nothing"
+
+
+def _under(parts: tuple[str, ...], roots: tuple[str, ...]) -> bool:
+    return any(parts[:len(root.parts)] == root.parts
+               for root in (PurePosixPath(r) for r in roots))
 
 
 class FilesTool(Tool):

@@ -84,9 +84,11 @@ class Sandbox:
                    if os.path.isdir(d))
 
     def wrap(self, argv: Sequence[str], *, root: Path, read: Sequence[str] = (),
-             write: Sequence[str] = (), limits: Limits | None = None) -> list[str]:
+             write: Sequence[str] = (), keep: Sequence[str] = (),
+             limits: Limits | None = None) -> list[str]:
         """The argv that runs `argv` in the sandbox with cwd `root` (the workspace) showing
-        only `read` (read-only) and `write` (read-write) folders, given relative to `root`.
+        only `read` (read-only) and `write` (read-write) folders, given relative to `root`;
+        `keep` folders stay read-only even inside a writable one.
 
         A folder listed in both is writable; a missing read folder is left out; a folder
         that is a symlink is bound from where it leads, at its name in the workspace."""
@@ -105,6 +107,7 @@ class Sandbox:
                 "--size", "65536", "--tmpfs", str(root)]
         modes = {folder: "--ro-bind-try" for folder in read}
         modes.update({folder: "--bind" for folder in write})
+        modes.update({folder: "--ro-bind-try" for folder in keep})
         for folder in sorted(modes, key=lambda f: len(Path(f).parts)):  # parents first
             out += [modes[folder], os.path.realpath(root / folder), str(root / folder)]
         out += ["--remount-ro", str(root), "--remount-ro", "/", "--chdir", str(root),
