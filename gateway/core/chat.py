@@ -3,6 +3,11 @@
 The model is offered the skills and the tools listed in `tools.offer_to_model` as functions.
 If it picks a skill, the pipeline runs that skill; if it calls a tool, the tool runs here (each
 call a span), its answer goes back to the model, and this repeats up to `MAX_TOOL_ROUNDS` times.
+
+A message with a `ClientContext` brings its own conversation (it replaces the session's stored
+turns) and may bring functions of the client's own: they are offered too, and a call to one
+ends the answer there, returned in `ChatOutcome.tool_calls` for the client to run (a call to a
+tool of the gateway's in that same answer is not run; the trace's model span names it).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.core.context import build_messages
+from gateway.core.context import build_messages, fit_client_messages
 from gateway.core.files_for_model import view_for_model
 from gateway.core.grounding import find_passages, grounding_prompt, sources_line
 from gateway.core.message import ModelInput, Trace
@@ -35,12 +40,14 @@ MAX_GIVEN = 16 * 1024  # characters of the model's input kept for the console's 
 
 @dataclass(frozen=True)
 class ChatOutcome:
-    """Exactly one of: a reply text, an error (code, sentence for the sender), a skill the
-    model chose (handler, the text it passes)."""
+    """Exactly one of: a reply text (with the calls the model made to the client's own
+    functions, if any), an error (code, sentence for the sender), a skill the model chose
+    (handler, the text it passes)."""
 
     text: str = ""
     error: tuple[str, str] | None = None
     skill: tuple[SkillHandler, str] | None = None
+    tool_calls: tuple[dict[str, Any], ...] = ()
 
 
 class ChatResponder:
@@ -62,17 +69,34 @@ class ChatResponder:
             span.detail = ", ".join(f"{p.passage.title or p.passage.source} ({p.score:.1f})"
                                     for p in passages) or "no passage matched"
         root = self.knowledge.folder.parent if self.knowledge else None
+        client = turn.msg.client_context
         with trace.step("context") as span:
-            history = self.sessions.history(session_id, settings.sessions)
-            budget = context_tokens - sum(estimate_tokens(p.passage.text) for p in passages)
-            messages = build_messages(history, view.text, max(budget, 256))
-            messages[-1] = view.user_turn()
+            budget = max(256, context_tokens - sum(estimate_tokens(p.passage.text)
+                                                   for p in passages))
+            if client is not None:  # the client keeps the conversation: it is the context
+                messages, left_out = fit_client_messages(client.messages, budget)
+                span.detail = (f"{len(client.messages) - left_out} of {len(client.messages)} "
+                               "messages the client sent")
+            else:
+                history = self.sessions.history(session_id, settings.sessions)
+                messages = build_messages(history, view.text, budget)
+                messages[-1] = view.user_turn()
+                span.detail = f"{(len(messages) - 2) // 2} of {len(history)} turns" + (
+                    f", {len(files)} file(s)" if files else "")
             if passages and root is not None:
-                messages.insert(1, {"role": "system", "content": grounding_prompt(passages, root)})
-            span.detail = f"{(len(messages) - 2) // 2} of {len(history)} turns" + (
-                f", {len(files)} file(s)" if files else "")
+                at = next((i for i, m in enumerate(messages) if m["role"] != "system"),
+                          len(messages))
+                messages.insert(at, {"role": "system",
+                                     "content": grounding_prompt(passages, root)})
         tools = settings.model_tools
+        theirs = {t["function"]["name"] for t in client.tools} if client else set()
+        ours = {h.intent for h in skills.handlers} | set(tools)
+        if theirs & ours:
+            return ChatOutcome(error=("bad_request", "These tool names are the gateway's own "
+                                      f"(a skill or a tool of the model): "
+                                      f"{', '.join(sorted(theirs & ours))}; rename yours."))
         offered = [h.tool_spec() for h in skills.handlers] + [t.spec() for t in tools.values()]
+        offered += list(client.tools) if client else []
         for _ in range(MAX_TOOL_ROUNDS + 1):
             result = self._call_model(turn, pool, messages, offered)
             if isinstance(result, ChatOutcome):
@@ -82,6 +106,9 @@ class ChatResponder:
                 if handler:
                     return ChatOutcome(skill=(handler, str(call["arguments"].get("text") or
                                                            text)))
+            for_client = tuple(c for c in result.tool_calls if c["name"] in theirs)
+            if for_client:  # the client runs them and sends their answers with its next turn
+                return ChatOutcome(text=result.text, tool_calls=for_client)
             calls = [c for c in result.tool_calls if c["name"] in tools]
             if not calls:
                 break

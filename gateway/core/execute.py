@@ -12,6 +12,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gateway.core.chat import ChatResponder
 from gateway.core.message import Attachment, Message
@@ -35,6 +36,7 @@ class Outcome:
     text: str
     error: str | None = None  # a code of gateway.core.message.ERROR_CODES
     files: tuple[Attachment, ...] = ()  # what a skill answered with
+    tool_calls: tuple[dict[str, Any], ...] = ()  # the client's functions the model called
 
     @property
     def is_conversation(self) -> bool:
@@ -54,8 +56,7 @@ class Executor:
             return self._command(turn.msg, chosen, session, turn.skills)
         if chosen.kind == "skill" and chosen.handler is not None:
             return self._skill(turn, chosen, session)
-        settings = turn.settings
-        pool = settings.models.get(settings.chat_model or "")
+        pool = turn.settings.models.get(turn.model or "")
         if pool is None:
             return Outcome(chosen, session, "No model is configured: add one under models: "
                            "in config.yaml (see the README).", "model_unavailable")
@@ -69,7 +70,7 @@ class Executor:
         if answer.error:
             code, sentence = answer.error
             return Outcome(chosen, session, sentence, code)
-        return Outcome(chosen, session, answer.text)
+        return Outcome(chosen, session, answer.text, tool_calls=answer.tool_calls)
 
     def _command(self, msg: Message, chosen: Route, session: Session,
                  skills: SkillSet) -> Outcome:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 
 def new_msg_id() -> str:
@@ -62,6 +63,28 @@ class Attachment:
 
 
 @dataclass(frozen=True)
+class ClientContext:
+    """What a client that keeps its own conversation sends with each message (the
+    OpenAI-compatible entry, `channels/openai.py`).
+
+    `messages` is the whole conversation as the client sent it, in the neutral chat shape of
+    `gateway.models.base.Provider` (system, user, assistant and tool turns, a tool round trip
+    as `tool_calls` / `tool_call_id`), its text already read from any list of parts. When a
+    message carries one, the model is given these messages instead of the session's stored
+    turns; the message's `text` (its last user turn) is still what the router and the
+    knowledge search read. `model` is the configured model the client asked for (None: the
+    default). `tools` are functions the client offers (`{"type": "function", "function":
+    {...}}`): the model may call them, and such a call comes back in `Reply.tool_calls` for the
+    client to run; the gateway never runs them. A message with one carries no `files` (its
+    channel reads text parts only).
+    """
+
+    messages: tuple[dict[str, Any], ...]
+    model: str | None = None
+    tools: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
 class Message:
     """One inbound message, as a channel adapter understood it.
 
@@ -70,7 +93,8 @@ class Message:
     of calling the model again. `peer` is the network address the message came from (for
     address allowlists and rate limits); `principal` is who the guard chain found the sender to
     be, empty until the chain has admitted the message. `files` are what the sender attached,
-    already stored in the workspace's inbox (`text` may then be empty).
+    already stored in the workspace's inbox (`text` may then be empty). `client_context` is
+    set only by channels whose clients send their own conversation (see `ClientContext`).
     """
 
     channel: str
@@ -83,6 +107,7 @@ class Message:
     id: str = field(default_factory=new_msg_id)
     received_at: float = field(default_factory=time.time)
     files: tuple[Attachment, ...] = ()
+    client_context: ClientContext | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +118,9 @@ class Reply:
     for the person that says what to do, never exception text. `retry_after` (seconds) goes
     with `rate_limited`, `busy` and `shutting_down`. `files` are what a skill answered with;
     a channel that cannot carry them says so in the text it sends, never drops them.
+    `tool_calls` are calls the model made to functions the client offered
+    (`ClientContext.tools`), each `{"id", "name", "arguments"}`, for the client to run; `text`
+    is then what the model said beside them, often empty.
     """
 
     msg_id: str
@@ -105,6 +133,7 @@ class Reply:
     retry_after: float | None = None
     to: str = ""  # the sender it answers, for platforms that address replies to a person
     files: tuple[Attachment, ...] = ()
+    tool_calls: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -182,9 +182,10 @@ class Pipeline:
             return self._finish(turn, None, "error", _failure(
                 msg, "internal_error", _INTERNAL.format(msg.id)))
         timer.route = outcome.route.kind
-        timer.model = turn.settings.chat_model if outcome.route.kind == "chat" else None
+        timer.model = turn.model if outcome.route.kind == "chat" else None
         reply = Reply(msg.id, msg.channel, msg.chat, outcome.text, outcome.session.id,
-                      msg.client_id, outcome.error, to=msg.sender, files=outcome.files)
+                      msg.client_id, outcome.error, to=msg.sender, files=outcome.files,
+                      tool_calls=outcome.tool_calls)
         return self._finish(turn, outcome, outcome.route.label, reply)
 
     def _answer(self, turn: Turn) -> Outcome:

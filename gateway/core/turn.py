@@ -27,3 +27,10 @@ class Turn:
     skills: SkillSet
     on_delta: OnDelta | None = None  # the sender's stream of the reply as it forms
     cancel: threading.Event | None = None  # set when the sender went away
+
+    @property
+    def model(self) -> str | None:
+        """The model chat goes to: the one the client chose (`ClientContext.model`, a
+        configured one: its channel checked), else the settings' default."""
+        context = self.msg.client_context
+        return context.model if context and context.model else self.settings.chat_model
