@@ -4,6 +4,7 @@ and by the request shapes Open WebUI and LibreChat send, with the fake model beh
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -226,6 +227,31 @@ def test_the_user_field_keys_the_session_and_the_trace(gw: GatewayProcess) -> No
                                         if line.split()[0] == "session")
     assert "(new)" not in two
     assert " openai/kitchen " in trace_of(gw, kitchen.id).splitlines()[0]
+
+
+def test_requests_of_one_user_are_not_queued_behind_each_other(
+        gw: GatewayProcess, fake_model: FakeModelServer) -> None:
+    """The client keeps the conversation, so its requests (several conversations, a title
+    beside a chat) are answered at once, not one after the other like a chat's messages."""
+    fake_model.hang = True
+    answers: list[str] = []
+
+    def ask(text: str) -> None:
+        with sdk(gw) as client:
+            done = client.chat.completions.create(model="llama2", messages=[user(text)],
+                                                  user="ada")
+        answers.append(done.choices[0].message.content or "")
+
+    first = threading.Thread(target=ask, args=("first",))
+    first.start()
+    assert fake_model.wait_for(lambda: fake_model.calls == 1, 10)
+    second = threading.Thread(target=ask, args=("second",))
+    second.start()
+    reached = fake_model.wait_for(lambda: fake_model.calls == 2, 10)  # while the first hangs
+    fake_model.hang = False
+    first.join(30)
+    second.join(30)
+    assert reached and sorted(answers) == ["echo: first", "echo: second"]
 
 
 def test_a_client_hanging_up_mid_stream_cancels_the_model_call(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 
 from gateway.core.execute import Executor, Outcome
@@ -169,8 +170,10 @@ class Pipeline:
         # From here on the message is stored: whatever happens, it is finished with a reply.
         try:
             waiting_since = time.perf_counter()
-            with self.order.turn(f"{msg.channel}:{msg.chat}", self.queue_timeout):
-                trace.add("queue", waiting_since, "ok", "waited for earlier messages of the chat")
+            with self._in_order(msg):
+                trace.add("queue", waiting_since, "ok", "waited for earlier messages of the chat"
+                          if msg.client_context is None else "not queued: the client keeps "
+                          "the conversation")
                 outcome = self._answer(turn)
         except TimeoutError:
             timer.route = "queue"
@@ -187,6 +190,16 @@ class Pipeline:
                       msg.client_id, outcome.error, to=msg.sender, files=outcome.files,
                       tool_calls=outcome.tool_calls)
         return self._finish(turn, outcome, outcome.route.label, reply)
+
+    def _in_order(self, msg: Message) -> AbstractContextManager[object]:
+        """The chat's turn: its messages are answered one at a time, in arrival order. A client
+        that sends its own conversation (`ClientContext`) orders it itself, and its requests
+        that arrive together come from separate conversations (the users of one Open WebUI
+        behind one token, a title asked beside a chat): they are not queued behind each
+        other."""
+        if msg.client_context is not None:
+            return nullcontext()
+        return self.order.turn(f"{msg.channel}:{msg.chat}", self.queue_timeout)
 
     def _answer(self, turn: Turn) -> Outcome:
         msg, trace = turn.msg, turn.trace
