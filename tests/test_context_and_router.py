@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.core.context import build_messages
+from gateway.core.context import SYSTEM_PROMPT, build_messages, fit_client_messages
 from gateway.core.router import help_text, route
 from gateway.knowledge import estimate_tokens
 
@@ -15,6 +15,30 @@ def test_newest_turns_are_kept_within_the_budget() -> None:
     assert contents[-1] == "now?"
     assert contents[-2] == "answer 19" and "question 0 " not in " ".join(contents)
     assert sum(estimate_tokens(c) for c in contents) <= 400
+
+
+def test_a_clients_conversation_keeps_its_order_its_system_messages_and_its_newest_turns(
+) -> None:
+    call = {"id": "c1", "name": "lookup", "arguments": {"q": "x" * 200}}
+    given = [{"role": "system", "content": "Be terse."},
+             {"role": "user", "content": "old " * 40},
+             {"role": "assistant", "content": "", "tool_calls": [call]},
+             {"role": "tool", "tool_call_id": "c1", "name": "lookup", "content": "y " * 40},
+             {"role": "system", "content": "Mind the date."},
+             {"role": "assistant", "content": "found it"},
+             {"role": "user", "content": "and now?"}]
+    whole, left_out = fit_client_messages(given, 10_000)
+    assert whole == given and left_out == 0
+    # room for the tool's answer but not for its call: the answer goes with it
+    budget = sum(estimate_tokens(m["content"]) for m in [given[0], *given[3:]])
+    tight, left_out = fit_client_messages(given, budget)
+    assert [m["content"] for m in tight] == ["Be terse.", "Mind the date.", "found it",
+                                             "and now?"]
+    assert left_out == 3
+    # the last message stays whatever its size, and ours leads when the client has no system
+    alone, _ = fit_client_messages([{"role": "user", "content": "long " * 500}], 10)
+    assert alone == [{"role": "system", "content": SYSTEM_PROMPT},
+                     {"role": "user", "content": "long " * 500}]
 
 
 def test_cjk_text_counts_a_token_per_character() -> None:
