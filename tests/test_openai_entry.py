@@ -149,6 +149,11 @@ def test_a_wrong_key_raises_the_sdks_authentication_error(gw: GatewayProcess,
     with sdk(gw) as client, pytest.raises(openai.BadRequestError) as bad:
         client.chat.completions.create(model="llama2", messages=[])
     assert '"messages" must be a non-empty list' in str(bad.value)
+    huge = httpx.post(url, headers=gw.headers, timeout=30,
+                      json={"model": "llama2", "messages": [user("x" * 2 * 1024 * 1024)]})
+    assert huge.status_code == 413
+    assert huge.json()["error"]["code"] == "payload_too_large"
+    assert "gateway.max_body_bytes" in huge.json()["error"]["message"]
 
 
 def test_commands_skills_and_knowledge_answer_through_the_entry(

@@ -30,12 +30,11 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from gateway.channels.base import ChannelOptions, Services, WebChannel
-from gateway.channels.fields import MAX_FIELD, decode_json
 from gateway.channels.openai_wire import (
     DONE,
     ChatRequest,
@@ -50,7 +49,9 @@ from gateway.channels.openai_wire import (
     usage_chunk,
     wire_calls,
 )
-from gateway.core.message import Message, Reply
+from gateway.core.fields import MAX_FIELD, decode_json
+from gateway.core.intake import Arrival
+from gateway.core.message import Reply
 from gateway.guards.chain import Allow, Challenge, Refuse, Verdict
 from gateway.web.credentials import request_credential
 from gateway.web.door import caller_of, client_address
@@ -88,52 +89,71 @@ class OpenAIChannel(WebChannel):
     def _completions(self) -> ResponseReturnValue:
         if not self.running:
             return openai_error("unavailable", _OFF)
-        credential = request_credential(request)
-        settings = self.entry.settings
-        data, problem = decode_json(request.get_data(cache=False))
-        code, chat = "bad_request", None
-        if problem is None:
-            try:
-                chat = read_request(data, settings.models, settings.chat_model)
-                problem = _chat_header_problem()
-            except RequestProblem as e:
-                code, problem = e.code, str(e)
-        if problem or chat is None:
-            # the chain decides first: a stranger learns nothing from a 400
-            verdict = self.entry.admit(caller_of(self.entry, request, self.name, credential))
-            if not isinstance(verdict, Allow):
-                return _refusal(verdict)
-            return openai_error(code, problem or "")
-        msg = Message(channel=self.name, sender=chat.user,
-                      chat=request.headers.get(CHAT_HEADER) or chat.user, text=chat.text,
-                      peer=client_address(self.entry, request), client_context=chat.context)
+        arrival, chat = self._arrival()
+        if chat is None:  # the intake runs the chain first, then answers with the problem
+            refused = self.intake.take(arrival)
+            return openai_error(refused.error or "bad_request", refused.text,
+                                refused.retry_after)
         gone = threading.Event()
         stop_watching = watch_peer(request.environ.get("werkzeug.socket"), gone)
         if chat.stream:
-            return self._stream(msg, credential, chat, gone, stop_watching)
+            return self._stream(arrival, chat, gone, stop_watching)
         try:
-            reply = self.entry.handle(msg, credential, cancel=gone)
+            reply = self.intake.take(arrival, cancel=gone)
         finally:
             stop_watching()
         if reply.error:
             return openai_error(reply.error, reply.text, reply.retry_after)
-        model = chat.context.model or ""
-        return jsonify(completion(_completion_id(reply), model, reply.text,
-                                  list(reply.tool_calls), self._usage(reply)))
+        return jsonify(completion(f"chatcmpl-{reply.msg_id}", chat.context.model or "",
+                                  reply.text, list(reply.tool_calls), self._usage(reply)))
 
-    def _stream(self, msg: Message, credential: str | None, chat: ChatRequest,
-                gone: threading.Event, stop_watching: Callable[[], None]) -> ResponseReturnValue:
-        """The reply as server-sent events; the pipeline runs on its own greenlet and hands
+    def _arrival(self) -> tuple[Arrival, ChatRequest | None]:
+        """The request as the intake takes it, and as this entry read it (None when it is
+        not one it can answer: the arrival then carries the problem). The payload is the
+        last user message, the user and the chat; the conversation rides along whole."""
+        arrival = Arrival(self.name, None, credential=request_credential(request),
+                          peer=client_address(self.entry, request),
+                          browser="Origin" in request.headers)
+        try:
+            data, problem = decode_json(request.get_data(cache=False))
+        except RequestEntityTooLarge:
+            arrival.problem, arrival.problem_code = (
+                f"The request body is larger than {request.max_content_length} bytes "
+                "(gateway.max_body_bytes).", "payload_too_large")
+            return arrival, None
+        chat_key = request.headers.get(CHAT_HEADER)
+        if problem is None and chat_key is not None and not 0 < len(chat_key) <= MAX_FIELD:
+            problem = f"The {CHAT_HEADER} header must be 1 to {MAX_FIELD} characters."
+        if problem is not None:
+            arrival.problem = problem
+            return arrival, None
+        settings = self.entry.settings
+        try:
+            chat = read_request(data, settings.models, settings.chat_model)
+        except RequestProblem as e:
+            arrival.problem, arrival.problem_code = str(e), e.code
+            return arrival, None
+        arrival.payload = {"text": chat.text, "sender": chat.user,
+                           "chat": chat_key or chat.user}
+        arrival.client_context = chat.context
+        arrival.received = self.intake.receive()  # names the message's id before it exists:
+        return arrival, chat  # a stream's chunks carry it from the first
+
+    def _stream(self, arrival: Arrival, chat: ChatRequest, gone: threading.Event,
+                stop_watching: Callable[[], None]) -> ResponseReturnValue:
+        """The reply as server-sent events; the intake runs on its own greenlet and hands
         each piece over through a queue."""
         pieces: queue.Queue[str | Reply] = queue.Queue()
+        assert arrival.received is not None
+        msg_id = arrival.received.msg_id
 
         def answer() -> None:
             try:
-                reply = self.entry.handle(msg, credential, on_delta=pieces.put, cancel=gone)
-            except BaseException:  # handle() answers every failure; this is a last resort
-                log.exception("msg_id=%s failed inside the gateway", msg.id)
-                reply = Reply(msg.id, msg.channel, msg.chat, "The gateway failed answering "
-                              f"this message (msg_id {msg.id}).", error="internal_error")
+                reply = self.intake.take(arrival, on_delta=pieces.put, cancel=gone)
+            except BaseException:  # the intake answers every failure; this is a last resort
+                log.exception("msg_id=%s failed inside the gateway", msg_id)
+                reply = Reply(msg_id, self.name, "", "The gateway failed answering this "
+                              f"message (msg_id {msg_id}).", error="internal_error")
             pieces.put(reply)
 
         threading.Thread(target=answer, daemon=True).start()
@@ -141,15 +161,14 @@ class OpenAIChannel(WebChannel):
         if isinstance(first, Reply) and first.error:  # nothing sent yet: a plain HTTP error
             stop_watching()
             return openai_error(first.error, first.text, first.retry_after)
-        events = self._events(first, pieces, msg, chat, gone, stop_watching)
+        events = self._events(f"chatcmpl-{msg_id}", first, pieces, chat, gone, stop_watching)
         return Response(events, mimetype="text/event-stream",
                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    def _events(self, first: str | Reply, pieces: queue.Queue[str | Reply], msg: Message,
+    def _events(self, cid: str, first: str | Reply, pieces: queue.Queue[str | Reply],
                 chat: ChatRequest, gone: threading.Event,
                 stop_watching: Callable[[], None]) -> Iterator[bytes]:
-        cid, model, usage_asked = f"chatcmpl-{msg.id}", chat.context.model or "", \
-            chat.include_usage
+        model, usage_asked = chat.context.model or "", chat.include_usage
         done = False
         try:
             yield chunk(cid, model, {"role": "assistant", "content": ""}, None, usage_asked)
@@ -235,25 +254,10 @@ def _refusal(verdict: Verdict) -> ResponseReturnValue:
 
 
 def _http_error(e: HTTPException) -> ResponseReturnValue:
-    """Werkzeug's refusals of a request (its body too large, too slow) in OpenAI's shape."""
+    """Werkzeug's refusals of a request (its body too slow, say) in OpenAI's shape."""
     status = e.code or 500
-    if status == 413:
-        return openai_error("payload_too_large", "The request body is larger than "
-                            f"{current_app.config['MAX_CONTENT_LENGTH']} bytes "
-                            "(gateway.max_body_bytes).")
     code = "request_timeout" if status == 408 else "bad_request"
     return jsonify(error_body(code, e.description or e.name, status)), status
-
-
-def _chat_header_problem() -> str | None:
-    chat = request.headers.get(CHAT_HEADER)
-    if chat is not None and not 0 < len(chat) <= MAX_FIELD:
-        return f"The {CHAT_HEADER} header must be 1 to {MAX_FIELD} characters."
-    return None
-
-
-def _completion_id(reply: Reply) -> str:
-    return f"chatcmpl-{reply.msg_id}"  # `moltbot trace <msg_id>` finds it
 
 
 def _unsent(text: str, streamed: str) -> str:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.core.entry import Entry
 from gateway.core.fields import validate_message_fields
 from gateway.core.inbox import Caps, FileRefused, Inbox, Receipt
-from gateway.core.message import Message, Reply, new_msg_id
+from gateway.core.message import ClientContext, Message, Reply, new_msg_id
 from gateway.guards.chain import Allow, Caller, Challenge
 from gateway.models.base import OnDelta
 
@@ -43,6 +43,8 @@ class Arrival:
     `problem` is what the transport already found wrong (not JSON, a bad header, a body over
     its size), with its code. `client_id` is the transport's own id for the message (HTTP's
     Idempotency-Key), before the payload's `id`. `browser`: a web page sent it (an `Origin`).
+    `client_context` is the conversation, model and tools of a client that keeps its own
+    (the OpenAI-compatible entry), carried into the `Message` as they are.
     """
 
     channel: str
@@ -56,6 +58,7 @@ class Arrival:
     received: Receipt | None = None
     takes_files: bool = False  # the channel carries files (HTTP, WebSocket)
     needs_sender: bool = False  # a chat platform speaks for many people: each must be named
+    client_context: ClientContext | None = None
 
 
 class Intake:
@@ -101,7 +104,8 @@ class Intake:
         return Message(channel=arrival.channel, sender=sender,
                        chat=str(payload.get("chat") or sender), text=payload.get("text") or "",
                        client_id=str(client_id) if client_id is not None else None,
-                       peer=arrival.peer, id=receipt.msg_id, files=receipt.finish())
+                       peer=arrival.peer, id=receipt.msg_id, files=receipt.finish(),
+                       client_context=arrival.client_context)
 
     def settle(self, msg: Message) -> None:
         """Remove the files of a message the pipeline did not store: a refusal (or a retry
