@@ -10,7 +10,9 @@ the default; unknown: 404 `model_not_found`). Functions the client offers in `to
 offered to the model; a call to one comes back as tool calls (streamed as tool-call deltas)
 for the client to run, never run here. Errors are OpenAI's shape (`openai_wire.error_body`)
 with Moltbot's code and the status the SDKs map to their exceptions (401 authentication, 429
-with Retry-After, ...).
+with Retry-After, ...). This module is the transport: it reads the request (`openai_wire`) into
+an `Arrival` for the one intake (`core.intake`), which validates, runs the guard chain first
+when the request is bad, and answers.
 
 `stream: true` answers with server-sent events as the model writes: a role chunk, content
 chunks, tool-call chunks, a finish chunk, a usage chunk when `stream_options.include_usage`
