@@ -24,6 +24,8 @@ GREETER = (
     "        return 'hi ' + msg['chat']\n")
 FAQ = ("# FAQ\n\n## How do I reset my password?\n\n"
        'Open Settings, choose Security and press "Reset password".\n')
+PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6k"
+       "gAAAABJRU5ErkJggg==")  # one pixel
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "The weather in a city",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
@@ -32,15 +34,15 @@ WEATHER = {"type": "function", "function": {
 
 @pytest.fixture
 def gw(home: Path, fake_model: FakeModelServer) -> Iterator[GatewayProcess]:
-    """A gateway with two models (`llama2`, the default, and `coder`), one keyword skill and
-    one knowledge file."""
+    """A gateway with two models (`llama2`, the default, and `coder`, which sees images), one
+    keyword skill and one knowledge file."""
     (home / "skills").mkdir(parents=True)
     (home / "knowledge").mkdir()
     (home / "skills" / "greeter.py").write_text(GREETER, encoding="utf-8")
     (home / "knowledge" / "faq.md").write_text(FAQ, encoding="utf-8")
     config = model_config(fake_model.url)
     config["models"]["coder"] = {"endpoint": fake_model.url, "model": "coder-backend",
-                                 "max_tokens": 64}
+                                 "max_tokens": 64, "vision": True}
     write_config(home, config)
     proc = GatewayProcess(home, free_port()).start()
     yield proc
@@ -205,14 +207,33 @@ def test_the_clients_own_history_is_what_the_model_is_given(
 def test_content_given_as_a_list_of_parts_is_read(gw: GatewayProcess,
                                                   fake_model: FakeModelServer) -> None:
     parts = [{"type": "text", "text": "part one"}, {"type": "text", "text": "part two"}]
+    image = {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}
     with sdk(gw) as client:
         answer = client.chat.completions.create(model="llama2", messages=[user(parts)])
         assert answer.choices[0].message.content == "echo: part one\npart two"
         assert given_to_model(fake_model)[-1] == ("user", "part one\npart two")
-        with pytest.raises(openai.BadRequestError) as refused:
-            client.chat.completions.create(model="llama2", messages=[user(
-                [*parts, {"type": "image_url", "image_url": {"url": "data:image/png;base64,"}}])])
-    assert "'image_url' part" in str(refused.value) and "text parts only" in str(refused.value)
+        # an image goes with its turn to a model that sees images (coder: vision: true)
+        seen = client.chat.completions.create(model="coder", messages=[
+            user([image, {"type": "text", "text": "what is this?"}]),
+            {"role": "assistant", "content": "a dot"}, user([image])])
+        assert seen.choices[0].message.content == "echo: "
+        sent = fake_model.requests[-1]["body"]["messages"]
+        assert [m.get("images") for m in sent] == [None, [PNG], None, [PNG]]
+        assert sent[1]["content"] == "what is this?"
+        stored = httpx.get(f"{gw.url}/api/v1/messages/{seen.id.removeprefix('chatcmpl-')}",
+                           headers=gw.headers).json()["message"]
+        assert stored["text"] == "[1 image]"  # what the router read of an image alone
+        with pytest.raises(openai.BadRequestError) as blind:
+            client.chat.completions.create(model="llama2", messages=[user([*parts, image])])
+        with pytest.raises(openai.BadRequestError) as fetched:
+            client.chat.completions.create(model="coder", messages=[user([{
+                "type": "image_url", "image_url": {"url": "https://example.com/a.png"}}])])
+        with pytest.raises(openai.BadRequestError) as audio:
+            client.chat.completions.create(model="coder", messages=[user([{
+                "type": "input_audio", "input_audio": {"data": "", "format": "wav"}}])])
+    assert "'llama2' cannot see images (models.llama2.vision" in str(blind.value)
+    assert "fetches nothing, so send it as a data: URL" in str(fetched.value)
+    assert "'input_audio' part" in str(audio.value)
 
 
 def test_the_user_field_keys_the_session_and_the_trace(gw: GatewayProcess) -> None:

@@ -131,7 +131,8 @@ class OpenAIChannel(WebChannel):
             return arrival, None
         settings = self.entry.settings
         try:
-            chat = read_request(data, settings.models, settings.chat_model)
+            chat = read_request(data, {name: model.vision for name, model in
+                                       settings.config.models.items()}, settings.chat_model)
         except RequestProblem as e:
             arrival.problem, arrival.problem_code = str(e), e.code
             return arrival, None

@@ -2,10 +2,12 @@
 
 `read_request` turns a request body into a `ChatRequest` (the conversation in the neutral chat
 shape of `gateway.models.base.Provider`, the last user turn's text for the router) or says in a
-sentence what to fix. What the gateway cannot honour is refused by name, never dropped: a
+sentence what to fix. Images (`image_url` parts with data: URLs) go with their user turn to a
+model with `vision`. What the gateway cannot honour is refused by name, never dropped: a
 second choice (`n`), JSON modes, log probabilities, the old `functions`, a forced
-`tool_choice`, parts that are not text. The sampling knobs (`max_tokens`, `temperature`,
-`top_p`, `stop`, `seed`, penalties) are the model's own in config.yaml and are not applied.
+`tool_choice`, audio and file parts, images behind a URL or for a model without `vision`.
+The sampling knobs (`max_tokens`, `temperature`, `top_p`, `stop`, `seed`, penalties) are the
+model's own in config.yaml and are not applied.
 The writers build OpenAI's bodies: a whole completion, the chunks of a stream (server-sent
 events ending with `data: [DONE]`), `/v1/models`, and errors as `{"error": {"message",
 "type", "code", "param"}}`.
@@ -13,17 +15,21 @@ events ending with `data: [DONE]`), `/v1/models`, and errors as `{"error": {"mes
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.core.files_for_model import IMAGE_TYPES
 from gateway.core.message import ClientContext
 
 MAX_NAME = 256
 ROLES = ("system", "developer", "user", "assistant", "tool")
 TEXT_PARTS = ("text", "input_text")
+_DATA_URL = re.compile(r"data:([\w/.+-]+);base64,([A-Za-z0-9+/=]*)")
 REFUSED = {  # what a request may ask that this gateway does not do, and what to send instead
     "functions": '"functions" is the old form of "tools"; send "tools".',
     "function_call": '"function_call" is the old form of "tool_choice"; send "tool_choice".',
@@ -54,8 +60,9 @@ class ChatRequest:
     user: str = ""
 
 
-def read_request(body: Any, models: Iterable[str], default: str | None) -> ChatRequest:
-    """The request as the gateway will answer it; raises RequestProblem."""
+def read_request(body: Any, models: Mapping[str, bool], default: str | None) -> ChatRequest:
+    """The request as the gateway will answer it; raises RequestProblem. `models` are the
+    configured models, each with whether it takes images (`models.<name>.vision`)."""
     if not isinstance(body, dict):
         raise RequestProblem('Send a JSON object such as {"model": "...", "messages": '
                              '[{"role": "user", "content": "hello"}]}.')
@@ -70,10 +77,13 @@ def read_request(body: Any, models: Iterable[str], default: str | None) -> ChatR
     _refuse_options(body)
     model = _model(body.get("model"), list(models), default)
     tools = _tools(body.get("tools"), body.get("tool_choice"))
-    messages = _messages(body.get("messages"))
+    messages = _messages(body.get("messages"), model, models[model])
     users = [m for m in messages if m["role"] == "user"]
     # LibreChat asks for a title with one system message: then the last message is the text
-    text = str((users or messages)[-1].get("content") or "").strip()
+    last = (users or messages)[-1]
+    images = len(last.get("images") or [])
+    text = str(last.get("content") or "").strip() or (
+        f"[{images} image{'s' if images > 1 else ''}]" if images else "")
     if not text:
         raise RequestProblem("The last user message has no text; send some.")
     stream = body.get("stream")
@@ -160,7 +170,8 @@ def _tools(tools: Any, choice: Any) -> tuple[dict[str, Any], ...]:
     return tuple(read)
 
 
-def _messages(given: Any) -> list[dict[str, Any]]:
+def _messages(given: Any, model: str, vision: bool) -> list[dict[str, Any]]:
+    """The conversation in the neutral shape, for `model` (`vision`: it takes images)."""
     if not isinstance(given, list) or not given:
         raise RequestProblem('"messages" must be a non-empty list such as '
                              '[{"role": "user", "content": "hello"}].')
@@ -171,7 +182,13 @@ def _messages(given: Any) -> list[dict[str, Any]]:
         if role not in ROLES:
             raise RequestProblem(f"messages[{i}] needs a role: one of {', '.join(ROLES)}.")
         assert isinstance(m, dict)
-        content = _text(m.get("content"), i)
+        content, images = _content(m.get("content"), i)
+        if images and role != "user":
+            raise RequestProblem(f"messages[{i}] has an image; only user messages may.")
+        if images and not vision:
+            raise RequestProblem(f"messages[{i}] has an image, and the model {model!r} cannot "
+                                 f"see images (models.{model}.vision in config.yaml is for a "
+                                 "model that can); choose one that can, or send text.")
         if role == "developer":  # the newer name for a system message
             role = "system"
         if role == "assistant" and m.get("tool_calls"):
@@ -186,29 +203,49 @@ def _messages(given: Any) -> list[dict[str, Any]]:
             read.append({"role": "tool", "tool_call_id": call_id, "name": calls[call_id],
                          "content": content})
         else:
-            read.append({"role": role, "content": content})
+            read.append({"role": role, "content": content} | ({"images": images}
+                                                              if images else {}))
     return read
 
 
-def _text(content: Any, i: int) -> str:
-    """A message's text: a string, or the text parts of a list joined; other parts (images,
-    audio, files) are refused, since the model here would never see them."""
+def _content(content: Any, i: int) -> tuple[str, list[dict[str, str]]]:
+    """A message's text (a string, or its text parts joined) and its images (`image_url`
+    parts with data: URLs, as `{"media_type", "data"}` base64). Other parts (audio, files) and
+    images behind a URL are refused: the model here would never see them."""
     if content is None or isinstance(content, str):
-        text = content or ""
-    else:
-        pieces = []
-        for part in _listed(content, i, "content"):
-            kind = part.get("type") if isinstance(part, dict) else None
-            if kind not in TEXT_PARTS and kind != "refusal":
-                raise RequestProblem(f"messages[{i}] has a {kind!r} part; this gateway reads "
-                                     "text parts only, so send the content as text.")
-            assert isinstance(part, dict)
-            value = part.get("text", part.get("refusal"))
-            if not isinstance(value, str):
-                raise RequestProblem(f'messages[{i}] has a text part without a "text" string.')
-            pieces.append(value)
-        text = "\n".join(pieces)
-    return text
+        return content or "", []
+    pieces: list[str] = []
+    images: list[dict[str, str]] = []
+    for part in _listed(content, i, "content"):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "image_url":
+            images.append(_image(part.get("image_url"), i))
+            continue
+        if kind not in TEXT_PARTS and kind != "refusal":
+            raise RequestProblem(f"messages[{i}] has a {kind!r} part; this gateway reads text "
+                                 "and image parts only, so send the content as text.")
+        value = part.get("text", part.get("refusal"))
+        if not isinstance(value, str):
+            raise RequestProblem(f'messages[{i}] has a text part without a "text" string.')
+        pieces.append(value)
+    return "\n".join(pieces), images
+
+
+def _image(image: Any, i: int) -> dict[str, str]:
+    url = image.get("url") if isinstance(image, dict) else image
+    found = _DATA_URL.fullmatch(url) if isinstance(url, str) else None
+    if found is None:
+        raise RequestProblem(f"messages[{i}] has an image behind a URL; this gateway fetches "
+                             "nothing, so send it as a data: URL (data:image/png;base64,...).")
+    media_type, data = found.group(1).lower(), found.group(2)
+    if media_type not in IMAGE_TYPES:
+        raise RequestProblem(f"messages[{i}] has a {media_type} image; send PNG, JPEG, GIF "
+                             "or WebP.")
+    try:
+        base64.b64decode(data, validate=True)
+    except ValueError:
+        raise RequestProblem(f"messages[{i}] has an image whose data is not base64.") from None
+    return {"media_type": media_type, "data": data}
 
 
 def _listed(value: Any, i: int, field: str) -> list[Any]:

@@ -69,14 +69,14 @@ class ClientContext:
 
     `messages` is the whole conversation as the client sent it, in the neutral chat shape of
     `gateway.models.base.Provider` (system, user, assistant and tool turns, a tool round trip
-    as `tool_calls` / `tool_call_id`), its text already read from any list of parts. When a
-    message carries one, the model is given these messages instead of the session's stored
-    turns; the message's `text` (its last user turn) is still what the router and the
-    knowledge search read. `model` is the configured model the client asked for (None: the
-    default). `tools` are functions the client offers (`{"type": "function", "function":
-    {...}}`): the model may call them, and such a call comes back in `Reply.tool_calls` for the
-    client to run; the gateway never runs them. A message with one carries no `files` (its
-    channel reads text parts only).
+    as `tool_calls` / `tool_call_id`, a user turn's images as `images`), its text already read
+    from any list of parts. When a message carries one, the model is given these messages
+    instead of the session's stored turns; the message's `text` (its last user turn) is still
+    what the router and the knowledge search read. `model` is the configured model the client
+    asked for (None: the default). `tools` are functions the client offers (`{"type":
+    "function", "function": {...}}`): the model may call them, and such a call comes back in
+    `Reply.tool_calls` for the client to run; the gateway never runs them. A message with one
+    carries no `files`: its images are in `messages`.
     """
 
     messages: tuple[dict[str, Any], ...]
