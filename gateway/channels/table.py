@@ -22,6 +22,7 @@ CHANNELS: dict[str, str] = {
     "websocket": "gateway.channels.websocket:WebSocketChannel",
     "console": "gateway.api.console:ConsoleChannel",
     "enterprise_im": "gateway.channels.enterprise_im:EnterpriseImChannel",
+    "mqtt": "gateway.channels.mqtt:MqttChannel",
 }
 
 
