@@ -193,14 +193,27 @@ class MqttChannel(PushChannel):
         self.link.start()
         self._watcher = gevent.spawn(self._watch, self.link, self.liveness)
 
-    def stop(self) -> None:
+    def stop(self, forget: bool = False) -> None:
         link, self.link = self.link, None
         watcher, self._watcher = self._watcher, None
         if watcher is not None:
             watcher.kill()
         if link is not None:
-            link.stop()
+            link.stop(forget)
         self.handlers.join(timeout=DRAIN)
+
+    def configure(self, options: ChannelOptions) -> None:
+        """Stop the old client (unsubscribing first when the topics or the client id change,
+        so the old session gathers nothing), then start one with the new options."""
+        assert isinstance(options, MqttOptions)
+        before = self.mqtt.link_settings()
+        after = options.link_settings()
+        moved = (before.client_id, before.subscriptions) != (after.client_id,
+                                                              after.subscriptions)
+        self.stop(forget=moved)
+        self.options = options
+        if options.enabled:
+            self.start()
 
     def status(self) -> ChannelStatus:
         link = self.link
@@ -211,8 +224,9 @@ class MqttChannel(PushChannel):
         if link.state == "connected" and self.liveness.is_stale:
             return ChannelStatus("stale", self._stale_detail(), self._stale_wall)
         if link.state == "connected":
-            return ChannelStatus("connected", f"{link.why}; {self.liveness.describe()}",
-                                 link.since)
+            topics = ", ".join(link.settings.subscriptions)
+            return ChannelStatus("connected", f"{link.why}, in: {topics}; "
+                                 f"{self.liveness.describe()}", link.since)
         if link.state in ("retrying", "connecting"):
             return ChannelStatus(link.state, link.why, link.since)  # type: ignore[arg-type]
         return ChannelStatus("stopped", "")
@@ -300,6 +314,10 @@ class MqttChannel(PushChannel):
         reply = self.entry.handle(msg, self.mqtt.bot_token)
         if reply.error == "blocked":
             return None  # a blocked sender gets nothing back
+        if reply.msg_id and reply.msg_id != msg.id:
+            log.info("msg_id=%s mqtt: %s sent id %s again; it was answered once already",
+                     reply.msg_id, device, msg.client_id)
+            return None
         return reply
 
     def _publish(self, reply: Reply) -> None:

@@ -111,9 +111,16 @@ class MqttLink:
         self._set("connecting", f"connecting to {self.settings.where}")
         self._supervisor = gevent.spawn(self._run)
 
-    def stop(self) -> None:
+    def stop(self, forget: bool = False) -> None:
         """Disconnect (the broker keeps the session) and end the supervisor; returns when no
-        client of this link is left."""
+        client of this link is left. `forget`: unsubscribe first, so the session the broker
+        keeps gathers nothing more for a prefix or client id the gateway no longer uses."""
+        client = self._client
+        if forget and client is not None and self.connected:
+            done = threading.Event()
+            client.on_unsubscribe = lambda *_: done.set()
+            client.unsubscribe(list(self.settings.subscriptions))
+            done.wait(CLOSE_TIMEOUT)
         self._stopping = True
         self._end("stopping")
         self._wake.set()
