@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -219,7 +220,9 @@ def test_hot_reload_leaves_exactly_one_client(mqtt_gateway: Start, broker: Broke
 def test_a_subscription_that_silently_died_is_found_stale(home: Path, tmp_path: Path,
                                                           fake_model: FakeModelServer) -> None:
     with Broker(tmp_path / "acl", acl="topic readwrite #\n") as broker:
-        write_config(home, gateway_config(fake_model, broker))
+        config = gateway_config(fake_model, broker)
+        config["alerts"] = {"rules": {"channel_stale": {"window": "1s"}}}
+        write_config(home, config)
         gw = GatewayProcess(home, free_port()).start()
         try:
             wait_for_state(gw, "connected")
@@ -236,3 +239,29 @@ def test_a_subscription_that_silently_died_is_found_stale(home: Path, tmp_path: 
             assert gw.log().count("mqtt: restarting the connection") == 1
         finally:
             gw.stop()
+
+
+def test_the_readme_example_with_mosquitto_clients(mqtt_gateway: Start, broker: Broker) -> None:
+    """README's mosquitto_sub and mosquitto_pub lines, run as written (on the test's port)."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    sub, pub = (re.search(rf"^{tool} .*$", readme, re.MULTILINE).group(0)  # type: ignore[union-attr]
+                .replace("-p 1883", f"-p {broker.port}")
+                for tool in ("mosquitto_sub", "mosquitto_pub"))
+    allowlist = re.search(r'allowlist: \["(mqtt:\w+)"\]', readme)
+    assert allowlist
+    mqtt_gateway(security={"allowlist": [allowlist.group(1)]})
+    listener = subprocess.Popen(f"{sub} -C 1 -W 60", shell=True, stdout=subprocess.PIPE,
+                                text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while "lamp-listener 1 moltbot/out/lamp" not in broker.log():  # it has subscribed
+            assert time.monotonic() < deadline, broker.log()
+            time.sleep(0.05)
+        subprocess.run(pub, shell=True, check=True, timeout=30)
+        out, _ = listener.communicate(timeout=60)
+    finally:
+        if listener.poll() is None:
+            listener.kill()
+            listener.communicate()
+    reply = json.loads(out)
+    assert reply["id"] == "1" and reply["text"] == "echo: hello" and reply["msg_id"]

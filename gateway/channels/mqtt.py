@@ -269,7 +269,7 @@ class MqttChannel(PushChannel):
             if liveness.is_stale and not liveness.restarted:
                 liveness.restarted = True
                 link.restart("stale: nothing came back through the subscription")
-                continue
+                _wait_connected(link, interval)  # then probe at once: did it help?
             link.send_probe()
 
     # -- messages --------------------------------------------------------------------------
@@ -330,6 +330,13 @@ class MqttChannel(PushChannel):
             body["error"] = reply.error
         link.publish(f"{self.mqtt.topic_prefix}/out/{reply.chat}",
                      json.dumps(body, ensure_ascii=False).encode(), PUBLISH_TIMEOUT)
+
+
+def _wait_connected(link: MqttLink, bound: float) -> None:
+    deadline = time.monotonic() + bound
+    gevent.sleep(0.05)  # the restart ends the old connection first
+    while not link.connected and time.monotonic() < deadline:
+        gevent.sleep(0.05)
 
 
 def read_payload(payload: bytes) -> tuple[dict[str, Any], str | None]:

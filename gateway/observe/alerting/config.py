@@ -7,7 +7,7 @@ alerts:
     model_failure_rate: {above: 5%, window: 1m}
     cpu: {above: 80%, window: 1m}
     memory: {above: 80%, window: 1m}
-    channel_stale: {window: 1s}                # a channel silent beyond its own bound
+    channel_stale: {window: 10s}               # a channel silent beyond its own bound
   cooldown: 10m
   notify:
     - {type: webhook, url: "https://..."}
@@ -94,7 +94,7 @@ class ChannelStaleRule(_Section):
     restart that helped within the window raises nothing."""
 
     enabled: bool = True
-    window: WindowDuration = 1.0
+    window: WindowDuration = 10.0
 
 
 class RulesConfig(_Section):
