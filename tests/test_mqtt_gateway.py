@@ -90,6 +90,13 @@ def test_a_device_is_answered_on_its_out_topic(mqtt_gateway: Start, broker: Brok
         device.send(raw=b"plain words")
         reply = device.reply()
         assert reply["text"] == "echo: plain words" and reply["id"] is None
+        device.send(raw=b"\xff\xfe not text")
+        reply = device.reply()
+        assert reply["error"] == "bad_request" and "UTF-8" in reply["text"]
+        device.send(raw=b'{"id": "k-2", "text": "see file", "files": []}')
+        reply = device.reply()
+        assert reply["id"] == "k-2" and reply["error"] == "bad_request"
+        assert "does not take files" in reply["text"]
 
 
 def test_messages_sent_while_the_gateway_was_away_are_answered_when_it_returns(

@@ -27,6 +27,7 @@ import json
 import logging
 import secrets
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,11 +37,12 @@ from gevent.pool import Group
 from pydantic import Field, field_validator, model_validator
 
 from gateway.channels.base import ChannelOptions, ChannelStatus, PushChannel, Services
-from gateway.channels.fields import validate_message_fields
 from gateway.channels.liveness import Liveness
 from gateway.channels.mqtt_link import Inbound, LinkDown, LinkSettings, MqttLink
+from gateway.channels.reply_files import not_carried
 from gateway.common.options import Duration
-from gateway.core.message import Message, Reply
+from gateway.core.intake import Arrival
+from gateway.core.message import Reply
 
 log = logging.getLogger(__name__)
 
@@ -300,23 +302,24 @@ class MqttChannel(PushChannel):
                 link.ack(inbound)
 
     def _answer(self, device: str, payload: bytes, peer: str) -> Reply | None:
+        """The intake's reply to one device message, or None when nothing goes back (a
+        blocked sender; an id answered already)."""
         data, problem = read_payload(payload)
-        data.update(sender=device, chat=device)
-        if problem is None:
-            problem = validate_message_fields(data)
-        if problem is not None:
-            client_id = data.get("id") if isinstance(data, dict) else None
-            return Reply("", self.name, device, problem, error="bad_request", to=device,
-                         client_id=str(client_id) if client_id is not None else None)
-        msg = Message(channel=self.name, sender=device, chat=device, text=data["text"],
-                      client_id=str(data["id"]) if data.get("id") is not None else None,
-                      peer=peer)
-        reply = self.entry.handle(msg, self.mqtt.bot_token)
+        arrival = Arrival(self.name, {**data, "sender": device, "chat": device},
+                          credential=self.mqtt.bot_token, peer=peer, problem=problem,
+                          needs_sender=True)
+        found = self.intake.message(arrival)
+        if isinstance(found, Reply):  # refused before a message was made
+            return None if found.error == "blocked" else replace(found, chat=device, to=device)
+        try:
+            reply = self.entry.handle(found, arrival.credential)
+        finally:
+            self.intake.settle(found)
         if reply.error == "blocked":
             return None  # a blocked sender gets nothing back
-        if reply.msg_id and reply.msg_id != msg.id:
+        if reply.msg_id != found.id:  # a retry, answered from the store or by its first try
             log.info("msg_id=%s mqtt: %s sent id %s again; it was answered once already",
-                     reply.msg_id, device, msg.client_id)
+                     reply.msg_id, device, found.client_id)
             return None
         return reply
 
@@ -324,8 +327,8 @@ class MqttChannel(PushChannel):
         link = self.link
         if link is None:
             raise LinkDown("mqtt is stopped")
-        body: dict[str, Any] = {"id": reply.client_id, "msg_id": reply.msg_id,
-                                "text": reply.text}
+        text = reply.text + not_carried(reply.files, self.name, reply.msg_id)
+        body: dict[str, Any] = {"id": reply.client_id, "msg_id": reply.msg_id, "text": text}
         if reply.error:
             body["error"] = reply.error
         link.publish(f"{self.mqtt.topic_prefix}/out/{reply.chat}",
@@ -354,7 +357,7 @@ def read_payload(payload: bytes) -> tuple[dict[str, Any], str | None]:
         if isinstance(data, dict):
             if "text" not in data:
                 return data, 'The JSON payload has no "text": send {"id": "...", "text": "..."}.'
-            return {k: data[k] for k in ("id", "text") if k in data}, None
+            return {k: data[k] for k in ("id", "text", "files") if k in data}, None
     return {"text": text}, None
 
 
