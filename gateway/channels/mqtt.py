@@ -27,6 +27,7 @@ import json
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT = 10.0  # seconds the broker has to acknowledge a reply
 DRAIN = 5.0  # seconds a stop waits for messages being answered
+REMEMBERED = 10_000  # replies sent, by msg_id: a repeated id is not answered twice
 PORTS = {"mqtt": 1883, "mqtts": 8883}
 # Proves "this message came through the gateway's own MQTT channel" to the guard chain, as a
 # platform's bot token does: made per process, never leaves it (`MqttOptions.bot_token`).
@@ -180,6 +182,8 @@ class MqttChannel(PushChannel):
         self.handlers = Group()  # messages being answered
         self._watcher: gevent.Greenlet | None = None
         self._stale_wall: float | None = None
+        self._sent: OrderedDict[str, None] = OrderedDict()  # msg_ids whose reply went out
+        self._sending: set[str] = set()  # ... and those going out now
 
     @property
     def mqtt(self) -> MqttOptions:
@@ -280,10 +284,13 @@ class MqttChannel(PushChannel):
         self.handlers.spawn(self._take, inbound)
 
     def _take(self, inbound: Inbound) -> None:
+        """Answer one message, then acknowledge it; a reply the broker did not take leaves
+        it unacknowledged, so the broker delivers it again on the next connection."""
         link = self.link
+        if link is None:
+            return
+        keep = False
         try:
-            if link is None:
-                return
             device = _device(inbound.topic, self.mqtt.topic_prefix)
             if device == self.mqtt.client_id:
                 if _is_probe(inbound.payload, link.probe_nonce):
@@ -294,11 +301,22 @@ class MqttChannel(PushChannel):
             self.liveness.mark_in()
             reply = self._answer(device, inbound.payload, link.peer)
             if reply is not None:
-                self._publish(reply)
+                self._sending.add(reply.msg_id)
+                try:
+                    self._publish(reply)
+                finally:
+                    self._sending.discard(reply.msg_id)
+                self._sent[reply.msg_id] = None
+                while len(self._sent) > REMEMBERED:
+                    self._sent.popitem(last=False)
+        except LinkDown as e:
+            keep = True
+            log.warning("mqtt: the reply to a message on %s was not sent (%s); the broker "
+                        "delivers the message again", inbound.topic, e)
         except Exception:
             log.exception("mqtt: a message on %s failed", inbound.topic)
         finally:
-            if link is not None:
+            if not keep:
                 link.ack(inbound)
 
     def _answer(self, device: str, payload: bytes, peer: str) -> Reply | None:
@@ -317,7 +335,8 @@ class MqttChannel(PushChannel):
             self.intake.settle(found)
         if reply.error == "blocked":
             return None  # a blocked sender gets nothing back
-        if reply.msg_id != found.id:  # a retry, answered from the store or by its first try
+        if reply.msg_id != found.id and (reply.msg_id in self._sent
+                                         or reply.msg_id in self._sending):  # sent (or going)
             log.info("msg_id=%s mqtt: %s sent id %s again; it was answered once already",
                      reply.msg_id, device, found.client_id)
             return None
