@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import itertools
 import json
 import os
@@ -892,7 +891,8 @@ def bench_loop_libraries(args: argparse.Namespace, st: Stack) -> None:
     outcomes = []
     with slow_services(st.tmp) as (svc, _):
         for name in ("keyring", "smtp", "sqlite", "ollama", "prometheus_update",
-                     "prometheus_collect", "limits", "jieba", "psutil", "deadlock", "paho"):
+                     "prometheus_collect", "limits", "jieba", "psutil", "deadlock", "paho",
+                     "mqtt_link"):
             if args.names and name not in args.names:
                 continue
             (folder := st.tmp / name).mkdir()
@@ -901,9 +901,7 @@ def bench_loop_libraries(args: argparse.Namespace, st: Stack) -> None:
             elif name == "keyring":
                 prefix, env = keyring_session(folder)
                 outcomes.append(run_probe(name, prefix=prefix, env=env))
-            elif name == "paho" and importlib.util.find_spec("paho") is None:
-                print("paho: skipped (pip install paho-mqtt to measure it)")
-            elif name == "paho":
+            elif name in ("paho", "mqtt_link"):
                 with mosquitto(free_port()) as port:
                     outcomes.append(run_probe(name, {"port": port}))
             else:  # deadlock: a reference row, what issue 13's failure looks like

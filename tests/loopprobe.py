@@ -465,6 +465,67 @@ def probe_paho(args: dict[str, Any]) -> Probe:
                  calls, run, note=lambda: f"{len(got)} received; network loop in its thread")
 
 
+def probe_mqtt_link(args: dict[str, Any]) -> Probe:
+    """The gateway's own MQTT link (`gateway.channels.mqtt_link`), as the channel runs it:
+    `calls` QoS 1 messages queued in its persistent session while it was away arrive at
+    once when it connects, each handed to a greenlet that acknowledges it; then a broker
+    that refuses the connection (a closed port) for two attempts with backoff."""
+    import threading
+
+    import gevent
+    import paho.mqtt.client as mqtt
+
+    from gateway.channels.liveness import Liveness
+    from gateway.channels.mqtt_link import LinkSettings, MqttLink
+
+    calls, port, got, why = int(args.get("calls", 1000)), int(args["port"]), [], []
+    done = threading.Event()
+    settings = LinkSettings("127.0.0.1", port, False, "loopprobe-link", None, None, None,
+                            None, None, 30, 3600, ("probe/in/+",), "probe/in/loopprobe-link")
+
+    def arrived(inbound: Any) -> None:  # on paho's loop: hand off, as the channel does
+        def take() -> None:
+            link.ack(inbound)
+            got.append(inbound.mid)
+            if len(got) == calls:
+                done.set()
+        gevent.spawn(take)
+
+    link = MqttLink(settings, arrived, Liveness(60))
+    link.start()  # the session and its subscription, then away
+    deadline = time.monotonic() + 10
+    while not link.connected and time.monotonic() < deadline:
+        gevent.sleep(0.01)
+    link.stop()
+    device = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="loopprobe-device")
+    device.connect("127.0.0.1", port)
+    device.loop_start()
+    for info in [device.publish("probe/in/device", f"message {i}", qos=1)
+                 for i in range(calls)]:
+        info.wait_for_publish(10)
+    device.disconnect()
+    device.loop_stop()
+    refused = MqttLink(LinkSettings("127.0.0.1", 1, False, "loopprobe-refused", None, None,
+                                    None, None, None, 30, 3600, ("x/+",), "x/y"),
+                       arrived, Liveness(60))
+
+    def run() -> bool:
+        link.start()
+        arrived_all = done.wait(30)
+        link.stop()
+        refused.start()
+        while refused.state != "retrying":
+            gevent.sleep(0.01)
+        gevent.sleep(1.5)  # the first backoff and a second refused attempt
+        why.append(refused.why)
+        refused.stop()
+        return arrived_all
+
+    return Probe("paho-mqtt", f"the channel's link: a backlog of {calls} QoS 1 acked by "
+                 "hand, then a refused broker retried", calls, run,
+                 note=lambda: f"{len(got)} received; {''.join(why)}")
+
+
 def probe_deadlock(args: dict[str, Any]) -> Probe:
     """Not a library: the failure of issue 13 made small, so the harness shows what a deadlock
     looks like. watchdog 7.1.1's thread (a greenlet once patched) waited in `_queue.SimpleQueue`
@@ -489,6 +550,7 @@ PROBES: dict[str, Callable[[dict[str, Any]], Probe]] = {
     "ollama": probe_ollama, "prometheus_update": probe_prometheus_update,
     "prometheus_collect": probe_prometheus_collect, "limits": probe_limits,
     "jieba": probe_jieba, "psutil": probe_psutil, "paho": probe_paho,
+    "mqtt_link": probe_mqtt_link,
     "deadlock": probe_deadlock,
 }
 

@@ -21,7 +21,7 @@ def test_channels_list_and_a_switched_off_websocket(home: Path,
     stopped = json.loads(run_cli(home, "channels", "list", "--json").stdout)["channels"]
     assert {c["name"]: c["enabled"] for c in stopped} == {
         "http": True, "websocket": False, "console": True, "enterprise_im": False,
-        "openai": True}
+        "openai": True, "mqtt": False}
     assert all("not running" in c["status"] for c in stopped)
     gw = GatewayProcess(home, port).start()
     try:
@@ -30,6 +30,7 @@ def test_channels_list_and_a_switched_off_websocket(home: Path,
         lines = {line.split()[0]: line for line in listed.stdout.splitlines()}
         assert lines["http"].split()[1:] == ["on", "connected"]
         assert "off  stopped: channels.websocket.enabled is false" in lines["websocket"]
+        assert "off  stopped: channels.mqtt is not in config.yaml" in lines["mqtt"]
         with pytest.raises(websocket.WebSocketBadStatusException) as refused:
             websocket.create_connection(f"ws://127.0.0.1:{port}/ws", timeout=10,
                                         header=[f"Authorization: Bearer {gw.token}"])

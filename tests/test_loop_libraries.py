@@ -4,7 +4,7 @@ between 10 ms ticks; a deadlock is a child killed at its time limit and fails).
 
 The probes live in `tests/loopprobe.py` (shared with `bench/run.py loop-libraries`, which
 prints the figures); each runs in a fresh patched child against real services, slowed where
-the point is a wait. paho-mqtt is not a dependency yet and is measured by the bench only.
+the point is a wait (Mosquitto for paho-mqtt: installers/test.sh installs it).
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ from typing import Any
 import pytest
 
 from gateway.core.store import lock_for_write
+from tests.conftest import free_port
 from tests.fakes.mail_server import MailServer
 from tests.loopprobe import (
     BLOCK_BOUND,
     Outcome,
     has_secret_service,
     keyring_session,
+    mosquitto,
     run_probe,
     slow_services,
 )
@@ -95,6 +97,18 @@ def test_psutil_reads_of_the_process_tree() -> None:
 def test_jieba_first_load_on_the_thread_pool() -> None:
     """Where a knowledge reload runs it today (`reload.off_loop`)."""
     assert_loop_kept_turning(run_probe("jieba", {"pool": True}))
+
+
+@pytest.mark.parametrize("name", ["paho", "mqtt_link"])
+def test_paho_mqtt_and_the_channels_link_against_mosquitto(name: str) -> None:
+    """paho's network loop is a greenlet here (`loop_start`'s thread, patched): its waits
+    are patched selects and sockets. `mqtt_link` is the channel's own use of it: a backlog
+    arriving at once, acknowledged by hand from greenlets, and a refused broker retried."""
+    with mosquitto(free_port()) as port:
+        outcome = run_probe(name, {"port": port})
+    assert_loop_kept_turning(outcome)
+    if name == "mqtt_link":
+        assert "cannot reach" in outcome.note
 
 
 def test_a_deadlocked_loop_is_reported_as_one() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from gateway.channels.liveness import ago
 from gateway.core.entry import Entry
 from gateway.core.intake import Intake
 from gateway.core.message import Reply
@@ -42,11 +44,21 @@ class Services:
 
 @dataclass(frozen=True)
 class ChannelStatus:
-    state: Literal["connected", "retrying", "stopped"]
-    detail: str = ""  # why it is retrying, or where it listens
+    """`connected`; `connecting` (the first attempt); `retrying` (why, since when);
+    `stale` (connected, but nothing flowed within the channel's bound: see
+    `channels.liveness`); `stopped`."""
+
+    state: Literal["connected", "connecting", "retrying", "stale", "stopped"]
+    detail: str = ""  # why it is retrying or stale, or where it listens
+    since: float | None = None  # Unix time the channel entered this state
 
     def __str__(self) -> str:
-        return f"{self.state}: {self.detail}" if self.detail else self.state
+        when = ""
+        if self.since is not None and self.state != "stopped":
+            when = f"since {time.strftime('%H:%M:%S', time.localtime(self.since))} " \
+                   f"({ago(time.time() - self.since)})"
+        text = "; ".join(part for part in (when, self.detail) if part)
+        return f"{self.state}: {text}" if text else self.state
 
 
 class ChannelOptions(BaseModel):
@@ -79,6 +91,11 @@ class Channel(ABC):
 
     @abstractmethod
     def status(self) -> ChannelStatus: ...
+
+    def stale_for(self) -> float | None:
+        """Seconds this channel has been stale (see `channels.liveness`), or None: only
+        channels that keep evidence of flow can tell."""
+        return None
 
     def configure(self, options: ChannelOptions) -> None:
         """New options from a config reload: by default, stop and start again with them."""

@@ -58,5 +58,19 @@ class ChannelSet:
 
     def listing(self) -> list[dict[str, Any]]:
         """For `GET /api/v1/channels` and `moltbot channels list`."""
-        return [{"name": name, "enabled": channel.options.enabled,
-                 "status": str(channel.status())} for name, channel in self.channels.items()]
+        rows = []
+        for name, channel in self.channels.items():
+            status = channel.status()
+            rows.append({"name": name, "enabled": channel.options.enabled,
+                         "state": status.state, "since": status.since,
+                         "detail": status.detail, "status": str(status)})
+        return rows
+
+    def stale(self) -> dict[str, float]:
+        """Each stale channel and for how long (seconds), for the `channel_stale` alert."""
+        found = {}
+        for name, channel in self.channels.items():
+            seconds = channel.stale_for()
+            if seconds is not None:
+                found[name] = seconds
+        return found

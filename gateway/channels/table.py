@@ -23,6 +23,7 @@ CHANNELS: dict[str, str] = {
     "console": "gateway.api.console:ConsoleChannel",
     "enterprise_im": "gateway.channels.enterprise_im:EnterpriseImChannel",
     "openai": "gateway.channels.openai:OpenAIChannel",
+    "mqtt": "gateway.channels.mqtt:MqttChannel",
 }
 
 

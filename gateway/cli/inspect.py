@@ -156,7 +156,7 @@ def doctor(port: int | None) -> None:
 
 @click.group()
 def channels() -> None:
-    """Where messages come in: HTTP, WebSocket, the console (and chat platforms later)."""
+    """Where messages come in: HTTP, WebSocket, the console, enterprise_im, MQTT."""
 
 @channels.command("list")
 @click.option("--json", "as_json", is_flag=True)

@@ -1,6 +1,6 @@
 """One intake: what a channel received becomes a `Message` and its `Reply`, the same way for
 every channel, whatever carried it (an HTTP request, a WebSocket frame, a platform's webhook,
-later an MQTT publish or a platform's long poll).
+an MQTT publish, later a platform's long poll).
 
 A channel module is its transport only: it reads its bytes into an `Arrival` (the payload's
 fields, the credential, the peer address, files it already streamed into the inbox, anything

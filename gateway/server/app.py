@@ -169,6 +169,6 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
                             process.token_cache, Intake(pipeline, Inbox(workspace.root), store)),
                    settings.channels)
     gateway = Gateway(app, workspace, process, pipeline, reloader, channels,
-                      Alerting(config.alerts, metrics.window))
+                      Alerting(config.alerts, metrics.window, stale=channels.stale))
     reloader.on_config = gateway.apply_config  # a valid config.yaml edit lands here
     return gateway

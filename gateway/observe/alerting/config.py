@@ -7,6 +7,7 @@ alerts:
     model_failure_rate: {above: 5%, window: 1m}
     cpu: {above: 80%, window: 1m}
     memory: {above: 80%, window: 1m}
+    channel_stale: {window: 10s}               # a channel silent beyond its own bound
   cooldown: 10m
   notify:
     - {type: webhook, url: "https://..."}
@@ -87,11 +88,21 @@ class ResourceRule(_Section):
     window: WindowDuration = 60.0
 
 
+class ChannelStaleRule(_Section):
+    """A channel connected but silent beyond its own bound (no message in, no probe back:
+    `gateway.channels.liveness`) for all of `window`. The channel restarts once first; a
+    restart that helped within the window raises nothing."""
+
+    enabled: bool = True
+    window: WindowDuration = 10.0
+
+
 class RulesConfig(_Section):
     latency: LatencyRule = Field(default_factory=LatencyRule)
     model_failure_rate: FailureRateRule = Field(default_factory=FailureRateRule)
     cpu: ResourceRule = Field(default_factory=ResourceRule)
     memory: ResourceRule = Field(default_factory=ResourceRule)
+    channel_stale: ChannelStaleRule = Field(default_factory=ChannelStaleRule)
 
 
 class WebhookNotify(_Section):

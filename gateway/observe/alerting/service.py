@@ -17,7 +17,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from gateway.observe.alerting.config import AlertsConfig, RulesConfig
 from gateway.observe.alerting.dispatch import Delivery, Joinable, Spawn, spawn_thread
@@ -35,6 +35,7 @@ TICK = 1.0  # seconds between evaluations: windows of a few seconds work
 def build_rules(rules: RulesConfig) -> list[Rule]:
     """The enabled rules, in the guide's order, each with its unit."""
     lat, fail, cpu, mem = rules.latency, rules.model_failure_rate, rules.cpu, rules.memory
+    stale = rules.channel_stale
     candidates = [
         (lat.enabled, Rule("latency", "Message latency p95", lat.above, lat.window, "s",
                            lat.min_count)),
@@ -42,6 +43,8 @@ def build_rules(rules: RulesConfig) -> list[Rule]:
                             fail.window, "%", fail.min_count)),
         (cpu.enabled, Rule("cpu", "Machine CPU use", cpu.above, cpu.window, "%")),
         (mem.enabled, Rule("memory", "Machine memory use", mem.above, mem.window, "%")),
+        (stale.enabled, Rule("channel_stale", "How long a channel has been stale (moltbot "
+                             "channels list says which)", 0.0, stale.window, "s")),
     ]
     return [rule for enabled, rule in candidates if enabled]
 
@@ -49,11 +52,14 @@ def build_rules(rules: RulesConfig) -> list[Rule]:
 class GatewayValues:
     """Each rule's current value: latency p95 (seconds) and the model failure rate (%) over
     the rule's window, from the metrics window; machine CPU and memory (%) sampled now (the
-    evaluator's window does the "for a minute")."""
+    evaluator's window does the "for a minute"); how long the stalest channel has been stale
+    (seconds, 0 when none is), from `stale`."""
 
-    def __init__(self, window: Window, machine: MachineMeter | None = None) -> None:
+    def __init__(self, window: Window, machine: MachineMeter | None = None,
+                 stale: Callable[[], Mapping[str, float]] | None = None) -> None:
         self.window = window
         self.machine = machine or MachineMeter()
+        self.stale = stale
         self.rules: dict[str, Rule] = {}
 
     def __call__(self) -> dict[str, float | None]:
@@ -67,6 +73,8 @@ class GatewayValues:
                                             if calls >= failures.min_count else None)
         if "cpu" in self.rules or "memory" in self.rules:
             values["cpu"], values["memory"] = self.machine.read()
+        if "channel_stale" in self.rules and self.stale is not None:
+            values["channel_stale"] = max(self.stale().values(), default=0.0)
         return values
 
 
@@ -75,14 +83,16 @@ class Alerting:
                  machine: MachineMeter | None = None,
                  spawn: Spawn = spawn_thread, tick: float = TICK,
                  clock: Callable[[], float] = time.monotonic,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None,
+                 stale: Callable[[], Mapping[str, float]] | None = None) -> None:
         """`ssl_context` is for SMTP's TLS (default: the system's CAs; tests pass one that
-        trusts their own certificate)."""
+        trusts their own certificate); `stale` names each stale channel and for how long
+        (`ChannelSet.stale`)."""
         self.spawn = spawn
         self.tick = tick
         self.ssl_context = ssl_context
         self.host = socket.gethostname()
-        self.values = GatewayValues(window, machine)
+        self.values = GatewayValues(window, machine, stale)
         self.evaluator = AlertEvaluator([], self.values, config.cooldown, host=self.host,
                                         clock=clock)
         self.error_mail = ErrorMailHandler(None, config.error_mail.interval, spawn=spawn,

@@ -93,9 +93,10 @@ async function loadChannels(host) {
   host.replaceChildren(h("h2", {}, t("ov.channels")), h("div.table-wrap", {}, h("table", {id: "channels"},
     h("thead", {}, h("tr", {}, h("th", {}, t("col.channel")), h("th", {}, t("ov.status")))),
     h("tbody", {}, body.channels.map((c) => {
-      const state = c.status.split(":")[0];
-      return h("tr", {dataset: {channel: c.name}}, h("td.name", {}, c.name),
-        h("td", {}, h(`span.badge.${state === "connected" ? "ok" : state === "retrying" ? "warning" : "debug"}`, {}, t(`ov.${state}`)),
+      const state = c.state || c.status.split(":")[0];
+      const badge = {connected: "ok", connecting: "warning", retrying: "warning", stale: "error"}[state] || "debug";
+      return h("tr", {dataset: {channel: c.name, state}}, h("td.name", {}, c.name),
+        h("td", {}, h(`span.badge.${badge}`, {}, t(`ov.${state}`)),
           c.status.includes(":") ? h("div.muted.detail", {}, breakable(c.status.slice(c.status.indexOf(":") + 1).trim(), ".")) : ""));
     })))));
 }
