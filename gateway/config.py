@@ -24,6 +24,7 @@ from gateway.common.options import (
 )
 from gateway.common.yaml_reader import read_yaml, yaml_problem
 from gateway.guards.options import AuthConfig, ConsoleConfig, SecurityConfig
+from gateway.guards.rate_limit import parse_rate
 from gateway.models.options import ModelConfig
 from gateway.observe.alerting.config import AlertsConfig
 from gateway.skills.options import SkillsConfig
@@ -88,6 +89,21 @@ class LogsConfig(Section):
     backup_count: int = Field(5, ge=0)
 
 
+class OutboxConfig(Section):
+    """`outbox:`: what the gateway sends on push channels (`gateway.core.outbox`)."""
+
+    max_attempts: int = Field(10, ge=1, le=100, description="deliveries tried before a "
+                              "message is marked failed (backoff 1 s doubling to 5 min)")
+    per_chat: str = Field("30/min", description="messages skills and POST /api/v1/send may "
+                          "start for one chat (replies are not counted)")
+
+    @field_validator("per_chat")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        parse_rate(value)
+        return value
+
+
 class Config(Section):
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     # each channel checks its own options (gateway.channels.table.channel_options), so that
@@ -100,6 +116,7 @@ class Config(Section):
     logs: LogsConfig = Field(default_factory=LogsConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
     skills: SkillsConfig = Field(default_factory=SkillsConfig)
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     # each value that `${ENV}`/`${keyring:...}` filled in -> the text as written, so that a
     # later check (channel options) can name the reference instead of echoing the secret

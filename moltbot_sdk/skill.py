@@ -43,6 +43,11 @@ class HandlerSpec:
         return tuple(dict.fromkeys(w.lower() for w in words))
 
 
+class SendError(Exception):
+    """`context.send(...)` could not store the message; `str(e)` says what to fix (an unknown
+    channel or chat, a channel that cannot send, the chat's limit reached)."""
+
+
 class Skill:
     """Base class for a skill: subclass it, decorate methods with `@context.handle(...)`.
 
@@ -51,8 +56,9 @@ class Skill:
 
 
 class _Context:
-    """`context.handle` marks handlers; inside a running skill, `context.tool` and
-    `context.ask` reach the gateway's tools and model (the skill host installs `runtime`)."""
+    """`context.handle` marks handlers; inside a running skill, `context.tool`, `context.ask`
+    and `context.send` reach the gateway's tools, model and outbox (the skill host installs
+    `runtime`)."""
 
     runtime: Any = None
 
@@ -64,10 +70,20 @@ class _Context:
         """Ask the configured chat model; returns its whole reply."""
         return str(self._runtime().ask(prompt))
 
+    def send(self, channel: str, chat: str, text: str, to: str | None = None,
+             files: Sequence[str] | None = None) -> str:
+        """Send a message to `chat` on a push channel (e.g. `enterprise_im`), not only to
+        the sender: it is stored in the gateway's outbox before this returns, then sent
+        (retried if the platform is down, sent after a restart). `to` names a person in the
+        chat, `files` are workspace paths. Returns the outbound id; raises `SendError`
+        saying what to fix (unknown channel or chat, a channel that cannot send, too many
+        messages for the chat)."""
+        return str(self._runtime().send(channel, chat, text, to, list(files or ())))
+
     def _runtime(self) -> Any:
         if self.runtime is None:
-            raise RuntimeError("context.tool/context.ask work only inside a skill that "
-                               "Moltbot is running")
+            raise RuntimeError("context.tool/context.ask/context.send work only inside a "
+                               "skill that Moltbot is running")
         return self.runtime
 
     def handle(self, intent: str | Callable[..., Any] | None = None, *,

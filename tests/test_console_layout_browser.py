@@ -135,6 +135,9 @@ def test_every_page_fits_and_is_translated(visit: Visit) -> None:
     expect(page.locator("article.turn.current .waterfall")).to_be_visible()
     visit.look("sessions")
 
+    visit.open("#/outbox", lambda: expect(page.locator("#ob-list .empty")).to_be_visible())
+    visit.look("outbox")
+
     visit.open("#/config", lambda: expect(page.locator("#cfg-text")).not_to_have_value(""))
     editor = page.locator("#cfg-text")
     editor.fill(editor.input_value() + "\ngateway:\n  context_tokens: lots\n")

@@ -26,8 +26,9 @@ def im(home: Path, fake_model: FakeModelServer, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("IM_PLATFORM_TOKEN", BOT)  # the guide's way: an environment variable
     started: list[GatewayProcess] = []
 
-    def start(security: dict[str, Any] | None = None, **channel: Any) -> GatewayProcess:
-        config = {**model_config(fake_model.url),
+    def start(security: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
+              **channel: Any) -> GatewayProcess:
+        config = {**model_config(fake_model.url), **(extra or {}),
                   "channels": {"enterprise_im": {"bot_token": "${IM_PLATFORM_TOKEN}",
                                                  "webhook_url": "https://example.com/api/im",
                                                  **channel}}}
@@ -133,11 +134,16 @@ def test_with_reply_url_the_gateway_answers_202_then_posts_the_reply(
         assert accepted.status_code == 202 and accepted.json()["status"] == "accepted"
         delivered = platform.wait_for(1)[0]
         assert delivered["authorization"] == f"Bearer {BOT}"
+        outbound_id = delivered["body"]["outbound_id"]
         assert delivered["body"] == {"id": "p-1", "chat": "dave", "to": "dave",
                                      "text": "echo: good morning",
-                                     "msg_id": accepted.json()["msg_id"]}
+                                     "msg_id": accepted.json()["msg_id"],
+                                     "outbound_id": outbound_id}
+        assert delivered["idempotency_key"] == outbound_id
         say(gw, "dave", "good morning", msg_id="p-1")  # the platform retries
-        assert platform.wait_for(2)[1]["body"]["msg_id"] == delivered["body"]["msg_id"]
+        again = platform.wait_for_attempts(3)[2]  # 503, then 200, then the retry's reply
+        assert again["body"]["msg_id"] == delivered["body"]["msg_id"]
+        assert again["idempotency_key"] == outbound_id  # the same reply: the same key
         assert fake_model.calls == 1  # the retry was answered from the store
         assert say(gw, "dave", "x", token="bad").status_code == 401  # checked before the 202
     finally:

@@ -1,5 +1,5 @@
 """Admin API for the console and the CLI: skills as loaded (with every load error) and whether
-the model's programs can be sandboxed here, traces, channels.
+the model's programs can be sandboxed here, traces (with the message's deliveries), channels.
 
 Every route passes the guard chain at the door (one `before_request` for the blueprint).
 """
@@ -14,6 +14,7 @@ from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
 from gateway.core.entry import Entry
+from gateway.core.outbound import Outbound
 from gateway.core.store import Store
 from gateway.live.reload import Reloader
 from gateway.tools.sandbox import find_sandbox
@@ -22,7 +23,8 @@ from gateway.web.errors import error_response
 
 
 def build_admin(entry: Entry, reloader: Reloader, store: Store, channel: str,
-                channels: Callable[[], list[dict[str, Any]]]) -> Blueprint:
+                channels: Callable[[], list[dict[str, Any]]],
+                deliveries: Callable[[str], list[Outbound]]) -> Blueprint:
     bp = Blueprint("admin", __name__)
     bp.before_request(guarded(entry, channel))
 
@@ -45,6 +47,7 @@ def build_admin(entry: Entry, reloader: Reloader, store: Store, channel: str,
         return jsonify({"id": msg_id, "status": stored.status, "route": stored.route,
                         "spans": [asdict(s) for s in store.get_trace(msg_id)],
                         "files": {way: [asdict(f) for f in store.files_of(msg_id, way)]
-                                  for way in ("in", "out")}})
+                                  for way in ("in", "out")},
+                        "deliveries": [d.as_dict() for d in deliveries(msg_id)]})
 
     return bp

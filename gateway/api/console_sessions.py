@@ -17,7 +17,8 @@ from gateway.web.errors import error_response
 MAX_ROWS = 500
 
 
-def _limit() -> int:
+def row_limit() -> int:
+    """The request's `limit` (default 50, at most 500)."""
     raw = request.args.get("limit", "50")
     return min(MAX_ROWS, int(raw)) if raw.isdigit() and int(raw) > 0 else 50
 
@@ -29,7 +30,7 @@ def build_console_sessions(services: Services, channel: str) -> Blueprint:
 
     @bp.get("/api/v1/sessions")
     def sessions() -> ResponseReturnValue:
-        found = store.find_sessions(request.args.get("q", "").strip(), _limit())
+        found = store.find_sessions(request.args.get("q", "").strip(), row_limit())
         return jsonify({"sessions": [asdict(s) for s in found]})
 
     @bp.get("/api/v1/sessions/current")
@@ -52,7 +53,7 @@ def build_console_sessions(services: Services, channel: str) -> Blueprint:
         found = store.find_messages(text=a.get("q", "").strip(),
                                     sender=a.get("sender", "").strip(),
                                     msg_id=a.get("msg_id", "").strip(),
-                                    session_id=a.get("session", "").strip(), limit=_limit())
+                                    session_id=a.get("session", "").strip(), limit=row_limit())
         return jsonify({"messages": [asdict(m) for m in found]})
 
     @bp.get("/api/v1/messages/<msg_id>")
@@ -65,6 +66,8 @@ def build_console_sessions(services: Services, channel: str) -> Blueprint:
                         "spans": [asdict(s) for s in store.get_trace(msg_id)],
                         "model_input": store.model_input(msg_id),
                         "files": {way: [asdict(f) for f in store.files_of(msg_id, way)]
-                                  for way in ("in", "out")}})
+                                  for way in ("in", "out")},
+                        "deliveries": [d.as_dict() for d in
+                                       services.outbox.rows.for_message(msg_id)]})
 
     return bp

@@ -14,12 +14,13 @@ from pydantic import BaseModel, ConfigDict
 from gateway.channels.liveness import ago
 from gateway.core.entry import Entry
 from gateway.core.intake import Intake
-from gateway.core.message import Reply
 
 if TYPE_CHECKING:
     from flask import Flask
     from flask_sock import Sock
 
+    from gateway.core.outbound import Outbound
+    from gateway.core.outbox import Outbox
     from gateway.core.store import Store
     from gateway.guards.token_cache import TokenCache
     from gateway.live.reload import Reloader
@@ -40,6 +41,7 @@ class Services:
     metrics: Metrics
     token_cache: TokenCache  # the authenticator's: a token ended by logout ends at once
     intake: Intake  # payload -> Message -> Reply, the same for every channel
+    outbox: Outbox  # what push channels send after the request: stored, then sent
 
 
 @dataclass(frozen=True)
@@ -108,11 +110,28 @@ class Channel(ABC):
 
 
 class PushChannel(Channel):
-    """A channel that sends replies on its own connection (MQTT, a platform's send API)."""
+    """A channel that sends messages on its own connection (MQTT, a platform's send API).
+
+    It never sends by itself: what it sends is an outbound row of the outbox
+    (`gateway.core.outbox`), whose sender for this channel calls `deliver`.
+    """
 
     @abstractmethod
-    def deliver(self, reply: Reply) -> None:
-        """Send one reply to the chat its message came from."""
+    def deliver(self, outbound: Outbound) -> None:
+        """Send one outbound message to its chat. Return when the platform took it; raise
+        `RetryLater` (429, 5xx, network; with the platform's Retry-After) or
+        `DeliveryRefused` (it never will). Where the platform has an idempotency key, the
+        outbound id is it. A channel that cannot carry files says so in the text it sends."""
+
+    def push_problem(self) -> str | None:
+        """Why this channel cannot send messages now (a sentence naming the config key to
+        set), or None."""
+        return None
+
+    def knows_chat(self, chat: str) -> bool:
+        """Whether the gateway may start a message in `chat`: by default, a chat it has
+        answered on this channel (it has a session)."""
+        return self.services.store.latest_session(self.name, chat) is not None
 
 
 class WebChannel(Channel):

@@ -9,29 +9,37 @@
 (`/api/im`). The platform POSTs `{"id", "sender", "chat", "text"}` with `Authorization: Bearer
 <bot_token>` (wrong or missing: 401) and gets `{"reply", "msg_id"}` back: a stranger's code is
 that reply, a blocked sender gets an empty one. With `reply_url` the gateway answers 202 at once
-and POSTs `{"id", "chat", "to", "text", "msg_id"}` there (with the bot token) when the reply is
-ready. The platform's `id` makes its retries idempotent. Every sender passes the stranger policy
-(`security:`): the bot token proves the platform, not the person.
+and POSTs `{"id", "chat", "to", "text", "msg_id", "outbound_id"}` there (with the bot token and
+`Idempotency-Key: <outbound_id>`) when the reply is ready; the same POST carries the messages
+skills and scripts start (`id` is then null). The platform's `id` makes its retries
+idempotent. Every sender passes the stranger policy (`security:`): the bot token proves the
+platform, not the person.
+
+Delivery goes through the outbox (`gateway.core.outbox`): the reply's row is stored before the
+202, the message is answered on a tracked greenlet (a stop waits for it), and the outbox's
+sender calls `deliver`, retrying 429, 5xx and network failures with backoff (Retry-After
+honoured) and marking other 4xx failed. A reply stored but not sent when the gateway stopped
+or crashed is sent after the next start, with the same outbound id.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
+from gevent.pool import Group
 from pydantic import model_validator
 
 from gateway.channels.base import ChannelOptions, PushChannel, Services, WebChannel
 from gateway.channels.reply_files import not_carried
 from gateway.core.fields import decode_json
 from gateway.core.intake import Arrival
-from gateway.core.message import Message, Reply
+from gateway.core.message import Attachment, Message, Reply
+from gateway.core.outbound import DeliveryRefused, Outbound, RetryLater, parse_retry_after
 from gateway.guards.chain import Allow
 from gateway.observe.redact import redact
 from gateway.web.credentials import bearer
@@ -44,7 +52,8 @@ log = logging.getLogger(__name__)
 # platform shows to the person (with the code beside it).
 _REQUEST_ERRORS = frozenset({"bad_request", "unauthorized", "forbidden", "rate_limited",
                              "payload_too_large", "unavailable", "shutting_down"})
-DELIVERY_TRIES = 3
+DRAIN = 5.0  # seconds a stop waits for messages answered after their 202 to reach the outbox
+RETRIED = frozenset({408, 425, 429})  # and every 5xx: the platform may take it later
 
 
 class EnterpriseImOptions(ChannelOptions):
@@ -86,11 +95,16 @@ class EnterpriseImChannel(WebChannel, PushChannel):
         blueprint = Blueprint("enterprise_im", __name__)
         blueprint.add_url_rule(self.path, view_func=self._post, methods=["POST"])
         services.app.register_blueprint(blueprint)
+        self.later = Group()  # messages answered after their 202
 
     @property
     def im(self) -> EnterpriseImOptions:
         assert isinstance(self.options, EnterpriseImOptions)
         return self.options
+
+    def stop(self) -> None:
+        super().stop()
+        self.later.join(timeout=DRAIN)
 
     def configure(self, options: ChannelOptions) -> None:
         super().configure(options)
@@ -116,8 +130,8 @@ class EnterpriseImChannel(WebChannel, PushChannel):
         verdict = self.entry.admit(caller_of(self.entry, request, self.name, arrival.credential))
         if not isinstance(verdict, Allow):
             return refusal_response(verdict)
-        threading.Thread(target=self._answer_later, args=(found, arrival.credential),
-                         daemon=True).start()
+        waiting = self.services.outbox.expect_reply(found)  # stored before the 202
+        self.later.spawn(self._answer_later, found, arrival.credential, waiting)
         return jsonify({"msg_id": found.id, "status": "accepted"}), 202
 
     def _body(self, reply: Reply) -> ResponseReturnValue:
@@ -134,31 +148,44 @@ class EnterpriseImChannel(WebChannel, PushChannel):
             body["error"] = reply.error
         return jsonify(body)
 
-    def _answer_later(self, msg: Message, credential: str | None) -> None:
-        reply = self.entry.handle(msg, credential)
-        if reply.error == "blocked" or not reply.text:
+    def _answer_later(self, msg: Message, credential: str | None, waiting: str) -> None:
+        try:
+            reply = self.entry.handle(msg, credential)
+        except Exception:  # handle() answers every failure; this is a bug, said on the row
+            log.exception("msg_id=%s failed after its 202", msg.id)
+            self.services.outbox.reply_lost(waiting, "the gateway failed answering the "
+                                            "message (data/logs/error.log)")
             return
-        self.deliver(reply)
+        self.services.outbox.reply_ready(waiting, reply)
 
-    def deliver(self, reply: Reply) -> None:
-        """POST the reply to `reply_url`, trying again with backoff; a failure is logged."""
+    def push_problem(self) -> str | None:
+        if not self.options.enabled:
+            return ("enterprise_im is switched off: give channels.enterprise_im a bot_token "
+                    "in config.yaml.")
+        if not self.im.reply_url:
+            return ("enterprise_im sends messages to channels.enterprise_im.reply_url, which "
+                    "is not set: add the platform's reply address to config.yaml.")
+        return None
+
+    def deliver(self, outbound: Outbound) -> None:
+        """POST one outbound message to `reply_url`; the outbound id is the idempotency key.
+        Files are not carried yet: the text names them."""
         url, token = self.im.reply_url, self.im.bot_token
         if not url:
-            return
-        payload = {"id": reply.client_id, "chat": reply.chat, "to": reply.to,
-                   "text": reply.text, "msg_id": reply.msg_id}
-        for attempt in range(DELIVERY_TRIES):
-            try:
-                answer = httpx.post(url, json=payload, timeout=10,
-                                    headers={"Authorization": f"Bearer {token}"})
-                if answer.status_code < 500:
-                    if answer.status_code >= 400:
-                        log.warning("msg_id=%s reply_url refused the reply: HTTP %d",
-                                    reply.msg_id, answer.status_code)
-                    return
-                why = f"HTTP {answer.status_code}"
-            except httpx.HTTPError as e:
-                why = type(e).__name__
-            log.warning("msg_id=%s delivering to %s failed (%s), try %d of %d", reply.msg_id,
-                        redact(url), why, attempt + 1, DELIVERY_TRIES)
-            time.sleep(0.5 * 2 ** attempt)
+            raise DeliveryRefused("channels.enterprise_im.reply_url is not set")
+        files = tuple(Attachment(**f) for f in outbound.files)
+        text = outbound.text + not_carried(files, self.name, outbound.msg_id or outbound.id)
+        payload = {"id": outbound.reply_to, "chat": outbound.chat, "to": outbound.to,
+                   "text": text.strip(), "msg_id": outbound.msg_id, "outbound_id": outbound.id}
+        try:
+            answer = httpx.post(url, json=payload, timeout=10, headers={
+                "Authorization": f"Bearer {token}", "Idempotency-Key": outbound.id})
+        except httpx.HTTPError as e:
+            raise RetryLater(f"{type(e).__name__} reaching {redact(url)}") from e
+        status = answer.status_code
+        if status in RETRIED or status >= 500:
+            raise RetryLater(f"HTTP {status}", parse_retry_after(answer.headers.get(
+                "Retry-After")))
+        if status >= 400:
+            said = redact(answer.text[:200].strip())
+            raise DeliveryRefused(f"HTTP {status}" + (f": {said}" if said else ""))

@@ -19,6 +19,12 @@ module turns what arrives into messages and replies, and judges liveness: a prob
 `<prefix>/in/<gateway's client id>` every `probe_interval`, through the very subscription the
 devices' messages take, and a channel with no message in and no probe back for `stale_after`
 is stale (`channels.liveness`): shown so, restarted once, and the `channel_stale` alert fires.
+
+Replies go out in `_take`, before the device's message is acknowledged (the broker is their
+outbox: an unacknowledged message is delivered again). Messages the gateway starts in a
+device's chat (`context.send("mqtt", "<client id>", ...)`, `POST /api/v1/send`) come from the
+outbox, whose sender calls `deliver`: the same topic and body, with `"outbound_id"` and `"id":
+null`; a broker that does not take it is tried again.
 """
 
 from __future__ import annotations
@@ -43,7 +49,8 @@ from gateway.channels.mqtt_link import Inbound, LinkDown, LinkSettings, MqttLink
 from gateway.channels.reply_files import not_carried
 from gateway.common.options import Duration
 from gateway.core.intake import Arrival
-from gateway.core.message import Reply
+from gateway.core.message import Attachment, Reply
+from gateway.core.outbound import Outbound, RetryLater
 
 log = logging.getLogger(__name__)
 
@@ -258,8 +265,16 @@ class MqttChannel(PushChannel):
             return "mqtt is switched off: add channels.mqtt (url, ...) to config.yaml."
         return None
 
-    def deliver(self, reply: Reply) -> None:
-        self._publish(reply)
+    def deliver(self, outbound: Outbound) -> None:
+        """A message the gateway started, from the outbox (replies go out in `_take`)."""
+        files = tuple(Attachment(**f) for f in outbound.files)
+        text = outbound.text + not_carried(files, self.name, outbound.msg_id or outbound.id)
+        body = {"id": None, "msg_id": outbound.msg_id, "text": text.strip(),
+                "outbound_id": outbound.id}
+        try:
+            self._send(outbound.chat, body)
+        except LinkDown as e:
+            raise RetryLater(str(e)) from e
 
     # -- liveness --------------------------------------------------------------------------
     def _watch(self, link: MqttLink, liveness: Liveness) -> None:
@@ -343,14 +358,18 @@ class MqttChannel(PushChannel):
         return reply
 
     def _publish(self, reply: Reply) -> None:
-        link = self.link
-        if link is None:
-            raise LinkDown("mqtt is stopped")
         text = reply.text + not_carried(reply.files, self.name, reply.msg_id)
         body: dict[str, Any] = {"id": reply.client_id, "msg_id": reply.msg_id, "text": text}
         if reply.error:
             body["error"] = reply.error
-        link.publish(f"{self.mqtt.topic_prefix}/out/{reply.chat}",
+        self._send(reply.chat, body)
+
+    def _send(self, device: str, body: dict[str, Any]) -> None:
+        """Publish on the device's out topic once the broker acknowledged; raises LinkDown."""
+        link = self.link
+        if link is None:
+            raise LinkDown("mqtt is stopped")
+        link.publish(f"{self.mqtt.topic_prefix}/out/{device}",
                      json.dumps(body, ensure_ascii=False).encode(), PUBLISH_TIMEOUT)
 
 

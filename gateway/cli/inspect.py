@@ -35,7 +35,10 @@ from gateway.ops.probe import base_url
 @click.argument("msg_id")
 @click.option("--json", "as_json", is_flag=True)
 def trace(msg_id: str, as_json: bool) -> None:
-    """Show each step a message took: step, start offset, duration, outcome."""
+    """Show each step a message took (step, start offset, duration, outcome) and what the
+    gateway sent for it, attempt by attempt; an outbound id shows that delivery alone."""
+    from gateway.core.outbox import outbound_lines
+    from gateway.core.outbox_store import OutboxStore
     from gateway.core.store import Store
 
     ws = default_workspace()
@@ -43,23 +46,30 @@ def trace(msg_id: str, as_json: bool) -> None:
         _fail(f"No message store in {ws.data}: the gateway has not run in this workspace.")
     store = Store(ws.db_url)
     try:
+        rows = OutboxStore(store)
         stored = store.get_message(msg_id)
         spans = store.get_trace(msg_id)
         files = {way: store.files_of(msg_id, way) for way in ("in", "out")}
+        alone = rows.get(msg_id) if stored is None else None
+        deliveries = [alone] if alone else rows.for_message(msg_id)
     finally:
         store.close()
-    if stored is None:
-        _fail(f"No message {msg_id} in {ws.data / 'moltbot.db'}.")
+    if stored is None and alone is None:
+        _fail(f"No message {msg_id} in {ws.data / 'moltbot.db'} (nor an outbound message "
+              "of that id).")
     if as_json:
-        click.echo(json.dumps({"id": msg_id, "status": stored.status, "route": stored.route,
+        click.echo(json.dumps({"id": msg_id, "status": stored.status if stored else None,
+                               "route": stored.route if stored else None,
                                "spans": [asdict(s) for s in spans],
                                "files": {way: [asdict(f) for f in found]
-                                         for way, found in files.items()}},
+                                         for way, found in files.items()},
+                               "deliveries": [d.as_dict() for d in deliveries]},
                               ensure_ascii=False))
         return
-    at = datetime.fromtimestamp(stored.created_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
-    click.echo(f"{msg_id}  {stored.channel}/{stored.chat}  {at} UTC  status={stored.status}"
-               f"  route={stored.route or '-'}")
+    if stored is not None:
+        at = datetime.fromtimestamp(stored.created_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        click.echo(f"{msg_id}  {stored.channel}/{stored.chat}  {at} UTC  "
+                   f"status={stored.status}  route={stored.route or '-'}")
     for s in spans:
         detail = f"  {s.detail}" if s.detail else ""
         click.echo(f"  {s.step:<9} +{s.start_ms:8.2f} ms  {s.duration_ms:8.2f} ms  "
@@ -68,6 +78,8 @@ def trace(msg_id: str, as_json: bool) -> None:
         for f in found:
             click.echo(f"  file {way:<4} {f.id}  {f.name} ({f.media_type}, {f.size} bytes)  "
                        f"{f.path}")
+    for line in outbound_lines(deliveries):
+        click.echo(line)
 
 @click.group()
 def skills() -> None:

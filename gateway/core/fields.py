@@ -47,13 +47,14 @@ def validate_message_fields(data: Any, has_files: bool = False) -> str | None:
             return f'"{field}" must be a string of at most {MAX_FIELD} characters.'
     for field in ("text", "sender", "chat", "id"):
         value = data.get(field)
-        if isinstance(value, str) and not _storable(value):
+        if isinstance(value, str) and not storable(value):
             return (f'"{field}" contains invalid Unicode (a lone surrogate such as \\ud800); '
                     "send UTF-8 text.")
     return None
 
 
-def _storable(text: str) -> bool:
+def storable(text: str) -> bool:
+    """Whether `text` can be stored as UTF-8 (a lone surrogate such as "\\ud800" cannot)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

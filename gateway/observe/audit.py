@@ -3,7 +3,8 @@ with ECS field names (`@timestamp`, `event.action`, `user.name`, `source.address
 and Elasticsearch take them as they are.
 
 What is audited: config changes (the keys that changed, secrets masked), tokens created,
-revoked and rotated, pairing decisions, console logins, lockouts. The gateway and the CLI both
+revoked and rotated, pairing decisions, console logins, lockouts, messages scripts start
+through `POST /api/v1/send` and failed ones queued again by hand. The gateway and the CLI both
 write here (appends of one short line each, which POSIX keeps whole); secrets never are.
 """
 

@@ -83,6 +83,9 @@ class Metrics:
         self._loop_blocked_seconds = Counter("moltbot_event_loop_blocked_seconds",
                                              "Time the event loop spent stopped in those blocks",
                                              registry=r)
+        self._outbound = Counter("moltbot_outbound", "Outbound deliveries by outcome: sent, "
+                                 "retried (an attempt that will be tried again), failed",
+                                 ["channel", "outcome"], registry=r)
         self._children: dict[tuple[Any, ...], Any] = {}
         self._lock = threading.Lock()  # the plain counts below; channels may use OS threads
         self.in_flight = 0
@@ -150,6 +153,10 @@ class Metrics:
         self.window.record_model_call(model, endpoint, channel, seconds, ok=ok,
                                       prompt_tokens=prompt_tokens,
                                       completion_tokens=completion_tokens)
+
+    def outbound(self, channel: str, outcome: str) -> None:
+        """One delivery attempt of the outbox ended: `sent`, `retried` or `failed`."""
+        self._child(self._outbound, channel, outcome).inc()
 
     def connection_opened(self, channel: str) -> None:
         with self._lock:

@@ -16,6 +16,7 @@ from flask_sock import Sock
 import webui
 from gateway.api.health import health
 from gateway.api.metrics import build_metrics_api
+from gateway.api.outbox import build_send_api
 from gateway.channels.base import Services
 from gateway.channels.manager import ChannelSet
 from gateway.channels.table import channel_options, chat_platforms
@@ -25,6 +26,7 @@ from gateway.core.chat import ChatResponder
 from gateway.core.execute import Executor
 from gateway.core.inbox import Inbox
 from gateway.core.intake import Intake
+from gateway.core.outbox import Outbox
 from gateway.core.pipeline import Pipeline
 from gateway.core.sessions import SessionManager
 from gateway.core.settings import Process, Settings, build_settings
@@ -37,6 +39,7 @@ from gateway.observe.alerting.service import Alerting
 from gateway.observe.audit import audit, config_changes
 from gateway.observe.metrics import Metrics
 from gateway.observe.window import Window
+from gateway.server import faults
 from gateway.skills.catalog import SkillLoader
 from gateway.skills.hostpool import SkillHostPool
 from gateway.web.credentials import request_credential
@@ -46,6 +49,7 @@ from gateway.web.errors import register_error_handlers
 log = logging.getLogger(__name__)
 
 WS_PING_INTERVAL = 25
+OUTBOX_FLUSH = 5.0  # seconds a stop gives the outbox to send what is due
 RESTART_ONLY = ("host", "port", "max_connections", "max_body_bytes", "keepalive_timeout",
                 "request_timeout", "max_connections_per_ip")
 
@@ -59,6 +63,7 @@ class Gateway:
     reloader: Reloader
     channels: ChannelSet
     alerting: Alerting
+    outbox: Outbox
 
     @property
     def config(self) -> Config:
@@ -69,6 +74,8 @@ class Gateway:
         the alert rules (ERROR log lines go by mail when alerts have an SMTP sender)."""
         self.reloader.start()
         self.channels.start()
+        # after a crash, what was stored and not sent goes now
+        self.outbox.start(send=not faults.holding("outbox"))
         logging.getLogger().addHandler(self.alerting.error_mail)
         self.alerting.start()
 
@@ -87,6 +94,7 @@ class Gateway:
         self.reloader.loader.configure(config.skills, for_skills(config))
         self.app.config["SOCK_SERVER_OPTIONS"] = sock_options(config.gateway)
         self.channels.apply(settings.channels)
+        self.outbox.wake()  # a channel switched on sends what waited for it
         self.alerting.apply(config.alerts)
         old.retire()  # its model pools close once their last call finishes
         changed = [k for k in RESTART_ONLY if getattr(before, k) != getattr(config.gateway, k)]
@@ -104,7 +112,10 @@ class Gateway:
         if not self.pipeline.drain(timeout):
             problems.append(f"messages still in flight after {timeout:.0f}s were abandoned")
         self.reloader.stop()
-        problems += self.channels.stop()
+        problems += self.channels.stop()  # enterprise_im's answers reach the outbox first
+        if not self.outbox.stop(OUTBOX_FLUSH):
+            problems.append("the outbox was still sending; what is left goes after the next "
+                            "start")
         self.alerting.stop()
         logging.getLogger().removeHandler(self.alerting.error_mail)
         for pool in self.pipeline.settings.models.values():
@@ -164,11 +175,19 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     loader = SkillLoader(workspace.root, hosts, config.skills.timeout)
     reloader = Reloader(workspace, config, loader, knowledge, on_skills=pipeline.use_skills)
     channels = ChannelSet()
+    outbox = Outbox(store, lambda: channels.channels, workspace=workspace.root, metrics=metrics,
+                    limiter=lambda: process.limiter_for(
+                        pipeline.settings.config.auth.rate_limit.storage),
+                    policy=lambda: pipeline.settings.config.outbox)
+    hosts.serve = outbox.for_skill  # context.send in a skill
     channels.build(Services(pipeline, app, Sock(app), store, reloader,
                             Path(webui.__file__).parent, channels.listing, metrics,
-                            process.token_cache, Intake(pipeline, Inbox(workspace.root), store)),
-                   settings.channels)
+                            process.token_cache, Intake(pipeline, Inbox(workspace.root), store),
+                            outbox), settings.channels)
+    http = channels.channels["http"]
+    app.register_blueprint(build_send_api(pipeline, outbox, http.name,
+                                          lambda: http.status().state != "stopped"))
     gateway = Gateway(app, workspace, process, pipeline, reloader, channels,
-                      Alerting(config.alerts, metrics.window, stale=channels.stale))
+                      Alerting(config.alerts, metrics.window, stale=channels.stale), outbox)
     reloader.on_config = gateway.apply_config  # a valid config.yaml edit lands here
     return gateway

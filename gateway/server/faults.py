@@ -3,10 +3,13 @@
 `MOLTBOT_TEST_FAULTS` is a comma-separated list:
 - `block-loop=SECONDS`: SIGUSR2 makes the event loop call the unpatched `time.sleep(SECONDS)`,
   which is what a library stuck in C does to the gateway;
-- `block-start=SECONDS`: the same, once, while the gateway starts (as watchdog 7.1.1 did).
+- `block-start=SECONDS`: the same, once, while the gateway starts (as watchdog 7.1.1 did);
+- `hold-outbox`: the outbox stores what it is given but starts no sender, so a test can kill
+  the gateway between storing a message and sending it.
 The tests use them to check that the loop monitor reports the stack, that a start that never
-answers says where it hangs, and that the tray and the systemd watchdog restart a gateway that
-stops answering. Without the variable nothing is installed.
+answers says where it hangs, that the tray and the systemd watchdog restart a gateway that
+stops answering, and that a stored message is sent after a crash. Without the variable nothing
+is installed.
 """
 
 from __future__ import annotations
@@ -18,6 +21,12 @@ import signal
 log = logging.getLogger(__name__)
 
 VARIABLE = "MOLTBOT_TEST_FAULTS"
+HELD: set[str] = set()  # parts a fault holds still ("outbox")
+
+
+def holding(part: str) -> bool:
+    """Whether a test fault holds `part` still (see the module docstring)."""
+    return part in HELD
 
 
 def install_faults() -> None:
@@ -27,6 +36,9 @@ def install_faults() -> None:
             _install_block_loop(float(value or 5))
         elif name == "block-start":
             _blocking_sleep(float(value or 5))
+        elif name == "hold-outbox":
+            HELD.add("outbox")
+            log.warning("test fault: the outbox sends nothing")
         else:
             log.error("%s: unknown fault %r ignored", VARIABLE, name)
 

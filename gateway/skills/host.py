@@ -15,6 +15,10 @@ Protocol: one JSON object per line on stdin, one answer per line on stdout.
   `{"reply": text, "files": [path, ...], "spans": [...]}` or `{"error": text, "spans": [...]}`
   (`files`: what the handler answered with, `{"reply": ..., "files": [...]}`; the gateway
   checks each path before anything is sent).
+- While a call runs, the host may ask the gateway: `context.send(...)` writes
+  `{"op": "send", "channel", "chat", "text", "to", "files"}` and reads one line back,
+  `{"id", "state"}` (stored in the outbox) or `{"error", "code"}`. A line with `"op"` is such
+  a question; the call's own answer never has one.
 Anything a skill prints goes to stderr, so it cannot corrupt the protocol.
 """
 
@@ -25,25 +29,31 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from gateway.observe.redact import redact
 from gateway.skills.errors import SkillLoadError
 from gateway.skills.handlers import SkillHandler
 from gateway.skills.python_skill import load_python_source
-from moltbot_sdk.skill import context
+from moltbot_sdk.skill import SendError, context
+
+AskGateway = Callable[[dict[str, Any]], dict[str, Any]]
 
 MODEL_ONLY = {"offer_to_model", "model_read", "model_write"}  # the model's limits, not skills'
 
 
 class HostRuntime:
-    """What `context.tool(...)` and `context.ask(...)` reach inside a handler."""
+    """What `context.tool(...)`, `context.ask(...)` and `context.send(...)` reach inside a
+    handler."""
 
-    def __init__(self, workspace: Path, config: dict[str, Any]) -> None:
+    def __init__(self, workspace: Path, config: dict[str, Any],
+                 gateway: AskGateway | None = None) -> None:
         """`config` is `gateway.config.for_skills`: the models, the tools' limits and the
-        chat model, each checked again here by its own options class."""
+        chat model, each checked again here by its own options class. `gateway` asks the
+        gateway a question mid-call (`context.send`)."""
         from gateway.models.options import ModelConfig
         from gateway.models.registry import build_pools
         from gateway.tools.options import ToolsConfig
@@ -57,6 +67,7 @@ class HostRuntime:
         self.chat_model = config.get("chat_model")
         self.spans: list[dict[str, Any]] = []
         self.started = time.perf_counter()
+        self.gateway = gateway
 
     def _span(self, step: str, begin: float, outcome: str, detail: str) -> None:
         self.spans.append({"step": step, "start_ms": (begin - self.started) * 1000,
@@ -97,18 +108,35 @@ class HostRuntime:
         return result.text
 
 
+    def send(self, channel: str, chat: str, text: str, to: str | None,
+             files: list[str]) -> str:
+        """Ask the gateway to store the message in its outbox; its id, or SendError."""
+        begin = time.perf_counter()
+        if self.gateway is None:
+            raise SendError("context.send needs the gateway (this host has no line to it)")
+        answer = self.gateway({"op": "send", "channel": channel, "chat": chat, "text": text,
+                               "to": to or "", "files": [str(f) for f in files]})
+        if "error" in answer:
+            self._span(f"send:{channel}", begin, "refused", str(answer["error"]))
+            raise SendError(str(answer["error"]))
+        self._span(f"send:{channel}", begin, "ok",
+                   f"outbound {answer['id']} to {chat}: {answer.get('state', 'queued')}")
+        return str(answer["id"])
+
+
 KEPT_GENERATIONS = 2
 
 
 class Host:
-    def __init__(self) -> None:
+    def __init__(self, gateway: AskGateway | None = None) -> None:
         self.generations: dict[int, dict[tuple[str, str], SkillHandler]] = {}
         self.runtime: HostRuntime | None = None
+        self.gateway = gateway
 
     def load(self, request: dict[str, Any]) -> dict[str, Any]:
         workspace = Path(request["workspace"])
         os.environ["MOLTBOT_HOME"] = str(workspace)
-        self.runtime = HostRuntime(workspace, request.get("config") or {})
+        self.runtime = HostRuntime(workspace, request.get("config") or {}, self.gateway)
         context.runtime = self.runtime
         skills: dict[str, list[dict[str, Any]]] = {}
         errors: dict[str, str] = {}
@@ -154,6 +182,20 @@ class Host:
         return list(self.runtime.spans) if self.runtime else []
 
 
+def line_to(protocol: IO[str], answers: IO[str]) -> AskGateway:
+    """A question to the gateway in the middle of a call: one line out, one line back."""
+
+    def ask(question: dict[str, Any]) -> dict[str, Any]:
+        protocol.write(json.dumps(question, ensure_ascii=False, default=str) + "\n")
+        line = answers.readline()
+        if not line:
+            raise SendError("the gateway closed the line")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    return ask
+
+
 def main() -> None:
     # The protocol keeps its own copies of the pipes; descriptors 0 and 1 become /dev/null and
     # stderr, so neither a skill's print() nor a program it starts (the guide's
@@ -167,7 +209,7 @@ def main() -> None:
     os.dup2(2, 1)
     sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 (for the host's life)
     sys.stdout = sys.stderr
-    host = Host()
+    host = Host(line_to(protocol, requests))
     for line in requests:
         try:
             request = json.loads(line)

@@ -4,6 +4,10 @@ A call waits for a free host, sends one line and reads one line back with the ha
 A host that runs past it (a loop, a hang) is killed and replaced by a fresh one loaded with the
 same sources, so the sender gets an error and the next message a working skill. Reads use
 `select` on the pipe, which gevent makes cooperative inside the gateway.
+
+While a call runs, the host may ask the gateway a question (`context.send`: a line with
+`"op"`); `serve` answers it on behalf of the message being handled, and the call goes on
+waiting for its own answer within the same time-out.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +32,10 @@ from gateway.skills.errors import SkillError
 log = logging.getLogger(__name__)
 
 LOAD_TIMEOUT = 60.0
+
+# (the host's question, the message the call is handling) -> the answer line
+Serve = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
+Answer = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 # What a skill host inherits from the gateway's environment: what Python and the tools it
@@ -68,11 +77,25 @@ class _Host:
         self.generation = -1  # which `SkillHostPool.load` this host has loaded
         self.last_answer: dict[str, Any] | None = None
 
-    def ask(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps(request, ensure_ascii=False).encode() + b"\n")
-        self.proc.stdin.flush()
+    def ask(self, request: dict[str, Any], timeout: float,
+            answer: Answer | None = None) -> dict[str, Any]:
+        """Send `request`, answer the host's questions meanwhile, return its own answer."""
         deadline = time.monotonic() + timeout
+        self._write(request)
+        while True:
+            found = json.loads(self._line(deadline))
+            if "op" not in found:
+                return found
+            self._write(answer(found) if answer else {
+                "error": "the gateway takes no questions here", "code": "bad_request"})
+
+    def _write(self, line: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(line, ensure_ascii=False).encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def _line(self, deadline: float) -> bytes:
+        assert self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
         while b"\n" not in self._buffer:
             left = deadline - time.monotonic()
@@ -85,7 +108,7 @@ class _Host:
                     raise EOFError("the skill host exited")
                 self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")
-        return json.loads(line)
+        return line
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -109,6 +132,7 @@ class SkillHostPool:
         self._idle: deque[_Host] = deque()
         self._all: list[_Host] = []
         self._free = threading.Condition()
+        self.serve: Serve | None = None  # the gateway's answers to hosts' questions
 
     # -- loading -------------------------------------------------------------------------
     def load(self, sources: dict[str, str]) -> dict[str, Any]:
@@ -144,10 +168,20 @@ class SkillHostPool:
         request = {"op": "call", "generation": generation, "source": source, "intent": intent,
                    "msg": msg}
 
+        def answer(question: dict[str, Any]) -> dict[str, Any]:
+            assert self.serve is not None
+            try:
+                return self.serve(question, msg)
+            except Exception:  # the store failed: the skill learns it, the log has why
+                log.exception("msg_id=%s a skill's %s failed in the gateway", msg.get("id"),
+                              question.get("op"))
+                return {"error": "the gateway could not do it (data/logs/error.log)",
+                        "code": "internal_error"}
+
         def ask(host: _Host) -> dict[str, Any]:
             if host.generation < generation:  # it was busy during the load
                 self._load_into(host)
-            return host.ask(request, timeout)
+            return host.ask(request, timeout, answer if self.serve else None)
 
         return self._with_host(ask, timeout, what=f"skill {intent}",
                                msg_id=str(msg.get("id", "")))

@@ -4,6 +4,7 @@
 import {api} from "../api.js";
 import {empty, fmtMs, fmtTime, h} from "../dom.js";
 import {t} from "../i18n.js";
+import {deliveries} from "./outbox.js";
 
 function barKind(step, outcome) {
   if (outcome !== "ok") return "bad";
@@ -46,6 +47,8 @@ async function messageCard(msg, open) {
     const full = await api(`/api/v1/messages/${encodeURIComponent(msg.id)}`);
     body.replaceChildren(
       h("details", {open: true}, h("summary", {}, t("ss.trace")), waterfall(full.spans)),
+      full.deliveries && full.deliveries.length
+        ? h("details", {open: true}, h("summary", {}, t("ss.deliveries")), deliveries(full.deliveries)) : "",
       h("details", {open: withInput}, h("summary", {}, t("ss.given")), given(full.model_input)),
       h("div.toolbar", {}, h("a.button", {href: `#/logs/msg/${encodeURIComponent(msg.id)}`}, "≡ ", t("ss.logs"))));
   };
