@@ -68,8 +68,8 @@ NOT_ANSWERED = ("the gateway stopped before the message was answered; the platfo
 
 class Outbox:
     def __init__(self, store: Store, channels: Callable[[], Mapping[str, object]], *,
-                 workspace: Path,
-                 metrics: Metrics, limiter: Callable[[], MovingWindowRateLimiter],
+                 workspace: Path, metrics: Metrics,
+                 limiter: Callable[[], MovingWindowRateLimiter],
                  policy: Callable[[], OutboxConfig], clock: Callable[[], float] = time.time,
                  delays: tuple[float, float] = (FIRST_DELAY, MAX_DELAY)) -> None:
         self.store = store
