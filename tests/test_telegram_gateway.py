@@ -191,3 +191,40 @@ def test_ten_reloads_leave_exactly_one_poller(tg_gateway: Start, telegram: FakeT
     telegram.user_says(ALICE, "after reloads")
     telegram.wait_for_sent(1, timeout=30)
     assert telegram.wait_for_pollers(1, timeout=20).in_flight == 1
+
+
+def test_webhook_mode_checks_the_secret(tg_gateway: Start, telegram: FakeTelegram) -> None:
+    port = free_port()
+    secret = "s3cret_token"
+    telegram.add_chat(ALICE)
+    gw = tg_gateway(mode="webhook", webhook_url=f"http://127.0.0.1:{port}/api/telegram",
+                    webhook_secret=secret)
+    update = {"update_id": 1, "message": {"message_id": 7, "date": 0, "text": "hi",
+                                          "chat": {"id": ALICE, "type": "private"},
+                                          "from": {"id": ALICE, "first_name": "A"}}}
+    wrong = httpx.post(f"{gw.url}/api/telegram", json=update, timeout=10,
+                       headers={"X-Telegram-Bot-Api-Secret-Token": "nope"})
+    assert wrong.status_code == 401
+    ok = httpx.post(f"{gw.url}/api/telegram", json=update, timeout=10,
+                    headers={"X-Telegram-Bot-Api-Secret-Token": secret})
+    assert ok.status_code == 200
+    assert telegram.wait_for_sent(1, timeout=20)[0].chat_id == ALICE, gw.log()[-3000:]
+
+
+def test_telegram_bot_example_notifies_the_owner(home: Path, fake_model: FakeModelServer,
+                                                 telegram: FakeTelegram) -> None:
+    config = telegram_config(fake_model, telegram)
+    config["skills"] = {"env": {"TELEGRAM_OWNER_CHAT": str(ALICE)}}
+    write_config(home, config)
+    gw = GatewayProcess(home, free_port()).start()
+    try:
+        assert (home / "skills" / "telegram_bot.py").exists()  # copied into the workspace
+        telegram.wait_for_pollers(1, timeout=20)
+        telegram.user_says(ALICE, "hi")  # the owner's chat becomes one the gateway knows
+        telegram.wait_for_sent(1, timeout=20)
+        answer = gw.post("/notify the build is green")
+        assert answer.status_code == 200, answer.text
+        sent = telegram.wait_for_sent(2, timeout=30)
+        assert sent[1].chat_id == ALICE and "the build is green" in (sent[1].text or "")
+    finally:
+        gw.stop()
