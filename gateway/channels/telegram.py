@@ -146,6 +146,7 @@ class TelegramChannel(PushChannel):
         self.bot: dict[str, Any] = {}
         self.offset: int | None = None
         self.peer = ""  # the Bot API server's address: the network peer of every update
+        self.recovered = False  # once per process: a restarted poller's messages are in hand
         self.state: tuple[str, str, float] = ("stopped", "", time.time())
         self._stale_wall: float | None = None
 
@@ -405,6 +406,9 @@ class TelegramChannel(PushChannel):
     def _answer_unanswered(self) -> None:
         """Messages stored but not answered when the gateway stopped: Telegram will not send
         them again (their offset was confirmed), so they are answered now."""
+        if self.recovered:
+            return
+        self.recovered = True
         since = time.time() - RECOVER_WINDOW
         for stored, key in self.services.store.unanswered(self.name, since):
             client_id = key.split(f":{stored.sender}:", 1)[-1]
