@@ -24,6 +24,7 @@ CHANNELS: dict[str, str] = {
     "enterprise_im": "gateway.channels.enterprise_im:EnterpriseImChannel",
     "openai": "gateway.channels.openai:OpenAIChannel",
     "mqtt": "gateway.channels.mqtt:MqttChannel",
+    "telegram": "gateway.channels.telegram:TelegramChannel",
 }
 
 

@@ -5,6 +5,7 @@ transport depends on this contract, never on the pipeline's parts."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from gateway.core.message import Message, Reply
@@ -23,8 +24,11 @@ class Entry(Protocol):
 
     def handle(self, msg: Message, credential: str | None = None,
                on_delta: OnDelta | None = None,
-               cancel: threading.Event | None = None) -> Reply:
-        """Guard, store and answer one message; always returns a Reply."""
+               cancel: threading.Event | None = None,
+               on_stored: Callable[[], None] | None = None) -> Reply:
+        """Guard, store and answer one message; always returns a Reply. `on_stored` is
+        called once the message is in the store (not for a refusal): a platform that keeps
+        a message until it is confirmed (Telegram's update offset) confirms it then."""
         ...
 
     def admit(self, caller: Caller) -> Verdict:

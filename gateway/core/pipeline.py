@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 
@@ -75,14 +76,15 @@ class Pipeline:
     # -- entry ---------------------------------------------------------------------------
     def handle(self, msg: Message, credential: str | None = None,
                on_delta: OnDelta | None = None,
-               cancel: threading.Event | None = None) -> Reply:
+               cancel: threading.Event | None = None,
+               on_stored: Callable[[], None] | None = None) -> Reply:
         with self._lock:
             self._active += 1
             self._idle.clear()
         try:
             with self.metrics.track(msg.channel, f"{msg.channel}:{msg.chat}") as timer:
                 try:
-                    reply = self._handle(msg, credential, on_delta, cancel, timer)
+                    reply = self._handle(msg, credential, on_delta, cancel, timer, on_stored)
                 except Exception:
                     log.exception("msg_id=%s failed inside the gateway", msg.id)
                     reply = _failure(msg, "internal_error", _INTERNAL.format(msg.id))
@@ -102,7 +104,8 @@ class Pipeline:
 
     # -- steps ---------------------------------------------------------------------------
     def _handle(self, msg: Message, credential: str | None, on_delta: OnDelta | None,
-                cancel: threading.Event | None, timer: MessageTimer) -> Reply:
+                cancel: threading.Event | None, timer: MessageTimer,
+                on_stored: Callable[[], None] | None = None) -> Reply:
         if self.draining:
             timer.route = "shutting_down"
             return _failure(msg, "shutting_down", "The gateway is restarting; send the "
@@ -131,7 +134,7 @@ class Pipeline:
         # the skills snapshot is read once too, even if a reload swaps it mid-message
         turn = Turn(msg, trace, settings, self.skills, on_delta, cancel)
         if not msg.client_id:
-            return self._store_and_answer(turn, None, timer)
+            return self._store_and_answer(turn, None, timer, on_stored)
         # a client's id is its own: tied to the credential that proved it (two tokens of one
         # name are two clients) and to the sender (a platform speaks for many people)
         key = f"{msg.channel}:{msg.principal}#{verdict.credential}:{msg.sender}:{msg.client_id}"
@@ -140,7 +143,7 @@ class Pipeline:
             timer.route = "retry"
             return self._await_earlier(msg, attempt)
         try:
-            attempt.reply = self._store_and_answer(turn, key, timer)
+            attempt.reply = self._store_and_answer(turn, key, timer, on_stored)
             return attempt.reply
         finally:
             self.in_flight.release(key, attempt)
@@ -153,12 +156,15 @@ class Pipeline:
                             "not finish; send it again.")
         return replace(earlier.reply, client_id=msg.client_id)
 
-    def _store_and_answer(self, turn: Turn, key: str | None, timer: MessageTimer) -> Reply:
+    def _store_and_answer(self, turn: Turn, key: str | None, timer: MessageTimer,
+                          on_stored: Callable[[], None] | None = None) -> Reply:
         msg, trace = turn.msg, turn.trace
         with trace.step("store") as span:
             seen = self.store.add_message(msg, key)
             if seen:
                 span.detail = f"retry of {seen.id} ({seen.status})"
+        if on_stored is not None:  # the channel may now confirm the message to its platform
+            on_stored()
         if seen and seen.status == "answered":
             timer.route = "retry"
             log.info("msg_id=%s retry answered from the store", seen.id)

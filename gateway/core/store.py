@@ -278,6 +278,17 @@ class Store:
             row = conn.execute(select(messages).where(messages.c.client_key == client_key)).first()
         return _message(row) if row else None
 
+    def unanswered(self, channel: str, since: float) -> list[tuple[StoredMessage, str]]:
+        """Messages of `channel` stored since `since` and never answered (the gateway stopped
+        while answering), oldest first, each with its client key: a channel whose platform
+        will not send them again answers them after a start."""
+        query = select(messages).where(
+            messages.c.channel == channel, messages.c.status == "received",
+            messages.c.created_at >= since, messages.c.client_key.is_not(None)
+        ).order_by(messages.c.created_at)
+        with self.engine.connect() as conn:
+            return [(_message(r), r.client_key) for r in conn.execute(query).all()]
+
     def get_message(self, msg_id: str) -> StoredMessage | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(messages).where(messages.c.id == msg_id)).first()

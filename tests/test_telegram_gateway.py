@@ -1,0 +1,230 @@
+"""The Telegram channel end to end: the real gateway process against FakeTelegram (`api_base`),
+as a bot is used (and as Telegram fails)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import GatewayProcess, free_port, model_config, write_config
+from tests.fakes.fake_model import FakeModelServer
+from tests.fakes.fake_telegram import FakeTelegram
+
+OPEN = {"stranger_mode": "open"}
+ALICE = 5001
+
+
+@pytest.fixture
+def telegram() -> Iterator[FakeTelegram]:
+    with FakeTelegram() as fake:
+        yield fake
+
+
+Start = Callable[..., GatewayProcess]
+
+
+def telegram_config(fake_model: FakeModelServer, fake: FakeTelegram,
+                    security: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
+    return {**model_config(fake_model.url), "security": security or OPEN,
+            "channels": {"telegram": {"bot_token": fake.token, "api_base": fake.api_base,
+                                      "poll_timeout": 1, "probe_interval": 0.5,
+                                      "stale_after": 3, **options}}}
+
+
+@pytest.fixture
+def tg_gateway(home: Path, fake_model: FakeModelServer,
+               telegram: FakeTelegram) -> Iterator[Start]:
+    started: list[GatewayProcess] = []
+
+    def start(security: dict[str, Any] | None = None, **options: Any) -> GatewayProcess:
+        write_config(home, telegram_config(fake_model, telegram, security, **options))
+        gw = GatewayProcess(home, started[0].port if started else free_port()).start()
+        started.append(gw)
+        return gw
+
+    yield start
+    for gw in started:
+        gw.stop()
+
+
+def channel(gw: GatewayProcess) -> dict[str, Any]:
+    rows = httpx.get(f"{gw.url}/api/v1/channels", headers=gw.headers, timeout=10).json()
+    return next(row for row in rows["channels"] if row["name"] == "telegram")
+
+
+def test_private_text_in_reply_out_with_typing(tg_gateway: Start,
+                                               telegram: FakeTelegram) -> None:
+    gw = tg_gateway()
+    telegram.wait_for_pollers(1, timeout=20)
+    telegram.user_says(ALICE, "hello bot")
+    sent = telegram.wait_for_sent(1, timeout=20)
+    assert sent[0].chat_id == ALICE and sent[0].text
+    assert sent[0].reply_parameters is None  # private chats: a plain answer
+    assert (ALICE, "typing") in telegram.actions
+    assert channel(gw)["state"] == "connected"
+    assert telegram.pollers.in_flight <= 1
+
+
+def test_group_answered_only_when_mentioned_as_a_reply(tg_gateway: Start,
+                                                       telegram: FakeTelegram) -> None:
+    tg_gateway()
+    telegram.wait_for_pollers(1, timeout=20)
+    group = -100200
+    telegram.user_says(group, "just people talking", chat_type="supergroup",
+                       user={"id": ALICE, "first_name": "Alice"})
+    asked = telegram.user_says(group, "@moltbot_test_bot what time is it",
+                               chat_type="supergroup", user={"id": ALICE, "first_name": "A"})
+    sent = telegram.wait_for_sent(1, timeout=20)
+    assert telegram.wait_for(lambda: not telegram.pending_updates, timeout=10)
+    assert len(telegram.sent) == 1
+    assert sent[0].chat_id == group
+    assert sent[0].reply_parameters["message_id"] == asked["message_id"]
+
+
+def test_stranger_start_gets_the_verification_code(tg_gateway: Start,
+                                                   telegram: FakeTelegram) -> None:
+    tg_gateway(security={"stranger_mode": "verification_code"})
+    telegram.wait_for_pollers(1, timeout=20)
+    telegram.user_says(ALICE, "/start")
+    sent = telegram.wait_for_sent(1, timeout=20)
+    assert "code" in (sent[0].text or "") and sent[0].chat_id == ALICE
+
+
+def test_webhook_set_elsewhere_is_deleted_and_one_poller_runs(tg_gateway: Start,
+                                                              telegram: FakeTelegram) -> None:
+    telegram.set_webhook_externally("https://elsewhere.example/hook")
+    gw = tg_gateway()
+    assert telegram.wait_for(lambda: any(c.method.lower() == "deletewebhook"
+                                         for c in telegram.calls), timeout=20)
+    telegram.wait_for_pollers(1, timeout=20)
+    telegram.user_says(ALICE, "still there?")
+    telegram.wait_for_sent(1, timeout=20)
+    assert telegram.pollers.in_flight == 1
+    assert "409" in gw.log() or "webhook" in gw.log()
+
+
+def test_offset_confirmed_after_store_kill_and_restart_answers_once(
+        tg_gateway: Start, telegram: FakeTelegram, fake_model: FakeModelServer) -> None:
+    fake_model.hang = True  # the model never answers before the kill
+    gw = tg_gateway()
+    telegram.wait_for_pollers(1, timeout=20)
+    telegram.user_says(ALICE, "remember me")
+    # stored: the next poll confirms the update, so Telegram forgets it
+    assert telegram.wait_for(lambda: not telegram.pending_updates and
+                             telegram.pollers.in_flight == 1, timeout=20)
+    assert gw.proc is not None
+    gw.proc.send_signal(signal.SIGKILL)
+    gw.proc.wait()
+    fake_model.hang = False
+    gw.start()
+    sent = telegram.wait_for_sent(1, timeout=30)
+    telegram.wait_for_pollers(1, timeout=20)
+    telegram.user_says(ALICE, "and now?")
+    sent = telegram.wait_for_sent(2, timeout=30)
+    assert len(sent) == 2  # the stored message answered once, not lost, not repeated
+
+
+def test_429_retry_after_is_honoured_through_the_outbox(tg_gateway: Start,
+                                                        telegram: FakeTelegram) -> None:
+    gw = tg_gateway()
+    telegram.wait_for_pollers(1, timeout=20)
+    telegram.fail_next("sendMessage", 429, retry_after=2)
+    telegram.user_says(ALICE, "hello")
+    telegram.wait_for_sent(1, timeout=30)
+    failed = [c for c in telegram.calls if c.method.lower() == "sendmessage"]
+    assert failed[0].status == 429
+    assert "retry after 2" in gw.log()
+
+
+def test_long_reply_split_and_bad_formatting_falls_back(tg_gateway: Start,
+                                                        telegram: FakeTelegram,
+                                                        fake_model: FakeModelServer) -> None:
+    tg_gateway(format="html")
+    telegram.wait_for_pollers(1, timeout=20)
+    fake_model.reply_when("long please", "<b>" + "x" * 5000 + "</b>")
+    telegram.user_says(ALICE, "long please")
+    sent = telegram.wait_for_sent(2, timeout=30)
+    assert all(s.text and s.text.startswith("<b>") and s.text.endswith("</b>") for s in sent)
+    fake_model.reply_when("broken please", "<b>broken")
+    telegram.user_says(ALICE, "broken please")
+    sent = telegram.wait_for_sent(3, timeout=30)
+    assert sent[2].text == "<b>broken" and sent[2].parse_mode is None
+
+
+def test_a_hung_getupdates_is_restarted_by_the_liveness_check(tg_gateway: Start,
+                                                             telegram: FakeTelegram) -> None:
+    telegram.hang_getupdates()
+    tg_gateway(poll_timeout=1, stale_after=2, probe_interval=0.3)
+    assert telegram.wait_for(lambda: telegram.pollers.started >= 2, timeout=30)
+    telegram.user_says(ALICE, "after the hang")
+    telegram.wait_for_sent(1, timeout=30)
+
+
+def test_photo_voice_document_arrive_as_files(tg_gateway: Start, telegram: FakeTelegram,
+                                              home: Path) -> None:
+    tg_gateway()
+    telegram.wait_for_pollers(1, timeout=20)
+    telegram.user_sends_document(ALICE, b"hello file", file_name="notes.txt",
+                                 caption="read this")
+    telegram.wait_for_sent(1, timeout=30)
+    inbox = list((home / "files" / "inbox").rglob("*notes.txt"))
+    assert inbox and inbox[0].read_bytes() == b"hello file"
+
+
+def test_ten_reloads_leave_exactly_one_poller(tg_gateway: Start, telegram: FakeTelegram,
+                                              home: Path, fake_model: FakeModelServer) -> None:
+    gw = tg_gateway()
+    telegram.wait_for_pollers(1, timeout=20)
+    for n in range(10):
+        write_config(home, telegram_config(fake_model, telegram, None,
+                                           poll_timeout=1 + (n + 1) % 2))
+        deadline = time.monotonic() + 30
+        while gw.log().count("channel telegram reconfigured") < n + 1:
+            assert time.monotonic() < deadline, gw.log()[-3000:]
+            time.sleep(0.05)
+    telegram.user_says(ALICE, "after reloads")
+    telegram.wait_for_sent(1, timeout=30)
+    assert telegram.wait_for_pollers(1, timeout=20).in_flight == 1
+
+
+def test_webhook_mode_checks_the_secret(tg_gateway: Start, telegram: FakeTelegram) -> None:
+    port = free_port()
+    secret = "s3cret_token"
+    telegram.add_chat(ALICE)
+    gw = tg_gateway(mode="webhook", webhook_url=f"http://127.0.0.1:{port}/api/telegram",
+                    webhook_secret=secret)
+    update = {"update_id": 1, "message": {"message_id": 7, "date": 0, "text": "hi",
+                                          "chat": {"id": ALICE, "type": "private"},
+                                          "from": {"id": ALICE, "first_name": "A"}}}
+    wrong = httpx.post(f"{gw.url}/api/telegram", json=update, timeout=10,
+                       headers={"X-Telegram-Bot-Api-Secret-Token": "nope"})
+    assert wrong.status_code == 401
+    ok = httpx.post(f"{gw.url}/api/telegram", json=update, timeout=10,
+                    headers={"X-Telegram-Bot-Api-Secret-Token": secret})
+    assert ok.status_code == 200
+    assert telegram.wait_for_sent(1, timeout=20)[0].chat_id == ALICE, gw.log()[-3000:]
+
+
+def test_telegram_bot_example_notifies_the_owner(home: Path, fake_model: FakeModelServer,
+                                                 telegram: FakeTelegram) -> None:
+    config = telegram_config(fake_model, telegram)
+    config["skills"] = {"env": {"TELEGRAM_OWNER_CHAT": str(ALICE)}}
+    write_config(home, config)
+    gw = GatewayProcess(home, free_port()).start()
+    try:
+        assert (home / "skills" / "telegram_bot.py").exists()  # copied into the workspace
+        telegram.wait_for_pollers(1, timeout=20)
+        telegram.user_says(ALICE, "hi")  # the owner's chat becomes one the gateway knows
+        telegram.wait_for_sent(1, timeout=20)
+        answer = gw.post("/notify the build is green")
+        assert answer.status_code == 200, answer.text
+        sent = telegram.wait_for_sent(2, timeout=30)
+        assert sent[1].chat_id == ALICE and "the build is green" in (sent[1].text or "")
+    finally:
+        gw.stop()
