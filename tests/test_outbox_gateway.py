@@ -185,8 +185,8 @@ def test_a_skill_sends_a_message_to_another_chat(
     nowhere = gw.post("/tell enterprise_im nowhere hi", chat="me").json()["reply"]
     assert nowhere.startswith("refused: enterprise_im has no chat 'nowhere'")
     nochannel = gw.post("/tell sms room hi", chat="me").json()["reply"]
-    assert nochannel == ("refused: There is no channel 'sms'; channels that can send: "
-                         "enterprise_im, mqtt.")
+    assert nochannel.startswith("refused: There is no channel 'sms'; channels that can "
+                                "send: enterprise_im, ")  # and every other push channel
     off = gw.post("/tell mqtt room hi", chat="me").json()["reply"]
     assert off == "refused: mqtt is switched off: add channels.mqtt (url, ...) to config.yaml."
     http = gw.post("/tell http me hi", chat="me").json()["reply"]
