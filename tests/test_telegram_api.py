@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.channels.telegram_api import MAX_TEXT, render, split
+from gateway.channels.telegram_api import MAX_TEXT, render, split, unformatted
 from tests.fakes.fake_telegram import EntityParseError, parse_html
 
 
@@ -141,3 +141,12 @@ def test_plain_text_splits_at_the_limit_and_prefers_a_line_break() -> None:
     assert "".join(pieces) == text
     assert pieces[0] == "a" * 3000 + "\n"
     assert all(units(p) <= MAX_TEXT for p in pieces)
+
+
+def test_unformatted_is_what_the_user_would_have_seen() -> None:
+    text, mode = render("**a** & `b<c` [d](https://e.example/?f=1&g=2)\n" * 900, "markdown")
+    pieces = split(text, mode)
+    assert len(pieces) > 1
+    for i in range(len(pieces)):
+        assert unformatted("".join(pieces[i:])) == "".join(visible(pieces[i:]))
+    assert unformatted("a < b and c > d &amp; <div>e</div>") == "a < b and c > d & e"

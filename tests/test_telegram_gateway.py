@@ -176,6 +176,16 @@ def test_long_reply_split_and_bad_formatting_falls_back(tg_gateway: Start,
     telegram.user_says(ALICE, "broken please")
     sent = telegram.wait_for_sent(3, timeout=30)
     assert sent[2].text == "<b>broken" and sent[2].parse_mode is None
+    # the second piece is refused: only it goes as plain text, the first is not sent again
+    fake_model.reply_when("half broken", "x" * 4000 + "\n<div>" + "y" * 200 + "</div>")
+    telegram.user_says(ALICE, "half broken")
+    sent = telegram.wait_for_sent(5, timeout=30)
+    assert (sent[3].text, sent[3].parse_mode) == ("x" * 4000 + "\n", "HTML")
+    assert (sent[4].text, sent[4].parse_mode) == ("y" * 200, None)
+    fake_model.reply_when("and then", "the next answer")
+    telegram.user_says(ALICE, "and then")
+    sent = telegram.wait_for_sent(6, timeout=30)
+    assert sent[5].text == "the next answer"  # nothing more of the long reply came before it
 
 
 def test_a_hung_getupdates_is_restarted_by_the_liveness_check(tg_gateway: Start,

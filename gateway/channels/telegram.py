@@ -13,8 +13,10 @@ Senders are `telegram:<user id>` (each meets the stranger policy: the bot token 
 Telegram, not the person), chats are Telegram chat ids. Text, photos, voice notes and
 documents come in (files downloaded with getFile into the inbox); replies leave through the
 outbox (`deliver`: sendMessage, sendDocument), rendered to Telegram's HTML, split at 4,096
-characters, sent again as plain text when Telegram refuses the formatting. In groups the bot
-answers when mentioned or replied to (`groups: mention`), as a reply to the message.
+characters; a piece whose formatting Telegram refuses goes as plain text with the pieces
+after it (the first refused: the whole text as written; a later one: the rest without its
+markup, so no piece arrives twice). In groups the bot answers when mentioned or replied to
+(`groups: mention`), as a reply to the message.
 
 The rules that keep it right:
 - One poller: `start` never starts a second one; a 409 (a webhook is set, or another program
@@ -49,7 +51,7 @@ from pydantic import Field, field_validator, model_validator
 
 from gateway.channels.base import ChannelOptions, ChannelStatus, PushChannel, Services
 from gateway.channels.liveness import Liveness
-from gateway.channels.telegram_api import BotApi, TelegramError, render, split, upload
+from gateway.channels.telegram_api import BotApi, TelegramError, render, split, unformatted, upload
 from gateway.common.options import Duration
 from gateway.core.inbox import FileRefused
 from gateway.core.intake import Arrival
@@ -489,25 +491,30 @@ class TelegramChannel(PushChannel):
         self.liveness.mark_out()
 
     def _send_text(self, api: BotApi, chat: str, text: str, reply_to: int | None) -> None:
+        """The text rendered and split; a piece whose formatting Telegram refuses goes as
+        plain text with the pieces after it (those before it arrived formatted: not again)."""
         rendered, mode = render(text, self.tg.format)
         extra: dict[str, Any] = {}
         if reply_to is not None and chat.startswith("-"):
             extra["reply_parameters"] = {"message_id": reply_to,
                                          "allow_sending_without_reply": True}
-        try:
-            pieces = split(rendered, mode)
-            for i, piece in enumerate(pieces):
-                params = {"chat_id": chat, "text": piece, **(extra if i == 0 else {})}
-                if mode:
-                    params["parse_mode"] = mode
+        pieces = split(rendered, mode)
+        for i, piece in enumerate(pieces):
+            params = {"chat_id": chat, "text": piece, **(extra if i == 0 else {})}
+            if mode:
+                params["parse_mode"] = mode
+            try:
                 api.call("sendMessage", params)
-        except TelegramError as e:
-            if e.status != 400 or "parse entities" not in e.description or mode is None:
-                raise
-            log.info("telegram: formatting refused (%s); sending plain text", e.description)
-            for i, piece in enumerate(split(text, None)):
-                api.call("sendMessage", {"chat_id": chat, "text": piece,
-                                         **(extra if i == 0 else {})})
+            except TelegramError as e:
+                if e.status != 400 or "parse entities" not in e.description or mode is None:
+                    raise
+                log.info("telegram: formatting of piece %d of %d refused (%s); sending the "
+                         "rest as plain text", i + 1, len(pieces), e.description)
+                rest = text if i == 0 else unformatted("".join(pieces[i:]))
+                for j, plain in enumerate(split(rest, None)):
+                    api.call("sendMessage", {"chat_id": chat, "text": plain,
+                                             **(extra if i == j == 0 else {})})
+                return
 
 
 def _message_id(outbound: Outbound) -> int | None:
