@@ -4,8 +4,10 @@ as a bot is used (and as Telegram fails)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import signal
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -130,9 +132,11 @@ def test_webhook_set_elsewhere_is_deleted_and_one_poller_runs(tg_gateway: Start,
     assert len(conflicts()) == 1 and telegram.pollers.in_flight == 1
 
 
-def test_offset_confirmed_after_store_kill_and_restart_answers_once(
-        tg_gateway: Start, telegram: FakeTelegram, fake_model: FakeModelServer) -> None:
-    fake_model.hang = True  # the model never answers before the kill
+def killed_while_answering(tg_gateway: Start, telegram: FakeTelegram,
+                           fake_model: FakeModelServer) -> GatewayProcess:
+    """A gateway killed (-9) after it stored "remember me" and while the model (hung) was
+    answering it; the model hangs on until the test says."""
+    fake_model.hang = True
     gw = tg_gateway()
     telegram.wait_for_pollers(1, timeout=20)
     telegram.user_says(ALICE, "remember me")
@@ -142,6 +146,12 @@ def test_offset_confirmed_after_store_kill_and_restart_answers_once(
     assert gw.proc is not None
     gw.proc.send_signal(signal.SIGKILL)
     gw.proc.wait()
+    return gw
+
+
+def test_offset_confirmed_after_store_kill_and_restart_answers_once(
+        tg_gateway: Start, telegram: FakeTelegram, fake_model: FakeModelServer) -> None:
+    gw = killed_while_answering(tg_gateway, telegram, fake_model)
     fake_model.hang = False
     gw.start()
     sent = telegram.wait_for_sent(1, timeout=30)
@@ -149,6 +159,28 @@ def test_offset_confirmed_after_store_kill_and_restart_answers_once(
     telegram.user_says(ALICE, "and now?")
     sent = telegram.wait_for_sent(2, timeout=30)
     assert len(sent) == 2  # the stored message answered once, not lost, not repeated
+
+
+def test_a_reply_stored_before_its_send_was_queued_is_sent_after_a_kill(
+        tg_gateway: Start, telegram: FakeTelegram, fake_model: FakeModelServer,
+        home: Path) -> None:
+    gw = killed_while_answering(tg_gateway, telegram, fake_model)
+    # the reply row waits from before the answer; the crash came just after the answer was
+    # stored, before the row was filled: what the database holds then
+    with contextlib.closing(sqlite3.connect(home / "data" / "moltbot.db")) as db, db:
+        rows = db.execute("SELECT state FROM outbound WHERE channel = 'telegram' AND "
+                          "origin = 'reply'").fetchall()
+        assert rows == [("waiting",)]
+        db.execute("UPDATE messages SET status = 'answered', reply = 'the stored answer', "
+                   "replied_at = created_at WHERE channel = 'telegram'")
+    fake_model.hang = False
+    gw.start()
+    sent = telegram.wait_for_sent(1, timeout=30)
+    assert sent[0].text == "the stored answer" and sent[0].chat_id == ALICE
+    telegram.wait_for_pollers(1, timeout=20)
+    telegram.user_says(ALICE, "and now?")
+    sent = telegram.wait_for_sent(2, timeout=30)
+    assert len(sent) == 2 and sent[1].text != "the stored answer"  # sent once, not again
 
 
 def test_429_retry_after_is_honoured_through_the_outbox(tg_gateway: Start,
@@ -199,6 +231,7 @@ def test_a_hung_getupdates_is_restarted_by_the_liveness_check(tg_gateway: Start,
 
 FILES_SKILL = '''\
 import base64
+import contextlib
 import json
 from pathlib import Path
 from moltbot_sdk import Skill, context

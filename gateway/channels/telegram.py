@@ -25,6 +25,8 @@ The rules that keep it right:
   pipeline's `on_stored`): a crash before that gets the update again, and its client id
   (`<chat id>:<message id>`) makes the retry answered once; a message stored but not answered
   when the gateway stopped is answered after the next start (`Store.unanswered`).
+- The reply row is written before the answer (`Outbox.expect_reply`) and filled after it: a
+  crash between storing the answer and queuing it is sent after the start (`Outbox.recover`).
 - Replies are at least once: Telegram has no idempotency key, so a reply whose sendMessage
   was cut off by a crash is sent again after the start (the outbox's rule).
 - Liveness: every getUpdates that returns is evidence; a `getMe` probe every
@@ -38,6 +40,7 @@ import hmac
 import logging
 import socket
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -322,14 +325,9 @@ class TelegramChannel(PushChannel):
         try:
             found = self._message(message)
             if isinstance(found, Reply):
-                self._queue(None, found)
+                self._queue(found)
                 return
-            try:
-                reply = self.entry.handle(found, self.tg.bot_token, on_stored=on_stored)
-            finally:
-                answered.set()
-                self.intake.settle(found)
-            self._queue(found, reply)
+            self._answer_stored(found, on_stored, answered)
         except Exception:
             log.exception("telegram: a message in chat %s failed", chat)
         finally:
@@ -380,20 +378,41 @@ class TelegramChannel(PushChannel):
         with receipt.open(name, media_type) as incoming:
             api.download(info["file_path"], incoming)
 
-    def _queue(self, msg: Message | None, reply: Reply) -> None:
-        """The reply into the outbox (a refusal's sentence too); a retry already answered
-        from the store is not sent twice."""
+    def _answer_stored(self, msg: Message, on_stored: Callable[[], None] | None = None,
+                       answered: Event | None = None) -> None:
+        """Answer `msg` into the outbox. Its reply row is written first (`expect_reply`), so
+        a crash after the answer is stored but before it is queued still sends it: the
+        outbox's start fills the waiting row from the stored reply."""
         outbox = self.services.outbox
-        if msg is None:
-            if reply.error == "blocked" or not reply.chat:
-                return
-            msg = Message(channel=self.name, sender=reply.to, chat=reply.chat, text="",
-                          client_id=reply.client_id, id=reply.msg_id or "refused")
-        if reply.msg_id != msg.id and any(row.origin == "reply" for row in
-                                          outbox.rows.for_message(reply.msg_id)):
+        waiting = outbox.expect_reply(msg)
+        try:
+            reply = self.entry.handle(msg, self.tg.bot_token, on_stored=on_stored)
+        except Exception:
+            outbox.reply_lost(waiting, "the gateway failed answering the message "
+                              "(data/logs/error.log)")
+            raise
+        finally:
+            if answered is not None:
+                answered.set()
+            self.intake.settle(msg)
+        earlier = [row for row in outbox.rows.for_message(reply.msg_id)
+                   if row.origin == "reply" and row.id != waiting]
+        if any(row.text or row.files for row in earlier):
+            outbox.rows.drop(waiting)
             log.info("msg_id=%s telegram: already answered; not sent again", reply.msg_id)
             return
-        outbox.reply_ready(outbox.expect_reply(msg), reply)
+        for row in earlier:  # stand-ins a crash left unfilled: this answer is theirs
+            outbox.rows.drop(row.id)
+        outbox.reply_ready(waiting, reply)
+
+    def _queue(self, refusal: Reply) -> None:
+        """A refusal's sentence into the outbox (none for a blocked sender)."""
+        if refusal.error == "blocked" or not refusal.chat:
+            return
+        outbox = self.services.outbox
+        msg = Message(channel=self.name, sender=refusal.to, chat=refusal.chat, text="",
+                      client_id=refusal.client_id, id=refusal.msg_id or "refused")
+        outbox.reply_ready(outbox.expect_reply(msg), refusal)
 
     def _typing(self, chat: str, answered: Event) -> None:
         """"typing" in the chat until the message is answered (once at least)."""
@@ -419,10 +438,8 @@ class TelegramChannel(PushChannel):
                           files=self.services.store.files_of(stored.id, "in"))
             log.info("msg_id=%s telegram: stored before the gateway stopped; answering it",
                      stored.id)
-            self.handlers.spawn(self._reanswer, msg)
+            self.handlers.spawn(self._answer_stored, msg)
 
-    def _reanswer(self, msg: Message) -> None:
-        self._queue(msg, self.entry.handle(msg, self.tg.bot_token))
 
     # -- webhook ---------------------------------------------------------------------------
     def _webhook(self) -> ResponseReturnValue:
