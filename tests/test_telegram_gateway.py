@@ -3,7 +3,11 @@ as a bot is used (and as Telegram fails)."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import json
 import signal
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -108,10 +112,31 @@ def test_webhook_set_elsewhere_is_deleted_and_one_poller_runs(tg_gateway: Start,
     assert telegram.pollers.in_flight == 1
     assert "409" in gw.log() or "webhook" in gw.log()
 
+    # a second program polls the same bot: the gateway's poll ends with 409, it backs off
+    # and polls again alone (two pollers of its own would keep ending each other's polls)
+    other = httpx.post(f"{telegram.bot_url}/getUpdates", json={"timeout": 0}, timeout=10)
+    assert other.json()["ok"] is True
 
-def test_offset_confirmed_after_store_kill_and_restart_answers_once(
-        tg_gateway: Start, telegram: FakeTelegram, fake_model: FakeModelServer) -> None:
-    fake_model.hang = True  # the model never answers before the kill
+    def conflicts() -> list[Any]:
+        return [c for c in telegram.calls if c.method.lower() == "getupdates"
+                and c.status == 409 and "other getUpdates" in str(c.answer)]
+
+    assert telegram.wait_for(lambda: len(conflicts()) == 1, timeout=20)
+    assert telegram.wait_for(lambda: "another program polls this bot (409)" in gw.log()
+                             and "next try in 1 s" in gw.log(), timeout=20), gw.log()[-2000:]
+    telegram.wait_for_pollers(1, timeout=20)
+    telegram.user_says(ALICE, "after the other one")
+    telegram.wait_for_sent(2, timeout=20)
+    polled = telegram.pollers.started
+    assert telegram.wait_for(lambda: telegram.pollers.started >= polled + 2, timeout=20)
+    assert len(conflicts()) == 1 and telegram.pollers.in_flight == 1
+
+
+def killed_while_answering(tg_gateway: Start, telegram: FakeTelegram,
+                           fake_model: FakeModelServer) -> GatewayProcess:
+    """A gateway killed (-9) after it stored "remember me" and while the model (hung) was
+    answering it; the model hangs on until the test says."""
+    fake_model.hang = True
     gw = tg_gateway()
     telegram.wait_for_pollers(1, timeout=20)
     telegram.user_says(ALICE, "remember me")
@@ -121,6 +146,12 @@ def test_offset_confirmed_after_store_kill_and_restart_answers_once(
     assert gw.proc is not None
     gw.proc.send_signal(signal.SIGKILL)
     gw.proc.wait()
+    return gw
+
+
+def test_offset_confirmed_after_store_kill_and_restart_answers_once(
+        tg_gateway: Start, telegram: FakeTelegram, fake_model: FakeModelServer) -> None:
+    gw = killed_while_answering(tg_gateway, telegram, fake_model)
     fake_model.hang = False
     gw.start()
     sent = telegram.wait_for_sent(1, timeout=30)
@@ -128,6 +159,28 @@ def test_offset_confirmed_after_store_kill_and_restart_answers_once(
     telegram.user_says(ALICE, "and now?")
     sent = telegram.wait_for_sent(2, timeout=30)
     assert len(sent) == 2  # the stored message answered once, not lost, not repeated
+
+
+def test_a_reply_stored_before_its_send_was_queued_is_sent_after_a_kill(
+        tg_gateway: Start, telegram: FakeTelegram, fake_model: FakeModelServer,
+        home: Path) -> None:
+    gw = killed_while_answering(tg_gateway, telegram, fake_model)
+    # the reply row waits from before the answer; the crash came just after the answer was
+    # stored, before the row was filled: what the database holds then
+    with contextlib.closing(sqlite3.connect(home / "data" / "moltbot.db")) as db, db:
+        rows = db.execute("SELECT state FROM outbound WHERE channel = 'telegram' AND "
+                          "origin = 'reply'").fetchall()
+        assert rows == [("waiting",)]
+        db.execute("UPDATE messages SET status = 'answered', reply = 'the stored answer', "
+                   "replied_at = created_at WHERE channel = 'telegram'")
+    fake_model.hang = False
+    gw.start()
+    sent = telegram.wait_for_sent(1, timeout=30)
+    assert sent[0].text == "the stored answer" and sent[0].chat_id == ALICE
+    telegram.wait_for_pollers(1, timeout=20)
+    telegram.user_says(ALICE, "and now?")
+    sent = telegram.wait_for_sent(2, timeout=30)
+    assert len(sent) == 2 and sent[1].text != "the stored answer"  # sent once, not again
 
 
 def test_429_retry_after_is_honoured_through_the_outbox(tg_gateway: Start,
@@ -155,6 +208,16 @@ def test_long_reply_split_and_bad_formatting_falls_back(tg_gateway: Start,
     telegram.user_says(ALICE, "broken please")
     sent = telegram.wait_for_sent(3, timeout=30)
     assert sent[2].text == "<b>broken" and sent[2].parse_mode is None
+    # the second piece is refused: only it goes as plain text, the first is not sent again
+    fake_model.reply_when("half broken", "x" * 4000 + "\n<div>" + "y" * 200 + "</div>")
+    telegram.user_says(ALICE, "half broken")
+    sent = telegram.wait_for_sent(5, timeout=30)
+    assert (sent[3].text, sent[3].parse_mode) == ("x" * 4000 + "\n", "HTML")
+    assert (sent[4].text, sent[4].parse_mode) == ("y" * 200, None)
+    fake_model.reply_when("and then", "the next answer")
+    telegram.user_says(ALICE, "and then")
+    sent = telegram.wait_for_sent(6, timeout=30)
+    assert sent[5].text == "the next answer"  # nothing more of the long reply came before it
 
 
 def test_a_hung_getupdates_is_restarted_by_the_liveness_check(tg_gateway: Start,
@@ -166,15 +229,80 @@ def test_a_hung_getupdates_is_restarted_by_the_liveness_check(tg_gateway: Start,
     telegram.wait_for_sent(1, timeout=30)
 
 
-def test_photo_voice_document_arrive_as_files(tg_gateway: Start, telegram: FakeTelegram,
-                                              home: Path) -> None:
-    tg_gateway()
+FILES_SKILL = '''\
+import base64
+import contextlib
+import json
+from pathlib import Path
+from moltbot_sdk import Skill, context
+
+class Files(Skill):
+    @context.handle(command="/files")
+    def show(self, msg):
+        return {"reply": json.dumps([
+            {"name": f["name"], "media_type": f["media_type"], "size": f["size"],
+             "content": base64.b64encode(Path(f["path"]).read_bytes()).decode()}
+            for f in msg["files"]])}
+
+    @context.handle(command="/report")
+    def report(self, msg):
+        out = Path("files/out/report.txt")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("report for " + msg["text"])
+        return {"reply": "here it is", "files": [str(out)]}
+'''
+# the smallest JPEG header the fake (and Telegram) takes as a 32x16 photo
+JPEG = (b"\xff\xd8\xff\xc0\x00\x11\x08\x00\x10\x00\x20\x03" + b"\x00" * 14
+        + b"\xff\xd9")
+
+
+def files_seen(sent: Any) -> list[dict[str, Any]]:
+    """What the /files skill saw, from the text the user sees (the bot's HTML parsed)."""
+    return list(json.loads(sent.message["text"]))
+
+
+def test_files_in_and_out_and_a_model_that_is_down(
+        tg_gateway: Start, telegram: FakeTelegram, home: Path,
+        fake_model: FakeModelServer) -> None:
+    (home / "skills").mkdir(parents=True, exist_ok=True)
+    (home / "skills" / "tg_files.py").write_text(FILES_SKILL, encoding="utf-8")
+    gw = tg_gateway()
     telegram.wait_for_pollers(1, timeout=20)
     telegram.user_sends_document(ALICE, b"hello file", file_name="notes.txt",
                                  caption="read this")
     telegram.wait_for_sent(1, timeout=30)
     inbox = list((home / "files" / "inbox").rglob("*notes.txt"))
     assert inbox and inbox[0].read_bytes() == b"hello file"
+
+    photo = telegram.user_sends_photo(ALICE, JPEG, caption="/files")
+    sent = telegram.wait_for_sent(2, timeout=30)
+    assert files_seen(sent[1]) == [{"name": f"photo-{photo['message_id']}.jpg",
+                                    "media_type": "image/jpeg", "size": len(JPEG),
+                                    "content": base64.b64encode(JPEG).decode()}]
+    voice = telegram.user_sends_voice(ALICE, b"OggS voice bytes", caption="/files")
+    sent = telegram.wait_for_sent(3, timeout=30)
+    assert files_seen(sent[2]) == [{"name": f"voice-{voice['message_id']}.ogg",
+                                    "media_type": "audio/ogg", "size": 16,
+                                    "content": base64.b64encode(b"OggS voice bytes").decode()}]
+
+    # a skill's reply files go out before its text
+    telegram.user_says(ALICE, "/report weekly")
+    sent = telegram.wait_for_sent(5, timeout=30)
+    document, text = sent[3], sent[4]
+    assert document.method.lower() == "senddocument" and document.chat_id == ALICE
+    assert document.files["document"].file_name == "report.txt"
+    assert document.files["document"].data == b"report for weekly"
+    assert text.method.lower() == "sendmessage" and text.text == "here it is"
+
+    # the model is down: the message is stored and the chat gets a sentence saying so
+    fake_model.stop()
+    telegram.user_says(ALICE, "anyone there?")
+    sent = telegram.wait_for_sent(6, timeout=60)
+    assert sent[5].chat_id == ALICE
+    assert "model" in (sent[5].text or "").lower() and "http" not in (sent[5].text or "")
+    found = httpx.get(f"{gw.url}/api/v1/messages", params={"q": "anyone there"},
+                      headers=gw.headers, timeout=10).json()["messages"]
+    assert [(m["channel"], m["error"]) for m in found] == [("telegram", "model_unavailable")]
 
 
 def test_ten_reloads_leave_exactly_one_poller(tg_gateway: Start, telegram: FakeTelegram,

@@ -13,8 +13,10 @@ Senders are `telegram:<user id>` (each meets the stranger policy: the bot token 
 Telegram, not the person), chats are Telegram chat ids. Text, photos, voice notes and
 documents come in (files downloaded with getFile into the inbox); replies leave through the
 outbox (`deliver`: sendMessage, sendDocument), rendered to Telegram's HTML, split at 4,096
-characters, sent again as plain text when Telegram refuses the formatting. In groups the bot
-answers when mentioned or replied to (`groups: mention`), as a reply to the message.
+characters; a piece whose formatting Telegram refuses goes as plain text with the pieces
+after it (the first refused: the whole text as written; a later one: the rest without its
+markup, so no piece arrives twice). In groups the bot answers when mentioned or replied to
+(`groups: mention`), as a reply to the message.
 
 The rules that keep it right:
 - One poller: `start` never starts a second one; a 409 (a webhook is set, or another program
@@ -23,6 +25,8 @@ The rules that keep it right:
   pipeline's `on_stored`): a crash before that gets the update again, and its client id
   (`<chat id>:<message id>`) makes the retry answered once; a message stored but not answered
   when the gateway stopped is answered after the next start (`Store.unanswered`).
+- The reply row is written before the answer (`Outbox.expect_reply`) and filled after it: a
+  crash between storing the answer and queuing it is sent after the start (`Outbox.recover`).
 - Replies are at least once: Telegram has no idempotency key, so a reply whose sendMessage
   was cut off by a crash is sent again after the start (the outbox's rule).
 - Liveness: every getUpdates that returns is evidence; a `getMe` probe every
@@ -36,6 +40,7 @@ import hmac
 import logging
 import socket
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -49,7 +54,7 @@ from pydantic import Field, field_validator, model_validator
 
 from gateway.channels.base import ChannelOptions, ChannelStatus, PushChannel, Services
 from gateway.channels.liveness import Liveness
-from gateway.channels.telegram_api import BotApi, TelegramError, render, split, upload
+from gateway.channels.telegram_api import BotApi, TelegramError, render, split, unformatted, upload
 from gateway.common.options import Duration
 from gateway.core.inbox import FileRefused
 from gateway.core.intake import Arrival
@@ -320,14 +325,9 @@ class TelegramChannel(PushChannel):
         try:
             found = self._message(message)
             if isinstance(found, Reply):
-                self._queue(None, found)
+                self._queue(found)
                 return
-            try:
-                reply = self.entry.handle(found, self.tg.bot_token, on_stored=on_stored)
-            finally:
-                answered.set()
-                self.intake.settle(found)
-            self._queue(found, reply)
+            self._answer_stored(found, on_stored, answered)
         except Exception:
             log.exception("telegram: a message in chat %s failed", chat)
         finally:
@@ -378,20 +378,41 @@ class TelegramChannel(PushChannel):
         with receipt.open(name, media_type) as incoming:
             api.download(info["file_path"], incoming)
 
-    def _queue(self, msg: Message | None, reply: Reply) -> None:
-        """The reply into the outbox (a refusal's sentence too); a retry already answered
-        from the store is not sent twice."""
+    def _answer_stored(self, msg: Message, on_stored: Callable[[], None] | None = None,
+                       answered: Event | None = None) -> None:
+        """Answer `msg` into the outbox. Its reply row is written first (`expect_reply`), so
+        a crash after the answer is stored but before it is queued still sends it: the
+        outbox's start fills the waiting row from the stored reply."""
         outbox = self.services.outbox
-        if msg is None:
-            if reply.error == "blocked" or not reply.chat:
-                return
-            msg = Message(channel=self.name, sender=reply.to, chat=reply.chat, text="",
-                          client_id=reply.client_id, id=reply.msg_id or "refused")
-        if reply.msg_id != msg.id and any(row.origin == "reply" for row in
-                                          outbox.rows.for_message(reply.msg_id)):
+        waiting = outbox.expect_reply(msg)
+        try:
+            reply = self.entry.handle(msg, self.tg.bot_token, on_stored=on_stored)
+        except Exception:
+            outbox.reply_lost(waiting, "the gateway failed answering the message "
+                              "(data/logs/error.log)")
+            raise
+        finally:
+            if answered is not None:
+                answered.set()
+            self.intake.settle(msg)
+        earlier = [row for row in outbox.rows.for_message(reply.msg_id)
+                   if row.origin == "reply" and row.id != waiting]
+        if any(row.text or row.files for row in earlier):
+            outbox.rows.drop(waiting)
             log.info("msg_id=%s telegram: already answered; not sent again", reply.msg_id)
             return
-        outbox.reply_ready(outbox.expect_reply(msg), reply)
+        for row in earlier:  # stand-ins a crash left unfilled: this answer is theirs
+            outbox.rows.drop(row.id)
+        outbox.reply_ready(waiting, reply)
+
+    def _queue(self, refusal: Reply) -> None:
+        """A refusal's sentence into the outbox (none for a blocked sender)."""
+        if refusal.error == "blocked" or not refusal.chat:
+            return
+        outbox = self.services.outbox
+        msg = Message(channel=self.name, sender=refusal.to, chat=refusal.chat, text="",
+                      client_id=refusal.client_id, id=refusal.msg_id or "refused")
+        outbox.reply_ready(outbox.expect_reply(msg), refusal)
 
     def _typing(self, chat: str, answered: Event) -> None:
         """"typing" in the chat until the message is answered (once at least)."""
@@ -417,10 +438,8 @@ class TelegramChannel(PushChannel):
                           files=self.services.store.files_of(stored.id, "in"))
             log.info("msg_id=%s telegram: stored before the gateway stopped; answering it",
                      stored.id)
-            self.handlers.spawn(self._reanswer, msg)
+            self.handlers.spawn(self._answer_stored, msg)
 
-    def _reanswer(self, msg: Message) -> None:
-        self._queue(msg, self.entry.handle(msg, self.tg.bot_token))
 
     # -- webhook ---------------------------------------------------------------------------
     def _webhook(self) -> ResponseReturnValue:
@@ -489,25 +508,30 @@ class TelegramChannel(PushChannel):
         self.liveness.mark_out()
 
     def _send_text(self, api: BotApi, chat: str, text: str, reply_to: int | None) -> None:
+        """The text rendered and split; a piece whose formatting Telegram refuses goes as
+        plain text with the pieces after it (those before it arrived formatted: not again)."""
         rendered, mode = render(text, self.tg.format)
         extra: dict[str, Any] = {}
         if reply_to is not None and chat.startswith("-"):
             extra["reply_parameters"] = {"message_id": reply_to,
                                          "allow_sending_without_reply": True}
-        try:
-            pieces = split(rendered, mode)
-            for i, piece in enumerate(pieces):
-                params = {"chat_id": chat, "text": piece, **(extra if i == 0 else {})}
-                if mode:
-                    params["parse_mode"] = mode
+        pieces = split(rendered, mode)
+        for i, piece in enumerate(pieces):
+            params = {"chat_id": chat, "text": piece, **(extra if i == 0 else {})}
+            if mode:
+                params["parse_mode"] = mode
+            try:
                 api.call("sendMessage", params)
-        except TelegramError as e:
-            if e.status != 400 or "parse entities" not in e.description or mode is None:
-                raise
-            log.info("telegram: formatting refused (%s); sending plain text", e.description)
-            for i, piece in enumerate(split(text, None)):
-                api.call("sendMessage", {"chat_id": chat, "text": piece,
-                                         **(extra if i == 0 else {})})
+            except TelegramError as e:
+                if e.status != 400 or "parse entities" not in e.description or mode is None:
+                    raise
+                log.info("telegram: formatting of piece %d of %d refused (%s); sending the "
+                         "rest as plain text", i + 1, len(pieces), e.description)
+                rest = text if i == 0 else unformatted("".join(pieces[i:]))
+                for j, plain in enumerate(split(rest, None)):
+                    api.call("sendMessage", {"chat_id": chat, "text": plain,
+                                             **(extra if i == j == 0 else {})})
+                return
 
 
 def _message_id(outbound: Outbound) -> int | None:

@@ -181,6 +181,15 @@ def split(text: str, parse_mode: str | None, limit: int = MAX_TEXT) -> list[str]
     return [p for p in pieces if p.strip()]
 
 
+def unformatted(text: str) -> str:
+    """HTML pieces as the plain text the user would have seen: tags dropped (a `<` that
+    starts no tag stays), escapes decoded."""
+    return html.unescape(_TAG.sub("", text))
+
+
+_TAG = re.compile(r"</?[a-zA-Z-]+[^>]*>")
+
+
 def _visible(token: str) -> int:
     if token.startswith("<") and len(token) > 1:
         return 0
