@@ -128,6 +128,24 @@ class GatewayProcess:
                           headers=headers, timeout=30, **kwargs)
 
 
+DEFAULT_PORT = 18789
+
+
+@pytest.fixture(scope="module")
+def default_port_held() -> Iterator[None]:
+    """Hold 127.0.0.1:18789 with a listening socket that is not a gateway (the worst case for
+    `doctor` and `gateway start`) while a module's tests run: the suite never depends on the
+    default port. The README's two commands run in that order: install.sh starts a gateway on
+    18789, then test.sh runs the suite. A port another program already holds proves the same."""
+    with socket.socket() as holder:
+        try:
+            holder.bind(("127.0.0.1", DEFAULT_PORT))
+            holder.listen()
+        except OSError:
+            pass  # someone else holds it: the tests run against that instead
+        yield
+
+
 @pytest.fixture(autouse=True)
 def no_leftover_processes() -> Iterator[None]:
     """Fail a test that leaves a child process running (a gateway, a skill host, a script)."""

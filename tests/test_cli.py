@@ -6,10 +6,13 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 
 from gateway import __version__
 from tests.conftest import ROOT, free_port, model_config, run_cli, write_config
 from tests.fakes.fake_model import FakeModelServer
+
+pytestmark = pytest.mark.usefixtures("default_port_held")  # the suite never needs 18789
 
 
 def own_port_config(model_url: str, port: int | None = None) -> dict:

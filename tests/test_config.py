@@ -64,10 +64,10 @@ def test_keys_that_would_do_nothing_are_refused_as_not_supported_yet() -> None:
                             "supported yet") for p in problems)
     # each channel checks its own options, and the table refuses a channel it does not have
     with pytest.raises(ConfigError) as unknown:
-        channel_options(parse_config({"channels": {"telegram": {"bot_token": "t"}}}),
+        channel_options(parse_config({"channels": {"sms": {"bot_token": "t"}}}),
                         "config.yaml")
     assert unknown.value.problems[0].startswith(
-        "channels.telegram: channel 'telegram' is not supported yet; this version has http, "
+        "channels.sms: channel 'sms' is not supported yet; this version has http, "
         "websocket, console, enterprise_im")
     assert any(p.startswith("auth.jwt_secret: String should have at least 32 characters")
                for p in problems)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import gevent
 import pydantic
+import pytest
 
 from gateway import DISTRIBUTION, __version__
 from gateway.common.workspace import Workspace
@@ -23,6 +24,8 @@ from gateway.ops.known_bad import KNOWN_BAD
 from tests.conftest import GatewayProcess, free_port, model_config, run_cli, write_config
 from tests.fakes.fake_model import FakeModelServer
 from tests.locks import watchdog_matrix
+
+pytestmark = pytest.mark.usefixtures("default_port_held")  # the suite never needs 18789
 
 
 def on_port(port: int) -> Config:
