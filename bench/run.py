@@ -45,9 +45,8 @@ CHILD_BOOT = ("import os, sys\nif os.environ.get('BENCH_GEVENT'):\n"
               "    from gevent import monkey; monkey.patch_all(queue=False)\n"
               "sys.path.insert(0, 'bench'); import run; getattr(run, sys.argv[1])(*sys.argv[2:])")
 
+
 # ------------------------------------------------------------------------------- shared
-
-
 def percentile(values: list[float], pct: float) -> float | None:
     """Nearest-rank percentile (no interpolation: p99 of 500 samples is the 495th value)."""
     ordered = sorted(values)
@@ -119,8 +118,7 @@ class Gateway:
 
 
 class Meter:
-    """CPU in % of one core until `stop()`: the gateway, its children (skills), the model, the
-    client and "other" (the rest of the machine: the first suspect when numbers look low)."""
+    """CPU in % of one core: gateway, its children (skills), model, client, rest of the box."""
 
     def __init__(self, gw: Gateway, model: psutil.Process | None) -> None:
         self.gw, self.model, self.me = gw.ps, model, psutil.Process()
@@ -184,8 +182,7 @@ class Stack:
 
     def start_gateway(self, name: str, config: dict[str, Any],
                       files: dict[str, str] | None = None) -> Gateway:
-        """The gateway as `moltbot gateway start` starts it, in a new MOLTBOT_HOME holding
-        `files` (then no examples are copied in), and a token from `dashboard --token-gen`."""
+        """The gateway as `gateway start` runs it in a new MOLTBOT_HOME (with `files`), a token."""
         home, began = self.tmp / name, time.monotonic()
         for folder in ("skills", "knowledge") if files is not None else ():
             (home / folder).mkdir(parents=True)
@@ -323,7 +320,6 @@ def measure(st: Stack, gw: Gateway, name: str, mode: str, timeout: float,
 
 
 # ------------------------------------------------------------------------------- gateway
-
 MODEL, RATE, CONCURRENCIES = "fake-model", 500, (16, 64)
 MESSAGE_MODES = ("http", "http-rate", "ws", "ws-rate")  # rows that get an overhead
 
@@ -333,8 +329,7 @@ def plan(section: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def bench_gateway(args: argparse.Namespace, st: Stack) -> None:
-    """The real gateway process against the instant fake model: overhead per message (minus a
-    direct call through the same `ollama` client), throughput, held WebSockets."""
+    """The real gateway process against the instant fake model: overhead, throughput, held."""
     p, started = plan("gateway", args), time.perf_counter()
     seq, total, secs = p["seq"], p["total"], p["rate_seconds"]
     held = p["held"] if args.held is None else args.held
@@ -435,8 +430,7 @@ def bench_gateway(args: argparse.Namespace, st: Stack) -> None:
 
 
 def hold(st: Stack, gw: Gateway, target: int, facts: dict[str, str]) -> Row:
-    """`target` idle WebSockets from 1-3 client processes (each socket is a descriptor there
-    too, and the handshakes spread over both cores), then a look at the gateway."""
+    """`target` idle WebSockets from 1-3 client processes (spread fds and handshakes)."""
     workers = 1 if target <= 4000 else 2 if target <= 12000 else 3
     print(f"held WebSockets: opening {target} from {workers} client process(es) ...", flush=True)
     last, deadline = -1, time.monotonic() + 10  # until the last phase's connections are gone
@@ -497,15 +491,13 @@ def hold(st: Stack, gw: Gateway, target: int, facts: dict[str, str]) -> Row:
 
 
 # ------------------------------------------------------------------------------- skills
-
 SKILL_TIMEOUT, POLL, RELOAD_DEADLINE = 5, 0.020, 15.0
 SWAP_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO gateway\.\S*reload: "
                        r"skills loaded", re.MULTILINE)
 
 
 def bench_skills(args: argparse.Namespace, st: Stack) -> None:
-    """Skills in the real gateway: hot reload (file save to answer), command-skill throughput,
-    isolation from runaway skills, FAQ search through the shipped FAQ skill."""
+    """Skills in the real gateway: hot reload, throughput, isolation, FAQ search."""
     p = plan("skills", args)
     st.start_model()
     config = {"models": {"llama2": {"endpoint": st.model_url, "max_tokens": 64}},
@@ -638,8 +630,7 @@ def misbehave(gw: Gateway, skill: str, stop: threading.Event, outcomes: list[str
 
 
 def make_faq(sections: int, rng: random.Random) -> tuple[str, list[tuple[str, str]]]:
-    """A FAQ of distinct sections, alternating English and Chinese, and for each (what a user
-    would type: the question or a shorter paraphrase, a marker in its answer)."""
+    """An en/zh FAQ, and per section (the question or a paraphrase, its answer's marker)."""
     w = WORDS["faq"]
     en = rng.sample([(v, n, p) for v in w["en_verbs"] for n in w["en_nouns"]
                      for p in w["en_places"]], (sections + 1) // 2)
@@ -665,8 +656,6 @@ def make_faq(sections: int, rng: random.Random) -> tuple[str, list[tuple[str, st
 
 
 # ------------------------------------------------------------------------------- knowledge
-
-
 def bench_knowledge(args: argparse.Namespace, st: Stack) -> None:
     """Knowledge index build and query time over mixed zh/en passages from a fixed seed."""
     from gateway.knowledge import KnowledgeIndex, Passage, tokenize
@@ -719,11 +708,8 @@ def bench_knowledge(args: argparse.Namespace, st: Stack) -> None:
 
 
 # ------------------------------------------------------------------------------- overhead
-
-
 def bench_overhead(args: argparse.Namespace, st: Stack) -> None:
-    """Each per-message layer alone, as the gateway builds it, in microseconds per message:
-    guard chain (real SQLite store), access-log line (to a file), trace, metrics timer."""
+    """Each per-message layer alone, as the gateway builds it, in microseconds per message."""
     import logging
 
     from gateway.common.workspace import Workspace
@@ -794,12 +780,8 @@ def bench_overhead(args: argparse.Namespace, st: Stack) -> None:
 
 
 # ------------------------------------------------------------------------------- recall
-
-
 def bench_recall(args: argparse.Namespace, st: Stack) -> None:
-    """Does a question (a FAQ heading as written, or a paraphrase; en and zh) find its passage
-    in `bench/recall/knowledge/`: recall@1 and @3 of `KnowledgeBase.find`, and "grounded": is
-    it among the passages chat sends to the model (what a user sees as "Sources:")."""
+    """Does a question (a heading or a paraphrase) find its passage, and is it sent along."""
     from gateway.core.grounding import find_passages
     from gateway.knowledge import KnowledgeBase
 
@@ -842,12 +824,8 @@ def bench_recall(args: argparse.Namespace, st: Stack) -> None:
 
 
 # ------------------------------------------------------------------------------- loop libraries
-
-
 def bench_loop_libraries(args: argparse.Namespace, st: Stack) -> None:
-    """Each library the gateway uses, probed by `tests/loopprobe.py` in a fresh child under
-    `patch_all(queue=False)`: do results arrive, how long is the loop kept from running.
-    --store-cost: what the store's two ways of waiting for SQLite's write lock cost."""
+    """Each library the gateway uses under `patch_all(queue=False)` (tests/loopprobe.py)."""
     if args.store_cost:
         table(["write-lock wait", "us per message (add_message + finish_message)"], [
             [v, child("store_cost_child", v, str(st.tmp), env={**os.environ, "BENCH_GEVENT": "1"})]
@@ -897,8 +875,7 @@ def bench_loop_libraries(args: argparse.Namespace, st: Stack) -> None:
 
 
 def store_cost_child(variant: str, folder: str) -> None:
-    """Microseconds per message for the store's two transactions, best of 3: "loop" is the
-    store as it is, "pool" takes the write lock on gevent's thread pool (measured only)."""
+    """us per message, the store as it is ("loop") or locking on gevent's pool ("pool")."""
     from gevent import get_hub
 
     from gateway.core import store as store_module
@@ -930,16 +907,13 @@ def store_cost_child(variant: str, folder: str) -> None:
 
 
 # ------------------------------------------------------------------------------- metrics
-
 LABELS = [(("http", "ws", "mqtt")[i % 3], ("llama2", "qwen")[i % 2],
            ("http://127.0.0.1:11434", "http://127.0.0.1:11435")[(i // 2) % 2], f"s{i % 200}")
           for i in range(600)]  # a busy gateway's: 3 channels x 2 models x 2 endpoints
 
 
 def bench_metrics(args: argparse.Namespace, st: Stack) -> None:
-    """What metrics cost a message: `metrics.track` around one `model_call`, in microseconds,
-    each mode in its own process (the choices are made at import): plain, under gevent's
-    `patch_all(queue=False)` (as the gateway runs), prometheus-client's multiprocess mode."""
+    """What metrics cost a message, plain, under gevent and in multiprocess mode."""
     messages = args.messages or (20_000 if args.quick else 100_000)
     print(f"{messages:,} messages per mode, best of 3 runs; gateway overhead per message "
           f"~{GATEWAY_OVERHEAD_US:.0f} us\n")
@@ -982,12 +956,8 @@ def metrics_child(messages: str) -> None:
 
 
 # ------------------------------------------------------------------------------- console record
-
-
 def bench_console_record(args: argparse.Namespace, st: Stack) -> None:
-    """What recording the model's input costs a message: `record_input` (masking and bounding
-    the messages list, once per model call: ~3 KB, and ~40 KB cut to 16 KB) and the extra row
-    `finish_message` writes in its one transaction (SQLite in WAL mode, as the gateway runs)."""
+    """What recording the model's input costs a message (`record_input`, one more row)."""
     from gateway.core.chat import record_input
     from gateway.core.message import Message, ModelInput, Span, Trace
     from gateway.core.store import Store
@@ -1034,7 +1004,6 @@ def bench_console_record(args: argparse.Namespace, st: Stack) -> None:
 
 
 # ------------------------------------------------------------------------------- main
-
 SECTIONS: dict[str, Callable[[argparse.Namespace, Stack], None]] = {
     "gateway": bench_gateway, "skills": bench_skills, "knowledge": bench_knowledge,
     "overhead": bench_overhead, "recall": bench_recall, "loop-libraries": bench_loop_libraries,
