@@ -1,7 +1,7 @@
-"""Moltbot's benchmarks, one section each (`python bench/run.py SECTION [--quick]`, --help lists
-the options); every one prints numbers and asserts nothing. What each row measures, and the
-figures so far: bench/README.md. Load comes from bench/loadgen.py processes; every process this
-starts is stopped on exit, on an exception and on Ctrl-C/SIGTERM, and its temp folder removed.
+"""Moltbot's benchmarks, one section each; every one prints numbers and asserts nothing.
+
+bench/README.md says what each row measures. Load comes from bench/loadgen.py processes; every
+process this starts is stopped on exit, on an exception and on Ctrl-C/SIGTERM.
 """
 
 from __future__ import annotations
@@ -732,13 +732,9 @@ def bench_overhead(args: argparse.Namespace, st: Stack) -> None:
     issued, _ = issue_token(store, 3600, label="bench")
     store.put_sender(SenderRow("enterprise_im", "alice", "approved", updated_at=time.time()))
     rows = []
-    for name, caller in {
-            "loopback, static token": Caller("http", "127.0.0.1", token, text="hi"),
-            "loopback, issued token (cached)": Caller("http", "127.0.0.1", issued, text="hi"),
-            "remote, static token (rate counted)": Caller("http", "203.0.113.9", token,
-                                                          text="hi"),
-            "chat platform, known sender": Caller("enterprise_im", "203.0.113.9",
-                                                  "platform-token", "alice", "hi")}.items():
+    credentials = {"static": token, "issued": issued, "platform": "platform-token"}
+    for name, (channel, peer, credential, sender) in CONFIGS["callers"].items():
+        caller = Caller(channel, peer, credentials[credential], sender, "hi")
         assert isinstance(settings.guards.admit(caller), Allow), name
         rows.append([f"guard chain: {name}",
                      per_call_us(partial(settings.guards.admit, caller), n)])
@@ -831,30 +827,24 @@ def bench_loop_libraries(args: argparse.Namespace, st: Stack) -> None:
             [v, child("store_cost_child", v, str(st.tmp), env={**os.environ, "BENCH_GEVENT": "1"})]
             for v in ("loop", "pool")])
         return
-    from tests.loopprobe import (
-        has_secret_service,
-        keyring_session,
-        mosquitto,
-        run_probe,
-        slow_services,
-    )
+    from tests import loopprobe as lp
 
     outcomes = []
-    with slow_services(st.tmp) as (svc, _):
+    with lp.slow_services(st.tmp) as (svc, _):
         for name in ("keyring", "smtp", "sqlite", "ollama", "prometheus_update",
                      "prometheus_collect", "limits", "jieba", "psutil", "deadlock", "paho",
                      "mqtt_link"):
             if args.names and name not in args.names:
                 continue
             (folder := st.tmp / name).mkdir()
-            if name == "keyring" and not has_secret_service():
+            if name == "keyring" and not lp.has_secret_service():
                 print("keyring: skipped (needs gnome-keyring and dbus-run-session)")
             elif name == "keyring":
-                prefix, env = keyring_session(folder)
-                outcomes.append(run_probe(name, prefix=prefix, env=env))
+                prefix, env = lp.keyring_session(folder)
+                outcomes.append(lp.run_probe(name, prefix=prefix, env=env))
             elif name in ("paho", "mqtt_link"):
-                with mosquitto(free_port()) as port:
-                    outcomes.append(run_probe(name, {"port": port}))
+                with lp.mosquitto(free_port()) as port:
+                    outcomes.append(lp.run_probe(name, {"port": port}))
             else:  # deadlock: a reference row, what issue 13's failure looks like
                 for probe in {"smtp": [svc["smtp"]], "ollama": [svc["ollama"]],
                               "sqlite": [{"dir": str(folder), "locked": False},
@@ -862,8 +852,9 @@ def bench_loop_libraries(args: argparse.Namespace, st: Stack) -> None:
                               "jieba": [{"pool": False}, {"pool": True}]}.get(name, [{}]):
                     Path(probe.get("dir", folder)).mkdir(exist_ok=True)
                     multiproc = {"PROMETHEUS_MULTIPROC_DIR": str(folder)}
-                    outcomes.append(run_probe(name, probe, timeout=5 if name == "deadlock" else 60,
-                                              env=multiproc if "prom" in name else None))
+                    outcomes.append(lp.run_probe(name, probe, timeout=5 if name == "deadlock"
+                                                 else 60, env=multiproc if "prom" in name
+                                                 else None))
     table(["library", "version", "operation", "calls", "results arrived",
            "largest loop gap (ms)", "took (s)", "verdict", "note"],
           [[o.library or o.name, o.version, o.operation, o.calls, "yes" if o.arrived else "no",
