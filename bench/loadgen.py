@@ -278,16 +278,32 @@ def run_mode(mode: str, p: dict[str, Any]) -> dict[str, Any]:
     one chat per worker); `expect` holds a text the i-th reply must contain (counted as hits)."""
     port, token, tag, chats = p.get("port", 0), p.get("token", ""), p["tag"], p.get("chats", 0)
     texts, expect, hits = p.get("texts") or ["hello {i}"], p.get("expect"), [0]
-    make: Callable[[int], Any]
+    conc, kind = p.get("concurrency", 1), mode.removesuffix("-rate")
+    if mode not in ("model", "healthz", "http", "http-rate", "ws", "ws-rate"):
+        raise SystemExit(f"unknown mode {mode!r}")
+    if kind == "model":  # the gateway's own client, shared as the gateway shares it
+        from gateway.models.ollama_provider import OllamaProvider
 
-    def send(c: Any, w: int, i: int) -> str:
-        """The i-th message's reply, counted as a hit when it holds the expected text."""
+        model = OllamaProvider(p["model_url"], p["model"], max_tokens=512)
+        return {**closed_loop(conc, p.get("total", 0), lambda w: model, lambda c, w, i: str(
+            c.chat([{"role": "user", "content": f"hello {i}"}]).text)), "hits": 0}
+
+    def make(w: int) -> Any:
+        if kind == "ws":
+            return WsClient(f"ws://127.0.0.1:{port}/ws", token, f"{tag}{w}")
+        return HttpClient("127.0.0.1", port, token)
+
+    def call(c: Any, w: int, i: int) -> str:
+        if kind == "healthz":
+            if (status := c.request("GET", "/healthz")[0]) != 200:
+                raise RuntimeError(f"HTTP {status}")
+            return "healthz"
         text = str(texts[i % len(texts)]).replace("{i}", str(i))
         if mode.endswith("-rate"):  # an open loop spreads over 256 chats
             chat = f"{tag}-{i % 256}"
         else:
             chat = f"{tag}-{w}-{i % chats if i >= 0 else 'warm'}" if chats else f"{tag}-{w}"
-        if mode.startswith("ws"):
+        if kind == "ws":
             reply = str(c.ask(text, chat).get("text", ""))
         else:
             reply = c.message(text, chat, p.get("sender", ""))
@@ -295,37 +311,10 @@ def run_mode(mode: str, p: dict[str, Any]) -> dict[str, Any]:
             hits[0] += expect[i % len(expect)] in reply
         return reply
 
-    def healthz(c: Any, w: int, i: int) -> str:
-        if (status := c.request("GET", "/healthz")[0]) != 200:
-            raise RuntimeError(f"HTTP {status}")
-        return "healthz"
-
-    call: Call = send
-    if mode == "model":
-        from gateway.models.ollama_provider import OllamaProvider
-
-        shared = OllamaProvider(p["model_url"], p["model"], max_tokens=512)
-
-        def make(_w: int) -> Any:
-            return shared
-
-        def chat(c: Any, w: int, i: int) -> str:
-            return str(c.chat([{"role": "user", "content": f"hello {i}"}]).text)
-        call = chat
-    elif mode in ("healthz", "http", "http-rate"):
-        def make(_w: int) -> Any:
-            return HttpClient("127.0.0.1", port, token)
-        call = healthz if mode == "healthz" else send
-    elif mode in ("ws", "ws-rate"):
-        def make(w: int) -> Any:
-            return WsClient(f"ws://127.0.0.1:{port}/ws", token, f"{tag}{w}")
-    else:
-        raise SystemExit(f"unknown mode {mode!r}")
     if mode.endswith("-rate"):
-        result = open_loop(p["rate"], p["seconds"], make, call, warm=p.get("concurrency", 1))
+        result = open_loop(p["rate"], p["seconds"], make, call, warm=conc)
     else:
-        result = closed_loop(p.get("concurrency", 1), p.get("total", 0), make, call,
-                             p.get("seconds", 0.0))
+        result = closed_loop(conc, p.get("total", 0), make, call, p.get("seconds", 0.0))
     return {**result, "hits": hits[0]}
 
 
