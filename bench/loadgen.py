@@ -235,12 +235,12 @@ def closed_loop(concurrency: int, total: int, make: Callable[[int], Any], call: 
     return result
 
 
-def open_loop(rate: float, seconds: float, make: Callable[[int], Any], call: Call, warm: int,
-              max_clients: int = 256) -> dict[str, Any]:
+def open_loop(rate: float, seconds: float, make: Callable[[int], Any], call: Call,
+              warm: int) -> dict[str, Any]:
     """Requests start on a fixed schedule and latency counts from it, so falling behind shows
-    in p99 (no coordinated omission); up to `max_clients` connections, then requests queue."""
-    total, made, slots, tally = int(rate * seconds), itertools.count(), BoundedSemaphore(
-        max_clients), Tally()
+    in p99 (no coordinated omission); up to 256 connections, then requests queue."""
+    total, made, tally = int(rate * seconds), itertools.count(), Tally()
+    slots = BoundedSemaphore(256)
     idle = [c for c in (tally.warm(make, call, next(made), False) for _ in range(warm)) if c]
 
     def one(i: int, scheduled: float) -> None:
