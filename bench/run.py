@@ -507,12 +507,6 @@ def bench_skills(args: argparse.Namespace, st: Stack) -> None:
     print(f"gateway on port {gw.port} healthy {gw.started_in:.1f}s after start; fake model "
           f"{st.model_url}; workspace {st.tmp}")
     rows: list[Row] = []
-
-    def add(section: str, row: Row) -> Row:
-        row.section = section
-        rows.append(row)
-        return row
-
     settle = re.findall(r"^SETTLE\s*=\s*([0-9.]+)", next(REPO.glob("gateway/**/reload.py"))
                         .read_text(), re.MULTILINE)  # not imported: that would load jieba too
     print(f"\n1. Hot reload (poll every {POLL * 1000:.0f} ms; the reloader waits "
@@ -551,9 +545,9 @@ def bench_skills(args: argparse.Namespace, st: Stack) -> None:
                  SWAP_LINE.finditer((gw.home / "data/logs/gateway.log").read_text("utf-8"))]
         swapped = [min(t for t in swaps if t >= w * 1000 - 1) - w * 1000 for w in written_at
                    if swaps and swaps[-1] >= w * 1000 - 1]
-        row = add("1 hot reload", Row(name, errors=Counter({"not answered": len(writes) -
-                                                             len(took)}) - Counter()).timed(took))
-        row.note = f"swap p50 {fmt(percentile(swapped, 50), 1)} ms (gateway.log)"
+        rows.append(Row(name, errors=Counter({"not answered": len(writes) - len(took)})
+                        - Counter(), note=f"swap p50 {fmt(percentile(swapped, 50), 1)} ms "
+                        "(gateway.log)", section="1 hot reload").timed(took))
         print(f"   {name}: answered after [{' '.join(f'{t:.0f}' for t in took)}] ms; swapped "
               f"after p50 {fmt(percentile(swapped, 50), 1)}, max "
               f"{fmt(max(swapped, default=None), 1)} ms (gateway.log)")
@@ -561,15 +555,17 @@ def bench_skills(args: argparse.Namespace, st: Stack) -> None:
         (gw.home / "skills" / f"bench_{n}.py").unlink(missing_ok=True)
     ms = answered("/bench_0", lambda reply: str(nonce) not in reply, time.perf_counter())
     print(f"   {p['new_skills']} files deleted -> gone after {fmt(ms, 0)} ms")
-    add("1 hot reload", Row("skill files deleted -> gone").timed([ms] if ms else []))
+    rows.append(Row("skill files deleted -> gone", section="1 hot reload").timed(
+        [ms] if ms else []))
     client.close()
 
-    def load(section: str, name: str, **params: Any) -> Row:
+    def load(section: str, name: str, **params: Any) -> None:
         row, result = measure(st, gw, name, "http", 60 + SKILL_TIMEOUT, sender="bench", **params)
         row.note = (f"right section {result.get('hits', 0)}/{row.n}; " if "expect" in params
                     else "") + "cpu% " + " ".join(f"{k} {row.cpu.get(k, 0):.0f}" for k in (
                         "gw", "skills", "client", "model", "other"))
-        return add(section, row)
+        row.section = section
+        rows.append(row)
 
     print(f"\n2. Command skills without a model ({p['window']:.1f} s per row, keep-alive, one "
           "chat per client)")
