@@ -252,7 +252,7 @@ def open_loop(rate: float, seconds: float, make: Callable[[int], Any], call: Cal
                 idle.append(client)
             except Exception as e:
                 tally.errors[describe(e)] += 1
-                close_all([client] if client is not None else [])
+                close_all([client])  # None: nothing to close
 
     group, late = gevent.pool.Group(), 0
     tally.start()
