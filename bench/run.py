@@ -1001,10 +1001,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="section", required=True)
     flag, count = {"action": "store_true"}, {"type": int, "nargs": "?"}
+    keep = ("--keep", {**flag, "help": "keep the temp workspace and logs"})
     options: dict[str, list[tuple[str, dict[str, Any]]]] = {
-        "gateway": [("--keep", flag), ("--no-hold", flag), ("--held", {"type": int, "help":
-                    "idle WebSockets to hold (default 10,000; --quick 1,000)"})],
-        "skills": [("--keep", flag)], "knowledge": [("passages", count), ("queries", count)],
+        "gateway": [keep, ("--no-hold", {**flag, "help": "skip the held connections"}), (
+            "--held", {"type": int, "help": "idle WebSockets to hold (default 10,000; --quick "
+                       "1,000)"})],
+        "skills": [keep], "knowledge": [("passages", count), ("queries", count)],
         "recall": [("--misses", {**flag, "help": "list every question that missed"})],
         "loop-libraries": [("names", {"nargs": "*", "help": "only these probes"}),
                            ("--store-cost", flag)],
