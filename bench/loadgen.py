@@ -1,14 +1,9 @@
-"""The load generator: one gevent process that drives the gateway or the model for bench/run.py.
+"""The load generator for bench/run.py: a separate gevent process, so the load is not measured
+as part of the gateway's one core and 10,000 clients cost one greenlet each, not a thread.
 
-Why a separate process: the gateway is one gevent process on one core; a load generator living
-in the same process (or the same core's event loop) would measure itself. Why gevent: thousands
-of concurrent clients and 10,000 idle WebSockets cost one greenlet each, not one thread each.
-
-Started by run.py as ``python bench/loadgen.py MODE '<json params>'``. It speaks JSON lines on
-stdout: ``{"event": "start"}`` when the timed window opens (the parent samples CPU there), then
-``{"event": "result", ...}``. The ``hold`` mode is interactive: it prints ``{"event": "held",
-...}`` and then answers ``probe``/``status``/``quit`` lines on stdin. run.py also imports
-`HttpClient` (unpatched, blocking) for its own probes.
+``python bench/loadgen.py MODE '<json params>'`` prints JSON lines: ``start`` when the timed
+window opens (the parent samples CPU there), then ``result``; ``hold`` prints ``held`` and then
+answers ``probe``/``status``/``quit`` lines on stdin. run.py imports `HttpClient` (unpatched).
 """
 
 from __future__ import annotations
@@ -39,21 +34,21 @@ from gevent.fileobject import FileObject
 from gevent.lock import BoundedSemaphore, Semaphore
 
 REQUEST_TIMEOUT = 30.0
+Call = Callable[[Any, int, int], str]  # (client, worker, message number; -1 = warm-up) -> reply
 
 
 def emit(event: str, **fields: Any) -> None:
-    """One JSON line to the parent; flushed at once so it can sample the gateway right then."""
     sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
-    sys.stdout.flush()
+    sys.stdout.flush()  # at once: the parent samples the gateway right then
 
 
 def describe(e: BaseException) -> str:
-    """A short, groupable error text (so 10,000 identical failures show as one line)."""
+    """A short error text, so 10,000 identical failures group as one line."""
     return f"{type(e).__name__}: {e}"[:160]
 
 
 def raise_nofile() -> int:
-    """Each client socket is a descriptor in this process too: lift the soft limit."""
+    """Each client socket is a descriptor here too: lift the soft limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
     if soft < target:
@@ -61,11 +56,8 @@ def raise_nofile() -> int:
     return target
 
 
-# ------------------------------------------------------------------------------- clients
-
-
 class HttpClient:
-    """One keep-alive HTTP/1.1 connection (stdlib http.client: the cheapest client per call)."""
+    """One keep-alive HTTP/1.1 connection (http.client: the cheapest client per call)."""
 
     def __init__(self, host: str, port: int, token: str,
                  timeout: float = REQUEST_TIMEOUT) -> None:
@@ -74,8 +66,7 @@ class HttpClient:
         self.conn: http.client.HTTPConnection | None = None
 
     def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        """Send one request; a failure closes the connection and is raised (never retried,
-        because a retried POST would be a second message)."""
+        """A failure closes the connection and is raised, never retried (a second message)."""
         if self.conn is None:
             self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
             self.conn.connect()
@@ -92,7 +83,6 @@ class HttpClient:
         return resp.status, data
 
     def post(self, text: str, chat: str, sender: str = "") -> tuple[int, dict[str, Any]]:
-        """POST /api/v1/messages: the status and the JSON body."""
         fields = {"text": text, "chat": chat, **({"sender": sender} if sender else {})}
         status, data = self.request("POST", "/api/v1/messages", json.dumps(fields).encode())
         return status, json.loads(data or b"{}")
@@ -110,19 +100,15 @@ class HttpClient:
 
 
 class WsClient:
-    """One WebSocket with a reader greenlet that answers pings and routes replies by id.
-
-    The reader must always run: the gateway pings every 25 s and closes a connection whose
-    pong does not come back, so even an idle held connection needs someone reading it.
-    """
+    """One WebSocket whose reader greenlet routes replies by id and always runs: the gateway
+    closes a connection that does not answer its pings, even an idle held one."""
 
     def __init__(self, url: str, token: str, tag: str) -> None:
         self.ws = websocket.create_connection(
             url, header=[f"Authorization: Bearer {token}"], timeout=REQUEST_TIMEOUT,
             enable_multithread=True, skip_utf8_validation=True)
         self.ws.settimeout(None)  # the reader waits for as long as the connection is idle
-        self.tag = tag
-        self.seq = itertools.count(1)
+        self.tag, self.seq = tag, itertools.count(1)
         self.pending: dict[str, AsyncResult] = {}
         self.closed: str | None = None
         self.reader = gevent.spawn(self._read)
@@ -136,10 +122,9 @@ class WsClient:
                         raise ConnectionError(f"closed by the gateway ({self.ws.status})")
                     continue
                 frame = json.loads(data)
-                if frame.get("type") in ("reply", "error"):
-                    waiter = self.pending.pop(str(frame.get("id")), None)
-                    if waiter is not None:
-                        waiter.set(frame)
+                if frame.get("type") in ("reply", "error") and (
+                        waiter := self.pending.pop(str(frame.get("id")), None)):
+                    waiter.set(frame)
         except Exception as e:  # the connection is gone: fail whoever waits on it
             self.closed = describe(e)
             for waiter in self.pending.values():
@@ -147,11 +132,10 @@ class WsClient:
             self.pending.clear()
 
     def ask(self, text: str, chat: str) -> dict[str, Any]:
-        """Send one message and wait for its final reply (reply.delta frames are ignored)."""
+        """Send one message, wait for its final reply (reply.delta frames are ignored)."""
         if self.closed:
             raise ConnectionError(self.closed)
-        mid = f"{self.tag}-{next(self.seq)}"
-        waiter = AsyncResult()
+        mid, waiter = f"{self.tag}-{next(self.seq)}", AsyncResult()
         self.pending[mid] = waiter
         self.ws.send(json.dumps({"type": "message", "id": mid, "text": text, "chat": chat}))
         frame = waiter.get(timeout=REQUEST_TIMEOUT)
@@ -160,24 +144,22 @@ class WsClient:
         return frame
 
     def close(self) -> None:
-        """Stop the reader first (two greenlets must not read one socket), then say goodbye."""
-        self.reader.kill(block=True)
+        self.reader.kill(block=True)  # first: two greenlets must not read one socket
         with contextlib.suppress(Exception):
             self.ws.send_close()
         with contextlib.suppress(Exception):
             self.ws.shutdown()
 
 
-# ------------------------------------------------------------------------------- runners
-
-
-Call = Callable[[Any, int, int], str]
-"""(client, worker number, message number; -1 = warm-up) -> the reply text."""
+def close_all(clients: list[Any]) -> None:
+    for client in clients:
+        with contextlib.suppress(Exception):
+            client.close()
 
 
 class Tally:
-    """One run's latencies, errors grouped by their text, and the replies' first words: the
-    fake model's answers start with "echo:", anything else went elsewhere (a skill, a command)."""
+    """Latencies, errors grouped by text, and the replies' first words (the fake model's
+    start with "echo:"; anything else came from a skill or a command)."""
 
     def __init__(self) -> None:
         self.latencies: list[float] = []
@@ -186,13 +168,23 @@ class Tally:
         self.cpu0 = self.t0 = 0.0
 
     def start(self) -> None:
-        """The clock starts now (after the warm-up), and the parent hears so."""
         emit("start")
         self.cpu0, self.t0 = time.process_time(), time.perf_counter()
 
     def answered(self, since: float, reply: str) -> None:
         self.latencies.append(time.perf_counter() - since)
         self.kinds[(reply or "").split(" ", 1)[0][:20] or "(empty)"] += 1
+
+    def warm(self, make: Callable[[int], Any], call: Call, w: int, keep: bool) -> Any:
+        """A client that has sent one unmeasured request (`keep`: or whose request failed)."""
+        client = None
+        try:
+            client = make(w)
+            call(client, w, -1)
+            return client
+        except Exception as e:
+            self.errors[f"warm-up: {describe(e)}"] += 1
+            return client if keep else None
 
     def result(self, elapsed: float = 0.0, **extra: Any) -> dict[str, Any]:
         wall = time.perf_counter() - self.t0
@@ -203,22 +195,13 @@ class Tally:
 
 def closed_loop(concurrency: int, total: int, make: Callable[[int], Any], call: Call,
                 seconds: float = 0.0) -> dict[str, Any]:
-    """`concurrency` workers, each sending its next request as soon as the last is answered.
-
-    Every worker connects and sends one unmeasured warm-up request before the clock starts,
-    so the numbers are steady-state, not connection set-up. With `seconds`, the workers stop
-    when that window closes and only answers inside it count (the rate is per window second).
-    """
+    """Each worker sends its next request when the last is answered; the clock starts after
+    every worker's warm-up; with `seconds`, only answers inside that window count."""
     tally, counter, go, ready, end = Tally(), itertools.count(), Event(), Semaphore(0), float("inf")
     clients: list[Any] = []
 
     def worker(w: int) -> None:
-        client = None
-        try:
-            client = make(w)
-            call(client, w, -1)
-        except Exception as e:
-            tally.errors[f"warm-up: {describe(e)}"] += 1
+        client = tally.warm(make, call, w, keep=True)
         ready.release()
         go.wait()
         while client is not None and (i := next(counter)) < total and (
@@ -230,8 +213,7 @@ def closed_loop(concurrency: int, total: int, make: Callable[[int], Any], call: 
                 tally.answered(t, reply)
             except Exception as e:
                 tally.errors[describe(e)] += 1
-                with contextlib.suppress(Exception):
-                    client.close()
+                close_all([client])
                 try:
                     client = make(w)
                 except Exception as e2:
@@ -249,31 +231,17 @@ def closed_loop(concurrency: int, total: int, make: Callable[[int], Any], call: 
     go.set()
     group.join()
     result = tally.result(seconds)
-    for client in clients:
-        with contextlib.suppress(Exception):
-            client.close()
+    close_all(clients)
     return result
 
 
-def open_loop(rate: float, seconds: float, make: Callable[[int], Any], call: Call, warm: int,
-              max_clients: int = 256) -> dict[str, Any]:
-    """Requests started on a fixed schedule (`rate`/s) whatever the answers do.
-
-    Latency counts from the scheduled start, so a gateway that falls behind shows it in p99
-    instead of silently slowing the sender (coordinated omission). Clients come from a pool
-    that grows while all are busy, up to `max_clients` connections (then requests wait their
-    turn, and that wait is part of their latency).
-    """
-    total, idle, made, slots = int(rate * seconds), [], itertools.count(), BoundedSemaphore(
-        max_clients)
-    tally = Tally()
-    for _ in range(warm):
-        try:
-            client = make(next(made))
-            call(client, 0, -1)
-            idle.append(client)
-        except Exception as e:
-            tally.errors[f"warm-up: {describe(e)}"] += 1
+def open_loop(rate: float, seconds: float, make: Callable[[int], Any], call: Call,
+              warm: int) -> dict[str, Any]:
+    """Requests start on a fixed schedule and latency counts from it, so falling behind shows
+    in p99 (no coordinated omission); up to 256 connections, then requests queue."""
+    total, made, tally = int(rate * seconds), itertools.count(), Tally()
+    slots = BoundedSemaphore(256)
+    idle = [c for c in (tally.warm(make, call, next(made), False) for _ in range(warm)) if c]
 
     def one(i: int, scheduled: float) -> None:
         with slots:
@@ -284,9 +252,7 @@ def open_loop(rate: float, seconds: float, make: Callable[[int], Any], call: Cal
                 idle.append(client)
             except Exception as e:
                 tally.errors[describe(e)] += 1
-                if client is not None:
-                    with contextlib.suppress(Exception):
-                        client.close()
+                close_all([client])  # None: nothing to close
 
     group, late = gevent.pool.Group(), 0
     tally.start()
@@ -303,68 +269,48 @@ def open_loop(rate: float, seconds: float, make: Callable[[int], Any], call: Cal
     if (unfinished := total - len(tally.latencies) - tally.errors.total()) > 0:
         tally.errors["unfinished when the run ended"] += unfinished
     group.kill(block=False)
-    for client in idle:
-        with contextlib.suppress(Exception):
-            client.close()
+    close_all(idle)
     return tally.result(late_starts=late, clients=next(made))
 
 
-# ------------------------------------------------------------------------------- modes
-
-
 def run_mode(mode: str, p: dict[str, Any]) -> dict[str, Any]:
-    """One measurement. Params: concurrency, total (closed loop; `seconds` makes it a window)
-    or rate and seconds (the ``-rate`` modes); texts (``{i}`` is the message number), chats
-    (message i goes to chat i % chats; 0: one chat per worker), expect (a text the i-th reply
-    must hold: counted as hits), sender."""
-    host, port, token = p.get("host", "127.0.0.1"), p.get("port", 0), p.get("token", "")
-    conc, tag, chats = p.get("concurrency", 1), p.get("tag", mode), p.get("chats", 0)
-    texts, expect = p.get("texts") or ["hello {i}"], p.get("expect")
-    hits = [0]
-    make: Callable[[int], Any]
+    """One measurement. Message i has texts[i] ({i} replaced) and goes to chat i % chats (0:
+    one chat per worker); `expect` holds a text the i-th reply must contain (counted as hits)."""
+    port, token, tag, chats = p.get("port", 0), p.get("token", ""), p["tag"], p.get("chats", 0)
+    texts, expect, hits = p.get("texts") or ["hello {i}"], p.get("expect"), [0]
+    conc, kind = p.get("concurrency", 1), mode.removesuffix("-rate")
+    if mode not in ("model", "healthz", "http", "http-rate", "ws", "ws-rate"):
+        raise SystemExit(f"unknown mode {mode!r}")
+    if kind == "model":  # the gateway's own client, shared as the gateway shares it
+        from gateway.models.ollama_provider import OllamaProvider
 
-    def text_for(i: int) -> str:
-        return str(texts[i % len(texts)]).replace("{i}", str(i))
+        model = OllamaProvider(p["model_url"], p["model"], max_tokens=512)
+        return {**closed_loop(conc, p.get("total", 0), lambda w: model, lambda c, w, i: str(
+            c.chat([{"role": "user", "content": f"hello {i}"}]).text)), "hits": 0}
 
-    def chat_for(w: int, i: int) -> str:
+    def make(w: int) -> Any:
+        if kind == "ws":
+            return WsClient(f"ws://127.0.0.1:{port}/ws", token, f"{tag}{w}")
+        return HttpClient("127.0.0.1", port, token)
+
+    def call(c: Any, w: int, i: int) -> str:
+        if kind == "healthz":
+            if (status := c.request("GET", "/healthz")[0]) != 200:
+                raise RuntimeError(f"HTTP {status}")
+            return "healthz"
+        text = str(texts[i % len(texts)]).replace("{i}", str(i))
         if mode.endswith("-rate"):  # an open loop spreads over 256 chats
-            return f"{tag}-{i % 256}"
-        return f"{tag}-{w}-{i % chats if i >= 0 else 'warm'}" if chats else f"{tag}-{w}"
-
-    def checked(reply: str, i: int) -> str:
+            chat = f"{tag}-{i % 256}"
+        else:
+            chat = f"{tag}-{w}-{i % chats if i >= 0 else 'warm'}" if chats else f"{tag}-{w}"
+        if kind == "ws":
+            reply = str(c.ask(text, chat).get("text", ""))
+        else:
+            reply = c.message(text, chat, p.get("sender", ""))
         if expect and i >= 0:
             hits[0] += expect[i % len(expect)] in reply
         return reply
 
-    if mode == "model":
-        from gateway.models.ollama_provider import OllamaProvider
-
-        shared = OllamaProvider(p["model_url"], p["model"], max_tokens=512)
-
-        def make(_w: int) -> Any:
-            return shared
-
-        def call(c: Any, w: int, i: int) -> str:
-            return str(c.chat([{"role": "user", "content": f"hello {i}"}]).text)
-    elif mode in ("healthz", "http", "http-rate"):
-        def make(_w: int) -> Any:
-            return HttpClient(host, port, token)
-
-        def call(c: Any, w: int, i: int) -> str:
-            if mode == "healthz":
-                status, _ = c.request("GET", "/healthz")
-                if status != 200:
-                    raise RuntimeError(f"HTTP {status}")
-                return "healthz"
-            return checked(c.message(text_for(i), chat_for(w, i), p.get("sender", "")), i)
-    elif mode in ("ws", "ws-rate"):
-        def make(w: int) -> Any:
-            return WsClient(f"ws://{host}:{port}/ws", token, f"{tag}{w}")
-
-        def call(c: Any, w: int, i: int) -> str:
-            return checked(str(c.ask(text_for(i), chat_for(w, i)).get("text", "")), i)
-    else:
-        raise SystemExit(f"unknown mode {mode!r}")
     if mode.endswith("-rate"):
         result = open_loop(p["rate"], p["seconds"], make, call, warm=conc)
     else:
@@ -372,19 +318,15 @@ def run_mode(mode: str, p: dict[str, Any]) -> dict[str, Any]:
     return {**result, "hits": hits[0]}
 
 
-def hold(p: dict[str, Any]) -> None:
+def hold(p: dict[str, Any], limit: int) -> None:
     """Open `count` idle authenticated WebSockets, then answer the parent's commands."""
-    limit = raise_nofile()
-    url = f"ws://{p.get('host', '127.0.0.1')}:{p['port']}/ws"
-    tag = p.get("tag", "held")
     conns: list[WsClient] = []
     errors: Counter[str] = Counter()
-    pool = gevent.pool.Pool(p.get("handshakes", 64))
-    t0 = time.perf_counter()
+    pool, t0 = gevent.pool.Pool(64), time.perf_counter()
 
     def open_one(i: int) -> None:
         try:
-            conns.append(WsClient(url, p["token"], f"{tag}{i}"))
+            conns.append(WsClient(f"ws://127.0.0.1:{p['port']}/ws", p["token"], f"{p['tag']}{i}"))
         except Exception as e:
             errors[describe(e)] += 1
 
@@ -393,40 +335,29 @@ def hold(p: dict[str, Any]) -> None:
     pool.join()
     emit("held", ok=len(conns), errors=dict(errors), secs=time.perf_counter() - t0,
          client_nofile=limit)
-    stdin = FileObject(sys.stdin.fileno(), "r")  # cooperative: the readers keep running
-    for line in stdin:
-        cmd = line.strip()
-        if cmd == "status":
-            closed = Counter(c.closed for c in conns if c.closed)
-            emit("status", open=sum(1 for c in conns if not c.closed), closed=dict(closed))
+    for line in FileObject(sys.stdin.fileno(), "r"):  # cooperative: the readers keep running
+        alive = [c for c in conns if not c.closed]
+        if (cmd := line.strip()) == "status":
+            emit("status", open=len(alive), closed=dict(Counter(c.closed for c in conns
+                                                                if c.closed)))
+        elif cmd == "probe" and not alive:
+            emit("probe", ok=False, error="no open connection left")
         elif cmd == "probe":
-            alive = [c for c in conns if not c.closed]
-            if not alive:
-                emit("probe", ok=False, error="no open connection left")
-                continue
-            conn = random.choice(alive)
-            t = time.perf_counter()
+            conn, t = random.choice(alive), time.perf_counter()
             try:
-                frame = conn.ask("are you there?", f"{tag}-probe")
+                frame = conn.ask("are you there?", f"{p['tag']}-probe")
                 emit("probe", ok=True, ms=(time.perf_counter() - t) * 1000,
                      reply=str(frame.get("text"))[:60], conn=conn.tag)
             except Exception as e:
                 emit("probe", ok=False, error=describe(e), conn=conn.tag)
         elif cmd == "quit":
-            break
-    # No polite close of thousands of sockets: exiting closes them all at once.
-
-
-def main() -> int:
-    mode, params = sys.argv[1], json.loads(sys.argv[2] if len(sys.argv) > 2 else "{}")
-    raise_nofile()
-    if mode == "hold":
-        hold(params)
-        return 0
-    result = run_mode(mode, params)
-    emit("result", **result)
-    return 0
+            break  # no polite close of thousands of sockets: exiting closes them all
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    mode, params = sys.argv[1], json.loads(sys.argv[2] if len(sys.argv) > 2 else "{}")
+    if mode == "hold":
+        hold(params, raise_nofile())
+    else:
+        raise_nofile()
+        emit("result", **run_mode(mode, params))

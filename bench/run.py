@@ -1,18 +1,7 @@
 """Moltbot's benchmarks, one section each; every one prints numbers and asserts nothing.
 
-    python bench/run.py gateway [--quick] [--no-hold] [--held N] [--keep]
-    python bench/run.py skills [--quick] [--keep]
-    python bench/run.py knowledge [passages] [queries]
-    python bench/run.py overhead
-    python bench/run.py recall [--misses]
-    python bench/run.py loop-libraries [name ...] [--store-cost]
-    python bench/run.py metrics [messages]
-    python bench/run.py console-record [messages]
-
-Every section takes --quick (smaller counts). What each row measures, and the figures so far:
-bench/README.md. Load comes from bench/loadgen.py processes; this one never patches anything
-with gevent. Every process it starts is stopped on exit, on an exception and on
-Ctrl-C/SIGTERM, and its temporary folder is removed.
+bench/README.md says what each row measures. Load comes from bench/loadgen.py processes; every
+process this starts is stopped on exit, on an exception and on Ctrl-C/SIGTERM.
 """
 
 from __future__ import annotations
@@ -48,16 +37,16 @@ import yaml
 from loadgen import HttpClient, describe
 
 BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-WORDS = json.loads((BENCH / "fixtures" / "words.json").read_text("utf-8"))
+REPO, FIXTURES = BENCH.parent, BENCH / "fixtures"
+WORDS = json.loads((FIXTURES / "words.json").read_text("utf-8"))
+CONFIGS = yaml.safe_load((FIXTURES / "configs.yaml").read_text("utf-8"))
 GATEWAY_OVERHEAD_US = 2500.0  # the gateway's sequential overhead per message (README)
 CHILD_BOOT = ("import os, sys\nif os.environ.get('BENCH_GEVENT'):\n"
               "    from gevent import monkey; monkey.patch_all(queue=False)\n"
               "sys.path.insert(0, 'bench'); import run; getattr(run, sys.argv[1])(*sys.argv[2:])")
 
+
 # ------------------------------------------------------------------------------- shared
-
-
 def percentile(values: list[float], pct: float) -> float | None:
     """Nearest-rank percentile (no interpolation: p99 of 500 samples is the 495th value)."""
     ordered = sorted(values)
@@ -77,7 +66,7 @@ def table(header: list[str], rows: list[list[Any]]) -> None:
 
 
 def per_call_us(work: Callable[[], object], n: int, runs: int = 1) -> float:
-    """Microseconds per call of `work`, best of `runs` (a busy neighbour only ever adds time)."""
+    """Microseconds per call, best of `runs` (a busy neighbour only ever adds time)."""
     work()  # warm caches
     best = float("inf")
     for _ in range(runs):
@@ -89,8 +78,7 @@ def per_call_us(work: Callable[[], object], n: int, runs: int = 1) -> float:
 
 
 def child(func: str, *args: str, env: dict[str, str] | None = None) -> str:
-    """The last output line of `func(*args)` of this module in a fresh process (gevent's
-    `patch_all(queue=False)` first when `env` has BENCH_GEVENT, as the gateway does)."""
+    """The last line `func(*args)` prints in a fresh process (patched when BENCH_GEVENT is set)."""
     out = subprocess.run([sys.executable, "-c", CHILD_BOOT, func, *args], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=600)
     if out.returncode:
@@ -112,7 +100,7 @@ def cpu_secs(p: psutil.Process | None) -> float:
 
 
 def _die_with_parent() -> None:
-    """Linux: a child started with this gets SIGTERM if the bench is killed outright (-9)."""
+    """Linux: a child gets SIGTERM if the bench is killed outright (-9)."""
     with contextlib.suppress(Exception):
         import ctypes
 
@@ -130,10 +118,7 @@ class Gateway:
 
 
 class Meter:
-    """CPU in % of one core from now to `stop()`: the gateway, its children ("skills": skill
-    hosts, scripts, the watcher; one reaped meanwhile counts through the gateway's children
-    times), the model, the client (this process unless given) and "other": the rest of the
-    machine, the first thing to rule out on a shared box when numbers look low."""
+    """CPU in % of one core: gateway, its children (skills), model, client, rest of the box."""
 
     def __init__(self, gw: Gateway, model: psutil.Process | None) -> None:
         self.gw, self.model, self.me = gw.ps, model, psutil.Process()
@@ -141,7 +126,7 @@ class Meter:
 
     def _now(self) -> list[float]:
         t, gw, kids = psutil.cpu_times(), 0.0, 0.0
-        with contextlib.suppress(psutil.Error):
+        with contextlib.suppress(psutil.Error):  # a reaped child counts in children_* times
             g = self.gw.cpu_times()
             gw, kids = g.user + g.system, g.children_user + g.children_system + sum(
                 cpu_secs(k) for k in self.gw.children(recursive=True))
@@ -158,8 +143,7 @@ class Meter:
 
 
 class Stack:
-    """A temporary folder and every process started in it (the fast fake model, gateways, load
-    generators); `close()` stops them all, whatever happened before."""
+    """A temp folder and every process started in it; `close()` stops them all."""
 
     def __init__(self, keep: bool = False) -> None:
         self.keep, self.procs = keep, list[subprocess.Popen[Any]]()
@@ -189,7 +173,7 @@ class Stack:
         return found
 
     def start_model(self) -> None:
-        """`python -m tests.fakes.fake_model --fast`: instant answers; READY means it listens."""
+        """The fake model with instant answers; READY means it listens."""
         proc = self.spawn("fake_model", [sys.executable, "-m", "tests.fakes.fake_model",
                                          "--port", str(free_port()), "--fast"])
         self.model_url = self.wait_until(lambda: re.findall(r"READY (\S+)", self.tail(
@@ -198,9 +182,7 @@ class Stack:
 
     def start_gateway(self, name: str, config: dict[str, Any],
                       files: dict[str, str] | None = None) -> Gateway:
-        """`python -m gateway.server` as `moltbot gateway start` starts it, in a new MOLTBOT_HOME
-        holding `files` (with them, skills/ and knowledge/ exist: no examples are copied in);
-        waits for /healthz, then creates a token with `moltbot dashboard --token-gen`."""
+        """The gateway as `gateway start` runs it in a new MOLTBOT_HOME (with `files`), a token."""
         home, began = self.tmp / name, time.monotonic()
         for folder in ("skills", "knowledge") if files is not None else ():
             (home / folder).mkdir(parents=True)
@@ -238,8 +220,7 @@ class Stack:
             proc.wait(5)
 
     def kill_strays(self, folder: Path) -> None:
-        """Kill processes working inside `folder` (skill hosts, scripts): a gateway that died
-        hard leaves them orphaned, a busy-looping one spinning forever."""
+        """Kill processes working in `folder`: a gateway that died hard leaves them orphaned."""
         victims = []
         for p in psutil.process_iter():
             with contextlib.suppress(psutil.Error, OSError, ValueError):
@@ -339,29 +320,25 @@ def measure(st: Stack, gw: Gateway, name: str, mode: str, timeout: float,
 
 
 # ------------------------------------------------------------------------------- gateway
-
 MODEL, RATE, CONCURRENCIES = "fake-model", 500, (16, 64)
 MESSAGE_MODES = ("http", "http-rate", "ws", "ws-rate")  # rows that get an overhead
-GATEWAY_PLANS: dict[bool, dict[str, Any]] = {  # by --quick
-    False: {"seq": 500, "total": 5000, "rate_seconds": 10, "held": 10_000},
-    True: {"seq": 200, "total": 1000, "rate_seconds": 3, "held": 1_000}}
+
+
+def plan(section: str, args: argparse.Namespace) -> dict[str, Any]:
+    return dict(CONFIGS["plans"][section]["quick" if args.quick else "full"])
 
 
 def bench_gateway(args: argparse.Namespace, st: Stack) -> None:
-    """The real gateway process against the instant fake model: overhead per message (minus a
-    direct call through the same `ollama` client), throughput, held WebSockets."""
-    plan = GATEWAY_PLANS[args.quick]
-    seq, total, secs, held = plan["seq"], plan["total"], plan["rate_seconds"], plan["held"]
-    held = held if args.held is None else args.held
-    started = time.perf_counter()
+    """The real gateway process against the instant fake model: overhead, throughput, held."""
+    p, started = plan("gateway", args), time.perf_counter()
+    seq, total, secs = p["seq"], p["total"], p["rate_seconds"]
+    held = p["held"] if args.held is None else args.held
     print(", ".join(f"{d} {metadata.version(d)}" for d in (
         "gevent", "flask", "flask-sock", "simple-websocket", "httpx", "ollama", "sqlalchemy",
         "websocket-client")))
     st.start_model()
-    gw = st.start_gateway("home", {
-        "models": {MODEL: {"endpoint": st.model_url}},
-        "gateway": {"max_connections": 19000, "max_connections_per_ip": 19000,
-                    "session_timeout": "1h"}})
+    gw = st.start_gateway("home", {"models": {MODEL: {"endpoint": st.model_url}},
+                                   **CONFIGS["gateway"]})
     facts = {"gateway idle RSS": f"{gw.ps.memory_info().rss / 2**20:.0f} MB",
              "gateway idle fds": str(gw.ps.num_fds())}
     if kids := gw.ps.children(recursive=True):
@@ -388,6 +365,9 @@ def bench_gateway(args: argparse.Namespace, st: Stack) -> None:
                 f"{k!r} x{v}" for k, v in odd.items())
         rows.append(row)
 
+    def rate(name: str, mode: str, per_second: float) -> None:
+        phase(name, mode, secs + 60, concurrency=16, rate=per_second, seconds=secs)
+
     print("model direct (the gateway's ollama client, same process type as the load):")
     phase("model direct seq", "model", 60, total=seq)
     phase("model direct c64", "model", 120, concurrency=64, total=total)
@@ -397,18 +377,17 @@ def bench_gateway(args: argparse.Namespace, st: Stack) -> None:
     phase("http seq (new chat each)", "http", 60, total=seq, chats=seq)
     for c in CONCURRENCIES:
         phase(f"http c{c}", "http", 120, concurrency=c, total=total)
-    phase(f"http {RATE}/s", "http-rate", secs + 60, concurrency=16, rate=RATE, seconds=secs)
+    rate(f"http {RATE}/s", "http-rate", RATE)
     # Past saturation p99 is only queueing; half the measured peak shows the tail the
     # gateway itself adds while it keeps up.
     half = max(10.0, round(max(r.rate or 0 for r in rows if r.name.startswith("http c")) / 2, -1))
     if half < RATE:
-        phase(f"http {half:.0f}/s (half peak)", "http-rate", secs + 60, concurrency=16,
-              rate=half, seconds=secs)
+        rate(f"http {half:.0f}/s (half peak)", "http-rate", half)
     print("WebSocket:")
     phase("ws seq (one chat)", "ws", 60, total=seq)
     for c in CONCURRENCIES:
         phase(f"ws c{c}", "ws", 120, concurrency=c, total=total)
-    phase(f"ws {RATE}/s", "ws-rate", secs + 60, concurrency=16, rate=RATE, seconds=secs)
+    rate(f"ws {RATE}/s", "ws-rate", RATE)
     if not args.no_hold and held > 0:
         rows.append(hold(st, gw, held, facts))
 
@@ -451,8 +430,7 @@ def bench_gateway(args: argparse.Namespace, st: Stack) -> None:
 
 
 def hold(st: Stack, gw: Gateway, target: int, facts: dict[str, str]) -> Row:
-    """Open `target` idle WebSockets from 1-3 client processes (each socket is a descriptor
-    there too, and the handshakes spread over both cores), then look at the gateway."""
+    """`target` idle WebSockets from 1-3 client processes (spread fds and handshakes)."""
     workers = 1 if target <= 4000 else 2 if target <= 12000 else 3
     print(f"held WebSockets: opening {target} from {workers} client process(es) ...", flush=True)
     last, deadline = -1, time.monotonic() + 10  # until the last phase's connections are gone
@@ -461,7 +439,7 @@ def hold(st: Stack, gw: Gateway, target: int, facts: dict[str, str]) -> Row:
         time.sleep(0.5)
     rss0, t0, ok, errors = gw.ps.memory_info().rss, time.perf_counter(), 0, Counter[str]()
     gens = [Loadgen(st, gw, "hold", {"count": target // workers + (w < target % workers),
-                                     "tag": f"h{w}x", "handshakes": 64}) for w in range(workers)]
+                                     "tag": f"h{w}x"}) for w in range(workers)]
     for i, lg in enumerate(gens):
         if event := lg.wait("held", 180):
             ok += event["ok"]
@@ -513,39 +491,29 @@ def hold(st: Stack, gw: Gateway, target: int, facts: dict[str, str]) -> Row:
 
 
 # ------------------------------------------------------------------------------- skills
-
-SKILLS_PLANS: dict[bool, dict[str, Any]] = {  # by --quick
-    False: {"new_skills": 10, "edits": 5, "window": 4.0, "chat": 200, "ping": 100, "faq": 300},
-    True: {"new_skills": 4, "edits": 2, "window": 0.8, "chat": 100, "ping": 50, "faq": 100}}
 SKILL_TIMEOUT, POLL, RELOAD_DEADLINE = 5, 0.020, 15.0
 SWAP_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO gateway\.\S*reload: "
                        r"skills loaded", re.MULTILINE)
 
 
 def bench_skills(args: argparse.Namespace, st: Stack) -> None:
-    """Skills in the real gateway: hot reload (file save to answer), command-skill throughput,
-    isolation from runaway skills, FAQ search through the shipped FAQ skill."""
-    plan = SKILLS_PLANS[args.quick]
+    """Skills in the real gateway: hot reload, throughput, isolation, FAQ search."""
+    p = plan("skills", args)
     st.start_model()
     config = {"models": {"llama2": {"endpoint": st.model_url, "max_tokens": 64}},
               "skills": {"timeout": SKILL_TIMEOUT}}
-    gw = st.start_gateway("home", config, {f"skills/{p.name}": p.read_text("utf-8")
-                                           for p in (BENCH / "fixtures" / "skills").glob("*.*")})
+    gw = st.start_gateway("home", config, {f"skills/{f.name}": f.read_text("utf-8")
+                                           for f in (FIXTURES / "skills").glob("*.*")})
     print(f"gateway on port {gw.port} healthy {gw.started_in:.1f}s after start; fake model "
           f"{st.model_url}; workspace {st.tmp}")
     rows: list[Row] = []
-
-    def add(section: str, row: Row) -> Row:
-        row.section = section
-        rows.append(row)
-        return row
-
     settle = re.findall(r"^SETTLE\s*=\s*([0-9.]+)", next(REPO.glob("gateway/**/reload.py"))
                         .read_text(), re.MULTILINE)  # not imported: that would load jieba too
     print(f"\n1. Hot reload (poll every {POLL * 1000:.0f} ms; the reloader waits "
           f"{fmt(float(settle[0]) * 1000 if settle else None, 0)} ms for writes to settle, "
           "then loads into every skill host)")
     client, nonce = HttpClient("127.0.0.1", gw.port, gw.token, timeout=15), random.random()
+    template = (FIXTURES / "reload" / "bench_n.py.txt").read_text("utf-8")
 
     def answered(command: str, done: Callable[[str], bool], began: float) -> float | None:
         """Post `command` every POLL s until `done(reply)`: ms since `began`."""
@@ -559,17 +527,15 @@ def bench_skills(args: argparse.Namespace, st: Stack) -> None:
         print(f"   {command}: not within {RELOAD_DEADLINE:.0f}s; last answer {body}")
         return None
 
-    for name, writes in (("new skill file", [(n, 0) for n in range(plan["new_skills"])]),
-                         ("edit skill reply", [(0, v) for v in range(1, plan["edits"] + 1)])):
+    for name, writes in (("new skill file", [(n, 0) for n in range(p["new_skills"])]),
+                         ("edit skill reply", [(0, v) for v in range(1, p["edits"] + 1)])):
         took, written_at = [], []
         for n, v in writes:
             time.sleep(0.5)  # let the previous reload finish: each write is timed on its own
             written_at.append(time.time())
             began, expected = time.perf_counter(), f"bench {n} v{v} {nonce}"
             (gw.home / "skills" / f"bench_{n}.py").write_text(
-                f"from moltbot_sdk import Skill, context\n\n\nclass Bench{n}(Skill):\n"
-                f'    @context.handle(intent="bench_{n}")\n    def run(self, msg):\n'
-                f"        return {expected!r}\n", "utf-8")
+                template.format(n=n, reply=repr(expected)), "utf-8")
             if (ms := answered(f"/bench_{n}", expected.__eq__, began)) is None:
                 break  # reloading is broken: say so, and keep the run bounded
             took.append(ms)
@@ -579,58 +545,46 @@ def bench_skills(args: argparse.Namespace, st: Stack) -> None:
                  SWAP_LINE.finditer((gw.home / "data/logs/gateway.log").read_text("utf-8"))]
         swapped = [min(t for t in swaps if t >= w * 1000 - 1) - w * 1000 for w in written_at
                    if swaps and swaps[-1] >= w * 1000 - 1]
-        row = add("1 hot reload", Row(name, errors=Counter({"not answered": len(writes) -
-                                                             len(took)}) - Counter()).timed(took))
-        row.note = f"swap p50 {fmt(percentile(swapped, 50), 1)} ms (gateway.log)"
+        rows.append(Row(name, errors=Counter({"not answered": len(writes) - len(took)})
+                        - Counter(), note=f"swap p50 {fmt(percentile(swapped, 50), 1)} ms "
+                        "(gateway.log)", section="1 hot reload").timed(took))
         print(f"   {name}: answered after [{' '.join(f'{t:.0f}' for t in took)}] ms; swapped "
               f"after p50 {fmt(percentile(swapped, 50), 1)}, max "
               f"{fmt(max(swapped, default=None), 1)} ms (gateway.log)")
-    for n in range(plan["new_skills"]):  # later sections see the same skills on every run
+    for n in range(p["new_skills"]):  # later sections see the same skills on every run
         (gw.home / "skills" / f"bench_{n}.py").unlink(missing_ok=True)
     ms = answered("/bench_0", lambda reply: str(nonce) not in reply, time.perf_counter())
-    print(f"   {plan['new_skills']} files deleted -> gone after {fmt(ms, 0)} ms")
-    add("1 hot reload", Row("skill files deleted -> gone").timed([ms] if ms else []))
+    print(f"   {p['new_skills']} files deleted -> gone after {fmt(ms, 0)} ms")
+    rows.append(Row("skill files deleted -> gone", section="1 hot reload").timed(
+        [ms] if ms else []))
     client.close()
 
-    def load(section: str, name: str, **params: Any) -> Row:
+    def load(section: str, name: str, **params: Any) -> None:
         row, result = measure(st, gw, name, "http", 60 + SKILL_TIMEOUT, sender="bench", **params)
         row.note = (f"right section {result.get('hits', 0)}/{row.n}; " if "expect" in params
                     else "") + "cpu% " + " ".join(f"{k} {row.cpu.get(k, 0):.0f}" for k in (
                         "gw", "skills", "client", "model", "other"))
-        return add(section, row)
+        row.section = section
+        rows.append(row)
 
-    print(f"\n2. Command skills without a model ({plan['window']:.1f} s per row, keep-alive, one "
+    print(f"\n2. Command skills without a model ({p['window']:.1f} s per row, keep-alive, one "
           "chat per client)")
     for text, kind in (("/ping", "python"), ("/shping", "script")):
         for c in (1, 8, 32):
             load("2 command skill", f"{text} ({kind}) x{c}", texts=[text], concurrency=c,
-                 total=10**9, seconds=plan["window"])
-    print(f"\n3. Isolation: plain chat (fake model, {plan['chat']} sequential messages, 10 "
-          f"chats), then /ping x{plan['ping']}, while another client's skill misbehaves "
+                 total=10**9, seconds=p["window"])
+    print(f"\n3. Isolation: plain chat (fake model, {p['chat']} sequential messages, 10 "
+          f"chats), then /ping x{p['ping']}, while another client's skill misbehaves "
           f"(skills.timeout {SKILL_TIMEOUT}s, 2 skill hosts)")
     for skill, what in (("", "baseline"), ("spin", "busy-looping skill"),
                         ("nap", "sleep(5) skill")):
         stop, outcomes = threading.Event(), list[str]()
-
-        def misbehave(skill: str = skill, stop: threading.Event = stop,
-                      outcomes: list[str] = outcomes) -> None:
-            """Call the bad skill back to back: it misbehaves all through the measurement."""
-            bad = HttpClient("127.0.0.1", gw.port, gw.token, timeout=SKILL_TIMEOUT + 20)
-            while not stop.is_set():
-                began = time.perf_counter()
-                try:
-                    status, body = bad.post(f"/{skill}", f"iso-{skill}", "bench")
-                    code = f"{status} {body.get('error', {}).get('code', 'ok')}"
-                except Exception as e:
-                    code = describe(e)
-                outcomes.append(f"{code} after {time.perf_counter() - began:.1f}s")
-
-        thread = threading.Thread(target=misbehave, daemon=True)
+        thread = threading.Thread(target=misbehave, args=(gw, skill, stop, outcomes), daemon=True)
         if skill:
             thread.start()
             time.sleep(0.3)  # the call has reached its skill host
-        load("3 isolation", f"chat, {what}", total=plan["chat"], chats=10)
-        load("3 isolation", f"/ping, {what}", texts=["/ping"], total=plan["ping"])
+        load("3 isolation", f"chat, {what}", total=p["chat"], chats=10)
+        load("3 isolation", f"/ping, {what}", texts=["/ping"], total=p["ping"])
         stop.set()
         if skill:
             thread.join(SKILL_TIMEOUT + 25)  # the call in flight ends at the time-out
@@ -640,15 +594,14 @@ def bench_skills(args: argparse.Namespace, st: Stack) -> None:
 
     rng = random.Random(20240601)
     faq, picked = make_faq(2000, rng)
-    gw2 = st.start_gateway("faq-home", config, {
+    first, gw = gw, st.start_gateway("faq-home", config, {
         "knowledge/faq.md": faq, "skills/auto_reply.py": (REPO / "skills/auto_reply.py")
         .read_text("utf-8")})
     print(f"\n4. FAQ skill (skills/auto_reply.py as shipped) over 2000 generated zh/en sections: "
-          f"faq.md {len(faq.encode()) / 1024:.0f} KiB; gateway healthy {gw2.started_in:.1f}s "
-          f"after start, vs {gw.started_in:.1f}s for the first workspace (each skill host "
+          f"faq.md {len(faq.encode()) / 1024:.0f} KiB; gateway healthy {gw.started_in:.1f}s "
+          f"after start, vs {first.started_in:.1f}s for the first workspace (each skill host "
           "indexes faq.md before the gateway listens)")
-    picked = [rng.choice(picked) for _ in range(plan["faq"])]
-    gw = gw2
+    picked = [rng.choice(picked) for _ in range(p["faq"])]
     load("4 FAQ search", "/faq_query, 2000 sections", texts=[f"/faq_query {q}" for q, _ in picked],
          expect=[ref for _, ref in picked], total=len(picked))
     print(f"   {sum(q.startswith(('How do I', '如何在')) for q, _ in picked)} of {len(picked)} "
@@ -659,9 +612,21 @@ def bench_skills(args: argparse.Namespace, st: Stack) -> None:
             r.errors.total(), r.note] for r in rows])
 
 
+def misbehave(gw: Gateway, skill: str, stop: threading.Event, outcomes: list[str]) -> None:
+    """Call the bad skill back to back: it misbehaves all through the measurement."""
+    bad = HttpClient("127.0.0.1", gw.port, gw.token, timeout=SKILL_TIMEOUT + 20)
+    while not stop.is_set():
+        began = time.perf_counter()
+        try:
+            status, body = bad.post(f"/{skill}", f"iso-{skill}", "bench")
+            code = f"{status} {body.get('error', {}).get('code', 'ok')}"
+        except Exception as e:
+            code = describe(e)
+        outcomes.append(f"{code} after {time.perf_counter() - began:.1f}s")
+
+
 def make_faq(sections: int, rng: random.Random) -> tuple[str, list[tuple[str, str]]]:
-    """A Markdown FAQ of distinct sections, alternating English and Chinese, and for each
-    (what a user would type: the question or a shorter paraphrase, a marker in its answer)."""
+    """An en/zh FAQ, and per section (the question or a paraphrase, its answer's marker)."""
     w = WORDS["faq"]
     en = rng.sample([(v, n, p) for v in w["en_verbs"] for n in w["en_nouns"]
                      for p in w["en_places"]], (sections + 1) // 2)
@@ -687,8 +652,6 @@ def make_faq(sections: int, rng: random.Random) -> tuple[str, list[tuple[str, st
 
 
 # ------------------------------------------------------------------------------- knowledge
-
-
 def bench_knowledge(args: argparse.Namespace, st: Stack) -> None:
     """Knowledge index build and query time over mixed zh/en passages from a fixed seed."""
     from gateway.knowledge import KnowledgeIndex, Passage, tokenize
@@ -741,12 +704,8 @@ def bench_knowledge(args: argparse.Namespace, st: Stack) -> None:
 
 
 # ------------------------------------------------------------------------------- overhead
-
-
 def bench_overhead(args: argparse.Namespace, st: Stack) -> None:
-    """Each per-message layer alone, as the gateway builds it, in microseconds per message:
-    the guard chain (real SQLite store), the access-log line (ECS formatter, to a file), the
-    trace (nine spans serialised as the store keeps them), the metrics timer."""
+    """Each per-message layer alone, as the gateway builds it, in microseconds per message."""
     import logging
 
     from gateway.common.workspace import Workspace
@@ -762,24 +721,16 @@ def bench_overhead(args: argparse.Namespace, st: Stack) -> None:
     from gateway.observe.metrics import Metrics
     from gateway.server.app import settings_for
 
-    n, token = 5_000 if args.quick else 20_000, "bench-static-token-long-enough-0123456789"
-    ws = Workspace(st.tmp / "ws")
+    n, config = 5_000 if args.quick else 20_000, CONFIGS["overhead"]
+    token, ws = config["auth"]["tokens"][0], Workspace(st.tmp / "ws")
     store = Store(ws.db_url)
-    settings = settings_for(parse_config({
-        "auth": {"tokens": [token], "rate_limit": {"per_ip": "100000000/min",
-                                                  "global": "100000000/min"}},
-        "channels": {"enterprise_im": {"bot_token": "platform-token"}},
-        "security": {"stranger_mode": "verification_code"}}), Process(ws, store))
+    settings = settings_for(parse_config(config), Process(ws, store))
     issued, _ = issue_token(store, 3600, label="bench")
     store.put_sender(SenderRow("enterprise_im", "alice", "approved", updated_at=time.time()))
     rows = []
-    for name, caller in {
-            "loopback, static token": Caller("http", "127.0.0.1", token, text="hi"),
-            "loopback, issued token (cached)": Caller("http", "127.0.0.1", issued, text="hi"),
-            "remote, static token (rate counted)": Caller("http", "203.0.113.9", token,
-                                                          text="hi"),
-            "chat platform, known sender": Caller("enterprise_im", "203.0.113.9",
-                                                  "platform-token", "alice", "hi")}.items():
+    credentials = {"static": token, "issued": issued, "platform": "platform-token"}
+    for name, (channel, peer, credential, sender) in CONFIGS["callers"].items():
+        caller = Caller(channel, peer, credentials[credential], sender, "hi")
         assert isinstance(settings.guards.admit(caller), Allow), name
         rows.append([f"guard chain: {name}",
                      per_call_us(partial(settings.guards.admit, caller), n)])
@@ -821,12 +772,8 @@ def bench_overhead(args: argparse.Namespace, st: Stack) -> None:
 
 
 # ------------------------------------------------------------------------------- recall
-
-
 def bench_recall(args: argparse.Namespace, st: Stack) -> None:
-    """Does a question (a FAQ heading as written, or a paraphrase; en and zh) find its passage
-    in `bench/recall/knowledge/`: recall@1 and @3 of `KnowledgeBase.find`, and "grounded": is
-    it among the passages chat sends to the model (what a user sees as "Sources:")."""
+    """Does a question (a heading or a paraphrase) find its passage, and is it sent along."""
     from gateway.core.grounding import find_passages
     from gateway.knowledge import KnowledgeBase
 
@@ -869,41 +816,31 @@ def bench_recall(args: argparse.Namespace, st: Stack) -> None:
 
 
 # ------------------------------------------------------------------------------- loop libraries
-
-
 def bench_loop_libraries(args: argparse.Namespace, st: Stack) -> None:
-    """Each library the gateway uses, probed by `tests/loopprobe.py` in a fresh child under
-    `patch_all(queue=False)`: do results arrive, how long is the loop kept from running.
-    --store-cost: what the store's two ways of waiting for SQLite's write lock cost."""
+    """Each library the gateway uses under `patch_all(queue=False)` (tests/loopprobe.py)."""
     if args.store_cost:
         table(["write-lock wait", "us per message (add_message + finish_message)"], [
             [v, child("store_cost_child", v, str(st.tmp), env={**os.environ, "BENCH_GEVENT": "1"})]
             for v in ("loop", "pool")])
         return
-    from tests.loopprobe import (
-        has_secret_service,
-        keyring_session,
-        mosquitto,
-        run_probe,
-        slow_services,
-    )
+    from tests import loopprobe as lp
 
     outcomes = []
-    with slow_services(st.tmp) as (svc, _):
+    with lp.slow_services(st.tmp) as (svc, _):
         for name in ("keyring", "smtp", "sqlite", "ollama", "prometheus_update",
                      "prometheus_collect", "limits", "jieba", "psutil", "deadlock", "paho",
                      "mqtt_link"):
             if args.names and name not in args.names:
                 continue
             (folder := st.tmp / name).mkdir()
-            if name == "keyring" and not has_secret_service():
+            if name == "keyring" and not lp.has_secret_service():
                 print("keyring: skipped (needs gnome-keyring and dbus-run-session)")
             elif name == "keyring":
-                prefix, env = keyring_session(folder)
-                outcomes.append(run_probe(name, prefix=prefix, env=env))
+                prefix, env = lp.keyring_session(folder)
+                outcomes.append(lp.run_probe(name, prefix=prefix, env=env))
             elif name in ("paho", "mqtt_link"):
-                with mosquitto(free_port()) as port:
-                    outcomes.append(run_probe(name, {"port": port}))
+                with lp.mosquitto(free_port()) as port:
+                    outcomes.append(lp.run_probe(name, {"port": port}))
             else:  # deadlock: a reference row, what issue 13's failure looks like
                 for probe in {"smtp": [svc["smtp"]], "ollama": [svc["ollama"]],
                               "sqlite": [{"dir": str(folder), "locked": False},
@@ -911,8 +848,9 @@ def bench_loop_libraries(args: argparse.Namespace, st: Stack) -> None:
                               "jieba": [{"pool": False}, {"pool": True}]}.get(name, [{}]):
                     Path(probe.get("dir", folder)).mkdir(exist_ok=True)
                     multiproc = {"PROMETHEUS_MULTIPROC_DIR": str(folder)}
-                    outcomes.append(run_probe(name, probe, timeout=5 if name == "deadlock" else 60,
-                                              env=multiproc if "prom" in name else None))
+                    outcomes.append(lp.run_probe(name, probe, timeout=5 if name == "deadlock"
+                                                 else 60, env=multiproc if "prom" in name
+                                                 else None))
     table(["library", "version", "operation", "calls", "results arrived",
            "largest loop gap (ms)", "took (s)", "verdict", "note"],
           [[o.library or o.name, o.version, o.operation, o.calls, "yes" if o.arrived else "no",
@@ -924,10 +862,7 @@ def bench_loop_libraries(args: argparse.Namespace, st: Stack) -> None:
 
 
 def store_cost_child(variant: str, folder: str) -> None:
-    """In a patched child: microseconds per message for the store's two transactions
-    (`add_message`, then `finish_message` with a trace), 2,000 messages, best of 3. "loop" is
-    the store as it is; "pool" takes the write lock on gevent's thread pool instead, with
-    SQLite's own busy wait in C (the other fix, measured only)."""
+    """us per message, the store as it is ("loop") or locking on gevent's pool ("pool")."""
     from gevent import get_hub
 
     from gateway.core import store as store_module
@@ -959,16 +894,13 @@ def store_cost_child(variant: str, folder: str) -> None:
 
 
 # ------------------------------------------------------------------------------- metrics
-
 LABELS = [(("http", "ws", "mqtt")[i % 3], ("llama2", "qwen")[i % 2],
            ("http://127.0.0.1:11434", "http://127.0.0.1:11435")[(i // 2) % 2], f"s{i % 200}")
           for i in range(600)]  # a busy gateway's: 3 channels x 2 models x 2 endpoints
 
 
 def bench_metrics(args: argparse.Namespace, st: Stack) -> None:
-    """What metrics cost a message: `metrics.track` around one `model_call`, in microseconds,
-    each mode in its own process (the choices are made at import): plain, under gevent's
-    `patch_all(queue=False)` (as the gateway runs), prometheus-client's multiprocess mode."""
+    """What metrics cost a message, plain, under gevent and in multiprocess mode."""
     messages = args.messages or (20_000 if args.quick else 100_000)
     print(f"{messages:,} messages per mode, best of 3 runs; gateway overhead per message "
           f"~{GATEWAY_OVERHEAD_US:.0f} us\n")
@@ -1011,12 +943,8 @@ def metrics_child(messages: str) -> None:
 
 
 # ------------------------------------------------------------------------------- console record
-
-
 def bench_console_record(args: argparse.Namespace, st: Stack) -> None:
-    """What recording the model's input costs a message: `record_input` (masking and bounding
-    the messages list, once per model call: ~3 KB, and ~40 KB cut to 16 KB) and the extra row
-    `finish_message` writes in its one transaction (SQLite in WAL mode, as the gateway runs)."""
+    """What recording the model's input costs a message (`record_input`, one more row)."""
     from gateway.core.chat import record_input
     from gateway.core.message import Message, ModelInput, Span, Trace
     from gateway.core.store import Store
@@ -1063,7 +991,6 @@ def bench_console_record(args: argparse.Namespace, st: Stack) -> None:
 
 
 # ------------------------------------------------------------------------------- main
-
 SECTIONS: dict[str, Callable[[argparse.Namespace, Stack], None]] = {
     "gateway": bench_gateway, "skills": bench_skills, "knowledge": bench_knowledge,
     "overhead": bench_overhead, "recall": bench_recall, "loop-libraries": bench_loop_libraries,
@@ -1073,22 +1000,22 @@ SECTIONS: dict[str, Callable[[argparse.Namespace, Stack], None]] = {
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="section", required=True)
+    flag, count = {"action": "store_true"}, {"type": int, "nargs": "?"}
+    keep = ("--keep", {**flag, "help": "keep the temp workspace and logs"})
+    options: dict[str, list[tuple[str, dict[str, Any]]]] = {
+        "gateway": [keep, ("--no-hold", {**flag, "help": "skip the held connections"}), (
+            "--held", {"type": int, "help": "idle WebSockets to hold (default 10,000; --quick "
+                       "1,000)"})],
+        "skills": [keep], "knowledge": [("passages", count), ("queries", count)],
+        "recall": [("--misses", {**flag, "help": "list every question that missed"})],
+        "loop-libraries": [("names", {"nargs": "*", "help": "only these probes"}),
+                           ("--store-cost", flag)],
+        "metrics": [("messages", count)], "console-record": [("messages", count)]}
     for name, func in SECTIONS.items():
         p = sub.add_parser(name, help=" ".join((func.__doc__ or "").split()).split(": ")[0])
         p.add_argument("--quick", action="store_true", help="smaller counts")
-        if name in ("gateway", "skills"):
-            p.add_argument("--keep", action="store_true", help="keep the temp workspace and logs")
-    sub.choices["gateway"].add_argument("--held", type=int, help="idle WebSockets to hold "
-                                        "(default 10,000; --quick 1,000)")
-    sub.choices["gateway"].add_argument("--no-hold", action="store_true",
-                                        help="skip the held connections")
-    for name, arg in (("knowledge", "passages"), ("knowledge", "queries"),
-                      ("metrics", "messages"), ("console-record", "messages")):
-        sub.choices[name].add_argument(arg, type=int, nargs="?")
-    sub.choices["recall"].add_argument("--misses", action="store_true",
-                                       help="list every question that missed")
-    sub.choices["loop-libraries"].add_argument("names", nargs="*", help="only these probes")
-    sub.choices["loop-libraries"].add_argument("--store-cost", action="store_true")
+        for option, settings in options.get(name, []):
+            p.add_argument(option, **settings)
     args = parser.parse_args(argv)
 
     def stop(signum: int, _frame: Any) -> None:  # unwind like Ctrl-C: every finally runs
