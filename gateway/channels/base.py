@@ -7,9 +7,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from gateway.channels.liveness import ago
 from gateway.core.entry import Entry
@@ -68,6 +68,20 @@ class ChannelOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     enabled: bool = True
+
+
+class SwitchedOnByConfig(ChannelOptions):
+    """Options of a channel the guide writes without `enabled:`: writing its section switches
+    it on (when `on_key` names a key, writing that key does, e.g. a bot token)."""
+
+    on_key: ClassVar[str | None] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _on_when_configured(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "enabled" not in data:
+            return {**data, "enabled": bool(data.get(cls.on_key) if cls.on_key else data)}
+        return data
 
 
 class Channel(ABC):

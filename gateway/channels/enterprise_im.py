@@ -34,7 +34,13 @@ from flask.typing import ResponseReturnValue
 from gevent.pool import Group
 from pydantic import model_validator
 
-from gateway.channels.base import ChannelOptions, PushChannel, Services, WebChannel
+from gateway.channels.base import (
+    ChannelOptions,
+    PushChannel,
+    Services,
+    SwitchedOnByConfig,
+    WebChannel,
+)
 from gateway.channels.reply_files import not_carried
 from gateway.core.fields import decode_json
 from gateway.core.intake import Arrival
@@ -56,18 +62,11 @@ DRAIN = 5.0  # seconds a stop waits for messages answered after their 202 to rea
 RETRIED = frozenset({408, 425, 429})  # and every 5xx: the platform may take it later
 
 
-class EnterpriseImOptions(ChannelOptions):
+class EnterpriseImOptions(SwitchedOnByConfig):
+    on_key = "bot_token"  # the guide's snippet has no `enabled:`
     bot_token: str | None = None
     webhook_url: str = "https://your-domain.com/api/im"
     reply_url: str | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _on_when_configured(cls, data: Any) -> Any:
-        """The guide's snippet has no `enabled:`: a bot token switches the channel on."""
-        if isinstance(data, dict) and "enabled" not in data:
-            return {**data, "enabled": bool(data.get("bot_token"))}
-        return data
 
     @model_validator(mode="after")
     def _token_when_enabled(self) -> EnterpriseImOptions:

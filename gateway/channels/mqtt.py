@@ -43,7 +43,13 @@ import gevent
 from gevent.pool import Group
 from pydantic import Field, field_validator, model_validator
 
-from gateway.channels.base import ChannelOptions, ChannelStatus, PushChannel, Services
+from gateway.channels.base import (
+    ChannelOptions,
+    ChannelStatus,
+    PushChannel,
+    Services,
+    SwitchedOnByConfig,
+)
 from gateway.channels.liveness import Liveness
 from gateway.channels.mqtt_link import Inbound, LinkDown, LinkSettings, MqttLink
 from gateway.channels.reply_files import not_carried
@@ -69,7 +75,7 @@ def _topic_level(value: str, what: str) -> str:
     return value
 
 
-class MqttOptions(ChannelOptions):
+class MqttOptions(SwitchedOnByConfig):
     """`channels.mqtt:`; a section with any key switches the channel on (`enabled: false`
     keeps it written down but off)."""
 
@@ -87,13 +93,6 @@ class MqttOptions(ChannelOptions):
                                      "session and its queued messages while it is away")
     probe_interval: Duration = Field(30.0, ge=0.1, le=3600)
     stale_after: Duration = Field(90.0, ge=0.5, le=86400)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _on_when_configured(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "enabled" not in data:
-            return {**data, "enabled": bool(data)}
-        return data
 
     @field_validator("url")
     @classmethod

@@ -52,7 +52,13 @@ from gevent.event import Event
 from gevent.pool import Group
 from pydantic import Field, field_validator, model_validator
 
-from gateway.channels.base import ChannelOptions, ChannelStatus, PushChannel, Services
+from gateway.channels.base import (
+    ChannelOptions,
+    ChannelStatus,
+    PushChannel,
+    Services,
+    SwitchedOnByConfig,
+)
 from gateway.channels.liveness import Liveness
 from gateway.channels.telegram_api import BotApi, TelegramError, render, split, unformatted, upload
 from gateway.common.options import Duration
@@ -69,7 +75,8 @@ RECOVER_WINDOW = 86400.0  # stored, unanswered messages younger than this are an
 TYPING_EVERY = 4.5  # Telegram shows "typing" for 5 s
 
 
-class TelegramOptions(ChannelOptions):
+class TelegramOptions(SwitchedOnByConfig):
+    on_key = "bot_token"  # the guide's snippet has no `enabled:`
     """`channels.telegram:`; a bot_token switches it on."""
 
     bot_token: str | None = Field(None, repr=False)
@@ -82,13 +89,6 @@ class TelegramOptions(ChannelOptions):
     poll_timeout: Duration = Field(30.0, ge=0, le=50)
     probe_interval: Duration = Field(60.0, ge=0.1, le=3600)
     stale_after: Duration = Field(180.0, ge=0.5, le=86400)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _on_when_configured(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "enabled" not in data:
-            return {**data, "enabled": bool(data.get("bot_token"))}
-        return data
 
     @field_validator("api_base")
     @classmethod
