@@ -88,7 +88,7 @@ class ChatResponder:
                           len(messages))
                 messages.insert(at, {"role": "system",
                                      "content": grounding_prompt(passages, root)})
-        tools = settings.model_tools
+        tools = {**settings.model_tools, **turn.builtins.tools_for(turn.msg, settings)}
         theirs = {t["function"]["name"] for t in client.tools} if client else set()
         ours = {h.intent for h in skills.handlers} | set(tools)
         if theirs & ours:
