@@ -815,6 +815,102 @@ def bench_recall(args: argparse.Namespace, st: Stack) -> None:
         print("\nmissed (not in the top 3, or not sent to the model):\n" + "\n".join(misses))
 
 
+# ------------------------------------------------------------------------------- knowledge by meaning
+def _asked(path: Path) -> dict[str, list[tuple[str, str]]]:
+    """`question -> heading` lines by `[language]`, as bench/recall and bench/fixtures write them."""
+    cases: dict[str, list[tuple[str, str]]] = {}
+    language = ""
+    for line in path.read_text("utf-8").splitlines():
+        if (line := line.strip()).startswith("[") and line.endswith("]"):
+            language = line[1:-1]
+        elif line and not line.startswith("#"):
+            question, _, heading = line.partition(" -> ")
+            cases.setdefault(language, []).append((question.strip(), heading.strip()))
+    return cases
+
+
+def bench_knowledge_meaning(args: argparse.Namespace, st: Stack) -> None:
+    """Search by meaning: recall@3 of BM25 alone and hybrid on paraphrases, and its costs."""
+    import numpy as np
+
+    sys.path.insert(0, str(REPO))
+    from gateway.core.grounding import find_passages
+    from gateway.knowledge import KnowledgeBase
+    from gateway.knowledge.meaning import Embeddings
+    from gateway.knowledge.vectors import VectorCache, VectorIndex, text_key, unit_rows
+    from gateway.models.ollama_provider import OllamaProvider
+    from gateway.models.pool import ModelPool
+    from tests.fakes.fake_model import EMBED_DIMENSIONS, FakeModelServer
+
+    context_tokens = 2048  # as bench_recall: grounding gets half, passages 500 tokens
+    kb = KnowledgeBase(BENCH / "recall" / "knowledge", max_tokens=min(500, context_tokens // 4))
+    with FakeModelServer() as fake:
+        pool = ModelPool("embed", [OllamaProvider(fake.url, "fake-model", max_tokens=1)])
+        meaning = Embeddings(lambda model, texts, timeout: pool.embed(texts, timeout=timeout),
+                             st.tmp / "embeddings", lambda: kb.index.passages)
+        meaning.configure("embed", "fake-model", 0.5)
+        began = time.perf_counter()
+        meaning.build()
+        cold = time.perf_counter() - began
+        again = Embeddings(meaning._embed, st.tmp / "embeddings", lambda: kb.index.passages)
+        again.configure("embed", "fake-model", 0.5)
+        began = time.perf_counter()
+        again.build()
+        warm, calls = time.perf_counter() - began, fake.calls
+        print(f"{len(kb.index)} passages from {len(kb.sources)} files; the fake's embeddings "
+              f"({EMBED_DIMENSIONS} dimensions): built in {cold * 1000:.0f} ms through "
+              f"/api/embed, {warm * 1000:.0f} ms from the cache file after a restart "
+              f"({calls} embed calls in all)\n")
+        sets = {"meaning": _asked(FIXTURES / "meaning" / "questions.txt"),
+                "recall": _asked(BENCH / "recall" / "paraphrases.txt")}
+        rows, misses = [], []
+        for name, cases in sets.items():
+            for language in ("en", "zh"):
+                row = [f"{language} {name}", len(cases.get(language, []))]
+                for mode in ("bm25", "hybrid"):
+                    kb.meaning = meaning if mode == "hybrid" else None
+                    top3 = sent = 0
+                    for question, heading in cases.get(language, []):
+                        ranked = [h.passage.heading for h in kb.find(question, k=3)]
+                        grounded = [h.passage.heading for h in
+                                    find_passages(kb, question, context_tokens // 2)]
+                        top3, sent = top3 + (heading in ranked), sent + (heading in grounded)
+                        if mode == "hybrid" and heading not in grounded:
+                            misses.append(f"- {question!r}: wanted {heading!r}, top 3 {ranked}")
+                    row += [f"{top3 / (row[1] or 1):.2f}", f"{sent / (row[1] or 1):.2f}"]
+                rows.append(row)
+        pool.close()
+    table(["questions", "n", "bm25 recall@3", "bm25 grounded", "hybrid recall@3",
+           "hybrid grounded"], rows)
+    if args.misses:
+        print("\nhybrid missed (not sent to the model):\n" + "\n".join(misses))
+
+    count, dims = args.passages or (1_000 if args.quick else 5_000), 768
+    rng = np.random.default_rng(42)
+    vectors = rng.standard_normal((count, dims)).astype(np.float32)
+    began = time.perf_counter()
+    index = VectorIndex(unit_rows(vectors))
+    build_ms = (time.perf_counter() - began) * 1000
+    queries = unit_rows(rng.standard_normal((200, dims)))
+    latencies = []
+    for query in queries:
+        began = time.perf_counter()
+        index.find(query, 10, 0.0)
+        latencies.append((time.perf_counter() - began) * 1000)
+    cache = VectorCache(st.tmp / "cost" / "vectors.npz")
+    cache.vectors = {text_key(str(n)): row for n, row in enumerate(vectors)}
+    began = time.perf_counter()
+    cache.save(list(cache.vectors))
+    save_ms, began = (time.perf_counter() - began) * 1000, time.perf_counter()
+    VectorCache(cache.path).load()
+    load_ms = (time.perf_counter() - began) * 1000
+    print(f"\n{count} passages x {dims} dimensions (nomic-embed-text's size): matrix "
+          f"{index.matrix.nbytes / 1e6:.1f} MB, normalised in {build_ms:.1f} ms; a question "
+          f"against all of them p50 {fmt(percentile(latencies, 50), 3)} ms, p99 "
+          f"{fmt(percentile(latencies, 99), 3)} ms; cache file {cache.path.stat().st_size / 1e6:.1f}"
+          f" MB, saved in {save_ms:.0f} ms, loaded in {load_ms:.0f} ms")
+
+
 # ------------------------------------------------------------------------------- loop libraries
 def bench_loop_libraries(args: argparse.Namespace, st: Stack) -> None:
     """Each library the gateway uses under `patch_all(queue=False)` (tests/loopprobe.py)."""
@@ -994,7 +1090,8 @@ def bench_console_record(args: argparse.Namespace, st: Stack) -> None:
 SECTIONS: dict[str, Callable[[argparse.Namespace, Stack], None]] = {
     "gateway": bench_gateway, "skills": bench_skills, "knowledge": bench_knowledge,
     "overhead": bench_overhead, "recall": bench_recall, "loop-libraries": bench_loop_libraries,
-    "metrics": bench_metrics, "console-record": bench_console_record}
+    "metrics": bench_metrics, "console-record": bench_console_record,
+    "knowledge-meaning": bench_knowledge_meaning}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1010,7 +1107,9 @@ def main(argv: list[str] | None = None) -> int:
         "recall": [("--misses", {**flag, "help": "list every question that missed"})],
         "loop-libraries": [("names", {"nargs": "*", "help": "only these probes"}),
                            ("--store-cost", flag)],
-        "metrics": [("messages", count)], "console-record": [("messages", count)]}
+        "metrics": [("messages", count)], "console-record": [("messages", count)],
+        "knowledge-meaning": [("passages", count), (
+            "--misses", {**flag, "help": "list every question hybrid search did not ground"})]}
     for name, func in SECTIONS.items():
         p = sub.add_parser(name, help=" ".join((func.__doc__ or "").split()).split(": ")[0])
         p.add_argument("--quick", action="store_true", help="smaller counts")

@@ -75,6 +75,20 @@ class OpenAIProvider:
     def close(self) -> None:
         self.client.close()
 
+    def embed(self, texts: list[str], *, timeout: float | None = None) -> list[list[float]]:
+        """One vector per text from `/embeddings`; `timeout` (seconds) replaces the client's."""
+        try:
+            response = self.client.embeddings.create(model=self.model, input=texts,
+                                                     encoding_format="float",
+                                                     timeout=timeout or openai.NOT_GIVEN)
+        except (openai.APIConnectionError, openai.InternalServerError,
+                openai.RateLimitError) as e:
+            raise EndpointDown(_reason(e)) from e
+        except openai.APIStatusError as e:
+            raise ModelError(f"{self.url} refused the call with HTTP {e.status_code}: "
+                             f"{e.message}") from e
+        return [list(item.embedding) for item in sorted(response.data, key=lambda d: d.index)]
+
 
 def _wire(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The neutral tool round-trip and image shapes (see `Provider`) in the OpenAI form."""
