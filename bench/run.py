@@ -772,6 +772,19 @@ def bench_overhead(args: argparse.Namespace, st: Stack) -> None:
 
 
 # ------------------------------------------------------------------------------- recall
+def _asked(path: Path) -> dict[str, list[tuple[str, str]]]:
+    """`question -> heading` lines by `[language]` (bench/recall, bench/fixtures/meaning)."""
+    cases: dict[str, list[tuple[str, str]]] = {}
+    language = ""
+    for line in path.read_text("utf-8").splitlines():
+        if (line := line.strip()).startswith("[") and line.endswith("]"):
+            language = line[1:-1]
+        elif line and not line.startswith("#"):
+            question, _, heading = line.partition(" -> ")
+            cases.setdefault(language, []).append((question.strip(), heading.strip()))
+    return cases
+
+
 def bench_recall(args: argparse.Namespace, st: Stack) -> None:
     """Does a question (a heading or a paraphrase) find its passage, and is it sent along."""
     from gateway.core.grounding import find_passages
@@ -779,14 +792,7 @@ def bench_recall(args: argparse.Namespace, st: Stack) -> None:
 
     context_tokens = 2048  # gateway.context_tokens' default: grounding gets half, passages 500
     kb = KnowledgeBase(BENCH / "recall" / "knowledge", max_tokens=min(500, context_tokens // 4))
-    paraphrases: dict[str, list[tuple[str, str]]] = {}
-    language = ""
-    for line in (BENCH / "recall" / "paraphrases.txt").read_text("utf-8").splitlines():
-        if (line := line.strip()).startswith("[") and line.endswith("]"):
-            language = line[1:-1]
-        elif line and not line.startswith("#"):
-            question, _, heading = line.partition(" -> ")
-            paraphrases.setdefault(language, []).append((question.strip(), heading.strip()))
+    paraphrases = _asked(BENCH / "recall" / "paraphrases.txt")
     print(f"{len(kb.index)} passages from {len(kb.sources)} files\n")
     rows: list[list[Any]] = []
     misses, totals = [], [0, 0, 0, 0]
@@ -815,20 +821,7 @@ def bench_recall(args: argparse.Namespace, st: Stack) -> None:
         print("\nmissed (not in the top 3, or not sent to the model):\n" + "\n".join(misses))
 
 
-# ------------------------------------------------------------------------------- knowledge by meaning
-def _asked(path: Path) -> dict[str, list[tuple[str, str]]]:
-    """`question -> heading` lines by `[language]`, as bench/recall and bench/fixtures write them."""
-    cases: dict[str, list[tuple[str, str]]] = {}
-    language = ""
-    for line in path.read_text("utf-8").splitlines():
-        if (line := line.strip()).startswith("[") and line.endswith("]"):
-            language = line[1:-1]
-        elif line and not line.startswith("#"):
-            question, _, heading = line.partition(" -> ")
-            cases.setdefault(language, []).append((question.strip(), heading.strip()))
-    return cases
-
-
+# ------------------------------------------------------------------------------- by meaning
 def bench_knowledge_meaning(args: argparse.Namespace, st: Stack) -> None:
     """Search by meaning: recall@3 of BM25 alone and hybrid on paraphrases, and its costs."""
     import numpy as np
@@ -907,8 +900,9 @@ def bench_knowledge_meaning(args: argparse.Namespace, st: Stack) -> None:
     print(f"\n{count} passages x {dims} dimensions (nomic-embed-text's size): matrix "
           f"{index.matrix.nbytes / 1e6:.1f} MB, normalised in {build_ms:.1f} ms; a question "
           f"against all of them p50 {fmt(percentile(latencies, 50), 3)} ms, p99 "
-          f"{fmt(percentile(latencies, 99), 3)} ms; cache file {cache.path.stat().st_size / 1e6:.1f}"
-          f" MB, saved in {save_ms:.0f} ms, loaded in {load_ms:.0f} ms")
+          f"{fmt(percentile(latencies, 99), 3)} ms; cache file "
+          f"{cache.path.stat().st_size / 1e6:.1f} MB, saved in {save_ms:.0f} ms, loaded in "
+          f"{load_ms:.0f} ms")
 
 
 # ------------------------------------------------------------------------------- loop libraries

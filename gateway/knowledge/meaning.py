@@ -79,8 +79,9 @@ class Embeddings:
         self.min_similarity = 0.5
         self._ready: _Ready | None = None
         self._cache: VectorCache | None = None
-        self._progress = (0, 0)
-        self._problem = ""
+        self._progress: tuple[tuple[Passage, ...], int] = ((), 0)  # passages, embedded
+        self._problem = ""  # why the last build failed
+        self._query_problem = ""  # why the last question could not be embedded
         self._queries: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._queries_down_until = 0.0
         self._wakeup = threading.Event()
@@ -92,7 +93,8 @@ class Embeddings:
     def configure(self, model: str, model_id: str, min_similarity: float) -> None:
         """Use `model` (a models: entry, "" for off) from now on; a new one embeds again."""
         if (model, model_id) != (self.model, self.model_id):
-            self._ready, self._cache, self._problem = None, None, ""
+            self._ready, self._cache, self._problem, self._query_problem = None, None, "", ""
+            self._progress = ((), 0)
             self._queries.clear()
             self._queries_down_until = 0.0
             self.model, self.model_id = model, model_id
@@ -120,18 +122,22 @@ class Embeddings:
             self._wakeup.clear()
             if self._stopped:
                 return
-            try:
-                self.build()
-                failures = 0
-            except Exception as e:  # the model server's errors are many; each one only waits
-                failures += 1
-                self._problem = _reason(e)
-                log.warning("knowledge embeddings with %s not built (%s); BM25 answers alone, "
-                            "trying again later", self.model, self._problem)
+            failures = 0 if self.build() else failures + 1
 
-    def build(self) -> None:
+    def build(self) -> bool:
         """Embed what the current passages need and swap the vectors in (the worker's job;
-        tests call it directly). Raises whatever the embed function raised."""
+        tests call it directly). False when embedding failed: the reason is kept for `find`
+        and `status`, and the worker tries again later."""
+        try:
+            self._build()
+        except Exception as e:  # the model server's errors are many; each one only waits
+            self._problem = _reason(e)
+            log.warning("knowledge embeddings with %s not built (%s); BM25 answers alone, "
+                        "trying again later", self.model, self._problem)
+            return False
+        return True
+
+    def _build(self) -> None:
         model, passages = self.model, self._passages()
         if not model:
             self._ready = None
@@ -146,7 +152,7 @@ class Embeddings:
         keys = [text_key(indexed_text(p)) for p in passages]
         missing = list(dict.fromkeys(k for k in keys if k not in cache.vectors))
         texts = {k: indexed_text(p) for k, p in zip(keys, passages, strict=True)}
-        self._progress = (len(passages) - len(missing), len(passages))
+        self._progress = (passages, sum(1 for k in keys if k in cache.vectors))
         for start in range(0, len(missing), BATCH):
             if self.model != model or self._passages() is not passages:
                 self.wake()  # changed meanwhile: what was embedded stays cached; start over
@@ -155,8 +161,7 @@ class Embeddings:
             vectors = self._embed(model, [texts[k] for k in batch], None)
             if not self._keep(cache, batch, vectors):
                 return
-            done = sum(1 for k in keys if k in cache.vectors)
-            self._progress = (done, len(passages))
+            self._progress = (passages, sum(1 for k in keys if k in cache.vectors))
         if self.model != model:
             return
 
@@ -202,24 +207,24 @@ class Embeddings:
         ready = self._ready
         if ready is None or ready.passages is not passages or ready.model != self.model:
             if self._problem:
-                return [], f"bm25 only: embedding model {self.model} unavailable ({self._problem})"
-            done, total = self._progress
-            return [], f"bm25 only: embeddings building ({done}/{total})"
+                return [], self._unavailable(self._problem)
+            return [], f"bm25 only: embeddings building ({self._done(passages)})"
         if self._clock() < self._queries_down_until:
-            return [], (f"bm25 only: embedding model {self.model} unavailable "
-                        f"({self._problem}); trying again in "
-                        f"{self._queries_down_until - self._clock():.0f} s")
+            wait = self._queries_down_until - self._clock()
+            return [], f"{self._unavailable(self._query_problem)}; trying again in {wait:.0f} s"
         try:
             query = self._query_vector(question)
         except Exception as e:  # the message is answered with BM25; the trace says why
-            self._problem = _reason(e)
+            self._query_problem = _reason(e)
             self._queries_down_until = self._clock() + QUERY_RETRY
             log.warning("question not embedded by %s (%s); BM25 answers alone for %.0f s",
-                        self.model, self._problem, QUERY_RETRY)
-            return [], f"bm25 only: embedding model {self.model} unavailable ({self._problem})"
-        self._problem = ""
+                        self.model, self._query_problem, QUERY_RETRY)
+            return [], self._unavailable(self._query_problem)
         return (ready.index.find(query, k, self.min_similarity),
                 f"hybrid: bm25 + meaning ({self.model})")
+
+    def _unavailable(self, why: str) -> str:
+        return f"bm25 only: embedding model {self.model} unavailable ({why})"
 
     def _query_vector(self, question: str) -> np.ndarray:
         key = (self.model, question)
@@ -241,12 +246,19 @@ class Embeddings:
             return "off (knowledge.embedding_model is not set)"
         ready = self._ready
         if ready is not None and ready.passages is self._passages():
+            if self._clock() < self._queries_down_until:
+                return (f"questions not embedded ({self._query_problem}); BM25 answers alone "
+                        "until the model answers again")
             return (f"ready: {len(ready.index)} passages embedded by {self.model} "
                     f"({ready.index.dimensions} dimensions)")
         if self._problem:
             return f"not ready: {self._problem}; BM25 answers meanwhile"
-        done, total = self._progress
-        return f"building ({done}/{total}); BM25 answers meanwhile"
+        return f"building ({self._done(self._passages())}); BM25 answers meanwhile"
+
+    def _done(self, passages: tuple[Passage, ...]) -> str:
+        """"n/m": how many of these passages have their vector (0 before their build began)."""
+        building, done = self._progress
+        return f"{done if building is passages else 0}/{len(passages)}"
 
 
 def _reason(e: Exception) -> str:

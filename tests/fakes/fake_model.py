@@ -442,9 +442,11 @@ _EMBED_MATCH = re.compile("|".join(
     re.escape(f) if not f.isascii() else rf"(?<![a-z0-9]){re.escape(f)}(?:s|es|ed|ing)?(?![a-z0-9])"
     for f in sorted(_EMBED_FORMS, key=len, reverse=True)))
 _EMBED_WORDS = re.compile(r"[a-z0-9]+|[\u4e00-\u9fff]")
-_EMBED_SKIP = frozenset("a an the and or of to in on at by for with is are do does how what "
-                        "which where when why can i my it me you your this that 的 了 吗 呢 "
-                        "么 怎 我 是 在 把 让 什 哪".split())
+_EMBED_SKIP = frozenset({
+    "a", "an", "the", "and", "or", "of", "to", "in", "on", "at", "by", "for", "with", "is",
+    "are", "do", "does", "how", "what", "which", "where", "when", "why", "can", "i", "my", "it",
+    "me", "you", "your", "this", "that", "的", "了", "吗", "呢", "么", "怎", "我", "是", "在",
+    "把", "让", "什", "哪"})
 
 
 def fake_embedding(text: str) -> list[float]:
