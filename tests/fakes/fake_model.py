@@ -421,7 +421,7 @@ EMBED_CONCEPTS: tuple[tuple[str, ...], ...] = (
     ("change", "switch", "更换", "切换"),
     ("model", "llm", "模型", "大模型"),
     ("down", "crashed", "crash", "unavailable", "宕机", "挂了", "崩溃"),
-    ("shell command", "commands", "running pandoc", "executable", "执行命令", "跑 pandoc"),
+    ("shell command", "commands", "pandoc", "executable", "执行命令"),
     ("web", "web pages", "fetch", "browse the internet", "internet", "网页", "上网", "联网"),
     ("limit", "cap", "maximum", "限制", "最多", "上限"),
     ("people", "users", "connections", "多少人", "连接数", "同时用"),
@@ -437,11 +437,10 @@ EMBED_CONCEPTS: tuple[tuple[str, ...], ...] = (
 EMBED_HASHED = 256
 EMBED_OTHER = 0.15
 EMBED_DIMENSIONS = len(EMBED_CONCEPTS) + EMBED_HASHED
-_EMBED_FORMS = {form: n for n, forms in enumerate(EMBED_CONCEPTS) for form in forms}
-_EMBED_MATCH = re.compile("|".join(
-    re.escape(f) if not f.isascii() else rf"(?<![a-z0-9]){re.escape(f)}(?:s|es|ed|ing)?(?![a-z0-9])"
-    for f in sorted(_EMBED_FORMS, key=len, reverse=True)))
-_EMBED_WORDS = re.compile(r"[a-z0-9]+|[\u4e00-\u9fff]")
+_EMBED_FORMS = {form.replace("-", " "): n for n, forms in enumerate(EMBED_CONCEPTS)
+                for form in forms}
+_EMBED_LONGEST = max(len(form.split()) if form.isascii() else len(form) for form in _EMBED_FORMS)
+_EMBED_RUNS = re.compile(r"([a-z0-9]+(?:\.[a-z0-9]+)*)|([\u4e00-\u9fff]+)")
 _EMBED_SKIP = frozenset({
     "a", "an", "the", "and", "or", "of", "to", "in", "on", "at", "by", "for", "with", "is",
     "are", "do", "does", "how", "what", "which", "where", "when", "why", "can", "i", "my", "it",
@@ -449,17 +448,43 @@ _EMBED_SKIP = frozenset({
     "把", "让", "什", "哪"})
 
 
+def _embed_concept(piece: str) -> int | None:
+    """The concept of a word group or Han string, trying English plural and tense endings."""
+    for form in (piece, piece[:-1], piece[:-2], piece[:-3]) if piece.isascii() else (piece,):
+        if form in _EMBED_FORMS:
+            return _EMBED_FORMS[form]
+    return None
+
+
+def _embed_units(text: str) -> Iterator[tuple[int | None, str]]:
+    """(concept or None, piece): longest thesaurus matches first, over English words (a
+    phrase is up to a few words) and Han characters alike; the rest word by word."""
+    units: list[str] = []
+    for word, han in _EMBED_RUNS.findall(text.lower()):
+        units.extend([word] if word else list(han))
+    at = 0
+    while at < len(units):
+        for size in range(min(_EMBED_LONGEST, len(units) - at), 0, -1):
+            ascii_ = all(u.isascii() for u in units[at:at + size])
+            piece = (" " if ascii_ else "").join(units[at:at + size])
+            concept = _embed_concept(piece)
+            if concept is not None:
+                yield concept, piece
+                break
+        else:
+            yield None, units[at]
+            size = 1
+        at += size
+
+
 def fake_embedding(text: str) -> list[float]:
     """The fake's vector for ``text`` (see EMBED_CONCEPTS); not normalised, as Ollama's are."""
     vector = [0.0] * EMBED_DIMENSIONS
-    lowered = text.lower()
-    for match in _EMBED_MATCH.finditer(lowered):
-        found = match.group(0)
-        form = next(f for f in (found, found[:-1], found[:-2], found[:-3]) if f in _EMBED_FORMS)
-        vector[_EMBED_FORMS[form]] += 1.0
-    for word in _EMBED_WORDS.findall(_EMBED_MATCH.sub(" ", lowered)):
-        if word not in _EMBED_SKIP:
-            digest = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "big")
+    for concept, piece in _embed_units(text):
+        if concept is not None:
+            vector[concept] += 1.0
+        elif piece not in _EMBED_SKIP:
+            digest = int.from_bytes(hashlib.blake2b(piece.encode(), digest_size=4).digest(), "big")
             vector[len(EMBED_CONCEPTS) + digest % EMBED_HASHED] += EMBED_OTHER
     return vector
 
