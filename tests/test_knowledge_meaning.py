@@ -20,6 +20,7 @@ from gateway.models.base import NoModelAvailable
 from gateway.models.ollama_provider import OllamaProvider
 from gateway.models.openai_provider import OpenAIProvider
 from gateway.models.pool import ModelPool
+from gateway.ops.doctor import check_embedding
 from tests.fakes.fake_model import FakeModelServer, fake_embedding
 
 FAQ = """# Help
@@ -296,3 +297,18 @@ def test_a_model_that_cannot_embed_is_refused_not_failed_over(
     finally:
         provider.close()
         first.known_models = None
+
+
+def test_doctor_says_whether_the_embedding_model_embeds(
+        fakes: tuple[FakeModelServer, FakeModelServer]) -> None:
+    first, _ = fakes
+    config = parse_config({"models": {
+        "llama2": {"endpoint": first.url},
+        "embed": {"endpoint": first.url, "endpoints": ["http://127.0.0.1:9"],
+                  "model": "nomic-embed-text"}}, "knowledge": {"embedding_model": "embed"}})
+    (ok, what, fix), (down, why, how) = check_embedding(config)
+    assert ok and what == (f"search by meaning: nomic-embed-text at {first.url}: embeds "
+                           f"({len(fake_embedding('x'))} dimensions)") and fix == ""
+    assert not down and why.startswith("search by meaning: nomic-embed-text at "
+                                       "http://127.0.0.1:9: connection refused")
+    assert how.startswith("start the model server, `ollama pull nomic-embed-text`")
