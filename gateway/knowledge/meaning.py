@@ -168,6 +168,8 @@ class Embeddings:
         def finish() -> VectorIndex:
             matrix = unit_rows(np.stack([cache.vectors[k] for k in keys])) if keys else \
                 np.zeros((0, 0), np.float32)
+            # the cache keeps rows of the index's matrix, not copies: the vectors are held once
+            cache.vectors = {k: matrix[i] for i, k in enumerate(keys)}
             cache.save(keys)
             return VectorIndex(matrix)
 
