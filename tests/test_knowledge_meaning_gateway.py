@@ -1,7 +1,8 @@
 """Search by meaning through the real gateway: chat on one fake model server, embeddings on
 another (so one can hang or die while the other answers), a paraphrase found that BM25 misses,
 an edit served by BM25 until its embeddings are ready, a dead embedding server that costs the
-sender nothing, and no embedding call at all when it is off (the default)."""
+sender nothing, no embedding call at all when it is off (the default), and a config edit that
+switches it on."""
 
 from __future__ import annotations
 
@@ -123,18 +124,26 @@ def test_hybrid_search_through_the_gateway(
     assert "trying again in" in knowledge_span(gw, paraphrase.json()["id"])
 
 
-def test_off_by_default_no_embedding_call_is_made(tmp_path: Path,
-                                                  fake_model: FakeModelServer) -> None:
+def test_off_by_default_then_switched_on_by_a_config_edit(tmp_path: Path,
+                                                          fake_model: FakeModelServer) -> None:
     home = tmp_path / "ai-gateway"
     (home / "knowledge").mkdir(parents=True)
     (home / "knowledge" / "faq.md").write_text(FAQ, encoding="utf-8")
-    write_config(home, model_config(fake_model.url))
+    config = model_config(fake_model.url)
+    write_config(home, config)
     gw = GatewayProcess(home, free_port()).start()
     try:
         assert search(gw, "x")["meaning"] == "off (knowledge.embedding_model is not set)"
         reply = gw.post("where are the logs").json()
         assert knowledge_span(gw, reply["id"]).startswith("bm25: Help > Where are the logs?")
         assert gw.post("launch the service").json()["reply"] == "echo: launch the service"
+        assert [r["path"] for r in fake_model.requests if "embed" in r["path"]] == []
+        # naming an embedding model in config.yaml switches it on, without a restart
+        config["models"]["emb"] = {"endpoint": fake_model.url, "model": "nomic-embed-text"}
+        write_config(home, {**config, "knowledge": {"embedding_model": "emb"}})
+        wait_for(lambda: search(gw, "x")["meaning"].startswith("ready: 2 passages"),
+                 "embeddings built after the config edit")
+        reply = gw.post("launch the service").json()
+        assert reply["reply"].endswith("(Help > How do I start the gateway?)"), reply
     finally:
         gw.stop()
-    assert [r["path"] for r in fake_model.requests if "embed" in r["path"]] == []

@@ -65,13 +65,12 @@ class ChatResponder:
         view = view_for_model(text, files, self.workspace, model=pool.name,
                               vision=bool(model and model.vision), budget=context_tokens // 2)
         with trace.step("knowledge") as span:
-            hits, how = self.knowledge.find_explained(text, TOP_K) if self.knowledge else ([],
-                                                                                         "")
+            hits, how = self.knowledge.find_explained(text, TOP_K) if self.knowledge else (
+                [], "")
             passages = choose_passages(hits, text, context_tokens // 2)
             found = ", ".join(f"{p.passage.title or p.passage.source} "
                               f"({p.origin or f'{p.score:.1f}'})" for p in passages)
-            span.detail = f"{how}: {found or 'no passage matched'}" if how else \
-                found or "no passage matched"
+            span.detail = ": ".join(filter(None, (how, found or "no passage matched")))
         root = self.knowledge.folder.parent if self.knowledge else None
         client = turn.msg.client_context
         with trace.step("context") as span:
