@@ -21,6 +21,7 @@ import pytest
 from tests.conftest import GatewayProcess, free_port, model_config, write_config
 from tests.fakes.fake_model import FakeModelServer
 from tests.fakes.fake_telegram import FakeTelegram
+from tests.test_chat_page_browser import browser  # noqa: F401  (the shared Chromium fixture)
 
 TOKEN = "m" * 32
 ADA_TG = 5001  # Ada's own Telegram account, linked to her token's memory
@@ -196,3 +197,56 @@ def test_a_long_conversation_keeps_its_thread_in_a_summary(
     given = model.requests[-1]["body"]["messages"]
     assert given[1]["role"] == "system" and "Tom" in given[1]["content"]
     assert "My cat is called Tom" not in " ".join(str(m["content"]) for m in given[2:])
+
+
+def test_the_console_memory_page_shows_edits_and_erases(
+        gw: GatewayProcess, browser: object) -> None:  # noqa: F811
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    say(gw, "/remember I live in Lisbon", chat="console-test")
+    say(gw, "/remember 我喜欢喝绿茶", chat="console-test")
+    path = ada_file(gw)
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(f"{gw.url}/#token={gw.token}")
+        expect(page.locator("#shell")).to_be_visible()
+        page.click("nav a[data-page=memory]")
+        expect(page.locator("#mem-owner")).to_contain_text("ada (2 facts) · token:config")
+        rows = page.locator("#mem-facts tbody tr")
+        expect(rows).to_have_count(2)
+        expect(rows.nth(1)).to_contain_text("我喜欢喝绿茶")
+        expect(page.locator("#mem-path")).to_have_text("memory/ada.md")
+
+        rows.nth(0).get_by_role("button", name="Edit").click()
+        rows.nth(0).get_by_role("textbox").fill("I live in Porto")
+        rows.nth(0).get_by_role("button", name="Save").click()
+        expect(page.locator("#mem-note")).to_contain_text("Changed.")
+        expect(rows.nth(0)).to_contain_text("I live in Porto")
+        assert "I live in Porto" in path.read_text(encoding="utf-8")
+
+        rows.nth(1).get_by_role("button", name="Erase").click()
+        expect(rows).to_have_count(1)
+        assert "绿茶" not in path.read_text(encoding="utf-8")
+
+        page.fill("#mem-new", "My sister is called Eve")
+        page.click("#mem-add")
+        expect(rows).to_have_count(2)
+        assert "My sister is called Eve" in path.read_text(encoding="utf-8")
+        recalled = trace(gw, say(gw, "what is my sister called?", chat="c9")["id"])["memory"]
+        assert recalled.startswith("recalled: My sister is called Eve")
+
+        page.click("#mem-erase-all")
+        expect(page.locator("#mem-erase-all")).to_contain_text("Click again to erase all 2")
+        assert path.exists()
+        page.click("#mem-erase-all")
+        expect(page.locator("#mem-note")).to_contain_text("Everything erased")
+        assert not path.exists()
+    finally:
+        context.close()
+    assert not errors, errors
+    refused = httpx.get(f"{gw.url}/api/v1/memory", timeout=10)
+    assert refused.status_code == 401  # behind the console's door

@@ -14,6 +14,7 @@ from flask import Flask
 from flask_sock import Sock
 
 import webui
+from gateway.api.console_memory import build_console_memory
 from gateway.api.health import health
 from gateway.api.metrics import build_metrics_api
 from gateway.api.outbox import build_send_api
@@ -209,6 +210,9 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     http = channels.channels["http"]
     app.register_blueprint(build_send_api(pipeline, outbox, http.name,
                                           lambda: http.status().state != "stopped"))
+    console = channels.channels["console"]
+    app.register_blueprint(build_console_memory(pipeline, memory, console.name,
+                                                lambda: console.status().state != "stopped"))
     gateway = Gateway(app, workspace, process, pipeline, reloader, channels,
                       Alerting(config.alerts, metrics.window, stale=channels.stale), outbox,
                       facts)
