@@ -21,7 +21,9 @@ from gateway.core.message import Message
 from gateway.core.settings import Process
 from gateway.core.store import Store
 from gateway.guards.stranger import SenderRow
-from gateway.server.app import settings_for
+from gateway.server.app import build_gateway, settings_for
+from tests.conftest import model_config
+from tests.fakes.fake_model import FakeModelServer
 
 HAND_WRITTEN = """# Memory of Ada
 
@@ -174,3 +176,26 @@ def test_a_summary_covers_turns_up_to_its_last_one() -> None:
     assert uncovered(turns, turn_digest(("b", "2"))) == [("c", "3")]
     assert uncovered(turns, turn_digest(("c", "3"))) == []
     assert uncovered(turns, turn_digest(("z", "0"))) == turns  # slid out: all are newer
+
+
+def test_a_reload_that_switches_memory_off_takes_the_commands_away(
+        tmp_path: Path, fake_model: FakeModelServer) -> None:
+    token = "static-token-for-the-memory-tests"
+    config = {**model_config(fake_model.url), "auth": {"tokens": [token]}}
+    built = build_gateway(Workspace(tmp_path / "ws"), parse_config(config))
+    built.channels.start()
+    try:
+        def post(text: str) -> str:
+            return str(built.app.test_client().post(
+                "/api/v1/messages", json={"text": text},
+                headers={"Authorization": f"Bearer {token}"}).json["reply"])
+
+        assert post("/remember I like tea") == "I'll remember: I like tea"
+        assert "/remember" in post("/help")
+        built.apply_config(parse_config({**config, "memory": {"enabled": False}}))
+        assert post("/remember I like coffee").startswith("There is no command /remember")
+        assert "/remember" not in post("/help")
+        built.apply_config(parse_config(config))
+        assert post("/memory").startswith("What I remember about you (memory/token-config.md)")
+    finally:
+        built.stop(5)

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import stat
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from tests.conftest import GatewayProcess, free_port, model_config, write_config
 from tests.fakes.fake_model import FakeModelServer
 from tests.fakes.fake_telegram import FakeTelegram
 from tests.test_chat_page_browser import browser  # noqa: F401  (the shared Chromium fixture)
+from tests.test_console_api import until
 
 TOKEN = "m" * 32
 ADA_TG = 5001  # Ada's own Telegram account, linked to her token's memory
@@ -71,16 +71,6 @@ def no_leftover_processes(gw: GatewayProcess) -> Iterator[None]:
     left = [p for p in psutil.Process().children(recursive=True)
             if p.pid not in shared and p.status() != psutil.STATUS_ZOMBIE]
     assert not left, f"test left processes running: {left}"
-
-
-def until(check: Callable[[], Any], deadline_s: float = 15.0) -> Any:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError("condition not met before the deadline")
 
 
 def say(gw: GatewayProcess, text: str, chat: str = "c1") -> dict[str, Any]:
