@@ -147,6 +147,7 @@ def test_the_model_saves_and_forgets_with_its_memory_tool(
 
 def test_an_edit_by_hand_is_picked_up_and_forget_erases_from_the_file(
         gw: GatewayProcess) -> None:
+    say(gw, "/remember My flight to Oslo is on the 12th", chat="edit")
     path = ada_file(gw)
     path.write_text(path.read_text(encoding="utf-8") + "- 我的猫叫小白\n", encoding="utf-8")
     assert "我的猫叫小白" in say(gw, "/memory", chat="edit")["reply"]  # the file is the truth

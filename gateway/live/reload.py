@@ -68,7 +68,7 @@ class Reloader:
         self.config_error: str | None = None
         self.on_skills = on_skills
         self.on_config: Callable[[Config], None] = lambda config: None  # set by the owner
-        self.on_memory: Callable[[], None] = lambda: None  # memory/*.md edited (by the owner)
+        self.on_memory: Callable[[], object] = lambda: None  # memory/*.md edited by the owner
         self._pending: set[str] = set()
         self._wakeup = threading.Event()
         self._last_event = 0.0

@@ -196,7 +196,9 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
                           config.skills.env)
     loader = SkillLoader(workspace.root, hosts, config.skills.timeout)
     reloader = Reloader(workspace, config, loader, knowledge, on_skills=pipeline.use_skills)
-    reloader.on_memory = lambda: off_loop(memory.sync)  # memory/<owner>.md edited by hand
+    # memory/<owner>.md edited by hand: on the loop (a changed file's facts, a few ms), so
+    # the owners' locks are only ever taken by greenlets of this one loop
+    reloader.on_memory = memory.sync
     channels = ChannelSet()
     outbox = Outbox(store, lambda: channels.channels, workspace=workspace.root, metrics=metrics,
                     limiter=lambda: process.limiter_for(
