@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from tests.conftest import GatewayProcess, free_port, model_config, write_config
-from tests.fakes.fake_model import FakeModelServer
+from tests.fakes.fake_model import FakeModelServer, Rule
 from tests.fakes.fake_telegram import FakeTelegram
 from tests.test_chat_page_browser import browser  # noqa: F401  (the shared Chromium fixture)
 from tests.test_console_api import until
@@ -95,6 +95,12 @@ def telegram_says(gw: GatewayProcess, telegram: FakeTelegram, user: int,
     return answer, found[0]["id"]
 
 
+def asked(model: FakeModelServer, question: str) -> list[dict[str, Any]]:
+    """The messages the model was given with `question` (a summary may be asked after it)."""
+    return next(r["body"]["messages"] for r in reversed(model.requests)
+                if r["body"]["messages"][-1]["content"] == question)
+
+
 def ada_file(gw: GatewayProcess) -> Path:
     return gw.home / "memory" / "ada.md"
 
@@ -110,7 +116,7 @@ def test_a_fact_told_over_http_is_recalled_on_telegram_in_another_session(
     assert answer.startswith("echo:")
     assert trace(gw, msg_id)["memory"] == \
         "recalled: My flight to Oslo is on the 12th (memory/ada.md)"
-    given = model.requests[-1]["body"]["messages"]
+    given = asked(model, "when is my flight to Oslo?")
     assert any(m["role"] == "system" and "My flight to Oslo is on the 12th" in m["content"]
                for m in given)
     listed = say(gw, "/memory", chat="c2")["reply"]
@@ -124,7 +130,8 @@ def test_an_unverified_stranger_talks_but_never_writes_or_reads_memory(
     answer, msg_id = telegram_says(gw, telegram, STRANGER, "when is the flight to Oslo?")
     assert answer.startswith("echo:")
     assert trace(gw, msg_id)["memory"] == "no memory for this sender"
-    body = model.requests[-1]["body"]
+    body = next(r["body"] for r in reversed(model.requests)
+                if r["body"]["messages"][-1]["content"] == "when is the flight to Oslo?")
     assert "memory" not in {t["function"]["name"] for t in body.get("tools") or []}
     assert not any("Oslo is on the 12th" in str(m["content"]) for m in body["messages"])
     assert sorted(p.name for p in (gw.home / "memory").iterdir()) == ["ada.md"]
@@ -185,7 +192,7 @@ def test_a_long_conversation_keeps_its_thread_in_a_summary(
     reply = say(gw, "What is my cat called?", chat="long")
     spans = trace(gw, reply["id"])
     assert "summary of" in spans["memory"]
-    given = model.requests[-1]["body"]["messages"]
+    given = asked(model, "What is my cat called?")
     assert given[1]["role"] == "system" and "Tom" in given[1]["content"]
     assert "My cat is called Tom" not in " ".join(str(m["content"]) for m in given[2:])
 
@@ -241,3 +248,22 @@ def test_the_console_memory_page_shows_edits_and_erases(
     assert not errors, errors
     refused = httpx.get(f"{gw.url}/api/v1/memory", timeout=10)
     assert refused.status_code == 401  # behind the console's door
+
+
+def test_a_failed_summary_drops_older_turns_as_before_and_says_so(
+        gw: GatewayProcess, model: FakeModelServer) -> None:
+    # the summary's transcript starts with the chat's first turn: this model answers it empty
+    model.script(Rule(contains="User: Parrots are green", reply=""))
+    say(gw, "Parrots are green, remember that.", chat="fails")
+    filler = "Tell me more about the rivers in the north in autumn. " * 8
+
+    def next_context() -> str:
+        return trace(gw, say(gw, filler, chat="fails")["id"])["context"]
+
+    context = until(lambda: "failed" in (c := next_context()) and c)
+    assert "the last summary failed (ValueError: the model answered with nothing), older " \
+        "turns dropped" in context
+    reply = say(gw, "What colour are parrots?", chat="fails")
+    given = asked(model, "What colour are parrots?")
+    assert "Parrots are green" not in " ".join(str(m["content"]) for m in given)
+    assert reply["reply"].startswith("echo:")
