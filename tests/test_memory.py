@@ -142,6 +142,7 @@ def test_who_owns_a_messages_memory(tmp_path: Path) -> None:
     assert owner("http", "anyone", "token:config") == "ada"  # linked: one memory
     assert owner("telegram", "1") == "ada"
     assert owner("http", "x", "jwt:bob") == "jwt-bob"
+    assert owner("websocket", "x", "token:console") == "owner"  # every other token: the owner's
     assert owner("telegram", "77") == "telegram-77"  # in security.allowlist
     assert owner("telegram", "9") is None  # stranger_mode open: talks, has no memory
     process.store.put_sender(SenderRow("telegram", "9", "pending", "h", 0.0))
@@ -152,7 +153,7 @@ def test_who_owns_a_messages_memory(tmp_path: Path) -> None:
 
 
 def test_owner_names_are_safe_file_names() -> None:
-    assert owner_name("token:config") == "token-config"
+    assert owner_name("jwt:ada") == "jwt-ada"
     assert owner_name("jwt:ada@example.com").startswith("jwt-ada_example.com-")
     assert owner_name("jwt:../../etc") != owner_name("jwt:.._.._etc")
     assert "/" not in owner_name("jwt:../../etc")
@@ -196,6 +197,6 @@ def test_a_reload_that_switches_memory_off_takes_the_commands_away(
         assert post("/remember I like coffee").startswith("There is no command /remember")
         assert "/remember" not in post("/help")
         built.apply_config(parse_config(config))
-        assert post("/memory").startswith("What I remember about you (memory/token-config.md)")
+        assert post("/memory").startswith("What I remember about you (memory/owner.md)")
     finally:
         built.stop(5)

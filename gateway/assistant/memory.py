@@ -2,12 +2,14 @@
 
 Who owns a message's memory (`Owners`): on a chat platform the sender, as `<channel>:<sender
 id>`, once the stranger policy knows them (in `security.allowlist` or approved in the store by
-their pairing code); elsewhere the principal the token proved (`token:<label>`, `jwt:<sub>`).
-`memory.owners` links several of these identities to one named memory (the owner's Telegram
-account and their token share what they told either); an identity listed there is one the
-owner vouched for. Anyone else, an unverified stranger on a chat platform above all (they can
-talk when `security.stranger_mode` is `open`), has no memory: nothing of theirs is written or
-recalled.
+their pairing code); elsewhere the principal the credential proved. Every token the gateway
+knows (`token:<label>`: config.yaml's, the console's sign-in, the tray's, the CLI's) was made by
+the gateway's owner, so they share one memory, `owner`; a JWT names a person (`jwt:<sub>`).
+`memory.owners` links several identities to one named memory (the owner's Telegram account and
+their tokens share what they told either) or gives a token a memory of its own; an identity
+listed there is one the owner vouched for. Anyone else, an unverified stranger on a chat
+platform above all (they can talk when `security.stranger_mode` is `open`), has no memory:
+nothing of theirs is written or recalled.
 
 `Memory` keeps the files and the index (`memory_index`) in step: each write goes to the file
 (atomically) and then to the index; an edit by hand reaches the index through `sync`, which
@@ -32,6 +34,9 @@ from gateway.core.settings import Settings
 from gateway.guards.stranger import SenderBook
 
 log = logging.getLogger(__name__)
+
+
+GATEWAY_OWNER = "owner"  # the memory every token of the gateway's owner shares
 
 
 class MemoryFull(ValueError):
@@ -60,6 +65,8 @@ class Owners:
                 return name
         if msg.channel in self.platforms and not self._known(msg, settings):
             return None  # an unverified stranger: never written, never recalled
+        if identity.startswith("token:"):
+            return GATEWAY_OWNER
         return owner_name(identity)
 
     def _known(self, msg: Message, settings: Settings) -> bool:
@@ -70,7 +77,7 @@ class Owners:
 
 
 def owner_name(identity: str) -> str:
-    """The file name an identity's memory gets by default: `token:config` -> `token-config`.
+    """The file name an identity's memory gets by default: `jwt:ada` -> `jwt-ada`.
     Characters a file name should not carry become `_`, with a digest so two never meet."""
     name = identity.replace(":", "-", 1)
     safe = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in name)

@@ -19,7 +19,8 @@ class MemoryConfig(Section):
     owners: dict[str, list[str]] = Field(
         default_factory=dict, description="one memory for several identities, e.g. {ada: "
         "[\"token:config\", \"telegram:12345\"]}: a chat platform's sender as <channel>:<id>, "
-        "a token's principal as the trace's guard step names it (token:<label>, jwt:<sub>)")
+        "a credential's principal as the trace's guard step names it (token:<label>, "
+        "jwt:<sub>); tokens not listed share the memory 'owner'")
     recall: int = Field(5, ge=0, le=50, description="facts at most given to the model with a "
                         "message: the best matches, then the newest")
     max_facts: int = Field(1000, ge=1, le=100_000, description="facts kept per owner; "

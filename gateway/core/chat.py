@@ -164,7 +164,7 @@ class ChatResponder:
                 parts = [p for p in (summary, facts) if p]
             except Exception as e:
                 log.exception("msg_id=%s memory failed; answering without it", turn.msg.id)
-                span.outcome, span.detail = "error", f"{type(e).__name__}: {e}"[:300]
+                span.outcome, span.detail = "error", redact(f"{type(e).__name__}: {e}")[:300]
         return parts
 
     def _call_model(self, turn: Turn, pool: ModelPool, messages: list[dict[str, Any]],
