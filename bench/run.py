@@ -850,22 +850,24 @@ def bench_memory(args: argparse.Namespace, st: Stack) -> None:
             memory.remember("owner", answers[text], 100_000)
             continue
         began = time.perf_counter()
-        found = [f.fact.text for f in memory.recall("owner", text, 3)]
+        given = [f.fact.text for f in memory.recall("owner", text, 5)]  # memory.recall
         latencies.append((time.perf_counter() - began) * 1000)
+        found = [f.fact.text for f in memory.recall("owner", text, 3)]
         distance = turn - told
         in_history = turn // per_session == told // per_session and distance <= fits
-        hit = [found[:1] == [wanted[text]], wanted[text] in found, in_history]
+        hit = [found[:1] == [wanted[text]], wanted[text] in found, wanted[text] in given,
+               in_history]
         for key in (f"{lang} {'as told' if kind == 'ask' else 'paraphrased'}",
                     f"{lang} {'1-10' if distance <= 10 else '11-25' if distance <= 25 else '26-50'}"
                     " turns earlier", "all"):
-            rows.setdefault(key, [0, 0, 0, 0])
+            rows.setdefault(key, [0, 0, 0, 0, 0])
             rows[key] = [a + b for a, b in zip(rows[key], [1, *hit], strict=True)]
         if wanted[text] not in found:
             misses.append(f"- {text!r}: wanted {wanted[text]!r}, top 3 {found}")
     print(f"{len(facts)} facts told over {sessions} sessions of {per_session} turns; each "
           f"question asked 1-50 turns after its fact; without memory a fact is in the context "
           f"only in its own session and within the last {fits} turns ({budget} tokens)\n")
-    table(["questions", "n", "recall@1", "recall@3", "in history alone"],
+    table(["questions", "n", "recall@1", "recall@3", "given (@5)", "in history alone"],
           [[name, int(n), *(f"{x / n:.2f}" for x in hit)] for name, (n, *hit) in
            sorted(rows.items(), key=lambda kv: (kv[0] == "all", kv[0]))])
     many = Memory(folder / "many", MemoryIndex(store))
