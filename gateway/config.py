@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from gateway.assistant.options import MemoryConfig
 from gateway.common.options import (
     ConfigError,
     Duration,
@@ -120,6 +121,7 @@ class Config(Section):
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     knowledge: KnowledgeConfig = Field(default_factory=KnowledgeConfig)
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
     # each value that `${ENV}`/`${keyring:...}` filled in -> the text as written, so that a
     # later check (channel options) can name the reference instead of echoing the secret
     _expanded: dict[str, str] = PrivateAttr(default_factory=dict)
