@@ -772,6 +772,19 @@ def bench_overhead(args: argparse.Namespace, st: Stack) -> None:
 
 
 # ------------------------------------------------------------------------------- recall
+def _asked(path: Path) -> dict[str, list[tuple[str, str]]]:
+    """`question -> heading` lines by `[language]` (bench/recall, bench/fixtures/meaning)."""
+    cases: dict[str, list[tuple[str, str]]] = {}
+    language = ""
+    for line in path.read_text("utf-8").splitlines():
+        if (line := line.strip()).startswith("[") and line.endswith("]"):
+            language = line[1:-1]
+        elif line and not line.startswith("#"):
+            question, _, heading = line.partition(" -> ")
+            cases.setdefault(language, []).append((question.strip(), heading.strip()))
+    return cases
+
+
 def bench_recall(args: argparse.Namespace, st: Stack) -> None:
     """Does a question (a heading or a paraphrase) find its passage, and is it sent along."""
     from gateway.core.grounding import find_passages
@@ -779,14 +792,7 @@ def bench_recall(args: argparse.Namespace, st: Stack) -> None:
 
     context_tokens = 2048  # gateway.context_tokens' default: grounding gets half, passages 500
     kb = KnowledgeBase(BENCH / "recall" / "knowledge", max_tokens=min(500, context_tokens // 4))
-    paraphrases: dict[str, list[tuple[str, str]]] = {}
-    language = ""
-    for line in (BENCH / "recall" / "paraphrases.txt").read_text("utf-8").splitlines():
-        if (line := line.strip()).startswith("[") and line.endswith("]"):
-            language = line[1:-1]
-        elif line and not line.startswith("#"):
-            question, _, heading = line.partition(" -> ")
-            paraphrases.setdefault(language, []).append((question.strip(), heading.strip()))
+    paraphrases = _asked(BENCH / "recall" / "paraphrases.txt")
     print(f"{len(kb.index)} passages from {len(kb.sources)} files\n")
     rows: list[list[Any]] = []
     misses, totals = [], [0, 0, 0, 0]
@@ -888,6 +894,113 @@ def bench_memory(args: argparse.Namespace, st: Stack) -> None:
     if args.misses:
         print("\nmissed (not in the top 3):\n" + "\n".join(misses))
     store.close()
+
+
+# ------------------------------------------------------------------------------- by meaning
+def bench_knowledge_meaning(args: argparse.Namespace, st: Stack) -> None:
+    """Search by meaning: recall@3 of BM25 alone and hybrid on paraphrases, and its costs."""
+    import numpy as np
+
+    sys.path.insert(0, str(REPO))
+    from gateway.core.grounding import find_passages
+    from gateway.knowledge import KnowledgeBase, Passage
+    from gateway.knowledge.meaning import BATCH, Embeddings
+    from gateway.knowledge.vectors import VectorCache, VectorIndex, text_key, unit_rows
+    from gateway.models.options import ModelConfig
+    from gateway.models.pool import ModelPool
+    from gateway.models.registry import build_providers
+    from tests.fakes.fake_model import FakeModelServer
+
+    context_tokens = 2048  # as bench_recall: grounding gets half, passages 500 tokens
+    kb = KnowledgeBase(BENCH / "recall" / "knowledge", max_tokens=min(500, context_tokens // 4))
+    with FakeModelServer() as fake:
+        endpoint, model = args.endpoint or fake.url, args.model or "fake-model"
+        pool = ModelPool(model, build_providers(model, ModelConfig(endpoint=endpoint)))
+        meaning = Embeddings(lambda model, texts, timeout: pool.embed(texts, timeout=timeout),
+                             st.tmp / "embeddings", lambda: kb.index.passages)
+        meaning.configure(model, model, args.min_similarity)
+        began = time.perf_counter()
+        if not meaning.build():
+            raise RuntimeError(f"no embeddings from {model} at {endpoint}: {meaning.status()}")
+        cold = time.perf_counter() - began
+        again = Embeddings(meaning._embed, st.tmp / "embeddings", lambda: kb.index.passages)
+        again.configure(model, model, args.min_similarity)
+        began = time.perf_counter()
+        again.build()
+        warm = time.perf_counter() - began
+        print(f"{len(kb.index)} passages from {len(kb.sources)} files; {model} at "
+              f"{'the fake model server' if endpoint == fake.url else endpoint}, "
+              f"min_similarity {args.min_similarity}: {meaning.status()}, built in "
+              f"{cold * 1000:.0f} ms, {warm * 1000:.0f} ms from the cache file after a "
+              f"restart\n")
+        sets = {"meaning": _asked(FIXTURES / "meaning" / "questions.txt"),
+                "recall": _asked(BENCH / "recall" / "paraphrases.txt")}
+        rows, misses = [], []
+        for name, cases in sets.items():
+            for language in ("en", "zh"):
+                row = [f"{language} {name}", len(cases.get(language, []))]
+                for mode in ("bm25", "hybrid"):
+                    kb.meaning = meaning if mode == "hybrid" else None
+                    top3 = sent = 0
+                    for question, heading in cases.get(language, []):
+                        ranked = [h.passage.heading for h in kb.find(question, k=3)]
+                        grounded = [h.passage.heading for h in
+                                    find_passages(kb, question, context_tokens // 2)]
+                        top3, sent = top3 + (heading in ranked), sent + (heading in grounded)
+                        if mode == "hybrid" and heading not in grounded:
+                            misses.append(f"- {question!r}: wanted {heading!r}, top 3 {ranked}")
+                    row += [f"{top3 / (row[1] or 1):.2f}", f"{sent / (row[1] or 1):.2f}"]
+                rows.append(row)
+        count = args.passages or (1_000 if args.quick else 5_000)
+        words = WORDS["knowledge"]["en_words"]
+        rng = random.Random(42)
+        many = tuple(Passage(f"passage {n}: " + " ".join(rng.choices(words, k=60)), "doc.md")
+                     for n in range(count))
+        if not args.endpoint:  # the fake in a process of its own: our CPU is ours alone
+            proc = st.spawn("fake_model", [sys.executable, "-m", "tests.fakes.fake_model"])
+            url = st.wait_until(lambda: re.findall(r"READY (\S+)", st.tail("fake_model")),
+                                proc, "fake_model")[0]
+            pool.close()
+            pool = ModelPool(model, build_providers(model, ModelConfig(endpoint=url)))
+        bulk = Embeddings(meaning._embed, st.tmp / "bulk", lambda: many)
+        bulk.configure(model, f"{model}-bulk", args.min_similarity)
+        began, cpu = time.perf_counter(), time.process_time()
+        bulk.build()
+        bulk_s, cpu = time.perf_counter() - began, time.process_time() - cpu
+        pool.close()
+    print(f"{count} passages of ~60 words embedded through the same path (batches of {BATCH}, "
+          f"{-(-count // BATCH)} calls): {bulk_s:.2f} s, of which {cpu:.2f} s CPU in this "
+          f"process (client, JSON, hashing, matrix; the rest is the model server); "
+          f"{bulk.status()}\n")
+    table(["questions", "n", "bm25 recall@3", "bm25 grounded", "hybrid recall@3",
+           "hybrid grounded"], rows)
+    if args.misses:
+        print("\nhybrid missed (not sent to the model):\n" + "\n".join(misses))
+
+    dims, generator = 768, np.random.default_rng(42)
+    vectors = generator.standard_normal((count, dims)).astype(np.float32)
+    began = time.perf_counter()
+    index = VectorIndex(unit_rows(vectors))
+    build_ms = (time.perf_counter() - began) * 1000
+    queries = unit_rows(generator.standard_normal((200, dims)))
+    latencies = []
+    for query in queries:
+        began = time.perf_counter()
+        index.find(query, 10, 0.0)
+        latencies.append((time.perf_counter() - began) * 1000)
+    cache = VectorCache(st.tmp / "cost" / "vectors.npz")
+    cache.vectors = {text_key(str(n)): row for n, row in enumerate(vectors)}
+    began = time.perf_counter()
+    cache.save(list(cache.vectors))
+    save_ms, began = (time.perf_counter() - began) * 1000, time.perf_counter()
+    VectorCache(cache.path).load()
+    load_ms = (time.perf_counter() - began) * 1000
+    print(f"\n{count} passages x {dims} dimensions (nomic-embed-text's size): matrix "
+          f"{index.matrix.nbytes / 1e6:.1f} MB, normalised in {build_ms:.1f} ms; a question "
+          f"against all of them p50 {fmt(percentile(latencies, 50), 3)} ms, p99 "
+          f"{fmt(percentile(latencies, 99), 3)} ms; cache file "
+          f"{cache.path.stat().st_size / 1e6:.1f} MB, saved in {save_ms:.0f} ms, loaded in "
+          f"{load_ms:.0f} ms")
 
 
 # ------------------------------------------------------------------------------- loop libraries
@@ -1069,7 +1182,8 @@ def bench_console_record(args: argparse.Namespace, st: Stack) -> None:
 SECTIONS: dict[str, Callable[[argparse.Namespace, Stack], None]] = {
     "gateway": bench_gateway, "skills": bench_skills, "knowledge": bench_knowledge,
     "overhead": bench_overhead, "recall": bench_recall, "loop-libraries": bench_loop_libraries,
-    "metrics": bench_metrics, "console-record": bench_console_record, "memory": bench_memory}
+    "metrics": bench_metrics, "console-record": bench_console_record, "memory": bench_memory,
+    "knowledge-meaning": bench_knowledge_meaning}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1086,7 +1200,14 @@ def main(argv: list[str] | None = None) -> int:
         "memory": [("--misses", {**flag, "help": "list every question that missed"})],
         "loop-libraries": [("names", {"nargs": "*", "help": "only these probes"}),
                            ("--store-cost", flag)],
-        "metrics": [("messages", count)], "console-record": [("messages", count)]}
+        "metrics": [("messages", count)], "console-record": [("messages", count)],
+        "knowledge-meaning": [("passages", count), (
+            "--misses", {**flag, "help": "list every question hybrid search did not ground"}), (
+            "--endpoint", {"help": "a real model server (Ollama, or an OpenAI-compatible URL "
+                           "ending in /v1) instead of the fake's embeddings"}), (
+            "--model", {"help": "the embedding model there, e.g. nomic-embed-text"}), (
+            "--min-similarity", {"type": float, "default": 0.5,
+                                 "help": "knowledge.min_similarity (default 0.5)"})]}
     for name, func in SECTIONS.items():
         p = sub.add_parser(name, help=" ".join((func.__doc__ or "").split()).split(": ")[0])
         p.add_argument("--quick", action="store_true", help="smaller counts")

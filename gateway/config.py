@@ -26,6 +26,7 @@ from gateway.common.options import (
 from gateway.common.yaml_reader import read_yaml, yaml_problem
 from gateway.guards.options import AuthConfig, ConsoleConfig, SecurityConfig
 from gateway.guards.rate_limit import parse_rate
+from gateway.knowledge.options import KnowledgeConfig
 from gateway.models.options import ModelConfig
 from gateway.observe.alerting.config import AlertsConfig
 from gateway.skills.options import SkillsConfig
@@ -119,6 +120,7 @@ class Config(Section):
     skills: SkillsConfig = Field(default_factory=SkillsConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    knowledge: KnowledgeConfig = Field(default_factory=KnowledgeConfig)
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
     # each value that `${ENV}`/`${keyring:...}` filled in -> the text as written, so that a
     # later check (channel options) can name the reference instead of echoing the secret
@@ -136,9 +138,22 @@ class Config(Section):
                              f"{sorted(self.models) or 'none defined'}")
         return self
 
+    @model_validator(mode="after")
+    def _embedding_model_exists(self) -> Config:
+        name = self.knowledge.embedding_model
+        if name and name not in self.models:
+            raise ValueError(
+                f"knowledge.embedding_model {name!r} is not one of models: "
+                f"{sorted(self.models) or 'none defined'}; add it under models: (e.g. "
+                f"{name}: {{endpoint: \"http://127.0.0.1:11434\", model: nomic-embed-text}}) "
+                "or set knowledge.embedding_model to \"\" for BM25 only")
+        return self
+
     def chat_model(self) -> str | None:
-        """The model plain chat goes to: `gateway.default_model`, else the first listed."""
-        return self.gateway.default_model or next(iter(self.models), None)
+        """The model plain chat goes to: `gateway.default_model`, else the first listed that
+        is not `knowledge.embedding_model` (an embedding model cannot chat)."""
+        return self.gateway.default_model or next(
+            (n for n in self.models if n != self.knowledge.embedding_model), None)
 
 
 def for_skills(config: Config) -> dict[str, Any]:

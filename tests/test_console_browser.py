@@ -173,6 +173,7 @@ def test_console_end_to_end(page: object, gateway: GatewayProcess) -> None:
     page.fill("#sk-q", "when does the zebra shop open")
     page.keyboard.press("Enter")
     expect(page.locator("#sk-hits .turn").first).to_contain_text("nine")
+    expect(page.locator("#sk-ranking")).to_have_text("bm25")  # how it searched: no embeddings
     shot(page, "skills")
 
     # language and theme switches

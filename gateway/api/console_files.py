@@ -151,10 +151,13 @@ def build_console_files(services: Services, channel: str) -> Blueprint:
         question = request.args.get("q", "").strip()
         if not question:
             return error_response("bad_request", "Ask something: /api/v1/knowledge/search?q=...")
-        hits = reloader.knowledge.find(question, 5)
+        hits, how = reloader.knowledge.find_explained(question, 5)
+        meaning = reloader.knowledge.meaning
         return jsonify({"hits": [{"source": _relative(h.passage.source, workspace),
                                   "title": h.passage.title, "score": round(h.score, 3),
-                                  "text": h.passage.text[:1200]} for h in hits]})
+                                  "origin": h.origin, "text": h.passage.text[:1200]}
+                                 for h in hits],
+                        "ranking": how, "meaning": meaning.status() if meaning else "off"})
 
     return bp
 

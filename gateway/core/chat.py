@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from gateway.core.context import build_messages, fit_client_messages
 from gateway.core.files_for_model import view_for_model
-from gateway.core.grounding import find_passages, grounding_prompt, sources_line
+from gateway.core.grounding import TOP_K, choose_passages, grounding_prompt, sources_line
 from gateway.core.message import Message, ModelInput, Trace
 from gateway.core.sessions import SessionManager
 from gateway.core.settings import Settings
@@ -82,9 +82,12 @@ class ChatResponder:
         view = view_for_model(text, files, self.workspace, model=pool.name,
                               vision=bool(model and model.vision), budget=context_tokens // 2)
         with trace.step("knowledge") as span:
-            passages = find_passages(self.knowledge, text, context_tokens // 2)
-            span.detail = ", ".join(f"{p.passage.title or p.passage.source} ({p.score:.1f})"
-                                    for p in passages) or "no passage matched"
+            hits, how = self.knowledge.find_explained(text, TOP_K) if self.knowledge else (
+                [], "")
+            passages = choose_passages(hits, text, context_tokens // 2)
+            found = ", ".join(f"{p.passage.title or p.passage.source} "
+                              f"({p.origin or f'{p.score:.1f}'})" for p in passages)
+            span.detail = ": ".join(filter(None, (how, found or "no passage matched")))
         root = self.knowledge.folder.parent if self.knowledge else None
         client = turn.msg.client_context
         recalled = self._recall(turn, text, session_id, context_tokens // 8)

@@ -7,7 +7,8 @@ the best hit: a greeting should not drag the FAQ along. The two-word minimum is 
 question holds every word of the passage's own heading, the best summary of the passage: "Where
 are the logs?" is one word ("log") once the stopwords are gone, and it is asking that heading.
 Word coverage, unlike a BM25 score threshold, means the same for a 3-passage and a
-30,000-passage knowledge base.
+30,000-passage knowledge base. With search by meaning on (`knowledge.embedding_model`), a
+passage whose embedding is close enough to the question's is used without shared words.
 """
 
 from __future__ import annotations
@@ -26,7 +27,17 @@ def find_passages(knowledge: KnowledgeBase | None, question: str,
     """The passages worth sending, best first, within `budget` estimated tokens."""
     if knowledge is None:
         return []
-    hits = knowledge.find(question, TOP_K)
+    return choose_passages(knowledge.find(question, TOP_K), question, budget)
+
+
+def choose_passages(hits: list[ScoredPassage], question: str,
+                    budget: int) -> list[ScoredPassage]:
+    """Of the ranked `hits`, those worth sending (see the module docstring), within `budget`.
+
+    A passage search by meaning found (it has a `similarity`, at least
+    `knowledge.min_similarity`) needs no shared word: finding paraphrases that share none is
+    what it is for.
+    """
     words = {w for w in tokenize(question) if not w.isdigit()}
     chosen: list[ScoredPassage] = []
     used = 0
@@ -37,7 +48,8 @@ def find_passages(knowledge: KnowledgeBase | None, question: str,
         shared = len(words & set(tokenize(hit.passage.text)))
         heading = set(tokenize(hit.passage.heading))
         asks_heading = bool(heading) and heading <= words
-        if (shared < MIN_SHARED and not asks_heading) or shared / len(words) < MIN_COVERAGE:
+        weak = (shared < MIN_SHARED and not asks_heading) or shared < MIN_COVERAGE * len(words)
+        if weak and hit.similarity is None:
             continue
         chosen.append(hit)
         used += cost

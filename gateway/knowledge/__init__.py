@@ -1,9 +1,11 @@
-"""knowledge: no network, no model calls; pure loading and ranking.
+"""knowledge: no network, no model calls of its own; loading and ranking.
 
 Files in a user's `knowledge/` folder become `Passage`s (loaders), a `KnowledgeIndex` ranks
 them for a question with BM25 over jieba-segmented Chinese and folded English (search), and
-`KnowledgeBase` keeps a folder's index and swaps it whole on reload (base). Embeddings or
-model reranking, if ever added, belong outside this folder.
+`KnowledgeBase` keeps a folder's index and swaps it whole on reload (base). Search by meaning
+(`meaning`: the passages' embeddings, built in the background; `vectors`: cosine ranking,
+reciprocal rank fusion, the vector cache) is handed the function that calls the model server;
+it never imports a model client.
 """
 
 from __future__ import annotations

@@ -8,8 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.knowledge.loaders import LOADERS, KnowledgeError, StrPath, chunk, load_document
+from gateway.knowledge.meaning import Embeddings
 from gateway.knowledge.passages import Passage, ScoredPassage
 from gateway.knowledge.search import KnowledgeIndex
+from gateway.knowledge.vectors import fuse
+
+CANDIDATES = 10  # the top of each ranking that reciprocal rank fusion combines
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,7 @@ class KnowledgeBase:
         """Load `folder` now; passages over `max_tokens` are chunked (None: never)."""
         self.folder = Path(folder)
         self.max_tokens = max_tokens
+        self.meaning: Embeddings | None = None  # search by meaning, when the owner adds it
         self._snapshot = _Snapshot(KnowledgeIndex(()))
         self.reload()
 
@@ -106,8 +111,33 @@ class KnowledgeBase:
         return dict(self._snapshot.errors)
 
     def find(self, question: str, k: int = 3) -> list[ScoredPassage]:
-        """Up to `k` passages best matching the question; see `KnowledgeIndex.find`."""
-        return self._snapshot.index.find(question, k)
+        """Up to `k` passages best matching the question; see `find_explained`."""
+        return self.find_explained(question, k)[0]
+
+    def find_explained(self, question: str, k: int = 3) -> tuple[list[ScoredPassage], str]:
+        """Up to `k` passages best matching the question, and how they were found.
+
+        BM25 alone (`KnowledgeIndex.find`) unless search by meaning is on and its vectors
+        are ready for this index: then the top `CANDIDATES` of both rankings are fused by
+        reciprocal rank, and the note says "hybrid"; otherwise it says why BM25 answered
+        alone ("bm25 only: embeddings building (40/120)").
+        """
+        index = self._snapshot.index
+        if self.meaning is None:
+            return index.find(question, k), "bm25"
+        near, note = self.meaning.find(index.passages, question, max(k, CANDIDATES))
+        if not near:
+            return index.find(question, k), note
+        lexical = index.rank(question, max(k, CANDIDATES))
+        bm25 = {i: (rank, score) for rank, (i, score) in enumerate(lexical, 1)}
+        cosine = {i: (rank, similarity) for rank, (i, similarity) in enumerate(near, 1)}
+        hits = []
+        for i, score in fuse([[i for i, _ in lexical], [i for i, _ in near]])[:k]:
+            origin = [f"bm25 #{bm25[i][0]} ({bm25[i][1]:.1f})"] if i in bm25 else []
+            origin += [f"meaning #{cosine[i][0]} ({cosine[i][1]:.2f})"] if i in cosine else []
+            hits.append(ScoredPassage(index.passages[i], score,
+                                      cosine[i][1] if i in cosine else None, ", ".join(origin)))
+        return hits, note
 
     def search(self, question: str) -> str | None:
         """The best answer text, or None when nothing matches; see `KnowledgeIndex.search`."""

@@ -112,7 +112,7 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
-def _indexed_text(passage: Passage) -> str:
+def indexed_text(passage: Passage) -> str:
     """What a passage is found by: its text plus its title, which carries the parent headings."""
     return f"{passage.title}\n{passage.text}" if passage.title else passage.text
 
@@ -127,7 +127,7 @@ class KnowledgeIndex:
     def __init__(self, passages: Iterable[Passage], *, k1: float = 1.5, b: float = 0.75) -> None:
         self._passages: tuple[Passage, ...] = tuple(passages)
         vocab: dict[str, int] = {}
-        corpus_ids = [[vocab.setdefault(token, len(vocab)) for token in tokenize(_indexed_text(p))]
+        corpus_ids = [[vocab.setdefault(token, len(vocab)) for token in tokenize(indexed_text(p))]
                       for p in self._passages]
         self._vocab = vocab
         self._bm25: bm25s.BM25 | None = None
@@ -153,6 +153,10 @@ class KnowledgeIndex:
         than `k` or empty. A term repeated in the question counts once. Ties keep the order
         the passages were given in.
         """
+        return [ScoredPassage(self._passages[i], score) for i, score in self.rank(question, k)]
+
+    def rank(self, question: str, k: int) -> list[tuple[int, float]]:
+        """`find` as (position in `passages`, BM25 score) pairs, for fusing with other rankings."""
         if k < 1 or self._bm25 is None:
             return []
         term_ids = sorted({self._vocab[t] for t in tokenize(question) if t in self._vocab})
@@ -166,7 +170,7 @@ class KnowledgeIndex:
             kth_best = np.partition(scores[hits], len(hits) - k)[len(hits) - k]
             hits = hits[scores[hits] >= kth_best]
         ranked = sorted(hits.tolist(), key=lambda i: (-float(scores[i]), i))[:k]
-        return [ScoredPassage(self._passages[i], float(scores[i])) for i in ranked]
+        return [(i, float(scores[i])) for i in ranked]
 
     def search(self, question: str) -> str | None:
         """The answer text of the best passage, or None when no passage shares a term.

@@ -142,6 +142,8 @@ class Reloader:
                     self.reload_config()
                 if "knowledge" in pending:
                     off_loop(self.knowledge.reload)
+                    if self.knowledge.meaning is not None:  # embeddings follow, in the background
+                        self.knowledge.meaning.wake()
                 if pending & {"skills", "knowledge", "config"}:  # hosts take the new config
                     self.load_skills()
                 if "memory" in pending:

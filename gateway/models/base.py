@@ -65,3 +65,7 @@ class Provider(Protocol):
     def close(self) -> None:
         """Close the client's pooled connections."""
         ...
+
+    def embed(self, texts: list[str], *, timeout: float | None = None) -> list[list[float]]:
+        """One embedding vector per text, in order (an embedding model's endpoint)."""
+        ...

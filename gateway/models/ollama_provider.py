@@ -71,6 +71,21 @@ class OllamaProvider:
     def close(self) -> None:
         self.client.close()
 
+    def embed(self, texts: list[str], *, timeout: float | None = None) -> list[list[float]]:
+        """One vector per text from `/api/embed`; `timeout` (seconds) replaces the client's."""
+        body = {"model": self.model, "input": texts}
+        try:
+            # the client's public embed() takes no timeout; _request passes it on to httpx
+            limit: Any = httpx.Timeout(timeout, connect=min(timeout, 5.0)) if timeout else \
+                self.client._client.timeout
+            response = self.client._request(ollama.EmbedResponse, "POST", "/api/embed",
+                                            json=body, stream=False, timeout=limit)
+        except ollama.ResponseError as e:
+            raise self._response_error(e) from e
+        except (ConnectionError, httpx.TransportError) as e:
+            raise EndpointDown(_reason(e)) from e
+        return [list(vector) for vector in response.embeddings]
+
     def _response_error(self, e: ollama.ResponseError) -> ModelError:
         if e.status_code >= 500 or e.status_code == 429:
             return EndpointDown(f"HTTP {e.status_code}: {e.error}")

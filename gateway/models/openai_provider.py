@@ -61,12 +61,8 @@ class OpenAIProvider:
                         pieces.append(delta.content)
                         if on_delta:
                             on_delta(delta.content)
-        except (openai.APIConnectionError, openai.InternalServerError,
-                openai.RateLimitError) as e:
-            raise EndpointDown(_reason(e)) from e
-        except openai.APIStatusError as e:
-            raise ModelError(f"{self.url} refused the call with HTTP {e.status_code}: "
-                             f"{e.message}") from e
+        except openai.APIError as e:
+            raise _mapped(self.url, e) from e
         tool_calls = [{"id": c["id"] or f"call_{i}", "name": c["name"],
                        "arguments": _json_args(c["arguments"])}
                       for i, (_, c) in enumerate(sorted(calls.items()))]
@@ -74,6 +70,16 @@ class OpenAIProvider:
 
     def close(self) -> None:
         self.client.close()
+
+    def embed(self, texts: list[str], *, timeout: float | None = None) -> list[list[float]]:
+        """One vector per text from `/embeddings`; `timeout` (seconds) replaces the client's."""
+        try:
+            response = self.client.embeddings.create(model=self.model, input=texts,
+                                                     encoding_format="float",
+                                                     timeout=timeout or openai.NOT_GIVEN)
+        except openai.APIError as e:
+            raise _mapped(self.url, e) from e
+        return [list(item.embedding) for item in sorted(response.data, key=lambda d: d.index)]
 
 
 def _wire(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -96,6 +102,17 @@ def _wire(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             out.append(m)
     return out
+
+
+def _mapped(url: str, e: openai.APIError) -> ModelError:
+    """The client's error as the pool's: `EndpointDown` (another endpoint may answer) for a
+    connection, 5xx or 429, `ModelError` for any other refusal."""
+    if isinstance(e, openai.APIConnectionError | openai.InternalServerError
+                  | openai.RateLimitError):
+        return EndpointDown(_reason(e))
+    if isinstance(e, openai.APIStatusError):
+        return ModelError(f"{url} refused the call with HTTP {e.status_code}: {e.message}")
+    return ModelError(f"{url} answered with something unexpected: {type(e).__name__}")
 
 
 def _json_args(text: str) -> dict[str, Any]:

@@ -109,6 +109,22 @@ class ModelPool:
             return result
         raise NoModelAvailable(self.name, failures, self.config_hint)
 
+    def embed(self, texts: list[str], *, timeout: float | None = None) -> list[list[float]]:
+        """Vectors for `texts` from this model's endpoints, stepping around the ones that are
+        down exactly as `chat` does (search by meaning in the knowledge base)."""
+        failures: list[tuple[str, str]] = []
+        for state in self._candidates():
+            try:
+                vectors = state.provider.embed(texts, timeout=timeout)
+            except EndpointDown as e:
+                self._mark_down(state, str(e))
+                failures.append((state.provider.url, str(e)))
+                continue
+            with self._lock:
+                state.failures, state.down_until, state.last_error = 0, 0.0, ""
+            return vectors
+        raise NoModelAvailable(self.name, failures, self.config_hint)
+
     def _measure(self, state: EndpointState, began: float, ok: bool, channel: str,
                  result: ModelResult | None = None) -> None:
         if self.metrics is not None:

@@ -22,7 +22,9 @@ from gateway.common.secrets import keyring_status, lookup_secret
 from gateway.common.workspace import Workspace
 from gateway.common.yaml_reader import read_yaml
 from gateway.config import Config, load_config, parse_config
+from gateway.models.base import ModelError
 from gateway.models.options import ModelConfig
+from gateway.models.registry import build_providers
 from gateway.observe.redact import redact
 from gateway.ops.control import find_gateways, loop_report
 from gateway.ops.known_bad import KNOWN_BAD
@@ -62,6 +64,8 @@ def run_checks(ws: Workspace, port: int | None = None,
         results.append((False, "no model configured", "add one under models: in config.yaml"))
     for name, cfg in config.models.items():
         results.extend(check_model(name, cfg, url) for url in cfg.all_endpoints())
+    if config.knowledge.embedding_model:
+        results.extend(check_embedding(config))
     if tray is not None:
         results.append(tray())
     results.extend(check_libraries())
@@ -207,6 +211,29 @@ def check_model(name: str, cfg: ModelConfig, url: str) -> Check:
         fix = pick if names else f"load {model} in the server at {url}"
     return (False, f"{what}: model '{model}' is not {'pulled' if ollama else 'served'} "
                    f"there ({listed})", fix)
+
+
+def check_embedding(config: Config) -> list[Check]:
+    """Search by meaning: does each endpoint of `knowledge.embedding_model` embed a text?"""
+    name = config.knowledge.embedding_model
+    cfg = config.models[name]
+    model = cfg.model or name
+    checks: list[Check] = []
+    for provider in build_providers(name, cfg):
+        what = f"search by meaning: {model} at {provider.url}"
+        try:
+            vectors = provider.embed(["moltbot doctor"], timeout=LIST_TIMEOUT.read)
+        except ModelError as e:
+            checks.append((False, f"{what}: {e}", (
+                f"start the model server, `ollama pull {model}`, or set models.{name}.model "
+                "to an embedding model (nomic-embed-text; bge-m3 for Chinese); until then "
+                "BM25 answers alone")))
+            continue
+        finally:
+            provider.close()
+        checks.append((True, f"{what}: embeds ({len(vectors[0]) if vectors else 0} "
+                             "dimensions)", ""))
+    return checks
 
 
 def _model_names(response: httpx.Response, ollama: bool) -> list[str] | None:

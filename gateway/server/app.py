@@ -40,11 +40,14 @@ from gateway.core.settings import Process, Settings, build_settings
 from gateway.core.store import Store
 from gateway.guards.chain import Allow
 from gateway.knowledge import KnowledgeBase
+from gateway.knowledge.meaning import Embed, Embeddings
 from gateway.knowledge.search import load_dictionary
 from gateway.live.reload import Reloader, off_loop
+from gateway.models.base import ModelError
 from gateway.observe.alerting.service import Alerting
 from gateway.observe.audit import audit, config_changes
 from gateway.observe.metrics import Metrics
+from gateway.observe.redact import redact
 from gateway.observe.window import Window
 from gateway.server import faults
 from gateway.skills.catalog import SkillLoader
@@ -77,10 +80,18 @@ class Gateway:
     def config(self) -> Config:
         return self.pipeline.settings.config
 
+    @property
+    def knowledge_meaning(self) -> Embeddings:
+        """The knowledge base's search by meaning (idle while no embedding model is named)."""
+        meaning = self.reloader.knowledge.meaning
+        assert meaning is not None  # build_gateway gives it one
+        return meaning
+
     def start(self) -> None:
         """Load the skills, watch the workspace, start the channels that are switched on and
         the alert rules (ERROR log lines go by mail when alerts have an SMTP sender)."""
         self.reloader.start()
+        self.knowledge_meaning.start()
         self.channels.start()
         # after a crash, what was stored and not sent goes now
         self.outbox.start(send=not faults.holding("outbox"))
@@ -105,6 +116,7 @@ class Gateway:
         self.channels.apply(settings.channels)
         self.outbox.wake()  # a channel switched on sends what waited for it
         self.alerting.apply(config.alerts)
+        configure_meaning(self.knowledge_meaning, config)
         old.retire()  # its model pools close once their last call finishes
         changed = [k for k in RESTART_ONLY if getattr(before, k) != getattr(config.gateway, k)]
         if changed:
@@ -121,6 +133,7 @@ class Gateway:
         if not self.pipeline.drain(timeout):
             problems.append(f"messages still in flight after {timeout:.0f}s were abandoned")
         self.reloader.stop()
+        self.knowledge_meaning.stop()
         problems += self.channels.stop()  # enterprise_im's answers reach the outbox first
         if not self.outbox.stop(OUTBOX_FLUSH):
             problems.append("the outbox was still sending; what is left goes after the next "
@@ -162,6 +175,27 @@ def ws_frame_limit(gateway: GatewayConfig) -> int:
     return gateway.max_body_bytes + -(-gateway.max_upload_bytes * 4 // 3)
 
 
+def embed_through(pipeline: Pipeline) -> Embed:
+    """Embedding calls through the current settings' pool of the named model: its endpoints,
+    fail-over and credentials. Errors come back as one line without credentials."""
+    def embed(model: str, texts: list[str], timeout: float | None) -> list[list[float]]:
+        pool = pipeline.settings.models.get(model)
+        if pool is None:
+            raise ModelError(f"models.{model} is not in config.yaml any more")
+        try:
+            return pool.embed(texts, timeout=timeout)
+        except ModelError as e:
+            raise ModelError(redact(str(e))) from e
+    return embed
+
+
+def configure_meaning(meaning: Embeddings, config: Config) -> None:
+    """Search by meaning as `knowledge:` says: on with its embedding model, or off."""
+    name = config.knowledge.embedding_model
+    model_id = (config.models[name].model or name) if name else ""
+    meaning.configure(name, model_id, config.knowledge.min_similarity)
+
+
 def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     """Everything the gateway process runs; raises ConfigError for bad channel options."""
     store = Store(workspace.db_url)
@@ -181,6 +215,9 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
                          ChatMemory(facts, Summaries(store)))
     pipeline = Pipeline(store=store, settings=settings, metrics=metrics,
                         executor=Executor(sessions, chat, workspace.root))
+    knowledge.meaning = Embeddings(embed_through(pipeline), workspace.data / "embeddings",
+                                   lambda: knowledge.index.passages, off_loop=off_loop)
+    configure_meaning(knowledge.meaning, config)
     pipeline.use_builtins(builtins_for(config, facts))
 
     app = Flask(__name__, static_folder=None)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import itertools
 import json
 import re
@@ -378,6 +379,140 @@ CHAT_PATHS: dict[str, _OllamaApi | _OpenAIApi] = {
 }
 
 
+# --------------------------------------------------------------------------- embeddings
+
+
+# Deterministic embeddings for search by meaning (/api/embed, /v1/embeddings). A real model
+# puts paraphrases near each other; this fake does it with a small thesaurus: every form of a
+# concept below (English words and phrases, Chinese words) adds 1 to that concept's own
+# dimension, and any other word (or Han character) adds EMBED_OTHER to one of EMBED_HASHED
+# dimensions chosen by its hash. So "launch the service" and "How do I start the gateway?"
+# share the concept `start` and are close (cosine ~0.6), unrelated texts share only hashed
+# noise (~0-0.2), and texts with no concept at all still differ. The table is the same
+# vocabulary bench/fixtures/meaning/questions.txt asks about: the numbers it gives measure
+# the gateway's plumbing (fusion, the grounding gate, rebuilds), not a real model's quality.
+EMBED_CONCEPTS: tuple[tuple[str, ...], ...] = (
+    ("install", "installation", "set up", "setup", "安装", "部署", "装上"),
+    ("start", "launch", "boot", "启动", "跑起来", "运行起来", "开启"),
+    ("stop", "shut down", "shutdown", "turn off", "off", "halt", "停止", "关掉", "关闭", "停掉"),
+    ("port", "listen", "监听", "端口"),
+    ("log", "log files", "logfile", "日志", "运行记录"),
+    ("sign in", "sign-in", "log in", "login", "登录", "登陆"),
+    ("chat page", "web chat", "聊天页面", "网页版聊天", "网页聊天"),
+    ("token", "credential", "令牌", "凭证"),
+    ("expire", "lifetime", "validity", "过期", "失效", "有效期"),
+    ("skill", "plugin", "技能", "插件"),
+    ("add", "create", "write", "添加", "新增", "写一个"),
+    ("fail", "broken", "error", "ignored", "not load", "失败", "报错", "出错", "不生效"),
+    ("ollama", "llama", "本地模型"),
+    ("connect", "hook up", "plug in", "连接", "接入"),
+    ("openai-compatible", "openai", "vllm", "llama.cpp", "兼容"),
+    ("api key", "password", "secret", "密钥", "密码"),
+    ("safely", "securely", "out of the config", "keyring", "安全", "明文"),
+    ("doctor", "diagnose", "diagnostic", "诊断", "自检"),
+    ("check", "verify", "inspect", "检查", "检测"),
+    ("back up", "backup", "save a copy", "备份", "拷贝"),
+    ("conversation", "chat history", "session", "对话", "会话", "聊天记录"),
+    ("reset", "start over", "begin fresh", "clear", "重新开始", "重新聊", "清空", "重置"),
+    ("timeout", "idle", "silence", "by itself", "超时", "闲置", "自动结束"),
+    ("history", "previous messages", "turns", "历史", "前面几轮", "几轮"),
+    ("knowledge", "documents", "notes", "知识库", "文档", "资料"),
+    ("trace", "debug", "why a message", "what happened", "排查", "追踪", "处理过程", "经历"),
+    ("change", "switch", "更换", "切换"),
+    ("model", "llm", "模型", "大模型"),
+    ("down", "crashed", "crash", "unavailable", "宕机", "挂了", "崩溃"),
+    ("shell command", "commands", "pandoc", "executable", "执行命令"),
+    ("web", "web pages", "fetch", "browse the internet", "internet", "网页", "上网", "联网"),
+    ("limit", "cap", "maximum", "限制", "最多", "上限"),
+    ("people", "users", "connections", "多少人", "连接数", "同时用"),
+    ("remote", "another computer", "phone", "lan", "别的电脑", "手机", "局域网", "远程"),
+    ("update", "upgrade", "latest version", "升级", "更新", "新版本"),
+    ("uninstall", "remove", "delete", "卸载", "删除"),
+    ("websocket", "streaming", "frames", "流式", "帧"),
+    ("slow", "take so long", "faster", "慢", "等很久"),
+    ("chinese", "mandarin", "中文", "汉语"),
+    ("english", "英文", "英语"),
+    ("answer", "reply", "respond", "回答", "回复"),
+)
+EMBED_HASHED = 256
+EMBED_OTHER = 0.15
+EMBED_DIMENSIONS = len(EMBED_CONCEPTS) + EMBED_HASHED
+_EMBED_FORMS = {form.replace("-", " "): n for n, forms in enumerate(EMBED_CONCEPTS)
+                for form in forms}
+_EMBED_LONGEST = max(len(form.split()) if form.isascii() else len(form) for form in _EMBED_FORMS)
+_EMBED_RUNS = re.compile(r"([a-z0-9]+(?:\.[a-z0-9]+)*)|([\u4e00-\u9fff]+)")
+_EMBED_SKIP = frozenset({
+    "a", "an", "the", "and", "or", "of", "to", "in", "on", "at", "by", "for", "with", "is",
+    "are", "do", "does", "how", "what", "which", "where", "when", "why", "can", "i", "my", "it",
+    "me", "you", "your", "this", "that", "的", "了", "吗", "呢", "么", "怎", "我", "是", "在",
+    "把", "让", "什", "哪"})
+
+
+def _embed_concept(piece: str) -> int | None:
+    """The concept of a word group or Han string, trying English plural and tense endings."""
+    for form in (piece, piece[:-1], piece[:-2], piece[:-3]) if piece.isascii() else (piece,):
+        if form in _EMBED_FORMS:
+            return _EMBED_FORMS[form]
+    return None
+
+
+def _embed_units(text: str) -> Iterator[tuple[int | None, str]]:
+    """(concept or None, piece): longest thesaurus matches first, over English words (a
+    phrase is up to a few words) and Han characters alike; the rest word by word."""
+    units: list[str] = []
+    for word, han in _EMBED_RUNS.findall(text.lower()):
+        units.extend([word] if word else list(han))
+    at = 0
+    while at < len(units):
+        for size in range(min(_EMBED_LONGEST, len(units) - at), 0, -1):
+            ascii_ = all(u.isascii() for u in units[at:at + size])
+            piece = (" " if ascii_ else "").join(units[at:at + size])
+            concept = _embed_concept(piece)
+            if concept is not None:
+                yield concept, piece
+                break
+        else:
+            yield None, units[at]
+            size = 1
+        at += size
+
+
+def fake_embedding(text: str) -> list[float]:
+    """The fake's vector for ``text`` (see EMBED_CONCEPTS); not normalised, as Ollama's are."""
+    vector = [0.0] * EMBED_DIMENSIONS
+    for concept, piece in _embed_units(text):
+        if concept is not None:
+            vector[concept] += 1.0
+        elif piece not in _EMBED_SKIP:
+            digest = int.from_bytes(hashlib.blake2b(piece.encode(), digest_size=4).digest(), "big")
+            vector[len(EMBED_CONCEPTS) + digest % EMBED_HASHED] += EMBED_OTHER
+    return vector
+
+
+def _embed_inputs(body: Mapping[str, Any]) -> list[str] | None:
+    """``input`` as a list of strings (both APIs accept one string or a list), else None."""
+    given = body.get("input")
+    texts = [given] if isinstance(given, str) else given
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        return None
+    return texts
+
+
+def _embed_answer(path: str, model: str, texts: list[str]) -> dict[str, Any]:
+    vectors = [fake_embedding(t) for t in texts]
+    if path == "/api/embed":
+        return {"model": model, "embeddings": vectors, "total_duration": 1_000_000,
+                "load_duration": 0, "prompt_eval_count": sum(len(t.split()) for t in texts)}
+    used = sum(len(t.split()) for t in texts)
+    return {"object": "list", "model": model,
+            "data": [{"object": "embedding", "index": i, "embedding": v}
+                     for i, v in enumerate(vectors)],
+            "usage": {"prompt_tokens": used, "total_tokens": used}}
+
+
+EMBED_PATHS = frozenset({"/api/embed", "/v1/embeddings"})
+
+
 # --------------------------------------------------------------------------- threaded server
 
 
@@ -490,6 +625,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(200, _model_list(fake._listed_models()))
         if self.command == "POST" and path in CHAT_PATHS:
             return self._chat(CHAT_PATHS[path], body, seq)
+        if self.command == "POST" and path in EMBED_PATHS:
+            return self._embed(path, api, body)
         return self._json(404, api.error(f"404 page not found: {self.command} {path}", 404))
 
     def _chat(self, api: _OllamaApi | _OpenAIApi, body: Any, seq: int) -> None:
@@ -505,6 +642,18 @@ class _Handler(BaseHTTPRequestHandler):
         if not body.get("stream", api.stream_default):
             return self._json(200, api.full(body, reply, seq))
         self._stream(api.stream_type, api.frames(body, reply, seq, fake.chunks))
+
+    def _embed(self, path: str, api: _OllamaApi | _OpenAIApi, body: Any) -> None:
+        fake = self.server.fake
+        texts = _embed_inputs(body) if isinstance(body, dict) else None
+        if texts is None:
+            return self._json(400, api.error("input must be a string or a list of strings", 400))
+        model = str(body.get("model", ""))
+        if not fake._knows(model):
+            return self._json(404, api.error(f"model '{model}' not found", 404))
+        if not self._pause(fake.delay_first):
+            return
+        self._json(200, _embed_answer(path, model, texts))
 
     # -- waiting, watching the peer
 
@@ -600,7 +749,7 @@ class FakeModelServer:
     Knobs (plain attributes, safe to assign from the test thread while serving;
     each request reads them when it needs them):
 
-    - ``delay_first``: seconds before the first byte of a chat answer.
+    - ``delay_first``: seconds before the first byte of a chat or embeddings answer.
     - ``delay_chunk``: seconds between streamed frames.
     - ``chunks``: how many pieces a streamed text reply is cut into.
     - ``fail_status``: answer every request with this HTTP status and a JSON error;

@@ -61,8 +61,8 @@ export function mount(main) {
   async function ask() {
     if (!question.value.trim()) return;
     const body = await api(`/api/v1/knowledge/search?q=${encodeURIComponent(question.value.trim())}`);
-    hits.replaceChildren(...(body.hits.length ? body.hits.map((hit) => h("div.turn", {},
-      h("div.who", {}, h("strong", {}, hit.title || hit.source), h("span", {}, hit.source), h("span.badge", {}, hit.score)),
+    hits.replaceChildren(h("p.muted", {id: "sk-ranking"}, body.ranking), ...(body.hits.length ? body.hits.map((hit) => h("div.turn", {},
+      h("div.who", {}, h("strong", {}, hit.title || hit.source), h("span", {}, hit.source), h("span.badge", {}, hit.origin || hit.score)),
       h("div.text", {}, hit.text))) : [empty(t("sk.no_hits"))]));
   }
 
