@@ -7,8 +7,10 @@ here. `build_gateway` is also what tests call to get a real app without a server
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from flask import Flask
 from flask_sock import Sock
@@ -17,11 +19,16 @@ import webui
 from gateway.api.health import health
 from gateway.api.metrics import build_metrics_api
 from gateway.api.outbox import build_send_api
+from gateway.assistant.reminders import Reminders
+from gateway.assistant.schedule_api import build_schedules_api
+from gateway.assistant.schedule_store import ScheduleStore
+from gateway.assistant.scheduler import Scheduler
 from gateway.channels.base import Services
 from gateway.channels.manager import ChannelSet
 from gateway.channels.table import channel_options, chat_platforms
 from gateway.common.workspace import Workspace
 from gateway.config import Config, GatewayConfig, for_skills
+from gateway.core.builtins import Builtins
 from gateway.core.chat import ChatResponder
 from gateway.core.execute import Executor
 from gateway.core.inbox import Inbox
@@ -40,7 +47,7 @@ from gateway.observe.audit import audit, config_changes
 from gateway.observe.metrics import Metrics
 from gateway.observe.window import Window
 from gateway.server import faults
-from gateway.skills.catalog import SkillLoader
+from gateway.skills.catalog import SkillLoader, SkillSet
 from gateway.skills.hostpool import SkillHostPool
 from gateway.web.credentials import request_credential
 from gateway.web.door import caller_of, web_door
@@ -64,6 +71,8 @@ class Gateway:
     channels: ChannelSet
     alerting: Alerting
     outbox: Outbox
+    scheduler: Scheduler
+    reminders: Reminders
 
     @property
     def config(self) -> Config:
@@ -76,6 +85,7 @@ class Gateway:
         self.channels.start()
         # after a crash, what was stored and not sent goes now
         self.outbox.start(send=not faults.holding("outbox"))
+        self.scheduler.start()  # what came due while the gateway was down: run once or skip
         logging.getLogger().addHandler(self.alerting.error_mail)
         self.alerting.start()
 
@@ -90,6 +100,7 @@ class Gateway:
         changes = config_changes(self.config.model_dump(by_alias=True),
                                  config.model_dump(by_alias=True))
         old = self.pipeline.use_settings(settings)
+        self.pipeline.use_builtins(builtins_for(config, self.reminders))
         audit("config.applied", actor="config.yaml", changes=changes)
         self.reloader.loader.configure(config.skills, for_skills(config))
         self.app.config["SOCK_SERVER_OPTIONS"] = sock_options(config.gateway)
@@ -112,6 +123,7 @@ class Gateway:
         if not self.pipeline.drain(timeout):
             problems.append(f"messages still in flight after {timeout:.0f}s were abandoned")
         self.reloader.stop()
+        self.scheduler.stop()
         problems += self.channels.stop()  # enterprise_im's answers reach the outbox first
         if not self.outbox.stop(OUTBOX_FLUSH):
             problems.append("the outbox was still sending; what is left goes after the next "
@@ -123,6 +135,12 @@ class Gateway:
         self.process.metrics.close()
         self.process.store.close()
         return problems
+
+
+def builtins_for(config: Config, reminders: Reminders) -> Builtins:
+    """The gateway's own commands and per-sender tools: reminders (/remind, /reminders,
+    /unremind, the model's set_reminder)."""
+    return Builtins.of(reminders.commands(), [reminders.tools])
 
 
 def settings_for(config: Config, process: Process) -> Settings:
@@ -173,12 +191,26 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     hosts = SkillHostPool(workspace.root, config.skills.host_processes, for_skills(config),
                           config.skills.env)
     loader = SkillLoader(workspace.root, hosts, config.skills.timeout)
-    reloader = Reloader(workspace, config, loader, knowledge, on_skills=pipeline.use_skills)
     channels = ChannelSet()
     outbox = Outbox(store, lambda: channels.channels, workspace=workspace.root, metrics=metrics,
                     limiter=lambda: process.limiter_for(
                         pipeline.settings.config.auth.rate_limit.storage),
                     policy=lambda: pipeline.settings.config.outbox)
+    test_clock = faults.fault_clock()
+    scheduler = Scheduler(ScheduleStore(store, outbox.rows), outbox,
+                          clock=test_clock or time.time,
+                          zone=lambda: ZoneInfo(pipeline.settings.config.gateway.timezone),
+                          missed=lambda: pipeline.settings.config.schedules.missed)
+    if test_clock is not None:
+        test_clock.watch(scheduler.wake)
+    reminders = Reminders(scheduler, lambda: channels.channels)
+    pipeline.use_builtins(builtins_for(config, reminders))
+
+    def use_skills(skills: SkillSet) -> None:
+        pipeline.use_skills(skills)
+        scheduler.use_skills(skills.schedules)  # their @context.schedule functions
+
+    reloader = Reloader(workspace, config, loader, knowledge, on_skills=use_skills)
     hosts.serve = outbox.for_skill  # context.send in a skill
     channels.build(Services(pipeline, app, Sock(app), store, reloader,
                             Path(webui.__file__).parent, channels.listing, metrics,
@@ -187,7 +219,11 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     http = channels.channels["http"]
     app.register_blueprint(build_send_api(pipeline, outbox, http.name,
                                           lambda: http.status().state != "stopped"))
+    console = channels.channels["console"]
+    app.register_blueprint(build_schedules_api(pipeline, scheduler, console.name,
+                                               lambda: console.status().state != "stopped"))
     gateway = Gateway(app, workspace, process, pipeline, reloader, channels,
-                      Alerting(config.alerts, metrics.window, stale=channels.stale), outbox)
+                      Alerting(config.alerts, metrics.window, stale=channels.stale), outbox,
+                      scheduler, reminders)
     reloader.on_config = gateway.apply_config  # a valid config.yaml edit lands here
     return gateway
