@@ -101,12 +101,10 @@ def at_clock(hour: int, minute: int, zone: ZoneInfo, now: float,
 
 
 def _existing(wall: datetime) -> float:
-    """A wall time as an instant; one in a DST gap moves forward by the gap, as clocks do."""
-    at = wall.timestamp()
-    back = datetime.fromtimestamp(at, wall.tzinfo)
-    if back.replace(tzinfo=None) != wall.replace(tzinfo=None):  # in the gap
-        return wall.replace(fold=1).timestamp()
-    return at
+    """A wall time as an instant. zoneinfo reads one with fold=0 at the offset before a
+    change: a time in the spring gap (02:30) comes out an hour later (03:30), as clocks
+    moved, and one the autumn repeats is its first occurrence."""
+    return wall.replace(fold=0).timestamp()
 
 
 def parse_iso(text: str, zone: ZoneInfo, now: float) -> float:
