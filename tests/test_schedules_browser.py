@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.fake_im import FakeImPlatform
-from tests.fakes.fake_model import FakeModelServer
 from tests.test_chat_page_browser import browser  # noqa: F401  (the shared Chromium fixture)
-from tests.test_schedules_gateway import START, Rig
+from tests.test_schedules_gateway import START, Rig, running_rig
 from tests.test_skills_gateway import wait_until
 
 OUTPUT = Path(__file__).parent / "output"
@@ -19,16 +17,8 @@ OUTPUT = Path(__file__).parent / "output"
 
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[Rig]:
-    model, platform = FakeModelServer(), FakeImPlatform().start()
-    model.start()
-    made = Rig(tmp_path / "ai-gateway", model, platform)
-    made.set_time(START)
-    made.configure()
-    made.start()
-    yield made
-    made.stop()
-    platform.stop()
-    model.stop()
+    with running_rig(tmp_path / "ai-gateway") as made:
+        yield made
 
 
 def test_the_schedules_page_lists_a_reminder_and_cancels_it(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -102,18 +103,27 @@ def no_leftover_processes() -> Iterator[None]:
     yield
 
 
-@pytest.fixture(scope="module")
-def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+@contextmanager
+def running_rig(home: Path, **config: Any) -> Iterator[Rig]:
+    """A gateway started at START on a fresh fake model and platform, all stopped after."""
     model, platform = FakeModelServer(), FakeImPlatform().start()
     model.start()
-    made = Rig(tmp_path_factory.mktemp("schedules") / "ai-gateway", model, platform)
-    made.set_time(START)
-    made.configure()
-    made.start()
-    yield made
-    made.stop()
-    platform.stop()
-    model.stop()
+    made = Rig(home, model, platform)
+    try:
+        made.set_time(START)
+        made.configure(**config)
+        made.start()
+        yield made
+    finally:
+        made.stop()
+        platform.stop()
+        model.stop()
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    with running_rig(tmp_path_factory.mktemp("schedules") / "ai-gateway") as made:
+        yield made
 
 
 def test_a_reminder_set_with_remind_arrives_at_its_minute_and_not_before(rig: Rig) -> None:
@@ -220,13 +230,8 @@ def test_a_skill_schedule_runs_and_its_reply_arrives(rig: Rig) -> None:
 @pytest.mark.parametrize("missed", ["run_once", "skip"])
 def test_a_reminder_missed_while_down_is_sent_once_or_skipped(
         tmp_path: Path, missed: str) -> None:
-    model, platform = FakeModelServer(), FakeImPlatform().start()
-    model.start()
-    rig = Rig(tmp_path / "ai-gateway", model, platform)
-    try:
-        rig.set_time(START)
-        rig.configure(schedules={"missed": missed})
-        rig.start()
+    with running_rig(tmp_path / "ai-gateway", schedules={"missed": missed}) as rig:
+        platform = rig.platform
         rig.say("/remind 9:00 call mom")
         rig.say("/remind cron \"0 * * * *\" hourly")
         rig.stop()
@@ -246,7 +251,3 @@ def test_a_reminder_missed_while_down_is_sent_once_or_skipped(
             assert "missed while the gateway was down" in rows["call mom"]["last_state"]
         assert rows["hourly"]["state"] == "active" and rows["hourly"]["next_run"] == hourly_next
         assert platform.duplicates == 0
-    finally:
-        rig.stop()
-        platform.stop()
-        model.stop()

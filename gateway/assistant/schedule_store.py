@@ -31,6 +31,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
     insert,
     select,
     update,
@@ -193,6 +194,21 @@ class ScheduleStore:
             rows = conn.execute(select(schedules).where(schedules.c.state == "active")
                                 .order_by(schedules.c.next_run)).all()
         return [_schedule(r) for r in rows]
+
+    def due(self, now: float, limit: int) -> list[Schedule]:
+        """Active rows due by `now`, earliest first (the index `schedules_due` serves it)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(schedules).where(
+                schedules.c.state == "active", schedules.c.next_run <= now)
+                .order_by(schedules.c.next_run).limit(limit)).all()
+        return [_schedule(r) for r in rows]
+
+    def soonest_after(self, now: float) -> float | None:
+        """The earliest `next_run` after `now` of an active row."""
+        with self.engine.connect() as conn:
+            found = conn.execute(select(func.min(schedules.c.next_run)).where(
+                schedules.c.state == "active", schedules.c.next_run > now)).scalar()
+        return None if found is None else float(found)
 
     def of_kind(self, kind: Kind) -> list[Schedule]:
         with self.engine.connect() as conn:

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 MAX_NAP = 60.0  # the longest sleep: a wall clock that jumped is seen within a minute
 ON_TIME = 60.0  # a run found this late at start is on time, not missed
 TROUBLE_WAIT = 5.0  # after a failing step (the store), look again after this
+BATCH = 20  # due rows run per look; a backlog (after downtime) goes in batches
 
 
 def reminder_text(text: str) -> str:
@@ -137,23 +138,24 @@ class Scheduler:
                 wait = TROUBLE_WAIT
             if wait > 0:
                 self.wakeup.wait(wait)
+            else:
+                time.sleep(0)  # between batches the loop serves everyone else
 
     def step(self) -> float:
-        """Run what is due now; returns how long until the next look."""
+        """Run what is due now; returns how long until the next look (0: a full batch ran,
+        more may be due)."""
         now = self.clock()
-        upcoming: list[float] = []
-        for row in self.rows.active():
-            if row.next_run is None:
-                continue
-            if row.next_run > now:
-                upcoming.append(row.next_run)
-            elif row.kind == "reminder":
+        due = self.rows.due(now, BATCH)
+        for row in due:
+            if row.kind == "reminder":
                 self._remind(row, now)
-            else:
+            else:  # one whose skill has not loaded yet waits for the reload's wake
                 self._run_skill(row, now)
         self.seen = now
-        soonest = min(upcoming, default=now + MAX_NAP)
-        return max(0.01, min(MAX_NAP, soonest - now))
+        if len(due) >= BATCH:
+            return 0.0
+        later = self.rows.soonest_after(now)
+        return max(0.01, min(MAX_NAP, (later if later is not None else now + MAX_NAP) - now))
 
     def _following(self, row: Schedule, now: float) -> float | None:
         """The run after this one: from now, so a late run is never followed by a burst."""

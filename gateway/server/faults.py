@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 VARIABLE = "MOLTBOT_TEST_FAULTS"
 HELD: set[str] = set()  # parts a fault holds still ("outbox")
-CLOCK_LOOK = 0.02  # how often the test clock's file is read for a change
+CLOCK_LOOK = 0.05  # how often the test clock's file is read for a change
 
 
 def holding(part: str) -> bool:
