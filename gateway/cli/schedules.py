@@ -53,14 +53,13 @@ def schedules_list(everything: bool, as_json: bool) -> None:
     if not found:
         click.echo("No reminders or schedules (set one with /remind in a chat).")
         return
-    click.echo(f"{'ID':<10} {'OWNER':<24} {'NEXT (' + zone.key + ')':<26} {'WHERE':<24} "
-               f"{'STATE':<9} LAST")
+    click.echo(f"{'ID':<10} {'OWNER':<26} {'NEXT (' + zone.key + ')':<22} {'WHERE':<22} "
+               f"{'STATE':<9} {'LAST':<8} WHAT")
     for r in found:
-        owner = r["skill"] or r["owner"]
-        when = r["next_local"] + (f" cron '{r['cron']}'" if r["cron"] else "")
-        click.echo(f"{r['id']:<10} {owner:<24} {when or '-':<26} "
-                   f"{r['channel'] + ':' + r['chat']:<24} {r['state']:<9} "
-                   f"{r['last_state'] or '-'}  {r['text']}".rstrip())
+        what = " ".join(filter(None, (r["text"], f"(cron '{r['cron']}')" if r["cron"] else "")))
+        click.echo(f"{r['id']:<10} {r['skill'] or r['owner']:<26} {r['next_local'] or '-':<22} "
+                   f"{r['channel'] + ':' + r['chat']:<22} {r['state']:<9} "
+                   f"{r['last_state'] or '-':<8} {what}".rstrip())
 
 
 @schedules.command("cancel")
