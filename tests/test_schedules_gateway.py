@@ -33,6 +33,10 @@ from moltbot_sdk import context
 @context.schedule(cron="*/30 * * * *", channel="enterprise_im", chat="dave", text="digest")
 def digest(msg):
     return "morning digest (" + msg["text"] + ", due " + msg["schedule"]["due"] + ")"
+
+@context.schedule(cron="*/30 * * * *", channel="enterprise_im", chat="nobody")
+def lost(msg):
+    return "to a chat the gateway never answered"
 '''
 
 
@@ -213,9 +217,13 @@ def test_bad_times_get_the_usage_and_a_channel_that_cannot_push_is_refused(rig: 
 def test_a_skill_schedule_runs_and_its_reply_arrives(rig: Rig) -> None:
     rig.say("hello")  # the gateway sends only to chats it has answered
     (rig.home / "skills" / "digest.py").write_text(DIGEST, encoding="utf-8")
-    row = wait_until(lambda: next((r for r in rig.listing()["schedules"]
-                                   if r["kind"] == "skill"), None))
-    assert row["skill"] == "skills/digest.py#digest" and row["cron"] == "*/30 * * * *"
+    def skill_rows() -> dict[str, dict[str, Any]] | None:
+        found = {r["skill"]: r for r in rig.listing()["schedules"] if r["kind"] == "skill"}
+        return found if len(found) == 2 else None
+
+    rows = wait_until(skill_rows)
+    row, lost = rows["skills/digest.py#digest"], rows["skills/digest.py#lost"]
+    assert row["cron"] == "*/30 * * * *"
     sent_before = len(rig.platform.replies)
     rig.set_time(row["next_run"])
     arrived = rig.platform.wait_for(sent_before + 1)[-1]["body"]
@@ -223,6 +231,10 @@ def test_a_skill_schedule_runs_and_its_reply_arrives(rig: Rig) -> None:
     ran = wait_until(lambda: next(r for r in rig.listing()["schedules"]
                                   if r["id"] == row["id"] and r["last_state"] == "sent"))
     assert ran["runs"] == 1 and ran["next_run"] == row["next_run"] + 1800
+    failed = wait_until(lambda: next(r for r in rig.listing()["schedules"]
+                                     if r["id"] == lost["id"] and r["last_state"]))
+    assert failed["last_state"].startswith("failed: enterprise_im has no chat 'nobody'")
+    assert failed["state"] == "active"  # the next run still comes
     (rig.home / "skills" / "digest.py").unlink()  # hot reload takes the schedule away
     wait_until(lambda: not any(r["kind"] == "skill" for r in rig.listing()["schedules"]))
 
