@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from gateway.assistant.options import MemoryConfig
 from gateway.assistant.schedule_options import SchedulesConfig
 from gateway.common.options import (
     ConfigError,
@@ -145,6 +146,7 @@ class Config(Section):
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     schedules: SchedulesConfig = Field(default_factory=SchedulesConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
     # each value that `${ENV}`/`${keyring:...}` filled in -> the text as written, so that a
     # later check (channel options) can name the reference instead of echoing the secret
     _expanded: dict[str, str] = PrivateAttr(default_factory=dict)

@@ -16,9 +16,15 @@ from flask import Flask
 from flask_sock import Sock
 
 import webui
+from gateway.api.console_memory import build_console_memory
 from gateway.api.health import health
 from gateway.api.metrics import build_metrics_api
 from gateway.api.outbox import build_send_api
+from gateway.assistant.chat_memory import ChatMemory
+from gateway.assistant.memory import Memory, Owners
+from gateway.assistant.memory_commands import MemoryCommands
+from gateway.assistant.memory_index import MemoryIndex
+from gateway.assistant.summaries import Summaries
 from gateway.assistant.reminders import Reminders
 from gateway.assistant.schedule_api import build_schedules_api
 from gateway.assistant.schedule_store import ScheduleStore
@@ -71,6 +77,7 @@ class Gateway:
     channels: ChannelSet
     alerting: Alerting
     outbox: Outbox
+    memory: MemoryCommands
     scheduler: Scheduler
     reminders: Reminders
 
@@ -100,7 +107,7 @@ class Gateway:
         changes = config_changes(self.config.model_dump(by_alias=True),
                                  config.model_dump(by_alias=True))
         old = self.pipeline.use_settings(settings)
-        self.pipeline.use_builtins(builtins_for(config, self.reminders))
+        self.pipeline.use_builtins(builtins_for(config, self.memory, self.reminders))
         audit("config.applied", actor="config.yaml", changes=changes)
         self.reloader.loader.configure(config.skills, for_skills(config))
         self.app.config["SOCK_SERVER_OPTIONS"] = sock_options(config.gateway)
@@ -137,17 +144,21 @@ class Gateway:
         return problems
 
 
-def builtins_for(config: Config, reminders: Reminders) -> Builtins:
-    """The gateway's own commands and per-sender tools: reminders (/remind, /reminders,
-    /unremind, the model's set_reminder)."""
-    return Builtins.of(reminders.commands(), [reminders.tools])
-
-
 def settings_for(config: Config, process: Process) -> Settings:
     """A settings snapshot with every channel's options checked by the channel itself;
     raises ConfigError for a wrong one."""
     channels = channel_options(config, str(process.workspace.config_path))
     return build_settings(config, process, channels, chat_platforms())
+
+
+def builtins_for(config: Config, memory: MemoryCommands, reminders: Reminders) -> Builtins:
+    """The gateway's own commands and per-sender tools for this config: /remember, /memory,
+    /forget and the memory tool while `memory.enabled` (otherwise /help does not offer them);
+    /remind, /reminders, /unremind and the model's set_reminder."""
+    commands, makers = reminders.commands(), [reminders.tools]
+    if config.memory.enabled:
+        commands, makers = memory.commands() + commands, memory.tool_makers() + makers
+    return Builtins.of(commands, makers)
 
 
 def sock_options(gateway: GatewayConfig) -> dict[str, int]:
@@ -175,7 +186,11 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     knowledge = off_loop(lambda: KnowledgeBase(
         workspace.knowledge, max_tokens=min(500, config.gateway.context_tokens // 4)))
     sessions = SessionManager(store)
-    chat = ChatResponder(sessions, knowledge, workspace.root)
+    memory = Memory(workspace.root / "memory", MemoryIndex(store))
+    off_loop(memory.sync)  # what was edited by hand while the gateway was stopped
+    facts = MemoryCommands(memory, Owners(store, chat_platforms()))
+    chat = ChatResponder(sessions, knowledge, workspace.root,
+                         ChatMemory(facts, Summaries(store)))
     pipeline = Pipeline(store=store, settings=settings, metrics=metrics,
                         executor=Executor(sessions, chat, workspace.root))
 
@@ -204,13 +219,16 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     if test_clock is not None:
         test_clock.watch(scheduler.wake)
     reminders = Reminders(scheduler, lambda: channels.channels)
-    pipeline.use_builtins(builtins_for(config, reminders))
+    pipeline.use_builtins(builtins_for(config, facts, reminders))
 
     def use_skills(skills: SkillSet) -> None:
         pipeline.use_skills(skills)
         scheduler.use_skills(skills.schedules)  # their @context.schedule functions
 
     reloader = Reloader(workspace, config, loader, knowledge, on_skills=use_skills)
+    # memory/<owner>.md edited by hand: on the loop (a changed file's facts, a few ms), so
+    # the owners' locks are only ever taken by greenlets of this one loop
+    reloader.on_memory = memory.sync
     hosts.serve = outbox.for_skill  # context.send in a skill
     channels.build(Services(pipeline, app, Sock(app), store, reloader,
                             Path(webui.__file__).parent, channels.listing, metrics,
@@ -222,8 +240,10 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     console = channels.channels["console"]
     app.register_blueprint(build_schedules_api(pipeline, scheduler, console.name,
                                                lambda: console.status().state != "stopped"))
+    app.register_blueprint(build_console_memory(pipeline, memory, console.name,
+                                                lambda: console.status().state != "stopped"))
     gateway = Gateway(app, workspace, process, pipeline, reloader, channels,
                       Alerting(config.alerts, metrics.window, stale=channels.stale), outbox,
-                      scheduler, reminders)
+                      facts, scheduler, reminders)
     reloader.on_config = gateway.apply_config  # a valid config.yaml edit lands here
     return gateway
