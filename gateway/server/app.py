@@ -24,17 +24,17 @@ from gateway.assistant.chat_memory import ChatMemory
 from gateway.assistant.memory import Memory, Owners
 from gateway.assistant.memory_commands import MemoryCommands
 from gateway.assistant.memory_index import MemoryIndex
-from gateway.assistant.summaries import Summaries
 from gateway.assistant.reminders import Reminders
 from gateway.assistant.schedule_api import build_schedules_api
 from gateway.assistant.schedule_store import ScheduleStore
 from gateway.assistant.scheduler import Scheduler
+from gateway.assistant.summaries import Summaries
 from gateway.channels.base import Services
 from gateway.channels.manager import ChannelSet
 from gateway.channels.table import channel_options, chat_platforms
 from gateway.common.workspace import Workspace
 from gateway.config import Config, GatewayConfig, for_skills
-from gateway.core.builtins import Builtins
+from gateway.core.builtins import Builtins, ToolsFor
 from gateway.core.chat import ChatResponder
 from gateway.core.execute import Executor
 from gateway.core.inbox import Inbox
@@ -155,7 +155,7 @@ def builtins_for(config: Config, memory: MemoryCommands, reminders: Reminders) -
     """The gateway's own commands and per-sender tools for this config: /remember, /memory,
     /forget and the memory tool while `memory.enabled` (otherwise /help does not offer them);
     /remind, /reminders, /unremind and the model's set_reminder."""
-    commands, makers = reminders.commands(), [reminders.tools]
+    commands, makers = reminders.commands(), list[ToolsFor]([reminders.tools])
     if config.memory.enabled:
         commands, makers = memory.commands() + commands, memory.tool_makers() + makers
     return Builtins.of(commands, makers)
