@@ -16,7 +16,7 @@ from flask.typing import ResponseReturnValue
 from gateway.assistant.scheduler import Scheduler
 from gateway.core.entry import Entry
 from gateway.observe.audit import audit
-from gateway.web.door import guarded
+from gateway.web.door import guarded, switched_on
 from gateway.web.errors import error_response
 
 
@@ -24,12 +24,7 @@ def build_schedules_api(entry: Entry, scheduler: Scheduler, channel: str,
                         is_on: Callable[[], bool]) -> Blueprint:
     bp = Blueprint("console_schedules", __name__)
 
-    @bp.before_request
-    def switched_on() -> ResponseReturnValue | None:
-        if is_on():
-            return None
-        return error_response("unavailable", "The console is switched off "
-                              "(channels.console.enabled in config.yaml).")
+    bp.before_request(switched_on(is_on, "console", "channels.console.enabled"))
 
     bp.before_request(guarded(entry, channel))
 
