@@ -11,11 +11,13 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from gateway.assistant.options import MemoryConfig
+from gateway.assistant.schedule_options import SchedulesConfig
 from gateway.common.options import (
     ConfigError,
     Duration,
@@ -55,6 +57,8 @@ class GatewayConfig(Section):
                                   "one message together")
     shutdown_timeout: Duration = 10.0
     default_model: str | None = None
+    timezone: str = Field(default_factory=lambda: machine_zone(), description="the IANA zone "
+                          "reminders and schedules are read in (default: the machine's)")
     allowed_hosts: list[str] = Field(
         default_factory=list, description="names the gateway answers to (Host header) "
         "besides IP addresses, localhost and gateway.host, e.g. the name nginx serves")
@@ -67,6 +71,16 @@ class GatewayConfig(Section):
                 raise ValueError(f"{name!r}: write a host name only, such as "
                                  "'moltbot.example.com' (no scheme, port or path)")
         return [n.lower().rstrip(".") for n in names]
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {name!r}: use an IANA name such as "
+                             "'Europe/Berlin', 'Asia/Shanghai' or 'UTC'") from None
+        return name
 
     @model_validator(mode="after")
     def _upload_holds_a_file(self) -> GatewayConfig:
@@ -83,6 +97,18 @@ class GatewayConfig(Section):
             raise ValueError("several worker processes are not supported yet: one process "
                              "serves (about 300 msg/s); set 1 or remove the key")
         return value
+
+
+def machine_zone() -> str:
+    """The machine's IANA zone (tzlocal), UTC when it has none that zoneinfo knows."""
+    import tzlocal
+
+    try:
+        name = tzlocal.get_localzone_name()
+        ZoneInfo(name or "")
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return "UTC"
+    return name or "UTC"
 
 
 class LogsConfig(Section):
@@ -119,6 +145,7 @@ class Config(Section):
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
     skills: SkillsConfig = Field(default_factory=SkillsConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    schedules: SchedulesConfig = Field(default_factory=SchedulesConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     knowledge: KnowledgeConfig = Field(default_factory=KnowledgeConfig)
     memory: MemoryConfig = Field(default_factory=MemoryConfig)

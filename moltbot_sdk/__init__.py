@@ -24,7 +24,7 @@ it; `skills/doc_parser.py` shows it in use. Relative paths are relative to the w
 from gateway.knowledge import KnowledgeError
 from moltbot_sdk.documents import parse_document
 from moltbot_sdk.knowledge import Knowledge, load_csv, load_markdown
-from moltbot_sdk.skill import HandlerSpec, SendError, Skill, context
+from moltbot_sdk.skill import HandlerSpec, ScheduleSpec, SendError, Skill, context
 
-__all__ = ["HandlerSpec", "Knowledge", "KnowledgeError", "SendError", "Skill", "context",
-           "load_csv", "load_markdown", "parse_document"]
+__all__ = ["HandlerSpec", "Knowledge", "KnowledgeError", "ScheduleSpec", "SendError", "Skill",
+           "context", "load_csv", "load_markdown", "parse_document"]

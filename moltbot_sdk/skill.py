@@ -1,4 +1,5 @@
-"""`Skill` and `@context.handle`: the decorator only attaches metadata; the loader collects it.
+"""`Skill`, `@context.handle` and `@context.schedule`: the decorators only attach metadata; the
+loader collects it.
 
 Nothing runs at decoration time, so importing a skill module has no side effects beyond the
 module's own code, and the same function can be inspected, tested and called directly.
@@ -13,6 +14,7 @@ from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
 ATTRIBUTE = "__moltbot_handler__"
+SCHEDULES = "__moltbot_schedules__"
 _WORD = re.compile(r"^[A-Za-z0-9_\-]+$")
 HANDLE_ARGUMENTS = ("intent", "keywords", "command", "description", "timeout")
 
@@ -41,6 +43,18 @@ class HandlerSpec:
         if self.command:
             words.insert(0, self.command.lstrip("/"))
         return tuple(dict.fromkeys(w.lower() for w in words))
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """When the gateway runs a function on its own, and where its reply goes: `cron` is read
+    in `gateway.timezone`; the reply goes to `chat` on push channel `channel` through the
+    outbox; `text` is the `msg["text"]` the function gets."""
+
+    cron: str
+    channel: str
+    chat: str
+    text: str = ""
 
 
 class SendError(Exception):
@@ -85,6 +99,34 @@ class _Context:
             raise RuntimeError("context.tool/context.ask/context.send work only inside a "
                                "skill that Moltbot is running")
         return self.runtime
+
+    def schedule(self, cron: str, *, channel: str, chat: str, text: str = "") -> Any:
+        """Run the decorated function at the times `cron` names ("0 9 * * 1-5": weekdays at
+        09:00, in the gateway's `gateway.timezone`) and send what it returns to `chat` on the
+        push channel `channel` (e.g. "telegram"). It gets a message like a handler does, with
+        `msg["schedule"]` = {"id", "cron", "due"} and `msg["text"]` = `text`. Several
+        schedules on one function are fine. Wrong arguments raise `HandlerDefinitionError`
+        at import."""
+        from croniter import croniter  # type: ignore[import-untyped]
+
+        if not isinstance(cron, str) or len(cron.split()) != 5 or not croniter.is_valid(cron):
+            raise HandlerDefinitionError(
+                f"cron must be five fields (minute hour day month weekday), e.g. "
+                f"\"0 9 * * 1-5\" for weekdays at 09:00, got {cron!r}")
+        for name, value in (("channel", channel), ("chat", chat)):
+            if not isinstance(value, str) or not value.strip():
+                raise HandlerDefinitionError(
+                    f"{name} must name where the reply goes, e.g. channel=\"telegram\", "
+                    f"chat=\"123456\", got {value!r}")
+        if not isinstance(text, str):
+            raise HandlerDefinitionError(f"text must be a string, got {text!r}")
+        spec = ScheduleSpec(" ".join(cron.split()), channel, str(chat), text)
+
+        def mark(func: F) -> F:
+            setattr(func, SCHEDULES, (*getattr(func, SCHEDULES, ()), spec))
+            return func
+
+        return mark
 
     def handle(self, intent: str | Callable[..., Any] | None = None, *,
                keywords: Sequence[str] = (), command: str | None = None,

@@ -138,6 +138,9 @@ def test_every_page_fits_and_is_translated(visit: Visit) -> None:
     visit.open("#/outbox", lambda: expect(page.locator("#ob-list .empty")).to_be_visible())
     visit.look("outbox")
 
+    visit.open("#/schedules", lambda: expect(page.locator("#sc-list .empty")).to_be_visible())
+    visit.look("schedules")
+
     visit.open("#/config", lambda: expect(page.locator("#cfg-text")).not_to_have_value(""))
     editor = page.locator("#cfg-text")
     editor.fill(editor.input_value() + "\ngateway:\n  context_tokens: lots\n")

@@ -19,7 +19,7 @@ from gateway.assistant.memory import Memory
 from gateway.assistant.options import OWNER_NAME
 from gateway.core.entry import Entry
 from gateway.observe.audit import audit
-from gateway.web.door import client_address, guarded
+from gateway.web.door import client_address, guarded, switched_on
 from gateway.web.errors import error_response
 
 
@@ -28,12 +28,7 @@ def build_console_memory(entry: Entry, memory: Memory, channel: str,
     """Guarded as `channel` (the console's), whose switch (`is_on`) it follows."""
     bp = Blueprint("console_memory", __name__)
 
-    @bp.before_request
-    def switched_on() -> ResponseReturnValue | None:
-        if is_on():
-            return None
-        return error_response("unavailable", "The console is switched off "
-                              "(channels.console.enabled in config.yaml).")
+    bp.before_request(switched_on(is_on, "console", "channels.console.enabled"))
 
     bp.before_request(guarded(entry, channel))
 

@@ -25,7 +25,7 @@ from gateway.core.fields import decode_json
 from gateway.core.outbound import STATES, SendRefused
 from gateway.core.outbox import Outbox
 from gateway.observe.audit import audit
-from gateway.web.door import client_address, guarded
+from gateway.web.door import client_address, guarded, switched_on
 from gateway.web.errors import error_response
 
 SEND_FIELDS = ("channel", "chat", "text", "to")
@@ -37,12 +37,7 @@ def build_send_api(entry: Entry, outbox: Outbox, channel: str,
     """The scripts' side, guarded as `channel` (the HTTP channel, whose switch it follows)."""
     bp = Blueprint("outbox_send", __name__)
 
-    @bp.before_request
-    def switched_on() -> ResponseReturnValue | None:
-        if is_on():
-            return None
-        return error_response("unavailable", "The HTTP API is switched off "
-                              "(channels.http.enabled in config.yaml).")
+    bp.before_request(switched_on(is_on, "HTTP API", "channels.http.enabled"))
 
     bp.before_request(guarded(entry, channel))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from gateway import __version__
-from gateway.cli import access, inspect, run
+from gateway.cli import access, inspect, run, schedules
 from gateway.common.private import private_umask
 
 
@@ -19,5 +19,5 @@ def main() -> None:
 
 for command in (run.gateway, run.dashboard, run.tray, inspect.trace, inspect.skills,
                 inspect.logs, inspect.doctor, inspect.channels, inspect.top, access.secret,
-                access.token, access.pairing):
+                access.token, access.pairing, schedules.schedules):
     main.add_command(command)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 State = Literal["waiting", "queued", "sending", "sent", "failed"]
-Origin = Literal["reply", "skill", "api"]
+Origin = Literal["reply", "skill", "api", "reminder", "schedule"]
 
 # waiting: a reply whose text is not ready yet (its message is being answered);
 # queued: due at `next_try_at`; sending: handed to the channel; sent, failed: done.
@@ -36,7 +36,8 @@ class Outbound:
     """One message the gateway sends on a push channel.
 
     `msg_id` is the gateway message it belongs to: the one it answers (`origin` "reply") or
-    the one whose skill sent it ("skill"); None for a script's `POST /api/v1/send` ("api").
+    the one whose skill sent it ("skill"); None for a script's `POST /api/v1/send` ("api"),
+    a reminder ("reminder") and a skill's scheduled run ("schedule").
     `reply_to` is the platform's own id of the message a reply answers. `files` are
     `{name, path, media_type, size}` (paths relative to the workspace). `history` holds one
     entry per attempt: `{at, outcome, detail}`.

@@ -44,7 +44,7 @@ outbound = Table(
     Column("id", String(40), unique=True, nullable=False),
     Column("msg_id", String(40), index=True),  # the message it answers or whose skill sent it
     Column("reply_to", String(256)),  # the platform's id of the message a reply answers
-    Column("origin", String(16), nullable=False),  # reply | skill | api
+    Column("origin", String(16), nullable=False),  # reply | skill | api | reminder | schedule
     Column("channel", String(64), nullable=False),
     Column("chat", String(256), nullable=False),
     Column("to", String(256), nullable=False),
@@ -73,7 +73,12 @@ class OutboxStore:
             metadata.create_all(conn)
 
     # -- writing -------------------------------------------------------------------------
-    def insert(self, row: Outbound) -> None:
+    def insert(self, row: Outbound, conn: Connection | None = None) -> None:
+        """Store `row`; inside `conn`'s transaction when given (a reminder stores its message
+        and marks its run done in one, so a crash never keeps one without the other)."""
+        if conn is not None:
+            conn.execute(insert(outbound).values(**_values(row)))
+            return
         with self.writes.begin() as conn:
             conn.execute(insert(outbound).values(**_values(row)))
 

@@ -7,8 +7,10 @@ here. `build_gateway` is also what tests call to get a real app without a server
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from flask import Flask
 from flask_sock import Sock
@@ -22,13 +24,17 @@ from gateway.assistant.chat_memory import ChatMemory
 from gateway.assistant.memory import Memory, Owners
 from gateway.assistant.memory_commands import MemoryCommands
 from gateway.assistant.memory_index import MemoryIndex
+from gateway.assistant.reminders import Reminders
+from gateway.assistant.schedule_api import build_schedules_api
+from gateway.assistant.schedule_store import ScheduleStore
+from gateway.assistant.scheduler import Scheduler
 from gateway.assistant.summaries import Summaries
 from gateway.channels.base import Services
 from gateway.channels.manager import ChannelSet
 from gateway.channels.table import channel_options, chat_platforms
 from gateway.common.workspace import Workspace
 from gateway.config import Config, GatewayConfig, for_skills
-from gateway.core.builtins import Builtins
+from gateway.core.builtins import Builtins, ToolsFor
 from gateway.core.chat import ChatResponder
 from gateway.core.execute import Executor
 from gateway.core.inbox import Inbox
@@ -50,7 +56,7 @@ from gateway.observe.metrics import Metrics
 from gateway.observe.redact import redact
 from gateway.observe.window import Window
 from gateway.server import faults
-from gateway.skills.catalog import SkillLoader
+from gateway.skills.catalog import SkillLoader, SkillSet
 from gateway.skills.hostpool import SkillHostPool
 from gateway.web.credentials import request_credential
 from gateway.web.door import caller_of, web_door
@@ -75,6 +81,8 @@ class Gateway:
     alerting: Alerting
     outbox: Outbox
     memory: MemoryCommands
+    scheduler: Scheduler
+    reminders: Reminders
 
     @property
     def config(self) -> Config:
@@ -95,6 +103,7 @@ class Gateway:
         self.channels.start()
         # after a crash, what was stored and not sent goes now
         self.outbox.start(send=not faults.holding("outbox"))
+        self.scheduler.start()  # what came due while the gateway was down: run once or skip
         logging.getLogger().addHandler(self.alerting.error_mail)
         self.alerting.start()
 
@@ -109,7 +118,7 @@ class Gateway:
         changes = config_changes(self.config.model_dump(by_alias=True),
                                  config.model_dump(by_alias=True))
         old = self.pipeline.use_settings(settings)
-        self.pipeline.use_builtins(builtins_for(config, self.memory))
+        self.pipeline.use_builtins(builtins_for(config, self.memory, self.reminders))
         audit("config.applied", actor="config.yaml", changes=changes)
         self.reloader.loader.configure(config.skills, for_skills(config))
         self.app.config["SOCK_SERVER_OPTIONS"] = sock_options(config.gateway)
@@ -134,6 +143,7 @@ class Gateway:
             problems.append(f"messages still in flight after {timeout:.0f}s were abandoned")
         self.reloader.stop()
         self.knowledge_meaning.stop()
+        self.scheduler.stop()
         problems += self.channels.stop()  # enterprise_im's answers reach the outbox first
         if not self.outbox.stop(OUTBOX_FLUSH):
             problems.append("the outbox was still sending; what is left goes after the next "
@@ -154,12 +164,14 @@ def settings_for(config: Config, process: Process) -> Settings:
     return build_settings(config, process, channels, chat_platforms())
 
 
-def builtins_for(config: Config, memory: MemoryCommands) -> Builtins:
+def builtins_for(config: Config, memory: MemoryCommands, reminders: Reminders) -> Builtins:
     """The gateway's own commands and per-sender tools for this config: /remember, /memory,
-    /forget and the memory tool while `memory.enabled` (otherwise /help does not offer them)."""
-    if not config.memory.enabled:
-        return Builtins()
-    return Builtins.of(memory.commands(), memory.tool_makers())
+    /forget and the memory tool while `memory.enabled` (otherwise /help does not offer them);
+    /remind, /reminders, /unremind and the model's set_reminder."""
+    commands, makers = reminders.commands(), list[ToolsFor]([reminders.tools])
+    if config.memory.enabled:
+        commands, makers = memory.commands() + commands, memory.tool_makers() + makers
+    return Builtins.of(commands, makers)
 
 
 def sock_options(gateway: GatewayConfig) -> dict[str, int]:
@@ -218,7 +230,6 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     knowledge.meaning = Embeddings(embed_through(pipeline), workspace.data / "embeddings",
                                    lambda: knowledge.index.passages, off_loop=off_loop)
     configure_meaning(knowledge.meaning, config)
-    pipeline.use_builtins(builtins_for(config, facts))
 
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = config.gateway.max_body_bytes
@@ -232,15 +243,29 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     hosts = SkillHostPool(workspace.root, config.skills.host_processes, for_skills(config),
                           config.skills.env)
     loader = SkillLoader(workspace.root, hosts, config.skills.timeout)
-    reloader = Reloader(workspace, config, loader, knowledge, on_skills=pipeline.use_skills)
-    # memory/<owner>.md edited by hand: on the loop (a changed file's facts, a few ms), so
-    # the owners' locks are only ever taken by greenlets of this one loop
-    reloader.on_memory = memory.sync
     channels = ChannelSet()
     outbox = Outbox(store, lambda: channels.channels, workspace=workspace.root, metrics=metrics,
                     limiter=lambda: process.limiter_for(
                         pipeline.settings.config.auth.rate_limit.storage),
                     policy=lambda: pipeline.settings.config.outbox)
+    test_clock = faults.fault_clock()
+    scheduler = Scheduler(ScheduleStore(store, outbox.rows), outbox,
+                          clock=test_clock or time.time,
+                          zone=lambda: ZoneInfo(pipeline.settings.config.gateway.timezone),
+                          missed=lambda: pipeline.settings.config.schedules.missed)
+    if test_clock is not None:
+        test_clock.watch(scheduler.wake)
+    reminders = Reminders(scheduler, lambda: channels.channels)
+    pipeline.use_builtins(builtins_for(config, facts, reminders))
+
+    def use_skills(skills: SkillSet) -> None:
+        pipeline.use_skills(skills)
+        scheduler.use_skills(skills.schedules)  # their @context.schedule functions
+
+    reloader = Reloader(workspace, config, loader, knowledge, on_skills=use_skills)
+    # memory/<owner>.md edited by hand: on the loop (a changed file's facts, a few ms), so
+    # the owners' locks are only ever taken by greenlets of this one loop
+    reloader.on_memory = memory.sync
     hosts.serve = outbox.for_skill  # context.send in a skill
     channels.build(Services(pipeline, app, Sock(app), store, reloader,
                             Path(webui.__file__).parent, channels.listing, metrics,
@@ -250,10 +275,12 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     app.register_blueprint(build_send_api(pipeline, outbox, http.name,
                                           lambda: http.status().state != "stopped"))
     console = channels.channels["console"]
+    app.register_blueprint(build_schedules_api(pipeline, scheduler, console.name,
+                                               lambda: console.status().state != "stopped"))
     app.register_blueprint(build_console_memory(pipeline, memory, console.name,
                                                 lambda: console.status().state != "stopped"))
     gateway = Gateway(app, workspace, process, pipeline, reloader, channels,
                       Alerting(config.alerts, metrics.window, stale=channels.stale), outbox,
-                      facts)
+                      facts, scheduler, reminders)
     reloader.on_config = gateway.apply_config  # a valid config.yaml edit lands here
     return gateway

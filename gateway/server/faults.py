@@ -5,7 +5,10 @@
   which is what a library stuck in C does to the gateway;
 - `block-start=SECONDS`: the same, once, while the gateway starts (as watchdog 7.1.1 did);
 - `hold-outbox`: the outbox stores what it is given but starts no sender, so a test can kill
-  the gateway between storing a message and sending it.
+  the gateway between storing a message and sending it;
+- `clock=PATH`: the scheduler's time (reminders, schedules) is the Unix time written in the
+  file at PATH, and the scheduler looks again whenever the file changes, so a test moves time
+  to a reminder's minute instead of sleeping until it.
 The tests use them to check that the loop monitor reports the stack, that a start that never
 answers says where it hangs, that the tray and the systemd watchdog restart a gateway that
 stops answering, and that a stored message is sent after a crash. Without the variable nothing
@@ -17,11 +20,16 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 VARIABLE = "MOLTBOT_TEST_FAULTS"
 HELD: set[str] = set()  # parts a fault holds still ("outbox")
+CLOCK_LOOK = 0.05  # how often the test clock's file is read for a change
 
 
 def holding(part: str) -> bool:
@@ -36,6 +44,8 @@ def install_faults() -> None:
             _install_block_loop(float(value or 5))
         elif name == "block-start":
             _blocking_sleep(float(value or 5))
+        elif name == "clock":
+            pass  # read by fault_clock() when the scheduler is built
         elif name == "hold-outbox":
             HELD.add("outbox")
             log.warning("test fault: the outbox sends nothing")
@@ -55,3 +65,44 @@ def _install_block_loop(seconds: float) -> None:
 
     gevent.signal_handler(signal.SIGUSR2, _blocking_sleep, seconds)
     log.warning("test faults on: SIGUSR2 blocks the event loop for %.1fs", seconds)
+
+
+class FileClock:
+    """Test-only: the time written in a file (Unix seconds), for the scheduler."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.last = time.time()  # until the file holds a time
+        self.last = self._read()
+
+    def _read(self) -> float:
+        try:
+            return float(self.path.read_text(encoding="utf-8").strip())
+        except (OSError, ValueError):
+            return self.last
+
+    def __call__(self) -> float:
+        return self._read()
+
+    def watch(self, on_change: Callable[[], None]) -> None:
+        """Call `on_change` (on a greenlet) whenever the file's time changes."""
+
+        def look() -> None:
+            while True:
+                time.sleep(CLOCK_LOOK)
+                now = self._read()
+                if now != self.last:
+                    self.last = now
+                    on_change()
+
+        threading.Thread(target=look, name="test-clock", daemon=True).start()
+
+
+def fault_clock() -> FileClock | None:
+    """The `clock=PATH` fault's clock, or None (then the scheduler uses `time.time`)."""
+    for fault in filter(None, os.environ.get(VARIABLE, "").split(",")):
+        name, _, value = fault.partition("=")
+        if name == "clock" and value:
+            log.warning("test fault: the scheduler's time is read from %s", value)
+            return FileClock(Path(value))
+    return None

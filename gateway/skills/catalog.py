@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from gateway.skills.errors import SkillError, SkillLoadError
-from gateway.skills.handlers import SkillHandler, SkillResult
+from gateway.skills.handlers import ScheduledHandler, SkillHandler, SkillResult
 from gateway.skills.hostpool import SkillHostPool
 from gateway.skills.options import SkillsConfig
 from gateway.skills.script import ScriptSpec, json_answer, parse_header, run_script
-from moltbot_sdk.skill import HandlerSpec
+from moltbot_sdk.skill import HandlerSpec, ScheduleSpec
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ class SkillSet:
     errors: dict[str, str] = field(default_factory=dict)
     good_sources: dict[str, str] = field(default_factory=dict)  # Python: label -> source
     good_scripts: dict[str, SkillHandler] = field(default_factory=dict)
+    schedules: tuple[ScheduledHandler, ...] = ()  # `@context.schedule` functions
 
     def by_command(self, word: str) -> SkillHandler | None:
         word = word.lower()
@@ -112,11 +113,11 @@ class SkillLoader:
                     scripts[label] = kept
                 errors[label] = problem + (" (the previous version keeps running)"
                                            if kept else "")
-        python, good_sources = self._load_python(sources, previous, errors)
+        python, good_sources, scheduled = self._load_python(sources, previous, errors)
         for label, problem in errors.items():
             log.error("skill %s failed to load: %s", label, problem)
         handlers = _unique(python + list(scripts.values()), errors)
-        return SkillSet(tuple(handlers), errors, good_sources, scripts)
+        return SkillSet(tuple(handlers), errors, good_sources, scripts, tuple(scheduled))
 
     def _files(self) -> list[Path]:
         if not self.folder.is_dir():
@@ -144,10 +145,10 @@ class SkillLoader:
 
         return SkillHandler(handler_spec, label, "script", call)
 
-    def _load_python(self, sources: dict[str, str], previous: SkillSet,
-                     errors: dict[str, str]) -> tuple[list[SkillHandler], dict[str, str]]:
+    def _load_python(self, sources: dict[str, str], previous: SkillSet, errors: dict[str, str]
+                     ) -> tuple[list[SkillHandler], dict[str, str], list[ScheduledHandler]]:
         if not sources and not previous.good_sources:
-            return [], {}
+            return [], {}, []
         answer = self.hosts.load(sources)
         broken = {label: problem for label, problem in answer.get("errors", {}).items()}
         fallback = {label: previous.good_sources[label] for label in broken
@@ -162,7 +163,17 @@ class SkillLoader:
         generation = self.hosts.generation
         handlers = [self._python_handler(label, HandlerSpec(**spec), generation)
                     for label, specs in answer.get("skills", {}).items() for spec in specs]
-        return handlers, good
+        scheduled = [self._scheduled(label, dict(found), generation)
+                     for label, declared in answer.get("schedules", {}).items()
+                     for found in declared]
+        return handlers, good, scheduled
+
+    def _scheduled(self, label: str, found: dict[str, Any], generation: int
+                   ) -> ScheduledHandler:
+        """A `@context.schedule` function, run through the host like a handler."""
+        intent = str(found.pop("intent"))
+        handler = self._python_handler(label, HandlerSpec(intent), generation)
+        return ScheduledHandler(label, intent.lstrip("@"), ScheduleSpec(**found), handler.call)
 
     def _python_handler(self, label: str, spec: HandlerSpec, generation: int) -> SkillHandler:
         spec = replace(spec, keywords=tuple(spec.keywords))

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from moltbot_sdk.skill import HandlerSpec
+from moltbot_sdk.skill import HandlerSpec, ScheduleSpec
 
 
 @dataclass(frozen=True)
@@ -37,3 +37,18 @@ class SkillHandler:
             "parameters": {"type": "object", "properties": {"text": {
                 "type": "string", "description": "what the user asked, for this skill"}},
                 "required": ["text"]}}}
+
+
+@dataclass(frozen=True)
+class ScheduledHandler:
+    """A function a skill runs on a schedule (`@context.schedule`): `call(msg)` as above."""
+
+    source: str
+    function: str
+    spec: ScheduleSpec
+    call: Callable[[dict[str, Any]], SkillResult]
+
+    @property
+    def key(self) -> str:
+        """`<file>#<function>`: how lists name it."""
+        return f"{self.source}#{self.function}"

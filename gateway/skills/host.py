@@ -6,7 +6,8 @@ costs the gateway nothing and is killed when its time-out passes.
 
 Protocol: one JSON object per line on stdin, one answer per line on stdout.
 - `{"op": "load", "files": {label: source text}, "workspace": path, "config": {...}}` ->
-  `{"skills": {label: [spec, ...]}, "errors": {label: problem}}`. The gateway sends the text of
+  `{"skills": {label: [spec, ...]}, "schedules": {label: [{"intent": "@function", "cron",
+  "channel", "chat", "text"}, ...]}, "errors": {label: problem}}`. The gateway sends the text of
   each file (not the path), so a host restarted after a kill can load the last good version
   even when the file on disk is broken.
   The host keeps the handlers of the last two loads (`"generation"`), so a message routed by the
@@ -139,20 +140,23 @@ class Host:
         self.runtime = HostRuntime(workspace, request.get("config") or {}, self.gateway)
         context.runtime = self.runtime
         skills: dict[str, list[dict[str, Any]]] = {}
+        schedules: dict[str, list[dict[str, Any]]] = {}
         errors: dict[str, str] = {}
         handlers: dict[tuple[str, str], SkillHandler] = {}
         for label, text in request["files"].items():
             try:
-                found = load_python_source(text, workspace / label, label)
+                found, scheduled = load_python_source(text, workspace / label, label)
             except SkillLoadError as e:
                 errors[label] = e.problem
                 continue
             skills[label] = [asdict(h.spec) for h in found]
+            schedules[label] = [{"intent": h.intent, **asdict(when)} for h, when in scheduled]
             handlers.update({(label, h.intent): h for h in found})
+            handlers.update({(label, h.intent): h for h, _ in scheduled})
         self.generations[int(request.get("generation", 0))] = handlers
         for old in sorted(self.generations)[:-KEPT_GENERATIONS]:
             del self.generations[old]
-        return {"skills": skills, "errors": errors}
+        return {"skills": skills, "schedules": schedules, "errors": errors}
 
     def call(self, request: dict[str, Any]) -> dict[str, Any]:
         wanted = int(request.get("generation", 0))

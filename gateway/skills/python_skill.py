@@ -16,17 +16,34 @@ import sys
 import traceback
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import moltbot_sdk
 from gateway.skills.errors import SkillLoadError
 from gateway.skills.handlers import SkillHandler
-from moltbot_sdk.skill import ATTRIBUTE, HandlerSpec, Skill
+from moltbot_sdk.skill import ATTRIBUTE, SCHEDULES, HandlerSpec, ScheduleSpec, Skill
+
+Scheduled = list[tuple[SkillHandler, ScheduleSpec]]
 
 
-def load_python_source(text: str, path: Path, label: str) -> list[SkillHandler]:
-    """Handlers defined by `text` (the content of `path`, shown as `label` in errors)."""
+def load_python_source(text: str, path: Path, label: str
+                       ) -> tuple[list[SkillHandler], Scheduled]:
+    """Handlers defined by `text` (the content of `path`, shown as `label` in errors), and
+    the functions it schedules (`@context.schedule`), each reached by the intent
+    `@<function>`."""
     module = _import(text, path, label)
     handlers: list[SkillHandler] = []
+    scheduled: Scheduled = []
+
+    def collect(function: Any, name: str) -> None:
+        spec = getattr(function, ATTRIBUTE, None)
+        if isinstance(spec, HandlerSpec):
+            handlers.append(SkillHandler(spec, label, "python", function))
+        for when in getattr(function, SCHEDULES, ()):
+            if isinstance(when, ScheduleSpec):
+                scheduled.append((SkillHandler(HandlerSpec(f"@{name}"), label, "python",
+                                               function), when))
+
     for value in list(vars(module).values()):
         if inspect.isclass(value) and issubclass(value, Skill) and value is not Skill \
                 and value.__module__ == module.__name__:
@@ -35,18 +52,14 @@ def load_python_source(text: str, path: Path, label: str) -> list[SkillHandler]:
             except Exception as e:
                 raise SkillLoadError(label, f"{value.__name__}() failed: "
                                      f"{_last_line(e)}") from e
-            for _, method in inspect.getmembers(instance, inspect.ismethod):
-                spec = getattr(method, ATTRIBUTE, None)
-                if isinstance(spec, HandlerSpec):
-                    handlers.append(SkillHandler(spec, label, "python", method))
+            for name, method in inspect.getmembers(instance, inspect.ismethod):
+                collect(method, f"{value.__name__}.{name}")
         elif inspect.isfunction(value) and value.__module__ == module.__name__:
-            spec = getattr(value, ATTRIBUTE, None)
-            if isinstance(spec, HandlerSpec):
-                handlers.append(SkillHandler(spec, label, "python", value))
-    if not handlers:
+            collect(value, value.__name__)
+    if not handlers and not scheduled:
         raise SkillLoadError(label, "no handler found: decorate a method of a Skill subclass "
                              "with @context.handle(...), e.g. @context.handle(command=\"/faq\")")
-    return handlers
+    return handlers, scheduled
 
 
 def _import(text: str, path: Path, label: str) -> ModuleType:

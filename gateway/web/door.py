@@ -117,3 +117,18 @@ def guarded(entry: Entry, channel: str) -> Callable[[], ResponseReturnValue | No
         return refusal_response(verdict)
 
     return check
+
+
+def switched_on(is_on: Callable[[], bool], what: str, key: str
+                ) -> Callable[[], ResponseReturnValue | None]:
+    """A `before_request` hook for routes that follow a channel's switch: while `is_on()` is
+    false they answer `unavailable`, naming `what` is off and the config `key` that says so.
+    Registered before `guarded`, so a switched-off entry answers before any other check."""
+
+    def check() -> ResponseReturnValue | None:
+        if is_on():
+            return None
+        return error_response("unavailable", f"The {what} is switched off ({key} in "
+                              f"config.yaml).")
+
+    return check
