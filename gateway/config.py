@@ -16,8 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from gateway.assistant.options import MemoryConfig
-from gateway.assistant.schedule_options import SchedulesConfig
+from gateway.assistant_options import MemoryConfig, SchedulesConfig
 from gateway.common.options import (
     ConfigError,
     Duration,

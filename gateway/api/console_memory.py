@@ -16,7 +16,7 @@ from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from gateway.assistant.memory import Memory
-from gateway.assistant.options import OWNER_NAME
+from gateway.assistant_options import OWNER_NAME
 from gateway.core.entry import Entry
 from gateway.observe.audit import audit
 from gateway.web.door import client_address, guarded, switched_on

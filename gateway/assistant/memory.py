@@ -28,7 +28,7 @@ from pathlib import Path
 
 from gateway.assistant.memory_file import Fact, FactsFile, clean_fact
 from gateway.assistant.memory_index import Found, MemoryIndex
-from gateway.assistant.options import OWNER_NAME
+from gateway.assistant_options import OWNER_NAME
 from gateway.core.message import Message
 from gateway.core.settings import Settings
 from gateway.guards.stranger import SenderBook

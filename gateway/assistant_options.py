@@ -1,9 +1,17 @@
-"""`memory:` in config.yaml: whether the gateway keeps the owner's facts, who owns them, how
-many go to the model, and whether old turns are summarised instead of dropped."""
+"""The assistant's sections of config.yaml: `memory:` (whether the gateway keeps the owner's
+facts, who owns them, how many go to the model, whether old turns are summarised) and
+`schedules:` (what happens to runs missed while the gateway was down; the zone reminders are
+read in is `gateway.timezone`).
+
+They sit here, beside `gateway/config.py` and below it, not in `gateway/assistant/`: the
+assistant's code is a floor above the core, and the config every floor reads may not import
+upward (ARCHITECTURE.md, Layout).
+"""
 
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -52,3 +60,9 @@ class MemoryConfig(Section):
         if self.owners and not self.enabled:
             raise ValueError("memory.owners is set but memory.enabled is false: remove one")
         return self
+
+class SchedulesConfig(Section):
+    missed: Literal["run_once", "skip"] = Field(
+        "run_once", description="a reminder or schedule whose time passed while the gateway "
+        "was down: run_once sends it (once, however many runs were missed) at start; skip "
+        "drops it (a repeating one goes on from its next time)")
