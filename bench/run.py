@@ -603,7 +603,7 @@ def telegram_row(st: Stack, gw: Gateway, fake: Any, name: str, n: int, chats: in
     sendMessage at the fake. Runs here: the fake serves from this process's threads ("client
     CPU"), as do the users (one thread per chat)."""
     print(f"  {name} ...", end="", flush=True)
-    tag, row, first = f"tg{len(fake.sent)}x", Row(name), len(fake.sent)
+    tag, row, first, calls = f"tg{len(fake.sent)}x", Row(name), len(fake.sent), len(fake.calls)
     queued: dict[str, float] = {}
     arrived: dict[str, float] = {}
     came, stop = threading.Condition(), threading.Event()
@@ -654,8 +654,9 @@ def telegram_row(st: Stack, gw: Gateway, fake: Any, name: str, n: int, chats: in
         odd = [k for k in arrived if k not in queued]
     row.rate = row.n / (last - t0 or 1e-9)
     row.errors.update({"no reply within the time limit": n - row.n} if row.n < n else {})
-    if odd:
-        row.note = f"replies not from the model: {len(odd)}, e.g. {odd[0][:60]!r}"
+    typing = sum(c.method == "sendChatAction" for c in fake.calls[calls:])
+    row.note = f"{typing} sendChatAction calls" + (
+        f"; replies not from the model: {len(odd)}, e.g. {odd[0][:60]!r}" if odd else "")
     print(f" {row.rate:.0f} msg/s, p50 {fmt(row.p50)} ms, p99 {fmt(row.p99)} ms"
           + (f", errors {row.errors.total()}" if row.errors else ""))
     return row
