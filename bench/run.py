@@ -534,19 +534,18 @@ def channel_gateway(st: Stack, name: str, options: dict[str, Any]) -> Gateway:
     return gw
 
 
-def against_http(st: Stack, gw: Gateway, p: dict[str, Any], modes: tuple[str, ...],
-                 **params: Any) -> list[Row]:
-    """Each of `modes` after `POST /api/v1/messages` with as many clients (1, 16, 64): the
-    overhead columns are the mode's latency minus HTTP's."""
+def against_http(st: Stack, gw: Gateway, p: dict[str, Any],
+                 rows_for: Callable[[int, int, float], list[Row]], **params: Any) -> list[Row]:
+    """`rows_for(clients, messages, timeout)` after `POST /api/v1/messages` with as many
+    clients (1, 16, 64; `params` for loadgen): their overhead columns are minus HTTP's."""
     rows = []
     for c in CLIENTS:
         count, timeout = p["seq"] if c == 1 else p["total"], 60 + p["total"] / 10
         rows.append(base := message_row(st, gw, f"http c{c}", "http", timeout, concurrency=c,
                                         total=count, **params))
-        for mode in modes:
-            rows.append(row := message_row(st, gw, f"{mode} c{c}", mode, timeout,
-                                           concurrency=c, total=count, **params))
+        for row in rows_for(c, count, timeout):
             versus(row, base)
+            rows.append(row)
     return rows
 
 
@@ -558,9 +557,9 @@ def bench_mqtt(args: argparse.Namespace, st: Stack) -> None:
     with Broker(st.tmp / "broker") as broker:
         print(f"{version.splitlines()[0]} on {broker.url}, paho-mqtt "
               f"{metadata.version('paho-mqtt')}")
-        gw = channel_gateway(st, "mqtt", {"url": broker.url})
-        p = plan("channels", args)
-        rows = against_http(st, gw, p, ("mqtt",), mqtt_port=broker.port)
+        gw, p = channel_gateway(st, "mqtt", {"url": broker.url}), plan("mqtt", args)
+        rows = against_http(st, gw, p, lambda c, n, t: [message_row(
+            st, gw, f"mqtt c{c}", "mqtt", t, concurrency=c, total=n, mqtt_port=broker.port)])
         rows.insert(2, message_row(st, gw, "mqtt c1, Nagle on (paho's default)", "mqtt", 60,
                                    total=p["seq"] // 4, mqtt_port=broker.port, nagle=True))
         versus(rows[2], rows[0])
@@ -569,28 +568,24 @@ def bench_mqtt(args: argparse.Namespace, st: Stack) -> None:
 
 def bench_openai(args: argparse.Namespace, st: Stack) -> None:
     """The OpenAI-compatible entry against /api/v1/messages: same text, same model."""
-    p = plan("channels", args)
-    gw = channel_gateway(st, "openai", {"enabled": True})
-    # a new chat for every message on both sides: the model is given the one message each
-    summary(against_http(st, gw, p, ("openai", "openai-stream"), chats=p["total"]),
-            "the OpenAI entry minus /api/v1/messages with as many clients")
+    gw, p = channel_gateway(st, "openai", {"enabled": True}), plan("openai", args)
+    new_chats = {"chats": p["total"]}  # both sides: the model is given the one message each
+    summary(against_http(st, gw, p, lambda c, n, t: [
+        message_row(st, gw, f"{mode} c{c}", mode, t, concurrency=c, total=n, **new_chats)
+        for mode in ("openai", "openai-stream")], **new_chats),
+        "the OpenAI entry minus /api/v1/messages with as many clients")
 
 
 def bench_telegram(args: argparse.Namespace, st: Stack) -> None:
     """Telegram through the fake Bot API, long polling: reply latency and msg/s."""
     from tests.fakes.fake_telegram import FakeTelegram
 
-    p = plan("channels", args)
+    p = plan("telegram", args)
     with FakeTelegram() as fake:
         gw = channel_gateway(st, "telegram", {"bot_token": fake.token,
                                               "api_base": fake.api_base})
-        rows = []
-        for c in CLIENTS:
-            count = p["seq"] if c == 1 else p["total"]
-            rows.append(base := message_row(st, gw, f"http c{c}", "http", 60 + count / 10,
-                                            concurrency=c, total=count))
-            rows.append(row := telegram_row(st, gw, fake, f"telegram c{c}", count, c))
-            versus(row, base)
+        rows = against_http(st, gw, p, lambda c, n, _: [
+            telegram_row(st, gw, fake, f"telegram c{c}", n, c)])
         rows.append(telegram_row(st, gw, fake, f"telegram burst, {CLIENTS[-1]} chats",
                                  p["burst"], CLIENTS[-1], burst=True))
         summary(rows, "Telegram minus HTTP with as many chats")
