@@ -4,6 +4,8 @@ as part of the gateway's one core and 10,000 clients cost one greenlet each, not
 ``python bench/loadgen.py MODE '<json params>'`` prints JSON lines: ``start`` when the timed
 window opens (the parent samples CPU there), then ``result``; ``hold`` prints ``held`` and then
 answers ``probe``/``status``/``quit`` lines on stdin. run.py imports `HttpClient` (unpatched).
+Clients: `HttpClient` (`/api/v1/messages`, `/v1/chat/completions`), `WsClient` (`/ws`),
+`MqttDevice` (a paho-mqtt device through the broker).
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ from typing import Any
 
 import gevent
 import gevent.pool
+import paho.mqtt.client as mqtt
 import websocket  # websocket-client; sync, so gevent makes it cooperative
 from gevent.event import AsyncResult, Event
 from gevent.fileobject import FileObject
 from gevent.lock import BoundedSemaphore, Semaphore
+from paho.mqtt.enums import CallbackAPIVersion
 
 REQUEST_TIMEOUT = 30.0
 Call = Callable[[Any, int, int], str]  # (client, worker, message number; -1 = warm-up) -> reply
@@ -93,6 +97,22 @@ class HttpClient:
             raise RuntimeError(f"HTTP {status}: {str(body)[:100]}")
         return str(body.get("reply", ""))
 
+    def completion(self, text: str, chat: str, model: str, stream: bool) -> str:
+        """`POST /v1/chat/completions` as the openai SDK sends it; streamed: every event read
+        (to `data: [DONE]`), the content deltas joined."""
+        body = {"model": model, "messages": [{"role": "user", "content": text}], "user": chat,
+                "stream": stream}
+        status, data = self.request("POST", "/v1/chat/completions", json.dumps(body).encode())
+        if status != 200:
+            raise RuntimeError(f"HTTP {status}: {data[:100]!r}")
+        if not stream:
+            return str(json.loads(data)["choices"][0]["message"]["content"])
+        events = [line[6:] for line in data.decode().splitlines() if line.startswith("data: ")]
+        if events[-1:] != ["[DONE]"]:
+            raise RuntimeError(f"stream did not end with [DONE]: {data[-100:]!r}")
+        return "".join(str(json.loads(e)["choices"][0]["delta"].get("content") or "")
+                       for e in events[:-1] if json.loads(e)["choices"])
+
     def close(self) -> None:
         if self.conn is not None:
             self.conn.close()
@@ -149,6 +169,47 @@ class WsClient:
             self.ws.send_close()
         with contextlib.suppress(Exception):
             self.ws.shutdown()
+
+
+class MqttDevice:
+    """One device as README's "Devices over MQTT" has it: client id `name`, `{"id", "text"}`
+    to `<prefix>/in/<name>` and the reply of that id from `<prefix>/out/<name>`, QoS 1 both
+    ways; paho's network loop is a greenlet here (patched threads). Ids are unique per
+    process: the gateway answers a device's repeated id once."""
+
+    def __init__(self, port: int, name: str, nagle: bool, prefix: str = "moltbot") -> None:
+        self.name, self.topic, self.seq = name, f"{prefix}/in/{name}", itertools.count(1)
+        self.nonce = f"{random.getrandbits(32):08x}"
+        self.pending: dict[str, AsyncResult] = {}
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name,
+                                  protocol=mqtt.MQTTv5)
+        self.client.on_message = self._reply
+        subscribed = AsyncResult()
+        self.client.on_subscribe = lambda *_: subscribed.set(True)
+        self.client.connect("127.0.0.1", port, keepalive=60)
+        if not nagle:  # paho leaves Nagle on: each publish waits for the last one's ACK
+            self.client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.client.loop_start()
+        self.client.subscribe(f"{prefix}/out/{name}", qos=1)
+        subscribed.get(timeout=REQUEST_TIMEOUT)
+
+    def _reply(self, _client: Any, _userdata: Any, message: Any) -> None:
+        body = json.loads(message.payload)
+        if waiter := self.pending.pop(str(body.get("id")), None):
+            waiter.set(body)
+
+    def ask(self, text: str) -> str:
+        mid, waiter = f"{self.nonce}-{next(self.seq)}", AsyncResult()
+        self.pending[mid] = waiter
+        self.client.publish(self.topic, json.dumps({"id": mid, "text": text}), qos=1)
+        body = waiter.get(timeout=REQUEST_TIMEOUT)
+        if body.get("error"):
+            raise RuntimeError(f"error reply: {body['error']}: {body.get('text')}"[:160])
+        return str(body.get("text", ""))
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
 
 
 def close_all(clients: list[Any]) -> None:
@@ -279,7 +340,8 @@ def run_mode(mode: str, p: dict[str, Any]) -> dict[str, Any]:
     port, token, tag, chats = p.get("port", 0), p.get("token", ""), p["tag"], p.get("chats", 0)
     texts, expect, hits = p.get("texts") or ["hello {i}"], p.get("expect"), [0]
     conc, kind = p.get("concurrency", 1), mode.removesuffix("-rate")
-    if mode not in ("model", "healthz", "http", "http-rate", "ws", "ws-rate"):
+    if mode not in ("model", "healthz", "http", "http-rate", "ws", "ws-rate", "mqtt", "openai",
+                    "openai-stream"):
         raise SystemExit(f"unknown mode {mode!r}")
     if kind == "model":  # the gateway's own client, shared as the gateway shares it
         from gateway.models.ollama_provider import OllamaProvider
@@ -291,6 +353,8 @@ def run_mode(mode: str, p: dict[str, Any]) -> dict[str, Any]:
     def make(w: int) -> Any:
         if kind == "ws":
             return WsClient(f"ws://127.0.0.1:{port}/ws", token, f"{tag}{w}")
+        if kind == "mqtt":
+            return MqttDevice(p["mqtt_port"], f"{tag}-{w}", p.get("nagle", False))
         return HttpClient("127.0.0.1", port, token)
 
     def call(c: Any, w: int, i: int) -> str:
@@ -305,6 +369,10 @@ def run_mode(mode: str, p: dict[str, Any]) -> dict[str, Any]:
             chat = f"{tag}-{w}-{i % chats if i >= 0 else 'warm'}" if chats else f"{tag}-{w}"
         if kind == "ws":
             reply = str(c.ask(text, chat).get("text", ""))
+        elif kind == "mqtt":  # the device is the chat
+            reply = c.ask(text)
+        elif kind.startswith("openai"):
+            reply = c.completion(text, chat, p["model"], kind == "openai-stream")
         else:
             reply = c.message(text, chat, p.get("sender", ""))
         if expect and i >= 0:

@@ -319,6 +319,44 @@ def measure(st: Stack, gw: Gateway, name: str, mode: str, timeout: float,
     return row, result
 
 
+def message_row(st: Stack, gw: Gateway, name: str, mode: str, timeout: float,
+                **params: Any) -> Row:
+    """`measure` with the skill hosts' CPU in the gateway's, and a note when the schedule
+    slipped or a reply did not come from the model (the row is then not pure)."""
+    row, result = measure(st, gw, name, mode, timeout, **params)
+    row.cpu["gw"] = row.cpu.get("gw", 0) + row.cpu.pop("skills", 0)
+    if "late_starts" in result:
+        row.note = (f"open loop {params['rate']:.0f}/s, {result['clients']} connections, "
+                    f"{result['late_starts']} late starts")
+    if odd := {k: v for k, v in result.get("reply_kinds", {}).items()
+               if k not in ("echo:", "healthz")}:
+        row.note += ("; " if row.note else "") + "replies not from the model: " + ", ".join(
+            f"{k!r} x{v}" for k, v in odd.items())
+    return row
+
+
+def versus(row: Row, base: Row) -> None:
+    """The row's overhead over `base`: p50 - p50, p99 - p99."""
+    if None not in (row.p50, row.p99, base.p50, base.p99):
+        row.ovh = (row.p50 - base.p50, row.p99 - base.p99)  # type: ignore[operator]
+
+
+def summary(rows: list[Row], overhead: str) -> None:
+    """The rows as a table, then each row's notes and errors."""
+    print(f"\n## Summary (ms; overhead = {overhead}, p50-p50 and p99-p99; CPU = % of one "
+          "core; other = the rest of the machine)\n")
+    table(["benchmark", "n", "msg/s", "p50", "p99", "overhead p50", "overhead p99", "gw CPU",
+           "model CPU", "client CPU", "other CPU", "errors"],
+          [[r.name, r.n, fmt(r.rate, 0), fmt(r.p50), fmt(r.p99), fmt(r.ovh[0]), fmt(r.ovh[1]),
+            *(fmt(r.cpu.get(k), 0) for k in ("gw", "model", "client", "other")),
+            r.errors.total()] for r in rows])
+    print()
+    for row in rows:
+        for line in [row.note][:bool(row.note)] + [f"error x{v}: {k}"
+                                                   for k, v in row.errors.items()]:
+            print(f"- {row.name}: {line}")
+
+
 # ------------------------------------------------------------------------------- gateway
 MODEL, RATE, CONCURRENCIES = "fake-model", 500, (16, 64)
 MESSAGE_MODES = ("http", "http-rate", "ws", "ws-rate")  # rows that get an overhead
@@ -326,6 +364,13 @@ MESSAGE_MODES = ("http", "http-rate", "ws", "ws-rate")  # rows that get an overh
 
 def plan(section: str, args: argparse.Namespace) -> dict[str, Any]:
     return dict(CONFIGS["plans"][section]["quick" if args.quick else "full"])
+
+
+def model_gateway(st: Stack, **config: Any) -> Gateway:
+    """The instant fake model and a gateway on it: the gateway section's config + `config`."""
+    st.start_model()
+    return st.start_gateway("home", {"models": {MODEL: {"endpoint": st.model_url}},
+                                     **CONFIGS["gateway"], **config})
 
 
 def bench_gateway(args: argparse.Namespace, st: Stack) -> None:
@@ -336,9 +381,7 @@ def bench_gateway(args: argparse.Namespace, st: Stack) -> None:
     print(", ".join(f"{d} {metadata.version(d)}" for d in (
         "gevent", "flask", "flask-sock", "simple-websocket", "httpx", "ollama", "sqlalchemy",
         "websocket-client")))
-    st.start_model()
-    gw = st.start_gateway("home", {"models": {MODEL: {"endpoint": st.model_url}},
-                                   **CONFIGS["gateway"]})
+    gw = model_gateway(st)
     facts = {"gateway idle RSS": f"{gw.ps.memory_info().rss / 2**20:.0f} MB",
              "gateway idle fds": str(gw.ps.num_fds())}
     if kids := gw.ps.children(recursive=True):
@@ -352,17 +395,9 @@ def bench_gateway(args: argparse.Namespace, st: Stack) -> None:
     rows: list[Row] = []
 
     def phase(name: str, mode: str, timeout: float, **params: Any) -> None:
-        row, result = measure(st, gw, name, mode, timeout, **params)
-        row.cpu["gw"] = row.cpu.get("gw", 0) + row.cpu.pop("skills", 0)
-        if mode in MESSAGE_MODES and rows and rows[0].p50 is not None and row.p50 is not None:
-            row.ovh = (row.p50 - rows[0].p50, row.p99 - rows[0].p99)  # type: ignore[operator]
-        if "late_starts" in result:
-            row.note = (f"open loop {params['rate']:.0f}/s, {result['clients']} connections, "
-                        f"{result['late_starts']} late starts")
-        if odd := {k: v for k, v in result.get("reply_kinds", {}).items()
-                   if k not in ("echo:", "healthz")}:  # not from the model: the row is not pure
-            row.note += ("; " if row.note else "") + "replies not from the model: " + ", ".join(
-                f"{k!r} x{v}" for k, v in odd.items())
+        row = message_row(st, gw, name, mode, timeout, **params)
+        if mode in MESSAGE_MODES and rows:
+            versus(row, rows[0])
         rows.append(row)
 
     def rate(name: str, mode: str, per_second: float) -> None:
@@ -391,18 +426,7 @@ def bench_gateway(args: argparse.Namespace, st: Stack) -> None:
     if not args.no_hold and held > 0:
         rows.append(hold(st, gw, held, facts))
 
-    print("\n## Summary (ms; overhead = gateway minus model direct, p50-p50 and p99-p99; "
-          "CPU = % of one core; other = the rest of the machine)\n")
-    table(["benchmark", "n", "msg/s", "p50", "p99", "overhead p50", "overhead p99", "gw CPU",
-           "model CPU", "client CPU", "other CPU", "errors"],
-          [[r.name, r.n, fmt(r.rate, 0), fmt(r.p50), fmt(r.p99), fmt(r.ovh[0]), fmt(r.ovh[1]),
-            *(fmt(r.cpu.get(k), 0) for k in ("gw", "model", "client", "other")),
-            r.errors.total()] for r in rows])
-    print()
-    for row in rows:
-        for line in [row.note][:bool(row.note)] + [f"error x{v}: {k}"
-                                                   for k, v in row.errors.items()]:
-            print(f"- {row.name}: {line}")
+    summary(rows, "gateway minus model direct")
     logs = "".join([st.tail("home", 10**9)] + [p.read_text(errors="replace") for p in (
         gw.home / "data" / "logs").glob("*.log*") if "access" not in p.name])
     facts["gateway logs"] = (f"'Too many open files': {logs.count('Too many open files')}, "
@@ -487,6 +511,149 @@ def hold(st: Stack, gw: Gateway, target: int, facts: dict[str, str]) -> Row:
     while time.monotonic() < deadline and gw.ps.num_fds() > fds0 + 20:
         time.sleep(0.2)
     facts["gateway fds after clients left"] = str(gw.ps.num_fds())
+    return row
+
+
+# ------------------------------------------------------------------------------- channels
+CLIENTS = (1, 16, 64)  # devices, chats or clients at once in the channel sections
+
+
+def channel_gateway(st: Stack, name: str, options: dict[str, Any]) -> Gateway:
+    """A gateway with channel `name` (strangers open, rate limits out of the way), once the
+    channel says it is connected."""
+    gw = model_gateway(st, **CONFIGS["channels"], channels={name: options})
+    client, deadline = HttpClient("127.0.0.1", gw.port, gw.token, 5), time.monotonic() + 60
+    while (row := next(r for r in json.loads(client.request("GET", "/api/v1/channels")[1])[
+            "channels"] if r["name"] == name))["state"] != "connected":
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"channel {name} is {row['status']}:\n{st.tail('home')}")
+        time.sleep(0.05)
+    client.close()
+    print(f"fake model {st.model_url}, gateway http://127.0.0.1:{gw.port} (pid "
+          f"{gw.proc.pid}, healthy {gw.started_in:.1f}s after start), channel {name} connected")
+    return gw
+
+
+def against_http(st: Stack, gw: Gateway, p: dict[str, Any],
+                 rows_for: Callable[[int, int, float], list[Row]], **params: Any) -> list[Row]:
+    """`rows_for(clients, messages, timeout)` after `POST /api/v1/messages` with as many
+    clients (1, 16, 64; `params` for loadgen): their overhead columns are minus HTTP's."""
+    rows = []
+    for c in CLIENTS:
+        count, timeout = p["seq"] if c == 1 else p["total"], 60 + p["total"] / 10
+        rows.append(base := message_row(st, gw, f"http c{c}", "http", timeout, concurrency=c,
+                                        total=count, **params))
+        for row in rows_for(c, count, timeout):
+            versus(row, base)
+            rows.append(row)
+    return rows
+
+
+def bench_mqtt(args: argparse.Namespace, st: Stack) -> None:
+    """MQTT devices (paho-mqtt, QoS 1) through a real Mosquitto: round trip and msg/s."""
+    from tests.mqtt_broker import Broker
+
+    version = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True).stdout
+    with Broker(st.tmp / "broker") as broker:
+        print(f"{version.splitlines()[0]} on {broker.url}, paho-mqtt "
+              f"{metadata.version('paho-mqtt')}")
+        gw, p = channel_gateway(st, "mqtt", {"url": broker.url}), plan("mqtt", args)
+        rows = against_http(st, gw, p, lambda c, n, t: [message_row(
+            st, gw, f"mqtt c{c}", "mqtt", t, concurrency=c, total=n, mqtt_port=broker.port)])
+        rows.insert(2, message_row(st, gw, "mqtt c1, Nagle on (paho's default)", "mqtt", 60,
+                                   total=p["seq"] // 4, mqtt_port=broker.port, nagle=True))
+        versus(rows[2], rows[0])
+        summary(rows, "MQTT minus HTTP with as many clients")
+
+
+def bench_openai(args: argparse.Namespace, st: Stack) -> None:
+    """The OpenAI-compatible entry against /api/v1/messages: same text, same model."""
+    gw, p = channel_gateway(st, "openai", {"enabled": True}), plan("openai", args)
+    new_chats = {"chats": p["total"]}  # both sides: the model is given the one message each
+    summary(against_http(st, gw, p, lambda c, n, t: [
+        message_row(st, gw, f"{mode} c{c}", mode, t, concurrency=c, total=n, **new_chats)
+        for mode in ("openai", "openai-stream")], **new_chats),
+        "the OpenAI entry minus /api/v1/messages with as many clients")
+
+
+def bench_telegram(args: argparse.Namespace, st: Stack) -> None:
+    """Telegram through the fake Bot API, long polling: reply latency and msg/s."""
+    from tests.fakes.fake_telegram import FakeTelegram
+
+    p = plan("telegram", args)
+    with FakeTelegram() as fake:
+        gw = channel_gateway(st, "telegram", {"bot_token": fake.token,
+                                              "api_base": fake.api_base})
+        rows = against_http(st, gw, p, lambda c, n, _: [
+            telegram_row(st, gw, fake, f"telegram c{c}", n, c)])
+        rows.append(telegram_row(st, gw, fake, f"telegram burst, {CLIENTS[-1]} chats",
+                                 p["burst"], CLIENTS[-1], burst=True))
+        summary(rows, "Telegram minus HTTP with as many chats")
+
+
+def telegram_row(st: Stack, gw: Gateway, fake: Any, name: str, n: int, chats: int,
+                 burst: bool = False) -> Row:
+    """`n` messages from the users of `chats` private chats: each chat's next one after its
+    reply, or all queued at once (`burst`); latency: the update queued -> its reply's
+    sendMessage at the fake. Runs here: the fake serves from this process's threads ("client
+    CPU"), as do the users (one thread per chat)."""
+    print(f"  {name} ...", end="", flush=True)
+    tag, row, first, calls = f"tg{len(fake.sent)}x", Row(name), len(fake.sent), len(fake.calls)
+    queued: dict[str, float] = {}
+    arrived: dict[str, float] = {}
+    came, stop = threading.Condition(), threading.Event()
+
+    def collect() -> None:
+        """Stamp each reply when the fake recorded it (its every change wakes us)."""
+        pos = first
+        while not stop.is_set():
+            if fake.wait_for(lambda at=pos: len(fake.sent) > at, 0.2):
+                now, new = time.perf_counter(), fake.sent[pos:]
+                pos += len(new)
+                with came:
+                    arrived.update({(s.text or "").removeprefix("echo: "): now for s in new
+                                    if s.method == "sendMessage"})
+                    came.notify_all()
+
+    def user(c: int, numbers: range, deadline: float) -> None:
+        for i in numbers:
+            queued[text := f"{tag} {i}"] = time.perf_counter()
+            fake.user_says(7_000_000 + c, text)
+            if not burst:
+                with came:
+                    came.wait_for(lambda t=text: t in arrived, deadline - time.monotonic())
+
+    def run(numbers: Callable[[int], range], wait_for: int, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        users = [threading.Thread(target=user, args=(c, numbers(c), deadline), daemon=True)
+                 for c in range(chats)]
+        for u in users:
+            u.start()
+        with came:
+            came.wait_for(lambda: len(arrived) >= wait_for, deadline - time.monotonic())
+
+    threading.Thread(target=collect, daemon=True).start()
+    try:
+        run(lambda c: range(-c - 1, -c), chats, 60)  # one unmeasured message per chat first
+        with came:
+            queued.clear()
+            arrived.clear()
+        meter, t0 = Meter(gw, st.model), time.perf_counter()
+        run(lambda c: range(c, n, chats), n, 60 + n / 10)
+        row.cpu = meter.stop()
+    finally:
+        stop.set()
+    with came:
+        row.timed([(arrived[k] - t) * 1000 for k, t in queued.items() if k in arrived])
+        last = max((arrived[k] for k in queued if k in arrived), default=t0)
+        odd = [k for k in arrived if k not in queued]
+    row.rate = row.n / (last - t0 or 1e-9)
+    row.errors.update({"no reply within the time limit": n - row.n} if row.n < n else {})
+    typing = sum(c.method == "sendChatAction" for c in fake.calls[calls:])
+    row.note = f"{typing} sendChatAction calls" + (
+        f"; replies not from the model: {len(odd)}, e.g. {odd[0][:60]!r}" if odd else "")
+    print(f" {row.rate:.0f} msg/s, p50 {fmt(row.p50)} ms, p99 {fmt(row.p99)} ms"
+          + (f", errors {row.errors.total()}" if row.errors else ""))
     return row
 
 
@@ -1180,7 +1347,8 @@ def bench_console_record(args: argparse.Namespace, st: Stack) -> None:
 
 # ------------------------------------------------------------------------------- main
 SECTIONS: dict[str, Callable[[argparse.Namespace, Stack], None]] = {
-    "gateway": bench_gateway, "skills": bench_skills, "knowledge": bench_knowledge,
+    "gateway": bench_gateway, "mqtt": bench_mqtt, "telegram": bench_telegram,
+    "openai": bench_openai, "skills": bench_skills, "knowledge": bench_knowledge,
     "overhead": bench_overhead, "recall": bench_recall, "loop-libraries": bench_loop_libraries,
     "metrics": bench_metrics, "console-record": bench_console_record, "memory": bench_memory,
     "knowledge-meaning": bench_knowledge_meaning}
@@ -1195,7 +1363,8 @@ def main(argv: list[str] | None = None) -> int:
         "gateway": [keep, ("--no-hold", {**flag, "help": "skip the held connections"}), (
             "--held", {"type": int, "help": "idle WebSockets to hold (default 10,000; --quick "
                        "1,000)"})],
-        "skills": [keep], "knowledge": [("passages", count), ("queries", count)],
+        "skills": [keep], "mqtt": [keep], "telegram": [keep], "openai": [keep],
+        "knowledge": [("passages", count), ("queries", count)],
         "recall": [("--misses", {**flag, "help": "list every question that missed"})],
         "memory": [("--misses", {**flag, "help": "list every question that missed"})],
         "loop-libraries": [("names", {"nargs": "*", "help": "only these probes"}),

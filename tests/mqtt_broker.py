@@ -1,8 +1,9 @@
 """A real Mosquitto broker and a real paho-mqtt device for the MQTT channel's tests.
 
 `Broker` runs `mosquitto` on a free port of 127.0.0.1 from a config of its own in a temporary
-folder, persistence on (sessions and queued messages survive a restart), logging to a file
-the failure message can show; optional users (a password file) and an ACL. `Device` is a
+folder, persistence on (sessions and queued messages survive a restart), Nagle's algorithm
+off (`set_tcp_nodelay`, as installers/docker/mosquitto.conf has it), logging to a file the
+failure message can show; optional users (a password file) and an ACL. `Device` is a
 paho-mqtt client as a device uses it: it subscribes to its out topic and publishes to its in
 topic, QoS 1, and collects the replies in a queue. Both run in plain threads of the test
 process (no gevent here).
@@ -45,7 +46,7 @@ class Broker:
     def write_config(self) -> None:
         lines = [f"listener {self.port} 127.0.0.1", "persistence true",
                  f"persistence_location {self.folder}/", f"log_dest file {self.folder}/log",
-                 "log_type all", "max_queued_messages 1000"]
+                 "log_type all", "max_queued_messages 1000", "set_tcp_nodelay true"]
         if os.geteuid() == 0:  # as root it would switch to the mosquitto user
             lines.append("user root")
         if self.users is None:

@@ -18,6 +18,7 @@ import pytest
 from tests.conftest import GatewayProcess, free_port, model_config, run_cli, write_config
 from tests.fakes.fake_model import FakeModelServer
 from tests.mqtt_broker import Broker, Device
+from tests.trace_check import assert_complete_trace
 
 OPEN = {"stranger_mode": "open"}
 QUICK = {"probe_interval": 0.3, "stale_after": 1.5}  # liveness judged within seconds
@@ -80,12 +81,13 @@ def wait_for_state(gw: GatewayProcess, state: str, saying: str = "",
 
 
 def test_a_device_is_answered_on_its_out_topic(mqtt_gateway: Start, broker: Broker) -> None:
-    mqtt_gateway()
+    gw = mqtt_gateway()
     with Device(broker, "kitchen") as device:
         device.send("hello there", id="k-1")
         reply = device.reply()
         assert reply["id"] == "k-1" and reply["text"] == "echo: hello there"
         assert re.fullmatch(r"m[0-9a-f]+", reply["msg_id"])
+        assert_complete_trace(gw, reply["msg_id"], sent_on="mqtt")
         assert "error" not in reply
         device.send(raw=b"plain words")
         reply = device.reply()

@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import GatewayProcess, free_port, model_config, run_cli, write_config
 from tests.fakes.fake_model import FakeModelServer
+from tests.trace_check import assert_complete_trace
 
 GREETER = (
     "from moltbot_sdk import Skill, context\n"
@@ -91,6 +92,7 @@ def test_whole_and_streamed_completions_through_the_sdk(gw: GatewayProcess,
         assert whole.usage is not None and whole.usage.completion_tokens == 2
         assert whole.usage.total_tokens == whole.usage.prompt_tokens + 2
         assert "route=chat:model" in trace_of(gw, whole.id)
+        assert_complete_trace(gw, whole.id.removeprefix("chatcmpl-"))  # answered in the request
 
         chunks = list(client.chat.completions.create(
             model="llama2", messages=[user("stream me")], stream=True))

@@ -19,6 +19,7 @@ import pytest
 from tests.conftest import GatewayProcess, free_port, model_config, write_config
 from tests.fakes.fake_model import FakeModelServer
 from tests.fakes.fake_telegram import FakeTelegram
+from tests.trace_check import assert_complete_trace
 
 OPEN = {"stranger_mode": "open"}
 ALICE = 5001
@@ -73,6 +74,9 @@ def test_private_text_in_reply_out_with_typing(tg_gateway: Start,
     assert (ALICE, "typing") in telegram.actions
     assert channel(gw)["state"] == "connected"
     assert telegram.pollers.in_flight <= 1
+    stored = httpx.get(f"{gw.url}/api/v1/messages", params={"sender": str(ALICE)},
+                       headers=gw.headers, timeout=10).json()["messages"]
+    assert_complete_trace(gw, stored[0]["id"], sent_on="telegram")
 
 
 def test_group_answered_only_when_mentioned_as_a_reply(tg_gateway: Start,

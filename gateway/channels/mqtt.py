@@ -56,7 +56,7 @@ from gateway.channels.reply_files import not_carried
 from gateway.common.options import Duration
 from gateway.core.intake import Arrival
 from gateway.core.message import Attachment, Reply
-from gateway.core.outbound import Outbound, RetryLater
+from gateway.core.outbound import Outbound, RetryLater, new_outbound_id
 
 log = logging.getLogger(__name__)
 
@@ -357,11 +357,20 @@ class MqttChannel(PushChannel):
         return reply
 
     def _publish(self, reply: Reply) -> None:
+        """Publish the reply, then file it among the outbox's rows as sent: the broker, not
+        the outbox, carries replies, and the row is the send in the message's trace."""
         text = reply.text + not_carried(reply.files, self.name, reply.msg_id)
         body: dict[str, Any] = {"id": reply.client_id, "msg_id": reply.msg_id, "text": text}
         if reply.error:
             body["error"] = reply.error
+        began = time.time()
         self._send(reply.chat, body)
+        now = time.time()
+        self.services.outbox.rows.insert(Outbound(
+            id=new_outbound_id(), channel=self.name, chat=reply.chat, text=text, to=reply.chat,
+            msg_id=reply.msg_id or None, reply_to=reply.client_id, state="sent", attempts=1,
+            created_at=began, sent_at=now, history=({"at": now, "outcome": "sent", "detail": (
+                f"published, acknowledged by the broker in {(now - began) * 1000:.1f} ms")},)))
 
     def _send(self, device: str, body: dict[str, Any]) -> None:
         """Publish on the device's out topic once the broker acknowledged; raises LinkDown."""
