@@ -79,6 +79,21 @@ def test_private_text_in_reply_out_with_typing(tg_gateway: Start,
     assert_complete_trace(gw, stored[0]["id"], sent_on="telegram")
 
 
+def test_messages_queued_in_one_chat_share_one_typing_indicator(
+        tg_gateway: Start, telegram: FakeTelegram, fake_model: FakeModelServer) -> None:
+    """A chat's messages are answered one at a time; while they wait, one "typing" loop runs
+    for the chat, not one per message (those took sendMessage's connections in a burst)."""
+    tg_gateway()
+    telegram.wait_for_pollers(1, timeout=20)
+    fake_model.delay_first = 0.5  # the five queue behind each other for ~2.5 s
+    for i in range(5):
+        telegram.user_says(ALICE, f"question {i}")
+    sent = telegram.wait_for_sent(5, timeout=30)
+    assert [m.text for m in sent] == [f"echo: question {i}" for i in range(5)]
+    typing = [a for a in telegram.actions if a == (ALICE, "typing")]
+    assert 1 <= len(typing) < 5  # one now and one each 4.5 s: 1 or 2 unless very slow
+
+
 def test_group_answered_only_when_mentioned_as_a_reply(tg_gateway: Start,
                                                        telegram: FakeTelegram) -> None:
     tg_gateway()

@@ -10,8 +10,10 @@ import httpx
 
 from tests.conftest import GatewayProcess
 
-# guard chain, stored, its chat's turn, session, routed, knowledge looked up, context, model
-CHAT_STEPS = ("guard", "store", "queue", "session", "route", "knowledge", "context", "model")
+# guard chain, stored, its chat's turn, session, routed, knowledge and memory looked up, context,
+# model
+CHAT_STEPS = ("guard", "store", "queue", "session", "route", "knowledge", "memory", "context",
+              "model")
 
 
 def assert_complete_trace(gw: GatewayProcess, msg_id: str,
