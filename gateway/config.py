@@ -25,6 +25,7 @@ from gateway.common.options import (
 from gateway.common.yaml_reader import read_yaml, yaml_problem
 from gateway.guards.options import AuthConfig, ConsoleConfig, SecurityConfig
 from gateway.guards.rate_limit import parse_rate
+from gateway.mcp.options import McpServers
 from gateway.models.options import ModelConfig
 from gateway.observe.alerting.config import AlertsConfig
 from gateway.skills.options import SkillsConfig
@@ -118,6 +119,7 @@ class Config(Section):
     skills: SkillsConfig = Field(default_factory=SkillsConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    mcp_servers: McpServers = Field(default_factory=dict)  # MCP tool servers (gateway.mcp)
     # each value that `${ENV}`/`${keyring:...}` filled in -> the text as written, so that a
     # later check (channel options) can name the reference instead of echoing the secret
     _expanded: dict[str, str] = PrivateAttr(default_factory=dict)

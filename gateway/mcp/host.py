@@ -1,0 +1,283 @@
+"""One MCP server's client, in its own process: `python -m gateway.mcp.host`.
+
+Why a process: the official `mcp` SDK is asyncio (anyio). Under gevent its event loop, its
+threads (anyio's worker threads, the stdio transport's process handling) and their C-level
+waits would run on the gateway's one loop and could freeze every conversation (the thread rule
+in ARCHITECTURE.md). Here nothing is patched: plain asyncio, as the SDK's authors test it.
+Nothing here imports the gateway's server, core or gevent.
+
+Protocol, JSON lines. In (stdin): first the server's spec `{"name", "command": [...] | null,
+"url": "..." | null, "headers": {...}, "env": {...}, "cwd": "..."}` (on the pipe, never in
+argv, so `ps` shows no header or secret), then calls `{"id": n, "tool": "...", "arguments":
+{...}, "timeout": seconds}`. Out (stdout): `{"ready": true, "tools": [...], "server": "..."}`
+once initialised, `{"tools": [...]}` when the server says its list changed, `{"id": n, "text":
+"...", "is_error": bool}` or `{"id": n, "error": "..."}` per call, and `{"failed": "why"}`
+before it exits because the server could not start, died, or stopped answering. It ends when
+stdin closes (the gateway stopped or was killed), taking a stdio server with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import sys
+import threading
+from collections import deque
+from typing import IO, Any
+
+import anyio
+
+PROBE_INTERVAL = 30.0  # seconds between liveness checks of an idle server (a tools listing)
+PROBE_TIMEOUT = 15.0
+INIT_TIMEOUT = 30.0
+STDERR_LINES = 20  # the last lines of a stdio server's stderr kept for the failure reason
+
+
+class ServerGone(Exception):
+    """The server cannot be used any more; the message says why (shown in `moltbot mcp list`)."""
+
+
+class Out:
+    """Protocol lines to the gateway: one writer at a time, whole lines only."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.lock = threading.Lock()
+
+    def send(self, line: dict[str, Any]) -> None:
+        with self.lock:
+            self.stream.write(json.dumps(line, ensure_ascii=False) + "\n")
+            self.stream.flush()
+
+
+class StderrTail:
+    """A stdio server's stderr: each line goes on to ours (the gateway's log) prefixed with
+    the server's name, and the last few are kept to say why it failed. Its end means the
+    server process (and whatever inherited its stderr) is gone."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        read, write = os.pipe()
+        self.writer = os.fdopen(write, "w", encoding="utf-8", errors="replace")
+        self.lines: deque[str] = deque(maxlen=STDERR_LINES)
+        self.ended = threading.Event()
+        threading.Thread(target=self._read, args=(read,), daemon=True).start()
+
+    def _read(self, fd: int) -> None:
+        with os.fdopen(fd, encoding="utf-8", errors="replace") as stream:
+            for line in stream:
+                text = line.rstrip()
+                if text:
+                    self.lines.append(text)
+                    print(f"mcp server {self.name}: {text}", file=sys.stderr, flush=True)
+        self.ended.set()
+
+    def last(self) -> str:
+        return self.lines[-1] if self.lines else ""
+
+
+def tool_listing(tools: Any) -> list[dict[str, Any]]:
+    return [{"name": t.name, "description": t.description or t.title or "",
+             "input_schema": t.input_schema or {"type": "object"}} for t in tools]
+
+
+def call_text(result: Any) -> str:
+    """What the model or skill reads: the text parts, and a note for each part that is not."""
+    parts = []
+    for item in result.content:
+        text = getattr(item, "text", None)
+        parts.append(text if isinstance(text, str) else f"[{getattr(item, 'type', 'content')}"
+                     f" not shown]")
+    if not parts and result.structured_content is not None:
+        parts.append(json.dumps(result.structured_content, ensure_ascii=False))
+    return "\n".join(parts)
+
+
+def reason(error: BaseException) -> str:
+    """One sentence for an exception, unwrapping the task groups anyio raises."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    text = str(error) or type(error).__name__
+    return text if isinstance(error, ServerGone) else f"{type(error).__name__}: {text}"
+
+
+class Session:
+    """One connected server: answers calls, watches that the server lives."""
+
+    def __init__(self, spec: dict[str, Any], out: Out) -> None:
+        self.spec = spec
+        self.out = out
+        self.stderr: StderrTail | None = None
+        self.client: Any = None
+
+    def build_client(self) -> Any:
+        from mcp import Client
+        from mcp.client.stdio import StdioServerParameters
+        from mcp.client.streamable_http import streamable_http_client
+        from mcp.shared._httpx_utils import create_mcp_http_client
+        from mcp_types import Implementation
+
+        info = Implementation(name="moltbot", version=str(self.spec.get("version") or "0"))
+        if self.spec.get("command"):
+            command = list(self.spec["command"])
+            self.stderr = StderrTail(self.spec["name"])
+            params = StdioServerParameters(command=command[0], args=command[1:],
+                                           env=dict(self.spec.get("env") or {}),
+                                           cwd=self.spec.get("cwd"))
+            from mcp.client.stdio import stdio_client
+
+            transport: Any = stdio_client(params, errlog=self.stderr.writer)
+        else:
+            http = create_mcp_http_client(headers=dict(self.spec.get("headers") or {}))
+            transport = streamable_http_client(self.spec["url"], http_client=http)
+        return Client(transport, client_info=info, cache=None,
+                      message_handler=self.on_message)
+
+    async def on_message(self, message: Any) -> None:
+        from mcp_types import ServerNotification, ToolListChangedNotification
+
+        if isinstance(message, ServerNotification) and isinstance(
+                getattr(message, "root", message), ToolListChangedNotification):
+            self.out.send({"tools": await self.list_tools()})
+
+    async def list_tools(self) -> list[dict[str, Any]]:
+        found: list[Any] = []
+        cursor = None
+        while True:
+            page = await self.client.list_tools(cursor=cursor)
+            found += page.tools
+            cursor = page.next_cursor
+            if not cursor:
+                return tool_listing(found)
+
+    async def run(self, calls: asyncio.Queue[dict[str, Any] | None]) -> None:
+        """Connect, say ready, answer calls until stdin closes; raise ServerGone when the
+        server cannot go on."""
+        self.client = self.build_client()
+        ready = False
+        # the deadline covers the start only: it is lifted once the server answered
+        with anyio.CancelScope(deadline=anyio.current_time() + INIT_TIMEOUT) as start:
+            try:
+                async with self.client:
+                    tools = await self.list_tools()
+                    start.deadline = math.inf
+                    ready = True
+                    await self.serve(tools, calls)
+            except ServerGone:
+                raise
+            except Exception as e:
+                if ready:
+                    raise
+                raise ServerGone(self.why(e)) from e
+        if start.cancelled_caught:
+            raise ServerGone(self.why(None, f"it did not initialise within "
+                                            f"{INIT_TIMEOUT:.0f}s"))
+
+    async def serve(self, tools: list[dict[str, Any]],
+                    calls: asyncio.Queue[dict[str, Any] | None]) -> None:
+        if self.stderr is not None:
+            self.stderr.writer.close()  # the server holds its own copy: its end is our EOF
+        info = self.client.server_info
+        self.out.send({"ready": True, "tools": tools,
+                       "server": f"{info.name} {info.version}".strip() if info else ""})
+        async with anyio.create_task_group() as group:
+            group.start_soon(self.watch)
+            while (call := await calls.get()) is not None:
+                group.start_soon(self.answer, call)
+            group.cancel_scope.cancel()
+
+    async def watch(self) -> None:
+        """End the session when the server is gone: a stdio server's stderr closed (it
+        exited), or an idle server stopped answering a tools listing."""
+        while True:
+            for _ in range(int(PROBE_INTERVAL * 10)):
+                await anyio.sleep(0.1)
+                if self.stderr is not None and self.stderr.ended.is_set():
+                    raise ServerGone(self.why(None, "it exited"))
+            try:
+                with anyio.fail_after(PROBE_TIMEOUT):
+                    await self.list_tools()
+            except Exception as e:
+                raise ServerGone(self.why(e, "it stopped answering")) from e
+
+    async def answer(self, call: dict[str, Any]) -> None:
+        from mcp.shared.exceptions import MCPError
+
+        call_id = call.get("id")
+        timeout = float(call.get("timeout") or 30)
+        try:
+            with anyio.fail_after(timeout):
+                result = await self.client.call_tool(str(call["tool"]),
+                                                     dict(call.get("arguments") or {}))
+        except TimeoutError:
+            self.out.send({"id": call_id, "error": f"the tool did not answer within "
+                                                   f"{timeout:g}s"})
+            return
+        except MCPError as e:
+            if "closed" in str(e).lower():
+                self.out.send({"id": call_id, "error": "the server went away during the call"})
+                raise ServerGone(self.why(e, "the connection closed")) from e
+            self.out.send({"id": call_id, "error": f"the server refused: {e}"})
+            return
+        except Exception as e:  # transport errors: the HTTP server is down
+            self.out.send({"id": call_id, "error": f"the call failed: {reason(e)}"})
+            raise ServerGone(self.why(e, "a call failed")) from e
+        self.out.send({"id": call_id, "text": call_text(result),
+                       "is_error": bool(result.is_error)})
+
+    def why(self, error: BaseException | None, what: str = "") -> str:
+        """The failure as the owner reads it: a stdio server's last stderr line says most."""
+        if self.stderr is not None:
+            self.stderr.ended.wait(1.0)  # let its last words arrive
+            last = self.stderr.last()
+            if last:
+                return f"{what or 'it failed'}: {last}" if what else last
+        if error is None:
+            return what
+        return f"{what}: {reason(error)}" if what else reason(error)
+
+
+def read_lines(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[dict[str, Any] | None],
+               stream: IO[str]) -> None:
+    """stdin, in a plain thread (portable: Windows pipes have no asyncio reader)."""
+    for line in stream:
+        with contextlib.suppress(ValueError):
+            loop.call_soon_threadsafe(queue.put_nowait, json.loads(line))
+    loop.call_soon_threadsafe(queue.put_nowait, None)
+
+
+async def serve(spec: dict[str, Any], requests: IO[str], out: Out) -> int:
+    calls: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    threading.Thread(target=read_lines, args=(asyncio.get_running_loop(), calls, requests),
+                     daemon=True).start()
+    session = Session(spec, out)
+    try:
+        await session.run(calls)
+    except Exception as e:
+        out.send({"failed": reason(e)})
+        return 1
+    return 0
+
+
+def main() -> int:
+    # the protocol keeps its own copy of stdout; fd 1 becomes stderr, so nothing a library
+    # prints can corrupt a line
+    out = Out(os.fdopen(os.dup(1), "w", encoding="utf-8"))
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    requests = sys.stdin
+    line = requests.readline()
+    if not line:
+        return 0
+    spec = json.loads(line)
+    return asyncio.run(serve(spec, requests, out))
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (BrokenPipeError, KeyboardInterrupt):  # the gateway went away mid-line
+        sys.exit(0)
