@@ -141,7 +141,7 @@ def test_supervised_restarted_and_hot_reloaded(clock_gateway: GatewayProcess,
     os.kill(int((tmp_path / "clock.pid").read_text()), signal.SIGKILL)
     back = wait_until(lambda: (s := mcp_api(gw)["clock"])["restarts"] == 1
                       and s["state"] == "running" and s)
-    assert back["pid"] != first["pid"]
+    assert back["started"] != first["started"]
     assert "MCP server clock failed (it exited)" in gw.log()
     assert gw.post("/clock clock.now").json()["reply"] == f"mcp: {FIXED_NOW} (UTC)"
 
@@ -153,7 +153,7 @@ def test_supervised_restarted_and_hot_reloaded(clock_gateway: GatewayProcess,
     write_config(gw.home, config)
     broken = wait_state(gw, "broken", "failed")
     assert broken["reason"] == "no licence key for the clock"
-    assert mcp_api(gw)["clock"]["pid"] == back["pid"]  # untouched
+    assert mcp_api(gw)["clock"]["started"] == back["started"]  # untouched
     listed = run_cli(gw.home, "mcp", "list").stdout
     assert "broken         stdio failed (no licence key for the clock)" in listed or \
         "broken         stdio starting (last failure: no licence key for the clock)" in listed
@@ -169,11 +169,11 @@ def test_supervised_restarted_and_hot_reloaded(clock_gateway: GatewayProcess,
     write_config(gw.home, {**model_config(fake_model.url), "mcp_servers": {
         "clock": clock_server(tmp_path / "clock.pid", offer_to_model=["now"], timeout="1s")}})
     wait_until(lambda: set(mcp_api(gw)) == {"clock"})
-    assert mcp_api(gw)["clock"]["pid"] == back["pid"]  # offer_to_model alone: no restart
+    assert mcp_api(gw)["clock"]["started"] == back["started"]  # offer_to_model alone: no restart
     assert mcp_api(gw)["clock"]["offered"] == ["clock__now"]
     write_config(gw.home, {**model_config(fake_model.url), "mcp_servers": {
         "clock": clock_server(tmp_path / "clock.pid", "--token", "changed")}})
-    wait_until(lambda: (s := mcp_api(gw)["clock"])["pid"] != back["pid"]
+    wait_until(lambda: (s := mcp_api(gw)["clock"])["started"] != back["started"]
                and s["state"] == "running")
 
 

@@ -1,19 +1,22 @@
-"""One MCP server's client, in its own process: `python -m gateway.mcp.host`.
+"""The MCP servers' clients, in one child process: `python -m gateway.mcp.host`.
 
 Why a process: the official `mcp` SDK is asyncio (anyio). Under gevent its event loop, its
 threads (anyio's worker threads, the stdio transport's process handling) and their C-level
 waits would run on the gateway's one loop and could freeze every conversation (the thread rule
 in ARCHITECTURE.md). Here nothing is patched: plain asyncio, as the SDK's authors test it.
-Nothing here imports the gateway's server, core or gevent.
+Nothing here imports the gateway's server, core or gevent. Why one process for every server:
+a host costs ~65 MB, a session inside it next to nothing (`bench/run.py mcp`); each server is
+an asyncio task that starts, fails and stops alone.
 
-Protocol, JSON lines. In (stdin): first the server's spec `{"name", "command": [...] | null,
-"url": "..." | null, "headers": {...}, "env": {...}, "cwd": "..."}` (on the pipe, never in
-argv, so `ps` shows no header or secret), then calls `{"id": n, "tool": "...", "arguments":
-{...}, "timeout": seconds}`. Out (stdout): `{"ready": true, "tools": [...], "server": "..."}`
-once initialised, `{"tools": [...]}` when the server says its list changed, `{"id": n, "text":
-"...", "is_error": bool}` or `{"id": n, "error": "..."}` per call, and `{"failed": "why"}`
-before it exits because the server could not start, died, or stopped answering. It ends when
-stdin closes (the gateway stopped or was killed), taking a stdio server with it.
+Protocol, JSON lines; every line names its `"server"`. In (stdin): `{"op": "start", "server",
+"spec": {"command": [...] | null, "url": "..." | null, "headers", "env", "cwd"}}` (specs travel
+on the pipe, never in argv, so `ps` shows no header or secret), `{"op": "stop", "server"}`,
+`{"op": "call", "server", "id": n, "tool", "arguments", "timeout": seconds}`. Out (stdout):
+`{"server", "ready": true, "tools": [...], "info": "..."}` once initialised, `{"server",
+"tools": [...]}` when the server says its list changed, `{"server", "id": n, "text", "is_error"}`
+or `{"server", "id": n, "error"}` per call, and `{"server", "failed": "why"}` when the server
+could not start, died, or stopped answering (the gateway starts it again later). The process
+ends when stdin closes (the gateway stopped or was killed), taking its stdio servers with it.
 """
 
 from __future__ import annotations
@@ -107,11 +110,16 @@ def reason(error: BaseException) -> str:
 class Session:
     """One connected server: answers calls, watches that the server lives."""
 
-    def __init__(self, spec: dict[str, Any], out: Out) -> None:
+    def __init__(self, name: str, spec: dict[str, Any], out: Out) -> None:
+        self.name = name
         self.spec = spec
         self.out = out
         self.stderr: StderrTail | None = None
         self.client: Any = None
+        self.calls: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    def send(self, line: dict[str, Any]) -> None:
+        self.out.send({"server": self.name, **line})
 
     def build_client(self) -> Any:
         from mcp import Client
@@ -123,7 +131,7 @@ class Session:
         info = Implementation(name="moltbot", version=str(self.spec.get("version") or "0"))
         if self.spec.get("command"):
             command = list(self.spec["command"])
-            self.stderr = StderrTail(self.spec["name"])
+            self.stderr = StderrTail(self.name)
             params = StdioServerParameters(command=command[0], args=command[1:],
                                            env=dict(self.spec.get("env") or {}),
                                            cwd=self.spec.get("cwd"))
@@ -141,7 +149,7 @@ class Session:
 
         if isinstance(message, ServerNotification) and isinstance(
                 getattr(message, "root", message), ToolListChangedNotification):
-            self.out.send({"tools": await self.list_tools()})
+            self.send({"tools": await self.list_tools()})
 
     async def list_tools(self) -> list[dict[str, Any]]:
         found: list[Any] = []
@@ -153,8 +161,8 @@ class Session:
             if not cursor:
                 return tool_listing(found)
 
-    async def run(self, calls: asyncio.Queue[dict[str, Any] | None]) -> None:
-        """Connect, say ready, answer calls until stdin closes; raise ServerGone when the
+    async def run(self) -> None:
+        """Connect, say ready, answer calls until cancelled; raise ServerGone when the
         server cannot go on."""
         self.client = self.build_client()
         ready = False
@@ -165,7 +173,7 @@ class Session:
                     tools = await self.list_tools()
                     start.deadline = math.inf
                     ready = True
-                    await self.serve(tools, calls)
+                    await self.serve(tools)
             except ServerGone:
                 raise
             except Exception as e:
@@ -176,18 +184,16 @@ class Session:
             raise ServerGone(self.why(None, f"it did not initialise within "
                                             f"{INIT_TIMEOUT:.0f}s"))
 
-    async def serve(self, tools: list[dict[str, Any]],
-                    calls: asyncio.Queue[dict[str, Any] | None]) -> None:
+    async def serve(self, tools: list[dict[str, Any]]) -> None:
         if self.stderr is not None:
             self.stderr.writer.close()  # the server holds its own copy: its end is our EOF
         info = self.client.server_info
-        self.out.send({"ready": True, "tools": tools,
-                       "server": f"{info.name} {info.version}".strip() if info else ""})
+        self.send({"ready": True, "tools": tools,
+                   "info": f"{info.name} {info.version}".strip() if info else ""})
         async with anyio.create_task_group() as group:
             group.start_soon(self.watch)
-            while (call := await calls.get()) is not None:
-                group.start_soon(self.answer, call)
-            group.cancel_scope.cancel()
+            while True:
+                group.start_soon(self.answer, await self.calls.get())
 
     async def watch(self) -> None:
         """End the session when the server is gone: a stdio server's stderr closed (it
@@ -213,19 +219,19 @@ class Session:
                 result = await self.client.call_tool(str(call["tool"]),
                                                      dict(call.get("arguments") or {}))
         except TimeoutError:
-            self.out.send({"id": call_id, "error": f"the tool did not answer within "
+            self.send({"id": call_id, "error": f"the tool did not answer within "
                                                    f"{timeout:g}s"})
             return
         except MCPError as e:
             if "closed" in str(e).lower():
-                self.out.send({"id": call_id, "error": "the server went away during the call"})
+                self.send({"id": call_id, "error": "the server went away during the call"})
                 raise ServerGone(self.why(e, "the connection closed")) from e
-            self.out.send({"id": call_id, "error": f"the server refused: {e}"})
+            self.send({"id": call_id, "error": f"the server refused: {e}"})
             return
         except Exception as e:  # transport errors: the HTTP server is down
-            self.out.send({"id": call_id, "error": f"the call failed: {reason(e)}"})
+            self.send({"id": call_id, "error": f"the call failed: {reason(e)}"})
             raise ServerGone(self.why(e, "a call failed")) from e
-        self.out.send({"id": call_id, "text": call_text(result),
+        self.send({"id": call_id, "text": call_text(result),
                        "is_error": bool(result.is_error)})
 
     def why(self, error: BaseException | None, what: str = "") -> str:
@@ -240,6 +246,51 @@ class Session:
         return f"{what}: {reason(error)}" if what else reason(error)
 
 
+class Host:
+    """Every server's session, each an asyncio task of its own."""
+
+    def __init__(self, out: Out) -> None:
+        self.out = out
+        self.sessions: dict[str, tuple[Session, asyncio.Task[None]]] = {}
+
+    def take(self, line: dict[str, Any]) -> None:
+        name = str(line.get("server"))
+        op = line.get("op")
+        if op == "start":
+            self.stop(name)
+            session = Session(name, dict(line.get("spec") or {}), self.out)
+            self.sessions[name] = (session, asyncio.create_task(self.run(session)))
+        elif op == "stop":
+            self.stop(name)
+        elif op == "call":
+            found = self.sessions.get(name)
+            if found is None:
+                self.out.send({"server": name, "id": line.get("id"),
+                               "error": "the server is not running"})
+            else:
+                found[0].calls.put_nowait(line)
+
+    def stop(self, name: str) -> None:
+        found = self.sessions.pop(name, None)
+        if found is not None:
+            found[1].cancel()
+
+    async def run(self, session: Session) -> None:
+        try:
+            await session.run()
+        except Exception as e:
+            session.send({"failed": reason(e)})
+        finally:
+            if self.sessions.get(session.name, (None,))[0] is session:
+                del self.sessions[session.name]
+
+    async def close(self) -> None:
+        tasks = [task for _, task in self.sessions.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def read_lines(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[dict[str, Any] | None],
                stream: IO[str]) -> None:
     """stdin, in a plain thread (portable: Windows pipes have no asyncio reader)."""
@@ -249,35 +300,29 @@ def read_lines(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[dict[str, A
     loop.call_soon_threadsafe(queue.put_nowait, None)
 
 
-async def serve(spec: dict[str, Any], requests: IO[str], out: Out) -> int:
-    calls: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-    threading.Thread(target=read_lines, args=(asyncio.get_running_loop(), calls, requests),
+async def serve(requests: IO[str], out: Out) -> None:
+    lines: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    threading.Thread(target=read_lines, args=(asyncio.get_running_loop(), lines, requests),
                      daemon=True).start()
-    session = Session(spec, out)
+    host = Host(out)
     try:
-        await session.run(calls)
-    except Exception as e:
-        out.send({"failed": reason(e)})
-        return 1
-    return 0
+        while (line := await lines.get()) is not None:
+            host.take(line)
+    finally:
+        await host.close()
 
 
-def main() -> int:
+def main() -> None:
     # the protocol keeps its own copy of stdout; fd 1 becomes stderr, so nothing a library
     # prints can corrupt a line
     out = Out(os.fdopen(os.dup(1), "w", encoding="utf-8"))
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    requests = sys.stdin
-    line = requests.readline()
-    if not line:
-        return 0
-    spec = json.loads(line)
-    return asyncio.run(serve(spec, requests, out))
+    asyncio.run(serve(sys.stdin, out))
 
 
 if __name__ == "__main__":
     try:
-        sys.exit(main())
+        main()
     except (BrokenPipeError, KeyboardInterrupt):  # the gateway went away mid-line
         sys.exit(0)

@@ -1,12 +1,15 @@
-"""The gateway's side of the MCP tool servers: one child process per server, supervised.
+"""The gateway's side of the MCP tool servers: one child process hosting every server's
+client, and each server supervised on its own.
 
-Each server in `mcp_servers:` gets its own `python -m gateway.mcp.host` (the SDK is asyncio and
-may not run on the gevent loop: see `gateway.mcp.host`). A greenlet per server starts it,
-reads its JSON lines cooperatively (gevent's patched pipes), hands each call's answer to the
-greenlet waiting for it, and when the child ends (the server exited, never initialised, or
-stopped answering) keeps the reason and starts it again after 1 s, doubling up to 30 s; a
-server that ran a minute starts its backoff afresh. The child ends when its stdin closes, so a
-gateway killed with SIGKILL leaves no server behind.
+The SDK is asyncio and may not run on the gevent loop (see `gateway.mcp.host`), so one
+`python -m gateway.mcp.host` holds a session per server. A greenlet starts it, reads its JSON
+lines cooperatively (gevent's patched pipes) and hands each line to its server: a call's
+answer to the greenlet waiting for it, `ready` and `failed` to the server's state. A server
+that fails (exits, never initialises, stops answering) keeps the reason and is started again
+after 1 s, doubling up to 30 s; one that ran a minute starts its backoff afresh. If the child
+itself dies, every server fails with that reason and the child is started again on the same
+backoff. The child ends when its stdin closes, so a gateway killed with SIGKILL leaves no
+server behind.
 
 `McpServers.apply` takes a new `mcp_servers:` section: servers whose connection changed
 (command, url, headers, env) are restarted, new ones started, removed ones stopped; a change of
@@ -57,46 +60,50 @@ class _Pending:
     answer: dict[str, Any] = field(default_factory=dict)
 
 
-class ServerProcess:
-    """One configured server and the child that hosts its client."""
+class HostProcess:
+    """The one child; restarted with backoff while any server is configured."""
 
-    def __init__(self, name: str, config: McpServerConfig, workspace: Path) -> None:
-        self.name = name
-        self.config = config
+    def __init__(self, workspace: Path, servers: dict[str, ServerProcess]) -> None:
         self.workspace = workspace
-        self.state = "starting"
+        self.servers = servers
+        self.state = "stopped"
         self.reason = ""
-        self.tools: list[dict[str, Any]] = []
-        self.server = ""  # the name and version the server gave
-        self.restarts = 0
-        self.since = time.time()
-        self.retry_at: float | None = None
         self._proc: subprocess.Popen[str] | None = None
-        self._pending: dict[int, _Pending] = {}
-        self._ids = itertools.count(1)
         self._write = threading.Lock()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
+        self._up = threading.Event()
 
-    # -- life ------------------------------------------------------------------------------
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"mcp-{self.name}", daemon=True)
-        self._thread.start()
+        if self._thread is None:
+            self._stopped.clear()
+            self._thread = threading.Thread(target=self._run, name="mcp-host", daemon=True)
+            self._thread.start()
 
     def stop(self) -> None:
-        """Close the child's stdin (it closes its server and exits); kill it if it lingers."""
         self._stopped.set()
         proc = self._proc
         if proc is not None:
-            _close(proc.stdin)
+            _close(proc.stdin)  # the child closes every session (its stdio servers end)
             try:
                 proc.wait(timeout=STOP_WAIT)
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        self._fail_pending("the server was stopped")
-        self.state, self.reason, self.since = "stopped", "", time.time()
+        self._thread = None
+
+    def send(self, line: dict[str, Any]) -> None:
+        proc = self._proc
+        if proc is None or proc.stdin is None or not self._up.is_set():
+            raise OSError("the MCP host process is not running")
+        with self._write:
+            proc.stdin.write(json.dumps(line, ensure_ascii=False) + "\n")
+            proc.stdin.flush()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None and self._up.is_set() else None
 
     def _run(self) -> None:
         failures = 0
@@ -107,58 +114,119 @@ class ServerProcess:
                 return
             failures = 1 if time.monotonic() - started > STEADY else failures + 1
             delay = min(MAX_BACKOFF, 2.0 ** (failures - 1))
-            self.state, self.reason, self.since = "failed", why, time.time()
-            self.retry_at = time.time() + delay
-            log.warning("MCP server %s failed (%s); starting it again in %.0fs", self.name,
-                        why, delay)
+            self.state, self.reason = "failed", why
+            log.warning("the MCP host process ended (%s); starting it again in %.0fs", why,
+                        delay)
+            for server in list(self.servers.values()):
+                server.failed(f"the MCP host process ended ({why})", delay)
             if self._stopped.wait(delay):
                 return
-            self.restarts += 1
 
     def _run_once(self) -> str:
-        """Run one child until it ends; returns why it ended."""
-        self.state, self.since, self.retry_at = "starting", time.time(), None
         try:
             proc = subprocess.Popen(host_argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     text=True, encoding="utf-8", errors="replace",
                                     cwd=self.workspace, env=host_environment(self.workspace, {}),
                                     start_new_session=True)
         except OSError as e:
-            return f"cannot start its host process: {e}"
+            return f"cannot start it: {e}"
         self._proc = proc
-        why = ""
-        try:
-            self._send(self._spec())
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                try:
-                    item: dict[str, Any] = json.loads(line)
-                except ValueError:
-                    continue
-                why = self._take(item) or why
-        except OSError as e:  # the child died while we wrote to it
-            why = why or f"its host process went away ({e})"
+        self._up.set()
+        self.state, self.reason = "running", ""
+        for server in list(self.servers.values()):
+            server.begin()
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            try:
+                item: dict[str, Any] = json.loads(line)
+            except ValueError:
+                continue
+            server = self.servers.get(str(item.get("server")))
+            if server is not None:
+                server.take(item)
+        self._up.clear()
         _close(proc.stdin)
-        code = proc.wait()
-        self._fail_pending(f"the server went away: {why}" if why else "the server went away")
-        return why or f"its host process exited with code {code}"
+        return f"exit code {proc.wait()}"
+
+
+class ServerProcess:
+    """One configured server: its state, its tools, its calls in flight, its backoff."""
+
+    def __init__(self, name: str, config: McpServerConfig, host: HostProcess) -> None:
+        self.name = name
+        self.config = config
+        self.host = host
+        self.state = "starting"
+        self.reason = ""
+        self.tools: list[dict[str, Any]] = []
+        self.info = ""  # the name and version the server gave
+        self.restarts = 0
+        self.since = time.time()
+        self.started: float | None = None  # when it last became ready
+        self.retry_at: float | None = None
+        self._failures = 0
+        self._pending: dict[int, _Pending] = {}
+        self._ids = itertools.count(1)
+        self._stopped = threading.Event()
+        self._attempt = 0  # a retry scheduled for an older attempt does nothing
+
+    # -- life ------------------------------------------------------------------------------
+    def begin(self) -> None:
+        """Ask the host to start the server (at first, after a failure, after a host restart)."""
+        if self._stopped.is_set():
+            return
+        if self.state == "failed":  # again, after its backoff or with a restarted host
+            self.restarts += 1
+        self._attempt += 1
+        self.state, self.since, self.retry_at = "starting", time.time(), None
+        try:
+            self.host.send({"op": "start", "server": self.name, "spec": self._spec()})
+        except OSError:
+            pass  # the host is (re)starting: it starts every server when it is up
+
+    def stop(self) -> None:
+        self._stopped.set()
+        with contextlib.suppress(OSError):
+            self.host.send({"op": "stop", "server": self.name})
+        self._fail_pending("the server was stopped")
+        self.state, self.reason, self.since = "stopped", "", time.time()
+
+    def failed(self, why: str, delay: float | None = None) -> None:
+        """The server ended; start it again after the backoff (or when the host returns)."""
+        if self._stopped.is_set():
+            return
+        ran = time.time() - self.started if self.state == "running" and self.started else 0
+        self._failures = 1 if ran > STEADY else self._failures + 1
+        wait = delay if delay is not None else min(MAX_BACKOFF, 2.0 ** (self._failures - 1))
+        self.state, self.reason, self.since = "failed", why, time.time()
+        self.retry_at = time.time() + wait
+        self._fail_pending(f"the server went away: {why}")
+        log.warning("MCP server %s failed (%s); starting it again in %.0fs", self.name, why,
+                    wait)
+        if delay is None:  # a host restart starts every server itself
+            attempt = self._attempt
+            threading.Thread(target=self._retry, args=(attempt, wait), daemon=True).start()
+
+    def _retry(self, attempt: int, wait: float) -> None:
+        if not self._stopped.wait(wait) and attempt == self._attempt:
+            self.begin()
 
     def _spec(self) -> dict[str, Any]:
         config = self.config
-        return {"name": self.name, "command": config.command, "url": config.url,
-                "headers": config.headers, "env": config.env, "cwd": str(self.workspace),
-                "version": __version__}
+        return {"command": config.command, "url": config.url, "headers": config.headers,
+                "env": config.env, "cwd": str(self.host.workspace), "version": __version__}
 
-    def _take(self, item: dict[str, Any]) -> str:
-        """One line from the child; returns a failure reason when it says it failed."""
+    def take(self, item: dict[str, Any]) -> None:
+        """One line from the host about this server."""
         if "id" in item:
             pending = self._pending.get(int(item["id"]))
             if pending is not None:
                 pending.answer = item
                 pending.done.set()
         elif item.get("ready"):
-            self.tools, self.server = list(item.get("tools") or []), str(item.get("server", ""))
-            self.state, self.reason, self.since = "running", "", time.time()
+            self.tools, self.info = list(item.get("tools") or []), str(item.get("info", ""))
+            self.state, self.reason = "running", ""
+            self.since = self.started = time.time()
             log.info("MCP server %s is running (%d tools)", self.name, len(self.tools))
             missing = self.missing_offered()
             if missing:
@@ -167,8 +235,7 @@ class ServerProcess:
         elif "tools" in item:
             self.tools = list(item["tools"])
         elif "failed" in item:
-            return str(item["failed"])
-        return ""
+            self.failed(str(item["failed"]))
 
     # -- calls -----------------------------------------------------------------------------
     def call(self, tool: str, arguments: dict[str, Any]) -> str:
@@ -182,8 +249,8 @@ class ServerProcess:
         call_id = next(self._ids)
         pending = self._pending[call_id] = _Pending()
         try:
-            self._send({"id": call_id, "tool": tool, "arguments": arguments,
-                        "timeout": self.config.timeout})
+            self.host.send({"op": "call", "server": self.name, "id": call_id, "tool": tool,
+                            "arguments": arguments, "timeout": self.config.timeout})
             if not pending.done.wait(self.config.timeout + REPLY_MARGIN):
                 raise ToolError(f"{where}: no answer within {self.config.timeout:g}s")
         except OSError as e:
@@ -197,14 +264,6 @@ class ServerProcess:
         if answer.get("is_error"):
             raise ToolError(f"{where} failed: {text}")
         return text
-
-    def _send(self, line: dict[str, Any]) -> None:
-        proc = self._proc
-        if proc is None or proc.stdin is None:
-            raise OSError("no host process")
-        with self._write:
-            proc.stdin.write(json.dumps(line, ensure_ascii=False) + "\n")
-            proc.stdin.flush()
 
     def _fail_pending(self, why: str) -> None:
         for pending in list(self._pending.values()):
@@ -232,19 +291,20 @@ class ServerProcess:
                 "transport": "stdio" if config.command else "http",
                 "target": " ".join(config.command) if config.command else
                 mask_urls(config.url or ""),
-                "server": self.server, "since": self.since, "retry_at": self.retry_at,
-                "restarts": self.restarts, "tools": self.tool_names(),
+                "server": self.info, "since": self.since, "started": self.started,
+                "retry_at": self.retry_at, "restarts": self.restarts,
+                "tools": self.tool_names(),
                 "offered": [function_name(self.name, n) for n in offered],
                 "missing": self.missing_offered(), "timeout": config.timeout,
-                "pid": self._proc.pid if self._proc and self.state != "stopped" else None}
+                "host_pid": self.host.pid}
 
 
 class McpServers:
     """Every configured server; what the model, the skills and the console reach."""
 
     def __init__(self, workspace: Path) -> None:
-        self.workspace = workspace
         self.servers: dict[str, ServerProcess] = {}
+        self.host = HostProcess(workspace, self.servers)
 
     def apply(self, configs: Mapping[str, McpServerConfig]) -> None:
         """Start, stop and restart exactly the servers whose entry changed."""
@@ -263,14 +323,19 @@ class McpServers:
         for name, config in configs.items():
             if name not in self.servers:
                 self._start(name, config)
+        if self.servers:
+            self.host.start()  # a no-op once it runs; it starts every server when it is up
+        else:
+            self.host.stop()  # no server: no process
 
     def _start(self, name: str, config: McpServerConfig) -> None:
-        self.servers[name] = ServerProcess(name, config, self.workspace)
-        self.servers[name].start()
+        self.servers[name] = ServerProcess(name, config, self.host)
+        self.servers[name].begin()
 
     def stop(self) -> None:
         for server in self.servers.values():
             server.stop()
+        self.host.stop()
         self.servers.clear()
 
     def call(self, name: str, arguments: dict[str, Any]) -> str:
