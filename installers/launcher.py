@@ -3,9 +3,9 @@
 A frozen app has no `python`: `sys.executable` is this binary. The gateway still starts its
 processes as `[sys.executable, "-m", "gateway.server", ...]` (`moltbot gateway start`),
 `[sys.executable, "-m", "gateway.skills.host"]` (skill hosts), `-m gateway.live.watcher_child`
-(the file watcher) and `-m gateway.mcp.host` (one per MCP tool server), so this entry understands `-m` for those modules and runs them as
-`python -m` would. Anything else is the `moltbot` command line,
-and no argument at all (a double-click) is the tray.
+(the file watcher) and `-m gateway.mcp.host` (the MCP tool servers' clients), so this entry
+understands `-m` for those modules and runs them as `python -m` would. Anything else is the
+`moltbot` command line, and no argument at all (a double-click) is the tray.
 
 Nothing is imported before the dispatch: `gateway.server` must monkey-patch with gevent before
 socket, ssl or threading are imported.

@@ -10,19 +10,30 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
-from tests.conftest import ROOT, GatewayProcess, free_port, model_config, run_cli, write_config
+from tests.conftest import (
+    ROOT,
+    GatewayProcess,
+    assert_dead,
+    free_port,
+    model_config,
+    run_cli,
+    write_config,
+)
 from tests.fakes.fake_model import FakeModelServer
 from tests.fakes.mcp_clock import FIXED_NOW
 from tests.test_skills_gateway import skills_api, wait_until
 
 CLOCK = str(ROOT / "tests" / "fakes" / "mcp_clock.py")
+TOKEN = "s3cret-clock-token"
 
 SKILL = '''\
 import json
@@ -62,27 +73,92 @@ def spans(gw: GatewayProcess, msg_id: str) -> list[dict[str, Any]]:
     return list(trace["spans"])
 
 
-def start_gateway(home: Path, fake_model: FakeModelServer,
-                  servers: dict[str, Any]) -> GatewayProcess:
+def servers(workdir: Path, http_url: str) -> dict[str, Any]:
+    """The stdio clock (offered to the model, a 1 s timeout), the HTTP clock with its token
+    from the environment, and the HTTP clock without it."""
+    return {"clock": clock_server(workdir / "clock.pid", offer_to_model=["now", "slow"],
+                                  timeout="1s"),
+            "web": {"url": http_url, "offer_to_model": ["now"],
+                    "headers": {"Authorization": "Bearer ${MCP_CLOCK_TOKEN}"}},
+            "nokey": {"url": http_url, "offer_to_model": ["now"]}}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("mcp")
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[FakeModelServer]:
+    server = FakeModelServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def http_clock(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The clock over streamable HTTP on 127.0.0.1, wanting a bearer token."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, CLOCK, "--http", str(port), "--token", TOKEN],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/mcp"
+
+    def up() -> bool:
+        try:
+            return httpx.get(url, timeout=1).status_code == 401
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(up, 30)
+        yield url, proc
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def gw(workdir: Path, model: FakeModelServer,
+       http_clock: tuple[str, subprocess.Popen[bytes]]) -> Iterator[GatewayProcess]:
+    """One gateway for the module (its start is most of a test's time on a loaded machine)."""
+    home = workdir / "ai-gateway"
     (home / "skills").mkdir(parents=True)
     (home / "skills" / "clock.py").write_text(SKILL, encoding="utf-8")
-    write_config(home, {**model_config(fake_model.url), "mcp_servers": servers})
-    return GatewayProcess(home, free_port()).start()
+    write_config(home, {**model_config(model.url), "mcp_servers": servers(workdir,
+                                                                          http_clock[0])})
+    os.environ["MCP_CLOCK_TOKEN"] = TOKEN  # the gateway's and the CLI's, as in a shell
+    try:
+        gateway = GatewayProcess(home, free_port()).start()
+        yield gateway
+        gateway.stop()
+    finally:
+        del os.environ["MCP_CLOCK_TOKEN"]
 
 
-@pytest.fixture
-def clock_gateway(home: Path, fake_model: FakeModelServer,
-                  tmp_path: Path) -> Iterator[GatewayProcess]:
-    gw = start_gateway(home, fake_model, {
-        "clock": clock_server(tmp_path / "clock.pid", offer_to_model=["now", "slow"],
-                              timeout="1s")})
-    yield gw
-    gw.stop()
+@pytest.fixture(autouse=True)
+def no_leftover_processes(gw: GatewayProcess,
+                          http_clock: tuple[str, subprocess.Popen[bytes]]) -> Iterator[None]:
+    """The suite's check, minus what this module shares: the gateway with its children (the
+    MCP host, the servers, skill hosts) and the HTTP clock. What a test starts must end."""
+    yield
+    assert gw.proc is not None
+    deadline = time.monotonic() + 10
+    while True:
+        shared = {gw.proc.pid, http_clock[1].pid}
+        if gw.proc.poll() is None:
+            shared |= {p.pid for p in psutil.Process(gw.proc.pid).children(recursive=True)}
+        left = [p for p in psutil.Process().children(recursive=True)
+                if p.pid not in shared and p.status() != psutil.STATUS_ZOMBIE]
+        if not left:
+            return
+        assert time.monotonic() < deadline, f"test left processes: {left}"
+        time.sleep(0.05)
 
 
-def test_the_model_and_a_skill_call_a_stdio_server(clock_gateway: GatewayProcess,
-                                                  fake_model: FakeModelServer) -> None:
-    gw = clock_gateway
+def test_the_model_and_a_skill_call_a_stdio_server(gw: GatewayProcess,
+                                                  model: FakeModelServer) -> None:
+    fake_model = model
     clock = wait_state(gw, "clock", "running")
     assert clock["tools"] == ["now", "echo", "slow", "boom"]
     assert clock["offered"] == ["clock__now", "clock__slow"] and clock["restarts"] == 0
@@ -111,7 +187,7 @@ def test_the_model_and_a_skill_call_a_stdio_server(clock_gateway: GatewayProcess
         "failed: ToolError: clock.nope: the MCP server clock has no tool 'nope'; its tools: ")
     assert gw.post("/clock nowhere.now").json()["reply"] == (
         "failed: ToolError: no tool 'nowhere.now': MCP tools are named <server>.<tool>; "
-        "servers: clock")
+        "servers: clock, nokey, web")
 
     # a tool slower than the server's timeout: a clear error, and the server keeps serving
     slow = gw.post('/clock clock.slow {"seconds": 30}').json()
@@ -131,10 +207,31 @@ def test_the_model_and_a_skill_call_a_stdio_server(clock_gateway: GatewayProcess
     assert "model: clock__now, clock__slow; restarts: 0" in listed.stdout
 
 
-def test_supervised_restarted_and_hot_reloaded(clock_gateway: GatewayProcess,
-                                              tmp_path: Path,
-                                              fake_model: FakeModelServer) -> None:
-    gw = clock_gateway
+def test_a_streamable_http_server_with_a_secret_header(gw: GatewayProcess,
+                                                       model: FakeModelServer,
+                                                       http_clock: tuple[str, Any]) -> None:
+    web = wait_state(gw, "web", "running")
+    assert web["transport"] == "http" and web["target"] == http_clock[0]
+    assert wait_state(gw, "nokey", "failed")["reason"]
+    model.tool_call_when(contains="time please", name="web__now", arguments={})
+    answered = gw.post("Time please").json()
+    assert answered["reply"] == f"tool said: {FIXED_NOW} (UTC)"
+    offered = {t["function"]["name"] for t in model.requests[-1]["body"]["tools"]}
+    assert "web__now" in offered and "nokey__now" not in offered  # down: not offered
+    assert gw.post('/clock web.echo {"text": "over http"}').json()["reply"] == \
+        "mcp: over http"
+    assert gw.post("/clock nokey.now").json()["reply"].startswith(
+        "failed: ToolError: nokey.now: the MCP server nokey is failed (")
+    shown = json.dumps(mcp_api(gw)) + json.dumps(spans(gw, answered["id"]))
+    shown += run_cli(gw.home, "mcp", "list").stdout + gw.log() + gw.output()
+    assert TOKEN not in shown
+
+
+def test_supervised_restarted_and_hot_reloaded(gw: GatewayProcess, workdir: Path,
+                                              model: FakeModelServer,
+                                              http_clock: tuple[str, Any]) -> None:
+    fake_model, tmp_path = model, workdir
+    base = servers(workdir, http_clock[0])
     first = wait_state(gw, "clock", "running")
 
     # killed mid-run: shown failed with the reason, started again, shown with its restart
@@ -146,10 +243,9 @@ def test_supervised_restarted_and_hot_reloaded(clock_gateway: GatewayProcess,
     assert gw.post("/clock clock.now").json()["reply"] == f"mcp: {FIXED_NOW} (UTC)"
 
     # a config edit adds a server (one that exits at once) and changes nothing else
+    web = mcp_api(gw)["web"]
     config = {**model_config(fake_model.url), "mcp_servers": {
-        "clock": clock_server(tmp_path / "clock.pid", offer_to_model=["now", "slow"],
-                              timeout="1s"),
-        "broken": clock_server(None, "--fail", "no licence key for the clock")}}
+        **base, "broken": clock_server(None, "--fail", "no licence key for the clock")}}
     write_config(gw.home, config)
     broken = wait_state(gw, "broken", "failed")
     assert broken["reason"] == "no licence key for the clock"
@@ -163,65 +259,31 @@ def test_supervised_restarted_and_hot_reloaded(clock_gateway: GatewayProcess,
                                                       "bad": {"url": "ftp://x"}}})
     problem = wait_until(lambda: skills_api(gw)["config_error"])
     assert "mcp_servers.bad" in problem and "url must be http:// or https://" in problem
-    assert set(mcp_api(gw)) == {"clock", "broken"}
+    assert set(mcp_api(gw)) == {"clock", "web", "nokey", "broken"}
 
-    # removing a server stops it; changing one restarts exactly that one
+    # removing servers stops them; offer_to_model alone applies without a restart
     write_config(gw.home, {**model_config(fake_model.url), "mcp_servers": {
-        "clock": clock_server(tmp_path / "clock.pid", offer_to_model=["now"], timeout="1s")}})
-    wait_until(lambda: set(mcp_api(gw)) == {"clock"})
-    assert mcp_api(gw)["clock"]["started"] == back["started"]  # offer_to_model alone: no restart
-    assert mcp_api(gw)["clock"]["offered"] == ["clock__now"]
+        "clock": {**base["clock"], "offer_to_model": ["now"]}, "web": base["web"]}})
+    wait_until(lambda: set(mcp_api(gw)) == {"clock", "web"})
+    now = mcp_api(gw)
+    assert now["clock"]["started"] == back["started"] and now["clock"]["offered"] == [
+        "clock__now"]
+    assert now["web"]["started"] == web["started"]
+
+    # a changed command restarts exactly that server
     write_config(gw.home, {**model_config(fake_model.url), "mcp_servers": {
-        "clock": clock_server(tmp_path / "clock.pid", "--token", "changed")}})
+        "clock": clock_server(tmp_path / "clock.pid", "--token", "changed"), "web": base["web"]}})
     wait_until(lambda: (s := mcp_api(gw)["clock"])["started"] != back["started"]
                and s["state"] == "running")
+    assert mcp_api(gw)["web"]["started"] == web["started"]
 
 
-@pytest.fixture
-def http_clock(tmp_path: Path) -> Iterator[str]:
-    """The clock over streamable HTTP on 127.0.0.1, wanting a bearer token."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, CLOCK, "--http", str(port), "--token",
-                             "s3cret-clock-token", "--pidfile", str(tmp_path / "http.pid")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/mcp"
-
-    def up() -> bool:
-        try:
-            return httpx.get(url, timeout=1).status_code == 401
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_until(up)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def test_a_streamable_http_server_with_a_secret_header(
-        home: Path, fake_model: FakeModelServer, http_clock: str,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MCP_CLOCK_TOKEN", "s3cret-clock-token")
-    gw = start_gateway(home, fake_model, {
-        "web": {"url": http_clock, "headers": {"Authorization": "Bearer ${MCP_CLOCK_TOKEN}"},
-                "offer_to_model": ["now"]},
-        "nokey": {"url": http_clock}})
-    try:
-        web = wait_state(gw, "web", "running")
-        assert web["transport"] == "http" and web["target"] == http_clock
-        nokey = wait_state(gw, "nokey", "failed")
-        assert nokey["reason"]
-        fake_model.tool_call_when(contains="time please", name="web__now", arguments={})
-        answered = gw.post("Time please").json()
-        assert answered["reply"] == f"tool said: {FIXED_NOW} (UTC)"
-        assert "nokey__now" not in {t["function"]["name"]
-                                    for t in fake_model.requests[-1]["body"]["tools"]}
-        assert gw.post('/clock web.echo {"text": "over http"}').json()["reply"] == \
-            "mcp: over http"
-        shown = json.dumps(mcp_api(gw)) + json.dumps(spans(gw, answered["id"]))
-        shown += run_cli(gw.home, "mcp", "list").stdout
-    finally:
-        gw.stop()
-    assert "s3cret-clock-token" not in shown + gw.log() + gw.output()
+def test_a_killed_gateway_leaves_no_mcp_process(gw: GatewayProcess, workdir: Path) -> None:
+    """Last in the module: the host ends when its pipe closes, and takes its servers along."""
+    host = wait_state(gw, "clock", "running")["host_pid"]
+    server = int((workdir / "clock.pid").read_text())
+    assert gw.proc is not None
+    gw.proc.kill()
+    gw.proc.wait()
+    assert_dead(host, 15)
+    assert_dead(server, 15)

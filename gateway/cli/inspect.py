@@ -1,5 +1,6 @@
 """`moltbot trace`, `logs`, `top`, `doctor`, `skills list`, `channels list` and `mcp list`:
-seeing what the gateway does, from the running gateway when there is one, else from the workspace."""
+seeing what the gateway does, from the running gateway when there is one, else from the
+workspace."""
 
 from __future__ import annotations
 

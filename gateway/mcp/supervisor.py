@@ -141,9 +141,9 @@ class HostProcess:
                 item: dict[str, Any] = json.loads(line)
             except ValueError:
                 continue
-            server = self.servers.get(str(item.get("server")))
-            if server is not None:
-                server.take(item)
+            named = self.servers.get(str(item.get("server")))
+            if named is not None:
+                named.take(item)
         self._up.clear()
         _close(proc.stdin)
         return f"exit code {proc.wait()}"
@@ -179,10 +179,9 @@ class ServerProcess:
             self.restarts += 1
         self._attempt += 1
         self.state, self.since, self.retry_at = "starting", time.time(), None
-        try:
+        # a host that is (re)starting starts every server itself once it is up
+        with contextlib.suppress(OSError):
             self.host.send({"op": "start", "server": self.name, "spec": self._spec()})
-        except OSError:
-            pass  # the host is (re)starting: it starts every server when it is up
 
     def stop(self) -> None:
         self._stopped.set()
