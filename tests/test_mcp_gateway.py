@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+import yaml
 
 from tests.conftest import (
     ROOT,
@@ -30,10 +31,12 @@ from tests.conftest import (
 )
 from tests.fakes.fake_model import FakeModelServer
 from tests.fakes.mcp_clock import FIXED_NOW
+from tests.test_chat_page_browser import browser  # noqa: F401  (the shared Chromium fixture)
 from tests.test_skills_gateway import skills_api, wait_until
 
 CLOCK = str(ROOT / "tests" / "fakes" / "mcp_clock.py")
 TOKEN = "s3cret-clock-token"
+OUTPUT = Path(__file__).parent / "output"
 
 SKILL = '''\
 import json
@@ -220,11 +223,39 @@ def test_a_streamable_http_server_with_a_secret_header(gw: GatewayProcess,
     assert "web__now" in offered and "nokey__now" not in offered  # down: not offered
     assert gw.post('/clock web.echo {"text": "over http"}').json()["reply"] == \
         "mcp: over http"
-    assert gw.post("/clock nokey.now").json()["reply"].startswith(
-        "failed: ToolError: nokey.now: the MCP server nokey is failed (")
+    down = gw.post("/clock nokey.now").json()["reply"]
+    assert down.startswith("failed: ToolError: nokey.now: the MCP server nokey is ")
+    assert "Server returned an error response (HTTP 401)" in down
     shown = json.dumps(mcp_api(gw)) + json.dumps(spans(gw, answered["id"]))
     shown += run_cli(gw.home, "mcp", "list").stdout + gw.log() + gw.output()
     assert TOKEN not in shown
+
+
+def test_the_console_shows_each_server(browser: object, gw: GatewayProcess) -> None:  # noqa: F811
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    wait_state(gw, "nokey", "failed")
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(f"{gw.url}/#token={gw.token}")
+        expect(page.locator("#shell")).to_be_visible()
+        page.click("nav a[data-page=skills]")
+        clock = page.locator("#sk-mcp tr[data-server=clock]")
+        expect(clock.locator(".badge")).to_have_text("running")
+        expect(clock).to_contain_text("now, echo, slow, boom")
+        expect(clock).to_contain_text("clock__now, clock__slow")
+        nokey = page.locator("#sk-mcp tr[data-server=nokey]")
+        expect(nokey.locator(".badge")).to_have_text("failed")
+        expect(nokey.locator(".reason")).to_contain_text("(HTTP 401)")
+        OUTPUT.mkdir(exist_ok=True)
+        page.locator("#sk-mcp").screenshot(path=str(OUTPUT / "console-mcp-servers.png"))
+    finally:
+        context.close()
+    assert not errors, errors
 
 
 def test_supervised_restarted_and_hot_reloaded(gw: GatewayProcess, workdir: Path,
@@ -278,9 +309,37 @@ def test_supervised_restarted_and_hot_reloaded(gw: GatewayProcess, workdir: Path
     assert mcp_api(gw)["web"]["started"] == web["started"]
 
 
-def test_a_killed_gateway_leaves_no_mcp_process(gw: GatewayProcess, workdir: Path) -> None:
+def readme_blocks() -> tuple[dict[str, Any], str]:
+    """The README's "Tool servers (MCP)" config snippet and example server, as written."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    part = text[text.index("### Tool servers (MCP)"):]
+    snippet = part[part.index("```yaml\n") + 8:]
+    server = part[part.index("```python\n") + 10:]
+    return yaml.safe_load(snippet[:snippet.index("```")]), server[:server.index("```")]
+
+
+def test_the_readme_example_runs_as_written(gw: GatewayProcess, model: FakeModelServer) -> None:
+    config, server = readme_blocks()
+    (gw.home / "tools").mkdir()
+    (gw.home / "tools" / "clock_server.py").write_text(server, encoding="utf-8")
+    write_config(gw.home, {**model_config(model.url), **config})
+    wait_until(lambda: set(mcp_api(gw)) == {"clock"} and mcp_api(gw)["clock"]["target"] ==
+               "python3 tools/clock_server.py" and mcp_api(gw)["clock"]["state"] == "running")
+    assert mcp_api(gw)["clock"]["offered"] == ["clock__now"]
+    reply = gw.post('/clock clock.now {"zone": "Asia/Shanghai"}').json()["reply"]
+    assert reply.startswith("mcp: 20") and reply.endswith("+08:00")
+
+
+def test_a_killed_gateway_leaves_no_mcp_process(gw: GatewayProcess, workdir: Path,
+                                                model: FakeModelServer,
+                                                http_clock: tuple[str, Any]) -> None:
     """Last in the module: the host ends when its pipe closes, and takes its servers along."""
-    host = wait_state(gw, "clock", "running")["host_pid"]
+    (workdir / "clock.pid").unlink()
+    write_config(gw.home, {**model_config(model.url), "mcp_servers": servers(
+        workdir, http_clock[0])})
+    wait_until(lambda: (workdir / "clock.pid").exists() and mcp_api(gw)["clock"]["state"] ==
+               "running")
+    host = wait_state(gw, "web", "running")["host_pid"]
     server = int((workdir / "clock.pid").read_text())
     assert gw.proc is not None
     gw.proc.kill()

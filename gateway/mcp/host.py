@@ -117,6 +117,11 @@ class Session:
         self.stderr: StderrTail | None = None
         self.client: Any = None
         self.calls: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.refused = ""  # the last HTTP error status: the SDK's error does not say it
+
+    async def saw_response(self, response: Any) -> None:
+        if response.status_code >= 400:
+            self.refused = f"HTTP {response.status_code}"
 
     def send(self, line: dict[str, Any]) -> None:
         self.out.send({"server": self.name, **line})
@@ -140,6 +145,7 @@ class Session:
             transport: Any = stdio_client(params, errlog=self.stderr.writer)
         else:
             http = create_mcp_http_client(headers=dict(self.spec.get("headers") or {}))
+            http.event_hooks["response"].append(self.saw_response)
             transport = streamable_http_client(self.spec["url"], http_client=http)
         return Client(transport, client_info=info, cache=None,
                       message_handler=self.on_message)
@@ -243,7 +249,8 @@ class Session:
                 return f"{what or 'it failed'}: {last}" if what else last
         if error is None:
             return what
-        return f"{what}: {reason(error)}" if what else reason(error)
+        found = reason(error) + (f" ({self.refused})" if self.refused else "")
+        return f"{what}: {found}" if what else found
 
 
 class Host:

@@ -274,6 +274,9 @@ class ServerProcess:
         return [str(t["name"]) for t in self.tools]
 
     def missing_offered(self) -> list[str]:
+        """`offer_to_model` names the server did not list (once it has listed its tools)."""
+        if self.started is None:
+            return []
         names = set(self.tool_names())
         return [n for n in self.config.offer_to_model if n not in names]
 
@@ -281,6 +284,8 @@ class ServerProcess:
         if self.state == "failed":
             wait = max(0.0, (self.retry_at or 0) - time.time())
             return f"failed ({self.reason}); it is started again in {wait:.0f}s"
+        if self.state == "starting" and self.reason:
+            return f"starting again (it failed: {self.reason})"
         return self.state
 
     def status(self) -> dict[str, Any]:

@@ -100,7 +100,7 @@ export function mount(main) {
         h("th", {}, t("mcp.offered")), h("th", {}, t("mcp.restarts")))),
       h("tbody", {}, rows.map((r) => h("tr", {"data-server": r.name},
         h("td", {}, h("strong", {}, r.name), h("div.muted", {}, `${r.transport}: `, breakable(r.target || "", "/"))),
-        h("td", {}, h(badge[r.state] || "span.badge", {}, t(`mcp.${r.state}`)), r.reason ? h("div.error-text", {}, r.reason) : null),
+        h("td", {}, h(badge[r.state] || "span.badge", {}, t(`mcp.${r.state}`)), r.reason ? h("div.error-text.reason", {}, r.reason) : null),
         h("td", {}, r.tools.join(", ") || "–"),
         h("td", {}, r.offered.join(", ") || "–", r.missing.length ? h("div.error-text", {}, t("mcp.missing", r.missing.join(", "))) : null),
         h("td", {}, String(r.restarts))))))) : empty(t("mcp.none")));
