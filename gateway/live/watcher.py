@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from gateway.common.backoff import Backoff
+
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 10.0  # seconds for the child to import watchdog and watch every folder
@@ -72,14 +74,13 @@ class FileWatcher:
         self.status = "stopped"
 
     def _run(self) -> None:
-        failures = 0
+        backoff = Backoff(MAX_BACKOFF)
         while not self._stopped.is_set():
             started = time.monotonic()
             why = self._watch_once()
             if self._stopped.is_set():
                 return
-            failures = 1 if time.monotonic() - started > 60 else failures + 1
-            delay = min(MAX_BACKOFF, 2.0 ** (failures - 1))
+            delay = backoff.after(time.monotonic() - started)
             self.status = f"restarting in {delay:.0f}s: {why}"
             log.warning("the file watcher stopped (%s); starting it again in %.0fs", why, delay)
             if self._stopped.wait(delay):

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import __version__
+from gateway.common.backoff import Backoff
 from gateway.mcp.names import function_name, split_skill_name
 from gateway.mcp.options import McpServerConfig
 from gateway.observe.redact import mask_urls
@@ -43,7 +44,6 @@ from gateway.tools.base import ToolError
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 30.0
-STEADY = 60.0  # seconds of running after which a failure starts the backoff at 1 s again
 STOP_WAIT = 3.0
 REPLY_MARGIN = 5.0  # the child times a call out itself; the gateway waits this much longer
 CONNECTION = ("command", "url", "headers", "env")  # what a restart is needed for
@@ -106,14 +106,13 @@ class HostProcess:
         return self._proc.pid if self._proc is not None and self._up.is_set() else None
 
     def _run(self) -> None:
-        failures = 0
+        backoff = Backoff(MAX_BACKOFF)
         while not self._stopped.is_set():
             started = time.monotonic()
             why = self._run_once()
             if self._stopped.is_set():
                 return
-            failures = 1 if time.monotonic() - started > STEADY else failures + 1
-            delay = min(MAX_BACKOFF, 2.0 ** (failures - 1))
+            delay = backoff.after(time.monotonic() - started)
             self.state, self.reason = "failed", why
             log.warning("the MCP host process ended (%s); starting it again in %.0fs", why,
                         delay)
@@ -164,7 +163,7 @@ class ServerProcess:
         self.since = time.time()
         self.started: float | None = None  # when it last became ready
         self.retry_at: float | None = None
-        self._failures = 0
+        self._backoff = Backoff(MAX_BACKOFF)
         self._pending: dict[int, _Pending] = {}
         self._ids = itertools.count(1)
         self._stopped = threading.Event()
@@ -195,8 +194,7 @@ class ServerProcess:
         if self._stopped.is_set():
             return
         ran = time.time() - self.started if self.state == "running" and self.started else 0
-        self._failures = 1 if ran > STEADY else self._failures + 1
-        wait = delay if delay is not None else min(MAX_BACKOFF, 2.0 ** (self._failures - 1))
+        wait = delay if delay is not None else self._backoff.after(ran)
         self.state, self.reason, self.since = "failed", why, time.time()
         self.retry_at = time.time() + wait
         self._fail_pending(f"the server went away: {why}")
