@@ -80,7 +80,7 @@ def servers(workdir: Path, http_url: str) -> dict[str, Any]:
     """The stdio clock (offered to the model, a 1 s timeout), the HTTP clock with its token
     from the environment, and the HTTP clock without it."""
     return {"clock": clock_server(workdir / "clock.pid", offer_to_model=["now", "slow"],
-                                  timeout="1s"),
+                                  timeout="1s", env={"CLOCK_NOTE": "from config.yaml"}),
             "web": {"url": http_url, "offer_to_model": ["now"],
                     "headers": {"Authorization": "Bearer ${MCP_CLOCK_TOKEN}"}},
             "nokey": {"url": http_url, "offer_to_model": ["now"]}}
@@ -163,7 +163,7 @@ def test_the_model_and_a_skill_call_a_stdio_server(gw: GatewayProcess,
                                                   model: FakeModelServer) -> None:
     fake_model = model
     clock = wait_state(gw, "clock", "running")
-    assert clock["tools"] == ["now", "echo", "slow", "boom"]
+    assert clock["tools"] == ["now", "echo", "slow", "getenv", "boom"]
     assert clock["offered"] == ["clock__now", "clock__slow"] and clock["restarts"] == 0
 
     # the model is offered clock__now, calls it, and its answer uses what the tool said
@@ -184,6 +184,11 @@ def test_the_model_and_a_skill_call_a_stdio_server(gw: GatewayProcess,
     assert echoed["reply"] == "mcp: hello mcp"
     span = next(s for s in spans(gw, echoed["id"]) if s["step"] == "tool:clock.echo")
     assert span["outcome"] == "ok" and "hello mcp" in span["detail"]
+    # a stdio server gets its own env, never the rest of the gateway's environment
+    assert gw.post('/clock clock.getenv {"name": "CLOCK_NOTE"}').json()["reply"] == \
+        "mcp: from config.yaml"
+    assert gw.post('/clock clock.getenv {"name": "MCP_CLOCK_TOKEN"}').json()["reply"] == \
+        "mcp: (unset)"
     assert gw.post("/clock clock.boom").json()["reply"] == \
         "failed: ToolError: clock.boom failed: Error executing tool boom: the clock broke"
     assert gw.post("/clock clock.nope").json()["reply"].startswith(
@@ -206,7 +211,7 @@ def test_the_model_and_a_skill_call_a_stdio_server(gw: GatewayProcess,
     listed = run_cli(gw.home, "mcp", "list")
     assert listed.returncode == 0, listed.stderr
     assert "clock" in listed.stdout and "running" in listed.stdout
-    assert "tools: now, echo, slow, boom" in listed.stdout
+    assert "tools: now, echo, slow, getenv, boom" in listed.stdout
     assert "model: clock__now, clock__slow; restarts: 0" in listed.stdout
 
 
@@ -246,7 +251,7 @@ def test_the_console_shows_each_server(browser: object, gw: GatewayProcess) -> N
         page.click("nav a[data-page=skills]")
         clock = page.locator("#sk-mcp tr[data-server=clock]")
         expect(clock.locator(".badge")).to_have_text("running")
-        expect(clock).to_contain_text("now, echo, slow, boom")
+        expect(clock).to_contain_text("now, echo, slow, getenv, boom")
         expect(clock).to_contain_text("clock__now, clock__slow")
         nokey = page.locator("#sk-mcp tr[data-server=nokey]")
         expect(nokey.locator(".badge")).to_have_text("failed")

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +13,7 @@ from gateway.common.options import ConfigError
 from gateway.config import parse_config
 from gateway.mcp.names import function_name, split_skill_name
 from gateway.observe.audit import config_changes
+from tests.conftest import run_cli, write_config
 
 FUNCTION = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what function-calling APIs accept
 
@@ -77,3 +80,15 @@ def test_header_and_env_values_are_never_shown(monkeypatch: pytest.MonkeyPatch) 
     refused = problems({"c": {"url": "http://a/mcp",
                               "headers": {"Authorization": ["${CLOCK_TOKEN}"]}}})
     assert "s3cret" not in refused and "mcp_servers.c.headers.Authorization" in refused
+
+
+def test_mcp_list_without_a_running_gateway(tmp_path: Path) -> None:
+    home = tmp_path / "ai-gateway"
+    write_config(home, {"mcp_servers": {"clock": {"command": ["python3", "clock.py"]}}})
+    listed = run_cli(home, "mcp", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "clock          stdio stopped (the gateway is not running)" in listed.stdout
+    as_json = json.loads(run_cli(home, "mcp", "list", "--json").stdout)
+    assert as_json["servers"][0]["state"] == "stopped"
+    write_config(home, {})
+    assert "No MCP servers: add them under mcp_servers:" in run_cli(home, "mcp", "list").stdout

@@ -7,7 +7,8 @@ MCP child uses as a client): a clock whose answers the tests can predict.
     python tests/fakes/mcp_clock.py --fail "why"          # says why on stderr, exits at once
 
 Tools: `now` (a fixed time, so a test can find it in the answer), `echo`, `slow` (sleeps the
-seconds it is given: the time-out test) and `boom` (a tool error).
+seconds it is given: the time-out test), `getenv` (what the server's environment holds) and
+`boom` (a tool error).
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ def build_server() -> Any:
     async def slow(seconds: float = 60.0) -> str:
         await asyncio.sleep(seconds)
         return "slept"
+
+    @server.tool(description="An environment variable of the server, or '(unset)'.")
+    def getenv(name: str) -> str:
+        return os.environ.get(name, "(unset)")
 
     @server.tool(description="Always fails.")
     def boom() -> str:
