@@ -32,11 +32,18 @@ from collections import deque
 from typing import IO, Any
 
 import anyio
+import httpx2  # the SDK's own HTTP client
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+from mcp_types import Implementation, ToolListChangedNotification
 
 PROBE_INTERVAL = 30.0  # seconds between liveness checks of an idle server (a tools listing)
 PROBE_TIMEOUT = 15.0
 INIT_TIMEOUT = 30.0
 STDERR_LINES = 20  # the last lines of a stdio server's stderr kept for the failure reason
+HTTP_TIMEOUT, HTTP_READ_TIMEOUT = 30.0, 300.0  # what the SDK's own HTTP client uses
 
 
 class ServerGone(Exception):
@@ -118,6 +125,7 @@ class Session:
         self.client: Any = None
         self.calls: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.refused = ""  # the last HTTP error status: the SDK's error does not say it
+        self.http: Any = None  # an HTTP server's client, closed with the session
 
     async def saw_response(self, response: Any) -> None:
         if response.status_code >= 400:
@@ -127,12 +135,6 @@ class Session:
         self.out.send({"server": self.name, **line})
 
     def build_client(self) -> Any:
-        from mcp import Client
-        from mcp.client.stdio import StdioServerParameters
-        from mcp.client.streamable_http import streamable_http_client
-        from mcp.shared._httpx_utils import create_mcp_http_client
-        from mcp_types import Implementation
-
         info = Implementation(name="moltbot", version=str(self.spec.get("version") or "0"))
         if self.spec.get("command"):
             command = list(self.spec["command"])
@@ -140,21 +142,19 @@ class Session:
             params = StdioServerParameters(command=command[0], args=command[1:],
                                            env=dict(self.spec.get("env") or {}),
                                            cwd=self.spec.get("cwd"))
-            from mcp.client.stdio import stdio_client
-
             transport: Any = stdio_client(params, errlog=self.stderr.writer)
         else:
-            http = create_mcp_http_client(headers=dict(self.spec.get("headers") or {}))
-            http.event_hooks["response"].append(self.saw_response)
-            transport = streamable_http_client(self.spec["url"], http_client=http)
+            self.http = httpx2.AsyncClient(
+                headers=dict(self.spec.get("headers") or {}),
+                timeout=httpx2.Timeout(HTTP_TIMEOUT, read=HTTP_READ_TIMEOUT),
+                event_hooks={"response": [self.saw_response]})
+            transport = streamable_http_client(self.spec["url"], http_client=self.http)
         return Client(transport, client_info=info, cache=None,
                       message_handler=self.on_message)
 
     async def on_message(self, message: Any) -> None:
-        from mcp_types import ServerNotification, ToolListChangedNotification
-
-        if isinstance(message, ServerNotification) and isinstance(
-                getattr(message, "root", message), ToolListChangedNotification):
+        """The server's tool list changed: the gateway offers what it lists now."""
+        if isinstance(getattr(message, "root", message), ToolListChangedNotification):
             self.send({"tools": await self.list_tools()})
 
     async def list_tools(self) -> list[dict[str, Any]]:
@@ -171,6 +171,15 @@ class Session:
         """Connect, say ready, answer calls until cancelled; raise ServerGone when the
         server cannot go on."""
         self.client = self.build_client()
+        try:
+            await self.connect_and_serve()
+        finally:
+            self.close_stderr()
+            if self.http is not None:
+                with contextlib.suppress(Exception):
+                    await self.http.aclose()
+
+    async def connect_and_serve(self) -> None:
         ready = False
         # the deadline covers the start only: it is lifted once the server answered
         with anyio.CancelScope(deadline=anyio.current_time() + INIT_TIMEOUT) as start:
@@ -191,8 +200,7 @@ class Session:
                                             f"{INIT_TIMEOUT:.0f}s"))
 
     async def serve(self, tools: list[dict[str, Any]]) -> None:
-        if self.stderr is not None:
-            self.stderr.writer.close()  # the server holds its own copy: its end is our EOF
+        self.close_stderr()
         info = self.client.server_info
         self.send({"ready": True, "tools": tools,
                    "info": f"{info.name} {info.version}".strip() if info else ""})
@@ -216,8 +224,6 @@ class Session:
                 raise ServerGone(self.why(e, "it stopped answering")) from e
 
     async def answer(self, call: dict[str, Any]) -> None:
-        from mcp.shared.exceptions import MCPError
-
         call_id = call.get("id")
         timeout = float(call.get("timeout") or 30)
         try:
@@ -240,9 +246,16 @@ class Session:
         self.send({"id": call_id, "text": call_text(result),
                        "is_error": bool(result.is_error)})
 
+    def close_stderr(self) -> None:
+        """Our copy of the stderr pipe's write end: the server holds its own, so once ours is
+        closed, the pipe's end is the server's end (and no descriptor is left behind)."""
+        if self.stderr is not None:
+            self.stderr.writer.close()
+
     def why(self, error: BaseException | None, what: str = "") -> str:
         """The failure as the owner reads it: a stdio server's last stderr line says most."""
         if self.stderr is not None:
+            self.close_stderr()
             self.stderr.ended.wait(1.0)  # let its last words arrive
             last = self.stderr.last()
             if last:
