@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway import __version__
-from gateway.common.backoff import Backoff
+from gateway.common.backoff import Backoff, keep_running
+from gateway.common.process import json_lines
 from gateway.mcp.names import function_name, split_skill_name
 from gateway.mcp.options import McpServerConfig
 from gateway.observe.redact import mask_urls
@@ -106,20 +107,13 @@ class HostProcess:
         return self._proc.pid if self._proc is not None and self._up.is_set() else None
 
     def _run(self) -> None:
-        backoff = Backoff(MAX_BACKOFF)
-        while not self._stopped.is_set():
-            started = time.monotonic()
-            why = self._run_once()
-            if self._stopped.is_set():
-                return
-            delay = backoff.after(time.monotonic() - started)
-            self.state, self.reason = "failed", why
-            log.warning("the MCP host process ended (%s); starting it again in %.0fs", why,
-                        delay)
-            for server in list(self.servers.values()):
-                server.failed(f"the MCP host process ended ({why})", delay)
-            if self._stopped.wait(delay):
-                return
+        keep_running(self._run_once, self._stopped, MAX_BACKOFF, self._ended)
+
+    def _ended(self, why: str, delay: float) -> None:
+        self.state, self.reason = "failed", why
+        log.warning("the MCP host process ended (%s); starting it again in %.0fs", why, delay)
+        for server in list(self.servers.values()):
+            server.failed(f"the MCP host process ended ({why})", delay)
 
     def _run_once(self) -> str:
         try:
@@ -135,11 +129,7 @@ class HostProcess:
         for server in list(self.servers.values()):
             server.begin()
         assert proc.stdout is not None
-        for line in proc.stdout:
-            try:
-                item: dict[str, Any] = json.loads(line)
-            except ValueError:
-                continue
+        for item in json_lines(proc.stdout):
             named = self.servers.get(str(item.get("server")))
             if named is not None:
                 named.take(item)
