@@ -815,6 +815,81 @@ def bench_recall(args: argparse.Namespace, st: Stack) -> None:
         print("\nmissed (not in the top 3, or not sent to the model):\n" + "\n".join(misses))
 
 
+# ------------------------------------------------------------------------------- memory
+def bench_memory(args: argparse.Namespace, st: Stack) -> None:
+    """Memory recall: facts told over several sessions, asked about 1-50 turns later."""
+    from gateway.assistant.memory import Memory
+    from gateway.assistant.memory_index import MemoryIndex
+    from gateway.core.store import Store
+    from gateway.knowledge import estimate_tokens
+
+    cases = yaml.safe_load((FIXTURES / "memory.yaml").read_text("utf-8"))
+    rng = random.Random(18)
+    sessions, per_session, budget = 5, 40, 2048  # gateway.context_tokens' default
+    turn_cost = estimate_tokens("How was the meeting today? " * 3) + estimate_tokens(
+        "It went well; here is what was decided and what is left to do. " * 6)
+    fits = max(1, budget // turn_cost)  # turns of a plain chat that fit in the context
+    folder = st.tmp
+    store = Store(f"sqlite:///{folder / 'db.sqlite'}")
+    memory = Memory(folder / "memory", MemoryIndex(store))
+    events: list[tuple[int, int, str, str, str, int]] = []  # turn, order, kind, lang, text, told
+    facts = [(lang, c) for lang in ("en", "zh") for c in cases[lang]]
+    told_at = rng.sample(range(sessions * per_session - 50), len(facts))
+    for (lang, case), told in zip(facts, told_at, strict=True):
+        events.append((told, 0, "tell", lang, case["fact"], told))
+        for i, question in enumerate(case["ask"]):
+            events.append((told + rng.randint(1, 50), 1, "ask" + ("" if i == 0 else "+"),
+                           lang, question, told))
+    answers = {c["fact"]: c["fact"] for _, c in facts}
+    wanted = {q: c["fact"] for _, c in facts for q in c["ask"]}
+    rows: dict[str, list[float]] = {}
+    latencies: list[float] = []
+    misses: list[str] = []
+    for turn, _, kind, lang, text, told in sorted(events):
+        if kind == "tell":
+            memory.remember("owner", answers[text], 100_000)
+            continue
+        began = time.perf_counter()
+        given = [f.fact.text for f in memory.recall("owner", text, 5)]  # memory.recall
+        latencies.append((time.perf_counter() - began) * 1000)
+        found = [f.fact.text for f in memory.recall("owner", text, 3)]
+        distance = turn - told
+        in_history = turn // per_session == told // per_session and distance <= fits
+        hit = [found[:1] == [wanted[text]], wanted[text] in found, wanted[text] in given,
+               in_history]
+        for key in (f"{lang} {'as told' if kind == 'ask' else 'paraphrased'}",
+                    f"{lang} {'1-10' if distance <= 10 else '11-25' if distance <= 25 else '26-50'}"
+                    " turns earlier", "all"):
+            rows.setdefault(key, [0, 0, 0, 0, 0])
+            rows[key] = [a + b for a, b in zip(rows[key], [1, *hit], strict=True)]
+        if wanted[text] not in found:
+            misses.append(f"- {text!r}: wanted {wanted[text]!r}, top 3 {found}")
+    print(f"{len(facts)} facts told over {sessions} sessions of {per_session} turns; each "
+          f"question asked 1-50 turns after its fact; without memory a fact is in the context "
+          f"only in its own session and within the last {fits} turns ({budget} tokens)\n")
+    table(["questions", "n", "recall@1", "recall@3", "given (@5)", "in history alone"],
+          [[name, int(n), *(f"{x / n:.2f}" for x in hit)] for name, (n, *hit) in
+           sorted(rows.items(), key=lambda kv: (kv[0] == "all", kv[0]))])
+    many = Memory(folder / "many", MemoryIndex(store))
+    for i in range(1000):
+        words = WORDS["knowledge"]["en_words" if i % 2 else "zh_words"]
+        many.remember("many", " ".join(rng.sample(words, 8)) + f" {i}", 100_000)
+    big: list[float] = []
+    for question in wanted:
+        began = time.perf_counter()
+        many.recall("many", question, 3)
+        big.append((time.perf_counter() - began) * 1000)
+    print()
+    table(["recall per message", "facts", "p50 ms", "p95 ms", "max ms"],
+          [["this owner", len(facts), fmt(percentile(latencies, 50)),
+            fmt(percentile(latencies, 95)), fmt(max(latencies))],
+           ["an owner with many facts", 1000, fmt(percentile(big, 50)),
+            fmt(percentile(big, 95)), fmt(max(big))]])
+    if args.misses:
+        print("\nmissed (not in the top 3):\n" + "\n".join(misses))
+    store.close()
+
+
 # ------------------------------------------------------------------------------- loop libraries
 def bench_loop_libraries(args: argparse.Namespace, st: Stack) -> None:
     """Each library the gateway uses under `patch_all(queue=False)` (tests/loopprobe.py)."""
@@ -1056,7 +1131,8 @@ def statistics_median(values: list[float]) -> float:
 SECTIONS: dict[str, Callable[[argparse.Namespace, Stack], None]] = {
     "gateway": bench_gateway, "skills": bench_skills, "knowledge": bench_knowledge,
     "overhead": bench_overhead, "recall": bench_recall, "loop-libraries": bench_loop_libraries,
-    "metrics": bench_metrics, "console-record": bench_console_record, "mcp": bench_mcp}
+    "metrics": bench_metrics, "console-record": bench_console_record, "memory": bench_memory,
+    "mcp": bench_mcp}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1070,6 +1146,7 @@ def main(argv: list[str] | None = None) -> int:
                        "1,000)"})],
         "skills": [keep], "knowledge": [("passages", count), ("queries", count)],
         "recall": [("--misses", {**flag, "help": "list every question that missed"})],
+        "memory": [("--misses", {**flag, "help": "list every question that missed"})],
         "loop-libraries": [("names", {"nargs": "*", "help": "only these probes"}),
                            ("--store-cost", flag)],
         "metrics": [("messages", count)], "console-record": [("messages", count)]}

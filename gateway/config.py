@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from gateway.assistant.options import MemoryConfig
 from gateway.common.options import (
     ConfigError,
     Duration,
@@ -119,6 +120,7 @@ class Config(Section):
     skills: SkillsConfig = Field(default_factory=SkillsConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
     mcp_servers: McpServers = Field(default_factory=dict)  # MCP tool servers (gateway.mcp)
     # each value that `${ENV}`/`${keyring:...}` filled in -> the text as written, so that a
     # later check (channel options) can name the reference instead of echoing the secret

@@ -48,8 +48,8 @@ def test_http_message_gets_reply_and_is_traceable(gateway: GatewayProcess,
     trace = run_cli(gateway.home, "trace", body["id"])
     assert trace.returncode == 0, trace.stderr
     steps = [line.split()[0] for line in trace.stdout.splitlines()[1:]]
-    assert steps == ["guard", "store", "queue", "session", "route", "knowledge", "context",
-                     "model"]
+    assert steps == ["guard", "store", "queue", "session", "route", "knowledge", "memory",
+                     "context", "model"]
     assert f"via {fake_model.url}" in trace.stdout
     assert f"msg_id={body['id']}" in gateway.log()
     api = f"{gateway.url}/api/v1/messages/{body['id']}/trace"

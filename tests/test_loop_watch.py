@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import httpx
 import pytest
 
 from gateway.common.workspace import Workspace
-from gateway.observe.loopwatch import read_blocks
+from gateway.observe.loopwatch import Block, is_starved, read_blocks, summarize, thread_state
 from tests.conftest import GatewayProcess, free_port, model_config, run_cli, write_config
 
 pytestmark = pytest.mark.blocks_loop
@@ -64,7 +65,8 @@ def test_a_start_that_never_answers_says_where_it_hangs_and_frees_the_port(
         home: Path, fake_model) -> None:
     write_config(home, model_config(fake_model.url))
     port = free_port()
-    result = run_cli(home, "gateway", "start", "--port", str(port), "--wait", "3",
+    # 8 s: on a busy machine the imports alone take 3 s before the fault blocks the start
+    result = run_cli(home, "gateway", "start", "--port", str(port), "--wait", "8",
                      env={"MOLTBOT_TEST_FAULTS": "block-start=60"})
     assert result.returncode == 1
     assert "did not answer" in result.stderr and "was stopped" in result.stderr
@@ -82,3 +84,51 @@ def test_a_first_chinese_question_does_not_load_jieba_on_the_loop(gateway) -> No
     blocks = read_blocks(Workspace(gateway.home).loop_report_path(gateway.port),
                          gateway.proc.pid)
     assert not [b for b in blocks if "jieba" in b.stack], [b.describe() for b in blocks]
+
+
+def test_a_loop_waiting_or_running_in_c_is_a_block_and_one_left_without_cpu_is_starved(
+) -> None:
+    """The kernel's view of a real thread: one waiting in C is `S`, one running is `R` with
+    its CPU time growing with the wall clock; only runnable without CPU is starvation."""
+    done = threading.Event()
+    ids: dict[str, int] = {}
+
+    def wait() -> None:
+        ids["waiting"] = threading.get_native_id()
+        done.wait()
+
+    def spin() -> None:
+        ids["running"] = threading.get_native_id()
+        ids["clock"] = time.pthread_getcpuclockid(threading.get_ident())
+        while not done.is_set():
+            sum(range(1000))
+
+    threads = [threading.Thread(target=t) for t in (wait, spin)]
+    for t in threads:
+        t.start()
+    try:
+        wait_for(lambda: len(ids) == 3)
+        wait_for(lambda: thread_state(ids["waiting"]) == "S")
+        cpu = time.clock_gettime(ids["clock"])
+        time.sleep(0.3)
+        used = time.clock_gettime(ids["clock"]) - cpu
+        assert not is_starved("S", 0.0, 1.0)  # waiting in C: a block, whatever the CPU
+        # the spinning thread had its share of 2 cores (unless the machine is very busy)
+        assert thread_state(ids["running"]) in ("R", "S")  # S: waiting for the GIL
+        assert used > 0
+    finally:
+        done.set()
+        for t in threads:
+            t.join()
+    assert is_starved("R", 0.01, 1.0) and not is_starved("R", 0.5, 1.0)
+    assert thread_state(2**22 + 12345) is None  # no such thread
+
+
+def test_status_counts_starvation_apart_from_blocks() -> None:
+    blocked = Block(1, 1, time.time(), "main", "  File x\n", 1.5)
+    starved = Block(1, 2, time.time(), "main", "  File y\n", 0.8, starved=True)
+    assert summarize([starved]) == \
+        "event loop got almost no CPU 1 time(s) (the machine was busy)"
+    both = summarize([blocked, starved])
+    assert both.startswith("event loop blocked 1 time(s), longest 1.50s")
+    assert both.endswith("\nIt also got almost no CPU 1 time(s) (the machine was busy).")

@@ -13,6 +13,7 @@ import pytest
 
 from gateway.common.workspace import Workspace
 from gateway.config import parse_config
+from gateway.core.builtins import Builtins, Command, CommandError
 from gateway.core.chat import ChatResponder
 from gateway.core.execute import Executor
 from gateway.core.message import Message
@@ -24,6 +25,7 @@ from gateway.server.app import settings_for
 from gateway.skills.catalog import SkillSet
 from gateway.skills.errors import SkillError
 from gateway.skills.handlers import SkillHandler, SkillResult
+from gateway.tools.base import Tool
 from moltbot_sdk.skill import HandlerSpec
 from tests.conftest import model_config
 from tests.fakes.fake_model import FakeModelServer
@@ -211,3 +213,37 @@ def test_a_failing_skill_tells_the_sender_little_and_the_trace_much(
     assert reply.text == f"skill weather failed with exit code 1 (msg_id {reply.msg_id})."
     skill = next(s for s in process.store.get_trace(reply.msg_id) if s.step == "skill")
     assert skill.outcome == "error" and "id_rsa unreadable" in skill.detail
+
+
+class Noted(Tool):
+    """A tool made for one sender, as the memory and reminder tools are."""
+
+    def __init__(self, sender: str) -> None:
+        self.name, self.description, self.sender = "note", "note something", sender
+        self.parameters = {"type": "object", "properties": {"text": {"type": "string"}}}
+
+    def call(self, arguments: dict[str, Any]) -> str:
+        return f"noted for {self.sender}: {arguments.get('text')}"
+
+
+def test_the_gateways_own_commands_and_tools_reach_the_router_the_help_and_the_model(
+        process: Process, fake_model: FakeModelServer) -> None:
+    pipeline = make_pipeline(process, model_config(fake_model.url))
+
+    def remember(msg: Message, args: str, settings: Any) -> str:
+        if not args:
+            raise CommandError("Say what to remember: /remember <fact>")
+        return f"{msg.sender} said {args}"
+
+    pipeline.use_builtins(Builtins.of(
+        [Command("remember", "keep a fact", remember)],
+        [lambda msg, settings: {} if msg.sender == "stranger" else {"note": Noted(msg.sender)}]))
+    assert pipeline.handle(message("/Remember tea"), TOKEN).text == "ada said tea"
+    assert pipeline.handle(message("/remember"), TOKEN).text == \
+        "Say what to remember: /remember <fact>"
+    assert "/remember - keep a fact" in pipeline.handle(message("/help"), TOKEN).text
+    fake_model.tool_call_when(contains="jot", name="note", arguments={"text": "milk"})
+    assert pipeline.handle(message("jot milk"), TOKEN).text == "tool said: noted for ada: milk"
+    # a sender the maker gives no tool to: the model is not offered it, so it never calls it
+    assert pipeline.handle(message("jot milk", sender="stranger"), TOKEN).text == \
+        "echo: jot milk"

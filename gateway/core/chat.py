@@ -16,13 +16,14 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.core.context import build_messages, fit_client_messages
 from gateway.core.files_for_model import view_for_model
 from gateway.core.grounding import find_passages, grounding_prompt, sources_line
-from gateway.core.message import ModelInput, Trace
+from gateway.core.message import Message, ModelInput, Trace
 from gateway.core.sessions import SessionManager
+from gateway.core.settings import Settings
 from gateway.core.turn import Turn
 from gateway.knowledge import KnowledgeBase, estimate_tokens
 from gateway.models.base import Cancelled, ModelError, ModelResult, NoModelAvailable
@@ -50,12 +51,28 @@ class ChatOutcome:
     tool_calls: tuple[dict[str, Any], ...] = ()
 
 
+class Memory(Protocol):
+    """What the assistant's memory adds to a chat (`gateway.assistant`, handed in by the
+    composition root): the owner's facts for this message, and a summary of the session's
+    turns that no longer fit (each returns the text for the model, "" for none, and the trace
+    detail); `summarise` may start writing a summary of `left_out` for a later message."""
+
+    def recall(self, msg: Message, settings: Settings, text: str,
+               budget: int) -> tuple[str, str]: ...
+
+    def summary(self, settings: Settings, session_id: str) -> tuple[str, str]: ...
+
+    def summarise(self, turn: Turn, pool: ModelPool, session_id: str,
+                  left_out: list[tuple[str, str]]) -> str: ...
+
+
 class ChatResponder:
     def __init__(self, sessions: SessionManager, knowledge: KnowledgeBase | None,
-                 workspace: Path | None = None) -> None:
+                 workspace: Path | None = None, memory: Memory | None = None) -> None:
         self.sessions = sessions
         self.knowledge = knowledge
         self.workspace = workspace or Path.cwd()  # where a message's files are kept
+        self.memory = memory
 
     def answer(self, turn: Turn, pool: ModelPool, text: str, session_id: str) -> ChatOutcome:
         trace, settings, skills, files = turn.trace, turn.settings, turn.skills, turn.msg.files
@@ -70,9 +87,11 @@ class ChatResponder:
                                     for p in passages) or "no passage matched"
         root = self.knowledge.folder.parent if self.knowledge else None
         client = turn.msg.client_context
+        recalled = self._recall(turn, text, session_id, context_tokens // 8)
         with trace.step("context") as span:
             budget = max(256, context_tokens - sum(estimate_tokens(p.passage.text)
-                                                   for p in passages))
+                                                   for p in passages) - estimate_tokens(
+                "".join(recalled)))
             if client is not None:  # the client keeps the conversation: it is the context
                 messages, left_out = fit_client_messages(client.messages, budget)
                 span.detail = (f"{len(client.messages) - left_out} of {len(client.messages)} "
@@ -81,14 +100,21 @@ class ChatResponder:
                 history = self.sessions.history(session_id, settings.sessions)
                 messages = build_messages(history, view.text, budget)
                 messages[-1] = view.user_turn()
-                span.detail = f"{(len(messages) - 2) // 2} of {len(history)} turns" + (
+                kept = (len(messages) - 2) // 2
+                span.detail = f"{kept} of {len(history)} turns" + (
                     f", {len(files)} file(s)" if files else "")
+                if self.memory is not None and kept < len(history):
+                    span.detail += "; " + self.memory.summarise(
+                        turn, pool, session_id, history[:len(history) - kept])
+            for part in recalled:  # the summary of older turns, the owner's facts
+                at = next((i for i, m in enumerate(messages) if m["role"] != "system"), 0)
+                messages.insert(at, {"role": "system", "content": part})
             if passages and root is not None:
                 at = next((i for i, m in enumerate(messages) if m["role"] != "system"),
                           len(messages))
                 messages.insert(at, {"role": "system",
                                      "content": grounding_prompt(passages, root)})
-        tools = settings.model_tools
+        tools = {**settings.model_tools, **turn.builtins.tools_for(turn.msg, settings)}
         theirs = {t["function"]["name"] for t in client.tools} if client else set()
         ours = {h.intent for h in skills.handlers} | set(tools)
         if theirs & ours:
@@ -122,6 +148,24 @@ class ChatResponder:
         if suffix and turn.on_delta:
             turn.on_delta(suffix)
         return ChatOutcome(text=reply + suffix)
+
+    def _recall(self, turn: Turn, text: str, session_id: str, budget: int) -> list[str]:
+        """The owner's facts and the session's summary for the model ([] without memory);
+        a failure of memory is traced and logged, never the message's failure."""
+        if self.memory is None:
+            return []
+        parts = []
+        with turn.trace.step("memory") as span:
+            try:
+                facts, span.detail = self.memory.recall(turn.msg, turn.settings, text, budget)
+                summary, said = (self.memory.summary(turn.settings, session_id) if
+                                 turn.msg.client_context is None else ("", ""))
+                span.detail += f"; {said}" if said else ""
+                parts = [p for p in (summary, facts) if p]
+            except Exception as e:
+                log.exception("msg_id=%s memory failed; answering without it", turn.msg.id)
+                span.outcome, span.detail = "error", redact(f"{type(e).__name__}: {e}")[:300]
+        return parts
 
     def _call_model(self, turn: Turn, pool: ModelPool, messages: list[dict[str, Any]],
                     offered: list[dict[str, Any]]) -> ModelResult | ChatOutcome:

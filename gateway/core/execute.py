@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.core.builtins import CommandError
 from gateway.core.chat import ChatResponder
-from gateway.core.message import Attachment, Message
+from gateway.core.message import Attachment
 from gateway.core.router import Route, chosen_by_model, help_text
 from gateway.core.sessions import Session, SessionManager
 from gateway.core.skill_files import ReplyFileRefused, for_skill, reply_files
 from gateway.core.turn import Turn
 from gateway.observe.redact import redact
-from gateway.skills.catalog import SkillSet
 from gateway.skills.errors import SkillError
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class Executor:
 
     def run(self, turn: Turn, chosen: Route, session: Session) -> Outcome:
         if chosen.kind == "command":
-            return self._command(turn.msg, chosen, session, turn.skills)
+            return self._command(turn, chosen, session)
         if chosen.kind == "skill" and chosen.handler is not None:
             return self._skill(turn, chosen, session)
         pool = turn.settings.models.get(turn.model or "")
@@ -72,13 +72,20 @@ class Executor:
             return Outcome(chosen, session, sentence, code)
         return Outcome(chosen, session, answer.text, tool_calls=answer.tool_calls)
 
-    def _command(self, msg: Message, chosen: Route, session: Session,
-                 skills: SkillSet) -> Outcome:
+    def _command(self, turn: Turn, chosen: Route, session: Session) -> Outcome:
+        msg, builtins = turn.msg, turn.builtins.commands
         if chosen.name in ("reset", "new"):
             fresh = self.sessions.reset(msg.channel, msg.chat)
             return Outcome(chosen, fresh, "Started a fresh conversation.")
+        command = builtins.get(chosen.name)
+        if command is not None:
+            try:
+                return Outcome(chosen, session, command.run(msg, chosen.args, turn.settings))
+            except CommandError as e:  # used wrongly: the answer says how to use it
+                return Outcome(chosen, session, str(e))
         unknown = chosen.args if chosen.name == "unknown" else ""
-        return Outcome(chosen, session, help_text(skills, unknown))
+        return Outcome(chosen, session, help_text(
+            turn.skills, unknown, {word: c.summary for word, c in builtins.items()}))
 
     def _skill(self, turn: Turn, chosen: Route, session: Session) -> Outcome:
         msg, trace = turn.msg, turn.trace

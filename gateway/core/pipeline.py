@@ -21,6 +21,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 
+from gateway.core.builtins import Builtins
 from gateway.core.execute import Executor, Outcome
 from gateway.core.message import Attachment, Message, Reply, Trace
 from gateway.core.router import route
@@ -50,6 +51,7 @@ class Pipeline:
         self.sessions = executor.sessions
         self.settings = settings  # swapped whole by a config reload
         self.skills = skills or SkillSet()  # swapped whole by a skills reload
+        self.builtins = Builtins()  # swapped whole by the composition root (use_builtins)
         self.in_flight = in_flight or LocalInFlight()
         self.order = order or LocalChatOrder()
         self.metrics = metrics or Metrics()
@@ -63,6 +65,11 @@ class Pipeline:
     def use_skills(self, skills: SkillSet) -> None:
         """Hot reload hands over a new snapshot; messages already routed keep the old one."""
         self.skills = skills
+
+    def use_builtins(self, builtins: Builtins) -> None:
+        """The gateway's own commands and tools for the config just applied; messages
+        already admitted keep the ones they started with."""
+        self.builtins = builtins
 
     def use_settings(self, settings: Settings) -> Settings:
         """Swap in a new settings snapshot; returns the old one (the caller retires it)."""
@@ -132,7 +139,7 @@ class Pipeline:
         sender = msg.sender or verdict.principal
         msg = replace(msg, principal=verdict.principal, sender=sender, chat=msg.chat or sender)
         # the skills snapshot is read once too, even if a reload swaps it mid-message
-        turn = Turn(msg, trace, settings, self.skills, on_delta, cancel)
+        turn = Turn(msg, trace, settings, self.skills, on_delta, cancel, self.builtins)
         if not msg.client_id:
             return self._store_and_answer(turn, None, timer, on_stored)
         # a client's id is its own: tied to the credential that proved it (two tokens of one
@@ -213,7 +220,7 @@ class Pipeline:
             session = self.sessions.open(msg.channel, msg.chat, turn.settings.sessions)
             span.detail = f"{session.id}{' (new)' if session.fresh else ''}"
         with trace.step("route") as span:
-            chosen = route(msg.text, turn.skills)
+            chosen = route(msg.text, turn.skills, turn.builtins.commands)
             span.detail = f"{chosen.label} ({chosen.reason})"
         outcome = self.executor.run(turn, chosen, session)
         if outcome.is_conversation:

@@ -11,8 +11,9 @@ class, not every signature on the way.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from gateway.core.builtins import Builtins
 from gateway.core.message import Message, Trace
 from gateway.core.settings import Settings
 from gateway.models.base import OnDelta
@@ -27,6 +28,7 @@ class Turn:
     skills: SkillSet
     on_delta: OnDelta | None = None  # the sender's stream of the reply as it forms
     cancel: threading.Event | None = None  # set when the sender went away
+    builtins: Builtins = field(default_factory=Builtins)  # the gateway's own commands, tools
 
     @property
     def model(self) -> str | None:

@@ -1,9 +1,10 @@
 """Hot reload: files dropped into the workspace are live within a couple of seconds.
 
 The file watcher (watchdog in a child process of its own, `gateway.live.watcher`) reports changes
-under `skills/`, `knowledge/` and to `config.yaml`. `_classify` only notes what changed and
-wakes the reloader; the reloader waits for the writes to settle, builds a new snapshot (user
-code runs only in the skill host processes, never on the event loop), and swaps one reference.
+under `skills/`, `knowledge/`, `memory/` and to `config.yaml`. `_classify` only notes what
+changed and wakes the reloader; the reloader waits for the writes to settle, builds a new
+snapshot (user code runs only in the skill host processes, never on the event loop), and swaps
+one reference.
 Messages in flight finish on the snapshot they started with. A config that fails validation is
 refused and the last good one keeps running.
 """
@@ -40,7 +41,7 @@ def off_loop(func: Callable[[], Any]) -> Any:
 
 
 def _classify(workspace: Workspace, path: Path) -> str | None:
-    """What a changed path means: "config", "skills", "knowledge", or None (not ours)."""
+    """What a changed path means: "config", "skills", "knowledge", "memory", or None."""
     if path.name.startswith(".") or "__pycache__" in path.parts:
         return None
     if path == workspace.config_path:
@@ -49,6 +50,8 @@ def _classify(workspace: Workspace, path: Path) -> str | None:
         return "skills"
     if path.is_relative_to(workspace.knowledge):
         return "knowledge"  # skills load knowledge too: both are rebuilt
+    if path.is_relative_to(workspace.root / "memory"):
+        return "memory"
     return None
 
 
@@ -65,6 +68,7 @@ class Reloader:
         self.config_error: str | None = None
         self.on_skills = on_skills
         self.on_config: Callable[[Config], None] = lambda config: None  # set by the owner
+        self.on_memory: Callable[[], object] = lambda: None  # memory/*.md edited by the owner
         self._pending: set[str] = set()
         self._wakeup = threading.Event()
         self._last_event = 0.0
@@ -72,8 +76,10 @@ class Reloader:
         self._stopped = False
         self.watcher = FileWatcher(
             # Not the whole workspace: data/ changes on every message (database, logs).
-            [(workspace.skills, True), (workspace.knowledge, True), (workspace.root, False)],
-            on_change=self._changed, on_restart=lambda: self._wake("config", "knowledge"))
+            [(workspace.skills, True), (workspace.knowledge, True), (workspace.root, False),
+             (workspace.root / "memory", False)],
+            on_change=self._changed,
+            on_restart=lambda: self._wake("config", "knowledge", "memory"))
 
     def load_skills(self) -> SkillSet:
         self.skills = self.loader.build(self.skills)
@@ -100,7 +106,8 @@ class Reloader:
 
     def start(self) -> None:
         self.load_skills()
-        for folder in (self.workspace.skills, self.workspace.knowledge):
+        for folder in (self.workspace.skills, self.workspace.knowledge,
+                       self.workspace.root / "memory"):
             folder.mkdir(parents=True, exist_ok=True)
         self.watcher.start()
         threading.Thread(target=self._loop, name="reloader", daemon=True).start()
@@ -137,5 +144,7 @@ class Reloader:
                     off_loop(self.knowledge.reload)
                 if pending & {"skills", "knowledge", "config"}:  # hosts take the new config
                     self.load_skills()
+                if "memory" in pending:
+                    self.on_memory()
             except Exception:
                 log.exception("reload failed; the previous version keeps running")

@@ -15,14 +15,21 @@ from flask import Flask
 from flask_sock import Sock
 
 import webui
+from gateway.api.console_memory import build_console_memory
 from gateway.api.health import health
 from gateway.api.metrics import build_metrics_api
 from gateway.api.outbox import build_send_api
+from gateway.assistant.chat_memory import ChatMemory
+from gateway.assistant.memory import Memory, Owners
+from gateway.assistant.memory_commands import MemoryCommands
+from gateway.assistant.memory_index import MemoryIndex
+from gateway.assistant.summaries import Summaries
 from gateway.channels.base import Services
 from gateway.channels.manager import ChannelSet
 from gateway.channels.table import channel_options, chat_platforms
 from gateway.common.workspace import Workspace
 from gateway.config import Config, GatewayConfig, for_skills
+from gateway.core.builtins import Builtins
 from gateway.core.chat import ChatResponder
 from gateway.core.execute import Executor
 from gateway.core.inbox import Inbox
@@ -67,6 +74,7 @@ class Gateway:
     channels: ChannelSet
     alerting: Alerting
     outbox: Outbox
+    memory: MemoryCommands
     mcp: McpServers
 
     @property
@@ -95,6 +103,7 @@ class Gateway:
         changes = config_changes(self.config.model_dump(by_alias=True),
                                  config.model_dump(by_alias=True))
         old = self.pipeline.use_settings(settings)
+        self.pipeline.use_builtins(builtins_for(config, self.memory))
         audit("config.applied", actor="config.yaml", changes=changes)
         self.reloader.loader.configure(config.skills, for_skills(config))
         self.app.config["SOCK_SERVER_OPTIONS"] = sock_options(config.gateway)
@@ -152,6 +161,14 @@ def skill_questions(outbox: Outbox, mcp: McpServers) -> Serve:
     return answer
 
 
+def builtins_for(config: Config, memory: MemoryCommands) -> Builtins:
+    """The gateway's own commands and per-sender tools for this config: /remember, /memory,
+    /forget and the memory tool while `memory.enabled` (otherwise /help does not offer them)."""
+    if not config.memory.enabled:
+        return Builtins()
+    return Builtins.of(memory.commands(), memory.tool_makers())
+
+
 def sock_options(gateway: GatewayConfig) -> dict[str, int]:
     """simple-websocket's options (read at each handshake, so a reload applies to the next
     connection). Its frame ceiling lets a frame carry `max_upload_bytes` of files in base64
@@ -178,9 +195,14 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     knowledge = off_loop(lambda: KnowledgeBase(
         workspace.knowledge, max_tokens=min(500, config.gateway.context_tokens // 4)))
     sessions = SessionManager(store)
-    chat = ChatResponder(sessions, knowledge, workspace.root)
+    memory = Memory(workspace.root / "memory", MemoryIndex(store))
+    off_loop(memory.sync)  # what was edited by hand while the gateway was stopped
+    facts = MemoryCommands(memory, Owners(store, chat_platforms()))
+    chat = ChatResponder(sessions, knowledge, workspace.root,
+                         ChatMemory(facts, Summaries(store)))
     pipeline = Pipeline(store=store, settings=settings, metrics=metrics,
                         executor=Executor(sessions, chat, workspace.root))
+    pipeline.use_builtins(builtins_for(config, facts))
 
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = config.gateway.max_body_bytes
@@ -195,6 +217,9 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
                           config.skills.env)
     loader = SkillLoader(workspace.root, hosts, config.skills.timeout)
     reloader = Reloader(workspace, config, loader, knowledge, on_skills=pipeline.use_skills)
+    # memory/<owner>.md edited by hand: on the loop (a changed file's facts, a few ms), so
+    # the owners' locks are only ever taken by greenlets of this one loop
+    reloader.on_memory = memory.sync
     channels = ChannelSet()
     outbox = Outbox(store, lambda: channels.channels, workspace=workspace.root, metrics=metrics,
                     limiter=lambda: process.limiter_for(
@@ -208,7 +233,11 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     http = channels.channels["http"]
     app.register_blueprint(build_send_api(pipeline, outbox, http.name,
                                           lambda: http.status().state != "stopped"))
+    console = channels.channels["console"]
+    app.register_blueprint(build_console_memory(pipeline, memory, console.name,
+                                                lambda: console.status().state != "stopped"))
     gateway = Gateway(app, workspace, process, pipeline, reloader, channels,
-                      Alerting(config.alerts, metrics.window, stale=channels.stale), outbox, mcp)
+                      Alerting(config.alerts, metrics.window, stale=channels.stale), outbox,
+                      facts, mcp)
     reloader.on_config = gateway.apply_config  # a valid config.yaml edit lands here
     return gateway

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     private_umask()
     workspace = default_workspace()
     ensure_workspace(workspace)
-    tighten(workspace.data, workspace.config_path)
+    tighten(workspace.data, workspace.config_path, workspace.root / "memory")  # + the owner's facts
     try:
         config = load_config(workspace.config_path, lookup_secret)
     except ConfigError as e:

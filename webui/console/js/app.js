@@ -9,8 +9,9 @@ import * as config from "./pages/config.js";
 import * as skills from "./pages/skills.js";
 import * as chat from "./pages/chat.js";
 import * as outbox from "./pages/outbox.js";
+import * as memory from "./pages/memory.js";
 
-const PAGES = {overview, logs, sessions, outbox, config, skills, chat};
+const PAGES = {overview, logs, sessions, outbox, config, skills, chat, memory};
 const $ = (id) => document.getElementById(id);
 let cleanup = null;
 let principal = ""; // who is signed in, shown in the sidebar in the current language
