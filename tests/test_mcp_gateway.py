@@ -31,7 +31,10 @@ from tests.conftest import (
 )
 from tests.fakes.fake_model import FakeModelServer
 from tests.fakes.mcp_clock import FIXED_NOW
-from tests.test_chat_page_browser import browser  # noqa: F401  (the shared Chromium fixture)
+from tests.test_chat_page_browser import (  # noqa: F401  (the shared Chromium fixture)
+    browser,
+    console_page,
+)
 from tests.test_skills_gateway import skills_api, wait_until
 
 CLOCK = str(ROOT / "tests" / "fakes" / "mcp_clock.py")
@@ -89,14 +92,6 @@ def servers(workdir: Path, http_url: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("mcp")
-
-
-@pytest.fixture(scope="module")
-def model() -> Iterator[FakeModelServer]:
-    server = FakeModelServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -237,18 +232,10 @@ def test_a_streamable_http_server_with_a_secret_header(gw: GatewayProcess,
 
 
 def test_the_console_shows_each_server(browser: object, gw: GatewayProcess) -> None:  # noqa: F811
-    from playwright.sync_api import Browser, expect
+    from playwright.sync_api import expect
 
-    assert isinstance(browser, Browser)
     wait_state(gw, "nokey", "failed")
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    try:
-        page.goto(f"{gw.url}/#token={gw.token}")
-        expect(page.locator("#shell")).to_be_visible()
-        page.click("nav a[data-page=skills]")
+    with console_page(browser, gw, "skills") as page:
         clock = page.locator("#sk-mcp tr[data-server=clock]")
         expect(clock.locator(".badge")).to_have_text("running")
         expect(clock).to_contain_text("now, echo, slow, getenv, boom")
@@ -258,9 +245,6 @@ def test_the_console_shows_each_server(browser: object, gw: GatewayProcess) -> N
         expect(nokey.locator(".reason")).to_contain_text("(HTTP 401)")
         OUTPUT.mkdir(exist_ok=True)
         page.locator("#sk-mcp").screenshot(path=str(OUTPUT / "console-mcp-servers.png"))
-    finally:
-        context.close()
-    assert not errors, errors
 
 
 def test_supervised_restarted_and_hot_reloaded(gw: GatewayProcess, workdir: Path,
