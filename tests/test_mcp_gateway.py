@@ -158,7 +158,7 @@ def test_the_model_and_a_skill_call_a_stdio_server(gw: GatewayProcess,
                                                   model: FakeModelServer) -> None:
     fake_model = model
     clock = wait_state(gw, "clock", "running")
-    assert clock["tools"] == ["now", "echo", "slow", "getenv", "boom"]
+    assert clock["tools"] == ["now", "echo", "slow", "getenv", "grow", "boom"]
     assert clock["offered"] == ["clock__now", "clock__slow"] and clock["restarts"] == 0
 
     # the model is offered clock__now, calls it, and its answer uses what the tool said
@@ -203,10 +203,15 @@ def test_the_model_and_a_skill_call_a_stdio_server(gw: GatewayProcess,
     assert waited["reply"] == "tool said: error: clock.slow: the tool did not answer within 1s"
     assert gw.post("/clock clock.now").json()["reply"] == f"mcp: {FIXED_NOW} (UTC)"
 
+    # the server adds a tool and says so: the gateway lists it
+    assert gw.post("/clock clock.grow").json()["reply"] == "mcp: grown"
+    wait_until(lambda: "later" in mcp_api(gw)["clock"]["tools"])
+    assert gw.post("/clock clock.later").json()["reply"] == "mcp: here now"
+
     listed = run_cli(gw.home, "mcp", "list")
     assert listed.returncode == 0, listed.stderr
     assert "clock" in listed.stdout and "running" in listed.stdout
-    assert "tools: now, echo, slow, getenv, boom" in listed.stdout
+    assert "tools: now, echo, slow, getenv, grow, boom, later" in listed.stdout
     assert "model: clock__now, clock__slow; restarts: 0" in listed.stdout
 
 
@@ -238,7 +243,7 @@ def test_the_console_shows_each_server(browser: object, gw: GatewayProcess) -> N
     with console_page(browser, gw, "skills") as page:
         clock = page.locator("#sk-mcp tr[data-server=clock]")
         expect(clock.locator(".badge")).to_have_text("running")
-        expect(clock).to_contain_text("now, echo, slow, getenv, boom")
+        expect(clock).to_contain_text("now, echo, slow, getenv, grow, boom")
         expect(clock).to_contain_text("clock__now, clock__slow")
         nokey = page.locator("#sk-mcp tr[data-server=nokey]")
         expect(nokey.locator(".badge")).to_have_text("failed")

@@ -36,6 +36,7 @@ import httpx2  # the SDK's own HTTP client
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.client.subscriptions import ListenNotSupportedError, SubscriptionLost
 from mcp.shared.exceptions import MCPError
 from mcp_types import Implementation, ToolListChangedNotification
 
@@ -157,6 +158,17 @@ class Session:
         if isinstance(getattr(message, "root", message), ToolListChangedNotification):
             self.send({"tools": await self.list_tools()})
 
+    async def follow_tool_changes(self) -> None:
+        """A 2026-07-28 server says its tool list changed on a `subscriptions/listen` stream;
+        an older one sends a notification (`on_message`). Either way the gateway gets the new
+        list. A stream that drops ends here; `watch` finds out whether the server is gone."""
+        try:
+            async with self.client.listen(tools_list_changed=True) as changes:
+                async for _ in changes:
+                    self.send({"tools": await self.list_tools()})
+        except (ListenNotSupportedError, SubscriptionLost, MCPError):
+            return
+
     async def list_tools(self) -> list[dict[str, Any]]:
         found: list[Any] = []
         cursor = None
@@ -206,6 +218,7 @@ class Session:
                    "info": f"{info.name} {info.version}".strip() if info else ""})
         async with anyio.create_task_group() as group:
             group.start_soon(self.watch)
+            group.start_soon(self.follow_tool_changes)
             while True:
                 group.start_soon(self.answer, await self.calls.get())
 

@@ -7,8 +7,8 @@ MCP child uses as a client): a clock whose answers the tests can predict.
     python tests/fakes/mcp_clock.py --fail "why"          # says why on stderr, exits at once
 
 Tools: `now` (a fixed time, so a test can find it in the answer), `echo`, `slow` (sleeps the
-seconds it is given: the time-out test), `getenv` (what the server's environment holds) and
-`boom` (a tool error).
+seconds it is given: the time-out test), `getenv` (what the server's environment holds),
+`grow` (adds a tool and says the list changed) and `boom` (a tool error).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import asyncio
 import os
 import sys
 from typing import Any
+
+from mcp.server.mcpserver import Context  # resolved by name: the tools' annotations are text
 
 FIXED_NOW = "2026-12-06T09:30:00+00:00"
 
@@ -44,6 +46,12 @@ def build_server() -> Any:
     @server.tool(description="An environment variable of the server, or '(unset)'.")
     def getenv(name: str) -> str:
         return os.environ.get(name, "(unset)")
+
+    @server.tool(description="Adds a tool `later` and says the tool list changed.")
+    async def grow(ctx: Context) -> str:
+        server.add_tool(lambda: "here now", name="later", description="Added by grow.")
+        await ctx.notify_tools_changed()
+        return "grown"
 
     @server.tool(description="Always fails.")
     def boom() -> str:
