@@ -1071,7 +1071,8 @@ def bench_mcp(args: argparse.Namespace, st: Stack) -> None:
     trip through it), against one asyncio process holding every server's session (the other
     design, ARCHITECTURE.md "Processes"). The server is tests/fakes/mcp_clock.py over stdio."""
     clock = [sys.executable, str(REPO / "tests" / "fakes" / "mcp_clock.py")]
-    spec = json.dumps({"name": "clock", "command": clock, "cwd": str(REPO)}) + "\n"
+    spec = json.dumps({"op": "start", "server": "clock",
+                       "spec": {"command": clock, "cwd": str(REPO)}}) + "\n"
     runs, calls = (2, 100) if args.quick else (5, 500)
     starts, rss, trips = list[float](), list[float](), list[float]()
     for run in range(runs):
@@ -1085,7 +1086,8 @@ def bench_mcp(args: argparse.Namespace, st: Stack) -> None:
         rss.append(psutil.Process(host.pid).memory_info().rss / 2**20)
         for i in range(calls // runs):
             began = time.perf_counter()
-            host.stdin.write(json.dumps({"id": i, "tool": "now", "arguments": {}}) + "\n")
+            host.stdin.write(json.dumps({"op": "call", "server": "clock", "id": i,
+                                         "tool": "now", "arguments": {}}) + "\n")
             host.stdin.flush()
             host.stdout.readline()
             trips.append((time.perf_counter() - began) * 1000)
@@ -1096,9 +1098,9 @@ def bench_mcp(args: argparse.Namespace, st: Stack) -> None:
         out = subprocess.run([sys.executable, "-c", MCP_SHARED, str(servers), *clock],
                              capture_output=True, text=True, cwd=REPO, timeout=120)
         shared.append(float(out.stdout.split()[-1]))
-    print(f"host child ready (server started and listed): {statistics_median(starts):.2f} s "
+    print(f"MCP host ready (one server started and listed): {statistics_median(starts):.2f} s "
           f"median of {runs}")
-    print(f"host child RSS: {statistics_median(rss):.0f} MB each (the stdio server is its own "
+    print(f"MCP host RSS: {statistics_median(rss):.0f} MB each (the stdio server is its own "
           f"process besides)")
     print(f"tools/call round trip through the host: p50 {fmt(percentile(trips, 50))} ms, "
           f"p90 {fmt(percentile(trips, 90))} ms ({len(trips)} calls)")
