@@ -1100,8 +1100,8 @@ def bench_mcp(args: argparse.Namespace, st: Stack) -> None:
         shared.append(float(out.stdout.split()[-1]))
     print(f"MCP host ready (one server started and listed): {statistics_median(starts):.2f} s "
           f"median of {runs}")
-    print(f"MCP host RSS: {statistics_median(rss):.0f} MB each (the stdio server is its own "
-          f"process besides)")
+    print(f"MCP host RSS: {statistics_median(rss):.0f} MB with one session (the stdio server "
+          f"is its own process besides)")
     print(f"tools/call round trip through the host: p50 {fmt(percentile(trips, 50))} ms, "
           f"p90 {fmt(percentile(trips, 90))} ms ({len(trips)} calls)")
     print(f"one asyncio process with every session instead: {shared[0]:.0f} MB for 1 server, "
