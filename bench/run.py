@@ -1345,13 +1345,77 @@ def bench_console_record(args: argparse.Namespace, st: Stack) -> None:
           f"~{GATEWAY_OVERHEAD_US / 1000:.1f} ms overhead)")
 
 
+# ------------------------------------------------------------------------------- mcp
+def bench_mcp(args: argparse.Namespace, st: Stack) -> None:
+    """MCP tool servers: what one host child per server costs (start, memory, a call's round
+    trip through it), against one asyncio process holding every server's session (the other
+    design, ARCHITECTURE.md "Processes"). The server is tests/fakes/mcp_clock.py over stdio."""
+    clock = [sys.executable, str(REPO / "tests" / "fakes" / "mcp_clock.py")]
+    spec = json.dumps({"op": "start", "server": "clock",
+                       "spec": {"command": clock, "cwd": str(REPO)}}) + "\n"
+    runs, calls = (2, 100) if args.quick else (5, 500)
+    starts, rss, trips = list[float](), list[float](), list[float]()
+    for run in range(runs):
+        began = time.perf_counter()
+        host = st.spawn(f"mcp-host{run}", [sys.executable, "-m", "gateway.mcp.host"],
+                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        host.stdin.write(spec)
+        host.stdin.flush()
+        json.loads(host.stdout.readline())
+        starts.append(time.perf_counter() - began)
+        rss.append(psutil.Process(host.pid).memory_info().rss / 2**20)
+        for i in range(calls // runs):
+            began = time.perf_counter()
+            host.stdin.write(json.dumps({"op": "call", "server": "clock", "id": i,
+                                         "tool": "now", "arguments": {}}) + "\n")
+            host.stdin.flush()
+            host.stdout.readline()
+            trips.append((time.perf_counter() - began) * 1000)
+        host.stdin.close()
+        host.wait(10)
+    shared = []
+    for servers in (1, 4):
+        out = subprocess.run([sys.executable, "-c", MCP_SHARED, str(servers), *clock],
+                             capture_output=True, text=True, cwd=REPO, timeout=120)
+        shared.append(float(out.stdout.split()[-1]))
+    print(f"MCP host ready (one server started and listed): {statistics_median(starts):.2f} s "
+          f"median of {runs}")
+    print(f"MCP host RSS: {statistics_median(rss):.0f} MB with one session (the stdio server "
+          f"is its own process besides)")
+    print(f"tools/call round trip through the host: p50 {fmt(percentile(trips, 50))} ms, "
+          f"p90 {fmt(percentile(trips, 90))} ms ({len(trips)} calls)")
+    print(f"one asyncio process with every session instead: {shared[0]:.0f} MB for 1 server, "
+          f"{shared[1]:.0f} MB for 4 (one child per server: {4 * statistics_median(rss):.0f} "
+          f"MB for 4)")
+
+
+MCP_SHARED = """
+import asyncio, sys, psutil
+from contextlib import AsyncExitStack
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+async def main(n, command):
+    async with AsyncExitStack() as stack:
+        for _ in range(n):
+            client = await stack.enter_async_context(Client(StdioServerParameters(
+                command=command[0], args=command[1:])))
+            await client.list_tools()
+        print(psutil.Process().memory_info().rss / 2**20)
+asyncio.run(main(int(sys.argv[1]), sys.argv[2:]))
+"""
+
+
+def statistics_median(values: list[float]) -> float:
+    return percentile(values, 50) or 0.0
+
+
 # ------------------------------------------------------------------------------- main
 SECTIONS: dict[str, Callable[[argparse.Namespace, Stack], None]] = {
     "gateway": bench_gateway, "mqtt": bench_mqtt, "telegram": bench_telegram,
     "openai": bench_openai, "skills": bench_skills, "knowledge": bench_knowledge,
     "overhead": bench_overhead, "recall": bench_recall, "loop-libraries": bench_loop_libraries,
     "metrics": bench_metrics, "console-record": bench_console_record, "memory": bench_memory,
-    "knowledge-meaning": bench_knowledge_meaning}
+    "knowledge-meaning": bench_knowledge_meaning, "mcp": bench_mcp}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,6 +28,7 @@ from gateway.common.yaml_reader import read_yaml, yaml_problem
 from gateway.guards.options import AuthConfig, ConsoleConfig, SecurityConfig
 from gateway.guards.rate_limit import parse_rate
 from gateway.knowledge.options import KnowledgeConfig
+from gateway.mcp.options import McpServers
 from gateway.models.options import ModelConfig
 from gateway.observe.alerting.config import AlertsConfig
 from gateway.skills.options import SkillsConfig
@@ -148,6 +149,7 @@ class Config(Section):
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     knowledge: KnowledgeConfig = Field(default_factory=KnowledgeConfig)
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
+    mcp_servers: McpServers = Field(default_factory=dict)  # MCP tool servers (gateway.mcp)
     # each value that `${ENV}`/`${keyring:...}` filled in -> the text as written, so that a
     # later check (channel options) can name the reference instead of echoing the secret
     _expanded: dict[str, str] = PrivateAttr(default_factory=dict)

@@ -2,10 +2,10 @@
 
 A frozen app has no `python`: `sys.executable` is this binary. The gateway still starts its
 processes as `[sys.executable, "-m", "gateway.server", ...]` (`moltbot gateway start`),
-`[sys.executable, "-m", "gateway.skills.host"]` (skill hosts) and `-m gateway.live.watcher_child`
-(the file watcher), so this entry understands `-m` for those modules and runs them as
-`python -m` would. Anything else is the `moltbot` command line,
-and no argument at all (a double-click) is the tray.
+`[sys.executable, "-m", "gateway.skills.host"]` (skill hosts), `-m gateway.live.watcher_child`
+(the file watcher) and `-m gateway.mcp.host` (the MCP tool servers' clients), so this entry
+understands `-m` for those modules and runs them as `python -m` would. Anything else is the
+`moltbot` command line, and no argument at all (a double-click) is the tray.
 
 Nothing is imported before the dispatch: `gateway.server` must monkey-patch with gevent before
 socket, ssl or threading are imported.
@@ -17,7 +17,7 @@ import runpy
 import sys
 
 RUNNABLE_MODULES = ("gateway.server", "gateway.skills.host", "gateway.live.watcher_child",
-                    "gateway", "desktop")
+                    "gateway.mcp.host", "gateway", "desktop")
 """What `-m` may run: the gateway's own child processes, the CLI and the tray."""
 
 

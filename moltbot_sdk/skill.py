@@ -76,8 +76,10 @@ class _Context:
 
     runtime: Any = None
 
-    def tool(self, name: str, **arguments: Any) -> str:
-        """Call a tool (`files`, `command`, `http`) under the workspace's config.yaml limits."""
+    def tool(self, name: str, /, **arguments: Any) -> str:
+        """Call a tool (`files`, `command`, `http`) under the workspace's config.yaml limits,
+        or an MCP server's tool as `<server>.<tool>` (`context.tool("clock.now")`). `name` is
+        positional only, so a tool may take an argument called `name` too."""
         return self._runtime().tool(name, arguments)
 
     def ask(self, prompt: str | list[dict[str, str]]) -> str:

@@ -240,6 +240,15 @@ def fake_model() -> Iterator[FakeModelServer]:
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def model() -> Iterator[FakeModelServer]:
+    """One fake model for a module whose tests share one gateway."""
+    server = FakeModelServer()
+    server.start()
+    yield server
+    server.stop()
+
+
 def model_config(*urls: str, **extra: Any) -> dict[str, Any]:
     cfg: dict[str, Any] = {"endpoint": urls[0], "max_tokens": 64}
     if len(urls) > 1:

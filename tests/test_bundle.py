@@ -1,9 +1,10 @@
 """The PyInstaller one-folder app (`installers/bundle.sh`), built once per test session.
 
 The bundled binary is run as a user would: no Python, no checkout, its own MOLTBOT_HOME. It
-starts the gateway (which starts itself and its skill hosts again through the same binary's
-`-m` dispatch), answers /healthz, loads a skill dropped into the workspace, and runs it, with
-the standard library and `moltbot_sdk` that skills import, and knowledge search (jieba, bm25s).
+starts the gateway (which starts itself, its skill hosts and its MCP host again through the
+same binary's `-m` dispatch), answers /healthz, loads a skill dropped into the workspace, and
+runs it, with the standard library and `moltbot_sdk` that skills import, and knowledge search
+(jieba, bm25s).
 The build takes about 40 s on 2 cores.
 """
 
@@ -23,7 +24,8 @@ import pytest
 
 from tests.conftest import ROOT, GatewayProcess, free_port, model_config, write_config
 from tests.fakes.fake_model import FakeModelServer
-from tests.test_skills_gateway import wait_for_skill
+from tests.fakes.mcp_clock import FIXED_NOW
+from tests.test_skills_gateway import wait_for_skill, wait_until
 
 SKILL = '''\
 import statistics
@@ -66,8 +68,11 @@ def run_bundle(binary: Path, home: Path, *args: str) -> subprocess.CompletedProc
 @pytest.fixture
 def bundled_gateway(bundle: Path, home: Path,
                     fake_model: FakeModelServer) -> Iterator[GatewayProcess]:
-    """The gateway as `dist/moltbot/moltbot gateway start --port P` runs it, with a token."""
-    write_config(home, model_config(fake_model.url))
+    """The gateway as `dist/moltbot/moltbot gateway start --port P` runs it, with a token,
+    and an MCP tool server (a program of the owner's: here the tests' clock in this Python)."""
+    write_config(home, {**model_config(fake_model.url), "mcp_servers": {"clock": {
+        "command": [sys.executable, str(ROOT / "tests" / "fakes" / "mcp_clock.py")],
+        "offer_to_model": ["now"]}}})
     gw = GatewayProcess(home, free_port())
     started = run_bundle(bundle, home, "gateway", "start", "--port", str(gw.port))
     try:
@@ -108,6 +113,12 @@ def test_the_bundled_gateway_serves_and_runs_a_skill(
     wait_for_skill(gw, "mean")
     assert gw.post("/mean 1 2 4.5").json()["reply"] == "mean 2.5"
     assert gw.post("hello bundle").json()["reply"] == "echo: hello bundle"
+
+    # the MCP host runs from the bundle (`-m gateway.mcp.host`) and the model calls its tool
+    wait_until(lambda: httpx.get(f"{gw.url}/api/v1/mcp", headers=gw.headers, timeout=5).json()[
+        "servers"][0]["state"] == "running")
+    fake_model.tool_call_when(contains="bundle time", name="clock__now", arguments={})
+    assert gw.post("bundle time?").json()["reply"] == f"tool said: {FIXED_NOW} (UTC)"
 
     # doctor reads the libraries' versions from the metadata the bundle carries.
     fake_model.known_models = {"llama2"}

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -28,6 +30,27 @@ def browser() -> Iterator[object]:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@contextlib.contextmanager
+def console_page(browser: object, gw: GatewayProcess, page_name: str) -> Iterator[Any]:
+    """A console page in Chromium (1280x900, English), signed in with the gateway's token;
+    a script error on it fails the test."""
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(f"{gw.url}/#token={gw.token}")
+        expect(page.locator("#shell")).to_be_visible()
+        page.click(f"nav a[data-page={page_name}]")
+        yield page
+    finally:
+        context.close()
+    assert not errors, errors
 
 
 def test_sign_in_link_then_chat(browser: object, gateway: GatewayProcess) -> None:

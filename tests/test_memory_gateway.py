@@ -20,20 +20,15 @@ import pytest
 from tests.conftest import GatewayProcess, free_port, model_config, write_config
 from tests.fakes.fake_model import FakeModelServer, Rule
 from tests.fakes.fake_telegram import FakeTelegram
-from tests.test_chat_page_browser import browser  # noqa: F401  (the shared Chromium fixture)
+from tests.test_chat_page_browser import (  # noqa: F401  (the shared Chromium fixture)
+    browser,
+    console_page,
+)
 from tests.test_console_api import until
 
 TOKEN = "m" * 32
 ADA_TG = 5001  # Ada's own Telegram account, linked to her token's memory
 STRANGER = 6002  # talks (stranger_mode open) but nobody verified them
-
-
-@pytest.fixture(scope="module")
-def model() -> Iterator[FakeModelServer]:
-    server = FakeModelServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -199,20 +194,12 @@ def test_a_long_conversation_keeps_its_thread_in_a_summary(
 
 def test_the_console_memory_page_shows_edits_and_erases(
         gw: GatewayProcess, browser: object) -> None:  # noqa: F811
-    from playwright.sync_api import Browser, expect
+    from playwright.sync_api import expect
 
-    assert isinstance(browser, Browser)
     say(gw, "/remember I live in Lisbon", chat="console-test")
     say(gw, "/remember 我喜欢喝绿茶", chat="console-test")
     path = ada_file(gw)
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    try:
-        page.goto(f"{gw.url}/#token={gw.token}")
-        expect(page.locator("#shell")).to_be_visible()
-        page.click("nav a[data-page=memory]")
+    with console_page(browser, gw, "memory") as page:
         expect(page.locator("#mem-owner")).to_contain_text("ada (2 facts) · token:config")
         rows = page.locator("#mem-facts tbody tr")
         expect(rows).to_have_count(2)
@@ -243,9 +230,6 @@ def test_the_console_memory_page_shows_edits_and_erases(
         page.click("#mem-erase-all")
         expect(page.locator("#mem-note")).to_contain_text("Everything erased")
         assert not path.exists()
-    finally:
-        context.close()
-    assert not errors, errors
     refused = httpx.get(f"{gw.url}/api/v1/memory", timeout=10)
     assert refused.status_code == 401  # behind the console's door
 

@@ -8,7 +8,10 @@ from pathlib import Path
 
 from tests.conftest import GatewayProcess
 from tests.fakes.fake_im import FakeImPlatform
-from tests.test_chat_page_browser import browser  # noqa: F401  (the shared Chromium fixture)
+from tests.test_chat_page_browser import (  # noqa: F401  (the shared Chromium fixture)
+    browser,
+    console_page,
+)
 from tests.test_enterprise_im import im  # noqa: F401  (fixtures the gateway is built from)
 from tests.test_outbox_gateway import delivery_in, platform, say, start  # noqa: F401
 
@@ -18,22 +21,14 @@ OUTPUT = Path(__file__).parent / "output"
 def test_the_outbox_page_shows_a_failure_and_retries_it(
         browser: object, start: Callable[..., GatewayProcess],  # noqa: F811
         platform: FakeImPlatform) -> None:  # noqa: F811
-    from playwright.sync_api import Browser, expect
+    from playwright.sync_api import expect
 
-    assert isinstance(browser, Browser)
     platform.answers = [(400, {})]
     gw = start()
     msg_id = say(gw, "hello there")
     failed = delivery_in(gw, msg_id, "failed")
 
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    try:
-        page.goto(f"{gw.url}/#token={gw.token}")
-        expect(page.locator("#shell")).to_be_visible()
-        page.click("nav a[data-page=outbox]")
+    with console_page(browser, gw, "outbox") as page:
         row = page.locator(f"#ob-list tr[data-id='{failed['id']}']")
         expect(row.locator(".badge")).to_have_text("failed")
         expect(row).to_contain_text("refused: HTTP 400")
@@ -54,6 +49,3 @@ def test_the_outbox_page_shows_a_failure_and_retries_it(
         expect(deliveries).to_contain_text("refused: HTTP 400")
         expect(deliveries).to_contain_text("queued again")
         page.screenshot(path=str(OUTPUT / "console-outbox-trace.png"), full_page=True)
-    finally:
-        context.close()
-    assert not errors, errors

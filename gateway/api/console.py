@@ -10,6 +10,7 @@ from gateway.api.console_assets import build_console_assets
 from gateway.api.console_config import build_console_config
 from gateway.api.console_files import build_console_files
 from gateway.api.console_logs import build_console_logs
+from gateway.api.console_mcp import build_console_mcp
 from gateway.api.console_sessions import build_console_sessions
 from gateway.api.console_usage import build_console_usage
 from gateway.api.login_codes import build_login_codes
@@ -34,7 +35,8 @@ class ConsoleChannel(WebChannel):
                           build_console_sessions(services, self.name),
                           build_console_config(services, self.name),
                           build_console_files(services, self.name),
-                          build_console_outbox(services, self.name)):
+                          build_console_outbox(services, self.name),
+                          build_console_mcp(services, self.name)):
             # registered first, so a switched-off console answers before any other check
             blueprint.before_request_funcs.setdefault(None, []).insert(0, self._open)
             services.app.register_blueprint(blueprint)

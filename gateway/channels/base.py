@@ -42,6 +42,7 @@ class Services:
     token_cache: TokenCache  # the authenticator's: a token ended by logout ends at once
     intake: Intake  # payload -> Message -> Reply, the same for every channel
     outbox: Outbox  # what push channels send after the request: stored, then sent
+    mcp_listing: Callable[[], list[dict[str, Any]]]  # the MCP tool servers' states
 
 
 @dataclass(frozen=True)

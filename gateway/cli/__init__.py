@@ -19,5 +19,5 @@ def main() -> None:
 
 for command in (run.gateway, run.dashboard, run.tray, inspect.trace, inspect.skills,
                 inspect.logs, inspect.doctor, inspect.channels, inspect.top, access.secret,
-                access.token, access.pairing, schedules.schedules):
+                access.token, access.pairing, schedules.schedules, inspect.mcp):
     main.add_command(command)

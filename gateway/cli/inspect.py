@@ -1,5 +1,6 @@
-"""`moltbot trace`, `logs`, `top`, `doctor`, `skills list` and `channels list`: seeing what the
-gateway does, from the running gateway when there is one, else from the workspace."""
+"""`moltbot trace`, `logs`, `top`, `doctor`, `skills list`, `channels list` and `mcp list`:
+seeing what the gateway does, from the running gateway when there is one, else from the
+workspace."""
 
 from __future__ import annotations
 
@@ -239,3 +240,37 @@ def top(once: bool, port: int | None, url: str | None, token: str | None, window
         console.print(render(stats, url))
         return
     watch(lambda: fetch_stats(url, token, window), url, console)
+
+@click.group()
+def mcp() -> None:
+    """MCP tool servers (mcp_servers: in config.yaml): their state, tools and restarts."""
+
+@mcp.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--port", type=int, help="Which gateway (default: the one running).")
+def mcp_list(as_json: bool, port: int | None) -> None:
+    """Each server: running, starting or failed (and why), its tools, the ones the model is
+    offered, and how often it was restarted."""
+    ws = default_workspace()
+    config = _config(ws)
+    data = _ask_gateway(ws, _running_gateway(ws, port, config), "/api/v1/mcp")
+    rows = data["servers"] if data else [
+        {"name": name, "state": "stopped", "reason": "the gateway is not running",
+         "transport": "stdio" if server.command else "http", "tools": [], "offered": [],
+         "missing": [], "restarts": 0} for name, server in config.mcp_servers.items()]
+    if as_json:
+        click.echo(json.dumps({"servers": rows}))
+        return
+    if not rows:
+        click.echo("No MCP servers: add them under mcp_servers: in config.yaml.")
+    for row in rows:
+        reason = row.get("reason") or ""
+        if reason and row["state"] != "failed" and row["state"] != "stopped":
+            reason = f"last failure: {reason}"
+        state = row["state"] + (f" ({reason})" if reason else "")
+        click.echo(f"{row['name']:<14} {row['transport']:<5} {state}")
+        if row["tools"]:
+            click.echo(f"{'':<14} tools: {', '.join(row['tools'])}")
+        click.echo(f"{'':<14} model: {', '.join(row['offered']) or 'none offered'}"
+                   + (f"; not on the server: {', '.join(row['missing'])}" if row["missing"]
+                      else "") + f"; restarts: {row['restarts']}")

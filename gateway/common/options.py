@@ -60,8 +60,9 @@ LOOPBACK = ["127.0.0.0/8", "::1/128"]
 
 # A key holds a secret when it is one of these words or ends with `_<word>` (`jwt_secret`,
 # `bot_token`, `api_key`, `auth.tokens`); `max_tokens` and `context_tokens` are counts.
-_SECRET_KEYS = re.compile(r"^(?:.*_)?(?:secret|token|password|key|passphrase)$|^tokens$",
-                          re.IGNORECASE)
+# Everything under `headers` and `env` (an MCP server's Authorization, `skills.env`) is too.
+_SECRET_KEYS = re.compile(r"^(?:.*_)?(?:secret|token|password|key|passphrase)$|^tokens$"
+                          r"|^headers$|^env$", re.IGNORECASE)
 
 
 def is_secret_key(name: str) -> bool:

@@ -16,14 +16,16 @@ cooperative: a slow program never stalls other messages.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import selectors
 import signal
 import subprocess
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 _CHUNK = 65536
 _GRACE = 2.0  # seconds to let a killed process group release its pipes
@@ -162,3 +164,15 @@ def kill_group(proc: subprocess.Popen[bytes]) -> None:
     if proc.returncode is None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def json_lines(stream: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """Each JSON object a child writes, one a line (the watcher's, the MCP host's); a line
+    that is not JSON (a library printing where it should not) is skipped."""
+    for line in stream:
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(item, dict):
+            yield item

@@ -18,10 +18,12 @@ import logging
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
+
+from gateway.common.backoff import keep_running
+from gateway.common.process import json_lines
 
 log = logging.getLogger(__name__)
 
@@ -72,18 +74,11 @@ class FileWatcher:
         self.status = "stopped"
 
     def _run(self) -> None:
-        failures = 0
-        while not self._stopped.is_set():
-            started = time.monotonic()
-            why = self._watch_once()
-            if self._stopped.is_set():
-                return
-            failures = 1 if time.monotonic() - started > 60 else failures + 1
-            delay = min(MAX_BACKOFF, 2.0 ** (failures - 1))
-            self.status = f"restarting in {delay:.0f}s: {why}"
-            log.warning("the file watcher stopped (%s); starting it again in %.0fs", why, delay)
-            if self._stopped.wait(delay):
-                return
+        keep_running(self._watch_once, self._stopped, MAX_BACKOFF, self._ended)
+
+    def _ended(self, why: str, delay: float) -> None:
+        self.status = f"restarting in {delay:.0f}s: {why}"
+        log.warning("the file watcher stopped (%s); starting it again in %.0fs", why, delay)
 
     def _watch_once(self) -> str:
         """Run one child until it ends; returns why it ended."""
@@ -96,11 +91,7 @@ class FileWatcher:
         self._proc = proc
         error = ""
         assert proc.stdout is not None
-        for line in proc.stdout:
-            try:
-                item: dict[str, Any] = json.loads(line)
-            except ValueError:
-                continue
+        for item in json_lines(proc.stdout):
             if item.get("ready"):
                 self.status = "watching"
                 if self._ready.is_set():  # a restarted child: catch up on what was missed

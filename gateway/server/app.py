@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import Flask
@@ -49,6 +50,8 @@ from gateway.knowledge import KnowledgeBase
 from gateway.knowledge.meaning import Embed, Embeddings
 from gateway.knowledge.search import load_dictionary
 from gateway.live.reload import Reloader, off_loop
+from gateway.mcp.supervisor import McpServers
+from gateway.mcp.tools import ModelTools
 from gateway.models.base import ModelError
 from gateway.observe.alerting.service import Alerting
 from gateway.observe.audit import audit, config_changes
@@ -57,7 +60,7 @@ from gateway.observe.redact import redact
 from gateway.observe.window import Window
 from gateway.server import faults
 from gateway.skills.catalog import SkillLoader, SkillSet
-from gateway.skills.hostpool import SkillHostPool
+from gateway.skills.hostpool import Serve, SkillHostPool
 from gateway.web.credentials import request_credential
 from gateway.web.door import caller_of, web_door
 from gateway.web.errors import register_error_handlers
@@ -83,6 +86,7 @@ class Gateway:
     memory: MemoryCommands
     scheduler: Scheduler
     reminders: Reminders
+    mcp: McpServers
 
     @property
     def config(self) -> Config:
@@ -98,6 +102,7 @@ class Gateway:
     def start(self) -> None:
         """Load the skills, watch the workspace, start the channels that are switched on and
         the alert rules (ERROR log lines go by mail when alerts have an SMTP sender)."""
+        self.mcp.apply(self.config.mcp_servers)
         self.reloader.start()
         self.knowledge_meaning.start()
         self.channels.start()
@@ -113,7 +118,7 @@ class Gateway:
         Raises ConfigError (the reloader then keeps the last good config) when a channel's
         options are wrong. The listening address and connection limits need a restart.
         """
-        settings = settings_for(config, self.process)
+        settings = settings_for(config, self.process, self.mcp)
         before = self.config.gateway
         changes = config_changes(self.config.model_dump(by_alias=True),
                                  config.model_dump(by_alias=True))
@@ -126,6 +131,7 @@ class Gateway:
         self.outbox.wake()  # a channel switched on sends what waited for it
         self.alerting.apply(config.alerts)
         configure_meaning(self.knowledge_meaning, config)
+        self.mcp.apply(config.mcp_servers)  # exactly the servers whose entry changed
         old.retire()  # its model pools close once their last call finishes
         changed = [k for k in RESTART_ONLY if getattr(before, k) != getattr(config.gateway, k)]
         if changed:
@@ -149,6 +155,7 @@ class Gateway:
             problems.append("the outbox was still sending; what is left goes after the next "
                             "start")
         self.alerting.stop()
+        self.mcp.stop()
         logging.getLogger().removeHandler(self.alerting.error_mail)
         for pool in self.pipeline.settings.models.values():
             pool.close()
@@ -157,11 +164,24 @@ class Gateway:
         return problems
 
 
-def settings_for(config: Config, process: Process) -> Settings:
+def settings_for(config: Config, process: Process, mcp: McpServers | None = None) -> Settings:
     """A settings snapshot with every channel's options checked by the channel itself;
-    raises ConfigError for a wrong one."""
+    raises ConfigError for a wrong one. The model's tools gain the MCP tools `mcp_servers:`
+    offers, as long as their server runs (`gateway.mcp.tools.ModelTools`)."""
     channels = channel_options(config, str(process.workspace.config_path))
-    return build_settings(config, process, channels, chat_platforms())
+    settings = build_settings(config, process, channels, chat_platforms())
+    if mcp is None:
+        return settings
+    return replace(settings, model_tools=ModelTools(settings.model_tools, mcp))
+
+
+def skill_questions(outbox: Outbox, mcp: McpServers) -> Serve:
+    """Who answers a skill host's question mid-call: `context.send` the outbox,
+    `context.tool("server.tool")` the MCP servers."""
+    def answer(question: dict[str, Any], msg: dict[str, Any]) -> dict[str, Any]:
+        return (mcp.for_skill if question.get("op") == "mcp" else outbox.for_skill)(question,
+                                                                                    msg)
+    return answer
 
 
 def builtins_for(config: Config, memory: MemoryCommands, reminders: Reminders) -> Builtins:
@@ -213,7 +233,8 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     store = Store(workspace.db_url)
     metrics = Metrics(Window(max(600, int(config.alerts.longest_window()) + 1)))
     process = Process(workspace, store, metrics=metrics)
-    settings = settings_for(config, process)
+    mcp = McpServers(workspace.root)  # started with the gateway (Gateway.start)
+    settings = settings_for(config, process, mcp)
     # jieba's dictionary and the index are ~0.5-1.5 s of CPU: off the loop, as reloads are,
     # and before serving (the first Chinese question would otherwise load it on the loop)
     off_loop(load_dictionary)
@@ -266,11 +287,11 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     # memory/<owner>.md edited by hand: on the loop (a changed file's facts, a few ms), so
     # the owners' locks are only ever taken by greenlets of this one loop
     reloader.on_memory = memory.sync
-    hosts.serve = outbox.for_skill  # context.send in a skill
+    hosts.serve = skill_questions(outbox, mcp)  # context.send, context.tool("x.y")
     channels.build(Services(pipeline, app, Sock(app), store, reloader,
                             Path(webui.__file__).parent, channels.listing, metrics,
                             process.token_cache, Intake(pipeline, Inbox(workspace.root), store),
-                            outbox), settings.channels)
+                            outbox, mcp.listing), settings.channels)
     http = channels.channels["http"]
     app.register_blueprint(build_send_api(pipeline, outbox, http.name,
                                           lambda: http.status().state != "stopped"))
@@ -281,6 +302,6 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
                                                 lambda: console.status().state != "stopped"))
     gateway = Gateway(app, workspace, process, pipeline, reloader, channels,
                       Alerting(config.alerts, metrics.window, stale=channels.stale), outbox,
-                      facts, scheduler, reminders)
+                      facts, scheduler, reminders, mcp)
     reloader.on_config = gateway.apply_config  # a valid config.yaml edit lands here
     return gateway

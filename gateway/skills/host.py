@@ -18,8 +18,10 @@ Protocol: one JSON object per line on stdin, one answer per line on stdout.
   checks each path before anything is sent).
 - While a call runs, the host may ask the gateway: `context.send(...)` writes
   `{"op": "send", "channel", "chat", "text", "to", "files"}` and reads one line back,
-  `{"id", "state"}` (stored in the outbox) or `{"error", "code"}`. A line with `"op"` is such
-  a question; the call's own answer never has one.
+  `{"id", "state"}` (stored in the outbox) or `{"error", "code"}`; `context.tool("clock.now",
+  ...)` (an MCP server's tool) writes `{"op": "mcp", "tool", "arguments"}` and reads `{"text"}`
+  or `{"error", "code"}`. A line with `"op"` is such a question; the call's own answer never
+  has one.
 Anything a skill prints goes to stderr, so it cannot corrupt the protocol.
 """
 
@@ -35,7 +37,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
 
-from gateway.observe.redact import redact
+from gateway.observe.redact import redact, redact_arguments
 from gateway.skills.errors import SkillLoadError
 from gateway.skills.handlers import SkillHandler
 from gateway.skills.python_skill import load_python_source
@@ -80,6 +82,8 @@ class HostRuntime:
 
         begin = time.perf_counter()
         tool = self.tools.get(name)
+        if tool is None and "." in name:
+            return self.mcp_tool(name, arguments, begin)
         if tool is None:
             self._span(f"tool:{name}", begin, "error", "no such tool")
             raise ToolError(f"no tool {name!r}; tools: {', '.join(sorted(self.tools))}")
@@ -93,6 +97,22 @@ class HostRuntime:
             raise
         self._span(f"tool:{name}", begin, "ok", "")
         return result
+
+    def mcp_tool(self, name: str, arguments: dict[str, Any], begin: float) -> str:
+        """`context.tool("clock.now", ...)`: the gateway's MCP servers answer, through the
+        pipe, within the server's `timeout`; ToolError with the reason when it fails."""
+        from gateway.tools.base import ToolError
+
+        shown = redact_arguments(arguments)
+        if self.gateway is None:
+            self._span(f"tool:{name}", begin, "error", "no line to the gateway")
+            raise ToolError(f"{name}: MCP tools need the gateway (this host has no line to it)")
+        answer = self.gateway({"op": "mcp", "tool": name, "arguments": arguments})
+        if "error" in answer:
+            self._span(f"tool:{name}", begin, "error", f"{shown} -> {redact(answer['error'])}")
+            raise ToolError(str(answer["error"]))
+        self._span(f"tool:{name}", begin, "ok", shown)
+        return str(answer.get("text", ""))
 
     def ask(self, prompt: str | list[dict[str, str]]) -> str:
         begin = time.perf_counter()

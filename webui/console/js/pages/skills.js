@@ -1,5 +1,6 @@
-// Skills and knowledge: what loaded (and every load error), the knowledge files, a search box
-// to try a question, and an editor whose save shows the load result.
+// Skills and knowledge: what loaded (and every load error), the MCP tool servers (state, tools,
+// restarts), the knowledge files, a search box to try a question, and an editor whose save
+// shows the load result.
 import {api} from "../api.js";
 import {breakable, empty, h} from "../dom.js";
 import {t} from "../i18n.js";
@@ -18,7 +19,8 @@ export function mount(main) {
     h("div.toolbar", {}, path, h("button", {type: "button", onclick: () => open(path.value)}, t("sk.open")),
       h("button.primary", {type: "button", id: "sk-save", onclick: () => save()}, t("sk.save"))),
     h("div.editor.single", {}, text), saved);
-  main.append(h("div.grid", {}, skills, search), h("div.grid", {}, files, editor));
+  const servers = h("section.card", {id: "sk-mcp"}, h("h2", {}, t("mcp.title")));
+  main.append(h("div.grid", {}, skills, search), servers, h("div.grid", {}, files, editor));
 
   function split(p) {
     const [root, ...rest] = p.trim().split("/");
@@ -90,6 +92,21 @@ export function mount(main) {
     h("div.meta", {}, `${(f.bytes / 1024).toFixed(1)} KB`, knowledge.errors[f.path] ? ` · ${knowledge.errors[f.path]}` : "")))) : empty(t("sk.no_knowledge")));
   }
 
+  async function refreshServers() {
+    const rows = (await api("/api/v1/mcp")).servers;
+    const badge = {running: "span.badge.ok", failed: "span.badge.error"};
+    servers.replaceChildren(h("h2", {}, t("mcp.title")), rows.length ? h("div.table-wrap", {}, h("table", {},
+      h("thead", {}, h("tr", {}, h("th", {}, t("mcp.server")), h("th", {}, t("mcp.state")), h("th", {}, t("mcp.tools")),
+        h("th", {}, t("mcp.offered")), h("th", {}, t("mcp.restarts")))),
+      h("tbody", {}, rows.map((r) => h("tr", {"data-server": r.name},
+        h("td", {}, h("strong", {}, r.name), h("div.muted", {}, `${r.transport}: `, breakable(r.target || "", "/"))),
+        h("td", {}, h(badge[r.state] || "span.badge", {}, t(`mcp.${r.state}`)), r.reason ? h("div.error-text.reason", {}, r.reason) : null),
+        h("td", {}, r.tools.join(", ") || "–"),
+        h("td", {}, r.offered.join(", ") || "–", r.missing.length ? h("div.error-text", {}, t("mcp.missing", r.missing.join(", "))) : null),
+        h("td", {}, String(r.restarts))))))) : empty(t("mcp.none")));
+  }
+
   refresh().catch((err) => skills.append(h("p.error-text", {}, err.message)));
+  refreshServers().catch((err) => servers.append(h("p.error-text", {}, err.message)));
   return null;
 }
