@@ -187,7 +187,8 @@ def for_skills(config: Config) -> dict[str, Any]:
     the tools' limits, which model chat uses) and nothing else: never auth's tokens and JWT
     key, the channels' bot tokens or the alert senders' passwords."""
     return {"models": {name: model.model_dump() for name, model in config.models.items()},
-            "tools": config.tools.model_dump(), "chat_model": config.chat_model()}
+            "tools": config.tools.model_dump(), "chat_model": config.chat_model(),
+            "context_tokens": config.gateway.context_tokens}
 
 
 def expand_env(value: Any, path: str = "", problems: list[str] | None = None,
