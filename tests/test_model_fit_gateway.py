@@ -15,16 +15,8 @@ from gateway.config import parse_config
 from gateway.ops.doctor import check_fit
 from tests.conftest import GatewayProcess, free_port, run_cli, write_config
 from tests.fakes.fake_model import FakeModelServer
+from tests.test_openai_entry import GREETER, WEATHER
 
-GREETER = (
-    "from moltbot_sdk import Skill, context\n"
-    "class Greeter(Skill):\n"
-    "    @context.handle(intent='greet', keywords=['say hi'], description='Greets')\n"
-    "    def run(self, msg):\n"
-    "        return 'hi ' + msg['chat']\n")
-WEATHER = {"type": "function", "function": {
-    "name": "get_weather", "description": "The weather in a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
 BUDGET = 16000  # gateway.context_tokens: far more than the 4k model takes
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from gateway.knowledge import estimate_tokens
@@ -40,8 +41,11 @@ class TurnFit:
         larger than the turn was sized for), never past what the model takes."""
         if self.window.num_ctx is None:
             return None
-        need = self.tool_tokens + sum(estimate_tokens(str(m.get("content") or ""))
-                                      for m in messages) + self.window.reply
+        texts = [str(m.get("content") or "") for m in messages]
+        most = self.tool_tokens + sum(map(len, texts)) + self.window.reply  # never < tokens
+        if most + most // MARGIN <= self.window.num_ctx:
+            return self.window.num_ctx  # the usual call: no need to estimate it
+        need = self.tool_tokens + sum(map(estimate_tokens, texts)) + self.window.reply
         need = -(-(need + need // MARGIN) // STEP) * STEP
         grown = max(self.window.num_ctx, need)
         return min(grown, self.window.context) if self.window.context else grown
@@ -76,4 +80,10 @@ def fit_turn(window: Window, ours: Sequence[dict[str, Any]],
 
 
 def _cost(spec: dict[str, Any]) -> int:
-    return estimate_tokens(json.dumps(spec, ensure_ascii=False))
+    return _declaration_tokens(json.dumps(spec, ensure_ascii=False))
+
+
+@lru_cache(maxsize=512)
+def _declaration_tokens(declaration: str) -> int:
+    """The same declarations go with every message: estimated once each."""
+    return estimate_tokens(declaration)
