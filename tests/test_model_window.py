@@ -140,3 +140,21 @@ def test_the_pool_reads_each_card_once_and_again_after_a_failure() -> None:
             assert pool.window(wait=5).context == 4096 and len(fake.shows) == 3
         finally:
             pool.close()
+
+
+def test_a_slow_card_sizes_from_config_until_it_comes() -> None:
+    with FakeModelServer() as fake:
+        fake.card("tiny:1b", context_length=4096)
+        fake.hang_show = True
+        pool = ModelPool("tiny", [OllamaProvider(fake.url, "tiny:1b", max_tokens=64)],
+                         config=cfg(model="tiny:1b", max_tokens=64), context_tokens=16000)
+        try:
+            waited = pool.window(wait=0.1)
+            assert waited.context is None and waited.prompt_tokens == 16000
+            assert waited.notes == ("tiny:1b: /api/show has not answered yet, so config "
+                                    "values are used",)
+            fake.hang_show = False
+            assert fake.wait_for(lambda: pool.window().context == 4096)
+            assert fake.shows == ["tiny:1b"]
+        finally:
+            pool.close()

@@ -53,6 +53,7 @@ class EndpointState:
     last_error: str = ""
     card: ModelCard | None = None
     card_read: threading.Event | None = None  # set when the read in flight ends
+    card_asked: float = 0.0  # time.monotonic() when that read began
     card_retry_at: float = 0.0
 
 
@@ -185,23 +186,24 @@ class ModelPool:
         return size_window(self.name, self.config, self.cards(wait), self.context_tokens)
 
     def cards(self, wait: float = 0.0) -> list[ModelCard]:
-        """Each endpoint's card; one still being read after `wait` seconds says so."""
+        """Each endpoint's card. A read is waited for until `wait` seconds after it began, so
+        the messages that come while a slow server has not answered wait once, together."""
         now, reads = self.clock(), []
         with self._lock:
             for state in self.endpoints:
                 stale = state.card is None or (state.card.failed and now >= state.card_retry_at)
                 if stale and state.card_read is None and not self.closed:
-                    state.card_read = threading.Event()
+                    state.card_read, state.card_asked = threading.Event(), time.monotonic()
                     reads.append(state)
-            waiting = [s.card_read for s in self.endpoints if s.card_read is not None]
+            waiting = [(s.card_read, s.card_asked + wait) for s in self.endpoints
+                       if s.card_read is not None]
         for state in reads:
             threading.Thread(target=self._read_card, args=(state,), daemon=True,
                              name=f"card-{self.name}").start()
-        deadline = time.monotonic() + wait
-        for done in waiting:
+        for done, deadline in waiting:
             done.wait(max(0.0, deadline - time.monotonic()))
         with self._lock:
-            return [s.card or ModelCard(failed=f"/api/show has not answered within {wait:g} s")
+            return [s.card or ModelCard(failed="/api/show has not answered yet")
                     for s in self.endpoints]
 
     def _read_card(self, state: EndpointState) -> None:

@@ -659,6 +659,9 @@ class _Handler(BaseHTTPRequestHandler):
         with fake._changed:
             fake.shows.append(model)
             fake._changed.notify_all()
+        while fake.hang_show:  # an answer that does not come, until the knob is cleared
+            if self._peer_gone(0.02):
+                return self._abandon()
         if fake.show_status is not None:
             return self._json(fake.show_status, {"error": "injected /api/show failure"})
         if not fake._knows(model):
@@ -797,8 +800,9 @@ class FakeModelServer:
     - ``known_models``: if set, other models get 404 ``model 'x' not found``.
 
     - ``cards`` (set with ``card()``): what /api/show says per model; ``show_status``:
-      answer /api/show with this HTTP status instead. A chat request that offers tools to a
-      model whose card lacks "tools" gets HTTP 400, as from Ollama.
+      answer /api/show with this HTTP status instead; ``hang_show``: do not answer it yet.
+      A chat request that offers tools to a model whose card lacks "tools" gets HTTP 400,
+      as from Ollama.
 
     Observations: ``requests`` (every request but /api/show, in order), ``calls``,
     ``disconnects``, ``shows`` (each /api/show's model), ``num_ctx`` (each chat's).
@@ -829,6 +833,7 @@ class FakeModelServer:
             self.known_models: set[str] | None = None
             self.cards: dict[str, dict[str, Any]] = {}  # model -> its /api/show answer
             self.show_status: int | None = None  # answer /api/show with this HTTP status
+            self.hang_show = False  # leave /api/show unanswered until cleared
             self.shows: list[str] = []  # the model of each /api/show asked, in order
 
     # -- lifecycle
