@@ -94,8 +94,7 @@ def test_our_tools_take_at_most_a_third_of_a_small_budget_client_ones_always_go(
     window = size_window("m", cfg(max_tokens=64), [ModelCard(1024, None, True)], 2048)
     ours = [spec(f"skill{i}", 60) for i in range(6)]  # ~100 tokens each
     fit = fit_turn(window, ours, [spec("theirs", 60)])
-    share = window.prompt_tokens // 3
-    assert fit.tool_tokens <= share
+    assert fit.tool_tokens <= window.room // 3 == 853 // 3  # (1024 - 64) * 8/9
     assert [t["function"]["name"] for t in fit.offered] == ["skill0", "theirs"]
     assert fit.left_out == ("skill1", "skill2", "skill3", "skill4", "skill5")
     assert "not offered for room: skill1, skill2" in fit.describe()
@@ -158,3 +157,9 @@ def test_a_slow_card_sizes_from_config_until_it_comes() -> None:
             assert fake.shows == ["tiny:1b"]
         finally:
             pool.close()
+
+
+def test_a_small_budget_on_a_large_model_keeps_its_tools() -> None:
+    window = size_window("m", cfg(max_tokens=64), [ModelCard(32768, None, True)], 512)
+    fit = fit_turn(window, [spec(f"tool{i}", 60) for i in range(6)])
+    assert fit.left_out == () and fit.budget == 256  # the history gives way, at its floor

@@ -2,11 +2,14 @@
 much is left for documents, passages and history, and the `num_ctx` of each call.
 
 Tool declarations are sent with every call and count against the budget. Ours (skills, then
-`tools.offer_to_model` in the order it lists them) take at most `1/TOOLS_SHARE` of it; the ones
-past that are left out, by name in the trace: on a 4k model, a dozen tool declarations would
-otherwise leave no room for the conversation. Skills go first: they are the workspace's own
-features and their declarations are small. A client's own functions (the OpenAI entry) are
-never dropped: the client asked for them; they count against the budget like ours.
+`tools.offer_to_model` in the order it lists them, then the gateway's own such as memory) take
+at most `1/TOOLS_SHARE` of what the model can take; the ones past that are left out, by name in
+the trace: on a 4k model, a dozen tool declarations would otherwise leave no room for the
+conversation. The share is of the model's room, not of `gateway.context_tokens`: a small
+budget on a large model sends less history, not fewer tools. Skills go first: they are the
+workspace's own features and their declarations are small. A client's own functions (the
+OpenAI entry) are never dropped: the client asked for them; they count against the budget
+like ours.
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ def fit_turn(window: Window, ours: Sequence[dict[str, Any]],
     if not window.tools:
         return TurnFit(window)
     used = sum(_cost(t) for t in theirs)
-    share = window.prompt_tokens // TOOLS_SHARE
+    share = window.room // TOOLS_SHARE
     offered, left_out = [], []
     for spec in ours:
         cost = _cost(spec)

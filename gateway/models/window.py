@@ -32,6 +32,7 @@ class Window:
     tools: bool
     source: str  # where `context` was learnt
     reply: int = 0  # max_tokens: the room num_ctx keeps for the answer
+    room: int = 0  # the most the model could be sent (its context less reply and margin)
     notes: tuple[str, ...] = ()  # what was cut, what was not read, and why
 
     def describe(self) -> str:
@@ -61,7 +62,7 @@ def size_window(name: str, cfg: ModelConfig, cards: Sequence[ModelCard],
         notes.append(f"tools not offered: {model} cannot call tools" if cfg.tools is None
                      else f"tools not offered: models.{name}.tools is false")
     reply = cfg.max_tokens
-    prompt = context_tokens
+    prompt = room = context_tokens
     if context:
         room = (context - reply) * MARGIN // (MARGIN + 1)
         prompt = max(MIN_PROMPT, min(context_tokens, room))
@@ -75,7 +76,8 @@ def size_window(name: str, cfg: ModelConfig, cards: Sequence[ModelCard],
     num_ctx = -(-(prompt + reply + prompt // MARGIN) // STEP) * STEP
     if context:
         num_ctx = min(num_ctx, context)
-    return Window(model, prompt, num_ctx, context, tools, source, reply, tuple(notes))
+    return Window(model, prompt, num_ctx, context, tools, source, reply, max(prompt, room),
+                  tuple(notes))
 
 
 def unsized(name: str, context_tokens: int) -> Window:
