@@ -48,7 +48,9 @@ class GatewayConfig(Section):
     max_connections_per_ip: int = Field(64, ge=1, description="each address counted, "
                                         "loopback ones too; auth.trusted_proxies are not")
     session_timeout: Duration = 1800.0
-    context_tokens: int = Field(2048, ge=64, description="history budget sent to the model")
+    context_tokens: int = Field(2048, ge=64, description="what goes with each message (tool "
+                                "declarations, documents, passages, history), cut to what "
+                                "each model takes (gateway.core.fit)")
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
     max_file_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="the largest file a "
                                 "message may carry (HTTP multipart, WebSocket base64)")
