@@ -49,7 +49,9 @@ class GatewayConfig(Section):
     max_connections_per_ip: int = Field(64, ge=1, description="each address counted, "
                                         "loopback ones too; auth.trusted_proxies are not")
     session_timeout: Duration = 1800.0
-    context_tokens: int = Field(2048, ge=64, description="history budget sent to the model")
+    context_tokens: int = Field(2048, ge=64, description="what goes with each message (tool "
+                                "declarations, documents, passages, history), cut to what "
+                                "each model takes (gateway.core.fit)")
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
     max_file_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="the largest file a "
                                 "message may carry (HTTP multipart, WebSocket base64)")
@@ -189,7 +191,8 @@ def for_skills(config: Config) -> dict[str, Any]:
     the tools' limits, which model chat uses) and nothing else: never auth's tokens and JWT
     key, the channels' bot tokens or the alert senders' passwords."""
     return {"models": {name: model.model_dump() for name, model in config.models.items()},
-            "tools": config.tools.model_dump(), "chat_model": config.chat_model()}
+            "tools": config.tools.model_dump(), "chat_model": config.chat_model(),
+            "context_tokens": config.gateway.context_tokens}
 
 
 def expand_env(value: Any, path: str = "", problems: list[str] | None = None,

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from gateway.core.context import build_messages, fit_client_messages
 from gateway.core.files_for_model import view_for_model
+from gateway.core.fit import CARD_WAIT, TurnFit, fit_turn
 from gateway.core.grounding import TOP_K, choose_passages, grounding_prompt, sources_line
 from gateway.core.message import Message, ModelInput, Trace
 from gateway.core.sessions import SessionManager
@@ -76,7 +77,21 @@ class ChatResponder:
 
     def answer(self, turn: Turn, pool: ModelPool, text: str, session_id: str) -> ChatOutcome:
         trace, settings, skills, files = turn.trace, turn.settings, turn.skills, turn.msg.files
-        context_tokens = settings.context_tokens
+        client = turn.msg.client_context
+        tools = {**settings.model_tools, **turn.builtins.tools_for(turn.msg, settings)}
+        theirs = {t["function"]["name"] for t in client.tools} if client else set()
+        ours = {h.intent for h in skills.handlers} | set(tools)
+        if theirs & ours:
+            return ChatOutcome(error=("bad_request", "These tool names are the gateway's own "
+                                      f"(a skill or a tool of the model): "
+                                      f"{', '.join(sorted(theirs & ours))}; rename yours."))
+        fit = fit_turn(pool.window(CARD_WAIT), [h.tool_spec() for h in skills.handlers] +
+                       [t.spec() for t in tools.values()], client.tools if client else ())
+        if theirs and not fit.window.tools:
+            return ChatOutcome(error=("bad_request", f"The model '{pool.name}' cannot call "
+                                      "tools: send the request without `tools`, or pick a "
+                                      "model that can."))
+        context_tokens = fit.budget  # the model's window, less the tools' declarations
         model = settings.config.models.get(pool.name)
         # documents get at most half the budget: the history and the passages the rest
         view = view_for_model(text, files, self.workspace, model=pool.name,
@@ -89,7 +104,6 @@ class ChatResponder:
                               f"({p.origin or f'{p.score:.1f}'})" for p in passages)
             span.detail = ": ".join(filter(None, (how, found or "no passage matched")))
         root = self.knowledge.folder.parent if self.knowledge else None
-        client = turn.msg.client_context
         recalled = self._recall(turn, text, session_id, context_tokens // 8)
         with trace.step("context") as span:
             budget = max(256, context_tokens - sum(estimate_tokens(p.passage.text)
@@ -112,22 +126,14 @@ class ChatResponder:
             for part in recalled:  # the summary of older turns, the owner's facts
                 at = next((i for i, m in enumerate(messages) if m["role"] != "system"), 0)
                 messages.insert(at, {"role": "system", "content": part})
+            span.detail += "; " + fit.describe()
             if passages and root is not None:
                 at = next((i for i, m in enumerate(messages) if m["role"] != "system"),
                           len(messages))
                 messages.insert(at, {"role": "system",
                                      "content": grounding_prompt(passages, root)})
-        tools = {**settings.model_tools, **turn.builtins.tools_for(turn.msg, settings)}
-        theirs = {t["function"]["name"] for t in client.tools} if client else set()
-        ours = {h.intent for h in skills.handlers} | set(tools)
-        if theirs & ours:
-            return ChatOutcome(error=("bad_request", "These tool names are the gateway's own "
-                                      f"(a skill or a tool of the model): "
-                                      f"{', '.join(sorted(theirs & ours))}; rename yours."))
-        offered = [h.tool_spec() for h in skills.handlers] + [t.spec() for t in tools.values()]
-        offered += list(client.tools) if client else []
         for _ in range(MAX_TOOL_ROUNDS + 1):
-            result = self._call_model(turn, pool, messages, offered)
+            result = self._call_model(turn, pool, messages, fit)
             if isinstance(result, ChatOutcome):
                 return result
             for call in result.tool_calls:
@@ -171,13 +177,14 @@ class ChatResponder:
         return parts
 
     def _call_model(self, turn: Turn, pool: ModelPool, messages: list[dict[str, Any]],
-                    offered: list[dict[str, Any]]) -> ModelResult | ChatOutcome:
+                    fit: TurnFit) -> ModelResult | ChatOutcome:
         trace, msg_id = turn.trace, turn.msg.id
         with trace.step("model") as span:
             record_input(trace, pool.name, messages)
             try:
                 result = pool.chat(messages, on_delta=turn.on_delta, cancel=turn.cancel,
-                                   tools=offered or None, channel=turn.msg.channel)
+                                   tools=fit.offered or None, channel=turn.msg.channel,
+                                   num_ctx=fit.num_ctx_for(messages))
             except NoModelAvailable as e:
                 span.outcome, span.detail = "error", redact(str(e))[:500]
                 log.warning("msg_id=%s %s", msg_id, e)
@@ -197,7 +204,9 @@ class ChatResponder:
                 trace.model_input.completion_tokens += result.completion_tokens
             called = ", ".join(c["name"] for c in result.tool_calls)
             span.detail = f"{pool.name} via {redact(result.endpoint)}" + (
-                f", calls {called}" if called else "")
+                f", calls {called}" if called else "") + (
+                "" if fit.window.tools else f"; tools not offered: {fit.window.model} cannot "
+                "call tools")
         return result
 
     def _run_tool(self, tool: Tool, call: dict[str, Any], trace: Trace) -> dict[str, Any]:

@@ -99,7 +99,7 @@ def build_settings(config: Config, process: Process, channels: Mapping[str, Base
     return Settings(
         config=config,
         models=MappingProxyType(build_pools(config.models, str(process.workspace.config_path),
-                                            process.metrics)),
+                                            process.metrics, config.gateway.context_tokens)),
         chat_model=config.chat_model(),
         model_tools=MappingProxyType(build_model_tools(process.workspace, config)),
         guards=guards,

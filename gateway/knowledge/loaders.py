@@ -222,6 +222,8 @@ def load_document(path: StrPath) -> list[Passage]:
 
 def estimate_tokens(text: str) -> int:
     """A model-free token estimate: one per CJK character, one per four other characters."""
+    if text.isascii():  # most text: no CJK to look for (60 ns instead of ~25 us a kB)
+        return math.ceil(len(text) / 4)
     cjk = len(_CJK_CHAR.findall(text))
     return cjk + math.ceil((len(text) - cjk) / 4)
 

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gateway.models.card import ModelCard
+
 OnDelta = Callable[[str], None]
 
 
@@ -53,14 +55,22 @@ class Provider(Protocol):
     "tool_calls": [{"id", "name", "arguments": {...}}]}` and `{"role": "tool",
     "tool_call_id", "name", "content"}`. `ModelResult.tool_calls` uses the same
     `{"id", "name", "arguments"}` shape. A user turn may carry `"images": [{"media_type",
-    "data" (base64)}]`, only for a model configured with `vision: true`.
+    "data" (base64)}]`, only for a model configured with `vision: true`. `num_ctx` is the
+    context window the call was sized for (`models.window`): a backend that takes one per
+    call (Ollama) is told it, the others ignore it.
     """
 
     url: str
 
     def chat(self, messages: list[dict[str, Any]], *, on_delta: OnDelta | None = None,
              cancel: threading.Event | None = None,
-             tools: list[dict[str, Any]] | None = None) -> ModelResult: ...
+             tools: list[dict[str, Any]] | None = None,
+             num_ctx: int | None = None) -> ModelResult: ...
+
+    def card(self) -> ModelCard:
+        """What the model says about itself (`models.card`); an empty card where the API has
+        no way to ask. May do I/O: the pool calls it off the message's path."""
+        ...
 
     def close(self) -> None:
         """Close the client's pooled connections."""

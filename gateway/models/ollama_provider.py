@@ -14,6 +14,7 @@ import httpx
 import ollama
 
 from gateway.models.base import Cancelled, EndpointDown, ModelError, ModelResult, OnDelta
+from gateway.models.card import ModelCard, read_card
 
 
 class OllamaProvider:
@@ -24,6 +25,7 @@ class OllamaProvider:
         self.options: dict[str, Any] = {"num_predict": max_tokens}
         if temperature is not None:
             self.options["temperature"] = temperature
+        self.api_key = api_key
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
         self.client = ollama.Client(
             host=url, timeout=httpx.Timeout(timeout, connect=5.0), headers=headers,
@@ -31,18 +33,20 @@ class OllamaProvider:
 
     def chat(self, messages: list[dict[str, Any]], *, on_delta: OnDelta | None = None,
              cancel: threading.Event | None = None,
-             tools: list[dict[str, Any]] | None = None) -> ModelResult:
+             tools: list[dict[str, Any]] | None = None,
+             num_ctx: int | None = None) -> ModelResult:
+        options = {**self.options, "num_ctx": num_ctx} if num_ctx else self.options
         pieces: list[str] = []
         tool_calls: list[dict[str, Any]] = []
         counts = [0, 0]  # prompt_eval_count, eval_count of the final part
         try:
             if on_delta is None:  # nobody to stream to: one response, parsed once
                 parts: Any = [self.client.chat(model=self.model, messages=_wire(messages),
-                                               stream=False, options=self.options,
+                                               stream=False, options=options,
                                                tools=tools or None)]
             else:
                 parts = self.client.chat(model=self.model, messages=_wire(messages),
-                                         stream=True, options=self.options,
+                                         stream=True, options=options,
                                          tools=tools or None)
             try:
                 for part in parts:
@@ -67,6 +71,9 @@ class OllamaProvider:
         except (ConnectionError, httpx.TransportError) as e:
             raise EndpointDown(_reason(e)) from e
         return ModelResult("".join(pieces), self.url, tool_calls, *counts)
+
+    def card(self) -> ModelCard:
+        return read_card(self.url, self.model, self.api_key)
 
     def close(self) -> None:
         self.client.close()

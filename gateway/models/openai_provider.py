@@ -9,6 +9,7 @@ from typing import Any
 import openai
 
 from gateway.models.base import Cancelled, EndpointDown, ModelError, ModelResult, OnDelta
+from gateway.models.card import ModelCard
 
 
 class OpenAIProvider:
@@ -24,7 +25,8 @@ class OpenAIProvider:
 
     def chat(self, messages: list[dict[str, Any]], *, on_delta: OnDelta | None = None,
              cancel: threading.Event | None = None,
-             tools: list[dict[str, Any]] | None = None) -> ModelResult:
+             tools: list[dict[str, Any]] | None = None,
+             num_ctx: int | None = None) -> ModelResult:
         extra: dict[str, Any] = {"tools": tools} if tools else {}
         if self.temperature is not None:
             extra["temperature"] = self.temperature
@@ -67,6 +69,10 @@ class OpenAIProvider:
                        "arguments": _json_args(c["arguments"])}
                       for i, (_, c) in enumerate(sorted(calls.items()))]
         return ModelResult("".join(pieces), self.url, tool_calls, *counts)
+
+    def card(self) -> ModelCard:
+        """The API has no way to ask: `models.<name>.context_length` and `tools` say."""
+        return ModelCard()
 
     def close(self) -> None:
         self.client.close()

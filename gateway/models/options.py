@@ -26,11 +26,26 @@ class ModelConfig(Section):
     timeout: Duration = 120.0
     vision: bool = Field(False, description="the model takes images: a sent image goes to it; "
                          "otherwise it and the sender are told it could not be seen")
+    context_length: int | None = Field(
+        None, ge=512, description="the most tokens this model takes (prompt and reply): "
+        "caps the context sent and the num_ctx told to Ollama; overrides what Ollama's "
+        "/api/show says; the only way to size an OpenAI-compatible server's model")
+    tools: bool | None = Field(
+        None, description="whether the model can call tools (skills, tools.offer_to_model, "
+        "a client's functions); default: as Ollama's /api/show says, else yes")
 
     @model_validator(mode="after")
     def _has_endpoint(self) -> ModelConfig:
         if not self.endpoint and not self.endpoints:
             raise ValueError("give an endpoint, e.g. endpoint: \"http://127.0.0.1:11434\"")
+        return self
+
+    @model_validator(mode="after")
+    def _reply_fits(self) -> ModelConfig:
+        if self.context_length is not None and self.context_length < self.max_tokens + 256:
+            raise ValueError(f"context_length {self.context_length} leaves no room for the "
+                             f"conversation beside max_tokens {self.max_tokens}: raise "
+                             "context_length or lower max_tokens")
         return self
 
     def all_endpoints(self) -> list[str]:

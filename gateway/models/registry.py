@@ -35,6 +35,9 @@ def build_providers(name: str, cfg: ModelConfig) -> list[Provider]:
 
 
 def build_pools(models: Mapping[str, ModelConfig], config_hint: str,
-                metrics: Metrics | None = None) -> dict[str, ModelPool]:
+                metrics: Metrics | None = None,
+                context_tokens: int = 2048) -> dict[str, ModelPool]:
+    """`context_tokens`: `gateway.context_tokens`, each pool's budget before its model's own."""
     return {name: ModelPool(name, build_providers(name, cfg), config_hint=config_hint,
-                            metrics=metrics) for name, cfg in models.items()}
+                            metrics=metrics, config=cfg, context_tokens=context_tokens)
+            for name, cfg in models.items()}

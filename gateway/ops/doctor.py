@@ -23,8 +23,10 @@ from gateway.common.workspace import Workspace
 from gateway.common.yaml_reader import read_yaml
 from gateway.config import Config, load_config, parse_config
 from gateway.models.base import ModelError
+from gateway.models.card import CardUnavailable, ModelCard, read_card
 from gateway.models.options import ModelConfig
 from gateway.models.registry import build_providers
+from gateway.models.window import size_window
 from gateway.observe.redact import redact
 from gateway.ops.control import find_gateways, loop_report
 from gateway.ops.known_bad import KNOWN_BAD
@@ -63,7 +65,11 @@ def run_checks(ws: Workspace, port: int | None = None,
     if not config.models:
         results.append((False, "no model configured", "add one under models: in config.yaml"))
     for name, cfg in config.models.items():
-        results.extend(check_model(name, cfg, url) for url in cfg.all_endpoints())
+        for url in cfg.all_endpoints():
+            results.append(check_model(name, cfg, url))
+            chats = name != config.knowledge.embedding_model  # an embedding model only embeds
+            if chats and results[-1][0]:  # served there: what it takes and will be sent
+                results.extend(check_fit(name, cfg, url, config, _has_skills(ws)))
     if config.knowledge.embedding_model:
         results.extend(check_embedding(config))
     if tray is not None:
@@ -234,6 +240,52 @@ def check_embedding(config: Config) -> list[Check]:
         checks.append((True, f"{what}: embeds ({len(vectors[0]) if vectors else 0} "
                              "dimensions)", ""))
     return checks
+
+
+def check_fit(name: str, cfg: ModelConfig, url: str, config: Config,
+              skills: bool = False) -> list[Check]:
+    """What the model takes (Ollama's /api/show, or config) and what it will be sent: its
+    context, tool support and `num_ctx`; a failed line where the configured budget is more
+    than it takes, or where skills or tools are configured for a model that cannot call them."""
+    what = f"model {name} at {url}"
+    card = ModelCard()
+    if cfg.provider_for(url) == "ollama":
+        try:
+            card = read_card(url, cfg.model or name, cfg.api_key or None)
+        except CardUnavailable as e:
+            card = ModelCard(failed=str(e))
+    budget = config.gateway.context_tokens
+    window = size_window(name, cfg, [card], budget)
+    tools = "can call tools" if window.tools else "cannot call tools"
+    sent = (f"num_ctx {window.num_ctx} sent" if cfg.provider_for(url) == "ollama"
+            else "no num_ctx (OpenAI API)")
+    results: list[Check] = [(True, f"{what}: context {window.context or 'unknown'} "
+                                   f"({window.source}), {tools}, {sent}, prompt budget "
+                                   f"{window.prompt_tokens} tokens", "")]
+    if card.failed:
+        results.append((False, f"{what}: {card.failed}, so it is sized from config",
+                        "upgrade Ollama (https://ollama.com/download), or set "
+                        f"models.{name}.context_length and models.{name}.tools"))
+    if window.prompt_tokens < budget:
+        results.append((False, f"{what}: gateway.context_tokens {budget} is more than "
+                               f"{window.model} takes ({window.context} tokens, {cfg.max_tokens} "
+                               f"kept for its reply): it is sent {window.prompt_tokens}",
+                        f"lower gateway.context_tokens to {window.prompt_tokens}, or use a "
+                        "model with a longer context"))
+    wanted = [w for w, on in (("skills", skills), ("tools.offer_to_model",
+                                                     bool(config.tools.offer_to_model))) if on]
+    if not window.tools and cfg.tools is None and wanted:
+        results.append((False, f"{what}: {window.model} cannot call tools, so "
+                               f"{' and '.join(wanted)} are not offered to it",
+                        "use a model that can call tools (its `ollama show` lists "
+                        f"\"tools\" under Capabilities), or set models.{name}.tools: false"))
+    return results
+
+
+def _has_skills(ws: Workspace) -> bool:
+    """Whether the workspace has skill files the model would be offered."""
+    return ws.skills.is_dir() and any(p.is_file() and not p.name.startswith((".", "_"))
+                                      for p in ws.skills.iterdir())
 
 
 def _model_names(response: httpx.Response, ollama: bool) -> list[str] | None:

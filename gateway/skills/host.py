@@ -66,7 +66,8 @@ class HostRuntime:
         models = {name: ModelConfig.model_validate(given)
                   for name, given in (config.get("models") or {}).items()}
         self.tools = build_tools(workspace, **tools.model_dump(exclude=MODEL_ONLY))
-        self.pools = build_pools(models, str(workspace / "config.yaml"))
+        self.pools = build_pools(models, str(workspace / "config.yaml"),
+                                 context_tokens=config.get("context_tokens") or 2048)
         self.chat_model = config.get("chat_model")
         self.spans: list[dict[str, Any]] = []
         self.started = time.perf_counter()

@@ -42,7 +42,7 @@ from socketserver import TCPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["DEFAULT_MODEL", "FakeModelServer", "Reply", "Rule", "main"]
+__all__ = ["DEFAULT_MODEL", "FakeModelServer", "Reply", "Rule", "main", "model_card"]
 
 DEFAULT_MODEL = "fake-model"
 """Model listed by /api/tags and /v1/models when ``known_models`` is None."""
@@ -373,6 +373,26 @@ def _model_list(models: Iterable[str]) -> dict[str, Any]:
     return {"object": "list", "data": data}
 
 
+DEFAULT_CONTEXT = 32768
+"""The context length /api/show reports for a model without a card of its own."""
+
+
+def model_card(context_length: int = DEFAULT_CONTEXT, tools: bool = True,
+               num_ctx: int | None = None, capabilities: bool = True) -> dict[str, Any]:
+    """An /api/show answer as Ollama 0.6.4+ gives it: ``model_info`` with the architecture's
+    ``context_length``, ``capabilities`` (left out with ``capabilities=False``, as older
+    Ollama does) and the Modelfile ``parameters`` (``num_ctx`` when given)."""
+    card: dict[str, Any] = {
+        "modelfile": "FROM fake", "template": "{{ .Prompt }}",
+        "parameters": f"num_ctx                        {num_ctx}" if num_ctx else "",
+        "details": {"format": "gguf", "family": "fake", "parameter_size": "1B"},
+        "model_info": {"general.architecture": "fake", "fake.context_length": context_length},
+    }
+    if capabilities:
+        card["capabilities"] = ["completion", "tools"] if tools else ["completion"]
+    return card
+
+
 CHAT_PATHS: dict[str, _OllamaApi | _OpenAIApi] = {
     "/api/chat": OLLAMA,
     "/v1/chat/completions": OPENAI,
@@ -603,6 +623,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw) if raw else None
         except ValueError:
             body = None
+        if (self.command, path) == ("POST", "/api/show"):
+            return self._show(body)
         seq = fake._record(self.command, path, dict(self.headers.items()), body)
         if fake.hang and not self._hold():
             return
@@ -629,6 +651,23 @@ class _Handler(BaseHTTPRequestHandler):
             return self._embed(path, api, body)
         return self._json(404, api.error(f"404 page not found: {self.command} {path}", 404))
 
+    def _show(self, body: Any) -> None:
+        """A model card, kept out of ``requests`` and the failure knobs: the gateway reads it
+        once per model and endpoint, and tests count and fail the chat calls."""
+        fake = self.server.fake
+        model = str(body.get("model", "")) if isinstance(body, dict) else ""
+        with fake._changed:
+            fake.shows.append(model)
+            fake._changed.notify_all()
+        while fake.hang_show:  # an answer that does not come, until the knob is cleared
+            if self._peer_gone(0.02):
+                return self._abandon()
+        if fake.show_status is not None:
+            return self._json(fake.show_status, {"error": "injected /api/show failure"})
+        if not fake._knows(model):
+            return self._json(404, {"error": f"model '{model}' not found"})
+        return self._json(200, fake._card(model))
+
     def _chat(self, api: _OllamaApi | _OpenAIApi, body: Any, seq: int) -> None:
         fake = self.server.fake
         if not isinstance(body, dict):
@@ -636,6 +675,8 @@ class _Handler(BaseHTTPRequestHandler):
         model = str(body.get("model", ""))
         if not fake._knows(model):
             return self._json(404, api.error(f"model '{model}' not found", 404))
+        if body.get("tools") and "tools" not in fake._card(model).get("capabilities", ["tools"]):
+            return self._json(400, api.error(f"{model} does not support tools", 400))
         reply = _limit(fake._decide(body), api.limit(body))
         if not self._pause(fake.delay_first):
             return
@@ -758,7 +799,13 @@ class FakeModelServer:
     - ``api_key``: require ``Authorization: Bearer <key>`` (except on GET /).
     - ``known_models``: if set, other models get 404 ``model 'x' not found``.
 
-    Observations: ``requests`` (every request, in order), ``calls``, ``disconnects``.
+    - ``cards`` (set with ``card()``): what /api/show says per model; ``show_status``:
+      answer /api/show with this HTTP status instead; ``hang_show``: do not answer it yet.
+      A chat request that offers tools to a model whose card lacks "tools" gets HTTP 400,
+      as from Ollama.
+
+    Observations: ``requests`` (every request but /api/show, in order), ``calls``,
+    ``disconnects``, ``shows`` (each /api/show's model), ``num_ctx`` (each chat's).
     """
 
     def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
@@ -784,6 +831,10 @@ class FakeModelServer:
             self.hang = False
             self.api_key: str | None = None
             self.known_models: set[str] | None = None
+            self.cards: dict[str, dict[str, Any]] = {}  # model -> its /api/show answer
+            self.show_status: int | None = None  # answer /api/show with this HTTP status
+            self.hang_show = False  # leave /api/show unanswered until cleared
+            self.shows: list[str] = []  # the model of each /api/show asked, in order
 
     # -- lifecycle
 
@@ -865,7 +916,19 @@ class FakeModelServer:
         call = (name, dict(arguments or {}))
         return self.script(Rule(contains=contains, tool_calls=[call], role=role))
 
+    def card(self, model: str, **card: Any) -> None:
+        """What /api/show says about ``model`` (``model_card``'s arguments); a model without
+        a card reports ``DEFAULT_CONTEXT`` tokens and tool support."""
+        with self._lock:
+            self.cards[_canonical(model)] = model_card(**card)
+
     # -- observing
+
+    @property
+    def num_ctx(self) -> list[int | None]:
+        """The ``options.num_ctx`` of each Ollama chat request, in order (None: not sent)."""
+        return [(r["body"].get("options") or {}).get("num_ctx") for r in self.requests
+                if r["path"] == "/api/chat" and isinstance(r["body"], dict)]
 
     @property
     def calls(self) -> int:
@@ -920,6 +983,10 @@ class FakeModelServer:
                     self.fail_status = self.fail_times = None
             return status
 
+    def _card(self, model: str) -> dict[str, Any]:
+        with self._lock:
+            return self.cards.get(_canonical(model)) or model_card()
+
     def _listed_models(self) -> list[str]:
         known = self.known_models
         return sorted(known) if known is not None else [DEFAULT_MODEL]
@@ -965,6 +1032,8 @@ def fast_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Ite
         return respond("200 OK", _tags([DEFAULT_MODEL]))
     if method == "GET" and path == "/v1/models":
         return respond("200 OK", _model_list([DEFAULT_MODEL]))
+    if method == "POST" and path == "/api/show":
+        return respond("200 OK", model_card())
     if method != "POST" or path not in CHAT_PATHS:
         return respond("404 Not Found", api.error(f"404 page not found: {method} {path}", 404))
     try:
