@@ -68,8 +68,15 @@ class Summaries:
             conn.exec_driver_sql(_SCHEMA)
         self._running: set[str] = set()
         self._failed: dict[str, str] = {}
+        # the sessions that have a summary: most never grow past the budget, and reading the
+        # table for each of their messages cost ~50 us (this process is the only writer)
+        with self.engine.connect() as conn:
+            self._summarised = {r[0] for r in conn.exec_driver_sql(
+                "SELECT session_id FROM session_summaries").all()}
 
     def read(self, session_id: str) -> Summary | None:
+        if session_id not in self._summarised:
+            return None
         with self.engine.connect() as conn:
             row = conn.exec_driver_sql("SELECT text, last_turn, turns FROM session_summaries "
                                        "WHERE session_id = ?", (session_id,)).first()
@@ -129,6 +136,7 @@ class Summaries:
                     "INSERT OR REPLACE INTO session_summaries (session_id, text, last_turn, "
                     "turns, updated_at) VALUES (?, ?, ?, ?, ?)",
                     (session_id, text, turn_digest(new[covered - 1]), turns, time.time()))
+            self._summarised.add(session_id)
             log.info("session %s: summary of %d older turns written", session_id, turns)
         except Exception as e:
             self._failed[session_id] = redact(f"{type(e).__name__}: {e}")[:200]
