@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_chat_page_browser import browser  # noqa: F401  (the shared Chromium fixture)
+from tests.test_chat_page_browser import (  # noqa: F401  (browser: the shared Chromium fixture)
+    browser,
+    console_page,
+)
 from tests.test_schedules_gateway import START, Rig, running_rig
 from tests.test_skills_gateway import wait_until
 
@@ -23,20 +26,13 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
 
 def test_the_schedules_page_lists_a_reminder_and_cancels_it(
         browser: object, rig: Rig) -> None:  # noqa: F811
-    from playwright.sync_api import Browser, expect
+    from playwright.sync_api import expect
 
-    assert isinstance(browser, Browser) and rig.gw is not None
+    assert rig.gw is not None
     rig.say("/remind 9:00 call mom")
     reminder = rig.listing()["schedules"][0]
 
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    try:
-        page.goto(f"{rig.gw.url}/#token={rig.gw.token}")
-        expect(page.locator("#shell")).to_be_visible()
-        page.click("nav a[data-page=schedules]")
+    with console_page(browser, rig.gw, "schedules") as page:
         row = page.locator(f"#sc-list tr[data-id='{reminder['id']}']")
         expect(row).to_contain_text("Mon 2026-12-07 09:00")
         expect(row).to_contain_text("enterprise_im:dave")
@@ -51,9 +47,6 @@ def test_the_schedules_page_lists_a_reminder_and_cancels_it(
         expect(row).to_have_count(0)
         page.check("#sc-all")
         expect(row.locator(".badge")).to_have_text("cancelled")
-    finally:
-        context.close()
-    assert not errors, errors
     sent_before = len(rig.platform.replies)
     rig.set_time(START + 3600)  # long past 09:00: nothing comes
     assert len(rig.platform.replies) == sent_before
