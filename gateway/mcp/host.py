@@ -29,7 +29,7 @@ import os
 import sys
 import threading
 from collections import deque
-from typing import IO, Any
+from typing import Any
 
 import anyio
 import httpx2  # the SDK's own HTTP client
@@ -40,6 +40,8 @@ from mcp.client.subscriptions import ListenNotSupportedError, SubscriptionLost
 from mcp.shared.exceptions import MCPError
 from mcp_types import Implementation, ToolListChangedNotification
 
+from gateway.common.child_lines import Lines, Out, run
+
 PROBE_INTERVAL = 30.0  # seconds between liveness checks of an idle server (a tools listing)
 PROBE_TIMEOUT = 15.0
 INIT_TIMEOUT = 30.0
@@ -49,19 +51,6 @@ HTTP_TIMEOUT, HTTP_READ_TIMEOUT = 30.0, 300.0  # what the SDK's own HTTP client 
 
 class ServerGone(Exception):
     """The server cannot be used any more; the message says why (shown in `moltbot mcp list`)."""
-
-
-class Out:
-    """Protocol lines to the gateway: one writer at a time, whole lines only."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self.stream = stream
-        self.lock = threading.Lock()
-
-    def send(self, line: dict[str, Any]) -> None:
-        with self.lock:
-            self.stream.write(json.dumps(line, ensure_ascii=False) + "\n")
-            self.stream.flush()
 
 
 class StderrTail:
@@ -324,19 +313,7 @@ class Host:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def read_lines(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[dict[str, Any] | None],
-               stream: IO[str]) -> None:
-    """stdin, in a plain thread (portable: Windows pipes have no asyncio reader)."""
-    for line in stream:
-        with contextlib.suppress(ValueError):
-            loop.call_soon_threadsafe(queue.put_nowait, json.loads(line))
-    loop.call_soon_threadsafe(queue.put_nowait, None)
-
-
-async def serve(requests: IO[str], out: Out) -> None:
-    lines: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-    threading.Thread(target=read_lines, args=(asyncio.get_running_loop(), lines, requests),
-                     daemon=True).start()
+async def serve(lines: Lines, out: Out) -> None:
     host = Host(out)
     try:
         while (line := await lines.get()) is not None:
@@ -345,17 +322,5 @@ async def serve(requests: IO[str], out: Out) -> None:
         await host.close()
 
 
-def main() -> None:
-    # the protocol keeps its own copy of stdout; fd 1 becomes stderr, so nothing a library
-    # prints can corrupt a line
-    out = Out(os.fdopen(os.dup(1), "w", encoding="utf-8"))
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    asyncio.run(serve(sys.stdin, out))
-
-
 if __name__ == "__main__":
-    try:
-        main()
-    except (BrokenPipeError, KeyboardInterrupt):  # the gateway went away mid-line
-        sys.exit(0)
+    run(serve)

@@ -20,12 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import logging
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -34,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway import __version__
-from gateway.common.backoff import Backoff, keep_running
-from gateway.common.process import json_lines
+from gateway.common.backoff import Backoff
+from gateway.common.child_link import ChildLink
 from gateway.mcp.names import function_name, split_skill_name
 from gateway.mcp.options import McpServerConfig
 from gateway.observe.redact import mask_urls
@@ -45,14 +40,8 @@ from gateway.tools.base import ToolError
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 30.0
-STOP_WAIT = 3.0
 REPLY_MARGIN = 5.0  # the child times a call out itself; the gateway waits this much longer
 CONNECTION = ("command", "url", "headers", "env")  # what a restart is needed for
-
-
-def host_argv() -> list[str]:
-    """`-m gateway.mcp.host`: the bundled app's binary understands it too."""
-    return [sys.executable, "-m", "gateway.mcp.host"]
 
 
 @dataclass
@@ -62,80 +51,40 @@ class _Pending:
 
 
 class HostProcess:
-    """The one child; restarted with backoff while any server is configured."""
+    """The one child (`common.child_link`); restarted with backoff while any server is
+    configured."""
 
     def __init__(self, workspace: Path, servers: dict[str, ServerProcess]) -> None:
         self.workspace = workspace
         self.servers = servers
         self.state = "stopped"
         self.reason = ""
-        self._proc: subprocess.Popen[str] | None = None
-        self._write = threading.Lock()
-        self._stopped = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._up = threading.Event()
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._stopped.clear()
-            self._thread = threading.Thread(target=self._run, name="mcp-host", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stopped.set()
-        proc = self._proc
-        if proc is not None:
-            _close(proc.stdin)  # the child closes every session (its stdio servers end)
-            try:
-                proc.wait(timeout=STOP_WAIT)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        self._thread = None
-
-    def send(self, line: dict[str, Any]) -> None:
-        proc = self._proc
-        if proc is None or proc.stdin is None or not self._up.is_set():
-            raise OSError("the MCP host process is not running")
-        with self._write:
-            proc.stdin.write(json.dumps(line, ensure_ascii=False) + "\n")
-            proc.stdin.flush()
+        self.link = ChildLink("gateway.mcp.host", cwd=workspace,
+                              env=host_environment(workspace, {}), on_start=self._up,
+                              on_line=self._take, on_ended=self._ended, cap=MAX_BACKOFF)
+        self.send = self.link.send
+        self.start = self.link.start
+        self.stop = self.link.stop
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None and self._up.is_set() else None
+        return self.link.pid
 
-    def _run(self) -> None:
-        keep_running(self._run_once, self._stopped, MAX_BACKOFF, self._ended)
+    def _up(self) -> None:
+        self.state, self.reason = "running", ""
+        for server in list(self.servers.values()):
+            server.begin()
+
+    def _take(self, item: dict[str, Any]) -> None:
+        named = self.servers.get(str(item.get("server")))
+        if named is not None:
+            named.take(item)
 
     def _ended(self, why: str, delay: float) -> None:
         self.state, self.reason = "failed", why
         log.warning("the MCP host process ended (%s); starting it again in %.0fs", why, delay)
         for server in list(self.servers.values()):
             server.failed(f"the MCP host process ended ({why})", delay)
-
-    def _run_once(self) -> str:
-        try:
-            proc = subprocess.Popen(host_argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    text=True, encoding="utf-8", errors="replace",
-                                    cwd=self.workspace, env=host_environment(self.workspace, {}),
-                                    start_new_session=True)
-        except OSError as e:
-            return f"cannot start it: {e}"
-        self._proc = proc
-        self._up.set()
-        self.state, self.reason = "running", ""
-        for server in list(self.servers.values()):
-            server.begin()
-        assert proc.stdout is not None
-        for item in json_lines(proc.stdout):
-            named = self.servers.get(str(item.get("server")))
-            if named is not None:
-                named.take(item)
-        self._up.clear()
-        _close(proc.stdin)
-        return f"exit code {proc.wait()}"
 
 
 class ServerProcess:
@@ -371,8 +320,3 @@ class McpServers:
 def _connection(config: McpServerConfig) -> dict[str, Any]:
     return config.model_dump(include=set(CONNECTION))
 
-
-def _close(stream: Any) -> None:
-    with contextlib.suppress(OSError, ValueError):
-        if stream is not None:
-            stream.close()
