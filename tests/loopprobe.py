@@ -282,7 +282,7 @@ def probe_sqlite(args: dict[str, Any]) -> Probe:
 
 
 def probe_ollama(args: dict[str, Any]) -> Probe:
-    """`OllamaProvider.chat` (the lean client on urllib3's pool, `models.ollama_client`)
+    """`OllamaProvider.chat` (the lean client on urllib3's pool, `models.json_client`)
     against the fake model answering after `STALL` s; every second call streams."""
     from gateway.models.ollama_provider import OllamaProvider
 

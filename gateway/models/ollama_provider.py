@@ -1,5 +1,5 @@
-"""Ollama: the message path's chat and embeddings through the lean `ollama_client` (the
-`ollama` package's per-call cost under gevent is why, see that module)."""
+"""Ollama's `/api/chat` and `/api/embed` through the lean `json_client` (the `ollama`
+package's per-call cost under gevent is why, see that module)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from gateway.models.base import Cancelled, EndpointDown, ModelError, ModelResult, OnDelta
 from gateway.models.card import ModelCard, read_card
-from gateway.models.ollama_client import OllamaClient, OllamaRefused, OllamaUnreachable
+from gateway.models.json_client import JsonClient, Refused, Unreachable
 
 
 class OllamaProvider:
@@ -21,7 +21,7 @@ class OllamaProvider:
             self.options["temperature"] = temperature
         self.api_key = api_key
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
-        self.client = OllamaClient(url, timeout=timeout, headers=headers)
+        self.client = JsonClient(url, timeout=timeout, headers=headers)
 
     def chat(self, messages: list[dict[str, Any]], *, on_delta: OnDelta | None = None,
              cancel: threading.Event | None = None,
@@ -31,11 +31,12 @@ class OllamaProvider:
         pieces: list[str] = []
         tool_calls: list[dict[str, Any]] = []
         counts = [0, 0]  # prompt_eval_count, eval_count of the final part
+        streamed = on_delta is not None  # nobody to stream to: one answer, parsed once
         body: dict[str, Any] = {"model": self.model, "messages": _wire(messages),
-                                "stream": on_delta is not None, "options": options}
+                                "stream": streamed, "options": options}
         if tools:
             body["tools"] = tools
-        parts = self.client.chat(body)
+        parts = self.client.post("/api/chat", body, stream="ndjson" if streamed else None)
         try:
             for part in parts:
                 if cancel is not None and cancel.is_set():
@@ -53,9 +54,9 @@ class OllamaProvider:
                         on_delta(piece)
                 if part.get("done"):
                     counts = [part.get("prompt_eval_count") or 0, part.get("eval_count") or 0]
-        except OllamaRefused as e:
+        except Refused as e:
             raise self._refused(e) from e
-        except OllamaUnreachable as e:
+        except Unreachable as e:
             raise EndpointDown(str(e)) from e
         finally:
             parts.close()
@@ -70,14 +71,15 @@ class OllamaProvider:
     def embed(self, texts: list[str], *, timeout: float | None = None) -> list[list[float]]:
         """One vector per text from `/api/embed`; `timeout` (seconds) replaces the client's."""
         try:
-            found = self.client.embed({"model": self.model, "input": texts}, timeout)
-        except OllamaRefused as e:
+            found = next(self.client.post("/api/embed", {"model": self.model, "input": texts},
+                                          timeout=timeout))
+        except Refused as e:
             raise self._refused(e) from e
-        except OllamaUnreachable as e:
+        except Unreachable as e:
             raise EndpointDown(str(e)) from e
         return [list(vector) for vector in found.get("embeddings") or []]
 
-    def _refused(self, e: OllamaRefused) -> ModelError:
+    def _refused(self, e: Refused) -> ModelError:
         if e.status >= 500 or e.status == 429:
             return EndpointDown(f"HTTP {e.status}: {e.error}")
         if e.status == 404:
