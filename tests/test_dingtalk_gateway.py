@@ -237,31 +237,31 @@ def test_reloads_leave_one_connection_and_strangers_get_a_code(
     reload_with(gw, home, dingtalk_config(model, fake))
 
 
-def test_callback_mode_checks_the_sign_and_answers(home: Path, model: FakeModelServer,
-                                                   tmp_path: Path) -> None:
-    with FakeDingTalk() as fake:
-        callback_home = tmp_path / "ai-gateway"
-        write_config(callback_home, dingtalk_config(model, fake, mode="callback",
-                                                    callback_path="/hooks/dingtalk"))
-        gw = GatewayProcess(callback_home, free_port()).start()
-        try:
-            url = f"{gw.url}/hooks/dingtalk"
-            data = fake.robot_message("hello by callback", staff_id="gina07")
-            assert fake.post_outgoing(url, data, secret="wrong").status_code == 401
-            stale = int((time.time() - 7200) * 1000)
-            assert fake.post_outgoing(url, data, timestamp=stale).status_code == 401
-            assert not fake.opened  # no stream in callback mode
-            answer = fake.post_outgoing(url, data)
-            assert answer.status_code == 200, answer.text
-            sent = fake.wait_for_sent(1)
-            assert (sent[0].via, sent[0].text) == ("webhook", "echo: hello by callback")
-            # DingTalk posts it again: answered once
-            assert fake.post_outgoing(url, data).status_code == 200
-            later = fake.robot_message("second", staff_id="gina07", ttl=-1)
-            assert fake.post_outgoing(url, later).status_code == 200
-            sent = fake.wait_for_sent(2)
-            assert [(s.via, s.text) for s in sent] == [("webhook", "echo: hello by callback"),
-                                                       ("person", "echo: second")]
-            assert channel(gw)["state"] == "connected"
-        finally:
-            gw.stop()
+def test_callback_mode_checks_the_sign_and_answers(
+        gw: GatewayProcess, fake: FakeDingTalk, home: Path, model: FakeModelServer) -> None:
+    """Switched to the outgoing robot's callback by a reload: the stream's connection is gone
+    (nothing left to swallow messages), the POST is checked, stored, answered later."""
+    reload_with(gw, home, dingtalk_config(model, fake, mode="callback"))
+    fake.wait_for_connections(0)
+    opened, before = len(fake.opened), len(fake.sent)
+    url = f"{gw.url}/api/dingtalk"
+    data = fake.robot_message("hello by callback", staff_id="gina07")
+    refused = fake.post_outgoing(url, data, secret="wrong")
+    assert refused.status_code == 401 and "client_secret" in refused.json()["error"]
+    old = int((time.time() - 7200) * 1000)
+    assert fake.post_outgoing(url, data, timestamp=old).status_code == 401
+    answer = fake.post_outgoing(url, data)
+    assert answer.status_code == 200, answer.text
+    sent = new_sent(fake, before)
+    assert (sent[0].via, sent[0].text) == ("webhook", "echo: hello by callback")
+    # DingTalk posts it again: answered once
+    assert fake.post_outgoing(url, data).status_code == 200
+    later = fake.robot_message("second", staff_id="gina07", ttl=-1)
+    assert fake.post_outgoing(url, later).status_code == 200
+    new_sent(fake, before + 1)
+    assert [(s.via, s.text) for s in fake.sent[before:]] == [
+        ("webhook", "echo: hello by callback"), ("person", "echo: second")]
+    assert channel(gw)["state"] == "connected"
+    assert len(fake.opened) == opened  # no stream in callback mode
+    reload_with(gw, home, dingtalk_config(model, fake))
+    fake.wait_for_connections(1)

@@ -300,6 +300,9 @@ class DingTalkChannel(PushChannel):
             return
         self.liveness.mark_in()
         if robot.webhook:
+            now = time.time()
+            self.webhooks = {chat: hook for chat, hook in self.webhooks.items()
+                             if hook[1] > now}  # expired ones are of no use: dropped
             self.webhooks[robot.chat] = (robot.webhook, robot.webhook_expires)
         stored = Event()
         self.handlers.spawn(self._answer, robot, stored)
