@@ -184,6 +184,17 @@ def test_a_redelivered_message_is_answered_once(gw: GatewayProcess,
     assert [s.text for s in fake.sent[before:]] == ["echo: only once", "echo: next"], sent
 
 
+def test_a_picture_gets_a_sentence_asking_for_text(gw: GatewayProcess,
+                                                   fake: FakeDingTalk) -> None:
+    before = len(fake.sent)
+    picture = {**fake.robot_message("", staff_id="hana08"), "msgtype": "picture",
+               "content": {"downloadCode": "code123", "pictureDownloadCode": "code123"}}
+    del picture["text"]
+    fake.redeliver(picture)
+    sent = new_sent(fake, before)
+    assert sent[0].via == "webhook" and "as text" in sent[0].text
+
+
 def test_silent_stream_goes_stale_and_restarts_once(gw: GatewayProcess,
                                                     fake: FakeDingTalk) -> None:
     opened = len(fake.opened)
