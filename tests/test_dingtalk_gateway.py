@@ -14,7 +14,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import GatewayProcess, free_port, model_config, write_config
+from tests.conftest import GatewayProcess, free_port, model_config, run_cli, write_config
 from tests.fakes.fake_dingtalk import CLIENT_ID, CLIENT_SECRET, FakeDingTalk, Sent
 from tests.fakes.fake_model import FakeModelServer
 from tests.trace_check import assert_complete_trace
@@ -170,6 +170,26 @@ def test_dropped_stream_reconnects_and_loses_nothing(gw: GatewayProcess,
     sent = new_sent(fake, before + 1)
     assert sent[0].text == "echo: and now?"
     assert len(fake.connections) == 1
+
+
+def test_an_outage_shows_retrying_and_nothing_is_lost(gw: GatewayProcess, fake: FakeDingTalk,
+                                                      home: Path) -> None:
+    before = len(fake.sent)
+    fake.outage(True)
+    try:
+        deadline = time.monotonic() + 30
+        while (row := channel(gw))["state"] != "retrying" or "503" not in row["detail"]:
+            assert time.monotonic() < deadline, row
+            time.sleep(0.1)
+        assert "stream gateway answered 503" in row["detail"]
+        listed = run_cli(home, "channels", "list")
+        assert "dingtalk" in listed.stdout and "retrying" in listed.stdout, listed.stdout
+        fake.user_says("written during the outage", staff_id="ivan09")
+    finally:
+        fake.outage(False)
+    sent = new_sent(fake, before)
+    assert sent[0].text == "echo: written during the outage"
+    assert channel(gw)["state"] == "connected"
 
 
 def test_a_redelivered_message_is_answered_once(gw: GatewayProcess,

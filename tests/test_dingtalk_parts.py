@@ -98,6 +98,9 @@ def test_the_streams_reasons_become_sentences() -> None:
                                  "and client_secret")
     assert _explain("open connection failed, error=503 Server Error") == \
         "DingTalk's stream gateway answered 503"
+    assert _explain("open connection failed, error=HTTPSConnectionPool(host='api.dingtalk.com'"
+                    ", port=443): Max retries exceeded, response.text=") == \
+        "cannot reach DingTalk's stream gateway at api.dingtalk.com (channels.dingtalk.api_base)"
     assert _explain("the stream connection closed (1011)") == \
         "the stream connection closed (1011)"
 

@@ -397,6 +397,10 @@ def _explain(why: str) -> str:
     """The child's reason in a sentence: the SDK's "open connection failed, error=401 ...,
     response.text={...}" becomes the status, DingTalk's code and the key to fix."""
     failed = re.search(r"error=(\d{3})\b", why)
+    if failed is None and why.startswith("open connection failed"):
+        host = re.search(r"host='([^']+)'", why)
+        return (f"cannot reach DingTalk's stream gateway"
+                f"{' at ' + host.group(1) if host else ''} (channels.dingtalk.api_base)")
     if failed is None:
         return why
     code = re.search(r'"code"\s*:\s*"([^"]+)"', why)

@@ -14,7 +14,8 @@ over real HTTP and WebSocket by pointing `channels.dingtalk.api_base` at `FakeDi
   delivered again on the next connection (DingTalk retries unacknowledged messages), and
   messages are delivered on the newest connection only, as DingTalk does with one app's
   several connections; `disconnect()` sends the SYSTEM `disconnect` frame and closes,
-  `drop()` closes every connection at once.
+  `drop()` closes every connection at once, `outage(True)` also answers connections/open 503
+  until `outage(False)`.
 - The session webhook `/robot/sendBySession?session=...` of each message: `{"msgtype": "text"
   | "markdown", ...}` answered `{"errcode": 0, "errmsg": "ok"}` while it is valid (until its
   `sessionWebhookExpiredTime`), `{"errcode": 300001}` after.
@@ -89,6 +90,7 @@ class FakeDingTalk:
         self._webhooks: dict[str, tuple[str, float]] = {}  # session -> (conversation, until)
         self._throttle = 0
         self.muted = False
+        self.down = False
         self._ids = itertools.count(1)
         self._changed = threading.Condition()
         self._loop = asyncio.new_event_loop()
@@ -222,6 +224,13 @@ class FakeDingTalk:
                 await conn.ws.close(code=1011, message=b"fake dropped the connection")
         asyncio.run_coroutine_threadsafe(close_all(), self._loop).result(10)
 
+    def outage(self, down: bool) -> None:
+        """Down: connections/open answers 503 and every connection is dropped; up again:
+        DingTalk is back, with what it holds."""
+        self.down = down
+        if down:
+            self.drop()
+
     def expire_tokens(self) -> None:
         for token in self.tokens:
             self.tokens[token] = False
@@ -233,6 +242,9 @@ class FakeDingTalk:
     async def _open(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.opened.append(body)
+        if self.down:
+            return web.json_response({"code": "ServiceUnavailable",
+                                      "message": "the service is down"}, status=503)
         if body.get("clientId") != CLIENT_ID or body.get("clientSecret") != CLIENT_SECRET:
             return web.json_response({"code": "InvalidAuthentication",
                                       "message": "clientId or clientSecret is invalid"},
