@@ -60,6 +60,7 @@ from gateway.channels.base import (
     SwitchedOnByConfig,
 )
 from gateway.channels.liveness import Liveness
+from gateway.channels.outbox_answer import answer_into_outbox, queue_refusal
 from gateway.channels.telegram_api import BotApi, TelegramError, render, split, unformatted, upload
 from gateway.common.options import Duration
 from gateway.core.inbox import FileRefused
@@ -382,39 +383,17 @@ class TelegramChannel(PushChannel):
 
     def _answer_stored(self, msg: Message, on_stored: Callable[[], None] | None = None,
                        answered: Event | None = None) -> None:
-        """Answer `msg` into the outbox. Its reply row is written first (`expect_reply`), so
-        a crash after the answer is stored but before it is queued still sends it: the
-        outbox's start fills the waiting row from the stored reply."""
-        outbox = self.services.outbox
-        waiting = outbox.expect_reply(msg)
+        """Answer `msg` into the outbox (`channels.outbox_answer`: its reply row first, so a
+        crash after the answer is stored but before it is queued still sends it)."""
         try:
-            reply = self.entry.handle(msg, self.tg.bot_token, on_stored=on_stored)
-        except Exception:
-            outbox.reply_lost(waiting, "the gateway failed answering the message "
-                              "(data/logs/error.log)")
-            raise
+            answer_into_outbox(self.services, msg, self.tg.bot_token, on_stored)
         finally:
             if answered is not None:
                 answered.set()
-            self.intake.settle(msg)
-        earlier = [row for row in outbox.rows.for_message(reply.msg_id)
-                   if row.origin == "reply" and row.id != waiting]
-        if any(row.text or row.files for row in earlier):
-            outbox.rows.drop(waiting)
-            log.info("msg_id=%s telegram: already answered; not sent again", reply.msg_id)
-            return
-        for row in earlier:  # stand-ins a crash left unfilled: this answer is theirs
-            outbox.rows.drop(row.id)
-        outbox.reply_ready(waiting, reply)
 
     def _queue(self, refusal: Reply) -> None:
         """A refusal's sentence into the outbox (none for a blocked sender)."""
-        if refusal.error == "blocked" or not refusal.chat:
-            return
-        outbox = self.services.outbox
-        msg = Message(channel=self.name, sender=refusal.to, chat=refusal.chat, text="",
-                      client_id=refusal.client_id, id=refusal.msg_id or "refused")
-        outbox.reply_ready(outbox.expect_reply(msg), refusal)
+        queue_refusal(self.services, self.name, refusal)
 
     def _show_typing(self, chat: str, answered: Event) -> None:
         waiting = self._unanswered.get(chat)
