@@ -40,6 +40,7 @@ import os
 import re
 import socket
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -291,7 +292,7 @@ class DingTalkChannel(PushChannel):
                 self.link.start()
 
     # -- receiving (both modes) ------------------------------------------------------------
-    def _take(self, data: Any, acknowledge: Any) -> None:
+    def _take(self, data: Any, acknowledge: Callable[[], None]) -> None:
         """Hand the robot message to a greenlet; acknowledge once it is stored (or refused):
         the platform's next message waits for that, so a chat keeps its order."""
         robot = RobotMessage.parse(data)
