@@ -204,15 +204,28 @@ def test_a_redelivered_message_is_answered_once(gw: GatewayProcess,
     assert [s.text for s in fake.sent[before:]] == ["echo: only once", "echo: next"], sent
 
 
-def test_a_picture_gets_a_sentence_asking_for_text(gw: GatewayProcess,
-                                                   fake: FakeDingTalk) -> None:
+def test_pictures_and_files_arrive_in_the_inbox(gw: GatewayProcess, fake: FakeDingTalk,
+                                                home: Path) -> None:
     before = len(fake.sent)
-    picture = {**fake.robot_message("", staff_id="hana08"), "msgtype": "picture",
-               "content": {"downloadCode": "code123", "pictureDownloadCode": "code123"}}
-    del picture["text"]
-    fake.redeliver(picture)
-    sent = new_sent(fake, before)
+    fake.user_sends_file(b"\x89PNG fake picture", staff_id="hana08")
+    fake.user_sends_file(b"quarterly numbers", "report.csv", staff_id="hana08")
+    new_sent(fake, before, 2)
+    inbox = home / "files" / "inbox"
+    assert [p.read_bytes() for p in inbox.rglob("*report.csv")] == [b"quarterly numbers"]
+    assert [p.read_bytes() for p in inbox.rglob("*-picture-*.png")] == [b"\x89PNG fake picture"]
+
+    # what the robot cannot read gets a sentence in the same chat
+    card = {**fake.robot_message("", staff_id="hana08"), "msgtype": "interactiveCard"}
+    del card["text"]
+    fake.redeliver(card)
+    sent = new_sent(fake, before + 2)
     assert sent[0].via == "webhook" and "as text" in sent[0].text
+    gone = {**fake.robot_message("", staff_id="hana08"), "msgtype": "file",
+            "content": {"downloadCode": "expired-code", "fileName": "old.pdf"}}
+    del gone["text"]
+    fake.redeliver(gone)
+    new_sent(fake, before + 3)
+    assert "could not be fetched from DingTalk" in fake.sent[-1].text, fake.sent[before:]
 
 
 def test_silent_stream_goes_stale_and_restarts_once(gw: GatewayProcess,

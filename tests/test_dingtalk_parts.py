@@ -76,6 +76,14 @@ def test_robot_message_names_people_and_groups(fake: FakeDingTalk) -> None:
             "content": {"richText": [{"text": "one "}, {"downloadCode": "x"}, {"text": "two"}]}}
     assert RobotMessage.parse(rich).text == "one two"  # type: ignore[union-attr]
     assert RobotMessage.parse({"text": {"content": "no id"}}) is None
+    picture = {**fake.robot_message(""), "msgtype": "picture",
+               "content": {"downloadCode": "dc1"}}
+    found = RobotMessage.parse(picture)
+    assert found is not None and found.download_code == "dc1"
+    assert found.file_name == f"picture-{picture['msgId']}.png"
+    file = {**fake.robot_message(""), "msgtype": "file",
+            "content": {"downloadCode": "dc2", "fileName": "a.pdf"}}
+    assert RobotMessage.parse(file).file_name == "a.pdf"  # type: ignore[union-attr]
 
 
 def test_sign_is_checked_with_its_hour() -> None:

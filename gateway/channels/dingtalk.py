@@ -64,6 +64,7 @@ from gateway.channels.outbox_answer import answer_into_outbox, queue_refusal
 from gateway.channels.reply_files import not_carried
 from gateway.common.child_link import ChildLink
 from gateway.common.options import Duration
+from gateway.core.inbox import FileRefused
 from gateway.core.intake import Arrival
 from gateway.core.message import Attachment, Message, Reply
 from gateway.core.outbound import DeliveryRefused, Outbound, RetryLater
@@ -324,12 +325,25 @@ class DingTalkChannel(PushChannel):
             stored.set()
 
     def _message(self, robot: RobotMessage) -> Message | Reply:
-        problem = None if robot.text else ("This assistant reads text messages on DingTalk: "
-                                           "send your question as text.")
+        """The robot message through the intake, its picture or file downloaded into the
+        inbox; what cannot be read gets a sentence in the chat it came from."""
+        receipt = self.intake.receive()
+        problem = None
+        if robot.download_code and self.api is not None:
+            try:
+                with receipt.open(robot.file_name, None) as incoming:
+                    self.api.download(robot.download_code, incoming)
+            except FileRefused as e:
+                problem = e.message
+            except (RetryLater, DeliveryRefused) as e:
+                problem = f"The file could not be fetched from DingTalk ({e}); send it again."
+        elif not robot.text:
+            problem = ("This assistant reads text, pictures and files on DingTalk; send your "
+                       "question as text.")
         arrival = Arrival(self.name, {"text": robot.text, "sender": robot.sender,
                                       "chat": robot.chat, "id": robot.msg_id},
                           credential=self.dt.client_secret, peer=self.peer, problem=problem,
-                          needs_sender=True)
+                          received=receipt, takes_files=True, needs_sender=True)
         found = self.intake.message(arrival)
         if isinstance(found, Reply) and problem and not found.chat:
             # the sentence for the person, sent to the chat the message came from

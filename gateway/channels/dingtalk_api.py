@@ -54,6 +54,8 @@ class RobotMessage:
     webhook: str
     webhook_expires: float  # Unix seconds
     mentioned: bool
+    download_code: str = ""  # a picture's or file's, for the robot's download API
+    file_name: str = ""
 
     @property
     def chat(self) -> str:
@@ -74,6 +76,14 @@ class RobotMessage:
         elif data.get("msgtype") == "richText":
             parts = ((data.get("content") or {}).get("richText")) or []
             text = "".join(str(p.get("text", "")) for p in parts if isinstance(p, dict)).strip()
+        found = data.get("content")
+        content: dict[str, Any] = found if isinstance(found, dict) else {}
+        download_code, file_name = "", ""
+        if data.get("msgtype") in ("picture", "file", "video", "audio"):
+            download_code = str(content.get("downloadCode") or "")
+            kind = str(data["msgtype"])
+            file_name = str(content.get("fileName") or f"{kind}-{msg_id}" +
+                            {"picture": ".png", "video": ".mp4", "audio": ".amr"}.get(kind, ""))
         expires = str(data.get("sessionWebhookExpiredTime") or "")
         return cls(msg_id=msg_id, group=str(data.get("conversationType")) == "2",
                    conversation=str(data.get("conversationId") or ""), sender=sender,
@@ -81,7 +91,8 @@ class RobotMessage:
                    nick=str(data.get("senderNick") or ""), text=text,
                    webhook=str(data.get("sessionWebhook") or ""),
                    webhook_expires=int(expires) / 1000 if expires.isdigit() else 0.0,
-                   mentioned=bool(data.get("isInAtList")))
+                   mentioned=bool(data.get("isInAtList")), download_code=download_code,
+                   file_name=file_name)
 
 
 def is_group_chat(chat: str) -> bool:
@@ -150,15 +161,33 @@ class RobotApi:
                     {"robotCode": self.robot_code, "openConversationId": conversation,
                      "msgKey": msg_key, "msgParam": json.dumps(param, ensure_ascii=False)})
 
-    def _robot(self, path: str, body: dict[str, Any]) -> None:
+    def download(self, download_code: str, into: Any) -> None:
+        """A received picture's or file's bytes into a writable: the robot's download API
+        gives a short-lived URL, read as a stream."""
+        answer = self._robot("/v1.0/robot/messageFiles/download",
+                             {"downloadCode": download_code, "robotCode": self.robot_code})
+        url = str(_json(answer).get("downloadUrl") or "")
+        if not url:
+            raise DeliveryRefused("DingTalk's download API answered without a downloadUrl")
+        try:
+            with self.http.stream("GET", url) as got:
+                if got.status_code != 200:
+                    raise RetryLater(f"DingTalk's file download answered {got.status_code}")
+                for chunk in got.iter_bytes():
+                    into.write(chunk)
+        except httpx.HTTPError as e:
+            raise RetryLater(f"{type(e).__name__} downloading the file") from e
+
+    def _robot(self, path: str, body: dict[str, Any]) -> httpx.Response:
         for attempt in (1, 2):
             answer = self._post(self.api_base + path, body,
                                 {"x-acs-dingtalk-access-token": self.token()})
             if answer.status_code == 401 and attempt == 1:
                 self._token = None  # expired or revoked early: fetch it once more
                 continue
-            _raise_for(answer, "the robot send API")
-            return
+            _raise_for(answer, "the robot API")
+            break
+        return answer
 
     def token(self) -> str:
         """The access token, fetched when there is none or it is near its end."""

@@ -27,10 +27,13 @@ over real HTTP and WebSocket by pointing `channels.dingtalk.api_base` at `FakeDi
   "msgParam"}` with `x-acs-dingtalk-access-token`: `{"processQueryKey"}`; a wrong robotCode
   400 `{"code": "robot.notExist"}`; `throttle(n)` answers the next n sends 429
   `{"code": "Throttling.Api"}`.
+- `POST /v1.0/robot/messageFiles/download` `{"downloadCode", "robotCode"}` ->
+  `{"downloadUrl"}` for a picture or file a user sent (`user_sends_file`); the URL serves its
+  bytes; an unknown code: 400 `{"code": "invalidParameter.downloadCode"}`.
 - The outgoing robot (callback mode): `post_outgoing(url, ...)` POSTs a robot message to the
   gateway with the `timestamp` and `sign` headers DingTalk computes.
 
-Left out: media upload and download, cards, EVENT frames, the legacy oapi.dingtalk.com API.
+Left out: media upload (files out), cards, EVENT frames, the legacy oapi.dingtalk.com API.
 """
 
 from __future__ import annotations
@@ -91,6 +94,7 @@ class FakeDingTalk:
         self._throttle = 0
         self.muted = False
         self.down = False
+        self.files: dict[str, bytes] = {}  # downloadCode -> the bytes a user sent
         self._ids = itertools.count(1)
         self._changed = threading.Condition()
         self._loop = asyncio.new_event_loop()
@@ -123,6 +127,8 @@ class FakeDingTalk:
         app.router.add_post("/v1.0/oauth2/accessToken", self._token)
         app.router.add_post("/v1.0/robot/oToMessages/batchSend", self._to_person)
         app.router.add_post("/v1.0/robot/groupMessages/send", self._to_group)
+        app.router.add_post("/v1.0/robot/messageFiles/download", self._download)
+        app.router.add_get("/files/{code}", self._file)
         self._runner = web.AppRunner(app)
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -187,6 +193,19 @@ class FakeDingTalk:
     def user_says(self, text: str, **kwargs: Any) -> dict[str, Any]:
         """A robot message delivered on the stream (held until a connection is open)."""
         data = self.robot_message(text, **kwargs)
+        self.redeliver(data)
+        return data
+
+    def user_sends_file(self, content: bytes, file_name: str | None = None,
+                        **kwargs: Any) -> dict[str, Any]:
+        """A picture (no `file_name`) or a file, delivered on the stream."""
+        data = self.robot_message("", **kwargs)
+        del data["text"]
+        code = uuid.uuid4().hex
+        self.files[code] = content
+        data["msgtype"] = "file" if file_name else "picture"
+        data["content"] = ({"downloadCode": code, "fileName": file_name} if file_name else
+                           {"downloadCode": code, "pictureDownloadCode": code})
         self.redeliver(data)
         return data
 
@@ -358,6 +377,22 @@ class FakeDingTalk:
             return body, web.json_response({"code": "robot.notExist",
                                              "message": "robot does not exist"}, status=400)
         return body, None
+
+    async def _download(self, request: web.Request) -> web.Response:
+        body, refused = await self._robot_call(request)
+        if refused is not None:
+            return refused
+        if body.get("downloadCode") not in self.files:
+            return web.json_response({"code": "invalidParameter.downloadCode",
+                                      "message": "downloadCode is invalid"}, status=400)
+        return web.json_response({"downloadUrl": f"{self.api_base}/files/"
+                                                 f"{body['downloadCode']}"})
+
+    async def _file(self, request: web.Request) -> web.Response:
+        content = self.files.get(request.match_info["code"])
+        if content is None:
+            return web.Response(status=404)
+        return web.Response(body=content, content_type="application/octet-stream")
 
     def _record(self, via: str, target: str, body: dict[str, Any]) -> web.Response:
         if "msgParam" in body:
