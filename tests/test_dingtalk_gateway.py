@@ -5,6 +5,9 @@ releases: the SDK once broke silently on a websockets upgrade (dingtalk-stream-s
 
 from __future__ import annotations
 
+import os
+import re
+import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +16,16 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+import yaml
 
-from tests.conftest import GatewayProcess, free_port, model_config, run_cli, write_config
+from tests.conftest import (
+    ROOT,
+    GatewayProcess,
+    free_port,
+    model_config,
+    run_cli,
+    write_config,
+)
 from tests.fakes.fake_dingtalk import CLIENT_ID, CLIENT_SECRET, FakeDingTalk, Sent
 from tests.fakes.fake_model import FakeModelServer
 from tests.trace_check import assert_complete_trace
@@ -43,16 +54,33 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("dingtalk") / "ai-gateway"
 
 
+def readme_snippet() -> dict[str, Any]:
+    """The config snippet of README's DingTalk section, as a user pastes it."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## DingTalk"):]
+    found = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert found, "README's DingTalk section has no yaml snippet"
+    return dict(yaml.safe_load(textwrap.dedent(found.group(1))))
+
+
 @pytest.fixture(scope="module")
 def gw(home: Path, model: FakeModelServer, fake: FakeDingTalk) -> Iterator[GatewayProcess]:
-    """One stream-mode gateway for the module (its start is most of a test's time)."""
-    write_config(home, dingtalk_config(model, fake))
-    proc = GatewayProcess(home, free_port()).start()
-    SHARED.append(proc)
-    fake.wait_for_connections(1)
-    yield proc
-    proc.stop()
-    SHARED.clear()
+    """One stream-mode gateway for the module (its start is most of a test's time), started
+    from README's snippet as written (its ${ENV} values set, as in a shell), on the fake."""
+    snippet = readme_snippet()
+    snippet["channels"]["dingtalk"].update(api_base=fake.api_base, stale_after="2s")
+    write_config(home, {**model_config(model.url), "security": OPEN, **snippet})
+    os.environ.update(DINGTALK_CLIENT_ID=CLIENT_ID, DINGTALK_CLIENT_SECRET=CLIENT_SECRET)
+    try:
+        proc = GatewayProcess(home, free_port()).start()
+        SHARED.append(proc)
+        fake.wait_for_connections(1)
+        yield proc
+        proc.stop()
+        SHARED.clear()
+    finally:
+        for name in ("DINGTALK_CLIENT_ID", "DINGTALK_CLIENT_SECRET"):
+            os.environ.pop(name, None)
 
 
 SHARED: list[GatewayProcess] = []  # the module's gateway, while it runs
