@@ -94,8 +94,9 @@ def no_leftover_processes() -> Iterator[None]:
     shared: set[int] = set()
     for gateway in SHARED:
         assert gateway.proc is not None
-        shared |= {gateway.proc.pid} | {p.pid for p in
-                                        psutil.Process(gateway.proc.pid).children(True)}
+        if gateway.proc.poll() is None:
+            shared |= {gateway.proc.pid} | {p.pid for p in
+                                            psutil.Process(gateway.proc.pid).children(True)}
     deadline = time.monotonic() + 10
     while left := [p for p in psutil.Process().children(recursive=True)
                    if p.pid not in shared and p.status() != psutil.STATUS_ZOMBIE]:
@@ -296,7 +297,10 @@ def test_wrong_secret_shows_retrying_with_the_key_to_fix(
 
 def test_reloads_leave_one_connection_and_strangers_get_a_code(
         gw: GatewayProcess, fake: FakeDingTalk, home: Path, model: FakeModelServer) -> None:
-    for n in range(3):
+    reload_with(gw, home, dingtalk_config(model, fake, enabled=False))
+    fake.wait_for_connections(0)  # switched off: its connection is gone, not left open
+    assert channel(gw)["state"] == "stopped"
+    for n in range(2):
         reload_with(gw, home, dingtalk_config(model, fake, {"stranger_mode":
                                                             "verification_code"},
                                               stale_after=f"{3 + n % 2}s"))
@@ -337,3 +341,17 @@ def test_callback_mode_checks_the_sign_and_answers(
     assert len(fake.opened) == opened  # no stream in callback mode
     reload_with(gw, home, dingtalk_config(model, fake))
     fake.wait_for_connections(1)
+
+
+def test_a_killed_gateway_leaves_no_stream_behind(gw: GatewayProcess,
+                                                  fake: FakeDingTalk) -> None:
+    """Last in the module: SIGKILL, no stop at all; the child sees its pipe close and ends,
+    and its connection with it (nothing left connected to swallow messages)."""
+    assert gw.proc is not None
+    children = psutil.Process(gw.proc.pid).children(recursive=True)
+    streams = [p for p in children if "dingtalk_stream_host" in " ".join(p.cmdline())]
+    assert len(streams) == 1
+    gw.proc.kill()
+    gw.proc.wait(10)
+    streams[0].wait(10)  # ended (psutil.TimeoutExpired if it still ran)
+    fake.wait_for_connections(0)
