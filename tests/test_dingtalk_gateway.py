@@ -144,7 +144,8 @@ def test_group_message_answered_in_the_group(gw: GatewayProcess, fake: FakeDingT
     fake.user_says("what is on today?", staff_id="bob02", group=GROUP)
     sent = new_sent(fake, before)
     assert (sent[0].via, sent[0].target) == ("webhook", GROUP)
-    assert sent[0].text == "echo: what is on today?"
+    assert sent[0].text == "echo: what is on today?\n\n@bob02"  # the asker is mentioned
+    assert sent[0].body["at"] == {"atUserIds": ["bob02"]}
 
 
 def test_expired_webhook_goes_through_the_send_api_with_a_refreshed_token(

@@ -381,7 +381,9 @@ class DingTalkChannel(PushChannel):
             return
         webhook, expires = self.webhooks.get(outbound.chat, ("", 0.0))
         if webhook and time.time() < expires - 5:
-            api.send_webhook(webhook, self._webhook_body(text))
+            asker = outbound.to if is_group_chat(outbound.chat) and outbound.to and \
+                not outbound.to.startswith("$:") else ""
+            api.send_webhook(webhook, self._webhook_body(text, asker))
         elif is_group_chat(outbound.chat):
             api.send_to_group(outbound.chat, *self._api_message(text))
         elif outbound.chat.startswith("$:"):
@@ -392,10 +394,16 @@ class DingTalkChannel(PushChannel):
             api.send_to_person(outbound.chat, *self._api_message(text))
         self.liveness.mark_out()
 
-    def _webhook_body(self, text: str) -> dict[str, Any]:
+    def _webhook_body(self, text: str, asker: str) -> dict[str, Any]:
+        """In a group the reply @-mentions the person it answers (the `at` list notifies
+        them; the `@<staff id>` in the text is where DingTalk shows the mention)."""
+        at: dict[str, Any] = {}
+        if asker:
+            text, at = f"{text}\n\n@{asker}", {"at": {"atUserIds": [asker]}}
         if self.dt.format == "markdown":
-            return {"msgtype": "markdown", "markdown": {"title": _title(text), "text": text}}
-        return {"msgtype": "text", "text": {"content": text}}
+            return {"msgtype": "markdown", "markdown": {"title": _title(text), "text": text},
+                    **at}
+        return {"msgtype": "text", "text": {"content": text}, **at}
 
     def _api_message(self, text: str) -> tuple[str, dict[str, Any]]:
         if self.dt.format == "markdown":
