@@ -84,6 +84,11 @@ def test_robot_message_names_people_and_groups(fake: FakeDingTalk) -> None:
     file = {**fake.robot_message(""), "msgtype": "file",
             "content": {"downloadCode": "dc2", "fileName": "a.pdf"}}
     assert RobotMessage.parse(file).file_name == "a.pdf"  # type: ignore[union-attr]
+    voice = {**fake.robot_message(""), "msgtype": "audio",
+             "content": {"downloadCode": "dc3", "duration": 4000, "recognition": "明天开会"}}
+    found = RobotMessage.parse(voice)
+    assert found is not None and (found.text, found.download_code) == ("明天开会", "dc3")
+    assert found.file_name.endswith(".amr")
 
 
 def test_sign_is_checked_with_its_hour() -> None:

@@ -38,6 +38,8 @@ WEBHOOK_MARGIN = 5.0  # a session webhook this close to expiring is not used
 # DingTalk's words for "too many, later": the send APIs' codes, the webhooks' errcodes
 THROTTLED_CODES = ("Throttling", "QpsLimit", "LimitExceeded")
 THROTTLED_ERRCODES = frozenset({-1, 88, 130101, 410100})
+# the kinds whose content is downloaded (`downloadCode`), with the suffix of a name made up
+MEDIA_SUFFIX = {"picture": ".png", "file": "", "video": ".mp4", "audio": ".amr"}
 
 
 @dataclass(frozen=True)
@@ -48,12 +50,9 @@ class RobotMessage:
     group: bool
     conversation: str
     sender: str  # senderStaffId, else senderId: the stranger policy's `dingtalk:<id>`
-    staff_id: str
-    nick: str
     text: str
     webhook: str
     webhook_expires: float  # Unix seconds
-    mentioned: bool
     download_code: str = ""  # a picture's or file's, for the robot's download API
     file_name: str = ""
 
@@ -70,29 +69,25 @@ class RobotMessage:
         sender = str(data.get("senderStaffId") or data.get("senderId") or "")
         if not msg_id or not sender:
             return None
-        text = ""
-        if data.get("msgtype", "text") == "text":
-            text = str((data.get("text") or {}).get("content") or "").strip()
-        elif data.get("msgtype") == "richText":
-            parts = ((data.get("content") or {}).get("richText")) or []
-            text = "".join(str(p.get("text", "")) for p in parts if isinstance(p, dict)).strip()
+        kind = str(data.get("msgtype") or "text")
         found = data.get("content")
         content: dict[str, Any] = found if isinstance(found, dict) else {}
-        download_code, file_name = "", ""
-        if data.get("msgtype") in ("picture", "file", "video", "audio"):
+        text, download_code, file_name = "", "", ""
+        if kind == "text":
+            text = str((data.get("text") or {}).get("content") or "")
+        elif kind == "richText":
+            parts = content.get("richText") or []
+            text = "".join(str(p.get("text", "")) for p in parts if isinstance(p, dict))
+        elif kind in MEDIA_SUFFIX:
             download_code = str(content.get("downloadCode") or "")
-            kind = str(data["msgtype"])
-            file_name = str(content.get("fileName") or f"{kind}-{msg_id}" +
-                            {"picture": ".png", "video": ".mp4", "audio": ".amr"}.get(kind, ""))
+            file_name = str(content.get("fileName") or f"{kind}-{msg_id}{MEDIA_SUFFIX[kind]}")
+            text = str(content.get("recognition") or "")  # a voice note's transcript
         expires = str(data.get("sessionWebhookExpiredTime") or "")
         return cls(msg_id=msg_id, group=str(data.get("conversationType")) == "2",
                    conversation=str(data.get("conversationId") or ""), sender=sender,
-                   staff_id=str(data.get("senderStaffId") or ""),
-                   nick=str(data.get("senderNick") or ""), text=text,
-                   webhook=str(data.get("sessionWebhook") or ""),
+                   text=text.strip(), webhook=str(data.get("sessionWebhook") or ""),
                    webhook_expires=int(expires) / 1000 if expires.isdigit() else 0.0,
-                   mentioned=bool(data.get("isInAtList")), download_code=download_code,
-                   file_name=file_name)
+                   download_code=download_code, file_name=file_name)
 
 
 def is_group_chat(chat: str) -> bool:
