@@ -420,6 +420,8 @@ class WeComChannel(PushChannel):
             self._answer_stored(found, stored.set)
         except Exception:
             log.exception("wecom: a message from %s failed", message.get("FromUserName"))
+            if not stored.is_set():  # not stored: WeCom's redelivery may try again
+                self.seen.pop(f"{message.get('FromUserName')}:{message.get('MsgId')}", None)
         finally:
             stored.set()
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import secrets
 import sys
 import threading
@@ -143,6 +144,7 @@ class FakeWeCom:
         self.token, self.aes_key = TOKEN, AES_KEY
         self.users = set(users)
         self.ip_allowed = True
+        self.issue_expired = False  # every new token is already expired (a broken platform)
         self.callback_url = ""  # the gateway's callback route, set by the test
         self.sent: list[Sent] = []
         self.calls: list[tuple[str, int]] = []  # (path, errcode) of every API call
@@ -285,7 +287,7 @@ class FakeWeCom:
             if query.get("corpsecret") != self.secret:
                 return _error(40001, "invalid credential")
             issued = secrets.token_urlsafe(48)
-            self._tokens[issued] = True
+            self._tokens[issued] = not self.issue_expired
             self.tokens_issued += 1
             return {"errcode": 0, "errmsg": "ok", "access_token": issued, "expires_in": 7200}
         token = query.get("access_token")
@@ -351,8 +353,11 @@ class FakeWeCom:
                     part.get_filename():
                 data = part.get_payload(decode=True)
                 assert isinstance(data, bytes)
-                media_id = self._store_locked(Media(kind, part.get_filename() or "",
-                                                    part.get_content_type(), data))
+                # the raw UTF-8 name as browsers and httpx send it (the parser mangles it)
+                raw_name = re.search(rb'name="media"; filename="([^"]*)"', raw)
+                name = raw_name.group(1).decode("utf-8") if raw_name else ""
+                media_id = self._store_locked(Media(kind, name, part.get_content_type(),
+                                                    data))
                 return {"errcode": 0, "errmsg": "ok", "type": kind, "media_id": media_id,
                         "created_at": str(int(time.time()))}
         return _error(41005, "media data missing")
