@@ -15,7 +15,6 @@ Clients are made once per start and share one SSL context per process (made on f
 
 from __future__ import annotations
 
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -24,18 +23,12 @@ from typing import IO, Any
 
 import httpx
 
+from gateway.channels.tls import ssl_context
+
 TEXT_LIMIT = 2048  # bytes of UTF-8 in a text message's content
 TOKEN_ERRORS = frozenset({40001, 40014, 42001})  # fetch a new token, try once more
 RATE_LIMITED = frozenset({45009, 45033, -1})  # over the API's rate or busy: later
 EARLY = 300.0  # seconds before `expires_in` a token is fetched again
-_ssl_context: ssl.SSLContext | None = None
-
-
-def _ssl() -> ssl.SSLContext:
-    global _ssl_context
-    if _ssl_context is None:
-        _ssl_context = httpx.create_ssl_context()
-    return _ssl_context
 
 
 class WeComError(Exception):
@@ -101,7 +94,7 @@ class WeComApi:
         self.secret = secret
         self.clock = clock
         self.on_token = on_token
-        self.client = httpx.Client(timeout=timeout, verify=_ssl() if
+        self.client = httpx.Client(timeout=timeout, verify=ssl_context() if
                                    self.base.startswith("https:") else False)
         self._token: tuple[str, float] | None = None  # (token, monotonic expiry)
         self._fetching = threading.Lock()  # one gettoken at a time (a gevent lock when patched)
