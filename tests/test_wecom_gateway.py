@@ -274,7 +274,7 @@ def test_group_robot_is_a_target_for_send(gw: GatewayProcess, robot: WeComRobot)
     assert unknown.status_code == 400
 
 
-def test_a_stranger_is_asked_for_a_code_and_a_wrong_secret_is_named(
+def test_a_stranger_gets_a_code_and_reloads_name_a_wrong_secret_and_switch_off(
         home: Path, fake_model: FakeModelServer) -> None:
     with FakeWeCom(users=("carol",)) as fake:
         config = wecom_config(fake_model, fake, security={"stranger_mode":
@@ -292,5 +292,15 @@ def test_a_stranger_is_asked_for_a_code_and_a_wrong_secret_is_named(
             write_config(home, config)
             state = wait_state(gw, "retrying", "channels.wecom.secret")
             assert "40001" in state["status"]
+
+            config["channels"]["wecom"]["enabled"] = False  # switched off: nothing answers
+            write_config(home, config)
+            wait_state(gw, "stopped")
+            assert fake.verify_url().status_code == 503
+
+            config["channels"]["wecom"].update(enabled=True, secret=fake.secret)
+            write_config(home, config)
+            wait_state(gw, "connected")
+            assert fake.verify_url("back again").text == "back again"
         finally:
             gw.stop()
