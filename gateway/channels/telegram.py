@@ -202,10 +202,8 @@ class TelegramChannel(PushChannel):
                                  if not self.tg.bot_token else
                                  "channels.telegram.enabled is false")
         if state == "connected" and self.liveness.is_stale:
-            return ChannelStatus("stale", f"nothing came back for over "
-                                 f"{self.tg.stale_after:g} s (channels.telegram.stale_after); "
-                                 f"{'restarted once' if self.liveness.restarted else 'restarting'}"
-                                 f"; {self.liveness.describe()}", self._stale_wall)
+            return ChannelStatus("stale", self.liveness.stale_detail(self.name),
+                                 self._stale_wall)
         if state == "connected":
             detail = f"{detail}; {self.liveness.describe()}"
         return ChannelStatus(state, detail, since)  # type: ignore[arg-type]

@@ -263,10 +263,8 @@ class WeComChannel(PushChannel):
             return ChannelStatus("retrying", f"{why}; WeCom retries each message 3 times",
                                  at)
         if state == "connected" and self.liveness.is_stale:
-            return ChannelStatus("stale", f"nothing came back for over "
-                                 f"{self.wc.stale_after:g} s (channels.wecom.stale_after); "
-                                 f"{'restarted once' if self.liveness.restarted else 'restarting'}"
-                                 f"; {self.liveness.describe()}", self._stale_wall)
+            return ChannelStatus("stale", self.liveness.stale_detail(self.name),
+                                 self._stale_wall)
         if state == "connected" and self.wc.app:
             detail = f"{detail}; {self.liveness.describe()}"
         count, last = self.refused
