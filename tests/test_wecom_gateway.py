@@ -302,5 +302,10 @@ def test_a_stranger_gets_a_code_and_reloads_name_a_wrong_secret_and_switch_off(
             write_config(home, config)
             wait_state(gw, "connected")
             assert fake.verify_url("back again").text == "back again"
+
+            config["channels"]["wecom"] = {"robots": {"ops": "https://example.invalid/x"}}
+            write_config(home, config)  # robots only: no app, no callback
+            wait_state(gw, "connected", "robots only: ops")
+            assert fake.verify_url().status_code == 503
         finally:
             gw.stop()
