@@ -1,0 +1,239 @@
+"""The Feishu channel end to end over the long connection: the real gateway process, its
+child running the real SDK (lark-oapi) against FakeFeishu (`domain` is the fake's origin)."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from tests.conftest import GatewayProcess, free_port, model_config, write_config
+from tests.fakes.fake_feishu import FakeFeishu
+from tests.fakes.fake_model import FakeModelServer
+
+CHILD = "gateway.channels.feishu_ws_host"
+PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhg"
+                       "GAWjR9awAAAABJRU5ErkJggg==")
+
+
+@pytest.fixture(scope="module")
+def feishu() -> Iterator[FakeFeishu]:
+    with FakeFeishu() as fake:
+        yield fake
+
+
+def feishu_config(model_url: str, fake: FakeFeishu, **options: Any) -> dict[str, Any]:
+    return {**model_config(model_url),
+            "security": {"stranger_mode": "verification_code",
+                         "allowlist": ["feishu:ou_alice", "feishu:ou_bob"]},
+            "channels": {"feishu": {"app_id": fake.app_id, "app_secret": fake.app_secret,
+                                    "domain": fake.domain, "stale_after": 4, **options}}}
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory, model: FakeModelServer,
+       feishu: FakeFeishu) -> Iterator[GatewayProcess]:
+    home = tmp_path_factory.mktemp("feishu") / "ai-gateway"
+    write_config(home, feishu_config(model.url, feishu))
+    gateway = GatewayProcess(home, free_port()).start()
+    try:
+        feishu.wait_connected(1, timeout=60)
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes(gw: GatewayProcess) -> Iterator[None]:
+    """The suite's check, minus the shared gateway and its children (the Feishu child)."""
+    yield
+    assert gw.proc is not None
+    deadline = time.monotonic() + 10
+    while True:
+        shared = {gw.proc.pid}
+        if gw.proc.poll() is None:
+            shared |= {p.pid for p in psutil.Process(gw.proc.pid).children(recursive=True)}
+        left = [p for p in psutil.Process().children(recursive=True)
+                if p.pid not in shared and p.status() != psutil.STATUS_ZOMBIE]
+        if not left:
+            return
+        assert time.monotonic() < deadline, f"test left processes: {left}"
+        time.sleep(0.05)
+
+
+def channel(gw: GatewayProcess) -> dict[str, Any]:
+    rows = httpx.get(f"{gw.url}/api/v1/channels", headers=gw.headers, timeout=10).json()
+    return next(row for row in rows["channels"] if row["name"] == "feishu")
+
+
+def children(gw: GatewayProcess) -> list[psutil.Process]:
+    assert gw.proc is not None
+    return [p for p in psutil.Process(gw.proc.pid).children(recursive=True)
+            if CHILD in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def replies_to(fake: FakeFeishu, message_id: str) -> list[Any]:
+    return [m for m in fake.sent if m.reply_to == message_id]
+
+
+def wait_state(gw: GatewayProcess, state: str, timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while (row := channel(gw))["state"] != state:
+        assert time.monotonic() < deadline, f"feishu stayed {row}"
+        time.sleep(0.1)
+    return row
+
+
+def test_a_p2p_message_is_acknowledged_at_once_and_answered_as_a_reply(
+        gw: GatewayProcess, feishu: FakeFeishu, model: FakeModelServer) -> None:
+    event = feishu.message_event("hello bot")
+    message_id = event["event"]["message"]["message_id"]
+    model.delay_first = 1.0  # the answer is slow: the ack must not wait for it
+    try:
+        frame = feishu.push_event(event)
+        assert feishu.wait_ack(frame) == 200
+        assert not replies_to(feishu, message_id)  # acknowledged before the answer
+        feishu.wait_for(lambda: replies_to(feishu, message_id), what="the reply")
+    finally:
+        model.delay_first = 0.0
+    reply = replies_to(feishu, message_id)[0]
+    assert reply.text == "echo: hello bot"
+    assert reply.body["msg_type"] == "text" and reply.body["uuid"]
+    assert reply.body.get("reply_in_thread") is False
+    row = channel(gw)
+    assert row["state"] == "connected" and "last in" in row["status"], row
+    assert len(children(gw)) == 1
+
+
+def test_a_group_answers_only_an_at_mention_and_in_its_thread(gw: GatewayProcess,
+                                                               feishu: FakeFeishu) -> None:
+    chatter = feishu.message_event("people talking", chat="oc_group", chat_type="group")
+    asked = feishu.message_event("what is up", chat="oc_group", chat_type="group",
+                                 mention_bot=True, thread_id="omt_topic1", sender="ou_bob")
+    assert feishu.wait_ack(feishu.push_event(chatter)) == 200
+    feishu.push_event(asked)
+    message_id = asked["event"]["message"]["message_id"]
+    feishu.wait_for(lambda: replies_to(feishu, message_id), what="the group reply")
+    reply = replies_to(feishu, message_id)[0]
+    assert reply.text == "echo: what is up"  # the @mention is not part of the question
+    assert reply.body["reply_in_thread"] is True
+    assert not replies_to(feishu, chatter["event"]["message"]["message_id"])
+
+
+def test_a_redelivered_message_new_event_id_is_answered_once(gw: GatewayProcess,
+                                                             feishu: FakeFeishu) -> None:
+    first = feishu.message_event("only once please", message_id="om_redelivered_1")
+    again = json.loads(json.dumps(first))
+    again["header"]["event_id"] = "a-new-event-id"
+    assert feishu.wait_ack(feishu.push_event(first)) == 200
+    assert feishu.wait_ack(feishu.push_event(again)) == 200
+    after = feishu.message_event("and then this")
+    feishu.push_event(after)
+    feishu.wait_for(lambda: replies_to(feishu, after["event"]["message"]["message_id"]),
+                    what="the reply after")
+    feishu.wait_for(lambda: replies_to(feishu, "om_redelivered_1"), what="the reply")
+    assert len(replies_to(feishu, "om_redelivered_1")) == 1
+
+
+def test_rich_text_and_an_image_come_in(gw: GatewayProcess, feishu: FakeFeishu) -> None:
+    post = feishu.message_event("", message_type="post", content={
+        "title": "Report", "content": [[{"tag": "text", "text": "see "},
+                                        {"tag": "a", "text": "this", "href": "https://x.cn"}],
+                                       [{"tag": "img", "image_key": "img_k1"}]]})
+    message_id = post["event"]["message"]["message_id"]
+    feishu.put_resource(message_id, "img_k1", "photo.png", PNG)
+    feishu.push_event(post)
+    feishu.wait_for(lambda: replies_to(feishu, message_id), what="the reply")
+    answer = replies_to(feishu, message_id)[0].text
+    assert answer.startswith("echo: Report\nsee this (https://x.cn)")
+    assert 'image "photo.png" (image/png, 70 bytes)' in answer  # downloaded into the inbox
+
+
+def test_an_expired_token_is_renewed_once_and_a_rate_limit_retried(
+        gw: GatewayProcess, feishu: FakeFeishu) -> None:
+    before = feishu.state.token_requests
+    feishu.expire_tokens()
+    feishu.rate_limit(1)
+    event = feishu.message_event("after the token expired")
+    feishu.push_event(event)
+    message_id = event["event"]["message"]["message_id"]
+    feishu.wait_for(lambda: replies_to(feishu, message_id), timeout=30, what="the reply")
+    assert len(replies_to(feishu, message_id)) == 1
+    assert feishu.state.token_requests > before
+
+
+def test_a_stranger_is_asked_for_a_pairing_code(gw: GatewayProcess,
+                                                feishu: FakeFeishu) -> None:
+    event = feishu.message_event("hi there", sender="ou_stranger", chat="oc_p2p_stranger")
+    feishu.push_event(event)
+    message_id = event["event"]["message"]["message_id"]
+    feishu.wait_for(lambda: replies_to(feishu, message_id), what="the code")
+    assert "code" in replies_to(feishu, message_id)[0].text.lower()
+
+
+def test_the_socket_dropped_mid_conversation_reconnects_and_loses_nothing(
+        gw: GatewayProcess, feishu: FakeFeishu, model: FakeModelServer) -> None:
+    before = feishu.state.endpoint_requests
+    event = feishu.message_event("answer me across the drop")
+    message_id = event["event"]["message"]["message_id"]
+    model.delay_first = 1.0
+    try:
+        assert feishu.wait_ack(feishu.push_event(event)) == 200
+        feishu.drop()  # while the model is still answering
+        feishu.wait_for(lambda: feishu.state.endpoint_requests > before, timeout=30,
+                        what="a new endpoint request")
+        feishu.wait_connected(1, timeout=30)
+        feishu.wait_for(lambda: replies_to(feishu, message_id), what="the reply")
+    finally:
+        model.delay_first = 0.0
+    later = feishu.message_event("and on the new socket")
+    feishu.push_event(later)
+    feishu.wait_for(lambda: replies_to(feishu, later["event"]["message"]["message_id"]),
+                    what="the reply on the new socket")
+    assert len(replies_to(feishu, message_id)) == 1
+    wait_state(gw, "connected")
+
+
+def test_a_deaf_socket_goes_stale_and_is_replaced_once(gw: GatewayProcess,
+                                                       feishu: FakeFeishu) -> None:
+    """openclaw#91899: a socket that is open but carries nothing must not show as fine."""
+    old = {p.pid for p in children(gw)}
+    before = feishu.state.endpoint_requests
+    feishu.deaf = True
+    try:
+        row = wait_state(gw, "stale")
+        assert "channels.feishu.stale_after" in row["detail"]
+        feishu.wait_for(lambda: feishu.state.endpoint_requests > before, timeout=30,
+                        what="the restarted child connecting")
+        deadline = time.monotonic() + 15
+        while {p.pid for p in children(gw)} & old:
+            assert time.monotonic() < deadline, "the old child is still alive"
+            time.sleep(0.1)
+        assert len(children(gw)) == 1
+    finally:
+        feishu.deaf = False
+    wait_state(gw, "connected")
+    with contextlib.suppress(Exception):
+        feishu.wait_connected(1)
+
+
+def test_switched_off_by_a_reload_leaves_no_child(gw: GatewayProcess, feishu: FakeFeishu,
+                                                  model: FakeModelServer) -> None:
+    home: Path = gw.home
+    write_config(home, feishu_config(model.url, feishu, enabled=False))
+    deadline = time.monotonic() + 30
+    while children(gw) or channel(gw)["state"] != "stopped":
+        assert time.monotonic() < deadline, channel(gw)
+        time.sleep(0.1)
+    feishu.wait_for(lambda: not feishu.sockets, what="the socket closed")
+    write_config(home, feishu_config(model.url, feishu))
+    wait_state(gw, "connected", timeout=60)
+    assert len(children(gw)) == 1
