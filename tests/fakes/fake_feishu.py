@@ -362,7 +362,8 @@ def _multipart(content_type: str, body: bytes) -> dict[str, Any]:
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
         payload = part.get_payload(decode=True) or b""
-        fields[str(name)] = payload if part.get_filename() else payload.decode()
+        binary = part.get_filename() or name in ("file", "image")
+        fields[str(name)] = payload if binary else payload.decode()
     return fields
 
 
