@@ -202,6 +202,22 @@ def test_the_socket_dropped_mid_conversation_reconnects_and_loses_nothing(
     wait_state(gw, "connected")
 
 
+def test_an_outage_shows_as_retrying_until_the_platform_returns(gw: GatewayProcess,
+                                                                 feishu: FakeFeishu) -> None:
+    feishu.down = True
+    try:
+        feishu.drop()
+        row = wait_state(gw, "retrying")
+        assert "reconnecting" in row["detail"], row
+    finally:
+        feishu.down = False
+    wait_state(gw, "connected")
+    event = feishu.message_event("after the outage")
+    feishu.push_event(event)
+    feishu.wait_for(lambda: replies_to(feishu, event["event"]["message"]["message_id"]),
+                    what="the reply after the outage")
+
+
 def test_a_deaf_socket_goes_stale_and_is_replaced_once(gw: GatewayProcess,
                                                        feishu: FakeFeishu) -> None:
     """openclaw#91899: a socket that is open but carries nothing must not show as fine."""

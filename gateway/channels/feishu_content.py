@@ -10,6 +10,7 @@ files are named by key for the channel to download through the message resource 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,7 +64,7 @@ def _mentions(text: str, names: dict[Any, dict[str, Any]], bot_open_id: str) -> 
             continue
         ours = (mention.get("id") or {}).get("open_id") == bot_open_id
         text = text.replace(str(key), "" if ours else f"@{mention.get('name') or ''}")
-    return " ".join(text.split(" ")).strip()
+    return re.sub(r"[ \t]{2,}", " ", text).strip()
 
 
 def _post(body: dict[str, Any], names: dict[Any, dict[str, Any]], bot_open_id: str,
@@ -90,7 +91,7 @@ def _post(body: dict[str, Any], names: dict[Any, dict[str, Any]], bot_open_id: s
                                           f"image-{message_id}-{len(resources) + 1}.png"))
             elif tag == "emotion":
                 words.append(f":{element.get('emoji_type')}:")
-        line = "".join(words).strip()
+        line = _mentions("".join(words), names, bot_open_id)
         if line:
             lines.append(line)
-    return Content(_mentions("\n".join(lines), names, bot_open_id), resources)
+    return Content("\n".join(lines), resources)
