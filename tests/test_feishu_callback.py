@@ -4,16 +4,15 @@ and replies (files too) leave through the message API."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 
 from tests.conftest import GatewayProcess, free_port, model_config, write_config
 from tests.fakes.fake_feishu import FakeFeishu, encrypt
+from tests.feishu_support import assert_nothing_else_left, wait_state
 
 ENCRYPT_KEY = "test-encrypt-key-2026"
 TOKEN = "test-verification-token"
@@ -62,26 +61,10 @@ def gw(tmp_path_factory: pytest.TempPathFactory, model: Any,
 
 @pytest.fixture(autouse=True)
 def no_leftover_processes(gw: GatewayProcess) -> Iterator[None]:
-    """The suite's check, minus the shared gateway and its children (the Feishu child)."""
     yield
-    assert gw.proc is not None
-    shared = {gw.proc.pid, *(p.pid for p in psutil.Process(gw.proc.pid).children(True))}
-    left = [p for p in psutil.Process().children(recursive=True)
-            if p.pid not in shared and p.status() != psutil.STATUS_ZOMBIE]
-    assert not left, f"test left processes: {left}"
+    assert_nothing_else_left(gw)
 
 
-def channel(gw: GatewayProcess) -> dict[str, Any]:
-    rows = httpx.get(f"{gw.url}/api/v1/channels", headers=gw.headers, timeout=10).json()
-    return next(row for row in rows["channels"] if row["name"] == "feishu")
-
-
-def wait_state(gw: GatewayProcess, state: str, timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while (row := channel(gw))["state"] != state:
-        assert time.monotonic() < deadline, f"feishu stayed {row}"
-        time.sleep(0.1)
-    return row
 
 
 def url(gw: GatewayProcess) -> str:

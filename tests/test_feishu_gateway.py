@@ -4,22 +4,19 @@ child running the real SDK (lark-oapi) against FakeFeishu (`domain` is the fake'
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
-import psutil
 import pytest
 
 from tests.conftest import GatewayProcess, free_port, model_config, write_config
 from tests.fakes.fake_feishu import FakeFeishu
 from tests.fakes.fake_model import FakeModelServer
+from tests.feishu_support import assert_nothing_else_left, channel, children, wait_state
 
-CHILD = "gateway.channels.feishu_ws_host"
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhg"
                        "GAWjR9awAAAABJRU5ErkJggg==")
 
@@ -53,43 +50,15 @@ def gw(tmp_path_factory: pytest.TempPathFactory, model: FakeModelServer,
 
 @pytest.fixture(autouse=True)
 def no_leftover_processes(gw: GatewayProcess) -> Iterator[None]:
-    """The suite's check, minus the shared gateway and its children (the Feishu child)."""
     yield
-    assert gw.proc is not None
-    deadline = time.monotonic() + 10
-    while True:
-        shared = {gw.proc.pid}
-        if gw.proc.poll() is None:
-            shared |= {p.pid for p in psutil.Process(gw.proc.pid).children(recursive=True)}
-        left = [p for p in psutil.Process().children(recursive=True)
-                if p.pid not in shared and p.status() != psutil.STATUS_ZOMBIE]
-        if not left:
-            return
-        assert time.monotonic() < deadline, f"test left processes: {left}"
-        time.sleep(0.05)
+    assert_nothing_else_left(gw)
 
 
-def channel(gw: GatewayProcess) -> dict[str, Any]:
-    rows = httpx.get(f"{gw.url}/api/v1/channels", headers=gw.headers, timeout=10).json()
-    return next(row for row in rows["channels"] if row["name"] == "feishu")
-
-
-def children(gw: GatewayProcess) -> list[psutil.Process]:
-    assert gw.proc is not None
-    return [p for p in psutil.Process(gw.proc.pid).children(recursive=True)
-            if CHILD in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE]
 
 
 def replies_to(fake: FakeFeishu, message_id: str) -> list[Any]:
     return [m for m in fake.sent if m.reply_to == message_id]
 
-
-def wait_state(gw: GatewayProcess, state: str, timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while (row := channel(gw))["state"] != state:
-        assert time.monotonic() < deadline, f"feishu stayed {row}"
-        time.sleep(0.1)
-    return row
 
 
 def test_a_p2p_message_is_acknowledged_at_once_and_answered_as_a_reply(
@@ -236,9 +205,7 @@ def test_a_deaf_socket_goes_stale_and_is_replaced_once(gw: GatewayProcess,
         assert len(children(gw)) == 1
     finally:
         feishu.deaf = False
-    wait_state(gw, "connected")
-    with contextlib.suppress(Exception):
-        feishu.wait_connected(1)
+    wait_state(gw, "connected")  # a pong again: the episode is over
 
 
 def test_switched_off_by_a_reload_leaves_no_child(gw: GatewayProcess, feishu: FakeFeishu,

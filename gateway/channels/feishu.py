@@ -57,6 +57,11 @@ from gateway.channels.base import ChannelOptions, ChannelStatus, PushChannel, Se
 from gateway.channels.feishu_content import mentions_bot, read
 from gateway.channels.feishu_options import FeishuOptions
 from gateway.channels.liveness import Liveness
+from gateway.channels.platform_answers import (
+    answer_into_outbox,
+    queue_refusal,
+    stored_unanswered,
+)
 from gateway.common.child_link import ChildLink
 from gateway.core.inbox import FileRefused
 from gateway.core.intake import Arrival
@@ -69,7 +74,6 @@ log = logging.getLogger(__name__)
 CHILD = "gateway.channels.feishu_ws_host"
 DRAIN = 5.0
 CALL_MARGIN = 10.0  # the child times its HTTP calls out itself; the gateway waits this longer
-RECOVER_WINDOW = 86400.0
 MAX_TEXT = 30_000  # characters per text message (Feishu takes 150 KB of request body)
 THREAD = ":thread"  # a client id's mark: the message was in a thread (answered there)
 
@@ -261,11 +265,17 @@ class FeishuChannel(PushChannel):
         False when it could not be taken (Feishu should deliver it again)."""
         found = self._message(message, sender)
         if isinstance(found, Reply):
-            self._queue(found)
+            queue_refusal(self.services, self.name, found)
             return found.error not in ("unavailable", "shutting_down", "internal_error")
-        self.handlers.spawn(self._answer_stored, found, stored.set)
+        self.handlers.spawn(self._answer_stored, found, stored)
         stored.wait()
         return True
+
+    def _answer_stored(self, msg: Message, stored: Event) -> None:
+        try:
+            answer_into_outbox(self.services, msg, self.fs.bot_token, stored.set)
+        finally:
+            stored.set()  # refused or failed: the event is done with
 
     def _message(self, message: dict[str, Any], sender: dict[str, Any]) -> Message | Reply:
         open_id = str((sender.get("sender_id") or {}).get("open_id") or "")
@@ -294,54 +304,13 @@ class FeishuChannel(PushChannel):
                           received=receipt, takes_files=True, needs_sender=True)
         return self.intake.message(arrival)
 
-    def _answer_stored(self, msg: Message, on_stored: Any = None) -> None:
-        """Answer `msg` into the outbox; its reply row is written first (`expect_reply`), so
-        a crash after the answer is stored still sends it (`Outbox.recover`)."""
-        outbox = self.services.outbox
-        waiting = outbox.expect_reply(msg)
-        try:
-            reply = self.entry.handle(msg, self.fs.bot_token, on_stored=on_stored)
-        except Exception:
-            outbox.reply_lost(waiting, "the gateway failed answering the message "
-                              "(data/logs/error.log)")
-            raise
-        finally:
-            if on_stored is not None:
-                on_stored()
-            self.intake.settle(msg)
-        earlier = [row for row in outbox.rows.for_message(reply.msg_id)
-                   if row.origin == "reply" and row.id != waiting]
-        if any(row.text or row.files for row in earlier):
-            outbox.rows.drop(waiting)  # a redelivery of an answered message
-            return
-        for row in earlier:
-            outbox.rows.drop(row.id)
-        outbox.reply_ready(waiting, reply)
-
-    def _queue(self, refusal: Reply) -> None:
-        """A refusal's sentence (a stranger's pairing code) into the outbox."""
-        if refusal.error == "blocked" or not refusal.chat:
-            return
-        outbox = self.services.outbox
-        msg = Message(channel=self.name, sender=refusal.to, chat=refusal.chat, text="",
-                      client_id=refusal.client_id, id=refusal.msg_id or "refused")
-        outbox.reply_ready(outbox.expect_reply(msg), refusal)
-
     def _answer_unanswered(self) -> None:
         """Messages stored but not answered when the gateway stopped: Feishu was acknowledged
         and will not send them again."""
-        if self.recovered:
-            return
-        self.recovered = True
-        since = time.time() - RECOVER_WINDOW
-        for stored, key in self.services.store.unanswered(self.name, since):
-            client_id = key.split(f":{stored.sender}:", 1)[-1]
-            msg = Message(channel=self.name, sender=stored.sender, chat=stored.chat,
-                          text=stored.text, client_id=client_id, peer=self.peer,
-                          files=self.services.store.files_of(stored.id, "in"))
-            log.info("msg_id=%s feishu: stored before the gateway stopped; answering it",
-                     stored.id)
-            self.handlers.spawn(self._answer_stored, msg)
+        if not self.recovered:
+            self.recovered = True
+            for msg in stored_unanswered(self.services, self.name, self.peer):
+                self.handlers.spawn(answer_into_outbox, self.services, msg, self.fs.bot_token)
 
     # -- the HTTP event callback -----------------------------------------------------------
     def _callback(self) -> ResponseReturnValue:

@@ -176,7 +176,7 @@ class LongConnection(ws_client.Client):
 
     def __init__(self, host: Host) -> None:
         config = host.config
-        super().__init__(config["app_id"], config["app_secret"], log_level=lark.LogLevel.INFO,
+        super().__init__(config["app_id"], config["app_secret"], log_level=lark.LogLevel.WARNING,
                          event_handler=host.dispatcher, domain=config["domain"])
         self.host = host
         self.on_reconnecting = lambda: host.out.send(
