@@ -4,6 +4,7 @@ and replies (files too) leave through the message API."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +16,8 @@ from tests.fakes.fake_feishu import FakeFeishu, encrypt
 from tests.feishu_support import assert_nothing_else_left, wait_state
 
 ENCRYPT_KEY = "test-encrypt-key-2026"
+PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhg"
+                       "GAWjR9awAAAABJRU5ErkJggg==")
 TOKEN = "test-verification-token"
 REPORT_SKILL = '''\
 from pathlib import Path
@@ -27,7 +30,14 @@ class Report(Skill):
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text("report for " + msg["text"])
         return {"reply": "here it is", "files": [str(out)]}
-'''
+
+    @context.handle(command="/chart")
+    def chart(self, msg):
+        out = Path("files/out/chart.png")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(bytes.fromhex(PNG_HEX))
+        return {"reply": "", "files": [str(out)]}
+'''.replace("PNG_HEX", repr(PNG.hex()))
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +127,21 @@ def test_a_skills_file_is_uploaded_then_sent(gw: GatewayProcess, feishu: FakeFei
     assert upload["kind"] == "file" and upload["file"] == b"report for weekly"
     assert upload["file_name"] == "report.txt"
     assert file_message.body["content"] == f'{{"file_key": "{upload["key"]}"}}'
+
+
+def test_a_skills_image_is_uploaded_as_an_image(gw: GatewayProcess,
+                                                feishu: FakeFeishu) -> None:
+    event = feishu.message_event("/chart", token=TOKEN)
+    message_id = event["event"]["message"]["message_id"]
+    feishu.post_callback(url(gw), event, ENCRYPT_KEY)
+    feishu.wait_for(lambda: any(m.reply_to == message_id for m in feishu.sent),
+                    what="the image")
+    sent = next(m for m in feishu.sent if m.reply_to == message_id)
+    upload = feishu.state.uploads[-1]
+    assert upload["kind"] == "image" and upload["image"] == PNG
+    assert upload["image_type"] == "message"
+    assert sent.body["msg_type"] == "image"
+    assert sent.body["content"] == f'{{"image_key": "{upload["key"]}"}}'
 
 
 def test_a_wrong_app_secret_shows_as_retrying_naming_the_key(gw: GatewayProcess,

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import GatewayProcess, free_port, model_config, write_config
@@ -137,6 +138,19 @@ def test_an_expired_token_is_renewed_once_and_a_rate_limit_retried(
     feishu.wait_for(lambda: replies_to(feishu, message_id), timeout=30, what="the reply")
     assert len(replies_to(feishu, message_id)) == 1
     assert feishu.state.token_requests > before
+
+
+def test_a_message_the_gateway_starts_is_created_in_the_chat(gw: GatewayProcess,
+                                                             feishu: FakeFeishu) -> None:
+    """`POST /api/v1/send` (what skills' context.send and reminders use): a new message."""
+    answer = httpx.post(f"{gw.url}/api/v1/send", headers=gw.headers, timeout=10, json={
+        "channel": "feishu", "chat": "oc_p2p_alice", "text": "your reminder"})
+    assert answer.status_code == 202, answer.text
+    feishu.wait_for(lambda: any(m.text == "your reminder" for m in feishu.sent),
+                    what="the started message")
+    created = next(m for m in feishu.sent if m.text == "your reminder")
+    assert created.reply_to is None and created.body["receive_id"] == "oc_p2p_alice"
+    assert created.path == "/open-apis/im/v1/messages"
 
 
 def test_a_stranger_is_asked_for_a_pairing_code(gw: GatewayProcess,
