@@ -43,7 +43,6 @@ import contextlib
 import itertools
 import logging
 import socket
-import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -62,6 +61,7 @@ from gateway.channels.platform_answers import (
     queue_refusal,
     stored_unanswered,
 )
+from gateway.channels.platform_state import StateLine
 from gateway.common.child_link import ChildLink
 from gateway.core.inbox import FileRefused
 from gateway.core.intake import Arrival
@@ -100,8 +100,7 @@ class FeishuChannel(PushChannel):
         self.ids = itertools.count(1)
         self.peer = ""
         self.recovered = False
-        self.state: tuple[str, str, float] = ("stopped", "", time.time())
-        self._stale_wall: float | None = None
+        self.line = StateLine()
 
     @property
     def fs(self) -> FeishuOptions:
@@ -114,7 +113,7 @@ class FeishuChannel(PushChannel):
             return  # never a second child
         self.running = True
         self.liveness = Liveness(self.fs.stale_after)
-        self._set("connecting", f"{self.fs.mode} at {self.fs.origin}")
+        self.line.set("connecting", f"{self.fs.mode} at {self.fs.origin}")
         workspace = self.services.outbox.workspace
         self.link = ChildLink(CHILD, cwd=workspace, env=host_environment(workspace, {}),
                               on_start=self._configure_child, on_line=self._take,
@@ -135,7 +134,7 @@ class FeishuChannel(PushChannel):
             waiting.set({"error": "the feishu channel stopped", "retry": True})
         self.handlers.join(timeout=DRAIN)
         self.liveness.disconnected()
-        self._set("stopped", "")
+        self.line.set("stopped", "")
 
     def configure(self, options: ChannelOptions) -> None:
         self.stop()
@@ -147,18 +146,10 @@ class FeishuChannel(PushChannel):
                         "until it restarts", options.callback_path, self.path)
 
     def status(self) -> ChannelStatus:
-        state, detail, since = self.state
         if not self.running:
             return ChannelStatus("stopped", "channels.feishu needs an app_id and app_secret"
                                  if not self.fs.app_id else "channels.feishu.enabled is false")
-        if state == "connected" and self.liveness.is_stale:
-            return ChannelStatus("stale", f"nothing came back for over "
-                                 f"{self.fs.stale_after:g} s (channels.feishu.stale_after); "
-                                 f"{'restarted once' if self.liveness.restarted else 'restarting'}"
-                                 f"; {self.liveness.describe()}", self._stale_wall)
-        if state == "connected":
-            detail = f"{detail}; {self.liveness.describe()}"
-        return ChannelStatus(state, detail, since)  # type: ignore[arg-type]
+        return self.line.status(self.liveness, "channels.feishu.stale_after", self.fs.stale_after)
 
     def stale_for(self) -> float | None:
         return self.liveness.stale_for() if self.running else None
@@ -168,11 +159,6 @@ class FeishuChannel(PushChannel):
             return ("feishu is switched off: give channels.feishu an app_id and app_secret "
                     "in config.yaml.")
         return None
-
-    def _set(self, state: str, detail: str) -> None:
-        if self.state[0] != state or self.state[1] != detail:
-            since = self.state[2] if self.state[0] == state else time.time()
-            self.state = (state, detail, since)
 
     # -- the child -------------------------------------------------------------------------
     def _configure_child(self) -> None:
@@ -200,17 +186,17 @@ class FeishuChannel(PushChannel):
         elif item.get("state") == "connected":
             if self.liveness.connected_at is None:
                 self.liveness.connected()
-            self._set("connected", f"{item.get('detail', '')} as "
+            self.line.set("connected", f"{item.get('detail', '')} as "
                       f"{self.bot.get('app_name') or self.bot.get('open_id') or 'the bot'}")
         elif item.get("state") == "retrying":
             self.liveness.disconnected()
-            self._set("retrying", str(item.get("detail") or ""))
+            self.line.set("retrying", str(item.get("detail") or ""))
             log.warning("feishu: %s", item.get("detail"))
 
     def _ended(self, why: str, wait: float) -> None:
         self.liveness.disconnected()
-        if self.state[0] != "retrying":
-            self._set("retrying", f"the feishu process ended ({why})")
+        if self.line.state != "retrying":
+            self.line.set("retrying", f"the feishu process ended ({why})")
         log.warning("feishu: the channel's process ended (%s); starting it again in %.0f s",
                     why, wait)
 
@@ -344,8 +330,7 @@ class FeishuChannel(PushChannel):
             gevent.sleep(every)
             if self.fs.mode == "callback":
                 continue  # nothing to probe: Feishu posts when there is something
-            if self.liveness.check():
-                self._stale_wall = time.time()
+            if self.line.judge(self.liveness):
                 log.warning("feishu: stale: no pong nor message for over %g s; restarting "
                             "the long connection", self.fs.stale_after)
             if self.liveness.is_stale and not self.liveness.restarted and self.link:

@@ -65,6 +65,7 @@ from gateway.channels.platform_answers import (
     queue_refusal,
     stored_unanswered,
 )
+from gateway.channels.platform_state import StateLine
 from gateway.channels.telegram_api import BotApi, TelegramError, render, split, unformatted, upload
 from gateway.common.options import Duration
 from gateway.core.inbox import FileRefused
@@ -156,8 +157,7 @@ class TelegramChannel(PushChannel):
         self.offset: int | None = None
         self.peer = ""  # the Bot API server's address: the network peer of every update
         self.recovered = False  # once per process: a restarted poller's messages are in hand
-        self.state: tuple[str, str, float] = ("stopped", "", time.time())
-        self._stale_wall: float | None = None
+        self.line = StateLine()
         # chat -> its messages not answered yet: one "typing" loop per chat, however many wait
         self._unanswered: dict[str, list[Event]] = {}
 
@@ -173,7 +173,7 @@ class TelegramChannel(PushChannel):
         self.running = True
         self.liveness = Liveness(self.tg.stale_after)
         self.sender_api = BotApi(self.tg.api_base, self.tg.bot_token or "", 30.0)
-        self._set("connecting", f"{self.tg.mode} at {self.tg.api_base}")
+        self.line.set("connecting", f"{self.tg.mode} at {self.tg.api_base}")
         self.poller = gevent.spawn(self._run)
         self.watcher = gevent.spawn(self._watch)
 
@@ -188,7 +188,7 @@ class TelegramChannel(PushChannel):
             self.sender_api.close()
             self.sender_api = None
         self.liveness.disconnected()
-        self._set("stopped", "")
+        self.line.set("stopped", "")
 
     def configure(self, options: ChannelOptions) -> None:
         self.stop()
@@ -200,19 +200,11 @@ class TelegramChannel(PushChannel):
                         "serves %s until it restarts", options.path, self.path)
 
     def status(self) -> ChannelStatus:
-        state, detail, since = self.state
         if not self.running:
             return ChannelStatus("stopped", "channels.telegram needs a bot_token"
                                  if not self.tg.bot_token else
                                  "channels.telegram.enabled is false")
-        if state == "connected" and self.liveness.is_stale:
-            return ChannelStatus("stale", f"nothing came back for over "
-                                 f"{self.tg.stale_after:g} s (channels.telegram.stale_after); "
-                                 f"{'restarted once' if self.liveness.restarted else 'restarting'}"
-                                 f"; {self.liveness.describe()}", self._stale_wall)
-        if state == "connected":
-            detail = f"{detail}; {self.liveness.describe()}"
-        return ChannelStatus(state, detail, since)  # type: ignore[arg-type]
+        return self.line.status(self.liveness, "channels.telegram.stale_after", self.tg.stale_after)
 
     def stale_for(self) -> float | None:
         return self.liveness.stale_for() if self.running else None
@@ -221,11 +213,6 @@ class TelegramChannel(PushChannel):
         if not self.running:
             return "telegram is switched off: give channels.telegram a bot_token in config.yaml."
         return None
-
-    def _set(self, state: str, detail: str) -> None:
-        if self.state[0] != state or self.state[1] != detail:
-            since = self.state[2] if self.state[0] == state else time.time()
-            self.state = (state, detail, since)
 
     # -- receiving -------------------------------------------------------------------------
     def _run(self) -> None:
@@ -240,7 +227,7 @@ class TelegramChannel(PushChannel):
                     self._poll_once(api)
                     backoff = 1.0
                 except TelegramError as e:
-                    self._set("retrying", self._why(e))
+                    self.line.set("retrying", self._why(e))
                     log.warning("telegram: %s; next try in %.0f s", self._why(e), backoff)
                     if e.status == 409 and "webhook" in e.description and \
                             self.tg.mode == "polling":
@@ -248,7 +235,7 @@ class TelegramChannel(PushChannel):
                     gevent.sleep(max(backoff, e.retry_after or 0))
                     backoff = min(backoff * 2, MAX_BACKOFF)
                 except httpx.HTTPError as e:
-                    self._set("retrying", f"{type(e).__name__} reaching {self.tg.api_base}")
+                    self.line.set("retrying", f"{type(e).__name__} reaching {self.tg.api_base}")
                     gevent.sleep(backoff)
                     backoff = min(backoff * 2, MAX_BACKOFF)
         finally:
@@ -261,7 +248,7 @@ class TelegramChannel(PushChannel):
             api.call("setWebhook", {"url": self.tg.webhook_url, "secret_token":
                                     self.tg.webhook_secret, "allowed_updates": ["message"]})
             self.liveness.connected()
-            self._set("connected", f"webhook {self.tg.webhook_url} as @"
+            self.line.set("connected", f"webhook {self.tg.webhook_url} as @"
                       f"{self.bot.get('username')}")
             gevent.sleep(float("inf"))
         params: dict[str, Any] = {"timeout": int(self.tg.poll_timeout),
@@ -272,7 +259,7 @@ class TelegramChannel(PushChannel):
         if self.liveness.connected_at is None:
             self.liveness.connected()
         self.liveness.mark_probe_back()  # a poll came back: the path updates take works
-        self._set("connected", f"polling {self.tg.api_base} as @{self.bot.get('username')}")
+        self.line.set("connected", f"polling {self.tg.api_base} as @{self.bot.get('username')}")
         for update in updates:
             self._take_update(update)
             self.offset = int(update["update_id"]) + 1  # confirmed by the next poll
@@ -464,8 +451,7 @@ class TelegramChannel(PushChannel):
                 log.info("telegram: the getMe probe failed: %s", e)
             if self.tg.mode == "webhook":
                 continue
-            if self.liveness.check():
-                self._stale_wall = time.time()
+            if self.line.judge(self.liveness):
                 log.warning("telegram: stale: no poll came back for over %g s; restarting "
                             "the poller", self.tg.stale_after)
             if self.liveness.is_stale and not self.liveness.restarted:
