@@ -75,8 +75,6 @@ def no_leftover_processes(gw: GatewayProcess) -> Iterator[None]:
     assert_nothing_else_left(gw)
 
 
-
-
 def url(gw: GatewayProcess) -> str:
     return f"{gw.url}/api/feishu/events"
 

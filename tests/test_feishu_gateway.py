@@ -55,11 +55,8 @@ def no_leftover_processes(gw: GatewayProcess) -> Iterator[None]:
     assert_nothing_else_left(gw)
 
 
-
-
 def replies_to(fake: FakeFeishu, message_id: str) -> list[Any]:
     return [m for m in fake.sent if m.reply_to == message_id]
-
 
 
 def test_a_p2p_message_is_acknowledged_at_once_and_answered_as_a_reply(
