@@ -140,6 +140,10 @@ def test_an_expired_token_is_renewed_once_and_a_rate_limit_retried(
 def test_a_message_the_gateway_starts_is_created_in_the_chat(gw: GatewayProcess,
                                                              feishu: FakeFeishu) -> None:
     """`POST /api/v1/send` (what skills' context.send and reminders use): a new message."""
+    event = feishu.message_event("remind me later")  # the gateway sends only to chats it knows
+    feishu.push_event(event)
+    feishu.wait_for(lambda: replies_to(feishu, event["event"]["message"]["message_id"]),
+                    what="the first reply")
     answer = httpx.post(f"{gw.url}/api/v1/send", headers=gw.headers, timeout=10, json={
         "channel": "feishu", "chat": "oc_p2p_alice", "text": "your reminder"})
     assert answer.status_code == 202, answer.text
@@ -148,6 +152,24 @@ def test_a_message_the_gateway_starts_is_created_in_the_chat(gw: GatewayProcess,
     created = next(m for m in feishu.sent if m.text == "your reminder")
     assert created.reply_to is None and created.body["receive_id"] == "oc_p2p_alice"
     assert created.path == "/open-apis/im/v1/messages"
+
+
+def test_a_chat_the_bot_left_fails_the_message_with_feishus_reason(
+        gw: GatewayProcess, feishu: FakeFeishu) -> None:
+    event = feishu.message_event("hello", sender="ou_bob", chat="oc_p2p_bob")
+    feishu.push_event(event)
+    feishu.wait_for(lambda: replies_to(feishu, event["event"]["message"]["message_id"]),
+                    what="the first reply")
+    feishu.remove_bot_from("oc_p2p_bob")
+    sent = httpx.post(f"{gw.url}/api/v1/send", headers=gw.headers, timeout=10, json={
+        "channel": "feishu", "chat": "oc_p2p_bob", "text": "nobody will read this"})
+    assert sent.status_code == 202, sent.text
+    deadline = time.monotonic() + 30
+    while (row := httpx.get(f"{gw.url}/api/v1/outbox/{sent.json()['id']}", headers=gw.headers,
+                            timeout=10).json()["outbound"])["state"] != "failed":
+        assert time.monotonic() < deadline and row["state"] != "sent", row
+        time.sleep(0.1)
+    assert "230002" in row["last_error"] and row["attempts"] == 1
 
 
 def test_a_stranger_is_asked_for_a_pairing_code(gw: GatewayProcess,

@@ -23,7 +23,8 @@ origin (the option lark-oapi itself has, for Lark and proxies): `FakeFeishu.doma
   uuid}` and `POST /open-apis/im/v1/messages?receive_id_type=chat_id` `{receive_id, ...}`:
   recorded in `sent`; a `uuid` seen before is not sent again (Feishu's one-hour dedupe);
   `rate_limit(n)` answers the next n sends HTTP 429, code 99991400 "request trigger frequency
-  limit", `x-ogw-ratelimit-reset: 1`.
+  limit", `x-ogw-ratelimit-reset: 1`; a chat the bot left (`remove_bot_from`) answers 400,
+  code 230002.
 - `GET /open-apis/im/v1/messages/{id}/resources/{key}?type=image|file` (files a test put with
   `put_resource`), `POST /open-apis/im/v1/images` and `/open-apis/im/v1/files` (multipart,
   recorded in `uploads`, answered with an `image_key` / `file_key`).
@@ -95,6 +96,7 @@ class _State:
     token_requests: int = 0
     endpoint_requests: int = 0
     rate_limited: int = 0
+    left_chats: set[str] = field(default_factory=set)  # the bot was removed from these
 
 
 class FakeFeishu:
@@ -153,6 +155,11 @@ class FakeFeishu:
     def rate_limit(self, sends: int) -> None:
         with self.lock:
             self.state.rate_limited = sends
+
+    def remove_bot_from(self, chat: str) -> None:
+        """New messages to `chat` are refused, as Feishu refuses a chat the bot left."""
+        with self.lock:
+            self.state.left_chats.add(chat)
 
     def put_resource(self, message_id: str, key: str, name: str, data: bytes) -> None:
         with self.lock:
@@ -333,6 +340,8 @@ class FakeFeishu:
                 self.state.rate_limited -= 1
                 return 429, {"code": 99991400, "msg": "request trigger frequency limit"}, {
                     "x-ogw-ratelimit-reset": "1"}
+            if body.get("receive_id") in self.state.left_chats:
+                return 400, {"code": 230002, "msg": "Bot/User can NOT be out of the chat."}, {}
             known = self.state.uuids.get(str(body.get("uuid")))
             if body.get("uuid") and known:
                 return 200, {"code": 0, "msg": "ok", "data": {"message_id": known}}, {}
