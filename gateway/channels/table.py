@@ -26,6 +26,7 @@ CHANNELS: dict[str, str] = {
     "mqtt": "gateway.channels.mqtt:MqttChannel",
     "telegram": "gateway.channels.telegram:TelegramChannel",
     "wecom": "gateway.channels.wecom:WeComChannel",
+    "feishu": "gateway.channels.feishu:FeishuChannel",
 }
 
 
