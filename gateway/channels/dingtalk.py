@@ -51,6 +51,7 @@ from gevent.event import Event
 from gevent.pool import Group
 from pydantic import Field, field_validator, model_validator
 
+from gateway.channels.answer_later import answer_into_outbox, queue_refusal, unanswered
 from gateway.channels.base import (
     ChannelOptions,
     ChannelStatus,
@@ -60,7 +61,7 @@ from gateway.channels.base import (
 )
 from gateway.channels.dingtalk_api import RobotApi, RobotMessage, is_group_chat, sign_problem
 from gateway.channels.liveness import Liveness
-from gateway.channels.outbox_answer import answer_into_outbox, queue_refusal
+from gateway.channels.platform_state import StateLine
 from gateway.channels.reply_files import not_carried
 from gateway.common.child_link import ChildLink
 from gateway.common.options import Duration
@@ -160,8 +161,8 @@ class DingTalkChannel(PushChannel):
         self.liveness = Liveness(options.stale_after)
         self.peer = ""  # stream mode: DingTalk's API host, the network peer of every message
         self.child_why = ""  # what the stream child said last before it ended
-        self.state: tuple[str, str, float] = ("stopped", "", time.time())
-        self._stale_wall: float | None = None
+        self.recovered = False  # once per process: unanswered messages answered at start
+        self.line = StateLine()
         # chat -> (session webhook, Unix time it expires): replies go there while valid
         self.webhooks: dict[str, tuple[str, float]] = {}
 
@@ -179,11 +180,13 @@ class DingTalkChannel(PushChannel):
         self.api = RobotApi(self.dt.api_base, self.dt.client_id or "",
                             self.dt.client_secret or "", self.dt.robot)
         if self.dt.mode == "callback":
+            self._answer_unanswered()
             self.liveness.connected()
-            self._set("connected", f"callback at {self.path}")
+            self.line.set("connected", f"callback at {self.path}")
             return
         self.peer = _address(self.dt.api_base)
-        self._set("connecting", f"stream at {self.dt.api_base}")
+        self._answer_unanswered()
+        self.line.set("connecting", f"stream at {self.dt.api_base}")
         self.link = ChildLink("gateway.channels.dingtalk_stream_host",
                               cwd=self.services.outbox.workspace, env=dict(os.environ),
                               on_start=self._child_up, on_line=self._child_line,
@@ -204,7 +207,7 @@ class DingTalkChannel(PushChannel):
             self.api.close()
             self.api = None
         self.liveness.disconnected()
-        self._set("stopped", "")
+        self.line.set("stopped", "")
 
     def configure(self, options: ChannelOptions) -> None:
         self.stop()
@@ -216,19 +219,12 @@ class DingTalkChannel(PushChannel):
                         "until it restarts", options.callback_path, self.path)
 
     def status(self) -> ChannelStatus:
-        state, detail, since = self.state
         if not self.running:
             return ChannelStatus("stopped", "channels.dingtalk needs a client_id and "
                                  "client_secret" if not self.dt.client_id else
                                  "channels.dingtalk.enabled is false")
-        if state == "connected" and self.liveness.is_stale:
-            return ChannelStatus("stale", f"nothing came from DingTalk for over "
-                                 f"{self.dt.stale_after:g} s (channels.dingtalk.stale_after); "
-                                 f"{'restarted once' if self.liveness.restarted else 'restarting'}"
-                                 f"; {self.liveness.describe()}", self._stale_wall)
-        if state == "connected":
-            detail = f"{detail}; {self.liveness.describe()}"
-        return ChannelStatus(state, detail, since)  # type: ignore[arg-type]
+        return self.line.status(self.liveness, "channels.dingtalk.stale_after",
+                                self.dt.stale_after)
 
     def stale_for(self) -> float | None:
         return self.liveness.stale_for() if self.running and self.link else None
@@ -239,10 +235,15 @@ class DingTalkChannel(PushChannel):
                     "client_secret in config.yaml.")
         return None
 
-    def _set(self, state: str, detail: str) -> None:
-        if self.state[0] != state or self.state[1] != detail:
-            since = self.state[2] if self.state[0] == state else time.time()
-            self.state = (state, detail, since)
+    def _answer_unanswered(self) -> None:
+        """Messages stored but not answered when the gateway stopped: DingTalk has their
+        acknowledgement and will not send them again, so they are answered now (once per
+        process)."""
+        if self.recovered:
+            return
+        self.recovered = True
+        for msg in unanswered(self.services, self.name, self.peer):
+            self.handlers.spawn(answer_into_outbox, self.services, msg, self.dt.client_secret)
 
     # -- stream mode: the child ------------------------------------------------------------
     def _child_up(self) -> None:
@@ -260,14 +261,14 @@ class DingTalkChannel(PushChannel):
             self.liveness.mark_probe_back()  # DingTalk's frame, on the path messages take
         elif item.get("state") == "connected":
             self.liveness.connected()
-            self._set("connected", f"stream {item.get('endpoint') or self.dt.api_base}")
+            self.line.set("connected", f"stream {item.get('endpoint') or self.dt.api_base}")
         elif "ended" in item:
             self.child_why = str(item["ended"])
 
     def _child_ended(self, why: str, wait: float) -> None:
         self.liveness.disconnected()
         reason = _explain(self.child_why or f"the stream process ended ({why})")
-        self._set("retrying", f"{reason}; reconnecting in {wait:.0f} s")
+        self.line.set("retrying", f"{reason}; reconnecting in {wait:.0f} s")
         log.warning("dingtalk: %s; reconnecting in %.0f s", reason, wait)
 
     def _ack(self, frame_id: str) -> None:
@@ -283,8 +284,7 @@ class DingTalkChannel(PushChannel):
         """Stale when nothing came for `stale_after`: one restart of the child per episode."""
         while True:
             gevent.sleep(max(0.2, self.dt.stale_after / 4))
-            if self.liveness.check():
-                self._stale_wall = time.time()
+            if self.line.judge(self.liveness):
                 log.warning("dingtalk: stale: nothing came from DingTalk for over %g s; "
                             "restarting the stream", self.dt.stale_after)
             if self.liveness.is_stale and not self.liveness.restarted and self.link:

@@ -21,7 +21,6 @@ import base64
 import hashlib
 import hmac
 import json
-import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -29,8 +28,8 @@ from typing import Any
 
 import httpx
 
+from gateway.channels.tls import ssl_context
 from gateway.core.outbound import DeliveryRefused, RetryLater, parse_retry_after
-from gateway.live.reload import off_loop
 
 SIGN_WINDOW = 3600.0  # the outgoing robot's timestamp may be this old (DingTalk: 1 hour)
 TOKEN_MARGIN = 300.0  # an access token is fetched again this long before it expires
@@ -123,7 +122,7 @@ class RobotApi:
         self.client_id = client_id
         self.client_secret = client_secret
         self.robot_code = robot_code
-        self.http = httpx.Client(timeout=timeout, verify=_tls())
+        self.http = httpx.Client(timeout=timeout, verify=ssl_context())
         self._token: tuple[str, float] | None = None  # (token, monotonic time to refresh)
         self._token_lock = threading.Lock()  # a greenlet lock under gevent: one fetch at once
 
@@ -210,17 +209,6 @@ class RobotApi:
         except httpx.HTTPError as e:
             host = httpx.URL(url).host
             raise RetryLater(f"{type(e).__name__} reaching {host}") from e
-
-
-_tls_context: list[ssl.SSLContext] = []  # one per process, made on first use
-
-
-def _tls() -> ssl.SSLContext:
-    """The system's CAs, loaded once and on the thread pool: loading the bundle is C work
-    that held the gateway's loop over 0.5 s on a busy machine (a client each reload)."""
-    if not _tls_context:
-        _tls_context.append(off_loop(httpx.create_ssl_context))
-    return _tls_context[0]
 
 
 def _raise_for(answer: httpx.Response, what: str) -> None:

@@ -93,6 +93,11 @@ class Liveness:
     def stale_for(self) -> float | None:
         return None if self.stale_since is None else self.clock() - self.stale_since
 
+    def stale_detail(self, channel: str) -> str:
+        """Why `channels.<channel>` is stale, for its status line."""
+        return (f"nothing came back for over {self.bound:g} s (channels.{channel}.stale_after); "
+                f"{'restarted once' if self.restarted else 'restarting'}; {self.describe()}")
+
     def describe(self) -> str:
         """The evidence as one line for `channels list` and the console."""
         now = self.clock()

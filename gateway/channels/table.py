@@ -25,6 +25,8 @@ CHANNELS: dict[str, str] = {
     "openai": "gateway.channels.openai:OpenAIChannel",
     "mqtt": "gateway.channels.mqtt:MqttChannel",
     "telegram": "gateway.channels.telegram:TelegramChannel",
+    "wecom": "gateway.channels.wecom:WeComChannel",
+    "feishu": "gateway.channels.feishu:FeishuChannel",
     "dingtalk": "gateway.channels.dingtalk:DingTalkChannel",
 }
 

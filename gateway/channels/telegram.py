@@ -52,6 +52,7 @@ from gevent.event import Event
 from gevent.pool import Group
 from pydantic import Field, field_validator, model_validator
 
+from gateway.channels.answer_later import answer_into_outbox, queue_refusal, unanswered
 from gateway.channels.base import (
     ChannelOptions,
     ChannelStatus,
@@ -60,7 +61,6 @@ from gateway.channels.base import (
     SwitchedOnByConfig,
 )
 from gateway.channels.liveness import Liveness
-from gateway.channels.outbox_answer import answer_into_outbox, queue_refusal
 from gateway.channels.telegram_api import BotApi, TelegramError, render, split, unformatted, upload
 from gateway.common.options import Duration
 from gateway.core.inbox import FileRefused
@@ -72,7 +72,6 @@ log = logging.getLogger(__name__)
 
 DRAIN = 5.0
 MAX_BACKOFF = 60.0
-RECOVER_WINDOW = 86400.0  # stored, unanswered messages younger than this are answered at start
 TYPING_EVERY = 4.5  # Telegram shows "typing" for 5 s
 
 
@@ -203,10 +202,8 @@ class TelegramChannel(PushChannel):
                                  if not self.tg.bot_token else
                                  "channels.telegram.enabled is false")
         if state == "connected" and self.liveness.is_stale:
-            return ChannelStatus("stale", f"nothing came back for over "
-                                 f"{self.tg.stale_after:g} s (channels.telegram.stale_after); "
-                                 f"{'restarted once' if self.liveness.restarted else 'restarting'}"
-                                 f"; {self.liveness.describe()}", self._stale_wall)
+            return ChannelStatus("stale", self.liveness.stale_detail(self.name),
+                                 self._stale_wall)
         if state == "connected":
             detail = f"{detail}; {self.liveness.describe()}"
         return ChannelStatus(state, detail, since)  # type: ignore[arg-type]
@@ -328,7 +325,7 @@ class TelegramChannel(PushChannel):
         try:
             found = self._message(message)
             if isinstance(found, Reply):
-                self._queue(found)
+                queue_refusal(self.services, self.name, found)
                 return
             self._answer_stored(found, on_stored, answered)
         except Exception:
@@ -383,17 +380,9 @@ class TelegramChannel(PushChannel):
 
     def _answer_stored(self, msg: Message, on_stored: Callable[[], None] | None = None,
                        answered: Event | None = None) -> None:
-        """Answer `msg` into the outbox (`channels.outbox_answer`: its reply row first, so a
-        crash after the answer is stored but before it is queued still sends it)."""
-        try:
-            answer_into_outbox(self.services, msg, self.tg.bot_token, on_stored)
-        finally:
-            if answered is not None:
-                answered.set()
-
-    def _queue(self, refusal: Reply) -> None:
-        """A refusal's sentence into the outbox (none for a blocked sender)."""
-        queue_refusal(self.services, self.name, refusal)
+        """Answer `msg` into the outbox (`channels.answer_later`)."""
+        answer_into_outbox(self.services, msg, self.tg.bot_token, on_stored,
+                           answered.set if answered is not None else None)
 
     def _show_typing(self, chat: str, answered: Event) -> None:
         waiting = self._unanswered.get(chat)
@@ -431,16 +420,8 @@ class TelegramChannel(PushChannel):
         if self.recovered:
             return
         self.recovered = True
-        since = time.time() - RECOVER_WINDOW
-        for stored, key in self.services.store.unanswered(self.name, since):
-            client_id = key.split(f":{stored.sender}:", 1)[-1]
-            msg = Message(channel=self.name, sender=stored.sender, chat=stored.chat,
-                          text=stored.text, client_id=client_id, peer=self.peer,
-                          files=self.services.store.files_of(stored.id, "in"))
-            log.info("msg_id=%s telegram: stored before the gateway stopped; answering it",
-                     stored.id)
+        for msg in unanswered(self.services, self.name, self.peer):
             self.handlers.spawn(self._answer_stored, msg)
-
 
     # -- webhook ---------------------------------------------------------------------------
     def _webhook(self) -> ResponseReturnValue:

@@ -10,21 +10,14 @@ from __future__ import annotations
 
 import html
 import re
-import ssl
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from gateway.channels.tls import ssl_context
+
 MAX_TEXT = 4096  # characters the user sees (UTF-16 units), after entity parsing
-_ssl_context: ssl.SSLContext | None = None
-
-
-def _ssl() -> ssl.SSLContext:
-    global _ssl_context
-    if _ssl_context is None:
-        _ssl_context = httpx.create_ssl_context()
-    return _ssl_context
 
 
 class TelegramError(Exception):
@@ -44,7 +37,7 @@ class BotApi:
     def __init__(self, api_base: str, token: str, timeout: float) -> None:
         self.base = api_base.rstrip("/")
         self.token = token
-        self.client = httpx.Client(timeout=timeout, verify=_ssl() if
+        self.client = httpx.Client(timeout=timeout, verify=ssl_context() if
                                    self.base.startswith("https:") else False)
 
     def close(self) -> None:

@@ -42,10 +42,16 @@ from gateway.observe.alerting.config import (
 from gateway.observe.alerting.rules import Notice
 
 WECOM_LIMITS = {"text": 2048, "markdown": 4096}
+ROBOT_LATER = frozenset({-1, 45009})  # busy; over the robot's 20 messages a minute
 
 
 class SendError(Exception):
-    """One delivery attempt failed; the message says where and why."""
+    """One delivery attempt failed; the message says where and why. `temporary`: the same
+    message may go later (the network, a 5xx or 429, a robot's rate limit or busy)."""
+
+    def __init__(self, message: str, temporary: bool = False) -> None:
+        super().__init__(message)
+        self.temporary = temporary
 
 
 class Sender(Protocol):
@@ -74,10 +80,11 @@ def _post(url: str, body: dict[str, Any], timeout: float,
         response = httpx.post(url, json=body, headers=headers, timeout=timeout)
     except httpx.HTTPError as e:
         shown = str(e).replace(url, _where(url))
-        raise SendError(f"{_where(url)}: {type(e).__name__}: {shown}") from e
+        raise SendError(f"{_where(url)}: {type(e).__name__}: {shown}", temporary=True) from e
     if response.status_code >= 400:
         raise SendError(f"{_where(url)} answered HTTP {response.status_code}: "
-                        f"{response.text[:200]}")
+                        f"{response.text[:200]}", temporary=response.status_code == 429 or
+                        response.status_code >= 500)
     return response
 
 
@@ -89,7 +96,13 @@ def _check_robot(response: httpx.Response, url: str) -> None:
         raise SendError(f"{_where(url)} did not answer JSON: {response.text[:200]}") from e
     if answer.get("errcode") != 0:
         raise SendError(f"{_where(url)} refused the message: errcode {answer.get('errcode')}, "
-                        f"{answer.get('errmsg')}")
+                        f"{answer.get('errmsg')}", temporary=answer.get("errcode") in ROBOT_LATER)
+
+
+def post_wecom_robot(url: str, body: dict[str, Any], timeout: float) -> None:
+    """One message to a WeCom group robot; raises SendError. The alerts and the WeCom
+    channel's robots (`channels.wecom.robots`) both send through here."""
+    _check_robot(_post(url, body, timeout), url)
 
 
 def text_of(notice: Notice) -> str:
@@ -168,8 +181,7 @@ class WeComSender:
         return {"msgtype": "text", "text": text}
 
     def send(self, notice: Notice) -> None:
-        url = self.config.webhook_url
-        _check_robot(_post(url, self.payload(notice), self.config.timeout), url)
+        post_wecom_robot(self.config.webhook_url, self.payload(notice), self.config.timeout)
 
 
 def dingtalk_sign(secret: str, timestamp_ms: int) -> str:

@@ -1,0 +1,51 @@
+"""What the Feishu test modules share: the channel's row, its state awaited, its child
+processes, and the leftover-process check for a module that shares one gateway."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import psutil
+
+from tests.conftest import GatewayProcess
+
+CHILD = "gateway.channels.feishu_ws_host"
+
+
+def channel(gw: GatewayProcess) -> dict[str, Any]:
+    rows = httpx.get(f"{gw.url}/api/v1/channels", headers=gw.headers, timeout=10).json()
+    return next(row for row in rows["channels"] if row["name"] == "feishu")
+
+
+def wait_state(gw: GatewayProcess, state: str, timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while (row := channel(gw))["state"] != state:
+        assert time.monotonic() < deadline, f"feishu stayed {row}"
+        time.sleep(0.1)
+    return row
+
+
+def children(gw: GatewayProcess) -> list[psutil.Process]:
+    """The gateway's running Feishu child processes."""
+    assert gw.proc is not None
+    return [p for p in psutil.Process(gw.proc.pid).children(recursive=True)
+            if CHILD in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def assert_nothing_else_left(gw: GatewayProcess) -> None:
+    """The suite's leftover check, minus the shared gateway and its children: what a test
+    starts must end."""
+    assert gw.proc is not None
+    deadline = time.monotonic() + 10
+    while True:
+        shared = {gw.proc.pid}
+        if gw.proc.poll() is None:
+            shared |= {p.pid for p in psutil.Process(gw.proc.pid).children(recursive=True)}
+        left = [p for p in psutil.Process().children(recursive=True)
+                if p.pid not in shared and p.status() != psutil.STATUS_ZOMBIE]
+        if not left:
+            return
+        assert time.monotonic() < deadline, f"test left processes: {left}"
+        time.sleep(0.05)
