@@ -344,11 +344,17 @@ def test_callback_mode_checks_the_sign_and_answers(
     fake.wait_for_connections(1)
 
 
-def test_a_killed_gateway_leaves_no_stream_behind(gw: GatewayProcess,
-                                                  fake: FakeDingTalk) -> None:
-    """Last in the module: SIGKILL, no stop at all; the child sees its pipe close and ends,
-    and its connection with it (nothing left connected to swallow messages)."""
+def test_a_killed_gateway_leaves_no_stream_and_answers_after_its_start(
+        gw: GatewayProcess, fake: FakeDingTalk, home: Path, model: FakeModelServer) -> None:
+    """Last in the module: SIGKILL while a stored message waits for the model. The child sees
+    its pipe close and ends, and its connection with it (nothing left to swallow messages);
+    DingTalk has the message's ack and will not send it again, so the next start answers it
+    from the store (its session webhook is gone with the process: the send API takes it)."""
     assert gw.proc is not None
+    before = len(fake.sent)
+    model.delay_first = 60.0  # the answer is still coming when the gateway dies
+    data = fake.user_says("answer me after the crash", staff_id="kate10")
+    fake.wait_for(lambda: data["msgId"] not in fake.pending)  # stored, then acknowledged
     children = psutil.Process(gw.proc.pid).children(recursive=True)
     streams = [p for p in children if "dingtalk_stream_host" in " ".join(p.cmdline())]
     assert len(streams) == 1
@@ -356,3 +362,12 @@ def test_a_killed_gateway_leaves_no_stream_behind(gw: GatewayProcess,
     gw.proc.wait(10)
     streams[0].wait(10)  # ended (psutil.TimeoutExpired if it still ran)
     fake.wait_for_connections(0)
+    model.delay_first = 0.0
+    again = GatewayProcess(home, free_port()).start()
+    try:
+        sent = new_sent(fake, before)
+        assert (sent[0].via, sent[0].target) == ("person", "kate10")
+        assert sent[0].text == "echo: answer me after the crash"
+        assert fake.delivered.count(data["msgId"]) == 1  # not delivered again
+    finally:
+        again.stop()
