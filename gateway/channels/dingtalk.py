@@ -38,7 +38,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import socket
 import time
 from collections.abc import Callable
 from typing import Any, Literal
@@ -61,6 +60,7 @@ from gateway.channels.base import (
 )
 from gateway.channels.dingtalk_api import RobotApi, RobotMessage, is_group_chat, sign_problem
 from gateway.channels.liveness import Liveness
+from gateway.channels.platform_address import platform_address
 from gateway.channels.platform_state import StateLine
 from gateway.channels.reply_files import not_carried
 from gateway.common.child_link import ChildLink
@@ -184,7 +184,7 @@ class DingTalkChannel(PushChannel):
             self.liveness.connected()
             self.line.set("connected", f"callback at {self.path}")
             return
-        self.peer = _address(self.dt.api_base)
+        self.peer = platform_address(self.dt.api_base)
         self._answer_unanswered()
         self.line.set("connecting", f"stream at {self.dt.api_base}")
         self.link = ChildLink("gateway.channels.dingtalk_stream_host",
@@ -432,11 +432,3 @@ def _explain(why: str) -> str:
         return (f"DingTalk refused the app's credentials ({said}): check "
                 "channels.dingtalk.client_id and client_secret")
     return f"DingTalk's stream gateway answered {said}"
-
-
-def _address(api_base: str) -> str:
-    """The API host's IP address (the address allowlist judges the peer), or ""."""
-    try:
-        return socket.gethostbyname(urlsplit(api_base).hostname or "")
-    except OSError:
-        return ""
