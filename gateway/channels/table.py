@@ -25,6 +25,7 @@ CHANNELS: dict[str, str] = {
     "openai": "gateway.channels.openai:OpenAIChannel",
     "mqtt": "gateway.channels.mqtt:MqttChannel",
     "telegram": "gateway.channels.telegram:TelegramChannel",
+    "slack": "gateway.channels.slack:SlackChannel",
 }
 
 
