@@ -4,6 +4,8 @@ mode. One gateway for the module: the tests run in order, each waiting for its o
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +27,7 @@ def slack_config(model_url: str, slack: FakeSlack, **options: Any) -> dict[str, 
     return {**model_config(model_url), "security": SECURITY,
             "channels": {"slack": {"bot_token": slack.bot_token, "app_token": slack.app_token,
                                    "api_base": slack.api_base, "ping_interval": 0.5,
-                                   "stale_after": 5, **options}}}
+                                   "stale_after": 3, **options}}}
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +174,37 @@ def test_a_dropped_socket_reconnects_and_nothing_is_lost(slack: FakeSlack,
     slack.send_disconnect()
     slack.send_event(slack.message("after the refresh"))
     answered(slack, "after the refresh", timeout=30)
+
+
+def socket_process(gw: GatewayProcess) -> psutil.Process:
+    assert gw.proc is not None
+    deadline = time.monotonic() + 20
+    while True:
+        found = [p for p in psutil.Process(gw.proc.pid).children()
+                 if "gateway.channels.slack_socket" in " ".join(p.cmdline())]
+        if found:
+            return found[0]
+        assert time.monotonic() < deadline, "no Slack socket process"
+        time.sleep(0.05)
+
+
+def test_a_silent_socket_goes_stale_and_is_restarted_once(slack: FakeSlack,
+                                                          gw: GatewayProcess) -> None:
+    """The socket process stops (no pong reaches the gateway): stale after stale_after, the
+    process is replaced, and the channel works again."""
+    frozen = socket_process(gw)
+    os.kill(frozen.pid, signal.SIGSTOP)
+    try:
+        row = wait_state(gw, "stale")
+        assert "channels.slack.stale_after" in row["detail"], row
+        frozen.wait(20)  # the restart ends it (SIGKILL: a stopped process reads nothing)
+    except BaseException:
+        os.kill(frozen.pid, signal.SIGCONT)
+        raise
+    wait_state(gw, "connected")
+    assert socket_process(gw).pid != frozen.pid
+    slack.send_event(slack.message("after the restart"))
+    answered(slack, "after the restart")
 
 
 def test_an_outage_shows_retrying_with_the_key_to_fix(slack: FakeSlack,
