@@ -51,6 +51,7 @@ from pydantic import Field, field_validator, model_validator
 from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 
+from gateway.channels.answering import answer_into_outbox, queue_refusal, unanswered
 from gateway.channels.base import (
     ChannelOptions,
     ChannelStatus,
@@ -148,6 +149,7 @@ class SlackChannel(PushChannel):
         self.bot: dict[str, Any] = {}
         self.peer = ""  # Slack's address, for the address allowlist (Socket Mode)
         self.problem = ""  # the bot token's, from auth.test: shown over any connection
+        self.recovered = False  # once per process: see `_answer_unanswered`
         self.state: tuple[str, str, float] = ("stopped", "", time.time())
         self._stale_wall: float | None = None
 
@@ -165,6 +167,7 @@ class SlackChannel(PushChannel):
         self.web = SlackWeb(self.sl.api_base, self.sl.bot_token or "")
         self._set("connecting", f"{self.sl.mode} mode at {self.sl.api_base}")
         self.greenlets = [gevent.spawn(self._identify)]
+        self._answer_unanswered()
         if self.sl.mode == "socket":
             self.link = self._new_link()
             self.link.start()
@@ -247,6 +250,14 @@ class SlackChannel(PushChannel):
             log.warning("slack: auth.test: %s; next try in %.0f s", self.problem, backoff)
             gevent.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF)
+
+    def _answer_unanswered(self) -> None:
+        """Messages stored (so acknowledged) but not answered when the gateway stopped:
+        Slack will not deliver them again, so they are answered now."""
+        if not self.recovered:
+            self.recovered = True
+            for msg in unanswered(self, self.peer):
+                self.handlers.spawn(answer_into_outbox, self, msg, self.sl.bot_token)
 
     # -- Socket Mode: the child process ----------------------------------------------------
     def _new_link(self) -> ChildLink:
@@ -354,9 +365,9 @@ class SlackChannel(PushChannel):
         try:
             found = self._message(incoming)
             if isinstance(found, Reply):
-                self._queue(found)
+                queue_refusal(self, found)
                 return
-            self._answer_stored(found, stored)
+            answer_into_outbox(self, found, self.sl.bot_token, on_stored=stored.set)
         except Exception:
             log.exception("slack: a message in %s failed", incoming.channel)
         finally:
@@ -386,39 +397,6 @@ class SlackChannel(PushChannel):
         name = str(shared.get("name") or shared.get("id") or "file")
         with receipt.open(name, shared.get("mimetype")) as into:
             self.web.download(str(url), into)
-
-    def _answer_stored(self, msg: Message, stored: Event) -> None:
-        """Answer `msg` into the outbox; its row is written first, so a crash after the
-        answer is stored still sends it (the outbox's start fills the row)."""
-        outbox = self.services.outbox
-        waiting = outbox.expect_reply(msg)
-        try:
-            reply = self.entry.handle(msg, self.sl.bot_token, on_stored=stored.set)
-        except Exception:
-            outbox.reply_lost(waiting, "the gateway failed answering the message "
-                              "(data/logs/error.log)")
-            raise
-        finally:
-            self.intake.settle(msg)
-        earlier = [row for row in outbox.rows.for_message(reply.msg_id)
-                   if row.origin == "reply" and row.id != waiting]
-        if any(row.text or row.files for row in earlier):  # a redelivery after a restart
-            outbox.rows.drop(waiting)
-            log.info("msg_id=%s slack: already answered; not sent again", reply.msg_id)
-            return
-        for row in earlier:
-            outbox.rows.drop(row.id)
-        outbox.reply_ready(waiting, reply)
-
-    def _queue(self, refusal: Reply) -> None:
-        """A refusal's sentence (a stranger's pairing code) into the outbox; none for a
-        blocked sender."""
-        if refusal.error == "blocked" or not refusal.chat:
-            return
-        outbox = self.services.outbox
-        msg = Message(channel=self.name, sender=refusal.to, chat=refusal.chat, text="",
-                      client_id=refusal.client_id, id=refusal.msg_id or "refused")
-        outbox.reply_ready(outbox.expect_reply(msg), refusal)
 
     # -- sending ---------------------------------------------------------------------------
     def deliver(self, outbound: Outbound) -> None:

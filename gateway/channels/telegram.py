@@ -52,6 +52,7 @@ from gevent.event import Event
 from gevent.pool import Group
 from pydantic import Field, field_validator, model_validator
 
+from gateway.channels.answering import answer_into_outbox, queue_refusal, unanswered
 from gateway.channels.base import (
     ChannelOptions,
     ChannelStatus,
@@ -71,7 +72,6 @@ log = logging.getLogger(__name__)
 
 DRAIN = 5.0
 MAX_BACKOFF = 60.0
-RECOVER_WINDOW = 86400.0  # stored, unanswered messages younger than this are answered at start
 TYPING_EVERY = 4.5  # Telegram shows "typing" for 5 s
 
 
@@ -382,39 +382,10 @@ class TelegramChannel(PushChannel):
 
     def _answer_stored(self, msg: Message, on_stored: Callable[[], None] | None = None,
                        answered: Event | None = None) -> None:
-        """Answer `msg` into the outbox. Its reply row is written first (`expect_reply`), so
-        a crash after the answer is stored but before it is queued still sends it: the
-        outbox's start fills the waiting row from the stored reply."""
-        outbox = self.services.outbox
-        waiting = outbox.expect_reply(msg)
-        try:
-            reply = self.entry.handle(msg, self.tg.bot_token, on_stored=on_stored)
-        except Exception:
-            outbox.reply_lost(waiting, "the gateway failed answering the message "
-                              "(data/logs/error.log)")
-            raise
-        finally:
-            if answered is not None:
-                answered.set()
-            self.intake.settle(msg)
-        earlier = [row for row in outbox.rows.for_message(reply.msg_id)
-                   if row.origin == "reply" and row.id != waiting]
-        if any(row.text or row.files for row in earlier):
-            outbox.rows.drop(waiting)
-            log.info("msg_id=%s telegram: already answered; not sent again", reply.msg_id)
-            return
-        for row in earlier:  # stand-ins a crash left unfilled: this answer is theirs
-            outbox.rows.drop(row.id)
-        outbox.reply_ready(waiting, reply)
+        answer_into_outbox(self, msg, self.tg.bot_token, on_stored, answered)
 
     def _queue(self, refusal: Reply) -> None:
-        """A refusal's sentence into the outbox (none for a blocked sender)."""
-        if refusal.error == "blocked" or not refusal.chat:
-            return
-        outbox = self.services.outbox
-        msg = Message(channel=self.name, sender=refusal.to, chat=refusal.chat, text="",
-                      client_id=refusal.client_id, id=refusal.msg_id or "refused")
-        outbox.reply_ready(outbox.expect_reply(msg), refusal)
+        queue_refusal(self, refusal)
 
     def _show_typing(self, chat: str, answered: Event) -> None:
         waiting = self._unanswered.get(chat)
@@ -452,14 +423,7 @@ class TelegramChannel(PushChannel):
         if self.recovered:
             return
         self.recovered = True
-        since = time.time() - RECOVER_WINDOW
-        for stored, key in self.services.store.unanswered(self.name, since):
-            client_id = key.split(f":{stored.sender}:", 1)[-1]
-            msg = Message(channel=self.name, sender=stored.sender, chat=stored.chat,
-                          text=stored.text, client_id=client_id, peer=self.peer,
-                          files=self.services.store.files_of(stored.id, "in"))
-            log.info("msg_id=%s telegram: stored before the gateway stopped; answering it",
-                     stored.id)
+        for msg in unanswered(self, self.peer):
             self.handlers.spawn(self._answer_stored, msg)
 
 
