@@ -5,7 +5,9 @@ mode. One gateway for the module: the tests run in order, each waiting for its o
 from __future__ import annotations
 
 import os
+import re
 import signal
+import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+import yaml
 
 from tests.conftest import GatewayProcess, free_port, model_config, write_config
 from tests.fakes.fake_model import FakeModelServer
@@ -23,11 +26,20 @@ ALICE, BOB = "U0ALICE", "U0BOB"
 SECURITY = {"stranger_mode": "verification_code", "allowlist": [f"slack:{ALICE}"]}
 
 
-def slack_config(model_url: str, slack: FakeSlack, **options: Any) -> dict[str, Any]:
+def readme_snippets() -> list[dict[str, Any]]:
+    """The `channels.slack` snippets of README's Slack section, as written."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Slack\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    return [yaml.safe_load(textwrap.dedent(block))["channels"]["slack"] for block in blocks]
+
+
+def slack_config(model_url: str, slack: FakeSlack, snippet: int = 0,
+                 **options: Any) -> dict[str, Any]:
+    """README's snippet, pointed at the fake (api_base) with short liveness bounds."""
     return {**model_config(model_url), "security": SECURITY,
-            "channels": {"slack": {"bot_token": slack.bot_token, "app_token": slack.app_token,
-                                   "api_base": slack.api_base, "ping_interval": 0.5,
-                                   "stale_after": 3, **options}}}
+            "channels": {"slack": {**readme_snippets()[snippet], "api_base": slack.api_base,
+                                   "ping_interval": 0.5, "stale_after": 3, **options}}}
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +72,12 @@ def gw(home: Path, model: FakeModelServer, slack: FakeSlack) -> Iterator[Gateway
     (home / "skills").mkdir(parents=True, exist_ok=True)
     (home / "skills" / "report.py").write_text(REPORT_SKILL, encoding="utf-8")
     write_config(home, slack_config(model.url, slack))
-    gateway = GatewayProcess(home, free_port()).start()
+    os.environ.update(SLACK_BOT_TOKEN=slack.bot_token, SLACK_APP_TOKEN=slack.app_token)
+    try:
+        gateway = GatewayProcess(home, free_port()).start()
+    finally:
+        for name in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN"):
+            os.environ.pop(name)
     slack.wait_for_sockets(1)
     yield gateway
     gateway.stop()
@@ -252,13 +269,29 @@ def test_a_stranger_is_asked_for_a_pairing_code(slack: FakeSlack, gw: GatewayPro
     assert "code" in reply.text and "let me in" not in reply.text
 
 
+def test_reloads_leave_exactly_one_socket(slack: FakeSlack, gw: GatewayProcess, home: Path,
+                                          model: FakeModelServer) -> None:
+    """Each reload ends the socket process (and its socket) before the next one starts: an
+    old socket left open would take envelopes nobody answers."""
+    for n in range(3):
+        write_config(home, slack_config(model.url, slack, ping_interval=0.5 + (n + 1) % 2 / 4))
+        deadline = time.monotonic() + 30
+        while gw.log().count("channel slack reconfigured") < n + 1:
+            assert time.monotonic() < deadline, gw.log()[-3000:]
+            time.sleep(0.05)
+    wait_state(gw, "connected")
+    slack.send_event(slack.message("after the reloads"))
+    answered(slack, "after the reloads")
+    assert len(slack.state.sockets) == 1
+
+
 def test_events_api_mode_after_a_reload(slack: FakeSlack, gw: GatewayProcess, home: Path,
                                         model: FakeModelServer) -> None:
     """Reloaded into Events API mode: the socket process and its socket are gone; Slack's
     signed requests are answered, a bad signature or an old timestamp refused, a retry
     answered once."""
-    write_config(home, slack_config(model.url, slack, mode="events",
-                                    signing_secret=slack.signing_secret))
+    # README's events snippet; its secret comes from the keyring there, from the test here
+    write_config(home, slack_config(model.url, slack, 1, signing_secret=slack.signing_secret))
     assert slack.wait_for(lambda: not slack.state.sockets, timeout=30)
     row = wait_state(gw, "connected")
     assert "Events API" in row["detail"], row

@@ -13,7 +13,13 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.channels.slack import SlackOptions
-from gateway.channels.slack_events import Seen, addressed, reply_place, without_mention
+from gateway.channels.slack_events import (
+    Seen,
+    addressed,
+    readable,
+    reply_place,
+    without_mention,
+)
 from gateway.channels.slack_web import SlackWeb
 from gateway.core.outbound import DeliveryRefused, RetryLater
 from tests.fakes.fake_slack import BOT_ID, BOT_TOKEN, BOT_USER, FakeSlack
@@ -102,6 +108,16 @@ def test_channels_mention_or_everything_and_always_in_the_thread() -> None:
 def test_a_mention_is_dropped_before_the_bot_knows_its_id() -> None:
     assert without_mention("<@U0BOT> hello  there", None) == "hello there"
     assert without_mention("ask <@U0OTHER> first", None) == "ask <@U0OTHER> first"
+
+
+def test_slacks_markup_is_read_as_typed() -> None:
+    assert readable("a &lt; b &amp;&amp; c &gt; d") == "a < b && c > d"
+    assert readable("see <https://x.test/a|the docs> or <https://y.test>") == \
+        "see the docs (https://x.test/a) or https://y.test"
+    assert readable("<mailto:a@b.test|a@b.test> at <http://y.test|y.test>") == \
+        "a@b.test at http://y.test"
+    found = addressed(event(text="is 1 &lt; 2?"), "mention", BOT_USER, BOT_ID)
+    assert found is not None and found.text == "is 1 < 2?"
 
 
 def test_a_message_seen_once_by_channel_and_ts() -> None:

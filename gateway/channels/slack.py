@@ -59,6 +59,7 @@ from gateway.channels.base import (
     Services,
     SwitchedOnByConfig,
 )
+from gateway.channels.connection_state import State, judged, moved
 from gateway.channels.liveness import Liveness
 from gateway.channels.slack_events import Incoming, Seen, addressed, reply_place
 from gateway.channels.slack_web import NETWORK, SlackWeb, fix_for
@@ -150,7 +151,7 @@ class SlackChannel(PushChannel):
         self.peer = ""  # Slack's address, for the address allowlist (Socket Mode)
         self.problem = ""  # the bot token's, from auth.test: shown over any connection
         self.recovered = False  # once per process: see `_answer_unanswered`
-        self.state: tuple[str, str, float] = ("stopped", "", time.time())
+        self.state: State = ("stopped", "", time.time())
         self._stale_wall: float | None = None
 
     @property
@@ -195,20 +196,14 @@ class SlackChannel(PushChannel):
                         "it restarts", options.callback_path, self.path)
 
     def status(self) -> ChannelStatus:
-        state, detail, since = self.state
         if not self.running:
             return ChannelStatus("stopped", "channels.slack needs a bot_token"
                                  if not self.sl.bot_token else "channels.slack.enabled is false")
         if self.problem:
-            return ChannelStatus("retrying", self.problem, since)
-        if state == "connected" and self.liveness.is_stale:
-            return ChannelStatus("stale", f"the socket was silent for over "
-                                 f"{self.sl.stale_after:g} s (channels.slack.stale_after); "
-                                 f"{'restarted once' if self.liveness.restarted else 'restarting'}"
-                                 f"; {self.liveness.describe()}", self._stale_wall)
-        if state == "connected":
-            detail = f"{detail}; {self.liveness.describe()}"
-        return ChannelStatus(state, detail, since)  # type: ignore[arg-type]
+            return ChannelStatus("retrying", self.problem, self.state[2])
+        return judged(self.state, self.liveness, f"the socket was silent for over "
+                      f"{self.sl.stale_after:g} s (channels.slack.stale_after)",
+                      self._stale_wall)
 
     def stale_for(self) -> float | None:
         return self.liveness.stale_for() if self.running else None
@@ -219,9 +214,7 @@ class SlackChannel(PushChannel):
         return None
 
     def _set(self, state: str, detail: str) -> None:
-        if self.state[0] != state or self.state[1] != detail:
-            since = self.state[2] if self.state[0] == state else time.time()
-            self.state = (state, detail, since)
+        self.state = moved(self.state, state, detail)
 
     def _who(self) -> str:
         if not self.bot:

@@ -16,6 +16,7 @@ from typing import Any
 # A person's own messages carry no subtype, or one of these (a file shared with text).
 PERSON_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
 _MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
+_LINK = re.compile(r"<((?:https?|mailto):[^|>]+)(?:\|([^>]+))?>")
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def addressed(event: dict[str, Any], groups: str, bot_user: str | None,
         return None
     thread = event.get("thread_ts") or (None if direct else ts)
     return Incoming(user, channel, ts, str(thread) if thread else None,
-                    without_mention(str(event.get("text") or ""), bot_user),
+                    readable(without_mention(str(event.get("text") or ""), bot_user)),
                     tuple(f for f in event.get("files") or () if isinstance(f, dict)))
 
 
@@ -67,6 +68,22 @@ def without_mention(text: str, bot_user: str | None) -> str:
     else:
         text = _MENTION.sub("", text, count=1) if _MENTION.match(text.lstrip()) else text
     return re.sub(r" {2,}", " ", text).strip()
+
+
+def readable(text: str) -> str:
+    """Slack's markup of a person's text as they typed it: links `<url|label>` as
+    `label (url)`, and the three characters Slack escapes (`&lt;` `&gt;` `&amp;`)."""
+    text = _LINK.sub(_link, text)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def _link(found: re.Match[str]) -> str:
+    url, label = found.group(1), found.group(2)
+    if not label:
+        return str(url)
+    if url.endswith(label):  # Slack linked what was typed: an address, a domain
+        return str(label if url.startswith("mailto:") else url)
+    return f"{label} ({url})"
 
 
 def reply_place(reply_to: str | None) -> tuple[str | None, str | None]:

@@ -60,6 +60,7 @@ from gateway.channels.base import (
     Services,
     SwitchedOnByConfig,
 )
+from gateway.channels.connection_state import judged, moved
 from gateway.channels.liveness import Liveness
 from gateway.channels.telegram_api import BotApi, TelegramError, render, split, unformatted, upload
 from gateway.common.options import Duration
@@ -196,19 +197,13 @@ class TelegramChannel(PushChannel):
                         "serves %s until it restarts", options.path, self.path)
 
     def status(self) -> ChannelStatus:
-        state, detail, since = self.state
         if not self.running:
             return ChannelStatus("stopped", "channels.telegram needs a bot_token"
                                  if not self.tg.bot_token else
                                  "channels.telegram.enabled is false")
-        if state == "connected" and self.liveness.is_stale:
-            return ChannelStatus("stale", f"nothing came back for over "
-                                 f"{self.tg.stale_after:g} s (channels.telegram.stale_after); "
-                                 f"{'restarted once' if self.liveness.restarted else 'restarting'}"
-                                 f"; {self.liveness.describe()}", self._stale_wall)
-        if state == "connected":
-            detail = f"{detail}; {self.liveness.describe()}"
-        return ChannelStatus(state, detail, since)  # type: ignore[arg-type]
+        return judged(self.state, self.liveness, f"nothing came back for over "
+                      f"{self.tg.stale_after:g} s (channels.telegram.stale_after)",
+                      self._stale_wall)
 
     def stale_for(self) -> float | None:
         return self.liveness.stale_for() if self.running else None
@@ -219,9 +214,7 @@ class TelegramChannel(PushChannel):
         return None
 
     def _set(self, state: str, detail: str) -> None:
-        if self.state[0] != state or self.state[1] != detail:
-            since = self.state[2] if self.state[0] == state else time.time()
-            self.state = (state, detail, since)
+        self.state = moved(self.state, state, detail)
 
     # -- receiving -------------------------------------------------------------------------
     def _run(self) -> None:
