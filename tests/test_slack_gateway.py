@@ -262,6 +262,23 @@ def test_files_in_with_the_bot_token_and_out_into_the_thread(
     assert (report.channel, report.thread_ts) == ("C0GENERAL", asked["ts"])
 
 
+def test_a_refused_reply_says_what_to_fix(slack: FakeSlack, gw: GatewayProcess) -> None:
+    slack.not_in = {"C0PRIVATE"}
+    slack.send_event(slack.message(f"<@{BOT_USER}> hello?", channel="C0PRIVATE",
+                                   kind="app_mention"))
+    deadline = time.monotonic() + 30
+    while True:
+        rows = httpx.get(f"{gw.url}/api/v1/outbox", params={"state": "failed",
+                                                            "channel": "slack"},
+                         headers=gw.headers, timeout=10).json()["outbound"]
+        if any(r["chat"] == "C0PRIVATE" for r in rows):
+            break
+        assert time.monotonic() < deadline, rows
+        time.sleep(0.1)
+    row = next(r for r in rows if r["chat"] == "C0PRIVATE")
+    assert "/invite" in row["last_error"] and row["attempts"] == 1, row
+
+
 def test_a_stranger_is_asked_for_a_pairing_code(slack: FakeSlack, gw: GatewayProcess) -> None:
     slack.send_event(slack.message("let me in", user=BOB, channel="D0BOB"))
     assert slack.wait_for(lambda: any(p.channel == "D0BOB" for p in slack.state.posted))
@@ -302,7 +319,9 @@ def test_events_api_mode_after_a_reload(slack: FakeSlack, gw: GatewayProcess, ho
     body = slack.callback(slack.message("over HTTP"))
     assert slack.signed_post(url, body, secret="wrong-secret").status_code == 401
     assert slack.signed_post(url, body, timestamp=int(time.time()) - 600).status_code == 401
+    model.delay_first = 1.5
     assert slack.signed_post(url, body).status_code == 200
+    assert not any("over HTTP" in p.text for p in slack.posted)  # acked before the answer
     assert slack.signed_post(url, body, retry_num=1).status_code == 200
     reply = answered(slack, "over HTTP")
     assert reply.channel == "D0ALICE"

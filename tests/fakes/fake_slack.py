@@ -36,6 +36,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -53,6 +54,15 @@ APP_TOKEN = "xapp-1-A0FAKE-1-fake-app-token"
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 TEAM, APP, BOT_USER, BOT_ID = "T0FAKE", "A0FAKE", "U0BOT", "B0BOT"
 MAX_MARKDOWN = 12000
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up mid-answer (a stopped gateway) is not the fake's error."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 @dataclass
@@ -118,8 +128,7 @@ class FakeSlack:
         self.not_in: set[str] = set()  # channels the app was not invited to
         self.refuse_sockets = ""  # apps.connections.open answers this error while set
         self._ts = int(time.time()) * 1_000_000
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.http.daemon_threads = True
+        self.http = _Server(("127.0.0.1", 0), self._handler())
         self.ws: Server = serve(self._socket, "127.0.0.1", 0, compression=None)
         self._threads = [threading.Thread(target=self.http.serve_forever, daemon=True),
                          threading.Thread(target=self.ws.serve_forever, daemon=True),
