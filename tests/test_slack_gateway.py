@@ -67,17 +67,22 @@ class Report(Skill):
 '''
 
 
+def started(gateway: GatewayProcess, slack: FakeSlack) -> GatewayProcess:
+    """The gateway started with the environment README's snippet reads its tokens from."""
+    os.environ.update(SLACK_BOT_TOKEN=slack.bot_token, SLACK_APP_TOKEN=slack.app_token)
+    try:
+        return gateway.start()
+    finally:
+        for name in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN"):
+            os.environ.pop(name)
+
+
 @pytest.fixture(scope="module")
 def gw(home: Path, model: FakeModelServer, slack: FakeSlack) -> Iterator[GatewayProcess]:
     (home / "skills").mkdir(parents=True, exist_ok=True)
     (home / "skills" / "report.py").write_text(REPORT_SKILL, encoding="utf-8")
     write_config(home, slack_config(model.url, slack))
-    os.environ.update(SLACK_BOT_TOKEN=slack.bot_token, SLACK_APP_TOKEN=slack.app_token)
-    try:
-        gateway = GatewayProcess(home, free_port()).start()
-    finally:
-        for name in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN"):
-            os.environ.pop(name)
+    gateway = started(GatewayProcess(home, free_port()), slack)
     slack.wait_for_sockets(1)
     yield gateway
     gateway.stop()
@@ -329,3 +334,18 @@ def test_events_api_mode_after_a_reload(slack: FakeSlack, gw: GatewayProcess, ho
     slack.signed_post(url, slack.callback(slack.message("still over HTTP")))
     answered(slack, "still over HTTP")
     assert slack.state.opened == opened  # no socket in events mode
+
+
+def test_a_message_stored_when_the_gateway_died_is_answered_after_the_start(
+        slack: FakeSlack, gw: GatewayProcess, model: FakeModelServer) -> None:
+    """Slack got its ack (the message was stored) and will not send the message again: the
+    gateway killed before answering answers it when it starts."""
+    url = f"{gw.url}/api/slack/events"
+    model.delay_first = 30
+    assert slack.signed_post(url, slack.callback(slack.message("before the crash"))
+                             ).status_code == 200
+    assert gw.proc is not None
+    gw.proc.kill()
+    gw.proc.wait()
+    started(gw, slack)
+    answered(slack, "before the crash", timeout=40)

@@ -168,7 +168,6 @@ class SlackChannel(PushChannel):
         self.web = SlackWeb(self.sl.api_base, self.sl.bot_token or "")
         self._set("connecting", f"{self.sl.mode} mode at {self.sl.api_base}")
         self.greenlets = [gevent.spawn(self._identify)]
-        self._answer_unanswered()
         if self.sl.mode == "socket":
             self.link = self._new_link()
             self.link.start()
@@ -235,6 +234,7 @@ class SlackChannel(PushChannel):
                 if self.sl.mode == "events":
                     self.liveness.connected()
                     self._set("connected", f"Events API at {self.path}{self._who()}")
+                self._answer_unanswered()  # now that Slack's address is known
                 return
             except SlackApiError as e:
                 self.problem = fix_for(str(e.response.get("error")))
@@ -246,7 +246,8 @@ class SlackChannel(PushChannel):
 
     def _answer_unanswered(self) -> None:
         """Messages stored (so acknowledged) but not answered when the gateway stopped:
-        Slack will not deliver them again, so they are answered now."""
+        Slack will not deliver them again, so they are answered now, from Slack's address
+        (the allowlist judges it as it judged the message)."""
         if not self.recovered:
             self.recovered = True
             for msg in unanswered(self, self.peer):
