@@ -73,6 +73,7 @@ class Posted:
     text: str
     thread_ts: str | None
     ts: str
+    at: float = field(default_factory=time.perf_counter)  # when the fake took it
 
 
 @dataclass
