@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install Moltbot with its test tools into ./.venv and run every check: ruff, mypy, pytest.
-#   ./installers/test.sh [PYTEST ARGS]           the locked versions (installers/lock/test.txt);
-#       `-n auto --dist loadfile` spreads whole modules over every core (pytest-xdist)
+#   ./installers/test.sh [PYTEST ARGS]           the locked versions (installers/lock/test.txt),
+#       the tests spread over every core (pytest-xdist; `-n 0` runs them in this one process)
 #   ./installers/test.sh --latest [PYTEST ARGS]  the newest releases pyproject.toml allows, in
 #       ./.venv-latest (the locked .venv stays): prints which differ from the lock, then the checks
 # Python packages come hash-checked from installers/lock/test.txt, then Moltbot itself (editable,
@@ -72,4 +72,6 @@ done
 
 ruff check .
 mypy
-python -m pytest -q "$@"
+# one worker per core, each taking whole modules (their shared gateways stay shared): the suite
+# spends most of its time in the gateways it starts, and a 2-core machine runs it in about half
+python -m pytest -q -n auto --dist loadfile "$@"

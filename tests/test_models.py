@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway.models.base import Cancelled, ModelError, NoModelAvailable
+from gateway.models.base import Cancelled, EndpointDown, ModelError, NoModelAvailable
 from gateway.models.ollama_provider import OllamaProvider
 from gateway.models.openai_provider import OpenAIProvider
 from gateway.models.pool import ModelPool
@@ -116,3 +116,30 @@ def test_all_endpoints_down_names_each_and_the_fix() -> None:
     text = str(caught.value)
     assert all(u in text for u in dead)
     assert "connection refused" in text and "/home/me/config.yaml" in text
+
+
+def test_openai_refusals_say_whether_another_endpoint_may_answer(
+        fake_model: FakeModelServer) -> None:
+    fake_model.api_key = "sk-right"
+    with pytest.raises(ModelError, match="HTTP 401") as refused:
+        openai_compat(fake_model.url, api_key="sk-wrong").chat(HELLO)
+    assert not isinstance(refused.value, EndpointDown)  # another endpoint would refuse too
+    fake_model.api_key = None
+    fake_model.fail_status = 429
+    with pytest.raises(EndpointDown, match="HTTP 429"):
+        openai_compat(fake_model.url).chat(HELLO)
+
+
+def test_a_cancelled_call_never_leaves_its_connection_to_the_next(
+        fake_model: FakeModelServer) -> None:
+    """The next call on the same client gets a whole answer of its own, not the rest of the
+    abandoned stream."""
+    provider = ollama(fake_model.url)
+    fake_model.delay_chunk = 0.2
+    cancel = threading.Event()
+    with pytest.raises(Cancelled):
+        provider.chat(HELLO, on_delta=lambda _: cancel.set(), cancel=cancel)
+    fake_model.delay_chunk = 0
+    pieces: list[str] = []
+    assert provider.chat(HELLO, on_delta=pieces.append).text == "echo: hello"
+    assert "".join(pieces) == "echo: hello"

@@ -89,6 +89,7 @@ def running_secret_service(tmp_path: Path) -> Iterator[SecretService]:
     daemon.stdin.write(b"test keyring password")
     daemon.stdin.close()
     try:
+        wait_for_login_keyring(env["DBUS_SESSION_BUS_ADDRESS"])
         yield SecretService({k: env[k] for k in ("HOME", "XDG_DATA_HOME", "XDG_RUNTIME_DIR",
                                                  "DBUS_SESSION_BUS_ADDRESS")})
     finally:
@@ -97,6 +98,29 @@ def running_secret_service(tmp_path: Path) -> Iterator[SecretService]:
             proc.wait(10)
         if bus.stdout:
             bus.stdout.close()
+
+
+def wait_for_login_keyring(address: str, deadline_s: float = 30.0) -> None:
+    """Until the daemon has made the unlocked "login" keyring (the `default` alias) that the
+    password on stdin asks for. A client that asks for the default collection before it
+    exists makes the daemon create one, which needs a prompt nobody answers ("Prompt
+    dismissed"): under load the daemon can take seconds to get there."""
+    from jeepney.io.blocking import open_dbus_connection
+    from secretstorage import get_all_collections
+
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            with open_dbus_connection(bus=address) as connection:
+                paths = [c.collection_path for c in get_all_collections(connection)]
+            if any(path.endswith("/collection/login") for path in paths):
+                return
+        except Exception:  # the daemon is not on the bus yet
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError("gnome-keyring made no login keyring within "
+                                 f"{deadline_s:.0f} s")
+        time.sleep(0.1)
 
 
 def wait_for_secret_service(backend: object, deadline_s: float = 15.0) -> None:

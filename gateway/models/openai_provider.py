@@ -1,4 +1,6 @@
-"""OpenAI-compatible servers (vLLM, llama.cpp server, cloud APIs) through the `openai` client."""
+"""OpenAI-compatible servers (vLLM, llama.cpp server, cloud APIs): `/chat/completions`
+streamed as server-sent events and `/embeddings`, through the lean `json_client` (the same
+reason as Ollama's: what the `openai` package costs a call under gevent)."""
 
 from __future__ import annotations
 
@@ -6,10 +8,9 @@ import json
 import threading
 from typing import Any
 
-import openai
-
 from gateway.models.base import Cancelled, EndpointDown, ModelError, ModelResult, OnDelta
 from gateway.models.card import ModelCard
+from gateway.models.json_client import JsonClient, Refused, Unreachable
 
 
 class OpenAIProvider:
@@ -19,52 +20,55 @@ class OpenAIProvider:
         self.model = model
         self.max_tokens = max_tokens
         self.temperature = temperature
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
         # Retries are the pool's job (on another endpoint), not the client's.
-        self.client = openai.OpenAI(base_url=url, api_key=api_key or "not-needed",
-                                    timeout=timeout, max_retries=0)
+        self.client = JsonClient(url, timeout=timeout, headers=headers)
 
     def chat(self, messages: list[dict[str, Any]], *, on_delta: OnDelta | None = None,
              cancel: threading.Event | None = None,
              tools: list[dict[str, Any]] | None = None,
              num_ctx: int | None = None) -> ModelResult:
-        extra: dict[str, Any] = {"tools": tools} if tools else {}
+        body: dict[str, Any] = {"model": self.model, "messages": _wire(messages),
+                                "max_tokens": self.max_tokens, "stream": True,
+                                "stream_options": {"include_usage": True}}
+        if tools:
+            body["tools"] = tools
         if self.temperature is not None:
-            extra["temperature"] = self.temperature
+            body["temperature"] = self.temperature
         pieces: list[str] = []
         calls: dict[int, dict[str, Any]] = {}
         counts = [0, 0]  # the usage chunk's prompt and completion tokens
+        chunks = self.client.post("/chat/completions", body, stream="sse")
         try:
-            # the wire messages are plain dicts of the documented shapes; the SDK's TypedDicts
-            # and its stream/no-stream overloads do not follow **extra
-            create: Any = self.client.chat.completions.create
-            stream: Any = create(model=self.model, messages=_wire(messages),
-                                 max_tokens=self.max_tokens, stream=True,
-                                 stream_options={"include_usage": True}, **extra)
-            with stream:
-                for chunk in stream:
-                    if cancel is not None and cancel.is_set():
-                        raise Cancelled(f"cancelled after {len(pieces)} pieces")
-                    if getattr(chunk, "usage", None):
-                        counts = [chunk.usage.prompt_tokens or 0,
-                                  chunk.usage.completion_tokens or 0]
-                    if not chunk.choices:
-                        continue
-                    delta = chunk.choices[0].delta
-                    for call in delta.tool_calls or []:
-                        slot = calls.setdefault(call.index, {"id": "", "name": "",
-                                                             "arguments": ""})
-                        if call.id:
-                            slot["id"] = call.id
-                        if call.function and call.function.name:
-                            slot["name"] += call.function.name
-                        if call.function and call.function.arguments:
-                            slot["arguments"] += call.function.arguments
-                    if delta.content:
-                        pieces.append(delta.content)
-                        if on_delta:
-                            on_delta(delta.content)
-        except openai.APIError as e:
-            raise _mapped(self.url, e) from e
+            for chunk in chunks:
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled(f"cancelled after {len(pieces)} pieces")
+                usage = chunk.get("usage")
+                if usage:
+                    counts = [usage.get("prompt_tokens") or 0,
+                              usage.get("completion_tokens") or 0]
+                choices = chunk.get("choices")
+                if not choices:
+                    continue
+                delta = choices[0].get("delta") or {}
+                for call in delta.get("tool_calls") or []:
+                    slot = calls.setdefault(call.get("index", 0), {"id": "", "name": "",
+                                                                   "arguments": ""})
+                    function = call.get("function") or {}
+                    if call.get("id"):
+                        slot["id"] = call["id"]
+                    slot["name"] += function.get("name") or ""
+                    slot["arguments"] += function.get("arguments") or ""
+                if delta.get("content"):
+                    pieces.append(delta["content"])
+                    if on_delta:
+                        on_delta(delta["content"])
+        except Refused as e:
+            raise _refused(self.url, e) from e
+        except Unreachable as e:
+            raise EndpointDown(str(e)) from e
+        finally:
+            chunks.close()
         tool_calls = [{"id": c["id"] or f"call_{i}", "name": c["name"],
                        "arguments": _json_args(c["arguments"])}
                       for i, (_, c) in enumerate(sorted(calls.items()))]
@@ -80,12 +84,15 @@ class OpenAIProvider:
     def embed(self, texts: list[str], *, timeout: float | None = None) -> list[list[float]]:
         """One vector per text from `/embeddings`; `timeout` (seconds) replaces the client's."""
         try:
-            response = self.client.embeddings.create(model=self.model, input=texts,
-                                                     encoding_format="float",
-                                                     timeout=timeout or openai.NOT_GIVEN)
-        except openai.APIError as e:
-            raise _mapped(self.url, e) from e
-        return [list(item.embedding) for item in sorted(response.data, key=lambda d: d.index)]
+            found = next(self.client.post("/embeddings", {
+                "model": self.model, "input": texts, "encoding_format": "float"},
+                timeout=timeout))
+        except Refused as e:
+            raise _refused(self.url, e) from e
+        except Unreachable as e:
+            raise EndpointDown(str(e)) from e
+        items = sorted(found.get("data") or [], key=lambda d: d.get("index", 0))
+        return [list(item["embedding"]) for item in items]
 
 
 def _wire(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -110,15 +117,12 @@ def _wire(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _mapped(url: str, e: openai.APIError) -> ModelError:
-    """The client's error as the pool's: `EndpointDown` (another endpoint may answer) for a
-    connection, 5xx or 429, `ModelError` for any other refusal."""
-    if isinstance(e, openai.APIConnectionError | openai.InternalServerError
-                  | openai.RateLimitError):
-        return EndpointDown(_reason(e))
-    if isinstance(e, openai.APIStatusError):
-        return ModelError(f"{url} refused the call with HTTP {e.status_code}: {e.message}")
-    return ModelError(f"{url} answered with something unexpected: {type(e).__name__}")
+def _refused(url: str, e: Refused) -> ModelError:
+    """`EndpointDown` (another endpoint may answer) for a 5xx or 429, `ModelError` for any
+    other refusal."""
+    if e.status >= 500 or e.status == 429:
+        return EndpointDown(f"HTTP {e.status}: {e.error}")
+    return ModelError(f"{url} refused the call with HTTP {e.status}: {e.error}")
 
 
 def _json_args(text: str) -> dict[str, Any]:
@@ -128,12 +132,3 @@ def _json_args(text: str) -> dict[str, Any]:
         return {"_raw": text}
     return value if isinstance(value, dict) else {"value": value}
 
-
-def _reason(e: Exception) -> str:
-    if isinstance(e, openai.APITimeoutError):
-        return "timed out"
-    if isinstance(e, openai.APIConnectionError):
-        return "connection refused"
-    if isinstance(e, openai.APIStatusError):
-        return f"HTTP {e.status_code}"
-    return type(e).__name__

@@ -184,25 +184,26 @@ def check_model(name: str, cfg: ModelConfig, url: str) -> Check:
     listing = f"{url}/api/tags" if ollama else f"{url}/models"
     headers = {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
     try:
-        response = httpx.get(listing, headers=headers, timeout=LIST_TIMEOUT)
+        status, names = (_ollama_names(url, headers) if ollama
+                         else _openai_names(listing, headers))
     except httpx.TimeoutException:
         return (False, f"{what}: timed out", f"the server at {url} accepted but did not "
                 f"answer; check that it is not stuck, or fix models.{name}.endpoint")
-    except httpx.TransportError as e:
-        reason = "connection refused" if "refused" in str(e).lower() else str(e)
+    except (httpx.TransportError, ConnectionError) as e:
+        reason = "connection refused" if "refused" in str(e).lower() or isinstance(
+            e, ConnectionError) else str(e)
         start = "`ollama serve`" if ollama else f"the OpenAI-compatible server for {url}"
         return (False, f"{what}: {reason}",
                 f"start the model server ({start}), or fix models.{name}.endpoint")
-    if response.status_code in (401, 403):
-        return (False, f"{what}: HTTP {response.status_code}, the server refused the key",
+    if status in (401, 403):
+        return (False, f"{what}: HTTP {status}, the server refused the key",
                 f"set models.{name}.api_key to the key this server expects (as ${{VAR}} or "
                 f"${{keyring:NAME}}, stored with `moltbot secret set NAME`)")
-    if response.status_code >= 500:
-        return (False, f"{what}: HTTP {response.status_code} from {listing}",
+    if status >= 500:
+        return (False, f"{what}: HTTP {status} from {listing}",
                 "the model server is failing: see its log, and restart it")
-    names = _model_names(response, ollama)
     if names is None:
-        return (False, f"{what}: {listing} answered HTTP {response.status_code}, not a model "
+        return (False, f"{what}: {listing} answered HTTP {status}, not a model "
                        f"list", f"check that models.{name}.endpoint points at "
                             f"{'Ollama' if ollama else 'an OpenAI-compatible API (…/v1)'}")
     known = {n for full in names for n in (full, full.split(":")[0])} if ollama else set(names)
@@ -288,19 +289,34 @@ def _has_skills(ws: Workspace) -> bool:
                                       for p in ws.skills.iterdir())
 
 
-def _model_names(response: httpx.Response, ollama: bool) -> list[str] | None:
-    """Names from Ollama's `{"models": [{"name"}]}` or OpenAI's `{"data": [{"id"}]}`."""
+def _ollama_names(url: str, headers: dict[str, str]) -> tuple[int, list[str] | None]:
+    """Ollama's model list through the `ollama` package (the message path has its own lean
+    client; listing and pulling are what the package is kept for)."""
+    import ollama
+    from pydantic import ValidationError
+
+    client = ollama.Client(host=url, headers=headers, timeout=LIST_TIMEOUT)
+    try:
+        return 200, [str(m.model) for m in client.list().models if m.model]
+    except ollama.ResponseError as e:
+        return e.status_code, None
+    except (ValidationError, ValueError):  # answered, but not with Ollama's listing
+        return 200, None
+    finally:
+        client.close()
+
+
+def _openai_names(listing: str, headers: dict[str, str]) -> tuple[int, list[str] | None]:
+    """An OpenAI-compatible server's `{"data": [{"id"}]}`."""
+    response = httpx.get(listing, headers=headers, timeout=LIST_TIMEOUT)
     try:
         data = response.json()
     except ValueError:
-        return None
-    if response.status_code != 200 or not isinstance(data, dict):
-        return None
-    items = data.get("models" if ollama else "data")
+        return response.status_code, None
+    items = data.get("data") if response.status_code == 200 and isinstance(data, dict) else None
     if not isinstance(items, list):
-        return None
-    key = "name" if ollama else "id"
-    return [str(i[key]) for i in items if isinstance(i, dict) and i.get(key)]
+        return response.status_code, None
+    return 200, [str(i["id"]) for i in items if isinstance(i, dict) and i.get("id")]
 
 
 def check_libraries(path: list[str] | None = None,
