@@ -657,6 +657,58 @@ def telegram_row(st: Stack, gw: Gateway, fake: Any, name: str, n: int, chats: in
     return row
 
 
+# ------------------------------------------------------------------------------- slack
+SLACK_PLAN = {"full": {"seq": 300, "burst": 1000}, "quick": {"seq": 100, "burst": 200}}
+
+
+def bench_slack(args: argparse.Namespace, st: Stack) -> None:
+    """Slack through FakeSlack in Socket Mode (the socket process, the SDK on both sides):
+    one DM at a time, then a burst of DMs from many people."""
+    from tests.fakes.fake_slack import FakeSlack
+
+    p = SLACK_PLAN["quick" if args.quick else "full"]
+    with FakeSlack(ack_timeout=30.0) as fake:
+        gw = channel_gateway(st, "slack", {"bot_token": fake.bot_token, "app_token":
+                                           fake.app_token, "api_base": fake.api_base})
+        rows = [slack_row(st, gw, fake, "slack sequential, 1 DM", p["seq"], 1),
+                slack_row(st, gw, fake, f"slack burst, {CLIENTS[-1]} DMs", p["burst"],
+                          CLIENTS[-1], burst=True)]
+        acks = len(fake.state.acks)
+        summary(rows, "none")
+        print(f"envelopes delivered {len(fake.state.deliveries)}, acknowledged {acks}")
+
+
+def slack_row(st: Stack, gw: Gateway, fake: Any, name: str, n: int, people: int,
+              burst: bool = False) -> Row:
+    """`n` DMs from `people`; latency: the envelope sent on the socket -> its reply's
+    chat.postMessage at the fake (one at a time, or all sent at once with `burst`)."""
+    print(f"  {name} ...", end="", flush=True)
+    row, tag, first = Row(name), f"sl{len(fake.posted)}x", len(fake.posted)
+    sent: dict[str, float] = {}
+
+    def say(i: int) -> None:
+        sent[text := f"{tag} {i}"] = time.perf_counter()
+        who = f"U{i % people:05d}"
+        fake.send_event(fake.message(text, user=who, channel=f"D{who[1:]}"))
+
+    def replies() -> dict[str, float]:
+        return {p.text.removeprefix("echo: "): p.at for p in fake.posted[first:]}
+
+    meter, t0 = Meter(gw, st.model), time.perf_counter()
+    for i in range(n):
+        say(i)
+        if not burst and not fake.wait_for(lambda i=i: len(fake.state.posted) > first + i, 30):
+            break
+    fake.wait_for(lambda: len(fake.state.posted) >= first + n, 60 + n / 10)
+    row.cpu = meter.stop()
+    got = replies()
+    row.timed([(got[k] - t) * 1000 for k, t in sent.items() if k in got])
+    row.rate = row.n / ((max(got.values(), default=t0) - t0) or 1e-9)
+    row.errors.update({"no reply within the time limit": n - row.n} if row.n < n else {})
+    print(f" {row.rate:.0f} msg/s, p50 {fmt(row.p50)} ms, p99 {fmt(row.p99)} ms")
+    return row
+
+
 # ------------------------------------------------------------------------------- skills
 SKILL_TIMEOUT, POLL, RELOAD_DEADLINE = 5, 0.020, 15.0
 SWAP_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO gateway\.\S*reload: "
@@ -1415,7 +1467,7 @@ SECTIONS: dict[str, Callable[[argparse.Namespace, Stack], None]] = {
     "openai": bench_openai, "skills": bench_skills, "knowledge": bench_knowledge,
     "overhead": bench_overhead, "recall": bench_recall, "loop-libraries": bench_loop_libraries,
     "metrics": bench_metrics, "console-record": bench_console_record, "memory": bench_memory,
-    "knowledge-meaning": bench_knowledge_meaning, "mcp": bench_mcp}
+    "knowledge-meaning": bench_knowledge_meaning, "mcp": bench_mcp, "slack": bench_slack}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1427,7 +1479,7 @@ def main(argv: list[str] | None = None) -> int:
         "gateway": [keep, ("--no-hold", {**flag, "help": "skip the held connections"}), (
             "--held", {"type": int, "help": "idle WebSockets to hold (default 10,000; --quick "
                        "1,000)"})],
-        "skills": [keep], "mqtt": [keep], "telegram": [keep], "openai": [keep],
+        "skills": [keep], "mqtt": [keep], "telegram": [keep], "openai": [keep], "slack": [keep],
         "knowledge": [("passages", count), ("queries", count)],
         "recall": [("--misses", {**flag, "help": "list every question that missed"})],
         "memory": [("--misses", {**flag, "help": "list every question that missed"})],
