@@ -8,7 +8,6 @@ Replies go as `markdown_text` (Slack renders the model's Markdown itself), split
 
 from __future__ import annotations
 
-import ssl
 import urllib.error
 from pathlib import Path
 from typing import Any
@@ -18,21 +17,13 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
 
 from gateway.channels.telegram_api import split
+from gateway.channels.tls import ssl_context
 from gateway.core.outbound import DeliveryRefused, RetryLater, parse_retry_after
 
 MAX_MARKDOWN = 12000
 RETRIED = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable",
                      "request_timeout"})
 NETWORK = (urllib.error.URLError, OSError, TimeoutError, SlackRequestError)
-_ssl_context: ssl.SSLContext | None = None
-
-
-def _ssl() -> ssl.SSLContext:
-    """One context per process: making one on the loop costs tens of milliseconds."""
-    global _ssl_context
-    if _ssl_context is None:
-        _ssl_context = ssl.create_default_context()
-    return _ssl_context
 
 
 def fix_for(error: str, channel: str = "", needed: str = "", token: str = "bot") -> str:
@@ -65,7 +56,7 @@ class SlackWeb:
 
     def __init__(self, api_base: str, bot_token: str) -> None:
         self.client = WebClient(token=bot_token, base_url=api_base, timeout=30,
-                                ssl=_ssl() if api_base.startswith("https:") else None)
+                                ssl=ssl_context() if api_base.startswith("https:") else None)
         self.bot_token = bot_token
 
     def whoami(self) -> dict[str, Any]:
