@@ -184,7 +184,7 @@ class Host:
         browser = await call.timed("start", self.executable, self.browser_now())
         proxy = {"server": f"http://127.0.0.1:{self.proxy.port}", "username": call.gate.user,
                  "password": call.gate.password}
-        context = await browser.new_context(proxy=proxy, accept_downloads=True,  # type: ignore[arg-type]
+        context = await browser.new_context(proxy=proxy, accept_downloads=True,
                                             service_workers="block")
         try:
             context.set_default_timeout(call.timeout_ms)

@@ -6,7 +6,8 @@ source, so what scripts built is there and what CSS hides is not.
 
 MARKDOWN_JS = r"""
 () => {
-  const SKIP = new Set(["SCRIPT", "STYLE", "NOSCRIPT", "TEMPLATE", "SVG", "CANVAS", "IFRAME", "HEAD"]);
+  const SKIP = new Set(["SCRIPT", "STYLE", "NOSCRIPT", "TEMPLATE", "SVG", "CANVAS", "IFRAME",
+    "HEAD"]);
   const BLOCK = new Set(["P", "DIV", "SECTION", "ARTICLE", "MAIN", "HEADER", "FOOTER", "NAV",
     "ASIDE", "FORM", "FIELDSET", "FIGURE", "BLOCKQUOTE", "ADDRESS", "DL", "DT", "DD"]);
   const visible = (el) => {
@@ -16,8 +17,12 @@ MARKDOWN_JS = r"""
   const inline = (node) => {
     let out = "";
     for (const child of node.childNodes) {
-      if (child.nodeType === Node.TEXT_NODE) { out += child.textContent.replace(/\s+/g, " "); continue; }
-      if (child.nodeType !== Node.ELEMENT_NODE || SKIP.has(child.tagName) || !visible(child)) continue;
+      if (child.nodeType === Node.TEXT_NODE) {
+        out += child.textContent.replace(/\s+/g, " ");
+        continue;
+      }
+      if (child.nodeType !== Node.ELEMENT_NODE || SKIP.has(child.tagName)) continue;
+      if (!visible(child)) continue;
       const tag = child.tagName;
       if (tag === "A" && child.href) {
         const text = inline(child).trim();
@@ -29,7 +34,8 @@ MARKDOWN_JS = r"""
       else if (tag === "CODE") out += "`" + child.textContent + "`";
       else if (tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT") {
         const name = child.name || child.id || child.type;
-        if (child.type !== "hidden") out += ` [${tag.toLowerCase()} ${name}${child.value ? ` = "${child.value}"` : ""}] `;
+        const shown = child.value ? ` = "${child.value}"` : "";
+        if (child.type !== "hidden") out += ` [${tag.toLowerCase()} ${name}${shown}] `;
       } else if (tag === "BUTTON") out += ` [button: ${child.textContent.trim()}] `;
       else out += inline(child);
     }
@@ -43,19 +49,17 @@ MARKDOWN_JS = r"""
       const heading = /^H([1-6])$/.exec(tag);
       if (heading) blocks.push("#".repeat(+heading[1]) + " " + inline(child).trim());
       else if (tag === "UL" || tag === "OL") {
-        let n = 0;
-        for (const item of child.children) {
-          if (item.tagName !== "LI" || !visible(item)) continue;
-          n += 1;
-          const mark = tag === "OL" ? `${n}.` : "-";
-          blocks.push("  ".repeat(depth) + `${mark} ${inline(item).trim()}`);
-        }
+        const items = [...child.children].filter((i) => i.tagName === "LI" && visible(i));
+        blocks.push(items.map((item, n) => "  ".repeat(depth)
+          + `${tag === "OL" ? `${n + 1}.` : "-"} ${inline(item).trim()}`).join("\n"));
       } else if (tag === "PRE") blocks.push("```\n" + child.textContent.trimEnd() + "\n```");
       else if (tag === "TABLE") {
-        const rows = [...child.rows].map((r) => "| " + [...r.cells].map((c) => inline(c).trim()).join(" | ") + " |");
+        const cells = (r) => [...r.cells].map((c) => inline(c).trim()).join(" | ");
+        const rows = [...child.rows].map((r) => "| " + cells(r) + " |");
         if (rows.length) rows.splice(1, 0, "|" + " --- |".repeat(child.rows[0].cells.length));
         blocks.push(rows.join("\n"));
-      } else if (BLOCK.has(tag) && [...child.children].some((c) => BLOCK.has(c.tagName) || /^(H[1-6]|UL|OL|TABLE|PRE)$/.test(c.tagName))) {
+      } else if (BLOCK.has(tag) && [...child.children].some(
+          (c) => BLOCK.has(c.tagName) || /^(H[1-6]|UL|OL|TABLE|PRE)$/.test(c.tagName))) {
         walk(child, depth);
       } else {
         const text = inline(child).trim();

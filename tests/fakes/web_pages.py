@@ -45,7 +45,7 @@ class Site:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 site.hits.append(f"{self.headers.get('Host')}{self.path}")
                 path = urlsplit(self.path).path
                 if path in PAGES:
@@ -72,7 +72,7 @@ class Site:
                 else:
                     self.send_error(404)
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 form = parse_qs(self.rfile.read(length).decode())
                 got = ", ".join(f"{k}={v[0]}" for k, v in sorted(form.items()))
