@@ -17,6 +17,7 @@ from flask import Flask
 from flask_sock import Sock
 
 import webui
+from gateway.api.console_browser import build_console_browser
 from gateway.api.console_memory import build_console_memory
 from gateway.api.health import health
 from gateway.api.metrics import build_metrics_api
@@ -311,6 +312,8 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
                                                lambda: console.status().state != "stopped"))
     app.register_blueprint(build_console_memory(pipeline, memory, console.name,
                                                 lambda: console.status().state != "stopped"))
+    app.register_blueprint(build_console_browser(pipeline, workspace.root, console.name,
+                                                 lambda: console.status().state != "stopped"))
     gateway = Gateway(app, workspace, process, pipeline, reloader, channels,
                       Alerting(config.alerts, metrics.window, stale=channels.stale), outbox,
                       facts, scheduler, reminders, mcp, hosted)
