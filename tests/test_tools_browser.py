@@ -147,7 +147,7 @@ def test_refused_before_anything_opens(host: BrowserHost, workspace: Path, site:
                 "chrome://settings"):
         with pytest.raises(ToolRefused, match="only http:// and https:// pages are opened"):
             browser.call({"url": url})
-    with pytest.raises(ToolRefused, match="host 'localhost' is not in tools.allowed_hosts"):
+    with pytest.raises(ToolRefused, match=r"host 'localhost' is not in tools\.allowed_hosts"):
         browser.call({"url": site.other_url("/")})
     with pytest.raises(ToolRefused, match=r"tools.allowed_hosts \(empty, so every host is "):
         tool(host, workspace, []).call({"url": site.url("/")})
