@@ -27,7 +27,7 @@ class Service(BaseHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         if self.path == "/away":
             self.send_response(302)
             self.send_header("Location", f"http://localhost:{self.server.server_port}/")
@@ -36,7 +36,7 @@ class Service(BaseHTTPRequestHandler):
             return
         self.reply({"path": self.path})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         self.reply({"path": self.path, "got": json.loads(self.rfile.read(length))})
 
@@ -123,7 +123,7 @@ def test_only_declared_stacks_and_clear_errors(workspace: Path,
     assert [c["argv"][-2:] for c in fake_compose.calls(log)] == [["up", "-d"]]
     without = Stacks(workspace, {"web": "tools/web/compose.yaml"}, idle=1, timeout=1,
                      max_bytes=1024, http_timeout=1, engine="no compose engine found (...)")
-    with pytest.raises(ToolError, match="no compose engine found .* install Docker"):
+    with pytest.raises(ToolError, match=r"no compose engine found .* install Docker"):
         without.act({"stack": "web", "action": "ps"})
 
 
@@ -142,7 +142,7 @@ def test_call_reaches_the_published_port_through_the_http_tool(
                                           r"tools\.allowed_hosts \(127\.0\.0\.1\)"):
         web.act({"stack": "web", "action": "call", "service": "web", "port": 8080,
                  "path": "/away"})
-    with pytest.raises(ToolError, match="web does not publish port 80 in compose.yaml"):
+    with pytest.raises(ToolError, match=r"web does not publish port 80 in compose\.yaml"):
         web.act({"stack": "web", "action": "call", "service": "web", "port": 80})
     with pytest.raises(ToolError, match=r"has no service 'db' \(services: web\)"):
         web.act({"stack": "web", "action": "call", "service": "db", "port": 8080})
