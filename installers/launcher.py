@@ -17,7 +17,7 @@ import runpy
 import sys
 
 RUNNABLE_MODULES = ("gateway.server", "gateway.skills.host", "gateway.live.watcher_child",
-                    "gateway.mcp.host", "gateway", "desktop")
+                    "gateway.mcp.host", "gateway.tools.browser_host", "gateway", "desktop")
 """What `-m` may run: the gateway's own child processes, the CLI and the tray."""
 
 

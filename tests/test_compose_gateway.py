@@ -47,10 +47,10 @@ def converter(files: Path) -> ThreadingHTTPServer:
         def log_message(self, *args: Any) -> None:
             pass
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self.reply({"ok": True})
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             asked = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             out = files / "converted" / (Path(asked["file"]).stem + ".txt")
             out.parent.mkdir(parents=True, exist_ok=True)
