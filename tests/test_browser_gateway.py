@@ -15,9 +15,15 @@ import pytest
 
 from gateway.tools.browser import code_folders
 from gateway.tools.sandbox import find_sandbox
-from tests.conftest import GatewayProcess, free_port, model_config, write_config
+from tests.conftest import (
+    GatewayProcess,
+    assert_only_gateway_left,
+    free_port,
+    model_config,
+    write_config,
+)
 from tests.fakes.fake_model import FakeModelServer
-from tests.fakes.web_pages import Site
+from tests.fakes.web_pages import Site, running
 
 SKILL = '''\
 from moltbot_sdk import Skill, context
@@ -41,9 +47,7 @@ class Web(Skill):
 
 @pytest.fixture(scope="module")
 def site() -> Iterator[Site]:
-    server = Site().start()
-    yield server
-    server.stop()
+    yield from running()
 
 
 @pytest.fixture(scope="module")
@@ -62,14 +66,8 @@ def gw(tmp_path_factory: pytest.TempPathFactory, model: FakeModelServer,
 
 @pytest.fixture(autouse=True)
 def no_leftover_processes(gw: GatewayProcess) -> Iterator[None]:
-    """The suite's check, minus the module's gateway and its children (the browser)."""
     yield
-    assert gw.proc is not None
-    shared = {gw.proc.pid, *(p.pid for p in psutil.Process(gw.proc.pid).children(
-        recursive=True))}
-    left = [p for p in psutil.Process().children(recursive=True)
-            if p.pid not in shared and p.status() != psutil.STATUS_ZOMBIE]
-    assert not left, f"test left processes: {left}"
+    assert_only_gateway_left(gw)
 
 
 def spans(gw: GatewayProcess, msg_id: str) -> list[dict[str, Any]]:

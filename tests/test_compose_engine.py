@@ -22,10 +22,15 @@ import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
-from tests.conftest import GatewayProcess, free_port, model_config, write_config
+from tests.conftest import (
+    GatewayProcess,
+    assert_only_gateway_left,
+    free_port,
+    model_config,
+    write_config,
+)
 from tests.fakes.fake_model import FakeModelServer
 from tests.test_compose_gateway import STACK_SKILL
 from tests.test_skills_gateway import wait_until
@@ -119,14 +124,8 @@ def gw(tmp_path_factory: pytest.TempPathFactory, model: FakeModelServer,
 
 @pytest.fixture(autouse=True)
 def no_leftover_processes(gw: GatewayProcess) -> Iterator[None]:
-    """The suite's check, minus the module's gateway and its children."""
     yield
-    assert gw.proc is not None
-    shared = {gw.proc.pid, *(p.pid for p in psutil.Process(gw.proc.pid).children(
-        recursive=True))}
-    left = [p for p in psutil.Process().children(recursive=True)
-            if p.pid not in shared and p.status() != psutil.STATUS_ZOMBIE]
-    assert not left, f"test left processes: {left}"
+    assert_only_gateway_left(gw)
 
 
 def containers(env: dict[str, str]) -> list[str]:

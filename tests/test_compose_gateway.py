@@ -7,22 +7,26 @@ stand-in on the port the stack publishes; tests/test_compose_engine.py runs a re
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import httpx
-import psutil
 import pytest
 
-from tests.conftest import GatewayProcess, free_port, model_config, run_cli, write_config
+from tests.conftest import (
+    GatewayProcess,
+    assert_only_gateway_left,
+    free_port,
+    model_config,
+    run_cli,
+    write_config,
+)
 from tests.fakes import fake_compose
 from tests.fakes.fake_model import FakeModelServer
+from tests.fakes.json_service import JsonHandler, serve
 from tests.test_skills_gateway import wait_until
 
 STACK_SKILL = '''\
@@ -43,30 +47,18 @@ def converter(files: Path) -> ThreadingHTTPServer:
     """The converter service as the stack would run it: /health, and /convert writing the
     text of the document into files/converted/."""
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
+    class Handler(JsonHandler):
         def do_GET(self) -> None:
             self.reply({"ok": True})
 
         def do_POST(self) -> None:
-            asked = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            out = files / "converted" / (Path(asked["file"]).stem + ".txt")
+            out = files / "converted" / (Path(self.body()["file"]).stem + ".txt")
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text("Quarterly report, first paragraph.\n\nSecond paragraph here.\n",
                            encoding="utf-8")
             self.reply({"output": f"converted/{out.name}"})
 
-        def reply(self, body: dict[str, Any]) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    return ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    return serve(Handler)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +71,6 @@ def setup(tmp_path_factory: pytest.TempPathFactory,
         "compose": {"converter": "skills/stacks/converter/compose.yaml"},
         "compose_idle": "2s"}})
     service = converter(home / "files")
-    threading.Thread(target=service.serve_forever, daemon=True).start()
     path = f"{base / 'bin'}{os.pathsep}{os.environ['PATH']}"
     saved = os.environ["PATH"]
     os.environ["PATH"] = path  # the gateway's, as a shell would give it
@@ -102,15 +93,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory,
 
 @pytest.fixture(autouse=True)
 def no_leftover_processes(setup: tuple[GatewayProcess, Path, str]) -> Iterator[None]:
-    """The suite's check, minus the module's gateway and its children."""
     yield
-    gw = setup[0]
-    assert gw.proc is not None
-    shared = {gw.proc.pid, *(p.pid for p in psutil.Process(gw.proc.pid).children(
-        recursive=True))}
-    left = [p for p in psutil.Process().children(recursive=True)
-            if p.pid not in shared and p.status() != psutil.STATUS_ZOMBIE]
-    assert not left, f"test left processes: {left}"
+    assert_only_gateway_left(setup[0])
 
 
 def test_the_example_skill_starts_calls_and_the_idle_stack_stops(

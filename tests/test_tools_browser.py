@@ -18,14 +18,12 @@ import pytest
 from gateway.tools.base import ToolError, ToolRefused
 from gateway.tools.browser import BrowserHost, BrowserTool
 from gateway.tools.sandbox import find_sandbox
-from tests.fakes.web_pages import Site
+from tests.fakes.web_pages import Site, running
 
 
 @pytest.fixture(scope="module")
 def site() -> Iterator[Site]:
-    server = Site().start()
-    yield server
-    server.stop()
+    yield from running()
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,7 @@ port, idle stacks taken down, the engine found and named."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +17,11 @@ from gateway.tools.base import ToolError, ToolRefused
 from gateway.tools.compose import Engine, Stacks, doctor_check, find_engine, published
 from gateway.tools.options import ToolsConfig
 from tests.fakes import fake_compose
+from tests.fakes.json_service import JsonHandler, serve
 
 
-class Service(BaseHTTPRequestHandler):
+class Service(JsonHandler):
     """What a stack's service answers: its path and body back, or a redirect off the stack."""
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
     def do_GET(self) -> None:
         if self.path == "/away":
@@ -37,23 +33,12 @@ class Service(BaseHTTPRequestHandler):
         self.reply({"path": self.path})
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        self.reply({"path": self.path, "got": json.loads(self.rfile.read(length))})
-
-    def reply(self, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.reply({"path": self.path, "got": self.body()})
 
 
 @pytest.fixture
 def service() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Service)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = serve(Service)
     yield server.server_address[1]
     server.shutdown()
     server.server_close()

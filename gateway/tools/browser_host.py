@@ -33,7 +33,7 @@ from typing import Any
 from playwright.async_api import Browser, Download, Page, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
-from gateway.common.child_lines import Lines, Out, run
+from gateway.common.child_lines import Lines, Out, each_line, run
 from gateway.tools.browser_proxy import Gate, Proxy
 from gateway.tools.browser_read import MARKDOWN_JS, TEXT_JS
 from gateway.tools.reach import Reach
@@ -311,11 +311,7 @@ def _short(error: BaseException) -> str:
 
 async def serve(lines: Lines, out: Out) -> None:
     host = Host(out)
-    try:
-        while (line := await lines.get()) is not None:
-            host.take(line)
-    finally:
-        await host.close()
+    await each_line(lines, host.take, host.close)
 
 
 if __name__ == "__main__":

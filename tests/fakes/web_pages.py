@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -121,3 +122,12 @@ class Site:
         self.release.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+def running() -> Iterator[Site]:
+    """A started site, stopped after (a fixture's body: `yield from running()`)."""
+    site = Site().start()
+    try:
+        yield site
+    finally:
+        site.stop()
