@@ -148,6 +148,14 @@ def test_idle_stacks_are_taken_down_and_the_rest_at_stop(
     web.stop()
     assert [c["argv"][-1] for c in fake_compose.calls(log)] == ["-d", "down", "-d", "down"]
     assert web.used == {}
+    # a reload keeps a running stack while its declaration stays, takes it down when it goes
+    web.act({"stack": "web", "action": "up"})
+    settings: dict[str, Any] = {"idle": 60.0, "timeout": 30.0, "max_bytes": 65536,
+                                "http_timeout": 5.0}
+    web.reconfigure({"web": "tools/web/compose.yaml"}, **settings)
+    assert list(web.used) == ["web"] and web.idle == 60
+    web.reconfigure({}, **settings)
+    assert web.used == {} and fake_compose.calls(log)[-1]["argv"][-1] == "down"
 
 
 def test_config_declares_stacks_inside_the_workspace() -> None:

@@ -15,6 +15,7 @@ without bubblewrap skills still get it (they are the owner's code), unconfined.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -116,6 +117,13 @@ class BrowserHost:
     def _started(self) -> None:
         self.link.send({"op": "config", "executable": self.executable, "pages": self.pages})
         self._up.set()
+
+    def configure(self, pages: int) -> None:
+        """A new `tools.browser_pages`: for the calls from now on (the running ones finish)."""
+        self.pages = pages
+        if self._up.is_set():
+            with contextlib.suppress(OSError):
+                self.link.send({"op": "config", "executable": self.executable, "pages": pages})
 
     def _take(self, item: dict[str, Any]) -> None:
         pending = self._pending.get(int(item.get("id") or 0))

@@ -92,11 +92,12 @@ class Call:
         self.files.mkdir(parents=True, exist_ok=True)
         return self.files / name
 
-    async def save_download(self, download: Download, folder: Path) -> None:
+    async def save_download(self, download: Download, folder: Path, seen: set[str],
+                            claimed: set[str]) -> None:
         """Keep a download under `max_bytes` in files/; cancel and drop one that grows over."""
         begin = time.perf_counter()
         name = _safe_name(download.suggested_filename) or "download"
-        watcher = asyncio.create_task(_watch_size(folder, self.max_bytes))
+        watcher = asyncio.create_task(_watch_size(folder, self.max_bytes, seen, claimed))
         finished = asyncio.create_task(download.path())
         done, _ = await asyncio.wait({watcher, finished}, return_when=asyncio.FIRST_COMPLETED)
         if watcher in done and watcher.result():
@@ -141,6 +142,7 @@ class Host:
         self.browser: Browser | None = None
         self.starting = asyncio.Lock()
         self.downloads = Path(tempfile.mkdtemp(prefix="moltbot-downloads-"))
+        self.claimed: set[str] = set()  # in-progress download files a watcher follows
         self.tasks: set[asyncio.Task[None]] = set()
 
     def take(self, line: dict[str, Any]) -> None:
@@ -189,8 +191,8 @@ class Host:
         try:
             context.set_default_timeout(call.timeout_ms)
             page = await context.new_page()
-            page.on("download", lambda d: call.downloads.append(
-                asyncio.create_task(call.save_download(d, self.downloads))))
+            page.on("download", lambda d: call.downloads.append(asyncio.create_task(
+                call.save_download(d, self.downloads, _names(self.downloads), self.claimed))))
             return await self.steps(call, page)
         finally:
             if call.downloads:
@@ -274,15 +276,30 @@ class Host:
             self.downloads.rmdir()
 
 
-async def _watch_size(folder: Path, limit: int) -> bool:
-    """True once any download in progress in `folder` grows over `limit` (Chromium writes
-    each to a file named by its id there; polled, as no event tells the size)."""
-    while True:
-        for path in folder.glob("*"):
-            with contextlib.suppress(OSError):
-                if path.stat().st_size > limit:
-                    return True
-        await asyncio.sleep(DOWNLOAD_POLL)
+async def _watch_size(folder: Path, limit: int, seen: set[str], claimed: set[str]) -> bool:
+    """True once this download grows over `limit`. Chromium writes a download in progress
+    to a file named by its id in `folder`: this one is the first file that was not there
+    when it began (`seen`) and that no other download's watcher follows (`claimed`). Polled,
+    as no event tells the size."""
+    mine = None
+    try:
+        while True:
+            if mine is None:
+                mine = next((n for n in sorted(_names(folder) - seen - claimed)), None)
+                if mine is not None:
+                    claimed.add(mine)
+            if mine is not None:
+                with contextlib.suppress(OSError):
+                    if (folder / mine).stat().st_size > limit:
+                        return True
+            await asyncio.sleep(DOWNLOAD_POLL)
+    finally:
+        if mine is not None:
+            claimed.discard(mine)
+
+
+def _names(folder: Path) -> set[str]:
+    return {path.name for path in folder.iterdir()}
 
 
 def _check_scheme(page: Page) -> None:

@@ -59,15 +59,21 @@ class Proxy:
         self.gates: dict[str, Gate] = {}
         self.server: asyncio.Server | None = None
         self.port = 0
+        self.open: set[asyncio.StreamWriter] = set()  # connections being served
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.port = self.server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
+        """Stop listening and end every connection (their tasks then finish)."""
         if self.server is not None:
             self.server.close()
+            for writer in list(self.open):
+                writer.close()
             await self.server.wait_closed()
+            while self.open:
+                await asyncio.sleep(0.01)
 
     def open_gate(self, reach: Reach) -> Gate:
         gate = Gate(reach)
@@ -78,6 +84,7 @@ class Proxy:
         self.gates.pop(gate.user, None)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.open.add(writer)
         try:
             await self._one_request(reader, writer)
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
@@ -86,6 +93,7 @@ class Proxy:
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
+            self.open.discard(writer)
 
     async def _one_request(self, reader: asyncio.StreamReader,
                            writer: asyncio.StreamWriter) -> None:

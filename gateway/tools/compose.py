@@ -241,23 +241,36 @@ class Stacks:
         now = time.monotonic()
         idle = [s for s, at in list(self.used.items()) if now - at >= self.idle]
         for stack in idle:
-            self.used.pop(stack, None)
-            try:
-                self.run(stack, ["down"], self.timeout)
+            if self._down_quietly(stack):
                 log.info("compose: %s was idle for %.0fs: taken down", stack, self.idle)
-            except ToolError as e:
-                log.warning("compose: taking the idle stack %s down failed: %s", stack, e)
         return idle
+
+    def reconfigure(self, stacks: dict[str, str], *, idle: float, timeout: float,
+                    max_bytes: int, http_timeout: float) -> None:
+        """A new `tools:` section: a running stack no longer declared, or now declared with
+        another file, is taken down (with the file it was started from) first."""
+        for stack in [s for s in self.used if stacks.get(s) != self.stacks.get(s)]:
+            log.info("compose: %s changed in tools.compose: taking it down", stack)
+            self._down_quietly(stack)
+        self.stacks = dict(stacks)
+        self.idle, self.timeout = idle, timeout
+        self.max_bytes, self.http_timeout = max_bytes, http_timeout
 
     def stop(self) -> None:
         """Take down every stack this gateway brought up."""
         self._stop.set()
         for stack in list(self.used):
-            self.used.pop(stack, None)
-            try:
-                self.run(stack, ["down"], self.timeout)
-            except ToolError as e:
-                log.warning("compose: taking %s down failed: %s", stack, e)
+            self._down_quietly(stack)
+
+    def _down_quietly(self, stack: str) -> bool:
+        """`down` for the gateway's own reasons (idle, reload, stop): a failure is logged."""
+        self.used.pop(stack, None)
+        try:
+            self.run(stack, ["down"], self.timeout)
+        except ToolError as e:
+            log.warning("compose: taking %s down failed: %s", stack, e)
+            return False
+        return True
 
 
 def published(file: Path, service: str, port: int) -> tuple[str, int]:

@@ -32,11 +32,9 @@ class HostedTools:
         self.browser: BrowserHost | None = None
         self.stacks: Stacks | None = None
         self.tools: dict[str, Tool] = {}
-        self.config: ToolsConfig | None = None
 
     def apply(self, config: ToolsConfig) -> None:
         """Build the tools for `config`; the browser process is started at its first call."""
-        self.config = config
         if self.browser is None:
             sandbox = find_sandbox().sandbox
             if sandbox is None:
@@ -45,22 +43,17 @@ class HostedTools:
             self.browser = BrowserHost(self.workspace, sandbox=sandbox,
                                        pages=config.browser_pages)
         else:
-            self.browser.pages = config.browser_pages
-        stacks = Stacks(self.workspace, config.compose, idle=config.compose_idle,
-                        timeout=config.compose_timeout, max_bytes=config.max_bytes,
-                        http_timeout=config.http_timeout)
-        if self.stacks is not None:  # what is up stays up, under the new declarations
-            stacks.used = {k: v for k, v in self.stacks.used.items() if k in config.compose}
-            gone = [k for k in self.stacks.used if k not in config.compose]
-            self.stacks._stop.set()
-            if gone:
-                log.info("compose: %s no longer declared: taking it down", ", ".join(gone))
-                self.stacks.used = {k: self.stacks.used[k] for k in gone}
-                self.stacks.stop()
-            if stacks.used:
-                stacks._start_reaper()
-        self.stacks = stacks
-        self.tools = {"browser": self.browser_tool(config), "compose": ComposeTool(stacks)}
+            self.browser.configure(config.browser_pages)
+        if self.stacks is None:
+            self.stacks = Stacks(self.workspace, config.compose, idle=config.compose_idle,
+                                 timeout=config.compose_timeout, max_bytes=config.max_bytes,
+                                 http_timeout=config.http_timeout)
+        else:  # what is up stays up, unless its declaration changed
+            self.stacks.reconfigure(config.compose, idle=config.compose_idle,
+                                    timeout=config.compose_timeout,
+                                    max_bytes=config.max_bytes,
+                                    http_timeout=config.http_timeout)
+        self.tools = {"browser": self.browser_tool(config), "compose": ComposeTool(self.stacks)}
 
     def browser_tool(self, config: ToolsConfig) -> BrowserTool:
         browser = self.browser
