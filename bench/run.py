@@ -1433,8 +1433,11 @@ def bench_browser(args: argparse.Namespace, st: Stack) -> None:
                     began = time.perf_counter()
                     tool.call({"url": site.url("/"), "read": "markdown"})
                     warm.append((time.perf_counter() - began) * 1000)
-                tree = psutil.Process(host.pid).children(recursive=True) if host.pid else []
-                pss = sum(p.memory_full_info().pss for p in tree) / 2**20
+                root = psutil.Process(host.pid) if host.pid else None
+                pss = 0.0
+                for proc in [root, *root.children(recursive=True)] if root else []:
+                    with contextlib.suppress(psutil.NoSuchProcess):  # a renderer that ended
+                        pss += proc.memory_full_info().pss / 2**20
                 print(f"browser ({name}): first call {first:.2f} s; open+read a page p50 "
                       f"{fmt(percentile(warm, 50), 0)} ms, p90 {fmt(percentile(warm, 90), 0)} "
                       f"ms ({calls} calls); {pss:.0f} MB (PSS) with Chromium")
