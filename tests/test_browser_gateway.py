@@ -24,6 +24,10 @@ from tests.conftest import (
 )
 from tests.fakes.fake_model import FakeModelServer
 from tests.fakes.web_pages import Site, running
+from tests.test_chat_page_browser import (  # noqa: F401  (the console's Chromium fixture)
+    browser,
+    console_page,
+)
 
 SKILL = '''\
 from moltbot_sdk import Skill, context
@@ -153,3 +157,18 @@ def test_the_browser_sees_only_files_of_the_workspace(gw: GatewayProcess,
     home = Path(f"/proc/{inside.pid}/root/root")
     shown = [p for p in (home.iterdir() if home.exists() else [])]
     assert all(any(f.startswith(f"/root/{p.name}") for f in code_folders()) for p in shown)
+
+
+def test_the_console_replay_links_the_screenshot(browser: object, gw: GatewayProcess,  # noqa: F811
+                                                 site: Site) -> None:
+    from playwright.sync_api import expect
+
+    answered = gw.post(f"/order {site.url('/form')}").json()
+    with console_page(browser, gw, "sessions") as page:
+        page.goto(f"{gw.url}/#/sessions/msg/{answered['id']}")
+        row = page.locator(".wf-row", has_text="browser:screenshot")
+        link = row.locator("a.shot")
+        expect(link).to_have_attribute("href", "/api/v1/browser/shots/order.png")
+        expect(link).to_have_text("open the screenshot")
+        shot = page.request.get(f"{gw.url}/api/v1/browser/shots/order.png")  # signed in
+        assert shot.status == 200 and shot.body().startswith(b"\x89PNG")
