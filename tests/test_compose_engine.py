@@ -120,6 +120,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory, model: FakeModelServer,
     with contextlib.suppress(subprocess.SubprocessError):
         subprocess.run(["podman-compose", "-p", PROJECT, "-f", str(web / "compose.yaml"),
                         "down"], capture_output=True, timeout=120, env=engine_env, cwd=web)
+    podman("network", "rm", f"{PROJECT}_default", env=engine_env)  # podman-compose keeps it
 
 
 @pytest.fixture(autouse=True)

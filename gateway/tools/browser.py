@@ -92,11 +92,11 @@ class BrowserHost:
     with backoff if it dies (the calls in flight then fail with the reason)."""
 
     def __init__(self, workspace: Path, *, sandbox: Sandbox | None, pages: int,
-                 executable: str = "/usr/bin/chromium") -> None:
+                 executable: str | None = None) -> None:
         self.workspace = workspace
         self.sandbox = sandbox
         self.pages = pages
-        self.executable = executable
+        self.executable = executable or find_chromium()
         (workspace / FOLDER).mkdir(parents=True, exist_ok=True)  # bound into the sandbox
         self._pending: dict[int, _Pending] = {}
         self._ids = itertools.count(1)
@@ -140,6 +140,9 @@ class BrowserHost:
 
     def call(self, request: dict[str, Any], wait: float) -> dict[str, Any]:
         """Send one call and wait up to `wait` seconds for its answer."""
+        if not self.executable:
+            raise ToolError("browser: no Chromium found (looked for " + ", ".join(CHROMIUMS)
+                            + "); install it, e.g. `sudo apt-get install chromium`")
         with self._lock:
             self.link.start()  # a no-op once it runs
         if not self._up.wait(min(wait, 30.0)):
@@ -159,6 +162,15 @@ class BrowserHost:
     def stop(self) -> None:
         self.link.stop()
         self._up.clear()
+
+
+# the system's Chromium (Debian's, Fedora's and Ubuntu's names); the sandbox shows /usr only
+CHROMIUMS = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
+
+
+def find_chromium() -> str:
+    """The first system Chromium installed here, or "" when there is none."""
+    return next((path for path in CHROMIUMS if os.access(path, os.X_OK)), "")
 
 
 class _Link(ChildLink):

@@ -105,8 +105,8 @@ class Call:
             finished.cancel()
             with contextlib.suppress(Exception):
                 await download.delete()
-            why = (f"{name} is over tools.max_bytes ({self.max_bytes} bytes); it was "
-                   "cancelled and not kept (raise tools.max_bytes to allow it)")
+            why = (f"{name} is over tools.max_bytes ({self.max_bytes} bytes): cancelled, "
+                   "not kept (raise tools.max_bytes to allow it)")
             self.notes.append(f"download refused: {why}")
             self.span("download", begin, "refused", why)
             return
@@ -117,10 +117,12 @@ class Call:
             self.span("download", begin, "error", f"{name}: {_short(e)}")
             return
         size = os.path.getsize(path)
-        if size > self.max_bytes:
+        if size > self.max_bytes:  # it finished between two looks of the watcher
             await download.delete()
-            self.notes.append(f"download refused: {name} is {size} bytes, over tools.max_bytes")
-            self.span("download", begin, "refused", f"{name}: {size} bytes")
+            why = (f"{name} is over tools.max_bytes ({self.max_bytes} bytes): {size} bytes, "
+                   "not kept (raise tools.max_bytes to allow it)")
+            self.notes.append(f"download refused: {why}")
+            self.span("download", begin, "refused", why)
             return
         target = _free_name(self.shot_path("downloads/" + name))
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -289,9 +291,12 @@ async def _watch_size(folder: Path, limit: int, seen: set[str], claimed: set[str
                 if mine is not None:
                     claimed.add(mine)
             if mine is not None:
-                with contextlib.suppress(OSError):
+                try:
                     if (folder / mine).stat().st_size > limit:
                         return True
+                except OSError:  # renamed or gone: look again
+                    claimed.discard(mine)
+                    mine = None
             await asyncio.sleep(DOWNLOAD_POLL)
     finally:
         if mine is not None:
