@@ -1457,6 +1457,49 @@ asyncio.run(main(int(sys.argv[1]), sys.argv[2:]))
 """
 
 
+def bench_browser(args: argparse.Namespace, st: Stack) -> None:
+    """The browser tool's host (`gateway.tools.browser_host`): the first call (the process and
+    Chromium start), a warm call opening and reading a local page, the memory of the process
+    with its Chromium; unconfined and, where bubblewrap works, in the sandbox."""
+    sys.path.insert(0, str(REPO))
+    from gateway.tools.browser import BrowserHost, BrowserTool
+    from gateway.tools.sandbox import find_sandbox
+    from tests.fakes.web_pages import Site
+
+    calls = 10 if args.quick else 50
+    site = Site().start()
+    workspace = Path(tempfile.mkdtemp(prefix="bench-browser-"))
+    ways = [("unconfined", None)] + ([("bubblewrap", find_sandbox().sandbox)]
+                                     if find_sandbox().available else [])
+    try:
+        for name, sandbox in ways:
+            host = BrowserHost(workspace, sandbox=sandbox, pages=4)
+            tool = BrowserTool(lambda r, h=host: h.call(r, 60), workspace=workspace,
+                               allowed_hosts=["127.0.0.1"], timeout=15, max_bytes=2**20)
+            try:
+                began = time.perf_counter()
+                tool.call({"url": site.url("/")})
+                first = time.perf_counter() - began
+                warm = []
+                for _ in range(calls):
+                    began = time.perf_counter()
+                    tool.call({"url": site.url("/"), "read": "markdown"})
+                    warm.append((time.perf_counter() - began) * 1000)
+                root = psutil.Process(host.pid) if host.pid else None
+                pss = 0.0
+                for proc in [root, *root.children(recursive=True)] if root else []:
+                    with contextlib.suppress(psutil.NoSuchProcess):  # a renderer that ended
+                        pss += proc.memory_full_info().pss / 2**20
+                print(f"browser ({name}): first call {first:.2f} s; open+read a page p50 "
+                      f"{fmt(percentile(warm, 50), 0)} ms, p90 {fmt(percentile(warm, 90), 0)} "
+                      f"ms ({calls} calls); {pss:.0f} MB (PSS) with Chromium")
+            finally:
+                host.stop()
+    finally:
+        site.stop()
+        shutil.rmtree(workspace, ignore_errors=True)
+
+
 def statistics_median(values: list[float]) -> float:
     return percentile(values, 50) or 0.0
 
@@ -1467,7 +1510,8 @@ SECTIONS: dict[str, Callable[[argparse.Namespace, Stack], None]] = {
     "openai": bench_openai, "skills": bench_skills, "knowledge": bench_knowledge,
     "overhead": bench_overhead, "recall": bench_recall, "loop-libraries": bench_loop_libraries,
     "metrics": bench_metrics, "console-record": bench_console_record, "memory": bench_memory,
-    "knowledge-meaning": bench_knowledge_meaning, "mcp": bench_mcp, "slack": bench_slack}
+    "knowledge-meaning": bench_knowledge_meaning, "mcp": bench_mcp, "slack": bench_slack,
+    "browser": bench_browser}
 
 
 def main(argv: list[str] | None = None) -> int:
