@@ -657,6 +657,58 @@ def telegram_row(st: Stack, gw: Gateway, fake: Any, name: str, n: int, chats: in
     return row
 
 
+# ------------------------------------------------------------------------------- slack
+SLACK_PLAN = {"full": {"seq": 300, "burst": 1000}, "quick": {"seq": 100, "burst": 200}}
+
+
+def bench_slack(args: argparse.Namespace, st: Stack) -> None:
+    """Slack through FakeSlack in Socket Mode (the socket process, the SDK on both sides):
+    one DM at a time, then a burst of DMs from many people."""
+    from tests.fakes.fake_slack import FakeSlack
+
+    p = SLACK_PLAN["quick" if args.quick else "full"]
+    with FakeSlack(ack_timeout=30.0) as fake:
+        gw = channel_gateway(st, "slack", {"bot_token": fake.bot_token, "app_token":
+                                           fake.app_token, "api_base": fake.api_base})
+        rows = [slack_row(st, gw, fake, "slack sequential, 1 DM", p["seq"], 1),
+                slack_row(st, gw, fake, f"slack burst, {CLIENTS[-1]} DMs", p["burst"],
+                          CLIENTS[-1], burst=True)]
+        acks = len(fake.state.acks)
+        summary(rows, "none")
+        print(f"envelopes delivered {len(fake.state.deliveries)}, acknowledged {acks}")
+
+
+def slack_row(st: Stack, gw: Gateway, fake: Any, name: str, n: int, people: int,
+              burst: bool = False) -> Row:
+    """`n` DMs from `people`; latency: the envelope sent on the socket -> its reply's
+    chat.postMessage at the fake (one at a time, or all sent at once with `burst`)."""
+    print(f"  {name} ...", end="", flush=True)
+    row, tag, first = Row(name), f"sl{len(fake.posted)}x", len(fake.posted)
+    sent: dict[str, float] = {}
+
+    def say(i: int) -> None:
+        sent[text := f"{tag} {i}"] = time.perf_counter()
+        who = f"U{i % people:05d}"
+        fake.send_event(fake.message(text, user=who, channel=f"D{who[1:]}"))
+
+    def replies() -> dict[str, float]:
+        return {p.text.removeprefix("echo: "): p.at for p in fake.posted[first:]}
+
+    meter, t0 = Meter(gw, st.model), time.perf_counter()
+    for i in range(n):
+        say(i)
+        if not burst and not fake.wait_for(lambda i=i: len(fake.state.posted) > first + i, 30):
+            break
+    fake.wait_for(lambda: len(fake.state.posted) >= first + n, 60 + n / 10)
+    row.cpu = meter.stop()
+    got = replies()
+    row.timed([(got[k] - t) * 1000 for k, t in sent.items() if k in got])
+    row.rate = row.n / ((max(got.values(), default=t0) - t0) or 1e-9)
+    row.errors.update({"no reply within the time limit": n - row.n} if row.n < n else {})
+    print(f" {row.rate:.0f} msg/s, p50 {fmt(row.p50)} ms, p99 {fmt(row.p99)} ms")
+    return row
+
+
 # ------------------------------------------------------------------------------- skills
 SKILL_TIMEOUT, POLL, RELOAD_DEADLINE = 5, 0.020, 15.0
 SWAP_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO gateway\.\S*reload: "
@@ -1405,6 +1457,49 @@ asyncio.run(main(int(sys.argv[1]), sys.argv[2:]))
 """
 
 
+def bench_browser(args: argparse.Namespace, st: Stack) -> None:
+    """The browser tool's host (`gateway.tools.browser_host`): the first call (the process and
+    Chromium start), a warm call opening and reading a local page, the memory of the process
+    with its Chromium; unconfined and, where bubblewrap works, in the sandbox."""
+    sys.path.insert(0, str(REPO))
+    from gateway.tools.browser import BrowserHost, BrowserTool
+    from gateway.tools.sandbox import find_sandbox
+    from tests.fakes.web_pages import Site
+
+    calls = 10 if args.quick else 50
+    site = Site().start()
+    workspace = Path(tempfile.mkdtemp(prefix="bench-browser-"))
+    ways = [("unconfined", None)] + ([("bubblewrap", find_sandbox().sandbox)]
+                                     if find_sandbox().available else [])
+    try:
+        for name, sandbox in ways:
+            host = BrowserHost(workspace, sandbox=sandbox, pages=4)
+            tool = BrowserTool(lambda r, h=host: h.call(r, 60), workspace=workspace,
+                               allowed_hosts=["127.0.0.1"], timeout=15, max_bytes=2**20)
+            try:
+                began = time.perf_counter()
+                tool.call({"url": site.url("/")})
+                first = time.perf_counter() - began
+                warm = []
+                for _ in range(calls):
+                    began = time.perf_counter()
+                    tool.call({"url": site.url("/"), "read": "markdown"})
+                    warm.append((time.perf_counter() - began) * 1000)
+                root = psutil.Process(host.pid) if host.pid else None
+                pss = 0.0
+                for proc in [root, *root.children(recursive=True)] if root else []:
+                    with contextlib.suppress(psutil.NoSuchProcess):  # a renderer that ended
+                        pss += proc.memory_full_info().pss / 2**20
+                print(f"browser ({name}): first call {first:.2f} s; open+read a page p50 "
+                      f"{fmt(percentile(warm, 50), 0)} ms, p90 {fmt(percentile(warm, 90), 0)} "
+                      f"ms ({calls} calls); {pss:.0f} MB (PSS) with Chromium")
+            finally:
+                host.stop()
+    finally:
+        site.stop()
+        shutil.rmtree(workspace, ignore_errors=True)
+
+
 def statistics_median(values: list[float]) -> float:
     return percentile(values, 50) or 0.0
 
@@ -1415,7 +1510,8 @@ SECTIONS: dict[str, Callable[[argparse.Namespace, Stack], None]] = {
     "openai": bench_openai, "skills": bench_skills, "knowledge": bench_knowledge,
     "overhead": bench_overhead, "recall": bench_recall, "loop-libraries": bench_loop_libraries,
     "metrics": bench_metrics, "console-record": bench_console_record, "memory": bench_memory,
-    "knowledge-meaning": bench_knowledge_meaning, "mcp": bench_mcp}
+    "knowledge-meaning": bench_knowledge_meaning, "mcp": bench_mcp, "slack": bench_slack,
+    "browser": bench_browser}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1427,7 +1523,7 @@ def main(argv: list[str] | None = None) -> int:
         "gateway": [keep, ("--no-hold", {**flag, "help": "skip the held connections"}), (
             "--held", {"type": int, "help": "idle WebSockets to hold (default 10,000; --quick "
                        "1,000)"})],
-        "skills": [keep], "mqtt": [keep], "telegram": [keep], "openai": [keep],
+        "skills": [keep], "mqtt": [keep], "telegram": [keep], "openai": [keep], "slack": [keep],
         "knowledge": [("passages", count), ("queries", count)],
         "recall": [("--misses", {**flag, "help": "list every question that missed"})],
         "memory": [("--misses", {**flag, "help": "list every question that missed"})],

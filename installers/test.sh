@@ -23,7 +23,8 @@ need=()
 for pair in chromium:chromium nginx:nginx openssl:openssl mosquitto:mosquitto \
     mosquitto_sub:mosquitto-clients desktop-file-validate:desktop-file-utils \
     shellcheck:shellcheck objdump:binutils gnome-keyring-daemon:gnome-keyring \
-    dbus-run-session:dbus Xvfb:xvfb trayer:trayer pkg-config:pkg-config bwrap:bubblewrap; do
+    dbus-run-session:dbus Xvfb:xvfb trayer:trayer pkg-config:pkg-config bwrap:bubblewrap \
+    podman:podman podman-compose:podman-compose runc:runc busybox:busybox-static; do
   command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
 done
 # the tray's GTK menu: PyGObject builds against these, and runs with GTK's introspection data

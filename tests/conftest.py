@@ -185,6 +185,17 @@ def no_blocked_loop(request: pytest.FixtureRequest,
                     + "\n\n".join(block.describe() for block in blocks), pytrace=False)
 
 
+def assert_only_gateway_left(gw: GatewayProcess) -> None:
+    """`no_leftover_processes` for a module that shares one gateway: its process and its
+    children (skill hosts, the browser, the MCP host) may stay; nothing else may."""
+    assert gw.proc is not None
+    shared = {gw.proc.pid, *(p.pid for p in psutil.Process(gw.proc.pid).children(
+        recursive=True))}
+    left = [p for p in psutil.Process().children(recursive=True)
+            if p.pid not in shared and p.status() != psutil.STATUS_ZOMBIE]
+    assert not left, f"test left processes: {left}"
+
+
 def assert_dead(pid: int, deadline_s: float = 5.0) -> None:
     """The process is gone, or a zombie waiting to be reaped: either way it no longer runs.
 

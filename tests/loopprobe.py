@@ -526,6 +526,51 @@ def probe_mqtt_link(args: dict[str, Any]) -> Probe:
                  note=lambda: f"{len(got)} received; {''.join(why)}")
 
 
+def probe_slack_builtin(args: dict[str, Any]) -> Probe:
+    """slack_sdk's sync Socket Mode client (`socket_mode.builtin`) in the gateway's process,
+    against FakeSlack: open a socket and acknowledge the one envelope waiting there. Its
+    listeners run on a `ThreadPoolExecutor`, whose workers wait in C
+    (`_queue.SimpleQueue.get`): why the Slack channel runs the asyncio client in a child."""
+    import threading
+
+    from slack_sdk import WebClient
+    from slack_sdk.socket_mode.builtin import SocketModeClient
+
+    done = threading.Event()
+    client = SocketModeClient(app_token=args["app_token"],
+                              web_client=WebClient(base_url=args["api_base"]))
+
+    def listener(sock: Any, request: Any) -> None:
+        sock.send_socket_mode_response({"envelope_id": request.envelope_id})
+        done.set()
+
+    client.socket_mode_request_listeners.append(listener)
+
+    def run() -> bool:
+        client.connect()
+        return done.wait(10)
+
+    return Probe("slack_sdk", "builtin SocketModeClient: connect, one envelope acked", 1, run,
+                 cleanup=client.close, note=lambda: "listeners on a ThreadPoolExecutor")
+
+
+def probe_slack_web(args: dict[str, Any]) -> Probe:
+    """The Slack channel's replies (`channels.slack_web`: slack_sdk's sync WebClient over
+    urllib) against FakeSlack: auth.test, then chat.postMessage in a thread."""
+    from gateway.channels.slack_web import SlackWeb
+
+    web, calls = SlackWeb(args["api_base"], args["bot_token"]), int(args.get("calls", 50))
+
+    def run() -> bool:
+        ok = web.whoami()["user_id"] != ""
+        for i in range(calls):
+            _yielded(web.post, "C0PROBE", f"reply {i}", "1.000100", [])
+        return ok
+
+    return Probe("slack_sdk", f"WebClient auth.test + chat.postMessage x{calls}", calls + 1,
+                 run, note=lambda: "urllib over patched sockets")
+
+
 def probe_deadlock(args: dict[str, Any]) -> Probe:
     """Not a library: the failure of issue 13 made small, so the harness shows what a deadlock
     looks like. watchdog 7.1.1's thread (a greenlet once patched) waited in `_queue.SimpleQueue`
@@ -550,7 +595,8 @@ PROBES: dict[str, Callable[[dict[str, Any]], Probe]] = {
     "ollama": probe_ollama, "prometheus_update": probe_prometheus_update,
     "prometheus_collect": probe_prometheus_collect, "limits": probe_limits,
     "jieba": probe_jieba, "psutil": probe_psutil, "paho": probe_paho,
-    "mqtt_link": probe_mqtt_link,
+    "mqtt_link": probe_mqtt_link, "slack_builtin": probe_slack_builtin,
+    "slack_web": probe_slack_web,
     "deadlock": probe_deadlock,
 }
 

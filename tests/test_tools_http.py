@@ -150,12 +150,12 @@ def test_star_must_be_written_out(server: Server) -> None:
 
 def test_wildcard_entries() -> None:
     tool = HttpTool(["*.example.com", "Exact.ORG."])
-    assert tool.is_allowed("api.example.com")
-    assert tool.is_allowed("a.b.example.com")
-    assert not tool.is_allowed("example.com")
-    assert not tool.is_allowed("evilexample.com")
-    assert tool.is_allowed("exact.org")
-    assert not tool.is_allowed("sub.exact.org")
+    assert tool.reach.allows("api.example.com")
+    assert tool.reach.allows("a.b.example.com")
+    assert not tool.reach.allows("example.com")
+    assert not tool.reach.allows("evilexample.com")
+    assert tool.reach.allows("exact.org")
+    assert not tool.reach.allows("sub.exact.org")
 
 
 def test_bad_allowlist_entries_refused_at_build() -> None:

@@ -27,6 +27,7 @@ CHANNELS: dict[str, str] = {
     "telegram": "gateway.channels.telegram:TelegramChannel",
     "wecom": "gateway.channels.wecom:WeComChannel",
     "feishu": "gateway.channels.feishu:FeishuChannel",
+    "slack": "gateway.channels.slack:SlackChannel",
     "dingtalk": "gateway.channels.dingtalk:DingTalkChannel",
 }
 

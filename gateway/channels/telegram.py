@@ -226,9 +226,10 @@ class TelegramChannel(PushChannel):
         """The one poller (or, in webhook mode, the webhook's setup): getMe, then updates."""
         api = BotApi(self.tg.api_base, self.tg.bot_token or "", self.tg.poll_timeout + 15)
         try:
+            # before: the allowlist judges recovered ones
+            self.peer = platform_address(self.tg.api_base)
             self._answer_unanswered()
             backoff = 1.0
-            self.peer = platform_address(self.tg.api_base)
             while True:
                 try:
                     self._poll_once(api)

@@ -46,6 +46,16 @@ def read_lines(loop: asyncio.AbstractEventLoop, queue: Lines, stream: IO[str]) -
     loop.call_soon_threadsafe(queue.put_nowait, None)
 
 
+async def each_line(lines: Lines, take: Callable[[dict[str, Any]], None],
+                    close: Callable[[], Awaitable[None]]) -> None:
+    """Hand every line to `take` until stdin closes, then `close` (also when `take` fails)."""
+    try:
+        while (line := await lines.get()) is not None:
+            take(line)
+    finally:
+        await close()
+
+
 def run(serve: Callable[[Lines, Out], Awaitable[None]]) -> None:
     """The child's whole life: `serve(lines, out)` under `asyncio.run`; exits quietly when
     the gateway goes away mid-line."""

@@ -123,6 +123,7 @@ class ChildLink:
             return f"the gateway could not read it: {e}"
         finally:
             self._up.clear()
+            _close(proc.stdout)
         _close(proc.stdin)
         return f"exit code {proc.wait()}"
 

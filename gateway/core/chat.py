@@ -210,14 +210,19 @@ class ChatResponder:
         return result
 
     def _run_tool(self, tool: Tool, call: dict[str, Any], trace: Trace) -> dict[str, Any]:
+        inner: list[dict[str, Any]] = []
         with trace.step(f"tool:{tool.name}") as span:
             span.detail = redact_arguments(call["arguments"])[:300]
             try:
-                output = tool.call(call["arguments"])
+                output, inner = tool.traced(call["arguments"])
             except ToolRefused as e:
-                span.outcome, output = "refused", f"refused: {e}"
+                span.outcome, output, inner = "refused", f"refused: {e}", e.spans
             except ToolError as e:
-                span.outcome, output = "error", f"error: {e}"
+                span.outcome, output, inner = "error", f"error: {e}", e.spans
+        for step in inner:  # a tool of several steps (the browser): each one on the timeline
+            trace.add_at(str(step["step"]), span.begin + float(step["offset_ms"]) / 1000,
+                         float(step["duration_ms"]), str(step["outcome"]),
+                         redact(str(step["detail"]))[:300])
         return {"role": "tool", "tool_call_id": call["id"], "name": tool.name,
                 "content": output[:MAX_TOOL_OUTPUT]}
 

@@ -45,6 +45,7 @@ from gateway.observe.metrics import Metrics
 from gateway.tools import Tool, build_tools
 from gateway.tools.command import Confinement
 from gateway.tools.files import FileScope
+from gateway.tools.options import HOSTED_KEYS
 from gateway.tools.sandbox import find_sandbox
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,6 @@ def build_model_tools(workspace: Workspace, config: Config) -> dict[str, Tool]:
             confinement = Confinement(status.sandbox, scope.read, scope.write, scope.keep)
     tools = build_tools(workspace.root, files_scope=scope, confinement=confinement,
                         **limits.model_dump(exclude={"offer_to_model", "model_read",
-                                                     "model_write"}))
-    return {name: tools[name] for name in limits.offer_to_model
-            if name != "command" or confinement is not None}
+                                                     "model_write", *HOSTED_KEYS}))
+    return {name: tools[name] for name in limits.offer_to_model  # the browser: hosted.py
+            if name in tools and (name != "command" or confinement is not None)}

@@ -40,7 +40,7 @@ from mcp.client.subscriptions import ListenNotSupportedError, SubscriptionLost
 from mcp.shared.exceptions import MCPError
 from mcp_types import Implementation, ToolListChangedNotification
 
-from gateway.common.child_lines import Lines, Out, run
+from gateway.common.child_lines import Lines, Out, each_line, run
 
 PROBE_INTERVAL = 30.0  # seconds between liveness checks of an idle server (a tools listing)
 PROBE_TIMEOUT = 15.0
@@ -315,11 +315,7 @@ class Host:
 
 async def serve(lines: Lines, out: Out) -> None:
     host = Host(out)
-    try:
-        while (line := await lines.get()) is not None:
-            host.take(line)
-    finally:
-        await host.close()
+    await each_line(lines, host.take, host.close)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from gateway.ops.probe import (
     listener_pid,
     read_health,
 )
+from gateway.tools.compose import doctor_check as check_compose
 from gateway.tools.sandbox import doctor_check as check_sandbox
 
 Check = tuple[bool, str, str]
@@ -62,6 +63,7 @@ def run_checks(ws: Workspace, port: int | None = None,
     results.append(check_port(ws, config, port or (
         configured if configured in running else next(iter(running), configured))))
     results.append(check_sandbox("command" in config.tools.offer_to_model))
+    results.append(check_compose(config.tools.compose))
     if not config.models:
         results.append((False, "no model configured", "add one under models: in config.yaml"))
     for name, cfg in config.models.items():

@@ -17,6 +17,7 @@ from flask import Flask
 from flask_sock import Sock
 
 import webui
+from gateway.api.console_browser import build_console_browser
 from gateway.api.console_memory import build_console_memory
 from gateway.api.health import health
 from gateway.api.metrics import build_metrics_api
@@ -61,6 +62,7 @@ from gateway.observe.window import Window
 from gateway.server import faults
 from gateway.skills.catalog import SkillLoader, SkillSet
 from gateway.skills.hostpool import Serve, SkillHostPool
+from gateway.tools.hosted import HostedTools
 from gateway.web.credentials import request_credential
 from gateway.web.door import caller_of, web_door
 from gateway.web.errors import register_error_handlers
@@ -87,6 +89,7 @@ class Gateway:
     scheduler: Scheduler
     reminders: Reminders
     mcp: McpServers
+    hosted: HostedTools  # the browser and the compose stacks
 
     @property
     def config(self) -> Config:
@@ -118,7 +121,8 @@ class Gateway:
         Raises ConfigError (the reloader then keeps the last good config) when a channel's
         options are wrong. The listening address and connection limits need a restart.
         """
-        settings = settings_for(config, self.process, self.mcp)
+        self.hosted.apply(config.tools)
+        settings = settings_for(config, self.process, self.mcp, self.hosted)
         before = self.config.gateway
         changes = config_changes(self.config.model_dump(by_alias=True),
                                  config.model_dump(by_alias=True))
@@ -156,6 +160,7 @@ class Gateway:
                             "start")
         self.alerting.stop()
         self.mcp.stop()
+        self.hosted.stop()
         logging.getLogger().removeHandler(self.alerting.error_mail)
         for pool in self.pipeline.settings.models.values():
             pool.close()
@@ -164,7 +169,8 @@ class Gateway:
         return problems
 
 
-def settings_for(config: Config, process: Process, mcp: McpServers | None = None) -> Settings:
+def settings_for(config: Config, process: Process, mcp: McpServers | None = None,
+                 hosted: HostedTools | None = None) -> Settings:
     """A settings snapshot with every channel's options checked by the channel itself;
     raises ConfigError for a wrong one. The model's tools gain the MCP tools `mcp_servers:`
     offers, as long as their server runs (`gateway.mcp.tools.ModelTools`)."""
@@ -172,13 +178,17 @@ def settings_for(config: Config, process: Process, mcp: McpServers | None = None
     settings = build_settings(config, process, channels, chat_platforms())
     if mcp is None:
         return settings
-    return replace(settings, model_tools=ModelTools(settings.model_tools, mcp))
+    own = {**settings.model_tools, **(hosted.for_model(config.tools) if hosted else {})}
+    return replace(settings, model_tools=ModelTools(own, mcp))
 
 
-def skill_questions(outbox: Outbox, mcp: McpServers) -> Serve:
+def skill_questions(outbox: Outbox, mcp: McpServers, hosted: HostedTools) -> Serve:
     """Who answers a skill host's question mid-call: `context.send` the outbox,
-    `context.tool("server.tool")` the MCP servers."""
+    `context.tool("server.tool")` the MCP servers, `context.tool("browser" | "compose")`
+    the gateway's hosted tools."""
     def answer(question: dict[str, Any], msg: dict[str, Any]) -> dict[str, Any]:
+        if question.get("op") == "tool":
+            return hosted.for_skill(question, msg)
         return (mcp.for_skill if question.get("op") == "mcp" else outbox.for_skill)(question,
                                                                                     msg)
     return answer
@@ -234,7 +244,9 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     metrics = Metrics(Window(max(600, int(config.alerts.longest_window()) + 1)))
     process = Process(workspace, store, metrics=metrics)
     mcp = McpServers(workspace.root)  # started with the gateway (Gateway.start)
-    settings = settings_for(config, process, mcp)
+    hosted = HostedTools(workspace.root)  # the browser starts at its first call
+    hosted.apply(config.tools)
+    settings = settings_for(config, process, mcp, hosted)
     # jieba's dictionary and the index are ~0.5-1.5 s of CPU: off the loop, as reloads are,
     # and before serving (the first Chinese question would otherwise load it on the loop)
     off_loop(load_dictionary)
@@ -287,7 +299,7 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     # memory/<owner>.md edited by hand: on the loop (a changed file's facts, a few ms), so
     # the owners' locks are only ever taken by greenlets of this one loop
     reloader.on_memory = memory.sync
-    hosts.serve = skill_questions(outbox, mcp)  # context.send, context.tool("x.y")
+    hosts.serve = skill_questions(outbox, mcp, hosted)  # context.send, context.tool("x.y")
     channels.build(Services(pipeline, app, Sock(app), store, reloader,
                             Path(webui.__file__).parent, channels.listing, metrics,
                             process.token_cache, Intake(pipeline, Inbox(workspace.root), store),
@@ -300,8 +312,10 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
                                                lambda: console.status().state != "stopped"))
     app.register_blueprint(build_console_memory(pipeline, memory, console.name,
                                                 lambda: console.status().state != "stopped"))
+    app.register_blueprint(build_console_browser(pipeline, workspace.root, console.name,
+                                                 lambda: console.status().state != "stopped"))
     gateway = Gateway(app, workspace, process, pipeline, reloader, channels,
                       Alerting(config.alerts, metrics.window, stale=channels.stale), outbox,
-                      facts, scheduler, reminders, mcp)
+                      facts, scheduler, reminders, mcp, hosted)
     reloader.on_config = gateway.apply_config  # a valid config.yaml edit lands here
     return gateway

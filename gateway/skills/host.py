@@ -46,6 +46,7 @@ from moltbot_sdk.skill import SendError, context
 AskGateway = Callable[[dict[str, Any]], dict[str, Any]]
 
 MODEL_ONLY = {"offer_to_model", "model_read", "model_write"}  # the model's limits, not skills'
+GATEWAY_HOSTED = ("browser", "compose")  # answered by the gateway (gateway/tools/hosted.py)
 
 
 class HostRuntime:
@@ -59,13 +60,13 @@ class HostRuntime:
         gateway a question mid-call (`context.send`)."""
         from gateway.models.options import ModelConfig
         from gateway.models.registry import build_pools
-        from gateway.tools.options import ToolsConfig
+        from gateway.tools.options import HOSTED_KEYS, ToolsConfig
         from gateway.tools.registry import build_tools
 
         tools = ToolsConfig.model_validate(config.get("tools") or {})
         models = {name: ModelConfig.model_validate(given)
                   for name, given in (config.get("models") or {}).items()}
-        self.tools = build_tools(workspace, **tools.model_dump(exclude=MODEL_ONLY))
+        self.tools = build_tools(workspace, **tools.model_dump(exclude=MODEL_ONLY | HOSTED_KEYS))
         self.pools = build_pools(models, str(workspace / "config.yaml"),
                                  context_tokens=config.get("context_tokens") or 2048)
         self.chat_model = config.get("chat_model")
@@ -85,9 +86,12 @@ class HostRuntime:
         tool = self.tools.get(name)
         if tool is None and "." in name:
             return self.mcp_tool(name, arguments, begin)
+        if tool is None and name in GATEWAY_HOSTED:
+            return self.hosted_tool(name, arguments, begin)
         if tool is None:
             self._span(f"tool:{name}", begin, "error", "no such tool")
-            raise ToolError(f"no tool {name!r}; tools: {', '.join(sorted(self.tools))}")
+            raise ToolError(f"no tool {name!r}; tools: "
+                            f"{', '.join(sorted([*self.tools, *GATEWAY_HOSTED]))}")
         try:
             result = tool.call(arguments)
         except ToolRefused as e:
@@ -113,6 +117,30 @@ class HostRuntime:
             self._span(f"tool:{name}", begin, "error", f"{shown} -> {redact(answer['error'])}")
             raise ToolError(str(answer["error"]))
         self._span(f"tool:{name}", begin, "ok", shown)
+        return str(answer.get("text", ""))
+
+    def hosted_tool(self, name: str, arguments: dict[str, Any], begin: float) -> str:
+        """`context.tool("browser" | "compose", ...)`: answered by the gateway, which holds
+        the one browser and the stacks; each step it took becomes a span of this call."""
+        from gateway.tools.base import ToolError, ToolRefused
+
+        if self.gateway is None:
+            self._span(f"tool:{name}", begin, "error", "no line to the gateway")
+            raise ToolError(f"{name}: this tool needs the gateway (this host has no line to it)")
+        answer = self.gateway({"op": "tool", "tool": name, "arguments": arguments})
+        base = (begin - self.started) * 1000
+        for inner in answer.get("spans") or []:
+            self.spans.append({"step": str(inner.get("step")),
+                               "start_ms": base + float(inner.get("offset_ms") or 0),
+                               "duration_ms": float(inner.get("duration_ms") or 0),
+                               "outcome": str(inner.get("outcome")),
+                               "detail": redact(str(inner.get("detail") or ""))[:300]})
+        if "error" in answer:
+            refused = answer.get("code") == "refused"
+            self._span(f"tool:{name}", begin, "refused" if refused else "error",
+                       redact(str(answer["error"])))
+            raise (ToolRefused if refused else ToolError)(str(answer["error"]))
+        self._span(f"tool:{name}", begin, "ok", redact_arguments(arguments))
         return str(answer.get("text", ""))
 
     def ask(self, prompt: str | list[dict[str, str]]) -> str:

@@ -14,7 +14,13 @@ from typing import Any
 
 
 class ToolError(Exception):
-    """A tool could not do what was asked (bad arguments, missing file, time-out, ...)."""
+    """A tool could not do what was asked (bad arguments, missing file, time-out, ...).
+
+    `spans` are the steps it did before it failed (`Tool.traced`), for the trace."""
+
+    def __init__(self, message: str = "", *, spans: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.spans = list(spans or [])
 
 
 class ToolRefused(ToolError):
@@ -40,6 +46,12 @@ class Tool(ABC):
     @abstractmethod
     def call(self, arguments: dict[str, Any]) -> str:
         """Run the tool with the model's arguments and return text for the model."""
+
+    def traced(self, arguments: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+        """`call`, with the steps it took as spans for the trace (`{"step", "offset_ms",
+        "duration_ms", "outcome", "detail"}`, offsets from the call's start). A tool made of
+        several steps (the browser) says them; the others have none."""
+        return self.call(arguments), []
 
     def spec(self) -> dict[str, Any]:
         """The function declaration OpenAI and Ollama accept in their `tools` list."""

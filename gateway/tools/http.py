@@ -29,12 +29,12 @@ from typing import Any
 import httpx
 
 from gateway.tools.base import Tool, ToolError, ToolRefused, check_arguments, get_str
+from gateway.tools.reach import Reach
 
 log = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 5
 _SENSITIVE = ("authorization", "cookie", "proxy-authorization")
-_HOSTS_FIX = "add the host (or a '*.domain' entry) to tools.allowed_hosts in config.yaml"
 
 
 _PARAMETERS: dict[str, Any] = {
@@ -103,18 +103,10 @@ class HttpTool(Tool):
     def __init__(
         self, allowed_hosts: list[str], timeout: float = 10, max_bytes: int = 1024 * 1024
     ) -> None:
-        for entry in allowed_hosts:
-            rest = entry[2:] if isinstance(entry, str) and entry.startswith("*.") else entry
-            if entry != "*" and (
-                not isinstance(rest, str) or not rest or any(c in rest for c in "*/@ ?#")
-            ):
-                raise ValueError(
-                    f"tools.allowed_hosts: {entry!r} is not a host name; write e.g. "
-                    "'api.example.com', '*.example.com' or '*' (every host)"
-                )
+        self.reach = Reach(allowed_hosts)
         if timeout <= 0 or max_bytes <= 0:
             raise ValueError("http tool: timeout and max_bytes must be positive")
-        self.allowed_hosts = [h.lower().rstrip(".") for h in allowed_hosts]
+        self.allowed_hosts = self.reach.allowed_hosts
         self.timeout = timeout
         self.max_bytes = max_bytes
 
@@ -252,22 +244,10 @@ class HttpTool(Tool):
         host = parsed.raw_host.decode("ascii").lower().rstrip(".")
         if not host:
             raise ToolError(f"http: {_display(parsed)} has no host")
-        if not self.is_allowed(host):
-            listed = ", ".join(self.allowed_hosts) or "empty, so every host is refused"
-            raise ToolRefused(
-                f"http: refused {_display(parsed)}{via}: host {host!r} is not in "
-                f"tools.allowed_hosts ({listed}); {_HOSTS_FIX} to allow it"
-            )
+        refused = self.reach.refusal(host)
+        if refused:
+            raise ToolRefused(f"http: refused {_display(parsed)}{via}: {refused}")
         return parsed
-
-    def is_allowed(self, host: str) -> bool:
-        """True if `host` (lower case, no trailing dot) matches an allowlist entry."""
-        for entry in self.allowed_hosts:
-            if entry == "*" or entry == host:
-                return True
-            if entry.startswith("*.") and host.endswith(entry[1:]):
-                return True
-        return False
 
     def _timed_out(self, method: str, shown: str) -> ToolError:
         return ToolError(

@@ -55,15 +55,17 @@ class Limits:
     """Per-run resource limits inside the sandbox; each applies to every process in it
     (processes: to all of them together)."""
 
-    cpu_seconds: float = 30
+    cpu_seconds: float | None = 30  # None: unlimited (a long-lived child: the browser)
     file_bytes: int = 64 * 1024 * 1024
-    memory_bytes: int = 1024 * 1024 * 1024
+    memory_bytes: int | None = 1024 * 1024 * 1024  # address space; None: unlimited
     processes: int = 64
     tmp_bytes: int = 64 * 1024 * 1024
 
     def prlimit_args(self) -> list[str]:
-        return [f"--cpu={max(1, math.ceil(self.cpu_seconds))}", f"--fsize={self.file_bytes}",
-                f"--as={self.memory_bytes}", f"--nproc={self.processes}"]
+        cpu = "unlimited" if self.cpu_seconds is None else max(1, math.ceil(self.cpu_seconds))
+        memory = "unlimited" if self.memory_bytes is None else self.memory_bytes
+        return [f"--cpu={cpu}", f"--fsize={self.file_bytes}", f"--as={memory}",
+                f"--nproc={self.processes}"]
 
 
 class Sandbox:
@@ -85,20 +87,24 @@ class Sandbox:
 
     def wrap(self, argv: Sequence[str], *, root: Path, read: Sequence[str] = (),
              write: Sequence[str] = (), keep: Sequence[str] = (),
-             limits: Limits | None = None) -> list[str]:
+             limits: Limits | None = None, share_net: bool = False,
+             show: Sequence[str] = ()) -> list[str]:
         """The argv that runs `argv` in the sandbox with cwd `root` (the workspace) showing
         only `read` (read-only) and `write` (read-write) folders, given relative to `root`;
-        `keep` folders stay read-only even inside a writable one.
+        `keep` folders stay read-only even inside a writable one. `share_net` keeps the
+        machine's network (the browser: its own proxy checks every request); `show` binds
+        more absolute paths read-only at their place (the Python and code a child needs).
 
         A folder listed in both is writable; a missing read folder is left out; a folder
         that is a symlink is bound from where it leads, at its name in the workspace."""
         limits = limits or Limits()
         root = Path(os.path.realpath(root))
-        out = [self.bwrap, "--unshare-all", "--unshare-user", "--disable-userns",
+        out = [self.bwrap, "--unshare-all", *(["--share-net"] if share_net else []),
+               "--unshare-user", "--disable-userns",
                "--die-with-parent", "--new-session", "--cap-drop", "ALL",
                "--hostname", "moltbot-sandbox"]
-        for path in (*_SYSTEM, *_ETC):
-            if os.path.islink(path):
+        for path in (*_SYSTEM, *_ETC, *show):
+            if os.path.islink(path) and path not in show:
                 out += ["--symlink", os.readlink(path), path]
             elif os.path.exists(path):
                 out += ["--ro-bind", path, path]

@@ -12,6 +12,13 @@ function barKind(step, outcome) {
   return ["model", "guard", "skill"].includes(step) ? step : "";
 }
 
+// The browser tool's screenshot, opened from its span (served by api/console_browser.py).
+function shotLink(s) {
+  if (s.step !== "browser:screenshot" || s.outcome !== "ok" || !/^[\w.-]+\.png$/.test(s.detail)) return null;
+  return h("a.shot", {href: `/api/v1/browser/shots/${encodeURIComponent(s.detail)}`, target: "_blank",
+    rel: "noopener"}, " ", t("ss.screenshot"));
+}
+
 export function waterfall(spans) {
   const total = Math.max(1, ...spans.map((s) => s.start_ms + s.duration_ms));
   return h("div.waterfall", {role: "list", "aria-label": t("ss.trace")},
@@ -23,7 +30,7 @@ export function waterfall(spans) {
       return h("div.wf-row", {role: "listitem"},
         h("span.wf-name", {title: s.step}, s.step, s.outcome !== "ok" ? ` · ${s.outcome}` : ""),
         h("div.wf-track", {}, bar), h("span.wf-ms", {}, fmtMs(s.duration_ms)),
-        s.detail ? h("div.wf-detail", {}, s.detail) : null);
+        s.detail ? h("div.wf-detail", {}, s.detail, shotLink(s)) : null);
     }));
 }
 
