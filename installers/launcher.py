@@ -19,7 +19,7 @@ import sys
 RUNNABLE_MODULES = ("gateway.server", "gateway.skills.host", "gateway.live.watcher_child",
                     "gateway.mcp.host", "gateway.channels.feishu_ws_host",
                     "gateway.channels.slack_socket", "gateway.tools.browser_host", "gateway",
-                    "desktop")
+                    "desktop", "gateway.channels.dingtalk_stream_host")
 """What `-m` may run: the gateway's own child processes, the CLI and the tray."""
 
 

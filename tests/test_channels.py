@@ -22,7 +22,7 @@ def test_channels_list_and_a_switched_off_websocket(home: Path,
     assert {c["name"]: c["enabled"] for c in stopped} == {
         "http": True, "websocket": False, "console": True, "enterprise_im": False,
         "openai": True, "mqtt": False, "telegram": False, "wecom": False, "feishu": False,
-        "slack": False}
+        "slack": False, "dingtalk": False}
     assert all("not running" in c["status"] for c in stopped)
     gw = GatewayProcess(home, port).start()
     try:

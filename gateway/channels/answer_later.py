@@ -18,9 +18,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from gateway.channels.base import Services
-from gateway.core.message import Message, Reply
+from gateway.core.message import Message, Reply, new_msg_id
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,11 @@ def queue_refusal(services: Services, channel: str, refusal: Reply) -> None:
     if refusal.error == "blocked" or not refusal.chat:
         return
     outbox = services.outbox
+    if not refusal.msg_id:  # refused before the store: without an id of its own, two such
+        # refusals would fill (and send twice) one outbox row
+        refusal = replace(refusal, msg_id=new_msg_id())
     msg = Message(channel=channel, sender=refusal.to, chat=refusal.chat, text="",
-                  client_id=refusal.client_id, id=refusal.msg_id or "refused")
+                  client_id=refusal.client_id, id=refusal.msg_id)
     outbox.reply_ready(outbox.expect_reply(msg), refusal)
 
 

@@ -42,9 +42,7 @@ import base64
 import contextlib
 import itertools
 import logging
-import socket
 from typing import Any
-from urllib.parse import urlsplit
 
 import gevent
 from flask import Blueprint, Response, jsonify, request
@@ -57,6 +55,7 @@ from gateway.channels.base import ChannelOptions, ChannelStatus, PushChannel, Se
 from gateway.channels.feishu_content import mentions_bot, read
 from gateway.channels.feishu_options import FeishuOptions
 from gateway.channels.liveness import Liveness
+from gateway.channels.platform_address import platform_address
 from gateway.channels.platform_state import StateLine
 from gateway.common.child_link import ChildLink
 from gateway.core.inbox import FileRefused
@@ -160,7 +159,7 @@ class FeishuChannel(PushChannel):
     def _configure_child(self) -> None:
         """What the child must know, on its stdin (never argv or env: `ps` shows those)."""
         assert self.link is not None
-        self.peer = _address(self.fs.origin)
+        self.peer = platform_address(self.fs.origin)
         self.link.send({"op": "config", "app_id": self.fs.app_id,
                         "app_secret": self.fs.app_secret, "domain": self.fs.origin,
                         "mode": self.fs.mode, "encrypt_key": self.fs.encrypt_key or "",
@@ -368,11 +367,3 @@ def _reply_target(outbound: Outbound) -> tuple[str | None, bool]:
     thread = given.endswith(THREAD)
     message_id = given.removesuffix(THREAD)
     return (message_id or None) if message_id.startswith("om_") else None, thread
-
-
-def _address(origin: str) -> str:
-    """The platform's IP address (the address allowlist judges the peer), or ""."""
-    try:
-        return socket.gethostbyname(urlsplit(origin).hostname or "")
-    except OSError:
-        return ""

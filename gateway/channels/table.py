@@ -28,6 +28,7 @@ CHANNELS: dict[str, str] = {
     "wecom": "gateway.channels.wecom:WeComChannel",
     "feishu": "gateway.channels.feishu:FeishuChannel",
     "slack": "gateway.channels.slack:SlackChannel",
+    "dingtalk": "gateway.channels.dingtalk:DingTalkChannel",
 }
 
 

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import socket
 import time
 from collections.abc import Callable
 from typing import Any, Literal
@@ -61,6 +60,7 @@ from gateway.channels.base import (
     SwitchedOnByConfig,
 )
 from gateway.channels.liveness import Liveness
+from gateway.channels.platform_address import platform_address
 from gateway.channels.telegram_api import BotApi, TelegramError, render, split, unformatted, upload
 from gateway.common.options import Duration
 from gateway.core.inbox import FileRefused
@@ -226,7 +226,8 @@ class TelegramChannel(PushChannel):
         """The one poller (or, in webhook mode, the webhook's setup): getMe, then updates."""
         api = BotApi(self.tg.api_base, self.tg.bot_token or "", self.tg.poll_timeout + 15)
         try:
-            self.peer = _address(self.tg.api_base)  # before: the allowlist judges recovered ones
+            # before: the allowlist judges recovered ones
+            self.peer = platform_address(self.tg.api_base)
             self._answer_unanswered()
             backoff = 1.0
             while True:
@@ -520,12 +521,3 @@ def _message_id(outbound: Outbound) -> int | None:
     """The Telegram message a reply answers, from its client id `<chat id>:<message id>`."""
     tail = (outbound.reply_to or "").rpartition(":")[2]
     return int(tail) if tail.isdigit() else None
-
-
-def _address(api_base: str) -> str:
-    """The API host's IP address (the address allowlist judges the peer; resolved
-    cooperatively under gevent), or "" when it does not resolve yet."""
-    try:
-        return socket.gethostbyname(urlsplit(api_base).hostname or "")
-    except OSError:
-        return ""

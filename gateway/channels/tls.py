@@ -7,11 +7,15 @@ import ssl
 
 import httpx
 
+from gateway.live.reload import off_loop
+
 _context: ssl.SSLContext | None = None
 
 
 def ssl_context() -> ssl.SSLContext:
     global _context
     if _context is None:
-        _context = httpx.create_ssl_context()
+        # loading the CA bundle is C work: on the thread pool (measured: a reload's client
+        # creation held the loop over 0.5 s on a busy machine)
+        _context = off_loop(httpx.create_ssl_context)
     return _context
