@@ -44,22 +44,21 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import gevent
-from flask import Blueprint, jsonify, request
+from flask import jsonify, request
 from flask.typing import ResponseReturnValue
 from gevent.event import Event
-from gevent.pool import Group
 from pydantic import Field, field_validator, model_validator
 
 from gateway.channels.answer_later import answer_into_outbox, queue_refusal, unanswered
 from gateway.channels.base import (
     ChannelOptions,
     ChannelStatus,
-    PushChannel,
     Services,
     SwitchedOnByConfig,
 )
 from gateway.channels.dingtalk_api import RobotApi, RobotMessage, is_group_chat, sign_problem
 from gateway.channels.liveness import Liveness
+from gateway.channels.platform import PlatformChannel
 from gateway.channels.platform_address import platform_address
 from gateway.channels.platform_state import StateLine
 from gateway.channels.reply_files import not_carried
@@ -141,27 +140,19 @@ class DingTalkOptions(SwitchedOnByConfig):
         return self.robot_code or self.client_id or ""
 
 
-class DingTalkChannel(PushChannel):
+class DingTalkChannel(PlatformChannel):
     name = "dingtalk"
     Options = DingTalkOptions
-    chat_platform = True
 
     def __init__(self, services: Services, options: ChannelOptions) -> None:
         super().__init__(services, options)
         assert isinstance(options, DingTalkOptions)
-        self.path = options.callback_path  # Flask routes are fixed at start
-        blueprint = Blueprint("dingtalk", __name__)
-        blueprint.add_url_rule(self.path, view_func=self._callback, methods=["POST"])
-        services.app.register_blueprint(blueprint)
-        self.handlers = Group()
-        self.running = False
         self.api: RobotApi | None = None
         self.link: ChildLink | None = None
         self.watcher: gevent.Greenlet | None = None
         self.liveness = Liveness(options.stale_after)
         self.peer = ""  # stream mode: DingTalk's API host, the network peer of every message
         self.child_why = ""  # what the stream child said last before it ended
-        self.recovered = False  # once per process: unanswered messages answered at start
         self.line = StateLine()
         # chat -> (session webhook, Unix time it expires): replies go there while valid
         self.webhooks: dict[str, tuple[str, float]] = {}
@@ -208,15 +199,6 @@ class DingTalkChannel(PushChannel):
             self.api = None
         self.liveness.disconnected()
         self.line.set("stopped", "")
-
-    def configure(self, options: ChannelOptions) -> None:
-        self.stop()
-        self.options = options
-        if options.enabled:
-            self.start()
-        if isinstance(options, DingTalkOptions) and options.callback_path != self.path:
-            log.warning("channels.dingtalk.callback_path is now %s; the gateway serves %s "
-                        "until it restarts", options.callback_path, self.path)
 
     def status(self) -> ChannelStatus:
         if not self.running:
@@ -352,7 +334,7 @@ class DingTalkChannel(PushChannel):
         return found
 
     # -- callback mode ---------------------------------------------------------------------
-    def _callback(self) -> ResponseReturnValue:
+    def callback(self) -> ResponseReturnValue:
         """The outgoing robot's POST: sign checked, stored, then 200 at once."""
         if not self.running or self.dt.mode != "callback":
             return jsonify({"error": "dingtalk callback is off (channels.dingtalk.mode)"}), 503

@@ -45,16 +45,16 @@ import logging
 from typing import Any
 
 import gevent
-from flask import Blueprint, Response, jsonify, request
+from flask import Response, jsonify, request
 from flask.typing import ResponseReturnValue
 from gevent.event import AsyncResult, Event
-from gevent.pool import Group
 
 from gateway.channels.answer_later import answer_into_outbox, queue_refusal, unanswered
-from gateway.channels.base import ChannelOptions, ChannelStatus, PushChannel, Services
+from gateway.channels.base import ChannelOptions, ChannelStatus, Services
 from gateway.channels.feishu_content import mentions_bot, read
 from gateway.channels.feishu_options import FeishuOptions
 from gateway.channels.liveness import Liveness
+from gateway.channels.platform import PlatformChannel
 from gateway.channels.platform_address import platform_address
 from gateway.channels.platform_state import StateLine
 from gateway.common.child_link import ChildLink
@@ -73,20 +73,13 @@ MAX_TEXT = 30_000  # characters per text message (Feishu takes 150 KB of request
 THREAD = ":thread"  # a client id's mark: the message was in a thread (answered there)
 
 
-class FeishuChannel(PushChannel):
+class FeishuChannel(PlatformChannel):
     name = "feishu"
     Options = FeishuOptions
-    chat_platform = True
 
     def __init__(self, services: Services, options: ChannelOptions) -> None:
         super().__init__(services, options)
         assert isinstance(options, FeishuOptions)
-        self.path = options.callback_path  # Flask routes are fixed at start
-        blueprint = Blueprint("feishu", __name__)
-        blueprint.add_url_rule(self.path, view_func=self._callback, methods=["POST"])
-        services.app.register_blueprint(blueprint)
-        self.handlers = Group()
-        self.running = False
         self.link: ChildLink | None = None
         self.watcher: gevent.Greenlet | None = None
         self.liveness = Liveness(options.stale_after)
@@ -94,7 +87,6 @@ class FeishuChannel(PushChannel):
         self.calls: dict[int, AsyncResult] = {}
         self.ids = itertools.count(1)
         self.peer = ""
-        self.recovered = False
         self.line = StateLine()
 
     @property
@@ -130,15 +122,6 @@ class FeishuChannel(PushChannel):
         self.handlers.join(timeout=DRAIN)
         self.liveness.disconnected()
         self.line.set("stopped", "")
-
-    def configure(self, options: ChannelOptions) -> None:
-        self.stop()
-        self.options = options
-        if options.enabled:
-            self.start()
-        if isinstance(options, FeishuOptions) and options.callback_path != self.path:
-            log.warning("channels.feishu.callback_path is now %s; the gateway serves %s "
-                        "until it restarts", options.callback_path, self.path)
 
     def status(self) -> ChannelStatus:
         if not self.running:
@@ -294,7 +277,7 @@ class FeishuChannel(PushChannel):
                 self.handlers.spawn(answer_into_outbox, self.services, msg, self.fs.bot_token)
 
     # -- the HTTP event callback -----------------------------------------------------------
-    def _callback(self) -> ResponseReturnValue:
+    def callback(self) -> ResponseReturnValue:
         """Feishu's POST: decrypted and verified by the SDK in the child; a message event is
         stored before the 200 (Feishu retries otherwise), and answered later."""
         if not self.running or self.fs.mode != "callback":

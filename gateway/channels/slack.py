@@ -42,10 +42,9 @@ from urllib.parse import urlsplit
 
 import gevent
 import httpx
-from flask import Blueprint, jsonify, request
+from flask import jsonify, request
 from flask.typing import ResponseReturnValue
 from gevent.event import Event
-from gevent.pool import Group
 from pydantic import Field, field_validator, model_validator
 from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
@@ -54,11 +53,11 @@ from gateway.channels.answer_later import answer_into_outbox, queue_refusal, una
 from gateway.channels.base import (
     ChannelOptions,
     ChannelStatus,
-    PushChannel,
     Services,
     SwitchedOnByConfig,
 )
 from gateway.channels.liveness import Liveness
+from gateway.channels.platform import PlatformChannel
 from gateway.channels.platform_state import StateLine
 from gateway.channels.slack_events import Incoming, Seen, addressed, reply_place
 from gateway.channels.slack_web import NETWORK, SlackWeb, fix_for
@@ -127,20 +126,13 @@ class SlackOptions(SwitchedOnByConfig):
         return self
 
 
-class SlackChannel(PushChannel):
+class SlackChannel(PlatformChannel):
     name = "slack"
     Options = SlackOptions
-    chat_platform = True
 
     def __init__(self, services: Services, options: ChannelOptions) -> None:
         super().__init__(services, options)
         assert isinstance(options, SlackOptions)
-        self.path = options.callback_path  # Flask routes are fixed at start
-        blueprint = Blueprint("slack", __name__)
-        blueprint.add_url_rule(self.path, view_func=self._request, methods=["POST"])
-        services.app.register_blueprint(blueprint)
-        self.handlers = Group()
-        self.running = False
         self.web: SlackWeb | None = None
         self.link: ChildLink | None = None
         self.greenlets: list[gevent.Greenlet] = []
@@ -149,7 +141,6 @@ class SlackChannel(PushChannel):
         self.bot: dict[str, Any] = {}
         self.peer = ""  # Slack's address, for the address allowlist (Socket Mode)
         self.problem = ""  # the bot token's, from auth.test: shown over any connection
-        self.recovered = False  # once per process: see `_answer_unanswered`
         self.line = StateLine()
 
     @property
@@ -182,15 +173,6 @@ class SlackChannel(PushChannel):
         self.web = None
         self.liveness.disconnected()
         self._set("stopped", "")
-
-    def configure(self, options: ChannelOptions) -> None:
-        self.stop()
-        self.options = options
-        if options.enabled:
-            self.start()
-        if isinstance(options, SlackOptions) and options.callback_path != self.path:
-            log.warning("channels.slack.callback_path is now %s; the gateway serves %s until "
-                        "it restarts", options.callback_path, self.path)
 
     def status(self) -> ChannelStatus:
         if not self.running:
@@ -314,7 +296,7 @@ class SlackChannel(PushChannel):
                 self.link.start()
 
     # -- Events API ------------------------------------------------------------------------
-    def _request(self) -> ResponseReturnValue:
+    def callback(self) -> ResponseReturnValue:
         if not self.running or self.sl.mode != "events":
             return jsonify({"error": "the Slack Events API is off (channels.slack.mode)"}), 503
         body = request.get_data(cache=False)

@@ -45,21 +45,20 @@ from urllib.parse import urlsplit
 
 import gevent
 import httpx
-from flask import Blueprint, jsonify, request
+from flask import jsonify, request
 from flask.typing import ResponseReturnValue
 from gevent.event import Event
-from gevent.pool import Group
 from pydantic import Field, field_validator, model_validator
 
 from gateway.channels.answer_later import answer_into_outbox, queue_refusal, unanswered
 from gateway.channels.base import (
     ChannelOptions,
     ChannelStatus,
-    PushChannel,
     Services,
     SwitchedOnByConfig,
 )
 from gateway.channels.liveness import Liveness
+from gateway.channels.platform import PlatformChannel
 from gateway.channels.platform_address import platform_address
 from gateway.channels.telegram_api import BotApi, TelegramError, render, split, unformatted, upload
 from gateway.common.options import Duration
@@ -130,20 +129,15 @@ class TelegramOptions(SwitchedOnByConfig):
         return urlsplit(self.webhook_url or "").path or "/api/telegram"
 
 
-class TelegramChannel(PushChannel):
+class TelegramChannel(PlatformChannel):
     name = "telegram"
     Options = TelegramOptions
-    chat_platform = True
+    path_attr = "path"
+    path_key = "webhook_url"
 
     def __init__(self, services: Services, options: ChannelOptions) -> None:
         super().__init__(services, options)
         assert isinstance(options, TelegramOptions)
-        self.path = options.path  # Flask routes are fixed at start
-        blueprint = Blueprint("telegram", __name__)
-        blueprint.add_url_rule(self.path, view_func=self._webhook, methods=["POST"])
-        services.app.register_blueprint(blueprint)
-        self.handlers = Group()
-        self.running = False
         self.sender_api: BotApi | None = None
         self.poller: gevent.Greenlet | None = None
         self.watcher: gevent.Greenlet | None = None
@@ -151,7 +145,6 @@ class TelegramChannel(PushChannel):
         self.bot: dict[str, Any] = {}
         self.offset: int | None = None
         self.peer = ""  # the Bot API server's address: the network peer of every update
-        self.recovered = False  # once per process: a restarted poller's messages are in hand
         self.state: tuple[str, str, float] = ("stopped", "", time.time())
         self._stale_wall: float | None = None
         # chat -> its messages not answered yet: one "typing" loop per chat, however many wait
@@ -185,15 +178,6 @@ class TelegramChannel(PushChannel):
             self.sender_api = None
         self.liveness.disconnected()
         self._set("stopped", "")
-
-    def configure(self, options: ChannelOptions) -> None:
-        self.stop()
-        self.options = options
-        if options.enabled:
-            self.start()
-        if isinstance(options, TelegramOptions) and options.path != self.path:
-            log.warning("channels.telegram.webhook_url now has the path %s; the gateway "
-                        "serves %s until it restarts", options.path, self.path)
 
     def status(self) -> ChannelStatus:
         state, detail, since = self.state
@@ -425,7 +409,7 @@ class TelegramChannel(PushChannel):
             self.handlers.spawn(self._answer_stored, msg)
 
     # -- webhook ---------------------------------------------------------------------------
-    def _webhook(self) -> ResponseReturnValue:
+    def callback(self) -> ResponseReturnValue:
         if not self.running or self.tg.mode != "webhook":
             return jsonify({"error": "telegram webhook is off (channels.telegram.mode)"}), 503
         given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")

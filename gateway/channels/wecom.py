@@ -51,21 +51,20 @@ from typing import TYPE_CHECKING, Any
 import gevent
 import httpx
 import xmltodict  # type: ignore[import-untyped]  # no stubs (pyproject is shared)
-from flask import Blueprint, Response, request
+from flask import Response, request
 from flask.typing import ResponseReturnValue
 from gevent.event import Event
-from gevent.pool import Group
 from pydantic import Field, field_validator, model_validator
 
 from gateway.channels.answer_later import answer_into_outbox, queue_refusal, unanswered
 from gateway.channels.base import (
     ChannelOptions,
     ChannelStatus,
-    PushChannel,
     Services,
     SwitchedOnByConfig,
 )
 from gateway.channels.liveness import Liveness, ago
+from gateway.channels.platform import PlatformChannel
 from gateway.channels.reply_files import not_carried
 from gateway.channels.wecom_api import WeComApi, WeComError, explain, split_utf8
 from gateway.common.options import Duration
@@ -183,20 +182,16 @@ def _http_url(value: str, example: str) -> str:
     return value
 
 
-class WeComChannel(PushChannel):
+class WeComChannel(PlatformChannel):
     name = "wecom"
     Options = WeComOptions
-    chat_platform = True
+    path_attr = "path"
+    path_key = "path"
+    methods = ("GET", "POST")
 
     def __init__(self, services: Services, options: ChannelOptions) -> None:
         super().__init__(services, options)
         assert isinstance(options, WeComOptions)
-        self.path = options.path  # Flask routes are fixed at start
-        blueprint = Blueprint("wecom", __name__)
-        blueprint.add_url_rule(self.path, view_func=self._callback, methods=["GET", "POST"])
-        services.app.register_blueprint(blueprint)
-        self.handlers = Group()
-        self.running = False
         self.api: WeComApi | None = None
         self.crypto: CallbackCrypto | None = None
         self.watcher: gevent.Greenlet | None = None
@@ -205,7 +200,6 @@ class WeComChannel(PushChannel):
         self.seen: OrderedDict[str, None] = OrderedDict()
         self.callback_problem: tuple[str, float] | None = None  # signed, not decrypted
         self.refused: tuple[int, float] = (0, 0.0)  # bad signatures: how many, last when
-        self.recovered = False
         self._parts_sent: dict[str, int] = {}  # outbound id -> pieces WeCom already took
         self._stale_wall: float | None = None
         if options.enabled and options.app:
@@ -251,15 +245,6 @@ class WeComChannel(PushChannel):
         self.crypto = None
         self.liveness.disconnected()
         self._set("stopped", "")
-
-    def configure(self, options: ChannelOptions) -> None:
-        self.stop()
-        self.options = options
-        if options.enabled:
-            self.start()
-        if isinstance(options, WeComOptions) and options.path != self.path:
-            log.warning("channels.wecom.path is now %s; the gateway serves %s until it "
-                        "restarts", options.path, self.path)
 
     def status(self) -> ChannelStatus:
         if not self.running:
@@ -332,7 +317,7 @@ class WeComChannel(PushChannel):
             gevent.sleep(wait)
 
     # -- receiving -------------------------------------------------------------------------
-    def _callback(self) -> ResponseReturnValue:
+    def callback(self) -> ResponseReturnValue:
         crypto = self.crypto
         if not self.running or crypto is None:
             return _text("wecom's app is not running (channels.wecom in config.yaml)", 503)
