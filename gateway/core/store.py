@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import (
     Column,
     Float,
+    Index,
     Integer,
     MetaData,
     String,
@@ -41,6 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.schema import DropIndex
 
 from gateway.core.message import Attachment, Message, ModelInput, Span
 from gateway.guards.stranger import SenderRow
@@ -55,13 +57,15 @@ sessions = Table(
     Column("created_at", Float, nullable=False),
     Column("last_active", Float, nullable=False),
     Column("ended", Integer, nullable=False, default=0),
+    # a chat's open session (every message) and ending it: not a scan of every session
+    Index("sessions_of_chat", "channel", "chat", "created_at"),
 )
 
 messages = Table(
     "messages", metadata,
     Column("id", String(40), primary_key=True),
     Column("client_key", String(512), unique=True, nullable=True),
-    Column("session_id", String(40), index=True),
+    Column("session_id", String(40)),
     Column("channel", String(64), nullable=False),
     Column("sender", String(256), nullable=False),
     Column("chat", String(256), nullable=False),
@@ -73,12 +77,14 @@ messages = Table(
     Column("route", String(128)),
     Column("replied_at", Float),
     Column("trace", Text),  # JSON list of spans: written once, read whole by `moltbot trace`
+    # a session's last turns, newest first, without sorting all of them (the history)
+    Index("messages_of_session", "session_id", "created_at"),
 )
 
 files = Table(  # files that came with a message ("in") or went with its reply ("out")
     "files", metadata,
     Column("id", String(40), primary_key=True),  # the public handle: GET /api/v1/attachments/<id>
-    Column("msg_id", String(40), nullable=False, index=True),
+    Column("msg_id", String(40), nullable=False),
     Column("direction", String(4), nullable=False),  # in | out
     Column("position", Integer, nullable=False),  # the order they came in (or went out)
     Column("name", String(256), nullable=False),
@@ -87,7 +93,11 @@ files = Table(  # files that came with a message ("in") or went with its reply (
     Column("path", Text, nullable=False),  # relative to the workspace
     Column("sha256", String(64), nullable=False),
     Column("created_at", Float, nullable=False),
+    Index("files_of_message", "msg_id", "direction", "position"),
 )
+
+# Indexes an older database has that one of the above replaced (a prefix of it).
+SUPERSEDED = ("ix_messages_session_id", "ix_files_msg_id")
 
 senders = Table(  # chat-platform senders the stranger policy has met
     "senders", metadata,
@@ -241,8 +251,21 @@ def build_engine(url: str) -> Engine:
     else:
         engine = create_engine(url, pool_pre_ping=True)
     with engine.execution_options(**{_WRITE: True}).begin() as conn:
-        metadata.create_all(conn)
+        create_schema(conn, metadata, SUPERSEDED)
     return engine
+
+
+def create_schema(conn: Connection, schema: MetaData, superseded: Iterable[str] = ()) -> None:
+    """The tables of `schema` and every index they declare, also in a database made before
+    an index was added (`create_all` only indexes the tables it creates), and without the
+    `superseded` indexes a newer one replaced: the migration, run at every start (a few
+    `IF NOT EXISTS` checks; building a missing index takes its table's write lock once)."""
+    schema.create_all(conn)
+    for table in schema.sorted_tables:
+        for index in table.indexes:
+            index.create(conn, checkfirst=True)
+    for name in superseded:
+        conn.execute(DropIndex(Index(name), if_exists=True))
 
 
 class Store:
