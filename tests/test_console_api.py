@@ -154,8 +154,10 @@ def test_a_broken_skill_shows_its_error_and_keeps_the_last_good(
 
 
 def test_logs_tail_search_and_what_the_model_was_given(gateway: GatewayProcess) -> None:
-    ws = websocket.create_connection(f"ws://127.0.0.1:{gateway.port}/api/v1/logs/stream",
-                                     timeout=30, header=[f"Authorization: Bearer {gateway.token}"])
+    # access.log: a line for every message (gateway.log has one only at logs.level debug)
+    ws = websocket.create_connection(
+        f"ws://127.0.0.1:{gateway.port}/api/v1/logs/stream?source=access", timeout=30,
+        header=[f"Authorization: Bearer {gateway.token}"])
     reply = gateway.post("my api_key=sk-verysecretvalue please", chat="given").json()
     msg_id = reply["id"]
     seen: list[dict[str, Any]] = []

@@ -1,5 +1,6 @@
-"""Logs off the event loop: a logging call only queues its record, a native thread writes it;
-rollover is decided on the line already formatted; ordinary lines skip the redaction patterns.
+"""access.log off the event loop: a logging call only queues its record, a native thread
+writes it (gateway.log and error.log at the call); rollover is decided on the line already
+formatted; ordinary lines skip the redaction patterns.
 Secrets are still masked (tests/test_logs.py, tests/test_console_redact.py and
 tests/test_secrets_masked.py hold the redaction's own cases)."""
 

@@ -6,9 +6,11 @@ names, so Filebeat/Logstash/Elasticsearch take them as they are; audit.log is
 A redacting filter sits on every handler, so a token that slips into a message (a pasted
 Authorization header, a URL with a key) is masked before it reaches a file or the terminal.
 
-Off the event loop: a logging call in the gateway only makes its record and puts it on a
-queue (`logging.handlers.QueueHandler`, a few microseconds); one native thread formats,
-redacts and writes every line and flushes once per batch. That thread is a real OS thread
+access.log, a line or two for every message, is written off the event loop: a logging call
+only makes its record and puts it on a queue (`logging.handlers.QueueHandler`, a few
+microseconds); one native thread formats, redacts and writes the lines and flushes once per
+batch. gateway.log and error.log (no line per message at `info`) are written at the call, so a
+line is on disk when the call returns. That thread is a real OS thread
 (gevent's originals, not the patched `threading`) waiting on the C `SimpleQueue`, which the
 loop only ever puts into: the thread rule's case of CPU work that takes no lock the loop holds
 (its handlers' locks are native and only it takes them). At exit the lines still queued are
@@ -66,7 +68,9 @@ class EcsFormatter(logging.Formatter):
 
 class RotatingFile(RotatingFileHandler):
     """A rotating file that formats each record once (Python 3.11's `shouldRollover`
-    formats it a second time to measure it) and leaves flushing to the writer's batch."""
+    formats it a second time to measure it); `batched`: flushing is the writer's, per batch."""
+
+    batched = False
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -78,6 +82,8 @@ class RotatingFile(RotatingFileHandler):
                 if self.stream.tell() + len(line) >= self.maxBytes:
                     self.doRollover()
             self.stream.write(line)
+            if not self.batched:
+                self.stream.flush()
         except RecursionError:
             raise
         except Exception:
@@ -141,16 +147,12 @@ class LogWriter:
             self._running.release()
 
 
-def _native_lock(handler: logging.Handler) -> logging.Handler:
-    """Only the writer thread takes this handler's lock: a native one, not gevent's."""
-    handler.lock = monkey.get_original("_thread", "RLock")()
-    return handler
-
-
 def _file(path: Path, level: int, max_bytes: int, backups: int,
-          formatter: logging.Formatter | None = None) -> logging.Handler:
-    handler = _native_lock(RotatingFile(path, maxBytes=max_bytes, backupCount=backups,
-                                        encoding="utf-8"))
+          formatter: logging.Formatter | None = None, queued: bool = False) -> logging.Handler:
+    handler = RotatingFile(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+    if queued:  # only the writer thread takes its lock: a native one, not gevent's
+        handler.lock = monkey.get_original("_thread", "RLock")()
+        handler.batched = True
     handler.setLevel(level)
     handler.setFormatter(formatter or logging.Formatter(FORMAT))
     if not isinstance(formatter, EcsFormatter):  # that one redacts the whole line itself
@@ -170,21 +172,20 @@ def setup_logging(logs_dir: Path, level: str, *, terminal: bool, max_bytes: int,
                 _file(logs_dir / "error.log", logging.ERROR, max_bytes, backups,
                       EcsFormatter())]
     if terminal:
-        stream = _native_lock(logging.StreamHandler(sys.stderr))
+        stream = logging.StreamHandler(sys.stderr)
         stream.setFormatter(logging.Formatter(FORMAT))
         stream.addFilter(RedactingFilter())
         handlers.append(stream)
-    writer = LogWriter()
-    queued = Enqueue(writer, handlers)
-    queued._moltbot = True  # type: ignore[attr-defined]
-    root.addHandler(queued)
+    for handler in handlers:
+        handler._moltbot = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
     root.setLevel(numeric)
 
     access = logging.getLogger(ACCESS_LOGGER)
     access.propagate = False
     access.setLevel(logging.INFO)
-    access.addHandler(Enqueue(writer, [_file(logs_dir / "access.log", logging.INFO, max_bytes,
-                                             backups, EcsFormatter())]))
+    access.addHandler(Enqueue(LogWriter(), [_file(
+        logs_dir / "access.log", logging.INFO, max_bytes, backups, EcsFormatter(), queued=True)]))
     attach_audit_file(logs_dir, max_bytes, backups)
     for noisy in ("httpx", "httpcore", "urllib3", "jieba", "watchdog"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
