@@ -124,6 +124,10 @@ class Meter:
         self.gw, self.model, self.me = gw.ps, model, psutil.Process()
         self.t0 = self._now()
 
+    def gw_seconds(self) -> float:
+        """CPU seconds of the gateway process alone (not its skill hosts) since the start."""
+        return self._now()[1] - self.t0[1]
+
     def _now(self) -> list[float]:
         t, gw, kids = psutil.cpu_times(), 0.0, 0.0
         with contextlib.suppress(psutil.Error):  # a reaped child counts in children_* times
@@ -292,6 +296,7 @@ class Row:
     cpu: dict[str, float] = field(default_factory=dict)
     ovh: tuple[float | None, float | None] = (None, None)
     section: str = ""
+    cpu_ms: float | None = None  # the gateway process's CPU ms per message answered
 
     def timed(self, ms: list[float]) -> Row:
         self.n, self.p50, self.p99 = len(ms), percentile(ms, 50), percentile(ms, 99)
@@ -311,26 +316,30 @@ def measure(st: Stack, gw: Gateway, name: str, mode: str, timeout: float,
         row.errors[f"loadgen gave no result (exit {lg.proc.returncode}); see {lg.log}"] = 1
         print(" failed")
         return row, result
+    gw_seconds = meter.gw_seconds()
     row.cpu = meter.stop(result["client_cpu"] * 100)
     row.timed(result["latencies_ms"]).errors.update(result["errors"])
     row.rate = row.n / result["elapsed"] if result["elapsed"] else 0.0
-    print(f" {row.rate:.0f} msg/s, p50 {fmt(row.p50)} ms, p99 {fmt(row.p99)} ms"
+    if row.n and mode != "model":  # the direct model rows do not touch the gateway
+        row.cpu_ms = gw_seconds * 1000 / row.n
+    print(f" {row.rate:.0f} msg/s, p50 {fmt(row.p50)} ms, p99 {fmt(row.p99)} ms, gateway CPU "
+          f"{fmt(row.cpu_ms)} ms/msg"
           + (f", errors {row.errors.total()}" if row.errors else ""))
     return row, result
 
 
 def message_row(st: Stack, gw: Gateway, name: str, mode: str, timeout: float,
-                **params: Any) -> Row:
+                answer: str = "echo:", **params: Any) -> Row:
     """`measure` with the skill hosts' CPU in the gateway's, and a note when the schedule
-    slipped or a reply did not come from the model (the row is then not pure)."""
+    slipped or a reply's first word is not `answer` (the model's; the row is then not pure)."""
     row, result = measure(st, gw, name, mode, timeout, **params)
     row.cpu["gw"] = row.cpu.get("gw", 0) + row.cpu.pop("skills", 0)
     if "late_starts" in result:
         row.note = (f"open loop {params['rate']:.0f}/s, {result['clients']} connections, "
                     f"{result['late_starts']} late starts")
     if odd := {k: v for k, v in result.get("reply_kinds", {}).items()
-               if k not in ("echo:", "healthz")}:
-        row.note += ("; " if row.note else "") + "replies not from the model: " + ", ".join(
+               if k not in (answer, "healthz")}:
+        row.note += ("; " if row.note else "") + f"replies not {answer!r}: " + ", ".join(
             f"{k!r} x{v}" for k, v in odd.items())
     return row
 
@@ -345,9 +354,10 @@ def summary(rows: list[Row], overhead: str) -> None:
     """The rows as a table, then each row's notes and errors."""
     print(f"\n## Summary (ms; overhead = {overhead}, p50-p50 and p99-p99; CPU = % of one "
           "core; other = the rest of the machine)\n")
-    table(["benchmark", "n", "msg/s", "p50", "p99", "overhead p50", "overhead p99", "gw CPU",
-           "model CPU", "client CPU", "other CPU", "errors"],
+    table(["benchmark", "n", "msg/s", "p50", "p99", "overhead p50", "overhead p99",
+           "gw CPU ms/msg", "gw CPU", "model CPU", "client CPU", "other CPU", "errors"],
           [[r.name, r.n, fmt(r.rate, 0), fmt(r.p50), fmt(r.p99), fmt(r.ovh[0]), fmt(r.ovh[1]),
+            fmt(r.cpu_ms),
             *(fmt(r.cpu.get(k), 0) for k in ("gw", "model", "client", "other")),
             r.errors.total()] for r in rows])
     print()
@@ -358,7 +368,7 @@ def summary(rows: list[Row], overhead: str) -> None:
 
 
 # ------------------------------------------------------------------------------- gateway
-MODEL, RATE, CONCURRENCIES = "fake-model", 500, (16, 64)
+MODEL, RATE, CONCURRENCIES, SKILL_CLIENTS = "fake-model", 500, (16, 64), 32
 MESSAGE_MODES = ("http", "http-rate", "ws", "ws-rate")  # rows that get an overhead
 
 
@@ -366,11 +376,11 @@ def plan(section: str, args: argparse.Namespace) -> dict[str, Any]:
     return dict(CONFIGS["plans"][section]["quick" if args.quick else "full"])
 
 
-def model_gateway(st: Stack, **config: Any) -> Gateway:
+def model_gateway(st: Stack, files: dict[str, str] | None = None, **config: Any) -> Gateway:
     """The instant fake model and a gateway on it: the gateway section's config + `config`."""
     st.start_model()
     return st.start_gateway("home", {"models": {MODEL: {"endpoint": st.model_url}},
-                                     **CONFIGS["gateway"], **config})
+                                     **CONFIGS["gateway"], **config}, files)
 
 
 def bench_gateway(args: argparse.Namespace, st: Stack) -> None:
@@ -381,7 +391,8 @@ def bench_gateway(args: argparse.Namespace, st: Stack) -> None:
     print(", ".join(f"{d} {metadata.version(d)}" for d in (
         "gevent", "flask", "flask-sock", "simple-websocket", "httpx", "ollama", "sqlalchemy",
         "websocket-client")))
-    gw = model_gateway(st)
+    skill = FIXTURES / "skills" / "bench_base.py"  # /ping: the skill path, no model
+    gw = model_gateway(st, {f"skills/{skill.name}": skill.read_text("utf-8")})
     facts = {"gateway idle RSS": f"{gw.ps.memory_info().rss / 2**20:.0f} MB",
              "gateway idle fds": str(gw.ps.num_fds())}
     if kids := gw.ps.children(recursive=True):
@@ -395,8 +406,10 @@ def bench_gateway(args: argparse.Namespace, st: Stack) -> None:
     rows: list[Row] = []
 
     def phase(name: str, mode: str, timeout: float, **params: Any) -> None:
+        if args.only and rows and not name.startswith(tuple(args.only)):
+            return  # the first row (the model direct baseline) always runs
         row = message_row(st, gw, name, mode, timeout, **params)
-        if mode in MESSAGE_MODES and rows:
+        if mode in MESSAGE_MODES and rows and "answer" not in params:
             versus(row, rows[0])
         rows.append(row)
 
@@ -415,9 +428,14 @@ def bench_gateway(args: argparse.Namespace, st: Stack) -> None:
     rate(f"http {RATE}/s", "http-rate", RATE)
     # Past saturation p99 is only queueing; half the measured peak shows the tail the
     # gateway itself adds while it keeps up.
-    half = max(10.0, round(max(r.rate or 0 for r in rows if r.name.startswith("http c")) / 2, -1))
+    half = max(10.0, round(max((r.rate or 0 for r in rows if r.name.startswith("http c")),
+                               default=0) / 2, -1))
     if half < RATE:
         rate(f"http {half:.0f}/s (half peak)", "http-rate", half)
+    print("Skill (a Python command skill in the skill hosts, no model):")
+    phase("skill seq (/ping)", "http", 60, total=seq, texts=["/ping"], answer="pong")
+    phase(f"skill c{SKILL_CLIENTS} (/ping)", "http", 120, concurrency=SKILL_CLIENTS,
+          total=total, texts=["/ping"], answer="pong")
     print("WebSocket:")
     phase("ws seq (one chat)", "ws", 60, total=seq)
     for c in CONCURRENCIES:
@@ -1521,6 +1539,8 @@ def main(argv: list[str] | None = None) -> int:
     keep = ("--keep", {**flag, "help": "keep the temp workspace and logs"})
     options: dict[str, list[tuple[str, dict[str, Any]]]] = {
         "gateway": [keep, ("--no-hold", {**flag, "help": "skip the held connections"}), (
+            "--only", {"action": "append", "metavar": "ROW", "help": "only the rows whose name "
+                       "starts so (repeatable), e.g. --only 'http c64' --only 'skill c'"}), (
             "--held", {"type": int, "help": "idle WebSockets to hold (default 10,000; --quick "
                        "1,000)"})],
         "skills": [keep], "mqtt": [keep], "telegram": [keep], "openai": [keep], "slack": [keep],

@@ -154,8 +154,10 @@ def test_a_broken_skill_shows_its_error_and_keeps_the_last_good(
 
 
 def test_logs_tail_search_and_what_the_model_was_given(gateway: GatewayProcess) -> None:
-    ws = websocket.create_connection(f"ws://127.0.0.1:{gateway.port}/api/v1/logs/stream",
-                                     timeout=30, header=[f"Authorization: Bearer {gateway.token}"])
+    # access.log: a line for every message (gateway.log has one only at logs.level debug)
+    ws = websocket.create_connection(
+        f"ws://127.0.0.1:{gateway.port}/api/v1/logs/stream?source=access", timeout=30,
+        header=[f"Authorization: Bearer {gateway.token}"])
     reply = gateway.post("my api_key=sk-verysecretvalue please", chat="given").json()
     msg_id = reply["id"]
     seen: list[dict[str, Any]] = []
@@ -165,8 +167,9 @@ def test_logs_tail_search_and_what_the_model_was_given(gateway: GatewayProcess) 
     ws.close()
 
     lines = get(gateway, "/api/v1/logs", msg_id=msg_id).json()["lines"]
-    assert {line["source"] for line in lines} == {"gateway", "access"}
-    older = get(gateway, "/api/v1/logs", q="answered via", level="info").json()
+    assert {line["source"] for line in lines} == {"access"}  # gateway.log: at debug only
+    older = get(gateway, "/api/v1/logs", source="access", q=f"message {msg_id}",
+                level="info").json()
     assert any(line["msg_id"] == msg_id for line in older["lines"])
 
     found = get(gateway, "/api/v1/messages", q="verysecret").json()["messages"]

@@ -73,9 +73,10 @@ def test_console_end_to_end(page: object, gateway: GatewayProcess) -> None:
     # logs: the live tail, filtered by a keyword, shows the next message as it arrives
     page.click("nav a[data-page=logs]")
     expect(page.locator("#log-status")).to_have_text("live")
-    page.fill("#log-keyword", "answered via")
-    gateway.post("second message for the tail", chat="tail")
-    line = page.locator(".logline", has_text="answered via chat").last
+    page.select_option("#log-source", "access")  # a line per message (gateway.log: debug)
+    page.fill("#log-keyword", "message m")
+    tail_id = gateway.post("second message for the tail", chat="tail").json()["id"]
+    line = page.locator(".logline", has_text=f"message {tail_id} ok").last
     expect(line).to_be_visible()
     expect(page.locator(".logline", has_text="loaded")).to_have_count(0)  # filtered out
     shot(page, "logs")
@@ -225,8 +226,9 @@ def test_phone_layout_and_a_code_link(browser: object, gateway: GatewayProcess) 
     page.click("nav a[data-page=logs]")
     expect(page.locator("#log-status")).to_have_text("实时")
     expect(page.locator("#sidebar")).not_to_be_in_viewport()  # slid away again
+    page.select_option("#log-source", "access")
     gateway.post("a line for the phone")
-    expect(page.locator(".logline", has_text="answered via").first).to_be_visible()
+    expect(page.locator(".logline", has_text="message m").first).to_be_visible()
     page.screenshot(path=str(OUTPUT / "console-phone-logs.png"))
     context.close()
 

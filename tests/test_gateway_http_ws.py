@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -51,7 +52,11 @@ def test_http_message_gets_reply_and_is_traceable(gateway: GatewayProcess,
     assert steps == ["guard", "store", "queue", "session", "route", "knowledge", "memory",
                      "context", "model"]
     assert f"via {fake_model.url}" in trace.stdout
-    assert f"msg_id={body['id']}" in gateway.log()
+    access = gateway.home / "data" / "logs" / "access.log"  # gateway.log's line: debug only
+    until = time.monotonic() + 10  # written by the log thread, just after the reply
+    while f"message {body['id']} ok" not in access.read_text() and time.monotonic() < until:
+        time.sleep(0.05)
+    assert f"message {body['id']} ok" in access.read_text()
     api = f"{gateway.url}/api/v1/messages/{body['id']}/trace"
     assert httpx.get(api).status_code == 401
     over_http = httpx.get(api, headers=gateway.headers).json()

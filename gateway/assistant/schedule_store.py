@@ -41,7 +41,7 @@ from sqlalchemy.engine import Connection
 from gateway.assistant.schedule_time import local
 from gateway.core.outbound import Outbound
 from gateway.core.outbox_store import OutboxStore
-from gateway.core.store import Store
+from gateway.core.store import Store, create_schema
 
 Kind = Literal["reminder", "skill"]
 # active: waits for next_run; done: a one-off that ran; skipped: missed while the gateway was
@@ -120,7 +120,7 @@ class ScheduleStore:
         self.writes = store.writes
         self.outbox_rows = outbox_rows
         with self.writes.begin() as conn:
-            metadata.create_all(conn)
+            create_schema(conn, metadata)
 
     # -- writing -------------------------------------------------------------------------
     def add(self, row: Schedule) -> None:

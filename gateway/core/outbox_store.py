@@ -34,7 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from gateway.core.outbound import Outbound
-from gateway.core.store import Store
+from gateway.core.store import Store, create_schema
 
 metadata = MetaData()
 
@@ -70,7 +70,7 @@ class OutboxStore:
         self.engine = store.engine
         self.writes = store.writes
         with self.writes.begin() as conn:
-            metadata.create_all(conn)
+            create_schema(conn, metadata)
 
     # -- writing -------------------------------------------------------------------------
     def insert(self, row: Outbound, conn: Connection | None = None) -> None:

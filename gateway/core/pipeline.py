@@ -236,8 +236,9 @@ class Pipeline:
                                   trace=trace.spans, model_input=trace.model_input,
                                   channel=msg.channel, again=trace.answered_again,
                                   reply_files=reply.files)
-        log.info("msg_id=%s answered via %s%s", msg.id, route_name,
-                 f" with error {reply.error}" if reply.error else "")
+        # every message has its access.log line already: this one only at `logs.level: debug`
+        log.debug("msg_id=%s answered via %s%s", msg.id, route_name,
+                  f" with error {reply.error}" if reply.error else "")
         return reply
 
 

@@ -5,17 +5,32 @@ names, so Filebeat/Logstash/Elasticsearch take them as they are; audit.log is
 
 A redacting filter sits on every handler, so a token that slips into a message (a pasted
 Authorization header, a URL with a key) is masked before it reaches a file or the terminal.
+
+access.log, a line or two for every message, is written off the event loop: a logging call
+only makes its record and puts it on a queue (`logging.handlers.QueueHandler`, a few
+microseconds); one native thread formats, redacts and writes the lines and flushes once per
+batch. gateway.log and error.log (no line per message at `info`) are written at the call, so a
+line is on disk when the call returns. That thread is a real OS thread
+(gevent's originals, not the patched `threading`) waiting on the C `SimpleQueue`, which the
+loop only ever puts into: the thread rule's case of CPU work that takes no lock the loop holds
+(its handlers' locks are native and only it takes them). At exit the lines still queued are
+written before the process ends.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import queue
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from logging.handlers import RotatingFileHandler
+from logging.handlers import QueueHandler, RotatingFileHandler
 from pathlib import Path
 from typing import Any
+
+from gevent import monkey
 
 from gateway.observe.audit import attach_audit_file
 from gateway.observe.redact import redact
@@ -44,15 +59,100 @@ class EcsFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         event.update(getattr(record, "ecs", {}))
-        if record.exc_info:
-            event["error.stack_trace"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:  # queued records carry the text
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            event["error.stack_trace"] = record.exc_text
         return redact(json.dumps(event, ensure_ascii=False, default=str))
 
 
+class RotatingFile(RotatingFileHandler):
+    """A rotating file that formats each record once (Python 3.11's `shouldRollover`
+    formats it a second time to measure it); `batched`: flushing is the writer's, per batch."""
+
+    batched = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+            if self.stream is None:
+                self.stream = self._open()
+            if self.maxBytes > 0:
+                self.stream.seek(0, 2)  # another process may have written: as the stock check
+                if self.stream.tell() + len(line) >= self.maxBytes:
+                    self.doRollover()
+            self.stream.write(line)
+            if not self.batched:
+                self.stream.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+
+class Enqueue(QueueHandler):
+    """Puts (its handlers, the record) on the writer's queue. `prepare` only fixes what may
+    change after the call returns (the arguments merged into the message, a traceback as
+    text); the formatting is the writer's."""
+
+    def __init__(self, writer: LogWriter, handlers: Sequence[logging.Handler]) -> None:
+        super().__init__(writer.queue)
+        self.handlers = tuple(handlers)
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record.msg, record.args = record.getMessage(), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        record.exc_info = None  # no frames kept alive while queued
+        return record
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        self.queue.put_nowait((self.handlers, record))
+
+
+class LogWriter:
+    """The native thread that writes the queued records (module docstring)."""
+
+    def __init__(self) -> None:
+        self.queue: queue.SimpleQueue[tuple[tuple[logging.Handler, ...], logging.LogRecord]
+                                      | None] = queue.SimpleQueue()
+        self._running = monkey.get_original("_thread", "allocate_lock")()
+        self._running.acquire()  # released when the thread has written its last line
+        monkey.get_original("_thread", "start_new_thread")(self._run, ())
+        atexit.register(self.close)
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            touched: set[logging.Handler] = set()
+            while item is not None:
+                handlers, record = item
+                for handler in handlers:
+                    if record.levelno >= handler.level:
+                        handler.handle(record)
+                        touched.add(handler)
+                try:
+                    item = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+            for handler in touched:
+                handler.flush()
+            if item is None:
+                break
+        self._running.release()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Write what is queued, then stop (at exit: nothing logs after it)."""
+        self.queue.put(None)
+        if self._running.acquire(timeout=timeout):
+            self._running.release()
+
+
 def _file(path: Path, level: int, max_bytes: int, backups: int,
-          formatter: logging.Formatter | None = None) -> logging.Handler:
-    handler = RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups,
-                                  encoding="utf-8")
+          formatter: logging.Formatter | None = None, queued: bool = False) -> logging.Handler:
+    handler = RotatingFile(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+    if queued:  # only the writer thread takes its lock: a native one, not gevent's
+        handler.lock = monkey.get_original("_thread", "RLock")()
+        handler.batched = True
     handler.setLevel(level)
     handler.setFormatter(formatter or logging.Formatter(FORMAT))
     if not isinstance(formatter, EcsFormatter):  # that one redacts the whole line itself
@@ -84,8 +184,8 @@ def setup_logging(logs_dir: Path, level: str, *, terminal: bool, max_bytes: int,
     access = logging.getLogger(ACCESS_LOGGER)
     access.propagate = False
     access.setLevel(logging.INFO)
-    access.addHandler(_file(logs_dir / "access.log", logging.INFO, max_bytes, backups,
-                            EcsFormatter()))
+    access.addHandler(Enqueue(LogWriter(), [_file(
+        logs_dir / "access.log", logging.INFO, max_bytes, backups, EcsFormatter(), queued=True)]))
     attach_audit_file(logs_dir, max_bytes, backups)
     for noisy in ("httpx", "httpcore", "urllib3", "jieba", "watchdog"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))

@@ -120,6 +120,16 @@ class _Host:
                 pipe.close()
 
 
+class _Waiter:
+    """A call in line for a host: `_give_back` puts the host here and wakes it."""
+
+    __slots__ = ("handed", "host")
+
+    def __init__(self) -> None:
+        self.handed = threading.Event()
+        self.host: _Host | None = None
+
+
 class SkillHostPool:
     def __init__(self, workspace: Path, size: int, config: dict[str, Any],
                  env: dict[str, str] | None = None) -> None:
@@ -131,7 +141,8 @@ class SkillHostPool:
         self.generation = 0
         self._idle: deque[_Host] = deque()
         self._all: list[_Host] = []
-        self._free = threading.Condition()
+        self._free = threading.Lock()  # guards _idle and _waiting
+        self._waiting: deque[_Waiter] = deque()  # calls waiting for a host, oldest first
         self.serve: Serve | None = None  # the gateway's answers to hosts' questions
 
     # -- loading -------------------------------------------------------------------------
@@ -204,10 +215,22 @@ class SkillHostPool:
         return answer
 
     def _take(self, timeout: float, what: str) -> _Host:
+        """A free host, or the first one given back after every earlier waiter got theirs:
+        a host given back is handed to the oldest waiter, never left for a newcomer to take
+        (with a plain condition, a client that sends again at once overtook the woken one)."""
+        waiter = _Waiter()
         with self._free:
-            if not self._free.wait_for(lambda: bool(self._idle), timeout):
+            if self._idle and not self._waiting:
+                waiter.host = self._idle.popleft()
+            else:
+                self._waiting.append(waiter)
+        if waiter.host is None:
+            waiter.handed.wait(timeout)
+        with self._free:
+            if waiter.host is None:  # nobody handed one over in time: leave the line
+                self._waiting.remove(waiter)
                 raise SkillError(f"{what}: every skill worker is busy; try again shortly")
-            host = self._idle.popleft()
+            host = waiter.host
         if host.granted != self.env:  # `skills.env` changed since it started
             log.info("skills.env changed: restarting skill host pid %d", host.proc.pid)
             host = self._restart(host)
@@ -215,8 +238,12 @@ class SkillHostPool:
 
     def _give_back(self, host: _Host) -> None:
         with self._free:
-            self._idle.append(host)
-            self._free.notify()
+            if self._waiting:
+                waiter = self._waiting.popleft()
+                waiter.host = host
+                waiter.handed.set()
+            else:
+                self._idle.append(host)
 
     def _add(self, host: _Host) -> None:
         self._all.append(host)
