@@ -246,7 +246,7 @@ def test_a_long_reply_arrives_in_pieces_in_order(gw: GatewayProcess, fake: FakeD
 
 def test_a_retried_reply_does_not_resend_what_dingtalk_took(gw: GatewayProcess,
                                                             fake: FakeDingTalk) -> None:
-    before = len(fake.sent)
+    before, uploads = len(fake.sent), len(fake.media)
     fake.throttle(1)  # the file's send is refused once: the outbox sends the row again
     fake.user_says("/report retried", staff_id="gus07")
     text, document = new_sent(fake, before, 2)
@@ -257,6 +257,7 @@ def test_a_retried_reply_does_not_resend_what_dingtalk_took(gw: GatewayProcess,
     row = next(r for r in rows["outbound"] if r["chat"] == "gus07")
     assert row["state"] == "sent" and row["attempts"] == 2, row
     assert [s.text for s in fake.sent[before:]].count("here it is") == 1
+    assert len(fake.media) == uploads + 1  # the retry sent the file uploaded the first time
 
 
 def test_dropped_stream_reconnects_and_loses_nothing(gw: GatewayProcess,

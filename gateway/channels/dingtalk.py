@@ -186,6 +186,9 @@ class DingTalkChannel(PlatformChannel):
         # chat -> (session webhook, Unix time it expires): replies go there while valid
         self.webhooks: dict[str, tuple[str, float]] = {}
         self._parts_sent: dict[str, int] = {}  # outbound id -> pieces DingTalk already took
+        # outbound id -> its files' media ids (by piece): a send refused for now is retried
+        # with the same upload, not a second one of up to 20 MB
+        self._uploaded: dict[str, dict[int, str]] = {}
 
     @property
     def dt(self) -> DingTalkOptions:
@@ -396,16 +399,22 @@ class DingTalkChannel(PlatformChannel):
                 if isinstance(part, str):
                     self._send_text(api, outbound, part, mention=i == 0)
                 else:
-                    media = api.upload(self.services.outbox.workspace / part.path, part.name,
-                                       part.media_type or "application/octet-stream",
-                                       _kind(part))
-                    api.send_file(outbound.chat, media, part.name, _kind(part))
+                    uploaded = self._uploaded.setdefault(outbound.id, {})
+                    if i not in uploaded:
+                        uploaded[i] = api.upload(
+                            self.services.outbox.workspace / part.path, part.name,
+                            part.media_type or "application/octet-stream", _kind(part))
+                    api.send_file(outbound.chat, uploaded[i], part.name, _kind(part))
                 self._parts_sent[outbound.id] = i + 1
         except DeliveryRefused:
-            self._parts_sent.pop(outbound.id, None)  # the row fails: no retry comes
+            self._forget(outbound.id)  # the row fails: no retry comes
             raise
-        self._parts_sent.pop(outbound.id, None)
+        self._forget(outbound.id)
         self.liveness.mark_out()
+
+    def _forget(self, outbound_id: str) -> None:
+        self._parts_sent.pop(outbound_id, None)
+        self._uploaded.pop(outbound_id, None)
 
     def _parts(self, outbound: Outbound) -> list[str | Attachment]:
         """The reply on DingTalk: its text in pieces, then each file it can carry; a file over

@@ -38,7 +38,7 @@ over real HTTP and WebSocket by pointing `channels.dingtalk.api_base` at `FakeDi
 - The outgoing robot (callback mode): `post_outgoing(url, ...)` POSTs a robot message to the
   gateway with the `timestamp` and `sign` headers DingTalk computes.
 
-Left out: cards, EVENT frames, the legacy oapi.dingtalk.com API.
+Left out: cards, EVENT frames, the legacy oapi.dingtalk.com API but its media/upload.
 """
 
 from __future__ import annotations
