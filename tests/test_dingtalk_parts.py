@@ -275,6 +275,8 @@ def test_upload_and_send_a_picture_and_a_file(fake: FakeDingTalk, tmp_path: Path
     wrong_kind = RobotApi(fake.api_base, CLIENT_ID, CLIENT_SECRET, CLIENT_ID, fake.api_base)
     with pytest.raises(DeliveryRefused, match="40004"):
         wrong_kind.upload(picture, "chart.png", "image/png", "sticker")
+    with pytest.raises(DeliveryRefused, match=r"gone\.png cannot be read"):
+        wrong_kind.upload(tmp_path / "gone.png", "gone.png", "image/png", "image")
     wrong_kind.close()
 
 

@@ -197,6 +197,9 @@ class RobotApi:
             except httpx.HTTPError as e:
                 raise RetryLater(f"{type(e).__name__} reaching "
                                  f"{httpx.URL(self.oapi_base).host}") from e
+            except OSError as e:  # gone from the workspace since the reply was queued
+                raise DeliveryRefused(f"the reply's file {name} cannot be read: "
+                                      f"{e.strerror or e}") from e
             said = _json(answer)
             code = said.get("errcode", 0)
             if code in OAPI_TOKEN_ERRCODES and attempt == 1:
