@@ -5,6 +5,7 @@ releases: the SDK once broke silently on a websockets upgrade (dingtalk-stream-s
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import textwrap
@@ -32,6 +33,28 @@ from tests.trace_check import assert_complete_trace
 
 OPEN = {"stranger_mode": "open"}
 GROUP = "cidGroupTeam001"
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                    "1f15c4890000000d49444154789c6360f8ffff3f0005fe02fea7d6a4860000"
+                    "000049454e44ae426082")  # a 1x1 picture
+FILES_SKILL = f'''\
+from pathlib import Path
+from moltbot_sdk import Skill, context
+
+class Files(Skill):
+    @context.handle(command="/report")
+    def report(self, msg):
+        out = Path("files/out/report.txt")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("report for " + msg["text"])
+        return {{"reply": "here it is", "files": [str(out)]}}
+
+    @context.handle(command="/chart")
+    def chart(self, msg):
+        out = Path("files/out/chart.png")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes({PNG!r})
+        return {{"reply": "the chart", "files": [str(out)]}}
+'''
 
 
 def dingtalk_config(model: FakeModelServer, fake: FakeDingTalk,
@@ -67,6 +90,8 @@ def readme_snippet() -> dict[str, Any]:
 def gw(home: Path, model: FakeModelServer, fake: FakeDingTalk) -> Iterator[GatewayProcess]:
     """One stream-mode gateway for the module (its start is most of a test's time), started
     from README's snippet as written (its ${ENV} values set, as in a shell), on the fake."""
+    (home / "skills").mkdir(parents=True, exist_ok=True)
+    (home / "skills" / "files.py").write_text(FILES_SKILL, encoding="utf-8")
     snippet = readme_snippet()
     snippet["channels"]["dingtalk"].update(api_base=fake.api_base, stale_after="2s")
     write_config(home, {**model_config(model.url), "security": OPEN, **snippet})
@@ -182,6 +207,57 @@ def test_rate_limited_send_is_retried_by_the_outbox(gw: GatewayProcess,
                      headers=gw.headers, timeout=10).json()
     row = next(r for r in rows["outbound"] if r["text"] == "echo: busy platform")
     assert row["state"] == "sent" and row["attempts"] == 2, row
+
+
+def test_a_skills_picture_and_file_go_out_as_uploaded_media(gw: GatewayProcess,
+                                                             fake: FakeDingTalk) -> None:
+    before = len(fake.sent)
+    fake.user_says("/chart q3", staff_id="erin05")
+    text, picture = new_sent(fake, before, 2)
+    assert (text.via, text.text) == ("webhook", "the chart")  # the text first, then the file
+    assert (picture.via, picture.target, picture.msg_key) == ("person", "erin05",
+                                                              "sampleImageMsg")
+    assert picture.media is not None
+    assert (picture.media.type, picture.media.name, picture.media.data) == (
+        "image", "chart.png", PNG)
+
+    fake.user_says("/report weekly", staff_id="erin05", group=GROUP)
+    text, document = new_sent(fake, before + 2, 2)
+    assert (text.via, text.target, text.text) == ("webhook", GROUP, "here it is\n\n@erin05")
+    assert (document.via, document.target, document.msg_key) == ("group", GROUP, "sampleFile")
+    param = json.loads(document.body["msgParam"])
+    assert (param["fileName"], param["fileType"]) == ("report.txt", "txt")
+    assert document.media is not None
+    assert (document.media.type, document.media.data) == ("file", b"report for weekly")
+
+
+def test_a_long_reply_arrives_in_pieces_in_order(gw: GatewayProcess, fake: FakeDingTalk,
+                                                 model: FakeModelServer) -> None:
+    # 40 lines of 280 characters (40 "words": under the fake model's max_tokens)
+    long = "\n".join(f"{i:02d}:" + "钉" * 277 for i in range(40))
+    model.reply_when(contains="a long answer", reply=long)
+    before = len(fake.sent)
+    fake.user_says("a long answer please", staff_id="fay06", group=GROUP)
+    pieces = [s.text for s in new_sent(fake, before, 3)]
+    assert all(len(p) <= 5000 for p in pieces)
+    assert pieces[0].endswith("\n\n@fay06")  # the first piece mentions the asker, once
+    assert "\n".join([pieces[0].removesuffix("\n\n@fay06"), *pieces[1:]]) == long
+
+
+def test_a_retried_reply_does_not_resend_what_dingtalk_took(gw: GatewayProcess,
+                                                            fake: FakeDingTalk) -> None:
+    before, uploads = len(fake.sent), len(fake.media)
+    fake.throttle(1)  # the file's send is refused once: the outbox sends the row again
+    fake.user_says("/report retried", staff_id="gus07")
+    text, document = new_sent(fake, before, 2)
+    assert (text.text, document.msg_key) == ("here it is", "sampleFile")
+    assert document.media is not None and document.media.data == b"report for retried"
+    rows = httpx.get(f"{gw.url}/api/v1/outbox", params={"channel": "dingtalk"},
+                     headers=gw.headers, timeout=10).json()
+    row = next(r for r in rows["outbound"] if r["chat"] == "gus07")
+    assert row["state"] == "sent" and row["attempts"] == 2, row
+    assert [s.text for s in fake.sent[before:]].count("here it is") == 1
+    assert len(fake.media) == uploads + 1  # the retry sent the file uploaded the first time
 
 
 def test_dropped_stream_reconnects_and_loses_nothing(gw: GatewayProcess,

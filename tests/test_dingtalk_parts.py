@@ -12,22 +12,26 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from flask import Flask
 from pydantic import ValidationError
 
-from gateway.channels.dingtalk import DingTalkOptions, _explain
+from gateway.channels.dingtalk import DingTalkChannel, DingTalkOptions, _explain
 from gateway.channels.dingtalk_api import (
     RobotApi,
     RobotMessage,
     expected_sign,
     is_group_chat,
     sign_problem,
+    split_lines,
 )
-from gateway.core.outbound import DeliveryRefused, RetryLater
+from gateway.core.outbound import DeliveryRefused, Outbound, RetryLater
 from tests.conftest import ROOT, free_port
-from tests.fakes.fake_dingtalk import CLIENT_ID, CLIENT_SECRET, FakeDingTalk
+from tests.fakes.fake_dingtalk import CLIENT_ID, CLIENT_SECRET, FakeDingTalk, Uploaded
 
 
 @pytest.fixture(scope="module")
@@ -223,3 +227,71 @@ def test_stream_child_ends_saying_why_the_connection_was_refused(fake: FakeDingT
         assert "401" in ended and "InvalidAuthentication" in ended and "wrong" not in ended
     finally:
         assert child.close() == 0  # it ended itself: the gateway starts the next one
+
+
+# -- files out and long replies ------------------------------------------------------------
+def test_the_upload_host_follows_api_base_unless_given() -> None:
+    keys = {"client_id": "k", "client_secret": "s"}
+    assert DingTalkOptions.model_validate(keys).oapi == "https://oapi.dingtalk.com"
+    proxied = DingTalkOptions.model_validate({**keys, "api_base": "http://127.0.0.1:9/"})
+    assert proxied.oapi == "http://127.0.0.1:9"  # a proxy or a fake serves both hosts
+    given = DingTalkOptions.model_validate({**keys, "oapi_base": "https://oapi.example/"})
+    assert given.oapi == "https://oapi.example"
+    with pytest.raises(ValidationError, match="http"):
+        DingTalkOptions.model_validate({**keys, "oapi_base": "oapi.dingtalk.com"})
+
+
+def test_split_cuts_on_line_breaks_within_the_limit() -> None:
+    text = "\n".join(f"{i:02d}" + "钉" * 27 for i in range(10))  # lines of 29 characters
+    pieces = split_lines(text, 100)
+    assert [len(p) for p in pieces] == [89, 89, 89, 29]  # three whole lines, then the last
+    assert "\n".join(pieces) == text
+    assert split_lines("x" * 250, 100) == ["x" * 100, "x" * 100, "x" * 50]  # one long line
+    assert split_lines("short", 100) == ["short"] and split_lines("  \n", 100) == []
+
+
+def test_upload_and_send_a_picture_and_a_file(fake: FakeDingTalk, tmp_path: Path) -> None:
+    picture, document = tmp_path / "chart.png", tmp_path / "会议纪要.pdf"
+    picture.write_bytes(b"\x89PNG fake")
+    document.write_bytes(b"%PDF-1.4 fake")
+    api = RobotApi(fake.api_base, CLIENT_ID, CLIENT_SECRET, CLIENT_ID, fake.api_base)
+    try:
+        media = api.upload(picture, "chart.png", "image/png", "image")
+        api.send_file("alice01", media, "chart.png", "image")
+        fake.expire_tokens()  # the oapi's 40014: the token is fetched again once
+        calls = fake.token_calls
+        media = api.upload(document, document.name, "application/pdf", "file")
+        assert fake.token_calls == calls + 1
+        api.send_file("cidG1", media, document.name, "file")
+    finally:
+        api.close()
+    image, sent = fake.sent[-2:]
+    assert (image.via, image.msg_key, image.media) == (
+        "person", "sampleImageMsg", Uploaded("image", "chart.png", "image/png",
+                                             b"\x89PNG fake"))
+    assert (sent.via, sent.msg_key, json.loads(sent.body["msgParam"])["fileType"]) == (
+        "group", "sampleFile", "pdf")
+    assert sent.media is not None and sent.media.name == "会议纪要.pdf"
+    wrong_kind = RobotApi(fake.api_base, CLIENT_ID, CLIENT_SECRET, CLIENT_ID, fake.api_base)
+    with pytest.raises(DeliveryRefused, match="40004"):
+        wrong_kind.upload(picture, "chart.png", "image/png", "sticker")
+    with pytest.raises(DeliveryRefused, match=r"gone\.png cannot be read"):
+        wrong_kind.upload(tmp_path / "gone.png", "gone.png", "image/png", "image")
+    wrong_kind.close()
+
+
+def test_files_over_the_limit_or_to_outsiders_are_named_in_the_text() -> None:
+    services = SimpleNamespace(app=Flask(__name__), entry=None, intake=None)  # what it reads
+    channel = DingTalkChannel(services,  # type: ignore[arg-type]
+                              DingTalkOptions.model_validate({"client_id": "k",
+                                                              "client_secret": "s"}))
+    small = {"name": "a.png", "path": "files/out/a.png", "media_type": "image/png", "size": 10}
+    big = {"name": "big.zip", "path": "files/out/big.zip", "media_type": "application/zip",
+           "size": 21 * 1024 * 1024}
+    parts = channel._parts(Outbound("o1", "dingtalk", "alice01", "here", files=(small, big),
+                                    msg_id="m1"))
+    assert isinstance(parts[0], str) and "big.zip" in parts[0] and "a.png" not in parts[0]
+    assert [p.name for p in parts[1:] if not isinstance(p, str)] == ["a.png"]
+    outsider = channel._parts(Outbound("o2", "dingtalk", "$:LWCP_v1:$x", "here",
+                                       files=(small,), msg_id="m2"))
+    assert len(outsider) == 1 and "a.png" in str(outsider[0])

@@ -8,6 +8,8 @@ the outgoing robot's HTTP callback.
         mode: stream                                 # or callback
         robot_code: ""                              # default: client_id
         api_base: "https://api.dingtalk.com"        # a proxy, or a test's fake
+        oapi_base: ""                # media/upload's host; default: oapi.dingtalk.com, or
+                                     # api_base when api_base is not DingTalk's own
         callback_path: /api/dingtalk                # callback mode: the path served
         format: markdown                            # or text
         stale_after: 120s
@@ -20,7 +22,12 @@ message's client id, so DingTalk's redelivery of a message is answered once.
 Ack first, answer later: DingTalk delivers a message again when its acknowledgement waits, so
 the message is acknowledged once it is stored (the pipeline's `on_stored`), never before and
 not after the model's answer; the answer leaves through the outbox (`deliver`): to the
-message's session webhook while it is valid, else through the robot send API.
+message's session webhook while it is valid, else through the robot send API. Its text is
+cut into pieces of `dingtalk_api.TEXT_LIMIT` characters on line breaks; its files are uploaded
+(`media/upload`) and sent after the text through the robot send API (a session webhook carries
+no files); a file over DingTalk's 20 MB, or one for a person outside the organisation (whom
+the send API cannot reach), is named in the text instead. The pieces DingTalk took are
+remembered per outbound id, so the outbox's retry of a row sends only the rest.
 
 Hosting: stream mode's SDK (`dingtalk-stream`, asyncio) runs in a child process,
 `gateway.channels.dingtalk_stream_host`, one connection per life (`common.child_link`
@@ -56,7 +63,16 @@ from gateway.channels.base import (
     Services,
     SwitchedOnByConfig,
 )
-from gateway.channels.dingtalk_api import RobotApi, RobotMessage, is_group_chat, sign_problem
+from gateway.channels.dingtalk_api import (
+    IMAGE_TYPES,
+    TEXT_LIMIT,
+    UPLOAD_LIMITS,
+    RobotApi,
+    RobotMessage,
+    is_group_chat,
+    sign_problem,
+    split_lines,
+)
 from gateway.channels.liveness import Liveness
 from gateway.channels.platform import PlatformChannel
 from gateway.channels.platform_address import platform_address
@@ -76,6 +92,8 @@ DRAIN = 5.0
 STORE_WAIT = 25.0  # the child acknowledges with 500 after 30 s: DingTalk sends it again
 MAX_BACKOFF = 30.0
 ALIASES = {"app_key": "client_id", "app_secret": "client_secret"}  # DingTalk's older names
+DINGTALK_API = "https://api.dingtalk.com"
+DINGTALK_OAPI = "https://oapi.dingtalk.com"
 
 
 class DingTalkOptions(SwitchedOnByConfig):
@@ -86,7 +104,8 @@ class DingTalkOptions(SwitchedOnByConfig):
     client_secret: str | None = Field(None, repr=False)
     robot_code: str | None = None
     mode: Literal["stream", "callback"] = "stream"
-    api_base: str = "https://api.dingtalk.com"
+    api_base: str = DINGTALK_API
+    oapi_base: str = ""
     callback_path: str = "/api/dingtalk"
     format: Literal["markdown", "text"] = "markdown"
     stale_after: Duration = Field(120.0, ge=1, le=86400)
@@ -107,9 +126,11 @@ class DingTalkOptions(SwitchedOnByConfig):
             data["enabled"] = bool(data.get("client_id"))
         return data
 
-    @field_validator("api_base")
+    @field_validator("api_base", "oapi_base")
     @classmethod
     def _api_base(cls, value: str) -> str:
+        if not value:
+            return value  # oapi_base: derived (`oapi`)
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("expected an http(s) URL such as https://api.dingtalk.com")
@@ -139,6 +160,14 @@ class DingTalkOptions(SwitchedOnByConfig):
     def robot(self) -> str:
         return self.robot_code or self.client_id or ""
 
+    @property
+    def oapi(self) -> str:
+        """media/upload's host: `oapi_base`, else DingTalk's oapi host when `api_base` is
+        DingTalk's own, else `api_base` (a proxy or a fake serves both)."""
+        if self.oapi_base:
+            return self.oapi_base
+        return DINGTALK_OAPI if self.api_base == DINGTALK_API else self.api_base
+
 
 class DingTalkChannel(PlatformChannel):
     name = "dingtalk"
@@ -156,6 +185,10 @@ class DingTalkChannel(PlatformChannel):
         self.line = StateLine()
         # chat -> (session webhook, Unix time it expires): replies go there while valid
         self.webhooks: dict[str, tuple[str, float]] = {}
+        self._parts_sent: dict[str, int] = {}  # outbound id -> pieces DingTalk already took
+        # outbound id -> its files' media ids (by piece): a send refused for now is retried
+        # with the same upload, not a second one of up to 20 MB
+        self._uploaded: dict[str, dict[int, str]] = {}
 
     @property
     def dt(self) -> DingTalkOptions:
@@ -169,7 +202,7 @@ class DingTalkChannel(PlatformChannel):
         self.running = True
         self.liveness = Liveness(self.dt.stale_after)
         self.api = RobotApi(self.dt.api_base, self.dt.client_id or "",
-                            self.dt.client_secret or "", self.dt.robot)
+                            self.dt.client_secret or "", self.dt.robot, self.dt.oapi)
         if self.dt.mode == "callback":
             self._answer_unanswered()
             self.liveness.connected()
@@ -352,19 +385,67 @@ class DingTalkChannel(PlatformChannel):
 
     # -- sending ---------------------------------------------------------------------------
     def deliver(self, outbound: Outbound) -> None:
-        """The chat's session webhook while it is valid, else the robot send API."""
+        """The text in pieces (the chat's session webhook while it is valid, else the robot
+        send API), then the files (uploaded, then the send API); a retry skips the pieces
+        DingTalk already took."""
         api = self.api
         if api is None:
             raise RetryLater("dingtalk is stopped")
-        files = tuple(Attachment(**f) for f in outbound.files)
-        text = (outbound.text + not_carried(files, self.name, outbound.msg_id or outbound.id))
-        text = text.strip()
-        if not text:
-            return
+        done = self._parts_sent.get(outbound.id, 0)
+        try:
+            for i, part in enumerate(self._parts(outbound)):
+                if i < done:
+                    continue  # DingTalk took it before a later piece failed: not twice
+                if isinstance(part, str):
+                    self._send_text(api, outbound, part, mention=i == 0)
+                else:
+                    uploaded = self._uploaded.setdefault(outbound.id, {})
+                    if i not in uploaded:
+                        uploaded[i] = api.upload(
+                            self.services.outbox.workspace / part.path, part.name,
+                            part.media_type or "application/octet-stream", _kind(part))
+                    api.send_file(outbound.chat, uploaded[i], part.name, _kind(part))
+                self._parts_sent[outbound.id] = i + 1
+        except DeliveryRefused:
+            self._forget(outbound.id)  # the row fails: no retry comes
+            raise
+        self._forget(outbound.id)
+        self.liveness.mark_out()
+
+    def _forget(self, outbound_id: str) -> None:
+        self._parts_sent.pop(outbound_id, None)
+        self._uploaded.pop(outbound_id, None)
+
+    def _parts(self, outbound: Outbound) -> list[str | Attachment]:
+        """The reply on DingTalk: its text in pieces, then each file it can carry; a file over
+        DingTalk's limit, or for a person the send API cannot reach (outside the
+        organisation, `$:` ids), is named in the text."""
+        files = [Attachment(**f) for f in outbound.files]
+        if outbound.chat.startswith("$:"):
+            carried: list[Attachment] = []
+            why = "DingTalk (to a person outside the organisation)"
+        else:
+            carried = [f for f in files if f.size <= UPLOAD_LIMITS[_kind(f)]]
+            why = "DingTalk (20 MB at most)"
+        left = tuple(f for f in files if f not in carried)
+        text = (outbound.text + not_carried(left, why, outbound.msg_id or outbound.id)).strip()
+        asker = self._asker(outbound)
+        pieces: list[str | Attachment] = []
+        pieces.extend(split_lines(text, TEXT_LIMIT - len(asker) - 4))  # room for the @asker
+        pieces.extend(carried)
+        return pieces
+
+    def _asker(self, outbound: Outbound) -> str:
+        """In a group, the staff id the reply @-mentions."""
+        if is_group_chat(outbound.chat) and outbound.to and not outbound.to.startswith("$:"):
+            return outbound.to
+        return ""
+
+    def _send_text(self, api: RobotApi, outbound: Outbound, text: str, mention: bool) -> None:
+        """One piece; in a group the first @-mentions the asker (one notification)."""
         webhook, expires = self.webhooks.get(outbound.chat, ("", 0.0))
         if webhook and time.time() < expires - 5:
-            asker = outbound.to if is_group_chat(outbound.chat) and outbound.to and \
-                not outbound.to.startswith("$:") else ""
+            asker = self._asker(outbound) if mention else ""
             api.send_webhook(webhook, self._webhook_body(text, asker))
         elif is_group_chat(outbound.chat):
             api.send_to_group(outbound.chat, *self._api_message(text))
@@ -374,7 +455,6 @@ class DingTalkChannel(PlatformChannel):
                                   "expired")
         else:
             api.send_to_person(outbound.chat, *self._api_message(text))
-        self.liveness.mark_out()
 
     def _webhook_body(self, text: str, asker: str) -> dict[str, Any]:
         """In a group the reply @-mentions the person it answers (the `at` list notifies
@@ -391,6 +471,11 @@ class DingTalkChannel(PlatformChannel):
         if self.dt.format == "markdown":
             return "sampleMarkdown", {"title": _title(text), "text": text}
         return "sampleText", {"content": text}
+
+
+def _kind(f: Attachment) -> str:
+    """media/upload's type: "image" for the picture formats DingTalk shows, else "file"."""
+    return "image" if f.media_type in IMAGE_TYPES else "file"
 
 
 def _title(text: str) -> str:

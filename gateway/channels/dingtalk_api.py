@@ -10,6 +10,12 @@ robot send API: `/v1.0/robot/oToMessages/batchSend` to the person, `/v1.0/robot/
 send` to the group, with an access token from `/v1.0/oauth2/accessToken` kept until 5 minutes
 before it expires and fetched again once when DingTalk refuses it.
 
+Files out: a reply's picture or file is uploaded with the older open API's `media/upload`
+(`oapi.dingtalk.com`, the same app access token as `?access_token=`, multipart field `media`,
+`type=image|file`), then sent through the robot send API as `sampleImageMsg` (`photoURL`: the
+media id) or `sampleFile` (`mediaId`, `fileName`, `fileType`). A session webhook carries text
+and markdown only, so files always take the send API.
+
 Chat ids: a one-to-one chat is named by the person (`senderStaffId`, else `senderId`), a group
 by its `conversationId` (DingTalk's start with `cid`): a reply after a restart, with no session
 webhook in hand, still knows which send API takes it.
@@ -24,6 +30,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -37,6 +44,14 @@ WEBHOOK_MARGIN = 5.0  # a session webhook this close to expiring is not used
 # DingTalk's words for "too many, later": the send APIs' codes, the webhooks' errcodes
 THROTTLED_CODES = ("Throttling", "QpsLimit", "LimitExceeded")
 THROTTLED_ERRCODES = frozenset({-1, 88, 130101, 410100})
+# media/upload's bounds (DingTalk: an image or a file at most 20 MB); larger ones are named
+UPLOAD_LIMITS = {"image": 20 * 1024 * 1024, "file": 20 * 1024 * 1024}
+IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/bmp"})  # type=image
+OAPI_TOKEN_ERRCODES = frozenset({40001, 40014, 42001})  # the oapi's "token invalid/expired"
+# DingTalk documents no single bound for a robot message's text: 5,000 characters is the
+# smallest we have seen given (the markdown of a work notice), far under the 20,000 bytes of a
+# robot's message even in CJK (15,000 bytes); a conservative bound, so no piece is cut short.
+TEXT_LIMIT = 5000
 # the kinds whose content is downloaded (`downloadCode`), with the suffix of a name made up
 MEDIA_SUFFIX = {"picture": ".png", "file": "", "video": ".mp4", "audio": ".amr"}
 
@@ -117,8 +132,9 @@ class RobotApi:
     """The send side, sync httpx (cooperative under gevent): one client, one cached token."""
 
     def __init__(self, api_base: str, client_id: str, client_secret: str, robot_code: str,
-                 timeout: float = 15.0) -> None:
+                 oapi_base: str = "https://oapi.dingtalk.com", timeout: float = 15.0) -> None:
         self.api_base = api_base
+        self.oapi_base = oapi_base
         self.client_id = client_id
         self.client_secret = client_secret
         self.robot_code = robot_code
@@ -154,6 +170,50 @@ class RobotApi:
         self._robot("/v1.0/robot/groupMessages/send",
                     {"robotCode": self.robot_code, "openConversationId": conversation,
                      "msgKey": msg_key, "msgParam": json.dumps(param, ensure_ascii=False)})
+
+    def send_file(self, chat: str, media_id: str, name: str, kind: str) -> None:
+        """An uploaded picture or file to a person (a staff id) or a group (`cid...`)."""
+        if kind == "image":
+            key, param = "sampleImageMsg", {"photoURL": media_id}
+        else:
+            suffix = Path(name).suffix.lstrip(".").lower()
+            key, param = "sampleFile", {"mediaId": media_id, "fileName": name,
+                                        "fileType": suffix or "file"}
+        if is_group_chat(chat):
+            self.send_to_group(chat, key, param)
+        else:
+            self.send_to_person(chat, key, param)
+
+    def upload(self, path: Path, name: str, media_type: str, kind: str) -> str:
+        """The file's media id from `media/upload` (fetching the token again once when the
+        oapi calls it expired)."""
+        for attempt in (1, 2):
+            try:
+                with path.open("rb") as stream:
+                    answer = self.http.post(
+                        self.oapi_base + "/media/upload",
+                        params={"access_token": self.token(), "type": kind},
+                        files={"media": (name, stream, media_type)})
+            except httpx.HTTPError as e:
+                raise RetryLater(f"{type(e).__name__} reaching "
+                                 f"{httpx.URL(self.oapi_base).host}") from e
+            except OSError as e:  # gone from the workspace since the reply was queued
+                raise DeliveryRefused(f"the reply's file {name} cannot be read: "
+                                      f"{e.strerror or e}") from e
+            said = _json(answer)
+            code = said.get("errcode", 0)
+            if code in OAPI_TOKEN_ERRCODES and attempt == 1:
+                self._token = None
+                continue
+            why = (f"DingTalk's media upload answered {answer.status_code} "
+                   f"({code}: {str(said.get('errmsg', answer.text[:200]))[:200]}) for {name}")
+            if answer.status_code == 429 or answer.status_code >= 500 or \
+                    code in THROTTLED_ERRCODES:
+                raise RetryLater(why, _retry_after(answer))
+            if answer.status_code >= 400 or code or not said.get("media_id"):
+                raise DeliveryRefused(why)
+            return str(said["media_id"])
+        raise RetryLater(f"DingTalk's media upload refused a fresh token for {name}")
 
     def download(self, download_code: str, into: Any) -> None:
         """A received picture's or file's bytes into a writable: the robot's download API
@@ -209,6 +269,18 @@ class RobotApi:
         except httpx.HTTPError as e:
             host = httpx.URL(url).host
             raise RetryLater(f"{type(e).__name__} reaching {host}") from e
+
+
+def split_lines(text: str, limit: int = TEXT_LIMIT) -> list[str]:
+    """Pieces of at most `limit` characters, cut after the last line break in a piece (a line
+    longer than `limit` is cut where the limit falls); blank pieces are left out."""
+    pieces: list[str] = []
+    while len(text) > limit:
+        cut = text.rfind("\n", 0, limit) + 1 or limit
+        pieces.append(text[:cut])
+        text = text[cut:]
+    pieces.append(text)
+    return [piece.strip("\n") for piece in pieces if piece.strip()]
 
 
 def _raise_for(answer: httpx.Response, what: str) -> None:

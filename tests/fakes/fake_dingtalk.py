@@ -30,10 +30,15 @@ over real HTTP and WebSocket by pointing `channels.dingtalk.api_base` at `FakeDi
 - `POST /v1.0/robot/messageFiles/download` `{"downloadCode", "robotCode"}` ->
   `{"downloadUrl"}` for a picture or file a user sent (`user_sends_file`); the URL serves its
   bytes; an unknown code: 400 `{"code": "invalidParameter.downloadCode"}`.
+- `POST /media/upload?access_token=...&type=image|file` (the oapi host's, served here too:
+  the channel's `oapi_base` follows `api_base`), multipart field `media`: `{"errcode": 0,
+  "media_id": "@lA..."}`, the bytes kept in `media` (an unknown token: `{"errcode": 40014}`);
+  the send APIs take `sampleImageMsg` (`{"photoURL": media id}`) and `sampleFile`
+  (`{"mediaId", "fileName", "fileType"}`), recorded with `Sent.media`.
 - The outgoing robot (callback mode): `post_outgoing(url, ...)` POSTs a robot message to the
   gateway with the `timestamp` and `sign` headers DingTalk computes.
 
-Left out: media upload (files out), cards, EVENT frames, the legacy oapi.dingtalk.com API.
+Left out: cards, EVENT frames, the legacy oapi.dingtalk.com API but its media/upload.
 """
 
 from __future__ import annotations
@@ -68,6 +73,18 @@ class Sent:
     target: str  # the conversation (webhook, group) or the staff id (person)
     text: str
     body: dict[str, Any]
+    msg_key: str = ""  # the send API's msgKey ("" for the session webhook)
+    media: Uploaded | None = None  # the picture or file a sampleImageMsg / sampleFile sent
+
+
+@dataclass
+class Uploaded:
+    """One `media/upload`: the file as the gateway sent it."""
+
+    type: str  # "image" or "file"
+    name: str
+    content_type: str
+    data: bytes
 
 
 @dataclass
@@ -95,6 +112,7 @@ class FakeDingTalk:
         self.muted = False
         self.down = False
         self.files: dict[str, bytes] = {}  # downloadCode -> the bytes a user sent
+        self.media: dict[str, Uploaded] = {}  # media_id -> what media/upload took
         self._ids = itertools.count(1)
         self._changed = threading.Condition()
         self._loop = asyncio.new_event_loop()
@@ -129,6 +147,7 @@ class FakeDingTalk:
         app.router.add_post("/v1.0/robot/groupMessages/send", self._to_group)
         app.router.add_post("/v1.0/robot/messageFiles/download", self._download)
         app.router.add_get("/files/{code}", self._file)
+        app.router.add_post("/media/upload", self._upload)
         self._runner = web.AppRunner(app)
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -394,14 +413,38 @@ class FakeDingTalk:
             return web.Response(status=404)
         return web.Response(body=content, content_type="application/octet-stream")
 
+    async def _upload(self, request: web.Request) -> web.Response:
+        if not self.tokens.get(request.query.get("access_token", ""), False):
+            return web.json_response({"errcode": 40014, "errmsg": "不合法的access_token"})
+        kind = request.query.get("type", "")
+        if kind not in ("image", "file", "voice", "video"):
+            return web.json_response({"errcode": 40004, "errmsg": "不合法的媒体文件类型"})
+        form = await request.post()
+        media = form.get("media")
+        if not isinstance(media, web.FileField):
+            return web.json_response({"errcode": 41001, "errmsg": "缺少media参数"})
+        media_id = f"@lA{uuid.uuid4().hex}"
+        self.media[media_id] = Uploaded(kind, media.filename, media.content_type,
+                                        media.file.read())
+        self._notify()
+        return web.json_response({"errcode": 0, "errmsg": "ok", "media_id": media_id,
+                                  "type": kind, "created_at": int(time.time() * 1000)})
+
     def _record(self, via: str, target: str, body: dict[str, Any]) -> web.Response:
+        key, media = str(body.get("msgKey") or ""), None
         if "msgParam" in body:
             param = json.loads(body["msgParam"])
             text = param.get("text") or param.get("content") or ""
+            if key in ("sampleImageMsg", "sampleFile"):
+                media_id = param.get("photoURL") or param.get("mediaId") or ""
+                if media_id not in self.media:
+                    return web.json_response({"code": "invalidParameter.mediaId",
+                                              "message": "mediaId is invalid"}, status=400)
+                media = self.media[media_id]
         else:
-            kind = body.get("msgtype")
+            kind = str(body.get("msgtype") or "")
             text = (body.get(kind) or {}).get("text" if kind == "markdown" else "content", "")
-        self.sent.append(Sent(via, target, text, body))
+        self.sent.append(Sent(via, target, text, body, key, media))
         self._notify()
         if via == "webhook":
             return web.json_response({"errcode": 0, "errmsg": "ok"})
