@@ -157,7 +157,7 @@ def no_leftover_processes() -> Iterator[None]:
             for p in left:
                 with contextlib.suppress(psutil.NoSuchProcess):
                     p.kill()
-            raise AssertionError(f"test left processes running: {[p.cmdline() for p in left]}")
+            raise AssertionError(f"test left processes running: {[command_line(p) for p in left]}")
         time.sleep(0.05)
 
 
@@ -213,6 +213,15 @@ def assert_dead(pid: int, deadline_s: float = 5.0) -> None:
             return
         time.sleep(0.02)
     raise AssertionError(f"process {pid} still running (state {state})")
+
+
+def command_line(process: psutil.Process) -> str:
+    """A process's command line, or "" when it ended while we looked (psutil raises
+    ZombieProcess or NoSuchProcess then)."""
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:
+        return ""
 
 
 def _running(process: psutil.Process) -> bool:

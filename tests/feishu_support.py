@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import psutil
 
-from tests.conftest import GatewayProcess
+from tests.conftest import GatewayProcess, command_line
 
 CHILD = "gateway.channels.feishu_ws_host"
 
@@ -30,15 +30,8 @@ def wait_state(gw: GatewayProcess, state: str, timeout: float = 30) -> dict[str,
 def children(gw: GatewayProcess) -> list[psutil.Process]:
     """The gateway's running Feishu child processes."""
     assert gw.proc is not None
-    return [p for p in psutil.Process(gw.proc.pid).children(recursive=True) if _is_child(p)]
-
-
-def _is_child(process: psutil.Process) -> bool:
-    """A running Feishu child; one that just ended (a zombie, or gone) is not."""
-    try:
-        return CHILD in " ".join(process.cmdline()) and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:  # ZombieProcess, NoSuchProcess: it ended while we looked
-        return False
+    return [p for p in psutil.Process(gw.proc.pid).children(recursive=True)
+            if CHILD in command_line(p)]
 
 
 def assert_nothing_else_left(gw: GatewayProcess) -> None:

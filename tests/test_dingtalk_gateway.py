@@ -22,6 +22,7 @@ import yaml
 from tests.conftest import (
     ROOT,
     GatewayProcess,
+    command_line,
     free_port,
     model_config,
     run_cli,
@@ -432,7 +433,7 @@ def test_a_killed_gateway_leaves_no_stream_and_answers_after_its_start(
     data = fake.user_says("answer me after the crash", staff_id="kate10")
     fake.wait_for(lambda: data["msgId"] not in fake.pending)  # stored, then acknowledged
     children = psutil.Process(gw.proc.pid).children(recursive=True)
-    streams = [p for p in children if "dingtalk_stream_host" in " ".join(p.cmdline())]
+    streams = [p for p in children if "dingtalk_stream_host" in command_line(p)]
     assert len(streams) == 1
     gw.proc.kill()
     gw.proc.wait(10)

@@ -18,7 +18,7 @@ import psutil
 import pytest
 import yaml
 
-from tests.conftest import GatewayProcess, free_port, model_config, write_config
+from tests.conftest import GatewayProcess, command_line, free_port, model_config, write_config
 from tests.fakes.fake_model import FakeModelServer
 from tests.fakes.fake_slack import BOT_ID, BOT_USER, FakeSlack, Posted
 
@@ -203,7 +203,7 @@ def socket_process(gw: GatewayProcess) -> psutil.Process:
     deadline = time.monotonic() + 20
     while True:
         found = [p for p in psutil.Process(gw.proc.pid).children()
-                 if "gateway.channels.slack_socket" in " ".join(p.cmdline())]
+                 if "gateway.channels.slack_socket" in command_line(p)]
         if found:
             return found[0]
         assert time.monotonic() < deadline, "no Slack socket process"

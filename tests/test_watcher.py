@@ -23,7 +23,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import ROOT, GatewayProcess, free_port, model_config, write_config
+from tests.conftest import ROOT, GatewayProcess, command_line, free_port, model_config, write_config
 from tests.locks import watchdog_matrix
 
 FILES = 5
@@ -90,7 +90,7 @@ def test_every_change_arrives_and_the_loop_keeps_ticking(version: str, tmp_path:
 def watcher_children(gw: GatewayProcess) -> list[psutil.Process]:
     assert gw.proc is not None
     return [p for p in psutil.Process(gw.proc.pid).children()
-            if "gateway.live.watcher_child" in " ".join(p.cmdline())]
+            if "gateway.live.watcher_child" in command_line(p)]
 
 
 SKILL = """
