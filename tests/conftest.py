@@ -185,15 +185,23 @@ def no_blocked_loop(request: pytest.FixtureRequest,
                     + "\n\n".join(block.describe() for block in blocks), pytrace=False)
 
 
-def assert_only_gateway_left(gw: GatewayProcess) -> None:
+def assert_only_gateway_left(gw: GatewayProcess, *shared_pids: int,
+                             deadline_s: float = 10.0) -> None:
     """`no_leftover_processes` for a module that shares one gateway: its process and its
-    children (skill hosts, the browser, the MCP host) may stay; nothing else may."""
+    children (skill hosts, the browser, the MCP host, a channel's child) may stay, and the
+    module's other shared processes (`shared_pids`); whatever a test started must end."""
     assert gw.proc is not None
-    shared = {gw.proc.pid, *(p.pid for p in psutil.Process(gw.proc.pid).children(
-        recursive=True))}
-    left = [p for p in psutil.Process().children(recursive=True)
-            if p.pid not in shared and p.status() != psutil.STATUS_ZOMBIE]
-    assert not left, f"test left processes: {left}"
+    deadline = time.monotonic() + deadline_s
+    while True:
+        shared = {gw.proc.pid, *shared_pids}
+        if gw.proc.poll() is None:
+            shared |= {p.pid for p in psutil.Process(gw.proc.pid).children(recursive=True)}
+        left = [p for p in psutil.Process().children(recursive=True)
+                if p.pid not in shared and _running(p)]
+        if not left:
+            return
+        assert time.monotonic() < deadline, f"test left processes: {left}"
+        time.sleep(0.05)
 
 
 def assert_dead(pid: int, deadline_s: float = 5.0) -> None:

@@ -34,18 +34,3 @@ def children(gw: GatewayProcess) -> list[psutil.Process]:
             if CHILD in command_line(p)]
 
 
-def assert_nothing_else_left(gw: GatewayProcess) -> None:
-    """The suite's leftover check, minus the shared gateway and its children: what a test
-    starts must end."""
-    assert gw.proc is not None
-    deadline = time.monotonic() + 10
-    while True:
-        shared = {gw.proc.pid}
-        if gw.proc.poll() is None:
-            shared |= {p.pid for p in psutil.Process(gw.proc.pid).children(recursive=True)}
-        left = [p for p in psutil.Process().children(recursive=True)
-                if p.pid not in shared and p.status() != psutil.STATUS_ZOMBIE]
-        if not left:
-            return
-        assert time.monotonic() < deadline, f"test left processes: {left}"
-        time.sleep(0.05)

@@ -11,9 +11,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import GatewayProcess, free_port, model_config, write_config
+from tests.conftest import (
+    GatewayProcess,
+    assert_only_gateway_left,
+    free_port,
+    model_config,
+    write_config,
+)
 from tests.fakes.fake_feishu import FakeFeishu, encrypt
-from tests.feishu_support import assert_nothing_else_left, wait_state
+from tests.feishu_support import wait_state
 
 ENCRYPT_KEY = "test-encrypt-key-2026"
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhg"
@@ -72,7 +78,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory, model: Any,
 @pytest.fixture(autouse=True)
 def no_leftover_processes(gw: GatewayProcess) -> Iterator[None]:
     yield
-    assert_nothing_else_left(gw)
+    assert_only_gateway_left(gw)
 
 
 def url(gw: GatewayProcess) -> str:

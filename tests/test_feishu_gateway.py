@@ -13,10 +13,16 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import GatewayProcess, free_port, model_config, write_config
+from tests.conftest import (
+    GatewayProcess,
+    assert_only_gateway_left,
+    free_port,
+    model_config,
+    write_config,
+)
 from tests.fakes.fake_feishu import FakeFeishu
 from tests.fakes.fake_model import FakeModelServer
-from tests.feishu_support import assert_nothing_else_left, channel, children, wait_state
+from tests.feishu_support import channel, children, wait_state
 
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhg"
                        "GAWjR9awAAAABJRU5ErkJggg==")
@@ -52,7 +58,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory, model: FakeModelServer,
 @pytest.fixture(autouse=True)
 def no_leftover_processes(gw: GatewayProcess) -> Iterator[None]:
     yield
-    assert_nothing_else_left(gw)
+    assert_only_gateway_left(gw)
 
 
 def replies_to(fake: FakeFeishu, message_id: str) -> list[Any]:

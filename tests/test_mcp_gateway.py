@@ -11,13 +11,11 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 import yaml
 
@@ -25,6 +23,7 @@ from tests.conftest import (
     ROOT,
     GatewayProcess,
     assert_dead,
+    assert_only_gateway_left,
     free_port,
     model_config,
     run_cli,
@@ -141,18 +140,7 @@ def no_leftover_processes(gw: GatewayProcess,
     """The suite's check, minus what this module shares: the gateway with its children (the
     MCP host, the servers, skill hosts) and the HTTP clock. What a test starts must end."""
     yield
-    assert gw.proc is not None
-    deadline = time.monotonic() + 10
-    while True:
-        shared = {gw.proc.pid, http_clock[1].pid}
-        if gw.proc.poll() is None:
-            shared |= {p.pid for p in psutil.Process(gw.proc.pid).children(recursive=True)}
-        left = [p for p in psutil.Process().children(recursive=True)
-                if p.pid not in shared and p.status() != psutil.STATUS_ZOMBIE]
-        if not left:
-            return
-        assert time.monotonic() < deadline, f"test left processes: {left}"
-        time.sleep(0.05)
+    assert_only_gateway_left(gw, http_clock[1].pid)
 
 
 def test_the_model_and_a_skill_call_a_stdio_server(gw: GatewayProcess,

@@ -13,10 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 
-from tests.conftest import GatewayProcess, free_port, model_config, write_config
+from tests.conftest import (
+    GatewayProcess,
+    assert_only_gateway_left,
+    free_port,
+    model_config,
+    write_config,
+)
 from tests.fakes.fake_model import FakeModelServer
 from tests.fakes.fake_robots import WeComRobot
 from tests.fakes.fake_wecom import FakeWeCom
@@ -107,21 +112,9 @@ def gw(tmp_path_factory: pytest.TempPathFactory, model: FakeModelServer, wecom: 
 
 @pytest.fixture(autouse=True)
 def no_leftover_processes(gw: GatewayProcess) -> Iterator[None]:
-    """The suite's check, minus the module's shared gateway and its children: what a test
-    starts must end."""
+    """The suite's check, minus the module's shared gateway and its children."""
     yield
-    assert gw.proc is not None
-    deadline = time.monotonic() + 10
-    while True:
-        shared = {gw.proc.pid}
-        if gw.proc.poll() is None:
-            shared |= {p.pid for p in psutil.Process(gw.proc.pid).children(recursive=True)}
-        left = [p for p in psutil.Process().children(recursive=True)
-                if p.pid not in shared and p.status() != psutil.STATUS_ZOMBIE]
-        if not left:
-            return
-        assert time.monotonic() < deadline, f"test left processes: {left}"
-        time.sleep(0.05)
+    assert_only_gateway_left(gw)
 
 
 @pytest.fixture
