@@ -30,6 +30,7 @@ from tests.conftest import (
 )
 from tests.fakes.fake_dingtalk import CLIENT_ID, CLIENT_SECRET, FakeDingTalk, Sent
 from tests.fakes.fake_model import FakeModelServer
+from tests.skill_sources import report_skill
 from tests.trace_check import assert_complete_trace
 
 OPEN = {"stranger_mode": "open"}
@@ -37,25 +38,7 @@ GROUP = "cidGroupTeam001"
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
                     "1f15c4890000000d49444154789c6360f8ffff3f0005fe02fea7d6a4860000"
                     "000049454e44ae426082")  # a 1x1 picture
-FILES_SKILL = f'''\
-from pathlib import Path
-from moltbot_sdk import Skill, context
-
-class Files(Skill):
-    @context.handle(command="/report")
-    def report(self, msg):
-        out = Path("files/out/report.txt")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text("report for " + msg["text"])
-        return {{"reply": "here it is", "files": [str(out)]}}
-
-    @context.handle(command="/chart")
-    def chart(self, msg):
-        out = Path("files/out/chart.png")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes({PNG!r})
-        return {{"reply": "the chart", "files": [str(out)]}}
-'''
+FILES_SKILL = report_skill(chart=PNG, chart_reply="the chart")
 
 
 def dingtalk_config(model: FakeModelServer, fake: FakeDingTalk,

@@ -20,30 +20,13 @@ from tests.conftest import (
 )
 from tests.fakes.fake_feishu import FakeFeishu, encrypt
 from tests.feishu_support import wait_state
+from tests.skill_sources import report_skill
 
 ENCRYPT_KEY = "test-encrypt-key-2026"
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhg"
                        "GAWjR9awAAAABJRU5ErkJggg==")
 TOKEN = "test-verification-token"
-REPORT_SKILL = '''\
-from pathlib import Path
-from moltbot_sdk import Skill, context
-
-class Report(Skill):
-    @context.handle(command="/report")
-    def report(self, msg):
-        out = Path("files/out/report.txt")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text("report for " + msg["text"])
-        return {"reply": "here it is", "files": [str(out)]}
-
-    @context.handle(command="/chart")
-    def chart(self, msg):
-        out = Path("files/out/chart.png")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(bytes.fromhex(PNG_HEX))
-        return {"reply": "", "files": [str(out)]}
-'''.replace("PNG_HEX", repr(PNG.hex()))
+REPORT_SKILL = report_skill(chart=PNG, chart_reply="")
 
 
 @pytest.fixture(scope="module")

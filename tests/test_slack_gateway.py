@@ -21,6 +21,7 @@ import yaml
 from tests.conftest import GatewayProcess, command_line, free_port, model_config, write_config
 from tests.fakes.fake_model import FakeModelServer
 from tests.fakes.fake_slack import BOT_ID, BOT_USER, FakeSlack, Posted
+from tests.skill_sources import report_skill
 
 ALICE, BOB = "U0ALICE", "U0BOB"
 SECURITY = {"stranger_mode": "verification_code", "allowlist": [f"slack:{ALICE}"]}
@@ -53,18 +54,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("slack-home")
 
 
-REPORT_SKILL = '''\
-from pathlib import Path
-from moltbot_sdk import Skill, context
-
-class Report(Skill):
-    @context.handle(command="/report")
-    def report(self, msg):
-        out = Path("files/out/report.txt")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text("report for " + msg["text"])
-        return {"reply": "here it is", "files": [str(out)]}
-'''
+REPORT_SKILL = report_skill()
 
 
 def started(gateway: GatewayProcess, slack: FakeSlack) -> GatewayProcess:

@@ -25,20 +25,10 @@ from tests.conftest import (
 from tests.fakes.fake_model import FakeModelServer
 from tests.fakes.fake_robots import WeComRobot
 from tests.fakes.fake_wecom import FakeWeCom
+from tests.skill_sources import report_skill
 
 PATH = "/api/wecom"
-REPORT_SKILL = '''\
-from pathlib import Path
-from moltbot_sdk import Skill, context
-
-class Report(Skill):
-    @context.handle(command="/report")
-    def report(self, msg):
-        out = Path("files/out/report.txt")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text("report for " + msg["text"])
-        return {"reply": "here it is", "files": [str(out)]}
-'''
+REPORT_SKILL = report_skill()
 
 
 def wecom_config(model: FakeModelServer, fake: FakeWeCom, robot: WeComRobot | None = None,
