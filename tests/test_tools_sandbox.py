@@ -95,6 +95,19 @@ def test_tmp_is_private(sandbox: Sandbox, workspace: Path, tmp_path: Path) -> No
     assert not Path("/tmp/mine").exists()
 
 
+def test_shown_code_under_tmp_is_there_despite_the_private_tmp(
+        sandbox: Sandbox, workspace: Path, tmp_path: Path) -> None:
+    """A checkout or virtual environment under /tmp (a test run's, a newcomer's) is what the
+    browser child runs from: `show` binds it over the private /tmp, the rest stays hidden."""
+    code = tmp_path / "venv"
+    code.mkdir()
+    (code / "tool.sh").write_text("echo from the code\n")
+    (tmp_path / "beside.txt").write_text("outside")
+    done = run_in(sandbox, workspace, f"sh {code}/tool.sh; cat {tmp_path}/beside.txt",
+                  show=(str(code),))
+    assert done.stdout == "from the code\n" and "beside.txt: No such file" in done.stderr
+
+
 def test_no_network(sandbox: Sandbox, workspace: Path) -> None:
     bash = shutil.which("bash")
     if bash is None:

@@ -103,14 +103,18 @@ class Sandbox:
                "--unshare-user", "--disable-userns",
                "--die-with-parent", "--new-session", "--cap-drop", "ALL",
                "--hostname", "moltbot-sandbox"]
-        for path in (*_SYSTEM, *_ETC, *show):
-            if os.path.islink(path) and path not in show:
+        for path in (*_SYSTEM, *_ETC):
+            if os.path.islink(path):
                 out += ["--symlink", os.readlink(path), path]
             elif os.path.exists(path):
                 out += ["--ro-bind", path, path]
         out += ["--proc", "/proc", "--dev", "/dev",
                 "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
                 "--size", "65536", "--tmpfs", str(root)]
+        # after the tmpfs mounts: Python or the code may live under /tmp (a checkout there, a
+        # virtual environment made by a test run), which the private /tmp would hide
+        out += [arg for path in show if os.path.exists(path)
+                for arg in ("--ro-bind", path, path)]
         modes = {folder: "--ro-bind-try" for folder in read}
         modes.update({folder: "--bind" for folder in write})
         modes.update({folder: "--ro-bind-try" for folder in keep})
