@@ -73,6 +73,13 @@ class Call:
                            "duration_ms": (time.perf_counter() - begin) * 1000,
                            "outcome": outcome, "detail": detail[:300]})
 
+    def _too_big(self, name: str, how: str, begin: float) -> None:
+        """A download over `tools.max_bytes`: refused, noted for the caller, a span."""
+        why = (f"{name} is over tools.max_bytes ({self.max_bytes} bytes): {how}, not kept "
+               "(raise tools.max_bytes to allow it)")
+        self.notes.append(f"download refused: {why}")
+        self.span("download", begin, "refused", why)
+
     async def timed(self, step: str, detail: str, work: Any) -> Any:
         """Run one step as a span; a Playwright error becomes StepFailed naming the step."""
         begin = time.perf_counter()
@@ -105,10 +112,7 @@ class Call:
             finished.cancel()
             with contextlib.suppress(Exception):
                 await download.delete()
-            why = (f"{name} is over tools.max_bytes ({self.max_bytes} bytes): cancelled, "
-                   "not kept (raise tools.max_bytes to allow it)")
-            self.notes.append(f"download refused: {why}")
-            self.span("download", begin, "refused", why)
+            self._too_big(name, "cancelled", begin)
             return
         watcher.cancel()
         try:
@@ -119,10 +123,7 @@ class Call:
         size = os.path.getsize(path)
         if size > self.max_bytes:  # it finished between two looks of the watcher
             await download.delete()
-            why = (f"{name} is over tools.max_bytes ({self.max_bytes} bytes): {size} bytes, "
-                   "not kept (raise tools.max_bytes to allow it)")
-            self.notes.append(f"download refused: {why}")
-            self.span("download", begin, "refused", why)
+            self._too_big(name, f"{size} bytes", begin)
             return
         target = _free_name(self.shot_path("downloads/" + name))
         target.parent.mkdir(parents=True, exist_ok=True)
