@@ -336,7 +336,8 @@ def open_loop(rate: float, seconds: float, make: Callable[[int], Any], call: Cal
 
 def run_mode(mode: str, p: dict[str, Any]) -> dict[str, Any]:
     """One measurement. Message i has texts[i] ({i} replaced) and goes to chat i % chats (0:
-    one chat per worker); `expect` holds a text the i-th reply must contain (counted as hits)."""
+    one chat per worker, which `turns` unmeasured messages fill first); `expect` holds a text
+    the i-th reply must contain (counted as hits)."""
     port, token, tag, chats = p.get("port", 0), p.get("token", ""), p["tag"], p.get("chats", 0)
     texts, expect, hits = p.get("texts") or ["hello {i}"], p.get("expect"), [0]
     conc, kind = p.get("concurrency", 1), mode.removesuffix("-rate")
@@ -350,12 +351,19 @@ def run_mode(mode: str, p: dict[str, Any]) -> dict[str, Any]:
         return {**closed_loop(conc, p.get("total", 0), lambda w: model, lambda c, w, i: str(
             c.chat([{"role": "user", "content": f"hello {i}"}]).text)), "hits": 0}
 
-    def make(w: int) -> Any:
+    def connect(w: int) -> Any:
         if kind == "ws":
             return WsClient(f"ws://127.0.0.1:{port}/ws", token, f"{tag}{w}")
         if kind == "mqtt":
             return MqttDevice(p["mqtt_port"], f"{tag}-{w}", p.get("nagle", False))
         return HttpClient("127.0.0.1", port, token)
+
+    def make(w: int) -> Any:
+        """A client whose chat already holds `turns` answered messages (before the clock)."""
+        client = connect(w)
+        for _ in range(p.get("turns", 0)):
+            call(client, w, -1)
+        return client
 
     def call(c: Any, w: int, i: int) -> str:
         if kind == "healthz":

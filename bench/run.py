@@ -425,6 +425,13 @@ def bench_gateway(args: argparse.Namespace, st: Stack) -> None:
     phase("http seq (new chat each)", "http", 60, total=seq, chats=seq)
     for c in CONCURRENCIES:
         phase(f"http c{c}", "http", 120, concurrency=c, total=total)
+    # Cost flat in chat length: the same load on fresh chats and on chats 90 turns long, with
+    # turns of a real chat's length (the fake model echoes them: ~300 characters each way).
+    said = ["{i}: " + " ".join(["a sentence of an ordinary chat message"] * 7)]
+    phase("http c16 (new chat each)", "http", 120, concurrency=16, total=total, chats=total,
+          texts=said)
+    phase("http c16 (90-turn chats)", "http", 300, concurrency=16, total=total, turns=90,
+          texts=said)
     rate(f"http {RATE}/s", "http-rate", RATE)
     # Past saturation p99 is only queueing; half the measured peak shows the tail the
     # gateway itself adds while it keeps up.

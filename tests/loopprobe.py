@@ -282,7 +282,7 @@ def probe_sqlite(args: dict[str, Any]) -> Probe:
 
 
 def probe_ollama(args: dict[str, Any]) -> Probe:
-    """`OllamaProvider.chat` (the lean client on urllib3's pool, `models.json_client`)
+    """`OllamaProvider.chat` (the lean client on `http.client`, `models.json_client`)
     against the fake model answering after `STALL` s; every second call streams."""
     from gateway.models.ollama_provider import OllamaProvider
 
@@ -297,7 +297,8 @@ def probe_ollama(args: dict[str, Any]) -> Probe:
         return all(texts) and bool(deltas)
 
     return Probe("ollama", f"chat x{calls} (half streamed), model slow {STALL} s", calls, run,
-                 version=_versions("urllib3"), cleanup=provider.close,
+                 version=f"http.client (Python {sys.version.split()[0]})",
+                 cleanup=provider.close,
                  note=lambda: f"{len(deltas)} streamed pieces")
 
 

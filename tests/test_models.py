@@ -143,3 +143,19 @@ def test_a_cancelled_call_never_leaves_its_connection_to_the_next(
     pieces: list[str] = []
     assert provider.chat(HELLO, on_delta=pieces.append).text == "echo: hello"
     assert "".join(pieces) == "echo: hello"
+
+
+def test_a_kept_alive_connection_the_server_closed_is_not_used_again(
+        fake_model: FakeModelServer) -> None:
+    """A model server restarted between two messages (its idle connections cut) answers the
+    second one: the client opens a new connection instead of failing on the dead one."""
+    provider = ollama(fake_model.url)
+    assert provider.chat(HELLO).text == "echo: hello"
+    kept = list(provider.client._idle)
+    assert len(kept) == 1  # kept alive for the next call
+    fake_model.stop()
+    fake_model.start()
+    pieces: list[str] = []
+    assert provider.chat(HELLO, on_delta=pieces.append).text == "echo: hello"
+    assert "".join(pieces) == "echo: hello"
+    assert provider.client._idle and provider.client._idle[0] is not kept[0]

@@ -30,6 +30,7 @@ _SENTENCE_END = re.compile(r"(?<=[。！？!?；;…])\s*|(?<=\.)\s+|\n\s*")
 # Scripts a model tokenizer spends about one token per character on.
 _CJK_CHAR = re.compile(r"[\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
                        r"\uf900-\ufaff\uff00-\uffef]")
+_CJK_RUN = re.compile(_CJK_CHAR.pattern + "+")
 
 
 class KnowledgeError(Exception):
@@ -224,7 +225,9 @@ def estimate_tokens(text: str) -> int:
     """A model-free token estimate: one per CJK character, one per four other characters."""
     if text.isascii():  # most text: no CJK to look for (60 ns instead of ~25 us a kB)
         return math.ceil(len(text) / 4)
-    cjk = len(_CJK_CHAR.findall(text))
+    # counted by runs, not one match per character: a 300-character Chinese turn in 0.7 us,
+    # not 32 (each message estimates every turn it sends the model)
+    cjk = sum(map(len, _CJK_RUN.findall(text)))
     return cjk + math.ceil((len(text) - cjk) / 4)
 
 

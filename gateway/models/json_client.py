@@ -3,28 +3,37 @@ NDJSON (Ollama's `/api/chat`) or server-sent events (OpenAI's `/v1/chat/completi
 
 Why not the `ollama` and `openai` packages here: under gevent the `ollama` package cost
 810-1,040 us of CPU per call (pydantic models built and copied for every part, httpx's request
-machinery, httpcore checking every idle pooled connection on each request); this client speaks
-the same wire formats with urllib3's pool, which checks only the connection it takes, and
-plain dicts from `json`: 430-540 us on the same loaded machine (ARCHITECTURE.md). The `ollama`
-package stays for what is off that path (`doctor`'s model list).
+machinery, httpcore checking every idle pooled connection on each request). Why not urllib3
+either: its pool manager, URL parsing and response wrapper cost 440 us a call where
+`http.client` on a kept-alive connection costs 170 (`bench/README.md`, "Step 9"). So this
+client keeps its own small stack of kept-alive `http.client` connections and speaks the same
+wire formats with plain dicts from `json`. The `ollama` package stays for what is off that path
+(`doctor`'s model list).
 
-A call that is abandoned (cancelled, an error mid-stream) closes its connection instead of
-returning it to the pool half read.
+A connection taken from the stack is checked once, without waiting (the server may have closed
+it while it was idle); a call on a reused connection that the server closed before answering is
+sent once more on a new one. A call that is abandoned (cancelled, an error mid-stream) closes
+its connection instead of returning it half read.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
+import select
+import ssl
 from collections.abc import Generator
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-import urllib3
-from urllib3.exceptions import HTTPError, NewConnectionError, TimeoutError
+from gevent import monkey
 
 CONNECT_TIMEOUT = 5.0
-POOL_SIZE = 64  # kept-alive connections (urllib3 checks only the one it takes, not each idle one)
+POOL_SIZE = 64  # idle kept-alive connections kept; more at once are opened and closed
 
 Parts = Generator[dict[str, Any], None, None]
+_poll = monkey.get_original("select", "poll")  # a zero-timeout check: never waits
+_CLOSED_EARLY = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 
 class Refused(Exception):
@@ -44,10 +53,15 @@ class JsonClient:
     def __init__(self, url: str, *, timeout: float, headers: dict[str, str] | None = None
                  ) -> None:
         self.url = url.rstrip("/")
+        where = urlsplit(self.url)
+        if where.scheme not in ("http", "https") or not where.hostname:
+            raise ValueError(f"a model endpoint is an http:// or https:// URL, not {url!r}")
         self.timeout = timeout
         self.headers = {"Content-Type": "application/json", **(headers or {})}
-        self.pool = urllib3.PoolManager(num_pools=4, maxsize=POOL_SIZE, block=False,
-                                        retries=False)
+        self._base = where.path
+        self._host, self._port = where.hostname, where.port
+        self._tls = ssl.create_default_context() if where.scheme == "https" else None
+        self._idle: list[_Http | _Https] = []  # newest last: the warmest first
 
     def post(self, path: str, body: dict[str, Any], *,
              stream: Literal["ndjson", "sse"] | None = None, timeout: float | None = None
@@ -57,43 +71,103 @@ class JsonClient:
         return self._parts(path, body, stream, timeout or self.timeout)
 
     def close(self) -> None:
-        self.pool.clear()
+        while self._idle:
+            self._idle.pop().close()
 
     def _parts(self, path: str, body: dict[str, Any], stream: str | None, timeout: float
                ) -> Parts:
-        try:
-            response = self.pool.request(
-                "POST", self.url + path, body=json.dumps(body, ensure_ascii=False).encode(),
-                headers=self.headers, preload_content=False,
-                timeout=urllib3.Timeout(connect=min(CONNECT_TIMEOUT, timeout), read=timeout))
-        except HTTPError as e:
-            raise Unreachable(_reason(e)) from e
+        payload = json.dumps(body, ensure_ascii=False).encode()
+        conn, response = self._send(self._base + path, payload, timeout)
         finished = False
         try:
             if response.status >= 400:
-                raise Refused(response.status, _error_of(response.data))
+                raise Refused(response.status, _error_of(response.read()))
             if stream is None:
-                whole = json.loads(response.data)
+                whole = json.loads(response.read())
                 finished = True  # read to its end: the connection may carry another call
                 yield whole
                 return
             for line in response:
                 part = _part(line, stream)
                 if part is _DONE:
+                    response.read()  # whatever follows [DONE], so the connection is clean
                     break
                 if part is not None:
                     yield part
             finished = True
-        except HTTPError as e:
+        except (OSError, http.client.HTTPException) as e:
             raise Unreachable(_reason(e)) from e
         except ValueError as e:
             raise Unreachable(f"the answer is not the JSON it should be: {e}") from e
         finally:
-            if finished:
-                response.release_conn()
-            else:  # half read: the connection cannot carry another call
-                response.close()
-                response.release_conn()
+            if finished and not response.will_close and len(self._idle) < POOL_SIZE:
+                self._idle.append(conn)
+            else:  # half read, or the server ends it: the connection cannot carry another
+                conn.close()
+
+    def _send(self, target: str, payload: bytes, timeout: float
+              ) -> tuple[_Http | _Https, http.client.HTTPResponse]:
+        """The request sent and the response's head read, on a kept-alive connection if one
+        is idle and still open, else on a new one."""
+        while True:
+            conn, reused = self._take(timeout)
+            try:
+                conn.body = payload
+                conn.request("POST", target, payload, self.headers)
+                if conn.sock is not None:
+                    conn.sock.settimeout(timeout)  # connected: from now on it is the read
+                return conn, conn.getresponse()
+            except _CLOSED_EARLY as e:
+                conn.close()
+                if not reused:
+                    raise Unreachable(_reason(e)) from e
+                # closed by the server as we sent: the next idle one, or a new connection
+            except (OSError, http.client.HTTPException) as e:
+                conn.close()
+                raise Unreachable(_reason(e)) from e
+
+    def _take(self, timeout: float) -> tuple[_Http | _Https, bool]:
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.sock is not None and not _readable(conn.sock.fileno()):
+                return conn, True
+            conn.close()  # closed by the server while idle (or it sent what nobody asked)
+        connect = min(CONNECT_TIMEOUT, timeout)
+        if self._tls is not None:
+            return _Https(self._host, self._port, timeout=connect, context=self._tls), False
+        return _Http(self._host, self._port, timeout=connect), False
+
+
+class _OneWrite:
+    """`http.client` writes a request's head and its body with two `send`s; on loopback the
+    second write costs a second round of the kernel's TCP work on our CPU (~100 us a call).
+    The body given in `body` goes out with the head, and the second `send` finds nothing
+    left to do."""
+
+    body: bytes | None = None
+
+    def send(self, data: Any) -> None:
+        if self.body is not None:
+            if data is self.body:  # sent already, with the head
+                self.body = None
+                return
+            data = bytes(data) + self.body
+        super().send(data)  # type: ignore[misc]
+
+
+class _Http(_OneWrite, http.client.HTTPConnection):
+    pass
+
+
+class _Https(_OneWrite, http.client.HTTPSConnection):
+    pass
+
+
+def _readable(fd: int) -> bool:
+    """An idle kept-alive connection with something to read has been closed (or is broken)."""
+    poller = _poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 _DONE: dict[str, Any] = {}
@@ -139,9 +213,8 @@ def _error_of(data: bytes) -> str:
 
 
 def _reason(e: Exception) -> str:
-    text = str(e)
-    if "Connection refused" in text or "Errno 111" in text:
+    if isinstance(e, ConnectionRefusedError):
         return "connection refused"
-    if isinstance(e, TimeoutError) and not isinstance(e, NewConnectionError):
-        return "timed out"  # (urllib3 counts a refused connection as a connect timeout)
+    if isinstance(e, TimeoutError):
+        return "timed out"
     return f"{type(e).__name__}: {e}"[:200]
