@@ -192,6 +192,28 @@ def test_a_long_conversation_keeps_its_thread_in_a_summary(
     assert "My cat is called Tom" not in " ".join(str(m["content"]) for m in given[2:])
 
 
+def test_a_summary_is_written_again_only_when_enough_turns_missed_it(
+        gw: GatewayProcess, model: FakeModelServer) -> None:
+    """Each summary is a model call over most of the budget: the next one waits until the
+    turns it misses are worth it, not one per message that leaves a turn out."""
+
+    def summary_calls() -> int:
+        return sum(1 for r in model.requests if r["path"] == "/api/chat" and str(
+            (r["body"].get("messages") or [{}])[0].get("content", "")).startswith("Summarise"))
+
+    say(gw, "My dog is called Rex.", chat="once")
+    short = "Tell me about the lakes in the east."  # a turn of ~20 tokens: the next
+
+    def next_turn() -> tuple[int, str]:  # summary waits until the missed turns hold 64
+        before = summary_calls()
+        return before, trace(gw, say(gw, short, chat="once")["id"])["context"]
+
+    until(lambda: "summarising" in next_turn()[1])  # the first summary, at the first overflow
+    before, context = until(lambda: "wait for the next one" in (t := next_turn())[1] and t)
+    assert summary_calls() == before, context  # that message started no summary
+    assert "older turns are in the summary, 1 more wait" in context or "2 more wait" in context
+
+
 def test_the_console_memory_page_shows_edits_and_erases(
         gw: GatewayProcess, browser: object) -> None:  # noqa: F811
     from playwright.sync_api import expect

@@ -2,12 +2,14 @@
 summarised into the session instead of being dropped.
 
 When chat leaves turns out (`ChatResponder`, context step), `summarise` starts one model call
-in the background (a greenlet: its wait is socket I/O, the pool's own time-outs bound it) over
-the turns the session's summary does not cover yet, together with that summary, and stores the
-new summary in the session's row here. The message that overflowed is answered at once, as
-before, without it; each later message gets the summary as a system message before the turns
-that fit. So no message ever waits for a summary, and a failed one costs nothing but the old
-behaviour (older turns dropped), said in the next message's trace.
+(the first time, then again once the turns it misses hold 1/`RESUMMARISE_SHARE` of the
+context budget) in the background (a greenlet: its wait is socket I/O, the pool's own
+time-outs bound it) over the turns the session's summary does not cover yet, together with
+that summary, and stores the new summary in the session's row here. The message that
+overflowed is answered at once, as before, without it; each later message gets the summary as
+a system message before the turns that fit. So no message ever waits for a summary, and a
+failed one costs nothing but the old behaviour (older turns dropped), said in the next
+message's trace.
 
 Which turns a summary covers is kept as the digest of the last one (the session's turn list in
 memory slides: positions are not stable, contents are).
@@ -34,6 +36,11 @@ SUMMARY_PROMPT = "Summary of the earlier part of this conversation (older turns)
 INSTRUCTION = ("Summarise the conversation below for your own later use, in the language it "
                "is written in: keep names, facts the user stated, decisions, open questions "
                "and anything promised. Plain sentences, at most {words} words, no preamble.")
+RECENT = 1000  # sessions whose summary is kept in memory
+# A summary is written again once the turns it misses hold this share of the context budget:
+# rewriting it for every message that leaves one more turn out doubled the model's calls in a
+# long chat (each summary call sends up to 3/4 of the budget).
+RESUMMARISE_SHARE = 8
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS session_summaries (session_id TEXT PRIMARY KEY, "
            "text TEXT NOT NULL, last_turn TEXT NOT NULL, turns INTEGER NOT NULL, "
            "updated_at REAL NOT NULL)")
@@ -73,14 +80,28 @@ class Summaries:
         with self.engine.connect() as conn:
             self._summarised = {r[0] for r in conn.exec_driver_sql(
                 "SELECT session_id FROM session_summaries").all()}
+        # and the summaries of the sessions in use: a long chat reads its summary twice per
+        # message (~7 % of its CPU when read from the table each time)
+        self._recent: dict[str, Summary] = {}
 
     def read(self, session_id: str) -> Summary | None:
         if session_id not in self._summarised:
             return None
+        if (kept := self._recent.get(session_id)) is not None:
+            return kept
         with self.engine.connect() as conn:
             row = conn.exec_driver_sql("SELECT text, last_turn, turns FROM session_summaries "
                                        "WHERE session_id = ?", (session_id,)).first()
-        return Summary(row[0], row[1], int(row[2])) if row else None
+        if row is None:
+            return None
+        self._remember(session_id, Summary(row[0], row[1], int(row[2])))
+        return self._recent[session_id]
+
+    def _remember(self, session_id: str, summary: Summary) -> None:
+        self._recent.pop(session_id, None)
+        self._recent[session_id] = summary  # the newest last: the oldest goes first
+        if len(self._recent) > RECENT:
+            del self._recent[next(iter(self._recent))]
 
     def summary(self, settings: Settings, session_id: str) -> tuple[str, str]:
         """The session's summary for the model, and the trace's words for it."""
@@ -105,6 +126,10 @@ class Summaries:
             return f"{before}{len(left_out)} older turns are in the summary"
         if session_id in self._running:
             return f"{before}a summary of older turns is being written"
+        if kept is not None and sum(estimate_tokens(u) + estimate_tokens(a) for u, a in new) \
+                < turn.settings.context_tokens // RESUMMARISE_SHARE:
+            return (f"{before}{kept.turns} older turns are in the summary, {len(new)} more "
+                    "wait for the next one")
         self._running.add(session_id)
         threading.Thread(target=self._write, name=f"summary {session_id}", daemon=True,
                          args=(pool, session_id, kept, new, turn.settings.context_tokens,
@@ -130,13 +155,16 @@ class Summaries:
             text = " ".join(result.text.split())[:words * 8]
             if not text:
                 raise ValueError("the model answered with nothing")
-            turns = (kept.turns if kept else 0) + covered
+            summary = Summary(text, turn_digest(new[covered - 1]),
+                              (kept.turns if kept else 0) + covered)
             with self.writes.begin() as conn:
                 conn.exec_driver_sql(
                     "INSERT OR REPLACE INTO session_summaries (session_id, text, last_turn, "
                     "turns, updated_at) VALUES (?, ?, ?, ?, ?)",
-                    (session_id, text, turn_digest(new[covered - 1]), turns, time.time()))
+                    (session_id, summary.text, summary.last_turn, summary.turns, time.time()))
             self._summarised.add(session_id)
+            self._remember(session_id, summary)
+            turns = summary.turns
             log.info("session %s: summary of %d older turns written", session_id, turns)
         except Exception as e:
             self._failed[session_id] = redact(f"{type(e).__name__}: {e}")[:200]

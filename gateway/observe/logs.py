@@ -7,14 +7,14 @@ A redacting filter sits on every handler, so a token that slips into a message (
 Authorization header, a URL with a key) is masked before it reaches a file or the terminal.
 
 access.log, a line or two for every message, is written off the event loop: a logging call
-only makes its record and puts it on a queue (`logging.handlers.QueueHandler`, a few
-microseconds); one native thread formats, redacts and writes the lines and flushes once per
-batch. gateway.log and error.log (no line per message at `info`) are written at the call, so a
-line is on disk when the call returns. That thread is a real OS thread
-(gevent's originals, not the patched `threading`) waiting on the C `SimpleQueue`, which the
-loop only ever puts into: the thread rule's case of CPU work that takes no lock the loop holds
-(its handlers' locks are native and only it takes them). At exit the lines still queued are
-written before the process ends.
+only makes its record and appends it to a deque (`logging.handlers.QueueHandler`, a few
+microseconds); one native thread looks every `WRITE_EVERY` seconds, formats, redacts and
+writes what is there and flushes once per batch. gateway.log and error.log (no line per
+message at `info`) are written at the call, so a line is on disk when the call returns. That
+thread is a real OS thread (gevent's originals, not the patched `threading`, sleeping in the
+original `time.sleep`) taking from a deque the loop only ever appends to: the thread rule's
+case of CPU work that takes no lock the loop holds (its handlers' locks are native and only it
+takes them). At exit the lines still queued are written before the process ends.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import queue
 import sys
+from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from logging.handlers import QueueHandler, RotatingFileHandler
@@ -37,6 +37,9 @@ from gateway.observe.redact import redact
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 ACCESS_LOGGER = "moltbot.access"
+# How often the writer thread looks for queued lines. It is never woken: a wake-up per
+# message, from the loop to a sleeping native thread, cost more than the line itself.
+WRITE_EVERY = 0.05
 
 class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
@@ -107,42 +110,44 @@ class Enqueue(QueueHandler):
         return record
 
     def enqueue(self, record: logging.LogRecord) -> None:
-        self.queue.put_nowait((self.handlers, record))
+        self.queue.append((self.handlers, record))
 
 
 class LogWriter:
     """The native thread that writes the queued records (module docstring)."""
 
     def __init__(self) -> None:
-        self.queue: queue.SimpleQueue[tuple[tuple[logging.Handler, ...], logging.LogRecord]
-                                      | None] = queue.SimpleQueue()
+        self.queue: deque[tuple[tuple[logging.Handler, ...], logging.LogRecord]] = deque()
+        self._stopping = False
         self._running = monkey.get_original("_thread", "allocate_lock")()
         self._running.acquire()  # released when the thread has written its last line
         monkey.get_original("_thread", "start_new_thread")(self._run, ())
         atexit.register(self.close)
 
     def _run(self) -> None:
-        while (item := self.queue.get()) is not None:
-            touched: set[logging.Handler] = set()
-            while item is not None:
-                handlers, record = item
-                for handler in handlers:
-                    if record.levelno >= handler.level:
-                        handler.handle(record)
-                        touched.add(handler)
-                try:
-                    item = self.queue.get_nowait()
-                except queue.Empty:
-                    break
-            for handler in touched:
-                handler.flush()
-            if item is None:
+        sleep = monkey.get_original("time", "sleep")
+        while True:
+            stopping = self._stopping  # read before the last batch: nothing is left behind
+            self._write_queued()
+            if stopping:
                 break
+            sleep(WRITE_EVERY)
         self._running.release()
+
+    def _write_queued(self) -> None:
+        touched: set[logging.Handler] = set()
+        while self.queue:
+            handlers, record = self.queue.popleft()
+            for handler in handlers:
+                if record.levelno >= handler.level:
+                    handler.handle(record)
+                    touched.add(handler)
+        for handler in touched:
+            handler.flush()
 
     def close(self, timeout: float = 5.0) -> None:
         """Write what is queued, then stop (at exit: nothing logs after it)."""
-        self.queue.put(None)
+        self._stopping = True
         if self._running.acquire(timeout=timeout):
             self._running.release()
 
