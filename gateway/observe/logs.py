@@ -7,14 +7,14 @@ A redacting filter sits on every handler, so a token that slips into a message (
 Authorization header, a URL with a key) is masked before it reaches a file or the terminal.
 
 access.log, a line or two for every message, is written off the event loop: a logging call
-only makes its record and appends it to a deque (`logging.handlers.QueueHandler`, a few
-microseconds); one native thread looks every `WRITE_EVERY` seconds, formats, redacts and
-writes what is there and flushes once per batch. gateway.log and error.log (no line per
-message at `info`) are written at the call, so a line is on disk when the call returns. That
-thread is a real OS thread (gevent's originals, not the patched `threading`, sleeping in the
-original `time.sleep`) taking from a deque the loop only ever appends to: the thread rule's
-case of CPU work that takes no lock the loop holds (its handlers' locks are native and only it
-takes them). At exit the lines still queued are written before the process ends.
+only makes its record and appends it to a deque (`Enqueue`, a few microseconds); one native
+thread looks every `WRITE_EVERY` seconds, formats, redacts and writes what is there and
+flushes once per batch. gateway.log and error.log (no line per message at `info`) are written
+at the call, so a line is on disk when the call returns. That thread is a real OS thread
+(gevent's originals, not the patched `threading`, sleeping in the original `time.sleep`)
+taking from a deque the loop only ever appends to: the thread rule's case of CPU work that
+takes no lock the loop holds (its handlers' locks are native and only it takes them). At exit
+the lines still queued are written before the process ends.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import sys
 from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from logging.handlers import QueueHandler, RotatingFileHandler
+from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
 
@@ -93,24 +93,25 @@ class RotatingFile(RotatingFileHandler):
             self.handleError(record)
 
 
-class Enqueue(QueueHandler):
-    """Puts (its handlers, the record) on the writer's queue. `prepare` only fixes what may
-    change after the call returns (the arguments merged into the message, a traceback as
+class Enqueue(logging.Handler):
+    """Appends (its handlers, the record) to the writer's queue. Only what may change after
+    the call returns is fixed here (the arguments merged into the message, a traceback as
     text); the formatting is the writer's."""
 
     def __init__(self, writer: LogWriter, handlers: Sequence[logging.Handler]) -> None:
-        super().__init__(writer.queue)
+        super().__init__()
+        self.queue = writer.queue
         self.handlers = tuple(handlers)
 
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        record.msg, record.args = record.getMessage(), None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        record.exc_info = None  # no frames kept alive while queued
-        return record
-
-    def enqueue(self, record: logging.LogRecord) -> None:
-        self.queue.append((self.handlers, record))
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            record.msg, record.args = record.getMessage(), None
+            if record.exc_info and not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None  # no frames kept alive while queued
+            self.queue.append((self.handlers, record))
+        except Exception:
+            self.handleError(record)
 
 
 class LogWriter:
