@@ -236,7 +236,11 @@ def record_input(trace: Trace, model: str, messages: list[dict[str, Any]]) -> No
     share = max(256, MAX_GIVEN // max(1, len(messages)))
     kept = []
     for m in messages:
-        content = str(m.get("content") or "")
+        content = m.get("content") or ""
+        if len(m) == 2 and type(content) is str and len(content) <= share:
+            kept.append(m)  # most turns: role and a short text, kept as they are
+            continue
+        content = str(content)
         if len(content) > share:
             content = content[:share] + f" [... {len(content) - share} characters cut]"
         turn: dict[str, Any] = {"role": m.get("role"), "content": content}

@@ -92,7 +92,9 @@ def _wire(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The neutral tool round-trip and image shapes (see `Provider`) in Ollama's form."""
     out: list[dict[str, Any]] = []
     for m in messages:
-        if m.get("tool_calls"):
+        if len(m) == 2:  # role and content: the same on both wires
+            out.append(m)
+        elif m.get("tool_calls"):
             out.append({"role": "assistant", "content": m.get("content") or "", "tool_calls": [
                 {"function": {"name": c["name"], "arguments": c["arguments"]}}
                 for c in m["tool_calls"]]})

@@ -99,7 +99,9 @@ def _wire(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The neutral tool round-trip and image shapes (see `Provider`) in the OpenAI form."""
     out: list[dict[str, Any]] = []
     for m in messages:
-        if m.get("tool_calls"):
+        if len(m) == 2:  # role and content: the same on both wires
+            out.append(m)
+        elif m.get("tool_calls"):
             out.append({"role": "assistant", "content": m.get("content") or None, "tool_calls": [
                 {"id": c["id"], "type": "function",
                  "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}}

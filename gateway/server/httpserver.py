@@ -36,6 +36,7 @@ from gevent.pywsgi import WSGIHandler, WSGIServer
 from werkzeug.exceptions import RequestTimeout
 
 from gateway.common.networks import Network, in_networks
+from gateway.server.request_head import read_head
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,8 @@ class GatewayHandler(WSGIHandler):
         self._head_began = True
         line: str = super().read_requestline()
         return line
+
+    MessageClass = staticmethod(read_head)  # the request's headers without `email`
 
     def read_request(self, raw_requestline: str) -> Any:
         try:

@@ -8,7 +8,6 @@ and its message names what was refused and what to change to allow it. Nothing e
 
 from __future__ import annotations
 
-import copy
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -54,13 +53,15 @@ class Tool(ABC):
         return self.call(arguments), []
 
     def spec(self) -> dict[str, Any]:
-        """The function declaration OpenAI and Ollama accept in their `tools` list."""
+        """The function declaration OpenAI and Ollama accept in their `tools` list. Its
+        `parameters` are the tool's own, not a copy (built for every message: a deep copy
+        cost more than the rest of the declaration): read them, never edit them."""
         return {
             "type": "function",
             "function": {
                 "name": self.name,
                 "description": self.description,
-                "parameters": copy.deepcopy(self.parameters),  # callers may edit theirs
+                "parameters": self.parameters,
             },
         }
 
