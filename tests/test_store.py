@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
+import threading
 import time
+from dataclasses import asdict, astuple
 from pathlib import Path
 
-from gateway.core.message import Attachment, Message, Span
+import pytest
+
+from gateway.core.message import Attachment, Message, ModelInput, Span
 from gateway.core.store import Store
 
 
@@ -79,4 +85,76 @@ def test_a_token_is_found_by_hash_until_it_expires(tmp_path: Path) -> None:
     assert store.token_row("h" * 64, time.time())[0] == "tray"  # type: ignore[index]
     assert store.token_row("h" * 64, time.time() + 61) is None
     assert store.token_row("x" * 64, time.time()) is None
+    store.close()
+
+
+def test_a_failed_answer_stores_none_of_it_and_the_next_write_goes_through(
+        tmp_path: Path) -> None:
+    """The two writes run on the pool's raw SQLite connection (`store._Writer`): a statement
+    that fails rolls back the whole transaction before the connection goes back to the pool."""
+    store = store_at(tmp_path)
+    store.start_session("s1", "http", "c", time.time() - 100)
+    before = store.latest_session("http", "c")
+    msg = Message("http", "ada", "c", "hi", client_id="k")
+    store.add_message(msg, "http:p:k")
+    twice = Attachment("r.csv", "text/csv", 4, "out/r.csv")
+    with pytest.raises(sqlite3.IntegrityError):  # the second row's id is the first's
+        store.finish_message(msg.id, session_id="s1", reply="hey", error=None, route="skill:r",
+                             trace=[Span("skill", 1.0, 2.0, "ok")],
+                             model_input=ModelInput("m", "[]", 3, 1), channel="http",
+                             reply_files=(twice, twice))
+    stored = store.get_message(msg.id)
+    assert stored is not None and (stored.status, stored.reply) == ("received", None)
+    assert store.files_of(msg.id, "out") == () and store.model_input(msg.id) is None
+    assert store.get_trace(msg.id) == [] and store.latest_session("http", "c") == before
+    assert store.add_message(Message("http", "ada", "c", "hi", client_id="k"), "http:p:k")
+    store.finish_message(msg.id, session_id="s1", reply="hey", error=None, route="skill:r",
+                         trace=[], reply_files=(twice,))
+    stored = store.get_message(msg.id)
+    assert stored is not None and stored.status == "answered"
+    assert store.files_of(msg.id, "out") == (twice,)
+    store.close()
+
+
+def test_a_message_written_while_another_connection_holds_the_lock_is_stored_after_it(
+        tmp_path: Path) -> None:
+    """Another process (`moltbot token create`) holding the write lock: the message's writes
+    wait for it (`lock_for_write`: `time.sleep`, gevent's in the gateway) and go through once
+    it lets go. The loop stays free meanwhile: `tests/test_loop_libraries.py`'s sqlite probe."""
+    store = store_at(tmp_path)
+    holder = sqlite3.connect(tmp_path / "db.sqlite", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    msg = Message("http", "ada", "c", "hi")
+    failed: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            store.add_message(msg, None)
+            store.finish_message(msg.id, session_id=None, reply="hey", error=None,
+                                 route="chat:model", trace=[])
+        except BaseException as e:  # the test reports it, not the thread
+            failed.append(e)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    assert store.get_message(msg.id) is None  # nothing can commit while the lock is held
+    holder.execute("COMMIT")
+    writer.join(30)
+    holder.close()
+    assert not writer.is_alive() and failed == []
+    stored = store.get_message(msg.id)
+    assert stored is not None and stored.status == "answered"
+    store.close()
+
+
+def test_a_trace_stored_before_the_compact_encoding_reads_the_same(tmp_path: Path) -> None:
+    store = store_at(tmp_path)
+    spans = [Span("guard", 0.0, 0.1, "ok", "token:x"), Span("model", 0.2, 310.5, "error")]
+    for n, encode in enumerate((lambda s: list(astuple(s)), asdict)):  # today's, before
+        msg = Message("ws", "ada", "c", f"hi {n}")
+        store.add_message(msg, None)
+        with sqlite3.connect(tmp_path / "db.sqlite") as conn:
+            conn.execute("UPDATE messages SET trace = ? WHERE id = ?",
+                         (json.dumps([encode(s) for s in spans]), msg.id))
+        assert store.get_trace(msg.id) == spans
     store.close()

@@ -90,6 +90,8 @@ def plans_of(db: Path, run: Callable[[Store, OutboxStore], None]) -> dict[str, l
         run(store, outbox)
     store.close()
     assert any(s.startswith("SELECT") for s in statements)  # the hook saw the queries
+    # and the message's two writes, which run on the pool's raw connection (store._Writer)
+    assert any(s.startswith("UPDATE messages SET") for s in statements)
     return whole_table_steps(db, statements)
 
 
