@@ -6,6 +6,7 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, astuple
 from pathlib import Path
 
@@ -107,6 +108,7 @@ def test_a_failed_answer_stores_none_of_it_and_the_next_write_goes_through(
     assert stored is not None and (stored.status, stored.reply) == ("received", None)
     assert store.files_of(msg.id, "out") == () and store.model_input(msg.id) is None
     assert store.get_trace(msg.id) == [] and store.latest_session("http", "c") == before
+    assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]  # given back
     assert store.add_message(Message("http", "ada", "c", "hi", client_id="k"), "http:p:k")
     store.finish_message(msg.id, session_id="s1", reply="hey", error=None, route="skill:r",
                          trace=[], reply_files=(twice,))
@@ -116,18 +118,20 @@ def test_a_failed_answer_stores_none_of_it_and_the_next_write_goes_through(
     store.close()
 
 
-def test_a_message_written_while_another_connection_holds_the_lock_is_stored_after_it(
+def test_messages_written_while_another_connection_holds_the_lock_are_stored_after_it(
         tmp_path: Path) -> None:
-    """Another process (`moltbot token create`) holding the write lock: the message's writes
-    wait for it (`lock_for_write`: `time.sleep`, gevent's in the gateway) and go through once
-    it lets go. The loop stays free meanwhile: `tests/test_loop_libraries.py`'s sqlite probe."""
+    """Another process (`moltbot token create`) holding the write lock: the messages' writes
+    wait for it (`lock_for_write`: `time.sleep`, gevent's in the gateway), each on a
+    connection of its own, and go through once it lets go; then one connection stays with
+    the writer and the others are back in the pool. The loop stays free meanwhile:
+    `tests/test_loop_libraries.py`'s sqlite probe."""
     store = store_at(tmp_path)
     holder = sqlite3.connect(tmp_path / "db.sqlite", isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
-    msg = Message("http", "ada", "c", "hi")
+    sent = [Message("http", "ada", "c", f"hi {n}") for n in range(4)]
     failed: list[BaseException] = []
 
-    def write() -> None:
+    def write(msg: Message) -> None:
         try:
             store.add_message(msg, None)
             store.finish_message(msg.id, session_id=None, reply="hey", error=None,
@@ -135,22 +139,25 @@ def test_a_message_written_while_another_connection_holds_the_lock_is_stored_aft
         except BaseException as e:  # the test reports it, not the thread
             failed.append(e)
 
-    writer = threading.Thread(target=write)
-    writer.start()
-    assert store.get_message(msg.id) is None  # nothing can commit while the lock is held
+    writers = [threading.Thread(target=write, args=(m,)) for m in sent]
+    for writer in writers:
+        writer.start()
+    assert all(store.get_message(m.id) is None for m in sent)  # no commit while it is held
     holder.execute("COMMIT")
-    writer.join(30)
+    for writer in writers:
+        writer.join(30)
     holder.close()
-    assert not writer.is_alive() and failed == []
-    stored = store.get_message(msg.id)
-    assert stored is not None and stored.status == "answered"
+    assert not any(w.is_alive() for w in writers) and failed == []
+    assert all(getattr(store.get_message(m.id), "status", None) == "answered" for m in sent)
+    assert store.engine.pool.checkedout() == 1  # type: ignore[attr-defined]  # QueuePool's
     store.close()
 
 
 def test_a_trace_stored_before_the_compact_encoding_reads_the_same(tmp_path: Path) -> None:
     store = store_at(tmp_path)
     spans = [Span("guard", 0.0, 0.1, "ok", "token:x"), Span("model", 0.2, 310.5, "error")]
-    for n, encode in enumerate((lambda s: list(astuple(s)), asdict)):  # today's, before
+    encodings: tuple[Callable[[Span], object], ...] = (lambda s: list(astuple(s)), asdict)
+    for n, encode in enumerate(encodings):  # today's, and the objects stored before
         msg = Message("ws", "ada", "c", f"hi {n}")
         store.add_message(msg, None)
         with sqlite3.connect(tmp_path / "db.sqlite") as conn:

@@ -33,12 +33,12 @@ def sent_sql(store: Store) -> Iterator[list[str]]:
         dbapi_conn.set_trace_callback(seen.append)
 
     event.listen(store.engine, "connect", trace)
-    store.engine.dispose()  # new connections, each with the hook
-    try:
+    store.close()  # every connection closed (the message writer's kept one too): new ones
+    try:  # each get the hook
         yield seen
     finally:
         event.remove(store.engine, "connect", trace)
-        store.engine.dispose()
+        store.close()
 
 
 def whole_table_steps(db: Path, statements: list[str]) -> dict[str, list[str]]:

@@ -13,8 +13,8 @@ is retried after `time.sleep`, which is gevent's in the gateway: other greenlets
 Reads need no lock in WAL mode and never wait for a writer.
 
 The two writes of every message (`add_message`, `finish_message`) are the hot path: fixed SQL
-run on the pool's `sqlite3` connection itself (`_Writer`), with the same lock rule and one
-commit each before the call returns. Everything else goes through SQLAlchemy Core.
+on a `sqlite3` connection taken from the pool and kept (`_Writer`), with the same lock rule
+and one commit each before the call returns. Everything else goes through SQLAlchemy Core.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from operator import itemgetter
 from pathlib import Path
@@ -49,6 +49,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.schema import DropIndex
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -293,6 +294,12 @@ class FixedSql:
         """The driver's parameters: `values` itself for a named style, else in SQL order."""
         return values if self._pick is None else self._pick(values)
 
+    def run(self, conn: sqlite3.Connection, values: dict[str, Any]) -> None:
+        conn.execute(self.sql, self.params(values))
+
+    def run_many(self, conn: sqlite3.Connection, rows: Iterable[dict[str, Any]]) -> None:
+        conn.executemany(self.sql, [self.params(values) for values in rows])
+
 
 def _picker(order: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
     if len(order) == 1:  # itemgetter of one name gives the value, not a tuple of it
@@ -332,23 +339,26 @@ class _HotPath:
 
 
 class _Writer:
-    """The two writes of every message, on the pool's SQLite connection itself (`sqlite3`,
-    no SQLAlchemy `Connection`): SQLAlchemy's connection, event and transaction objects
-    around each transaction cost ~100 us of a message's ~230 (cProfile); a checkout from the
-    pool costs ~6. The rules are the store's: `BEGIN IMMEDIATE` through `lock_for_write`
-    (another process's lock is waited for with gevent's sleep, never in C), the statements,
-    `COMMIT` before the call returns, so a message is stored before it is answered. Every
-    greenlet that waits for the lock holds its own connection, as with `writes.begin()`.
+    """The two writes of every message, on one of the pool's SQLite connections itself
+    (`sqlite3`, no SQLAlchemy `Connection`), kept checked out between writes: SQLAlchemy's
+    connection, event and transaction objects cost ~100 us of a message's ~210, a checkout
+    from the pool and its return ~10 us a write. The rules are the store's: `BEGIN IMMEDIATE`
+    through `lock_for_write` (another process's lock waited for with gevent's sleep, never in
+    C), the statements, `COMMIT` before the call returns, so a message is stored before it is
+    answered. Writers that wait for the lock together (or run in threads) each take a
+    connection of their own, as with `writes.begin()`; one is kept when they are done. A write
+    that failed gives its connection back to the pool, which rolls it back or drops it.
     SQLite's: a PostgreSQL store would begin its own way here."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._kept: list[PoolProxiedConnection] = []  # at most one, idle between writes
 
     @contextmanager
     def begin(self) -> Iterator[sqlite3.Connection]:
-        pooled = self.engine.raw_connection()
+        pooled = self._take()
+        conn: sqlite3.Connection = pooled.driver_connection  # type: ignore[assignment]
         try:
-            conn: sqlite3.Connection = pooled.driver_connection  # type: ignore[assignment]
             lock_for_write(conn)
             try:
                 yield conn
@@ -357,8 +367,27 @@ class _Writer:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-        finally:
-            pooled.close()  # back to the pool
+        except BaseException:
+            pooled.close()
+            raise
+        self._kept.append(pooled)
+        if len(self._kept) > 1:  # writers that waited together: one connection stays
+            self._release()
+
+    def _take(self) -> PoolProxiedConnection:
+        try:
+            return self._kept.pop()  # atomic: two threads never take the same one
+        except IndexError:
+            return self.engine.raw_connection()
+
+    def _release(self) -> None:
+        with suppress(IndexError):  # another thread took it meanwhile
+            self._kept.pop().close()  # back to the pool
+
+    def close(self) -> None:
+        """Give the kept connection back to the pool (to be closed with it)."""
+        while self._kept:
+            self._release()
 
 
 class Store:
@@ -372,6 +401,8 @@ class Store:
         self._writer = _Writer(self.engine)
 
     def close(self) -> None:
+        """Close every connection; a later call opens new ones."""
+        self._writer.close()
         self.engine.dispose()
 
     # messages ---------------------------------------------------------------------------
@@ -384,7 +415,7 @@ class Store:
         hot = self._hot
         try:
             with self._writer.begin() as conn:
-                conn.execute(hot.add.sql, hot.add.params(row))
+                hot.add.run(conn, row)
                 if msg.files:
                     _add_files(conn, hot, msg.id, "in", msg.files, msg.received_at)
         except sqlite3.IntegrityError:
@@ -428,28 +459,25 @@ class Store:
                             for s in trace], ensure_ascii=False)
         hot = self._hot
         with self._writer.begin() as conn:
-            conn.execute(hot.answer.sql, hot.answer.params({
+            hot.answer.run(conn, {
                 "msg_id": msg_id, "session_id": session_id, "reply": reply, "error": error,
                 "route": route, "status": "failed" if error else "answered",
-                "replied_at": now, "trace": spans}))
+                "replied_at": now, "trace": spans})
             if again:
-                conn.execute(hot.drop_files.sql, hot.drop_files.params(
-                    {"msg_id": msg_id, "direction": "out"}))
+                hot.drop_files.run(conn, {"msg_id": msg_id, "direction": "out"})
             if reply_files:
                 _add_files(conn, hot, msg_id, "out", reply_files, now)
             if model_input is not None:
                 if again:
-                    conn.execute(hot.drop_model_input.sql,
-                                 hot.drop_model_input.params({"msg_id": msg_id}))
-                conn.execute(hot.model_input.sql, hot.model_input.params({
+                    hot.drop_model_input.run(conn, {"msg_id": msg_id})
+                hot.model_input.run(conn, {
                     "msg_id": msg_id, "channel": channel, "model": model_input.model,
                     "day": time.strftime("%Y-%m-%d", time.gmtime(now)),
                     "prompt_tokens": model_input.prompt_tokens,
                     "completion_tokens": model_input.completion_tokens,
-                    "given": model_input.given}))
+                    "given": model_input.given})
             if session_id:
-                conn.execute(hot.active.sql, hot.active.params(
-                    {"session_id": session_id, "last_active": now}))
+                hot.active.run(conn, {"session_id": session_id, "last_active": now})
 
     def files_of(self, msg_id: str, direction: str) -> tuple[Attachment, ...]:
         """The files that came with a message (`in`) or went with its reply (`out`)."""
@@ -658,10 +686,10 @@ def _message(row: object) -> StoredMessage:
 
 def _add_files(conn: sqlite3.Connection, hot: _HotPath, msg_id: str, direction: str,
                attached: tuple[Attachment, ...], now: float) -> None:
-    conn.executemany(hot.add_file.sql, [hot.add_file.params({
+    hot.add_file.run_many(conn, ({
         "id": f.id, "msg_id": msg_id, "direction": direction, "position": n, "name": f.name,
         "media_type": f.media_type, "size": f.size, "path": f.path, "sha256": f.sha256,
-        "created_at": now}) for n, f in enumerate(attached)])
+        "created_at": now} for n, f in enumerate(attached)))
 
 
 def _attachment(row: object) -> Attachment:
