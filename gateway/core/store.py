@@ -86,7 +86,9 @@ messages = Table(
     Column("error", String(64)),
     Column("route", String(128)),
     Column("replied_at", Float),
-    Column("trace", Text),  # JSON list of spans: written once, read whole by `moltbot trace`
+    # JSON list of spans, each [step, start_ms, duration_ms, outcome, detail] (objects before
+    # issue 21): written once, read whole by `moltbot trace`
+    Column("trace", Text),
     # a session's last turns, newest first, without sorting all of them (the history)
     Index("messages_of_session", "session_id", "created_at"),
 )
