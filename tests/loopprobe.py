@@ -247,9 +247,9 @@ HOLDER = ("import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation
 
 
 def probe_sqlite(args: dict[str, Any]) -> Probe:
-    """`Store.add_message` from several greenlets at once, as concurrent messages do; with
-    `locked`, while another process (the CLI's `token create`, the console) holds the write
-    lock for `LOCK_HOLD` s."""
+    """A message's two writes (`Store.add_message`, `finish_message`) from several greenlets
+    at once, as concurrent messages make them; with `locked`, while another process (the
+    CLI's `token create`, the console) holds the write lock for `LOCK_HOLD` s."""
     import gevent
 
     path = str(Path(args["dir"]) / "moltbot.db")
@@ -262,11 +262,16 @@ def probe_sqlite(args: dict[str, Any]) -> Probe:
                                        stdout=subprocess.PIPE, text=True))
         assert holder[0].stdout is not None and holder[0].stdout.readline() == "locked\n"
 
+    def both(msg: Any) -> None:  # a message's two writes, as the pipeline makes them
+        store.add_message(msg, None)
+        store.finish_message(msg.id, session_id=None, reply="ok", error=None, route="chat",
+                             trace=[])
+
     def run() -> bool:
         sent = [_message(i) for i in range(calls)]
-        gevent.joinall([gevent.spawn(store.add_message, m, None) for m in sent],
-                       raise_error=True)
-        return all(store.get_message(m.id) is not None for m in sent)
+        gevent.joinall([gevent.spawn(both, m) for m in sent], raise_error=True)
+        stored = [store.get_message(m.id) for m in sent]
+        return all(m is not None and m.status == "answered" for m in stored)
 
     def cleanup() -> None:
         for proc in holder:
@@ -276,8 +281,8 @@ def probe_sqlite(args: dict[str, Any]) -> Probe:
         store.close()
 
     waited = f" while another process holds the write lock {LOCK_HOLD} s" if locked else ""
-    return Probe("SQLAlchemy", f"Store.add_message x{calls} in greenlets{waited}", calls, run,
-                 version=_sqlite_version(), cleanup=cleanup,
+    return Probe("SQLAlchemy", f"Store.add_message + finish_message x{calls} in greenlets"
+                 f"{waited}", calls, run, version=_sqlite_version(), cleanup=cleanup,
                  note=lambda: "busy wait" if locked else "uncontended")
 
 

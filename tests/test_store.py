@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
+import threading
 import time
+from collections.abc import Callable
+from dataclasses import asdict, astuple
 from pathlib import Path
 
-from gateway.core.message import Attachment, Message, Span
+import pytest
+
+from gateway.core.message import Attachment, Message, ModelInput, Span
 from gateway.core.store import Store
 
 
@@ -79,4 +86,82 @@ def test_a_token_is_found_by_hash_until_it_expires(tmp_path: Path) -> None:
     assert store.token_row("h" * 64, time.time())[0] == "tray"  # type: ignore[index]
     assert store.token_row("h" * 64, time.time() + 61) is None
     assert store.token_row("x" * 64, time.time()) is None
+    store.close()
+
+
+def test_a_failed_answer_stores_none_of_it_and_the_next_write_goes_through(
+        tmp_path: Path) -> None:
+    """The two writes run on the pool's raw SQLite connection (`store._Writer`): a statement
+    that fails rolls back the whole transaction before the connection goes back to the pool."""
+    store = store_at(tmp_path)
+    store.start_session("s1", "http", "c", time.time() - 100)
+    before = store.latest_session("http", "c")
+    msg = Message("http", "ada", "c", "hi", client_id="k")
+    store.add_message(msg, "http:p:k")
+    twice = Attachment("r.csv", "text/csv", 4, "out/r.csv")
+    with pytest.raises(sqlite3.IntegrityError):  # the second row's id is the first's
+        store.finish_message(msg.id, session_id="s1", reply="hey", error=None, route="skill:r",
+                             trace=[Span("skill", 1.0, 2.0, "ok")],
+                             model_input=ModelInput("m", "[]", 3, 1), channel="http",
+                             reply_files=(twice, twice))
+    stored = store.get_message(msg.id)
+    assert stored is not None and (stored.status, stored.reply) == ("received", None)
+    assert store.files_of(msg.id, "out") == () and store.model_input(msg.id) is None
+    assert store.get_trace(msg.id) == [] and store.latest_session("http", "c") == before
+    assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]  # given back
+    assert store.add_message(Message("http", "ada", "c", "hi", client_id="k"), "http:p:k")
+    store.finish_message(msg.id, session_id="s1", reply="hey", error=None, route="skill:r",
+                         trace=[], reply_files=(twice,))
+    stored = store.get_message(msg.id)
+    assert stored is not None and stored.status == "answered"
+    assert store.files_of(msg.id, "out") == (twice,)
+    store.close()
+
+
+def test_messages_written_while_another_connection_holds_the_lock_are_stored_after_it(
+        tmp_path: Path) -> None:
+    """Another process (`moltbot token create`) holding the write lock: the messages' writes
+    wait for it (`lock_for_write`: `time.sleep`, gevent's in the gateway), each on a
+    connection of its own, and go through once it lets go; then one connection stays with
+    the writer and the others are back in the pool. The loop stays free meanwhile:
+    `tests/test_loop_libraries.py`'s sqlite probe."""
+    store = store_at(tmp_path)
+    holder = sqlite3.connect(tmp_path / "db.sqlite", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    sent = [Message("http", "ada", "c", f"hi {n}") for n in range(4)]
+    failed: list[BaseException] = []
+
+    def write(msg: Message) -> None:
+        try:
+            store.add_message(msg, None)
+            store.finish_message(msg.id, session_id=None, reply="hey", error=None,
+                                 route="chat:model", trace=[])
+        except BaseException as e:  # the test reports it, not the thread
+            failed.append(e)
+
+    writers = [threading.Thread(target=write, args=(m,)) for m in sent]
+    for writer in writers:
+        writer.start()
+    assert all(store.get_message(m.id) is None for m in sent)  # no commit while it is held
+    holder.execute("COMMIT")
+    for writer in writers:
+        writer.join(30)
+    holder.close()
+    assert not any(w.is_alive() for w in writers) and failed == []
+    assert all(getattr(store.get_message(m.id), "status", None) == "answered" for m in sent)
+    assert store.engine.pool.checkedout() == 1  # type: ignore[attr-defined]  # QueuePool's
+    store.close()
+
+
+def test_a_trace_stored_before_the_compact_encoding_reads_the_same(tmp_path: Path) -> None:
+    store = store_at(tmp_path)
+    spans = [Span("guard", 0.0, 0.1, "ok", "token:x"), Span("model", 0.2, 310.5, "error")]
+    encodings: tuple[Callable[[Span], object], ...] = (lambda s: list(astuple(s)), asdict)
+    for n, encode in enumerate(encodings):  # today's, and the objects stored before
+        msg = Message("ws", "ada", "c", f"hi {n}")
+        store.add_message(msg, None)
+        with sqlite3.connect(tmp_path / "db.sqlite") as conn:
+            conn.execute("UPDATE messages SET trace = ? WHERE id = ?",
+                         (json.dumps([encode(s) for s in spans]), msg.id))
+        assert store.get_trace(msg.id) == spans
     store.close()

@@ -33,12 +33,12 @@ def sent_sql(store: Store) -> Iterator[list[str]]:
         dbapi_conn.set_trace_callback(seen.append)
 
     event.listen(store.engine, "connect", trace)
-    store.engine.dispose()  # new connections, each with the hook
-    try:
+    store.close()  # every connection closed (the message writer's kept one too): new ones
+    try:  # each get the hook
         yield seen
     finally:
         event.remove(store.engine, "connect", trace)
-        store.engine.dispose()
+        store.close()
 
 
 def whole_table_steps(db: Path, statements: list[str]) -> dict[str, list[str]]:
@@ -90,6 +90,8 @@ def plans_of(db: Path, run: Callable[[Store, OutboxStore], None]) -> dict[str, l
         run(store, outbox)
     store.close()
     assert any(s.startswith("SELECT") for s in statements)  # the hook saw the queries
+    # and the message's two writes, which run on the pool's raw connection (store._Writer)
+    assert any(s.startswith("UPDATE messages SET") for s in statements)
     return whole_table_steps(db, statements)
 
 
