@@ -1,0 +1,84 @@
+"""The real gateway (`python -m gateway.server`, same arguments) with a window for tests into its
+WebSocket channel: one JSON line on stdin, one JSON answer on stdout.
+
+- `{"op": "greenlets"}`: live greenlets by what they do: `serving` (a `/ws` connection's, in the
+  channel's modules or simple-websocket's), `keepalive` (the shared ping timer);
+- `{"op": "keepalive.stop"}`: the ping timer stops, so a test pings by itself:
+- `{"op": "tick"}`: one keepalive round now (ping who answered, close who did not);
+- `{"op": "awaiting"}`: how many connections owe a pong.
+"""
+
+from gevent import monkey
+
+monkey.patch_all(queue=False)  # as gateway.server.main, before anything else
+
+import gc  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+from typing import Any  # noqa: E402
+
+import gevent  # noqa: E402
+import greenlet  # noqa: E402
+from gevent.socket import wait_read  # noqa: E402
+
+from gateway.channels.websocket import WebSocketChannel  # noqa: E402
+from gateway.server.main import main  # noqa: E402
+
+SERVING = ("gateway/channels/websocket.py", "gateway/channels/ws_socket.py",
+           "simple_websocket/ws.py")
+KEEPALIVE = "gateway/channels/ws_keepalive.py"
+
+
+def channel() -> WebSocketChannel:
+    return next(o for o in gc.get_referrers(WebSocketChannel)
+                if isinstance(o, WebSocketChannel))
+
+
+def greenlets() -> dict[str, int]:
+    counts = {"serving": 0, "keepalive": 0}
+    for g in gc.get_objects():
+        if not isinstance(g, greenlet.greenlet) or g.dead or g.gr_frame is None:
+            continue
+        files, frame = set(), g.gr_frame
+        while frame is not None:
+            files.add(frame.f_code.co_filename.replace("\\", "/"))
+            frame = frame.f_back
+        if any(f.endswith(KEEPALIVE) for f in files):
+            counts["keepalive"] += 1
+        elif any(f.endswith(s) for f in files for s in SERVING):
+            counts["serving"] += 1
+    return counts
+
+
+def answer(request: dict[str, Any]) -> Any:
+    op = request["op"]
+    if op == "greenlets":
+        return greenlets()
+    keepalive = channel().keepalive
+    if op == "keepalive.stop":
+        keepalive.stop()
+        return "stopped"
+    if op == "tick":
+        keepalive.tick()
+        return "ticked"
+    if op == "awaiting":
+        return sum(ws.awaiting_pong for ws in keepalive.sockets)
+    return f"unknown op {op!r}"
+
+
+def serve_stdin() -> None:
+    pending = b""
+    while True:
+        wait_read(0)  # the loop runs on while the test is quiet
+        chunk = os.read(0, 65536)
+        if not chunk:
+            return
+        pending += chunk
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            print(json.dumps(answer(json.loads(line))), flush=True)
+
+
+gevent.spawn(serve_stdin)
+sys.exit(main(sys.argv[1:]))
