@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from gevent import Timeout
 from simple_websocket import ConnectionClosed
@@ -65,24 +65,28 @@ class Keepalive:
 
     def tick(self) -> None:
         """One round: close who missed the last ping, ping the rest."""
-        for n, ws in enumerate(list(self.sockets), 1):
+        for ws in self._in_batches():
             if ws.awaiting_pong:
-                self._write(ws, ws.close, CloseReason.POLICY_VIOLATION, "Ping/Pong timeout")
-                ws.abort()  # if the close frame could not go, the socket goes anyway
-                self.sockets.discard(ws)
+                self._close(ws, CloseReason.POLICY_VIOLATION, "Ping/Pong timeout")
             elif ws.open:
                 self._write(ws, ws.ping)
-            if n % BATCH == 0:
-                time.sleep(0)
 
     def close_all(self, code: int, reason: str) -> None:
         """Close every connection (the channel stops), each write bounded as a ping's."""
+        for ws in self._in_batches():
+            self._close(ws, code, reason)
+
+    def _in_batches(self) -> Iterator[WsSocket]:
+        """Every connection now, with a yield to the event loop after each `BATCH`."""
         for n, ws in enumerate(list(self.sockets), 1):
-            self._write(ws, ws.close, code, reason)
-            ws.abort()
+            yield ws
             if n % BATCH == 0:
                 time.sleep(0)
-        self.sockets.clear()
+
+    def _close(self, ws: WsSocket, code: int, reason: str) -> None:
+        self._write(ws, ws.close, code, reason)
+        ws.abort()  # if the close frame could not go, the socket goes anyway
+        self.sockets.discard(ws)
 
     @staticmethod
     def _write(ws: WsSocket, write: Callable[..., None], *args: object) -> None:

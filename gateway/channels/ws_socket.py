@@ -48,7 +48,7 @@ def reader_thread(target: Callable[[], None]) -> Any:
     server = getattr(target, "__self__", None)
     if server is not None and getattr(server, "environ", {}).get(OWN_READER):
         return _NoThread()
-    return threading.Thread(target=target, daemon=True)
+    return threading.Thread(target=target)
 
 
 class WsSocket:

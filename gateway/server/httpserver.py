@@ -167,7 +167,7 @@ class GatewayHandler(WSGIHandler):
 
     def release_http_buffer(self) -> None:
         """Drop the connection's 8 KB HTTP read buffer: after a WebSocket upgrade nothing reads
-        HTTP from it again (simple-websocket reads the socket). Every reference must go: the
+        HTTP from it again (the WebSocket reads the socket). Every reference must go: the
         handler's, its `Input`'s, and the environ's (a body-less GET gets the raw buffer)."""
         old: Any = self.rfile  # type: ignore[has-type]  # gevent has no annotations
         self.rfile = io.BytesIO()
