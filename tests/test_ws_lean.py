@@ -104,12 +104,14 @@ def until(check: Any, deadline_s: float = 10.0) -> None:
         time.sleep(0.02)
 
 
-def test_an_idle_connection_is_one_greenlet(gw: ProbedGateway) -> None:
-    before = gw.ask("greenlets")
+def test_an_idle_connection_is_one_greenlet_and_holds_no_request(gw: ProbedGateway) -> None:
+    before, objects = gw.ask("greenlets"), gw.ask("objects")
     assert before["keepalive"] == 0  # stopped by the fixture
     held = [connect(gw, by_frame=i % 2 == 1) for i in range(10)]
     try:
         assert gw.ask("greenlets")["serving"] == before["serving"] + 10
+        # no request context, request, simple-websocket Server or handshake left per connection
+        assert gw.ask("objects") == objects
     finally:
         for ws in held:
             ws.close()
@@ -133,7 +135,7 @@ def test_the_shared_ping_closes_who_stops_answering_and_keeps_who_answers(
         # the answering one was pinged again and still gets its messages answered
         answering.send(json.dumps({"type": "message", "id": "m1", "text": "hi",
                                    "chat": "lean-ping"}))
-        frames = []
+        frames: list[dict[str, Any]] = []
         while not frames or frames[-1].get("type") not in ("reply", "error"):
             opcode, data = answering.recv_data(True)
             if opcode == websocket.ABNF.OPCODE_TEXT:

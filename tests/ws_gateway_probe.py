@@ -3,6 +3,8 @@ WebSocket channel: one JSON line on stdin, one JSON answer on stdout.
 
 - `{"op": "greenlets"}`: live greenlets by what they do: `serving` (a `/ws` connection's, in the
   channel's modules or simple-websocket's), `keepalive` (the shared ping timer);
+- `{"op": "objects"}`: live objects of the kinds an upgrade request makes (Flask's request
+  context and request, simple-websocket's `Server`, wsproto's handshake), by class name;
 - `{"op": "keepalive.stop"}`: the ping timer stops, so a test pings by itself:
 - `{"op": "tick"}`: one keepalive round now (ping who answered, close who did not);
 - `{"op": "awaiting"}`: how many connections owe a pong.
@@ -20,7 +22,11 @@ from typing import Any  # noqa: E402
 
 import gevent  # noqa: E402
 import greenlet  # noqa: E402
+from flask import Request  # noqa: E402
+from flask.ctx import RequestContext  # noqa: E402
 from gevent.socket import wait_read  # noqa: E402
+from simple_websocket import Server  # noqa: E402
+from wsproto.handshake import H11Handshake  # noqa: E402
 
 from gateway.channels.websocket import WebSocketChannel  # noqa: E402
 from gateway.server.main import main  # noqa: E402
@@ -51,10 +57,23 @@ def greenlets() -> dict[str, int]:
     return counts
 
 
+def objects() -> dict[str, int]:
+    kinds = (RequestContext, Request, Server, H11Handshake)
+    counts = dict.fromkeys((k.__name__ for k in kinds), 0)
+    for o in gc.get_objects():
+        for kind in kinds:
+            if isinstance(o, kind):
+                counts[kind.__name__] += 1
+    return counts
+
+
 def answer(request: dict[str, Any]) -> Any:
     op = request["op"]
     if op == "greenlets":
         return greenlets()
+    if op == "objects":
+        gc.collect()  # what only a cycle holds is not held
+        return objects()
     keepalive = channel().keepalive
     if op == "keepalive.stop":
         keepalive.stop()
