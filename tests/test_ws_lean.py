@@ -147,6 +147,26 @@ def test_the_shared_ping_closes_who_stops_answering_and_keeps_who_answers(
         answering.close()
 
 
+def test_stopping_the_channel_closes_every_connection_with_1001(gw: ProbedGateway) -> None:
+    held = [connect(gw), connect(gw, by_frame=True)]
+    try:
+        assert gw.ask("channel.stop") == "done"  # what a shutdown does
+        for ws in held:
+            closing = ws.recv_frame()
+            assert closing.opcode == websocket.ABNF.OPCODE_CLOSE
+            assert int.from_bytes(closing.data[:2], "big") == 1001
+            assert closing.data[2:] == b"channel stopping"
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            connect(gw)
+        assert refused.value.status_code == 503
+    finally:
+        assert gw.ask("channel.start") == "done"
+        assert gw.ask("keepalive.stop") == "stopped"  # started again with the channel
+        for ws in held:
+            ws.close()
+    connect(gw).close()
+
+
 # -- the socket alone, no gateway: plain threads stand in for greenlets ----------------------
 Pair = tuple[WsSocket, socket.socket, Connection]
 

@@ -5,6 +5,8 @@ WebSocket channel: one JSON line on stdin, one JSON answer on stdout.
   channel's modules or simple-websocket's), `keepalive` (the shared ping timer);
 - `{"op": "objects"}`: live objects of the kinds an upgrade request makes (Flask's request
   context and request, simple-websocket's `Server`, wsproto's handshake), by class name;
+- `{"op": "channel.stop"}`, `{"op": "channel.start"}`: the channel stops (as at shutdown, or
+  `channels.websocket.enabled: false`) or starts again;
 - `{"op": "keepalive.stop"}`: the ping timer stops, so a test pings by itself:
 - `{"op": "tick"}`: one keepalive round now (ping who answered, close who did not);
 - `{"op": "awaiting"}`: how many connections owe a pong.
@@ -84,6 +86,9 @@ def answer(request: dict[str, Any]) -> Any:
     if op == "objects":
         gc.collect()  # what only a cycle holds is not held
         return objects()
+    if op in ("channel.stop", "channel.start"):
+        getattr(channel(), op.split(".")[1])()
+        return "done"
     keepalive = channel().keepalive
     if op == "keepalive.stop":
         keepalive.stop()
