@@ -200,6 +200,21 @@ def test_a_frame_from_another_greenlet_goes_out_while_the_reader_waits(pair: Pai
     assert got == ["an answer"]
 
 
+def test_a_message_larger_than_the_socket_buffer_goes_out_whole(pair: Pair) -> None:
+    ws, client, codec = pair
+    big = "x" * 1_000_000  # a socketpair's buffer holds a few hundred KB: the send is partial
+    writer = threading.Thread(target=ws.send, args=(big,))
+    writer.start()
+    parts: list[str] = []
+    finished = False
+    while not finished:
+        for event in client_events(client, codec):
+            parts.append(event.data)
+            finished = event.message_finished
+    writer.join(10)
+    assert "".join(parts) == big
+
+
 def test_fragments_are_joined_and_a_message_over_the_limit_closes_with_1009(pair: Pair) -> None:
     ws, client, codec = pair
     client.sendall(codec.send(TextMessage(data="ab", message_finished=False))

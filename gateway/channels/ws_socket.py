@@ -185,7 +185,10 @@ class WsSocket:
             if not self._open:
                 raise ConnectionClosed(CloseReason.ABNORMAL_CLOSURE, None)
             try:
-                self.sock.sendall(self._proto.send(event))
+                data = self._proto.send(event)
+                sent = self.sock.send(data)  # nearly always whole: cheaper than sendall's loop
+                if sent < len(data):
+                    self.sock.sendall(data[sent:])
             except LocalProtocolError:
                 raise ConnectionClosed(CloseReason.ABNORMAL_CLOSURE, None) from None
 
