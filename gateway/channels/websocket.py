@@ -13,6 +13,12 @@ The handshake passes the guard chain: with an Authorization header (or the login
 the upgrade, which a refused one never gets; without one, upgraded to wait for a first `auth`
 frame. Every message after it passes the chain again with the connection's credential: a token
 revoked while the socket is open stops working on its next message.
+
+Lean: flask-sock's route does the upgrade, then `_serve` takes the connection over from
+simple-websocket (`ws_socket`: no reader thread) and leaves it to `_hold`, which the web server
+runs on the same greenlet once the request has ended (`moltbot.after_upgrade`): the request's
+context, environ and handshake objects are gone while the connection lives. An idle connection
+is one greenlet waiting to read its socket; one timer (`ws_keepalive`) pings them all.
 """
 
 from __future__ import annotations
@@ -21,19 +27,25 @@ import contextlib
 import json
 import logging
 import threading
+import time
+from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from flask import request
 from flask.typing import ResponseReturnValue
 from simple_websocket import ConnectionClosed
+from wsproto.frame_protocol import CloseReason
 
 from gateway.channels.base import ChannelOptions, Services, WebChannel
 from gateway.channels.reply_files import listed
+from gateway.channels.ws_keepalive import Keepalive
+from gateway.channels.ws_socket import OWN_READER, WsSocket
 from gateway.core.fields import EXAMPLE, decode_json
 from gateway.core.intake import Arrival
-from gateway.guards.chain import Allow, Refuse, Verdict
+from gateway.guards.chain import Allow, Caller, Refuse, Verdict
 from gateway.web.credentials import request_credential
-from gateway.web.door import caller_of, client_address, refusal_response
+from gateway.web.door import caller_of, refusal_response
 from gateway.web.errors import error_response
 
 log = logging.getLogger(__name__)
@@ -44,25 +56,26 @@ _FILES = b'"files"'  # only a frame with files may be larger than gateway.max_bo
 
 
 class _Connection:
-    """One client: its socket, a send lock (frames from several greenlets) and a cancel flag."""
+    """One client: its socket (which serializes frames from several greenlets), who it is at
+    the door (`caller`: its address and whether a web page opened it, for later `auth`
+    frames) and a cancel flag."""
 
-    def __init__(self, ws: Any, credential: str, peer: str) -> None:
+    __slots__ = ("caller", "credential", "gone", "in_flight", "ws")
+
+    def __init__(self, ws: WsSocket, credential: str, caller: Caller) -> None:
         self.ws = ws
         self.credential = credential
-        self.peer = peer
+        self.caller = caller
         self.gone = threading.Event()
         self.in_flight = 0
-        self._send_lock = threading.Lock()
 
     def send(self, frame: dict[str, Any]) -> None:
         if self.gone.is_set():
             return
-        data = json.dumps(frame, ensure_ascii=False)
-        with self._send_lock:
-            try:
-                self.ws.send(data)
-            except (ConnectionClosed, OSError):
-                self.gone.set()
+        try:
+            self.ws.send(json.dumps(frame, ensure_ascii=False))
+        except (ConnectionClosed, OSError):
+            self.gone.set()
 
 
 class WebSocketChannel(WebChannel):
@@ -71,47 +84,66 @@ class WebSocketChannel(WebChannel):
     def __init__(self, services: Services, options: ChannelOptions) -> None:
         super().__init__(services, options)
         self.connections: set[_Connection] = set()
+        self.keepalive = Keepalive(self._ping_interval)
         services.sock.route("/ws")(self._serve)
         services.app.before_request(self._before_upgrade)
 
+    def start(self) -> None:
+        super().start()
+        self.keepalive.start()
+
     def stop(self) -> None:
         super().stop()
+        self.keepalive.stop()
         for conn in list(self.connections):
             conn.gone.set()
-            with contextlib.suppress(ConnectionClosed, OSError):
-                conn.ws.close(1001, "channel stopping")
+        self.keepalive.close_all(CloseReason.GOING_AWAY, "channel stopping")
+
+    def _ping_interval(self) -> float:
+        """simple-websocket's `ping_interval` from the server's options (the composition root
+        sets them), so `/ws` pings as often as the gateway's other WebSockets."""
+        return float(self.services.app.config["SOCK_SERVER_OPTIONS"]["ping_interval"])
 
     # -- one connection ------------------------------------------------------------------
-    def _serve(self, ws: Any) -> None:
-        request.environ["moltbot.websocket"] = True  # the server must not write a response
-        request.environ["moltbot.release_http_buffer"]()
+    def _serve(self, server: Any) -> None:
+        """flask-sock's route, in the upgrade's request: authenticate, then leave the
+        connection to `_hold`, which the web server runs after the request has ended."""
+        environ = request.environ
+        environ["moltbot.websocket"] = True  # the server must not write a response
+        environ["moltbot.release_http_buffer"]()
+        ws = WsSocket.take_over(server)
         ws.sock.settimeout(None)  # idle WebSockets are normal; keepalive_timeout is for HTTP
-        peer = client_address(self.entry, request)
+        caller = caller_of(self.entry, request, self.name, None)
         credential = request_credential(request, websocket=True)
         if credential is None:  # a header or cookie was admitted before the upgrade
             credential = self._auth_frame(ws)
-            verdict = self._admit(credential)
+            verdict = self.entry.admit(replace(caller, credential=credential))
             if not isinstance(verdict, Allow) or credential is None:
                 code, message = _refusal(verdict)
-                _refuse(ws, code, message, 1008)
+                _refuse(ws, code, message, CloseReason.POLICY_VIOLATION)
                 return
             ws.send(json.dumps({"type": "auth.ok"}))
-        conn = _Connection(ws, credential, peer)
+        environ["moltbot.after_upgrade"] = partial(self._hold, _Connection(ws, credential,
+                                                                           caller))
+
+    def _hold(self, conn: _Connection) -> None:
+        """The connection's life after the upgrade: read frames until it closes."""
         self.connections.add(conn)
+        self.keepalive.add(conn.ws)
         metrics = self.services.metrics
         metrics.connection_opened(self.name)
         try:
-            while True:
-                data = ws.receive()
-                if data is None:
-                    continue
+            while (data := conn.ws.receive()) is not None:
                 self._on_frame(conn, data)
-        except ConnectionClosed:
-            pass
+        except Exception:  # a bug must not leave the client waiting on an open socket
+            log.exception("WebSocket connection failed")
+            conn.ws.close(CloseReason.INTERNAL_ERROR, "internal error")
         finally:
             metrics.connection_closed(self.name)
             conn.gone.set()
             self.connections.discard(conn)
+            self.keepalive.discard(conn.ws)
+            conn.ws.abort()
 
     def _before_upgrade(self) -> ResponseReturnValue | None:
         """`/ws` is refused before any upgrade while the channel is stopped, and when a header
@@ -119,6 +151,7 @@ class WebSocketChannel(WebChannel):
         (Only a handshake without one is upgraded, to wait for an `auth` frame.)"""
         if request.path != "/ws":
             return None
+        request.environ[OWN_READER] = True  # simple-websocket starts no reader of its own
         if not self.running:
             return error_response("unavailable", "The WebSocket channel is switched off "
                                   "(channels.websocket.enabled in config.yaml).")
@@ -129,13 +162,13 @@ class WebSocketChannel(WebChannel):
         return None if isinstance(verdict, Allow) else refusal_response(verdict)
 
     def _admit(self, credential: str | None) -> Verdict:
-        """The chain for the handshake or an `auth` frame (runs in the upgrade's request, so
-        the caller's address and whether a web page opened the socket are at hand)."""
+        """The chain for a handshake with a header or cookie credential (in the upgrade's
+        request, so the caller's address and whether a web page opened it are at hand)."""
         return self.entry.admit(caller_of(self.entry, request, self.name, credential))
 
-    def _auth_frame(self, ws: Any) -> str | None:
+    def _auth_frame(self, ws: WsSocket) -> str | None:
         """The token of a first frame `{"type": "auth", "token": ...}`, if one comes in time."""
-        frame, _ = decode_json(ws.receive(timeout=AUTH_WAIT))
+        frame, _ = decode_json(ws.receive(deadline=time.monotonic() + AUTH_WAIT))
         token = frame.get("token") if isinstance(frame, dict) and frame.get(
             "type") == "auth" else None
         return token if isinstance(token, str) else None
@@ -158,7 +191,7 @@ class WebSocketChannel(WebChannel):
         elif kind == "auth":
             token = frame.get("token")
             token = token if isinstance(token, str) else None
-            verdict = self._admit(token)
+            verdict = self.entry.admit(replace(conn.caller, credential=token))
             if isinstance(verdict, Allow) and token:
                 conn.credential = token
                 conn.send({"type": "auth.ok"})
@@ -181,7 +214,7 @@ class WebSocketChannel(WebChannel):
         def on_delta(piece: str) -> None:
             conn.send({"type": "reply.delta", "id": client_id, "text": piece})
 
-        arrival = Arrival(self.name, frame, credential=conn.credential, peer=conn.peer,
+        arrival = Arrival(self.name, frame, credential=conn.credential, peer=conn.caller.peer,
                           takes_files=True)
         try:
             reply = self.intake.take(arrival, on_delta=on_delta, cancel=conn.gone)
@@ -208,11 +241,11 @@ def _refusal(verdict: Verdict) -> tuple[str, str]:
     return "unauthorized", verdict.text
 
 
-def _refuse(ws: Any, code: str, message: str, close_code: int) -> None:
+def _refuse(ws: WsSocket, code: str, message: str, close_code: int) -> None:
     """An error frame, then close: the client learns why before the socket goes."""
     with contextlib.suppress(ConnectionClosed, OSError):
         ws.send(json.dumps(_error(None, code, message)))
-        ws.close(close_code, code)
+    ws.close(close_code, code)
 
 
 def _error(client_id: Any, code: str, message: str) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from gateway.assistant.summaries import Summaries
 from gateway.channels.base import Services
 from gateway.channels.manager import ChannelSet
 from gateway.channels.table import channel_options, chat_platforms
+from gateway.channels.ws_socket import reader_thread
 from gateway.common.workspace import Workspace
 from gateway.config import Config, GatewayConfig, for_skills
 from gateway.core.builtins import Builtins, ToolsFor
@@ -204,13 +205,14 @@ def builtins_for(config: Config, memory: MemoryCommands, reminders: Reminders) -
     return Builtins.of(commands, makers)
 
 
-def sock_options(gateway: GatewayConfig) -> dict[str, int]:
+def sock_options(gateway: GatewayConfig) -> dict[str, Any]:
     """simple-websocket's options (read at each handshake, so a reload applies to the next
     connection). Its frame ceiling lets a frame carry `max_upload_bytes` of files in base64
     beside a body of `max_body_bytes`; a frame over it closes the connection (1009, message
-    too big), and the channel answers smaller ones over their own limits with an error frame."""
+    too big), and the channel answers smaller ones over their own limits with an error frame.
+    `reader_thread`: no reader thread for a route that reads its own socket (`/ws`)."""
     return {"ping_interval": WS_PING_INTERVAL,
-            "max_message_size": ws_frame_limit(gateway)}
+            "max_message_size": ws_frame_limit(gateway), "thread_class": reader_thread}
 
 
 def ws_frame_limit(gateway: GatewayConfig) -> int:

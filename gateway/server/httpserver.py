@@ -7,7 +7,10 @@
   HTTP response after the WebSocket route returns.
 - `max_connections`: one over the limit gets a short 503 and is closed, never left hanging.
 - `keepalive_timeout`: an idle HTTP connection is closed after it (WebSocket routes lift it).
-- Memory per WebSocket: the HTTP read buffer is released once the connection is upgraded.
+- Memory per WebSocket: the HTTP read buffer is released once the connection is upgraded, and
+  a route that leaves `moltbot.after_upgrade` in the environ has it run on the connection's
+  greenlet after the request ended: Flask's context, the environ, the parsed headers and the
+  response are released first, so a held connection keeps none of them.
 - Slow and idle clients: a connection's first request (head and body) must arrive within
   `request_timeout` of the accept, and each later one within `request_timeout` of its first
   byte (gevent's own limit is per `recv`, so a trickle of one byte a minute would hold a
@@ -164,7 +167,7 @@ class GatewayHandler(WSGIHandler):
 
     def release_http_buffer(self) -> None:
         """Drop the connection's 8 KB HTTP read buffer: after a WebSocket upgrade nothing reads
-        HTTP from it again (simple-websocket reads the socket). Every reference must go: the
+        HTTP from it again (the WebSocket reads the socket). Every reference must go: the
         handler's, its `Input`'s, and the environ's (a body-less GET gets the raw buffer)."""
         old: Any = self.rfile  # type: ignore[has-type]  # gevent has no annotations
         self.rfile = io.BytesIO()
@@ -175,8 +178,23 @@ class GatewayHandler(WSGIHandler):
     def process_result(self) -> None:
         if self.environ.get("moltbot.websocket"):
             self.close_connection = True  # the WebSocket owned the socket and closed it
+            after = self.environ.get("moltbot.after_upgrade")
+            if after is not None:
+                self._release_request()
+                after()
             return
         super().process_result()
+
+    def _release_request(self) -> None:
+        """Drop what the finished upgrade request holds before its connection lives on: the
+        response (flask-sock's holds the handshake's server), the environ (the werkzeug
+        request refers to it and it to the request) and the parsed headers."""
+        close = getattr(self.result, "close", None)  # type: ignore[has-type]
+        if close is not None:
+            close()
+        self.result = None
+        self.environ.clear()
+        self.headers = None
 
 
 class GatewayServer(WSGIServer):
