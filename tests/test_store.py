@@ -104,11 +104,11 @@ def test_a_failed_answer_stores_none_of_it_and_the_next_write_goes_through(
                              trace=[Span("skill", 1.0, 2.0, "ok")],
                              model_input=ModelInput("m", "[]", 3, 1), channel="http",
                              reply_files=(twice, twice))
+    assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]  # given back
     stored = store.get_message(msg.id)
     assert stored is not None and (stored.status, stored.reply) == ("received", None)
     assert store.files_of(msg.id, "out") == () and store.model_input(msg.id) is None
     assert store.get_trace(msg.id) == [] and store.latest_session("http", "c") == before
-    assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]  # given back
     assert store.add_message(Message("http", "ada", "c", "hi", client_id="k"), "http:p:k")
     store.finish_message(msg.id, session_id="s1", reply="hey", error=None, route="skill:r",
                          trace=[], reply_files=(twice,))

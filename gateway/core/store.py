@@ -45,6 +45,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Connection, Engine
@@ -323,7 +324,8 @@ FILE_ROW = ("id", "msg_id", "direction", "position", "name", "media_type", "size
 
 
 class _HotPath:
-    """The fixed statements of every message's two writes (`add_message`, `finish_message`)."""
+    """The fixed statements of every message's two writes (`add_message`, `finish_message`)
+    and of a chat's session (`latest_session`, `start_session`)."""
 
     def __init__(self, engine: Engine) -> None:
         self.add = FixedSql(engine, insert(messages).values(_named(*MESSAGE_ROW)))
@@ -338,6 +340,15 @@ class _HotPath:
             files.c.msg_id == bindparam("msg_id"), files.c.direction == bindparam("direction")))
         self.drop_model_input = FixedSql(engine, delete(model_inputs).where(
             model_inputs.c.msg_id == bindparam("msg_id")))
+        # a new chat's first message (and every chat's first after a restart): its session
+        chat_is = (sessions.c.channel == bindparam("channel"), sessions.c.chat == bindparam("chat"))
+        self.latest_session = FixedSql(engine, text(
+            "SELECT id, channel, chat, created_at, last_active FROM sessions WHERE channel = "
+            ":channel AND chat = :chat AND ended = 0 ORDER BY created_at DESC LIMIT 1"))
+        self.end_sessions = FixedSql(engine, update(sessions).where(*chat_is).values(
+            _named("ended")))
+        self.new_session = FixedSql(engine, insert(sessions).values(
+            _named("id", "channel", "chat", "created_at", "last_active", "ended")))
 
 
 class _Writer:
@@ -375,6 +386,21 @@ class _Writer:
         self._kept.append(pooled)
         if len(self._kept) > 1:  # writers that waited together: one connection stays
             self._release()
+
+    def first(self, sql: str, params: Any) -> tuple[Any, ...] | None:
+        """The first row of a read on the kept connection, outside any transaction (WAL: it
+        sees the last commit and never waits for a writer)."""
+        pooled = self._take()
+        try:
+            row: tuple[Any, ...] | None = pooled.driver_connection.execute(  # type: ignore[union-attr]
+                sql, params).fetchone()
+        except BaseException:
+            pooled.close()
+            raise
+        self._kept.append(pooled)
+        if len(self._kept) > 1:
+            self._release()
+        return row
 
     def _take(self) -> PoolProxiedConnection:
         try:
@@ -529,21 +555,17 @@ class Store:
 
     # sessions ---------------------------------------------------------------------------
     def latest_session(self, channel: str, chat: str) -> SessionRow | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                select(sessions).where(sessions.c.channel == channel, sessions.c.chat == chat,
-                                       sessions.c.ended == 0)
-                .order_by(sessions.c.created_at.desc()).limit(1)).first()
-        return SessionRow(row.id, row.channel, row.chat, row.created_at,
-                          row.last_active) if row else None
+        latest = self._hot.latest_session
+        row = self._writer.first(latest.sql, latest.params({"channel": channel, "chat": chat}))
+        return SessionRow(*row) if row else None
 
     def start_session(self, session_id: str, channel: str, chat: str, now: float) -> None:
         """End the chat's open sessions and open a new one, atomically."""
-        with self.writes.begin() as conn:
-            conn.execute(update(sessions).where(sessions.c.channel == channel,
-                                                sessions.c.chat == chat).values(ended=1))
-            conn.execute(insert(sessions).values(id=session_id, channel=channel, chat=chat,
-                                                 created_at=now, last_active=now, ended=0))
+        hot, chat_of = self._hot, {"channel": channel, "chat": chat}
+        with self._writer.begin() as conn:
+            conn.execute(hot.end_sessions.sql, hot.end_sessions.params({**chat_of, "ended": 1}))
+            conn.execute(hot.new_session.sql, hot.new_session.params(
+                {"id": session_id, **chat_of, "created_at": now, "last_active": now, "ended": 0}))
 
     # senders ----------------------------------------------------------------------------
     def sender(self, channel: str, sender: str) -> SenderRow | None:
