@@ -895,6 +895,82 @@ def make_faq(sections: int, rng: random.Random) -> tuple[str, list[tuple[str, st
     return "\n".join(parts), entries
 
 
+# ------------------------------------------------------------------------------- cold start
+COLD_STARTS, COLD_WATCH = 5, 3.0  # measured starts (--quick: 3); seconds watched after healthy
+
+
+def bench_cold_start(args: argparse.Namespace, st: Stack) -> None:
+    """`python -m gateway.server` from exec to its first /healthz 200 and its first answered,
+    knowledge-grounded message, with a realistic workspace; then how long the loop stalls."""
+    st.start_model()
+    faq, picked = make_faq(600, random.Random(7))
+    files = {"knowledge/faq.md": faq, **{f"knowledge/{f.name}": f.read_text("utf-8") for f in (
+        BENCH / "recall" / "knowledge").glob("*.md")}, **{
+        f"skills/{f.name}": f.read_text("utf-8") for f in [
+            *(FIXTURES / "skills").glob("*.*"), REPO / "skills" / "auto_reply.py"]}}
+    token = "bench-cold-start-token-0123456789"
+    config = {"models": {MODEL: {"endpoint": st.model_url}}, "auth": {"tokens": [token]}}
+    first = st.start_gateway("home", config, files)  # makes the database: later starts reuse it
+    st.stop(first.proc)
+    st.kill_strays(first.home)
+    question = next(q for q, _ in picked if q.startswith("How do I"))
+    env = {**os.environ, "MOLTBOT_HOME": str(first.home)}
+    print(f"workspace: {len(files)} files ({sum(len(t.encode()) for t in files.values()) // 1024}"
+          f" KiB; knowledge/faq.md 600 sections, 3 skill files); first start (new database) "
+          f"healthy after {first.started_in:.2f} s; question {question!r}")
+    rows = []
+    for run in range(3 if args.quick else COLD_STARTS):
+        rows.append(cold_start(st, f"run{run}", env, token, question))
+        print("  run {}: healthy {:.2f} s, answered {:.2f} s ({}), largest /healthz wait in the "
+              "next {:.0f} s {:.0f} ms, gateway CPU {:.2f} s".format(run + 1, *rows[-1][:3],
+                                                                     COLD_WATCH, *rows[-1][3:]))
+    names = ["exec -> /healthz 200 (s)", "exec -> first answer (s)", "",
+             f"largest /healthz wait in the {COLD_WATCH:.0f} s after healthy (ms)",
+             "gateway CPU by then (s)"]
+    print()
+    table(["median of " + str(len(rows)) + " starts", "value", "range"],
+          [[name, fmt(statistics_median([r[i] for r in rows])),
+            f"{fmt(min(r[i] for r in rows))}-{fmt(max(r[i] for r in rows))}"]
+           for i, name in enumerate(names) if name] + [
+              ["first answer grounded in knowledge", f"{sum(r[2] == 'grounded' for r in rows)}"
+               f"/{len(rows)}", ""]])
+
+
+def cold_start(st: Stack, name: str, env: dict[str, str], token: str,
+               question: str) -> tuple[float, float, str, float, float]:
+    """One start: seconds to healthy and to the first answer, whether its trace shows a
+    knowledge passage, the largest /healthz wait in the next COLD_WATCH s (ms), CPU seconds."""
+    port = free_port()
+    began = time.perf_counter()
+    proc = st.spawn(name, [sys.executable, "-m", "gateway.server", "--port", str(port)], env)
+    client = HttpClient("127.0.0.1", port, token, 30)
+    try:
+        while True:
+            with contextlib.suppress(OSError):
+                if client.request("GET", "/healthz")[0] == 200:
+                    break
+            if proc.poll() is not None or time.perf_counter() - began > 60:
+                raise RuntimeError(f"the gateway did not start:\n{st.tail(name)}")
+            time.sleep(0.005)
+        healthy = time.perf_counter() - began
+        status, body = client.post(question, "cold")
+        answered = time.perf_counter() - began
+        sources = str(body.get("reply", "")).partition("Sources:")[2]  # the reply's last line
+        grounded = ("grounded" if question in sources else f"HTTP {status}" if status != 200
+                    else f"not grounded: {str(body.get('reply'))[-80:]!r}")
+        worst, until = 0.0, time.perf_counter() + COLD_WATCH
+        while time.perf_counter() < until:
+            tick = time.perf_counter()
+            client.request("GET", "/healthz")
+            worst = max(worst, time.perf_counter() - tick)
+            time.sleep(0.005)
+        cpu = cpu_secs(psutil.Process(proc.pid))
+    finally:
+        client.close()
+        st.stop(proc)
+    return healthy, answered, grounded, worst * 1000, cpu
+
+
 # ------------------------------------------------------------------------------- knowledge
 def bench_knowledge(args: argparse.Namespace, st: Stack) -> None:
     """Knowledge index build and query time over mixed zh/en passages from a fixed seed."""
@@ -1536,7 +1612,7 @@ SECTIONS: dict[str, Callable[[argparse.Namespace, Stack], None]] = {
     "overhead": bench_overhead, "recall": bench_recall, "loop-libraries": bench_loop_libraries,
     "metrics": bench_metrics, "console-record": bench_console_record, "memory": bench_memory,
     "knowledge-meaning": bench_knowledge_meaning, "mcp": bench_mcp, "slack": bench_slack,
-    "browser": bench_browser}
+    "browser": bench_browser, "cold-start": bench_cold_start}
 
 
 def main(argv: list[str] | None = None) -> int:
