@@ -117,16 +117,16 @@ def test_a_start_that_fails_turns_the_waiting_requests_away_and_stops() -> None:
     assert starting.failed and stopped.is_set()
 
 
-def test_a_stop_during_the_start_cuts_it_short() -> None:
+def test_a_stop_during_a_start_that_hangs_cuts_it_short() -> None:
     starting, went_on = Starting(), threading.Event()
 
-    def slow() -> None:
+    def hangs() -> None:
         gevent.sleep(60)
         went_on.set()
 
-    starting.run(slow, started=lambda: None, failed=lambda: None)
+    starting.run(hangs, started=lambda: None, failed=lambda: None)
     gevent.sleep(0)  # the start is under way
-    starting.stop()
+    starting.stop(grace=0.1)
     refused = gated(starting).get("/work")
     assert refused.status_code == 503 and refused.json["error"]["code"] == "shutting_down"
     assert not starting.failed and not went_on.is_set()

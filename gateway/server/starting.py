@@ -29,6 +29,7 @@ from gateway.web.errors import error_response
 log = logging.getLogger(__name__)
 
 WAIT = 60.0  # seconds a request waits for the start before it is told to come back
+STOP_GRACE = 10.0  # seconds a stop asked for while starting lets the start finish first
 ANSWERED_AT_ONCE = ("/healthz",)  # liveness: says the process runs, needs nothing loaded
 
 
@@ -82,11 +83,17 @@ class Starting:
 
         self._greenlet = gevent.spawn(work)
 
-    def stop(self) -> None:
-        """A stop asked for while starting: the start goes no further (what it started so far
-        is stopped by `Gateway.stop`), and the requests at the gate are turned away."""
-        if self._greenlet is not None and not self.done.is_set():
+    def stop(self, grace: float = STOP_GRACE) -> None:
+        """A stop asked for while starting: the requests at the gate are turned away, and the
+        start may finish (up to `grace` seconds: cut anywhere, a skill host being spawned
+        would be left behind) before `Gateway.stop` stops what it started."""
+        if self._greenlet is None or self.done.is_set():
+            return
+        self.refusal = ("shutting_down", "The gateway is stopping; try again once it is "
+                        "back.")
+        self._greenlet.join(grace)
+        if not self._greenlet.dead:
+            log.warning("stopping before the start finished (after %.0f s); cutting it short",
+                        grace)
             self._greenlet.kill()
-            self.refusal = ("shutting_down", "The gateway is stopping; try again once it is "
-                            "back.")
-            self.done.set()
+        self.done.set()
