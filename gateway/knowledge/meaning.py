@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from gateway.knowledge.passages import Passage
 from gateway.knowledge.search import indexed_text
 
-if TYPE_CHECKING:  # numpy (~100 ms to import) only once an embedding model is named: `_numpy`
+if TYPE_CHECKING:  # numpy (~100 ms) only once an embedding model is named: `_import_vectors`
     import numpy as np
 
     from gateway.knowledge.vectors import VectorCache, VectorIndex

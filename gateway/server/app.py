@@ -111,11 +111,15 @@ class Gateway:
         SMTP sender). The process runs this after its port answers (`server.starting`)."""
         faults.wait_for_release("start")
         self.mcp.apply(self.config.mcp_servers)
-        # jieba's dictionary and the indexes are ~0.5-1.5 s of CPU: on the thread pool, as
-        # reloads are, while the skill hosts (processes) load the skills
-        indexes = gevent.spawn(self._build_indexes)
-        self.reloader.start()
-        indexes.get()  # raises what the build raised
+        self.reloader.start()  # a file saved from now on is seen, and applied after this load
+        skills = gevent.spawn(self.reloader.load_skills)  # the skill hosts: processes
+        # meanwhile jieba's dictionary and the indexes, ~0.5-1.5 s of CPU: on the thread pool,
+        # as reloads are
+        off_loop(load_dictionary)
+        off_loop(self.reloader.knowledge.reload)
+        off_loop(self.memory.memory.sync)  # what was edited by hand while the gateway was stopped
+        skills.get()  # raises what the load raised
+        self.reloader.loaded()
         self.knowledge_meaning.start()
         self.channels.start()
         # after a crash, what was stored and not sent goes now
@@ -123,11 +127,6 @@ class Gateway:
         self.scheduler.start()  # what came due while the gateway was down: run once or skip
         logging.getLogger().addHandler(self.alerting.error_mail)
         self.alerting.start()
-
-    def _build_indexes(self) -> None:
-        off_loop(load_dictionary)
-        off_loop(self.reloader.knowledge.reload)
-        off_loop(self.memory.memory.sync)  # what was edited by hand while the gateway was stopped
 
     def apply_config(self, config: Config) -> None:
         """Take a new, validated config.yaml: build a whole settings snapshot and swap it.
