@@ -4,7 +4,9 @@
 gevent's queue); watchdog now runs in its own process (`gateway.live.watcher`), and no library here
 has been measured with a patched `queue` since. Libraries that start threads or block in C stay
 off this loop: ARCHITECTURE.md's thread rule says where each runs. `observe.loopwatch` reports
-any block of the loop with its stack. SIGTERM or SIGINT stops it gracefully: stop accepting,
+any block of the loop with its stack. The port opens before the slow half of the start
+(skills, indexes, channels: `server.starting`), behind a gate only /healthz passes until that
+half is done. SIGTERM or SIGINT stops it gracefully: stop accepting,
 let in-flight replies finish (bounded by `gateway.shutdown_timeout`), close the rest, remove
 the pid file.
 """
