@@ -895,6 +895,101 @@ def make_faq(sections: int, rng: random.Random) -> tuple[str, list[tuple[str, st
     return "\n".join(parts), entries
 
 
+# ------------------------------------------------------------------------------- cold start
+COLD_STARTS = 5  # measured starts (--quick: 3)
+
+
+@dataclass
+class ColdStart:
+    """One start of the gateway process, seconds from exec."""
+
+    healthy: float  # the first /healthz 200
+    healthy_cpu: float  # the gateway process's CPU seconds by then
+    answered: float  # the answer to a knowledge question sent right after
+    grounded: str  # "grounded" when the reply's sources name the question's section
+    stall_ms: float  # the slowest /healthz from healthy to the answer: the loop's longest wait
+
+
+def bench_cold_start(args: argparse.Namespace, st: Stack) -> None:
+    """`python -m gateway.server` from exec to its first /healthz 200 and to its first answered,
+    knowledge-grounded message, with a realistic workspace; how long the loop stalls meanwhile."""
+    st.start_model()
+    faq, picked = make_faq(600, random.Random(7))
+    files = {"knowledge/faq.md": faq, **{f"knowledge/{f.name}": f.read_text("utf-8") for f in (
+        BENCH / "recall" / "knowledge").glob("*.md")}, **{
+        f"skills/{f.name}": f.read_text("utf-8") for f in [
+            *(FIXTURES / "skills").glob("*.*"), REPO / "skills" / "auto_reply.py"]}}
+    token = "bench-cold-start-token-0123456789"
+    config = {"models": {MODEL: {"endpoint": st.model_url}}, "auth": {"tokens": [token]}}
+    first = st.start_gateway("home", config, files)  # makes the database: later starts reuse it
+    st.stop(first.proc)
+    st.kill_strays(first.home)
+    question = next(q for q, _ in picked if q.startswith("How do I"))
+    env = {**os.environ, "MOLTBOT_HOME": str(first.home)}
+    print(f"workspace: {len(files)} files ({sum(len(t.encode()) for t in files.values()) // 1024}"
+          f" KiB: knowledge/faq.md of 600 sections and the recall FAQs, the bench skills and "
+          f"skills/auto_reply.py); question {question!r}")
+    runs = []
+    for n in range(3 if args.quick else COLD_STARTS):
+        runs.append(r := cold_start(st, f"run{n}", env, token, question))
+        print(f"  run {n + 1}: healthy {r.healthy:.2f} s ({r.healthy_cpu:.2f} s CPU), answered "
+              f"{r.answered:.2f} s ({r.grounded}), slowest /healthz meanwhile {r.stall_ms:.0f} ms")
+    print()
+    table([f"median of {len(runs)} starts", "value", "range"], [
+        [name, fmt(statistics_median(values)), f"{fmt(min(values))}-{fmt(max(values))}"]
+        for name, values in (
+            ("exec -> /healthz 200 (s)", [r.healthy for r in runs]),
+            ("gateway CPU by then (s)", [r.healthy_cpu for r in runs]),
+            ("exec -> first answer (s)", [r.answered for r in runs]),
+            ("slowest /healthz from healthy to the answer (ms)", [r.stall_ms for r in runs]))] + [
+        ["first answers grounded in knowledge",
+         f"{sum(r.grounded == 'grounded' for r in runs)}/{len(runs)}", ""]])
+
+
+def cold_start(st: Stack, name: str, env: dict[str, str], token: str,
+               question: str) -> ColdStart:
+    """One start: /healthz polled every 5 ms from exec; once it answers, the question is sent
+    while a second connection keeps polling /healthz until the answer is back."""
+    port = free_port()
+    began = time.perf_counter()
+    proc = st.spawn(name, [sys.executable, "-m", "gateway.server", "--port", str(port)], env)
+    client, probe = (HttpClient("127.0.0.1", port, token, 60) for _ in range(2))
+    answered, slowest = threading.Event(), [0.0]
+
+    def watch() -> None:
+        while not answered.is_set():
+            tick = time.perf_counter()
+            with contextlib.suppress(OSError):
+                probe.request("GET", "/healthz")
+            slowest[0] = max(slowest[0], time.perf_counter() - tick)
+            time.sleep(0.005)
+
+    try:
+        while True:
+            with contextlib.suppress(OSError):
+                if client.request("GET", "/healthz")[0] == 200:
+                    break
+            if proc.poll() is not None or time.perf_counter() - began > 60:
+                raise RuntimeError(f"the gateway did not start:\n{st.tail(name)}")
+            time.sleep(0.005)
+        healthy, cpu = time.perf_counter() - began, cpu_secs(psutil.Process(proc.pid))
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        status, body = client.post(question, "cold")
+        done = time.perf_counter() - began
+        answered.set()
+        watcher.join(10)
+    finally:
+        answered.set()
+        client.close()
+        probe.close()
+        st.stop(proc)
+    sources = str(body.get("reply", "")).partition("Sources:")[2]  # the reply's last line
+    grounded = ("grounded" if question in sources else f"HTTP {status}" if status != 200
+                else f"not grounded: {str(body.get('reply'))[-80:]!r}")
+    return ColdStart(healthy, cpu, done, grounded, slowest[0] * 1000)
+
+
 # ------------------------------------------------------------------------------- knowledge
 def bench_knowledge(args: argparse.Namespace, st: Stack) -> None:
     """Knowledge index build and query time over mixed zh/en passages from a fixed seed."""
@@ -1536,7 +1631,7 @@ SECTIONS: dict[str, Callable[[argparse.Namespace, Stack], None]] = {
     "overhead": bench_overhead, "recall": bench_recall, "loop-libraries": bench_loop_libraries,
     "metrics": bench_metrics, "console-record": bench_console_record, "memory": bench_memory,
     "knowledge-meaning": bench_knowledge_meaning, "mcp": bench_mcp, "slack": bench_slack,
-    "browser": bench_browser}
+    "browser": bench_browser, "cold-start": bench_cold_start}
 
 
 def main(argv: list[str] | None = None) -> int:

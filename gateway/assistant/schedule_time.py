@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter  # type: ignore[import-untyped]  # no stubs (pyproject is shared)
-
 USAGE = ('Use: /remind 9:00 call mom · /remind tomorrow 8:00 call mom · '
          '/remind 2026-12-24 18:00 call mom · /remind in 20m tea · '
          '/remind cron "0 8 * * *" stretch')
@@ -58,6 +56,8 @@ def zone_named(name: str) -> ZoneInfo:
 
 def check_cron(expr: str) -> str:
     """`expr` if croniter takes it as a five-field expression, else WhenError."""
+    from croniter import croniter  # type: ignore[import-untyped]  # no stubs; ~40 ms: not at start
+
     expr = " ".join(expr.split())
     if len(expr.split(" ")) != 5 or not croniter.is_valid(expr):
         raise WhenError(f"{expr!r} is not a cron expression: write five fields, minute hour "
@@ -68,6 +68,8 @@ def check_cron(expr: str) -> str:
 
 def next_cron(expr: str, zone: ZoneInfo, after: float) -> float:
     """The first time strictly after `after` that `expr` names, read in `zone`."""
+    from croniter import croniter  # not at the top: see check_cron
+
     start = datetime.fromtimestamp(after, zone)
     return float(croniter(expr, start).get_next(datetime).timestamp())
 

@@ -7,8 +7,6 @@ algorithm we allow), so a forged or unsigned token proves nothing. The principal
 
 from __future__ import annotations
 
-import jwt
-
 ALGORITHM = "HS256"
 
 
@@ -18,14 +16,17 @@ class JwtTokens:
     def __init__(self, secret: str, leeway: float = 5.0) -> None:
         self.secret = secret
         self.leeway = leeway
+        import jwt  # here, not at the top: ~70 ms (PyJWT, cryptography), for jwt_secret only
+
+        self._jwt = jwt
 
     def identify(self, credential: str, channel: str) -> str | None:
         if credential.count(".") != 2:
             return None  # not a JWT: let the other sources answer, without a decode attempt
         try:
-            claims = jwt.decode(credential, self.secret, algorithms=[ALGORITHM],
-                                options={"require": ["exp"]}, leeway=self.leeway)
-        except jwt.PyJWTError:
+            claims = self._jwt.decode(credential, self.secret, algorithms=[ALGORITHM],
+                                      options={"require": ["exp"]}, leeway=self.leeway)
+        except self._jwt.PyJWTError:
             return None
         subject = claims.get("sub")
         return f"jwt:{subject}" if isinstance(subject, str) and subject else "jwt:anonymous"

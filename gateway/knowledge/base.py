@@ -6,12 +6,14 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.knowledge.loaders import LOADERS, KnowledgeError, StrPath, chunk, load_document
-from gateway.knowledge.meaning import Embeddings
 from gateway.knowledge.passages import Passage, ScoredPassage
 from gateway.knowledge.search import KnowledgeIndex
-from gateway.knowledge.vectors import fuse
+
+if TYPE_CHECKING:  # meaning imports numpy once it builds; a plain BM25 gateway never does
+    from gateway.knowledge.meaning import Embeddings
 
 CANDIDATES = 10  # the top of each ranking that reciprocal rank fusion combines
 
@@ -57,13 +59,17 @@ class KnowledgeBase:
     time sees either the old content or the new, never a mix.
     """
 
-    def __init__(self, folder: StrPath, *, max_tokens: int | None = 500) -> None:
-        """Load `folder` now; passages over `max_tokens` are chunked (None: never)."""
+    def __init__(self, folder: StrPath, *, max_tokens: int | None = 500,
+                 load: bool = True) -> None:
+        """Load `folder` now (`load=False`: empty until the first `reload()`, which the
+        gateway runs after its port answers); passages over `max_tokens` are chunked (None:
+        never)."""
         self.folder = Path(folder)
         self.max_tokens = max_tokens
         self.meaning: Embeddings | None = None  # search by meaning, when the owner adds it
         self._snapshot = _Snapshot(KnowledgeIndex(()))
-        self.reload()
+        if load:
+            self.reload()
 
     def reload(self) -> None:
         """Read the folder again and swap in the new index once it is completely built."""
@@ -128,6 +134,8 @@ class KnowledgeBase:
         near, note = self.meaning.find(index.passages, question, max(k, CANDIDATES))
         if not near:
             return index.find(question, k), note
+        from gateway.knowledge.vectors import fuse  # numpy is loaded: vectors found `near`
+
         lexical = index.rank(question, max(k, CANDIDATES))
         bm25 = {i: (rank, score) for rank, (i, score) in enumerate(lexical, 1)}
         cosine = {i: (rank, similarity) for rank, (i, similarity) in enumerate(near, 1)}

@@ -20,13 +20,15 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gateway.knowledge.passages import Passage
 from gateway.knowledge.search import indexed_text
-from gateway.knowledge.vectors import VectorCache, VectorIndex, text_key, unit_rows
+
+if TYPE_CHECKING:  # numpy (~100 ms) only once an embedding model is named: `_import_vectors`
+    import numpy as np
+
+    from gateway.knowledge.vectors import VectorCache, VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,12 @@ class _Ready:
 
 def _run_here(func: Callable[[], T]) -> T:
     return func()
+
+
+def _import_vectors() -> None:
+    """Import numpy and the vector code: at the first build, on the thread pool (`_off_loop`),
+    not at the gateway's start, where it cost ~100 ms before the port answered."""
+    import gateway.knowledge.vectors  # noqa: F401
 
 
 def _file_name(model: str) -> str:
@@ -144,6 +152,11 @@ class Embeddings:
             return
         if self._ready and self._ready.model == model and self._ready.passages is passages:
             return
+        self._off_loop(_import_vectors)  # the first time numpy's import, then a no-op
+        import numpy as np
+
+        from gateway.knowledge.vectors import VectorCache, VectorIndex, text_key, unit_rows
+
         if self._cache is None:
             cache = VectorCache(self._folder / f"{_file_name(self.model_id)}.npz")
             self._off_loop(cache.load)
@@ -183,6 +196,8 @@ class Embeddings:
         """Cache one batch's vectors. False when they are of another length than the cache's:
         the model behind the name changed, so the old vectors are dropped and the build starts
         over."""
+        import numpy as np  # imported by `_build` already
+
         rows = np.asarray(vectors, dtype=np.float32)
         if rows.ndim != 2 or len(rows) != len(keys):
             raise ValueError(f"the model returned {len(rows)} vectors for {len(keys)} texts")
@@ -236,6 +251,8 @@ class Embeddings:
         vectors = self._embed(self.model, [question], QUERY_TIMEOUT)
         if len(vectors) != 1:
             raise ValueError(f"the model returned {len(vectors)} vectors for 1 text")
+        from gateway.knowledge.vectors import unit_rows  # loaded: a build made `ready`
+
         vector = unit_rows(vectors)[0]
         self._queries[key] = vector
         if len(self._queries) > QUERY_CACHE:

@@ -12,9 +12,7 @@ import re
 import unicodedata
 import warnings
 from collections.abc import Iterable
-
-import bm25s
-import numpy as np
+from typing import TYPE_CHECKING
 
 from gateway.knowledge.passages import Passage, ScoredPassage
 
@@ -26,6 +24,9 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated as an API",
                             category=DeprecationWarning)
     import jieba
+
+if TYPE_CHECKING:
+    import bm25s
 
 log = logging.getLogger(__name__)
 jieba.setLogLevel(logging.WARNING)  # otherwise it prints "Building prefix dict..." to stderr
@@ -86,8 +87,8 @@ def _normalise_word(word: str) -> str:
 
 def load_dictionary() -> None:
     """Load jieba's dictionary now (~0.5-1.5 s of CPU). Otherwise the first Han text loads
-    it, which in the gateway could be a message on the event loop; the gateway calls this at
-    start on gevent's thread pool, before it serves anyone."""
+    it, which in the gateway could be a message on the event loop; the gateway calls this on
+    gevent's thread pool right after its port answers, and messages wait for that start."""
     jieba.initialize()
 
 
@@ -132,6 +133,8 @@ class KnowledgeIndex:
         self._vocab = vocab
         self._bm25: bm25s.BM25 | None = None
         if vocab:  # bm25s cannot index a corpus without a single term
+            import bm25s  # here, not at the top: it imports numpy (~100 ms) before the port opens
+
             self._bm25 = bm25s.BM25(k1=k1, b=b)
             # Our own ids and vocabulary, so bm25s never re-tokenizes and the ids are stable
             # from run to run (its own vocabulary comes from a set, whose order varies).
@@ -162,6 +165,8 @@ class KnowledgeIndex:
         term_ids = sorted({self._vocab[t] for t in tokenize(question) if t in self._vocab})
         if not term_ids:
             return []
+        import numpy as np  # loaded by bm25s already; not at the top, see __init__
+
         # get_scores_from_ids rather than retrieve(): retrieve pads the top k with documents
         # scoring 0 and refuses k larger than the corpus.
         scores = self._bm25.get_scores_from_ids(term_ids)

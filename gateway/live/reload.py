@@ -71,6 +71,7 @@ class Reloader:
         self.on_memory: Callable[[], object] = lambda: None  # memory/*.md edited by the owner
         self._pending: set[str] = set()
         self._wakeup = threading.Event()
+        self._first_load = threading.Event()
         self._last_event = 0.0
         self._lock = threading.Lock()
         self._stopped = False
@@ -105,15 +106,22 @@ class Reloader:
         log.info("config.yaml reloaded")
 
     def start(self) -> None:
-        self.load_skills()
+        """Watch the workspace from now on. What changes before `loaded()` is applied after it,
+        so a change during the first load of skills and knowledge is neither missed nor raced
+        by that load."""
         for folder in (self.workspace.skills, self.workspace.knowledge,
                        self.workspace.root / "memory"):
             folder.mkdir(parents=True, exist_ok=True)
         self.watcher.start()
         threading.Thread(target=self._loop, name="reloader", daemon=True).start()
 
+    def loaded(self) -> None:
+        """The owner's first load of skills and knowledge is done: apply changes from now on."""
+        self._first_load.set()
+
     def stop(self) -> None:
         self._stopped = True
+        self._first_load.set()
         self._wakeup.set()
         self.watcher.stop()
         self.loader.hosts.close()
@@ -130,6 +138,7 @@ class Reloader:
         self._wakeup.set()
 
     def _loop(self) -> None:
+        self._first_load.wait()
         while not self._stopped:
             self._wakeup.wait()
             while (quiet := self._last_event + SETTLE - time.monotonic()) > 0:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import gevent
 from flask import Flask
 from flask_sock import Sock
 
@@ -33,7 +34,7 @@ from gateway.assistant.scheduler import Scheduler
 from gateway.assistant.summaries import Summaries
 from gateway.channels.base import Services
 from gateway.channels.manager import ChannelSet
-from gateway.channels.table import channel_options, chat_platforms
+from gateway.channels.table import CHANNELS, channel_class, channel_options, chat_platforms
 from gateway.channels.ws_socket import reader_thread
 from gateway.common.workspace import Workspace
 from gateway.config import Config, GatewayConfig, for_skills
@@ -61,6 +62,7 @@ from gateway.observe.metrics import Metrics
 from gateway.observe.redact import redact
 from gateway.observe.window import Window
 from gateway.server import faults
+from gateway.server.starting import Starting
 from gateway.skills.catalog import SkillLoader, SkillSet
 from gateway.skills.hostpool import Serve, SkillHostPool
 from gateway.tools.hosted import HostedTools
@@ -104,10 +106,20 @@ class Gateway:
         return meaning
 
     def start(self) -> None:
-        """Load the skills, watch the workspace, start the channels that are switched on and
-        the alert rules (ERROR log lines go by mail when alerts have an SMTP sender)."""
+        """Build the indexes, load the skills, watch the workspace, start the channels that
+        are switched on and the alert rules (ERROR log lines go by mail when alerts have an
+        SMTP sender). The process runs this after its port answers (`server.starting`)."""
+        faults.wait_for_release("start")
         self.mcp.apply(self.config.mcp_servers)
-        self.reloader.start()
+        self.reloader.start()  # a file saved from now on is seen, and applied after this load
+        skills = gevent.spawn(self.reloader.load_skills)  # the skill hosts: processes
+        # meanwhile jieba's dictionary and the indexes, ~0.5-1.5 s of CPU: on the thread pool,
+        # as reloads are
+        off_loop(load_dictionary)
+        off_loop(self.reloader.knowledge.reload)
+        off_loop(self.memory.memory.sync)  # what was edited by hand while the gateway was stopped
+        skills.get()  # raises what the load raised
+        self.reloader.loaded()
         self.knowledge_meaning.start()
         self.channels.start()
         # after a crash, what was stored and not sent goes now
@@ -240,23 +252,24 @@ def configure_meaning(meaning: Embeddings, config: Config) -> None:
     meaning.configure(name, model_id, config.knowledge.min_similarity)
 
 
-def build_gateway(workspace: Workspace, config: Config) -> Gateway:
-    """Everything the gateway process runs; raises ConfigError for bad channel options."""
+def build_gateway(workspace: Workspace, config: Config,
+                  starting: Starting | None = None) -> Gateway:
+    """Everything the gateway process runs; raises ConfigError for bad channel options.
+    `starting`: the process's gate, where requests wait until `Gateway.start` is done."""
     store = Store(workspace.db_url)
     metrics = Metrics(Window(max(600, int(config.alerts.longest_window()) + 1)))
     process = Process(workspace, store, metrics=metrics)
     mcp = McpServers(workspace.root)  # started with the gateway (Gateway.start)
     hosted = HostedTools(workspace.root)  # the browser starts at its first call
     hosted.apply(config.tools)
+    # every channel's module (its Options check config.yaml), SDKs and all: ~0.3 s of imports,
+    # on the thread pool so the loop watch sees no stall before the port opens
+    off_loop(lambda: [channel_class(name) for name in CHANNELS])
     settings = settings_for(config, process, mcp, hosted)
-    # jieba's dictionary and the index are ~0.5-1.5 s of CPU: off the loop, as reloads are,
-    # and before serving (the first Chinese question would otherwise load it on the loop)
-    off_loop(load_dictionary)
-    knowledge = off_loop(lambda: KnowledgeBase(
-        workspace.knowledge, max_tokens=min(500, config.gateway.context_tokens // 4)))
+    knowledge = KnowledgeBase(workspace.knowledge,  # loaded by Gateway.start
+                              max_tokens=min(500, config.gateway.context_tokens // 4), load=False)
     sessions = SessionManager(store)
-    memory = Memory(workspace.root / "memory", MemoryIndex(store))
-    off_loop(memory.sync)  # what was edited by hand while the gateway was stopped
+    memory = Memory(workspace.root / "memory", MemoryIndex(store))  # synced by Gateway.start
     facts = MemoryCommands(memory, Owners(store, chat_platforms()))
     chat = ChatResponder(sessions, knowledge, workspace.root,
                          ChatMemory(facts, Summaries(store)))
@@ -270,7 +283,9 @@ def build_gateway(workspace: Workspace, config: Config) -> Gateway:
     app.config["MAX_CONTENT_LENGTH"] = config.gateway.max_body_bytes
     app.config["SOCK_SERVER_OPTIONS"] = sock_options(config.gateway)
     register_error_handlers(app, config.gateway.max_body_bytes)
-    app.before_request(web_door(pipeline))  # first: before every route and every guard
+    if starting is not None:  # first: the channels' routes are off until they start
+        app.before_request(starting.gate)
+    app.before_request(web_door(pipeline))  # then before every route and every guard
     app.register_blueprint(health)
     app.register_blueprint(build_metrics_api(metrics, lambda req: isinstance(pipeline.admit(
         caller_of(pipeline, req, "console", request_credential(req))), Allow)))

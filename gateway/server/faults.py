@@ -6,6 +6,9 @@
 - `block-start=SECONDS`: the same, once, while the gateway starts (as watchdog 7.1.1 did);
 - `hold-outbox`: the outbox stores what it is given but starts no sender, so a test can kill
   the gateway between storing a message and sending it;
+- `hold-start=PATH`: the slow half of the start (`Gateway.start`: indexes, skills, channels)
+  waits until a file exists at PATH, so a test asks its question while the gateway is still
+  starting and knows the answer could not have been ready yet;
 - `clock=PATH`: the scheduler's time (reminders, schedules) is the Unix time written in the
   file at PATH, and the scheduler looks again whenever the file changes, so a test moves time
   to a reminder's minute instead of sleeping until it.
@@ -29,12 +32,24 @@ log = logging.getLogger(__name__)
 
 VARIABLE = "MOLTBOT_TEST_FAULTS"
 HELD: set[str] = set()  # parts a fault holds still ("outbox")
+RELEASED_BY: dict[str, Path] = {}  # parts a `hold-PART=PATH` fault holds until PATH exists
 CLOCK_LOOK = 0.05  # how often the test clock's file is read for a change
 
 
 def holding(part: str) -> bool:
     """Whether a test fault holds `part` still (see the module docstring)."""
     return part in HELD
+
+
+def wait_for_release(part: str) -> None:
+    """Wait (cooperatively) while a `hold-PART=PATH` fault holds `part` and PATH is missing."""
+    path = RELEASED_BY.get(part)
+    if path is None:
+        return
+    import gevent
+
+    while not path.exists():
+        gevent.sleep(CLOCK_LOOK)
 
 
 def install_faults() -> None:
@@ -46,6 +61,9 @@ def install_faults() -> None:
             _blocking_sleep(float(value or 5))
         elif name == "clock":
             pass  # read by fault_clock() when the scheduler is built
+        elif name == "hold-start":
+            RELEASED_BY["start"] = Path(value)
+            log.warning("test fault: the start waits for %s", value)
         elif name == "hold-outbox":
             HELD.add("outbox")
             log.warning("test fault: the outbox sends nothing")

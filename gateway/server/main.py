@@ -4,7 +4,9 @@
 gevent's queue); watchdog now runs in its own process (`gateway.live.watcher`), and no library here
 has been measured with a patched `queue` since. Libraries that start threads or block in C stay
 off this loop: ARCHITECTURE.md's thread rule says where each runs. `observe.loopwatch` reports
-any block of the loop with its stack. SIGTERM or SIGINT stops it gracefully: stop accepting,
+any block of the loop with its stack. The port opens before the slow half of the start
+(skills, indexes, channels: `server.starting`), behind a gate only /healthz passes until that
+half is done. SIGTERM or SIGINT stops it gracefully: stop accepting,
 let in-flight replies finish (bounded by `gateway.shutdown_timeout`), close the rest, remove
 the pid file.
 """
@@ -36,6 +38,7 @@ from gateway.observe.sdnotify import SystemdNotifier
 from gateway.server.app import build_gateway
 from gateway.server.faults import install_faults
 from gateway.server.httpserver import GatewayServer, listen
+from gateway.server.starting import Starting
 
 log = logging.getLogger("gateway.server")
 
@@ -89,8 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     # C) is reported with its stack, not a silent hang.
     watch = LoopWatch(workspace.loop_report_path(port), max_blocking_time())
     watch.start()
+    starting = Starting()  # every request but /healthz waits until gateway.start is done
     try:
-        gateway = build_gateway(workspace, config)
+        gateway = build_gateway(workspace, config, starting)
     except ConfigError as e:
         listener.close()
         print(e, file=sys.stderr)
@@ -113,14 +117,14 @@ def main(argv: list[str] | None = None) -> int:
     pid_path.write_text(str(os.getpid()), encoding="utf-8")
     limit = raise_open_file_limit()
     install_faults()
-    gateway.start()
     server.start()
     log.info("Moltbot %s listening on http://%s:%d (workspace %s, open files %d)",
              __version__, host, port, workspace.root, limit)
     systemd = SystemdNotifier()
-    systemd.ready()
+    starting.run(gateway.start, started=systemd.ready, failed=stopping.set)
     try:
         stopping.wait()
+        starting.stop()
         systemd.stopping()
         log.info("stopping: no new connections, finishing replies in flight")
         server.close()
@@ -131,5 +135,5 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         pid_path.unlink(missing_ok=True)
     log.info("stopped")
-    return 0
+    return 1 if starting.failed else 0
 

@@ -149,19 +149,34 @@ class SkillHostPool:
     def load(self, sources: dict[str, str]) -> dict[str, Any]:
         """Make `sources` the current skills; returns one host's answer (what loaded, errors).
 
-        One free host loads now, as do the others that are free; a host busy with a call
-        finishes it on the old code and loads the new sources before its next call.
+        Every free host loads now, side by side (each is a process: a skill that indexes a
+        file at import costs the gateway's start that once, not once per host); a host busy
+        with a call finishes it on the old code and loads the new sources before its next call.
         """
         self.sources = dict(sources)
         self.generation += 1
         while len(self._all) < self.size:
             self._add(_Host(self.workspace, self.env))
-        answer = self._with_host(self._load_into, LOAD_TIMEOUT)
         with self._free:
-            idle = [h for h in self._idle if h.generation != self.generation]
-        for _ in idle:
-            self._with_host(self._load_into, LOAD_TIMEOUT)
-        return answer
+            free = sum(1 for h in self._idle if h.generation != self.generation)
+        answers: list[dict[str, Any]] = []
+        failures: list[SkillError] = []
+
+        def load_one() -> None:
+            try:
+                answers.append(self._with_host(self._load_into, LOAD_TIMEOUT))
+            except SkillError as e:
+                failures.append(e)
+
+        others = [threading.Thread(target=load_one, daemon=True) for _ in range(free - 1)]
+        for thread in others:
+            thread.start()
+        load_one()
+        for thread in others:
+            thread.join()
+        if failures:
+            raise failures[0]
+        return answers[0]
 
     def _load_into(self, host: _Host) -> dict[str, Any]:
         if host.generation == self.generation and host.last_answer is not None:
