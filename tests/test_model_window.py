@@ -163,3 +163,22 @@ def test_a_small_budget_on_a_large_model_keeps_its_tools() -> None:
     window = size_window("m", cfg(max_tokens=64), [ModelCard(32768, None, True)], 512)
     fit = fit_turn(window, [spec(f"tool{i}", 60) for i in range(6)])
     assert fit.left_out == () and fit.budget == 256  # the history gives way, at its floor
+
+
+def test_a_declaration_is_counted_by_what_it_holds_not_by_its_name() -> None:
+    """Token counts are kept per declaration (its name, description and parameters object):
+    a tool of the same name with other parameters is counted anew, never given the other's."""
+    small = {"type": "object", "properties": {"q": {"type": "string"}}}
+    large = {"type": "object", "properties": {f"p{i}": {"type": "string", "description":
+                                                         "a long parameter " * 20}
+                                              for i in range(20)}}
+
+    def spec(parameters: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "function", "function": {"name": "lookup", "description": "Look up.",
+                                                 "parameters": parameters}}
+
+    window = size_window("m", cfg(), [ModelCard(32768, None, True)], 8192)
+    first = fit_turn(window, [spec(small)]).tool_tokens
+    again = fit_turn(window, [spec(small)]).tool_tokens
+    other = fit_turn(window, [spec(large)]).tool_tokens
+    assert first == again and other > 10 * first

@@ -127,10 +127,19 @@ class Reminders:
         return {"set_reminder": ReminderTool(self, msg, zone)}
 
 
+_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {
+    "text": {"type": "string", "description": "what to remind of, e.g. 'call mom'"},
+    "at": {"type": "string", "description": "local time, ISO 8601"},
+    "in": {"type": "string", "description": "from now: 20m, 1h30m, 2d"},
+    "cron": {"type": "string", "description": "five-field cron, repeating"}},
+    "required": ["text"]}
+
+
 class ReminderTool(Tool):
     """`set_reminder` for the model, made for one message's sender and chat."""
 
     name = "set_reminder"
+    parameters = _PARAMETERS
 
     def __init__(self, reminders: Reminders, msg: Message, zone: ZoneInfo) -> None:
         self.reminders, self.msg, self.zone = reminders, msg, zone
@@ -140,12 +149,6 @@ class ReminderTool(Tool):
             f"time. It is now {now} ({zone.key}). Give exactly one of 'at' (local time, "
             f"ISO 8601, e.g. '2026-12-07T09:00'), 'in' (a duration, e.g. '20m', '1h30m') or "
             f"'cron' (repeating: '0 8 * * *' is every day at 08:00).")
-        self.parameters = {"type": "object", "properties": {
-            "text": {"type": "string", "description": "what to remind of, e.g. 'call mom'"},
-            "at": {"type": "string", "description": "local time, ISO 8601"},
-            "in": {"type": "string", "description": "from now: 20m, 1h30m, 2d"},
-            "cron": {"type": "string", "description": "five-field cron, repeating"}},
-            "required": ["text"]}
 
     def call(self, arguments: dict[str, Any]) -> str:
         given = {k: arguments.get(k) or "" for k in ("text", "at", "in", "cron")}

@@ -83,7 +83,25 @@ def fit_turn(window: Window, ours: Sequence[dict[str, Any]],
 
 
 def _cost(spec: dict[str, Any]) -> int:
-    return _declaration_tokens(json.dumps(spec, ensure_ascii=False))
+    """A declaration's tokens. The same declarations go with every message: a tool's
+    parameters are its own object for its life (`Tool.spec`), so name, description and that
+    object find the estimate without encoding the declaration again (the object is kept with
+    it, so its id is never another's)."""
+    function = spec["function"]
+    parameters = function.get("parameters")
+    key = (function.get("name", ""), function.get("description", ""), id(parameters))
+    known = _COSTS.get(key)
+    if known is not None and known[0] is parameters:
+        return known[1]
+    tokens = _declaration_tokens(json.dumps(spec, ensure_ascii=False))
+    if len(_COSTS) >= KNOWN_DECLARATIONS:
+        _COSTS.clear()
+    _COSTS[key] = (parameters, tokens)
+    return tokens
+
+
+KNOWN_DECLARATIONS = 512
+_COSTS: dict[tuple[str, str, int], tuple[object, int]] = {}
 
 
 @lru_cache(maxsize=512)

@@ -30,13 +30,17 @@ class SkillHandler:
         return self.spec.intent
 
     def tool_spec(self) -> dict[str, Any]:
-        """The skill offered to the model as a function it may call."""
+        """The skill offered to the model as a function it may call (its parameters are
+        every skill's one shared declaration: read them, never edit them)."""
         return {"type": "function", "function": {
             "name": self.spec.intent,
             "description": self.spec.description or f"the {self.spec.intent} skill",
-            "parameters": {"type": "object", "properties": {"text": {
-                "type": "string", "description": "what the user asked, for this skill"}},
-                "required": ["text"]}}}
+            "parameters": _SKILL_PARAMETERS}}
+
+
+_SKILL_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {"text": {
+    "type": "string", "description": "what the user asked, for this skill"}},
+    "required": ["text"]}
 
 
 @dataclass(frozen=True)
