@@ -20,6 +20,7 @@ import websocket
 
 from tests.conftest import ROOT, GatewayProcess, free_port, model_config, run_cli, write_config
 from tests.fakes.fake_model import FakeModelServer
+from tests.skill_sources import report_skill
 
 FILE_CAP = 64 * 1024
 UPLOAD_CAP = 96 * 1024
@@ -35,13 +36,6 @@ class Files(Skill):
         seen = [dict(f, content=Path(f["path"]).read_text(errors="replace"))
                 for f in msg["files"]]
         return {"reply": json.dumps({"text": msg["text"], "files": seen})}
-
-    @context.handle(command="/report")
-    def report(self, msg):
-        out = Path("files/out/report.txt")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text("report for " + msg["text"])
-        return {"reply": "here it is", "files": [str(out)]}
 
     @context.handle(command="/leak")
     def leak(self, msg):
@@ -60,6 +54,7 @@ def start(home: Path, fake_model: FakeModelServer, **model: Any) -> GatewayProce
     (home / "skills").mkdir(parents=True, exist_ok=True)
     (home / "knowledge").mkdir(exist_ok=True)
     (home / "skills" / "files_skill.py").write_text(SKILL, encoding="utf-8")
+    (home / "skills" / "report.py").write_text(report_skill(), encoding="utf-8")
     shutil.copy(ROOT / "skills" / "doc_parser.py", home / "skills" / "doc_parser.py")
     config = model_config(fake_model.url, **model)
     config["gateway"] = {"max_file_bytes": FILE_CAP, "max_upload_bytes": UPLOAD_CAP}

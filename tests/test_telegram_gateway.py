@@ -19,6 +19,7 @@ import pytest
 from tests.conftest import GatewayProcess, free_port, model_config, write_config
 from tests.fakes.fake_model import FakeModelServer
 from tests.fakes.fake_telegram import FakeTelegram
+from tests.skill_sources import report_skill
 from tests.trace_check import assert_complete_trace
 
 OPEN = {"stranger_mode": "open"}
@@ -262,13 +263,6 @@ class Files(Skill):
             {"name": f["name"], "media_type": f["media_type"], "size": f["size"],
              "content": base64.b64encode(Path(f["path"]).read_bytes()).decode()}
             for f in msg["files"]])}
-
-    @context.handle(command="/report")
-    def report(self, msg):
-        out = Path("files/out/report.txt")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text("report for " + msg["text"])
-        return {"reply": "here it is", "files": [str(out)]}
 '''
 # the smallest JPEG header the fake (and Telegram) takes as a 32x16 photo
 JPEG = (b"\xff\xd8\xff\xc0\x00\x11\x08\x00\x10\x00\x20\x03" + b"\x00" * 14
@@ -285,6 +279,7 @@ def test_files_in_and_out_and_a_model_that_is_down(
         fake_model: FakeModelServer) -> None:
     (home / "skills").mkdir(parents=True, exist_ok=True)
     (home / "skills" / "tg_files.py").write_text(FILES_SKILL, encoding="utf-8")
+    (home / "skills" / "report.py").write_text(report_skill(), encoding="utf-8")
     gw = tg_gateway()
     telegram.wait_for_pollers(1, timeout=20)
     telegram.user_sends_document(ALICE, b"hello file", file_name="notes.txt",

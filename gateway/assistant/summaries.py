@@ -164,8 +164,8 @@ class Summaries:
                     (session_id, summary.text, summary.last_turn, summary.turns, time.time()))
             self._summarised.add(session_id)
             self._remember(session_id, summary)
-            turns = summary.turns
-            log.info("session %s: summary of %d older turns written", session_id, turns)
+            log.info("session %s: summary of %d older turns written", session_id,
+                     summary.turns)
         except Exception as e:
             self._failed[session_id] = redact(f"{type(e).__name__}: {e}")[:200]
             log.warning("session %s: summarising older turns failed; they are dropped "
