@@ -396,18 +396,25 @@ def probe_limits(args: dict[str, Any]) -> Probe:
 
 def probe_jieba(args: dict[str, Any]) -> Probe:
     """The first Chinese text the knowledge search tokenizes loads jieba's dictionary; with
-    `pool`, that first call runs on gevent's thread pool as `reload.off_loop` runs indexing."""
+    `pool`, that first call runs on gevent's thread pool as `reload.off_loop` runs indexing;
+    with `sliced`, the dictionary is built first the way the gateway's start builds it (on
+    the loop, in slices with `gevent.idle` between them)."""
+    import gevent
     from gevent import get_hub
 
-    from gateway.knowledge.search import tokenize
+    from gateway.knowledge.search import load_dictionary, tokenize
 
-    pool, text = bool(args.get("pool")), "如何安装网关并连接本地模型"
+    pool, sliced = bool(args.get("pool")), bool(args.get("sliced"))
+    text = "如何安装网关并连接本地模型"
 
     def run() -> bool:
+        if sliced:
+            load_dictionary(pause=gevent.idle)
         words = get_hub().threadpool.apply(tokenize, (text,)) if pool else tokenize(text)
         return "安装" in words
 
-    where = "on gevent's thread pool" if pool else "on the loop"
+    where = ("in slices on the loop (load_dictionary)" if sliced
+             else "on gevent's thread pool" if pool else "on the loop")
     return Probe("jieba", f"first tokenize (dictionary load) {where}", 1, run,
                  note=lambda: "CPU")
 

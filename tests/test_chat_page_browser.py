@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -53,6 +54,17 @@ def console_page(browser: object, gw: GatewayProcess, page_name: str) -> Iterato
     assert not errors, errors
 
 
+def wait_for_cookie(context: Any, name: str, deadline_s: float = 5.0) -> Any:
+    """The browser context's cookie `name`, once its cookie jar holds it."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        found = [c for c in context.cookies() if c["name"] == name]
+        if found:
+            return found[0]
+        assert time.monotonic() < deadline, f"no {name} cookie in the browser"
+        time.sleep(0.05)
+
+
 def test_sign_in_link_then_chat(browser: object, gateway: GatewayProcess) -> None:
     from playwright.sync_api import Browser, expect
 
@@ -62,7 +74,9 @@ def test_sign_in_link_then_chat(browser: object, gateway: GatewayProcess) -> Non
     page.goto(f"{gateway.url}/chat#token={gateway.token}")
     expect(page.locator("#composer")).to_be_visible()
     assert "token" not in page.url  # the fragment is wiped from the address bar
-    cookie = next(c for c in context.cookies() if c["name"] == "moltbot_token")
+    # Chromium keeps cookies in another process: the jar may answer a moment after the page
+    # already sent the cookie (playwright#2310)
+    cookie = wait_for_cookie(context, "moltbot_token")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     expect(page.locator("#status")).to_have_text("connected")
 

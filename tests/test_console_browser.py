@@ -13,7 +13,10 @@ import httpx
 import pytest
 
 from tests.conftest import GatewayProcess
-from tests.test_chat_page_browser import browser  # noqa: F401  (the shared Chromium fixture)
+from tests.test_chat_page_browser import (
+    browser,  # noqa: F401  (the shared Chromium fixture)
+    wait_for_cookie,
+)
 
 OUTPUT = Path(__file__).parent / "output"
 
@@ -47,7 +50,7 @@ def test_console_end_to_end(page: object, gateway: GatewayProcess) -> None:
     page.goto(f"{gateway.url}/#token={gateway.token}")
     expect(page.locator("#shell")).to_be_visible()
     assert "token" not in page.url  # the fragment is wiped
-    cookie = next(c for c in page.context.cookies() if c["name"] == "moltbot_token")
+    cookie = wait_for_cookie(page.context, "moltbot_token")
     assert cookie["httpOnly"]
 
     # chat: a streamed reply over /ws

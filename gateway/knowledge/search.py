@@ -11,7 +11,7 @@ import logging
 import re
 import unicodedata
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from gateway.knowledge.passages import Passage, ScoredPassage
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 jieba.setLogLevel(logging.WARNING)  # otherwise it prints "Building prefix dict..." to stderr
+
+DICTIONARY_SLICE = 2000  # words between two turns of the event loop: ~3 ms of work
 
 _HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _RUN = re.compile(rf"([{_HAN}]+)|([^\W_{_HAN}]+)")
@@ -85,11 +87,36 @@ def _normalise_word(word: str) -> str:
     return word
 
 
-def load_dictionary() -> None:
-    """Load jieba's dictionary now (~0.5-1.5 s of CPU). Otherwise the first Han text loads
-    it, which in the gateway could be a message on the event loop; the gateway calls this on
-    gevent's thread pool right after its port answers, and messages wait for that start."""
-    jieba.initialize()
+def load_dictionary(pause: Callable[[], object] = lambda: None) -> None:
+    """Build jieba's prefix dictionary now (~0.5 s of CPU). Otherwise the first Han text loads
+    it, which in the gateway could hold a message. The gateway calls this right after its port
+    answers, with `pause` giving the event loop its turn (`gevent.sleep(0)`) every
+    `DICTIONARY_SLICE` words; messages wait for that start.
+
+    Built here from the word list jieba ships, the way `Tokenizer.gen_pfdict` does (each word
+    with its count, each of its prefixes with 0), not with `jieba.initialize()`: that reads its
+    cache from the temp folder with one `marshal.load`, 0.45-0.6 s in C holding Python's lock,
+    and no thread trick helps with that: the event loop could not run at all, every start
+    stalled every connection that long. On the thread pool, even Python code stalls the loop
+    30-90 ms at a time (it gets the lock back only every switch interval); in slices on the loop,
+    a few ms. It also never reads `/tmp/jieba.cache`, a file any local user could have written."""
+    tokenizer = jieba.dt
+    with tokenizer.lock:
+        if tokenizer.initialized:
+            return
+        freq: dict[str, int] = {}
+        total = 0
+        with tokenizer.get_dict_file() as words:
+            for number, line in enumerate(words, 1):
+                word, count = line.decode("utf-8").split(" ", 2)[:2]  # "word count [tag]"
+                freq[word] = int(count)
+                total += int(count)
+                for end in range(1, len(word)):
+                    freq.setdefault(word[:end], 0)
+                if number % DICTIONARY_SLICE == 0:
+                    pause()
+        tokenizer.FREQ, tokenizer.total = freq, total
+        tokenizer.initialized = True
 
 
 def tokenize(text: str) -> list[str]:

@@ -11,7 +11,11 @@ this, did it silently. Two parts:
   is what `moltbot gateway status`, `doctor` and a timed-out `gateway start` show, and it is
   written even when the loop never comes back.
 - A heartbeat greenlet on the loop measures how long each block really lasted once the loop
-  runs again, then logs the block once with its stack and counts it in `/metrics`.
+  runs again, then logs the block once with its stack and counts it in `/metrics`. A stop the
+  monitor could not look at is judged by where the CPU went meanwhile: to the loop's thread (a
+  block shorter than two monitor periods), to the process's other threads (one of them held
+  Python's lock, which the monitor needs too: jieba's `marshal.load` on the thread pool did
+  that for 0.45 s at every start; reported like a block), or nowhere (starved).
 
 A loop that is ready to run but gets no CPU (a machine busy with other work) looks the same
 from outside. The monitor tells them apart when it sees the stop: the loop thread's kernel state
@@ -156,6 +160,10 @@ class LoopWatch:
         self._loop_thread = 0
         self._loop_native = 0
         self._loop_cpu_clock: int | None = None
+        # set once the port serves (`gateway.server.main`): before, the loop building the
+        # gateway without a turn for others is the start being slow, not a conversation
+        # waiting; the monitor still reports a start that hangs
+        self.serving = False
 
     def start(self) -> None:
         import gevent
@@ -233,21 +241,41 @@ class LoopWatch:
         import gevent
 
         interval = self.limit / 2
-        last = time.perf_counter()
+        last, last_process = time.perf_counter(), time.process_time()
         while True:
             gevent.sleep(interval)
-            now = time.perf_counter()
+            now, cpu, process = time.perf_counter(), time.thread_time(), time.process_time()
             late = now - last - interval
-            last = now
             if late > self.limit:
-                self._ended(self.beats, late)
+                loop_cpu = cpu - self.last_cpu
+                self._ended(self.beats, late, now - last, loop_cpu,
+                            process - last_process - loop_cpu)
             self.beats += 1
-            self.last_beat, self.last_cpu = now, time.thread_time()
+            self.last_beat, self.last_cpu = now, cpu
+            last, last_process = now, process
 
-    def _ended(self, episode: int, seconds: float) -> None:
+    def _ended(self, episode: int, seconds: float, wall: float, loop_cpu: float,
+               other_cpu: float) -> None:
+        """The loop ran again after `seconds`: say what held it. `wall` is the whole gap since
+        the last heartbeat, `loop_cpu` the loop thread's CPU time in it, `other_cpu` that of
+        the process's other threads."""
         stack = self._stacks.pop(episode, "")
+        if not stack and not self.serving:
+            return
         if stack:
             self._append({"pid": os.getpid(), "episode": episode, "seconds": round(seconds, 3)})
+        elif other_cpu >= wall * STARVED_SHARE and other_cpu > loop_cpu:
+            # the monitor could not look: it needs Python's lock too, and another thread had it
+            stack = (f"(no greenlet: another thread of the gateway used {other_cpu:.2f}s of "
+                     "CPU meanwhile and held Python's lock; a library working on a thread, "
+                     "which ARCHITECTURE.md's thread rule runs in a child process)\n")
+            self._append({"pid": os.getpid(), "episode": episode,
+                          "at": time.time() - seconds, "greenlet": "another thread",
+                          "stack": stack, "starved": False, "seconds": round(seconds, 3)})
+        elif loop_cpu < wall * STARVED_SHARE:
+            # nothing of ours ran: the machine was busy (a thread that waits in C holding the
+            # lock looks the same from here; the monitor sees one that waits on the loop)
+            self._starved_episodes.add(episode)
         if episode in self._starved_episodes:
             self._starved_episodes.discard(episode)
             log.warning("the gateway got almost no CPU for %.2fs: the machine is busy with "

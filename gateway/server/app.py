@@ -113,9 +113,9 @@ class Gateway:
         self.mcp.apply(self.config.mcp_servers)
         self.reloader.start()  # a file saved from now on is seen, and applied after this load
         skills = gevent.spawn(self.reloader.load_skills)  # the skill hosts: processes
-        # meanwhile jieba's dictionary and the indexes, ~0.5-1.5 s of CPU: on the thread pool,
-        # as reloads are
-        off_loop(load_dictionary)
+        # meanwhile jieba's dictionary (~0.5 s of CPU, in slices on the loop: see its
+        # docstring) and the indexes (on the thread pool, as reloads are)
+        load_dictionary(pause=gevent.idle)
         off_loop(self.reloader.knowledge.reload)
         off_loop(self.memory.memory.sync)  # what was edited by hand while the gateway was stopped
         skills.get()  # raises what the load raised

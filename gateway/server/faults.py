@@ -4,6 +4,8 @@
 - `block-loop=SECONDS`: SIGUSR2 makes the event loop call the unpatched `time.sleep(SECONDS)`,
   which is what a library stuck in C does to the gateway;
 - `block-start=SECONDS`: the same, once, while the gateway starts (as watchdog 7.1.1 did);
+- `hold-lock=SECONDS`: SIGUSR1 starts a real thread that spends about SECONDS in one C call
+  holding Python's lock, as jieba's `marshal.load` did on the thread pool;
 - `hold-outbox`: the outbox stores what it is given but starts no sender, so a test can kill
   the gateway between storing a message and sending it;
 - `hold-start=PATH`: the slow half of the start (`Gateway.start`: indexes, skills, channels)
@@ -57,6 +59,8 @@ def install_faults() -> None:
         name, _, value = fault.partition("=")
         if name == "block-loop":
             _install_block_loop(float(value or 5))
+        elif name == "hold-lock":
+            _install_hold_lock(float(value or 5))
         elif name == "block-start":
             _blocking_sleep(float(value or 5))
         elif name == "clock":
@@ -83,6 +87,26 @@ def _install_block_loop(seconds: float) -> None:
 
     gevent.signal_handler(signal.SIGUSR2, _blocking_sleep, seconds)
     log.warning("test faults on: SIGUSR2 blocks the event loop for %.1fs", seconds)
+
+
+def _holding_the_lock(seconds: float) -> None:
+    """One `sum` over a range: a loop in C that never lets Python's lock go, sized from a
+    short sample to take about `seconds` of CPU (CPU, not wall time: a busy machine must not
+    make the sample look slow and the hold short)."""
+    sample = 2_000_000
+    started = time.thread_time()
+    sum(range(sample))
+    per_item = max(time.thread_time() - started, 1e-6) / sample
+    sum(range(int(seconds / per_item)))
+
+
+def _install_hold_lock(seconds: float) -> None:
+    import gevent
+    from gevent import monkey
+
+    start_thread = monkey.get_original("_thread", "start_new_thread")
+    gevent.signal_handler(signal.SIGUSR1, lambda: start_thread(_holding_the_lock, (seconds,)))
+    log.warning("test faults on: SIGUSR1 holds Python's lock in a thread for %.1fs", seconds)
 
 
 class FileClock:

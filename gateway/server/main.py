@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     limit = raise_open_file_limit()
     install_faults()
     server.start()
+    watch.serving = True
     log.info("Moltbot %s listening on http://%s:%d (workspace %s, open files %d)",
              __version__, host, port, workspace.root, limit)
     systemd = SystemdNotifier()
