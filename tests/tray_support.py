@@ -82,29 +82,48 @@ def running_secret_service(tmp_path: Path) -> Iterator[SecretService]:
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
     assert bus.stdout is not None
     env["DBUS_SESSION_BUS_ADDRESS"] = bus.stdout.readline().strip()
-    daemon = subprocess.Popen(["gnome-keyring-daemon", "--foreground", "--unlock",
-                               "--components=secrets"], stdin=subprocess.PIPE,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    assert daemon.stdin is not None
-    daemon.stdin.write(b"test keyring password")
-    daemon.stdin.close()
+    log = tmp_path / "gnome-keyring.log"
+    daemons = [start_keyring_daemon(env, log)]
     try:
-        wait_for_login_keyring(env["DBUS_SESSION_BUS_ADDRESS"])
+        # once more if the first daemon died or hung before it made the keyring: under a
+        # loaded suite one did (2026-12-06: no login keyring in 30 s); its log says why
+        if not wait_for_login_keyring(env["DBUS_SESSION_BUS_ADDRESS"], daemons[0]):
+            daemons[0].terminate()
+            daemons[0].wait(10)
+            daemons.append(start_keyring_daemon(env, log))
+            if not wait_for_login_keyring(env["DBUS_SESSION_BUS_ADDRESS"], daemons[1]):
+                raise AssertionError(
+                    "gnome-keyring made no login keyring (exit codes "
+                    f"{[d.poll() for d in daemons]}); its log:\n"
+                    + log.read_text(encoding="utf-8", errors="replace"))
         yield SecretService({k: env[k] for k in ("HOME", "XDG_DATA_HOME", "XDG_RUNTIME_DIR",
                                                  "DBUS_SESSION_BUS_ADDRESS")})
     finally:
-        for proc in (daemon, bus):
+        for proc in (*daemons, bus):
             proc.terminate()
             proc.wait(10)
         if bus.stdout:
             bus.stdout.close()
 
 
-def wait_for_login_keyring(address: str, deadline_s: float = 30.0) -> None:
-    """Until the daemon has made the unlocked "login" keyring (the `default` alias) that the
-    password on stdin asks for. A client that asks for the default collection before it
-    exists makes the daemon create one, which needs a prompt nobody answers ("Prompt
-    dismissed"): under load the daemon can take seconds to get there."""
+def start_keyring_daemon(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """gnome-keyring's secrets part, unlocked with the password it reads on stdin."""
+    with log.open("ab") as out:
+        daemon = subprocess.Popen(["gnome-keyring-daemon", "--foreground", "--unlock",
+                                   "--components=secrets"], stdin=subprocess.PIPE,
+                                  stdout=out, stderr=out, env=env)
+    assert daemon.stdin is not None
+    daemon.stdin.write(b"test keyring password")
+    daemon.stdin.close()
+    return daemon
+
+
+def wait_for_login_keyring(address: str, daemon: subprocess.Popen[bytes],
+                           deadline_s: float = 30.0) -> bool:
+    """Whether the daemon made the unlocked "login" keyring (the `default` alias) that the
+    password on stdin asks for, before it exited or `deadline_s` passed. A client that asks for
+    the default collection before it exists makes the daemon create one, which needs a prompt
+    nobody answers ("Prompt dismissed"): under load the daemon can take seconds to get there."""
     from jeepney.io.blocking import open_dbus_connection
     from secretstorage import get_all_collections
 
@@ -114,12 +133,11 @@ def wait_for_login_keyring(address: str, deadline_s: float = 30.0) -> None:
             with open_dbus_connection(bus=address) as connection:
                 paths = [c.collection_path for c in get_all_collections(connection)]
             if any(path.endswith("/collection/login") for path in paths):
-                return
+                return True
         except Exception:  # the daemon is not on the bus yet
             pass
-        if time.monotonic() > deadline:
-            raise AssertionError("gnome-keyring made no login keyring within "
-                                 f"{deadline_s:.0f} s")
+        if daemon.poll() is not None or time.monotonic() > deadline:
+            return False
         time.sleep(0.1)
 
 
