@@ -1372,7 +1372,8 @@ def bench_loop_libraries(args: argparse.Namespace, st: Stack) -> None:
                 for probe in {"smtp": [svc["smtp"]], "ollama": [svc["ollama"]],
                               "sqlite": [{"dir": str(folder), "locked": False},
                                          {"dir": str(folder / "locked"), "locked": True}],
-                              "jieba": [{"pool": False}, {"pool": True}, {"sliced": True}]}.get(name, [{}]):
+                              "jieba": [{"pool": False}, {"pool": True}, {"sliced": True}],
+                              }.get(name, [{}]):
                     Path(probe.get("dir", folder)).mkdir(exist_ok=True)
                     multiproc = {"PROMETHEUS_MULTIPROC_DIR": str(folder)}
                     outcomes.append(lp.run_probe(name, probe, timeout=5 if name == "deadlock"

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from tests.conftest import GatewayProcess
 
 
@@ -39,5 +41,12 @@ def test_every_message_and_request_is_an_ecs_json_line(gateway: GatewayProcess) 
     bad = by_id[refused["id"]]
     assert (bad["event.outcome"], bad["moltbot.error"], bad["moltbot.route"]) == (
         "failure", "unauthorized", "guard")
-    assert any("POST /api/v1/messages" in e["message"] for e in lines(access))
+    # one line per message: the request that carried it writes none of its own; a request
+    # that is not a message has its request line (and, asked after, is written after)
+    httpx.get(f"{gateway.url}/healthz", timeout=5)
+    ends = time.monotonic() + 10
+    while not any("GET /healthz" in e["message"] for e in lines(access)):
+        assert time.monotonic() < ends, "no request line for GET /healthz"
+        time.sleep(0.05)
+    assert not any("POST /api/v1/messages" in e["message"] for e in lines(access))
     assert "log me" not in access.read_text(encoding="utf-8")  # texts stay in the store

@@ -47,6 +47,7 @@ from gateway.core.intake import Arrival
 from gateway.core.message import Attachment, Message, Reply
 from gateway.core.outbound import DeliveryRefused, Outbound, RetryLater, parse_retry_after
 from gateway.guards.chain import Allow
+from gateway.observe.logs import logged_by_message
 from gateway.observe.redact import redact
 from gateway.web.credentials import bearer
 from gateway.web.door import caller_of, client_address, refusal_response
@@ -121,7 +122,9 @@ class EnterpriseImChannel(WebChannel, PushChannel):
                           browser="Origin" in request.headers, problem=problem,
                           needs_sender=True)
         if not self.im.reply_url:
-            return self._body(self.intake.take(arrival))
+            reply = self.intake.take(arrival)
+            logged_by_message(request.environ, reply.msg_id)
+            return self._body(reply)
         found = self.intake.message(arrival)
         if isinstance(found, Reply):
             return self._body(found)

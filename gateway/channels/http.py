@@ -23,6 +23,7 @@ from gateway.core.fields import MAX_FIELD, decode_json
 from gateway.core.inbox import FileRefused
 from gateway.core.intake import Arrival
 from gateway.core.message import Reply
+from gateway.observe.logs import logged_by_message
 from gateway.web.credentials import request_credential
 from gateway.web.door import client_address, guarded
 from gateway.web.errors import error_response
@@ -52,7 +53,9 @@ class HttpChannel(WebChannel):
         closed = self._open()
         if closed is not None:
             return closed
-        return reply_response(self.intake.take(self._arrival()))
+        reply = self.intake.take(self._arrival())
+        logged_by_message(request.environ, reply.msg_id)
+        return reply_response(reply)
 
     def _arrival(self) -> Arrival:
         """The request as the intake takes it (nothing here decides whether it is good)."""

@@ -55,6 +55,7 @@ from gateway.core.fields import MAX_FIELD, decode_json
 from gateway.core.intake import Arrival
 from gateway.core.message import Reply
 from gateway.guards.chain import Allow, Challenge, Refuse, Verdict
+from gateway.observe.logs import logged_by_message
 from gateway.web.credentials import request_credential
 from gateway.web.door import caller_of, client_address
 from gateway.web.errors import HTTP_STATUS
@@ -104,6 +105,7 @@ class OpenAIChannel(WebChannel):
             reply = self.intake.take(arrival, cancel=gone)
         finally:
             stop_watching()
+        logged_by_message(request.environ, reply.msg_id)
         if reply.error:
             return openai_error(reply.error, reply.text, reply.retry_after)
         return jsonify(completion(f"chatcmpl-{reply.msg_id}", chat.context.model or "",
@@ -163,7 +165,9 @@ class OpenAIChannel(WebChannel):
         first = pieces.get()
         if isinstance(first, Reply) and first.error:  # nothing sent yet: a plain HTTP error
             stop_watching()
+            logged_by_message(request.environ, first.msg_id)
             return openai_error(first.error, first.text, first.retry_after)
+        logged_by_message(request.environ, msg_id)  # the pipeline has it: its line will come
         events = self._events(f"chatcmpl-{msg_id}", first, pieces, chat, gone, stop_watching)
         return Response(events, mimetype="text/event-stream",
                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -37,9 +37,20 @@ from gateway.observe.redact import redact
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 ACCESS_LOGGER = "moltbot.access"
+# The WSGI environ key of a request answered with its message's reply (`logged_by_message`)
+MESSAGE_LINE = "moltbot.message_line"
 # How often the writer thread looks for queued lines. It is never woken: a wake-up per
 # message, from the loop to a sleeping native thread, cost more than the line itself.
 WRITE_EVERY = 0.05
+
+def logged_by_message(environ: dict[str, Any], msg_id: str) -> None:
+    """One access line per message: a request answered with its message's reply is said by
+    the message's line (`core.pipeline`: id, channel, chat, route, outcome, duration, address),
+    so the server writes no request line for it (`server.httpserver`). A request refused
+    before it became a message (no `msg_id`) keeps its request line."""
+    if msg_id:
+        environ[MESSAGE_LINE] = True
+
 
 class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:

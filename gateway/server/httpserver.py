@@ -39,6 +39,7 @@ from gevent.pywsgi import WSGIHandler, WSGIServer
 from werkzeug.exceptions import RequestTimeout
 
 from gateway.common.networks import Network, in_networks
+from gateway.observe.logs import MESSAGE_LINE
 from gateway.server.request_head import read_head
 
 log = logging.getLogger(__name__)
@@ -174,6 +175,12 @@ class GatewayHandler(WSGIHandler):
         self.wsgi_input.rfile = self.rfile
         if self.environ.get("wsgi.input") is old:
             self.environ["wsgi.input"] = self.rfile
+
+    def log_request(self) -> None:
+        """Not for a request answered with its message's reply: the message's own access line
+        says it (`observe.logs.logged_by_message`)."""
+        if not (self.environ and self.environ.get(MESSAGE_LINE)):
+            super().log_request()
 
     def process_result(self) -> None:
         if self.environ.get("moltbot.websocket"):
