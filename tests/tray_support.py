@@ -83,23 +83,16 @@ def running_secret_service(tmp_path: Path) -> Iterator[SecretService]:
     assert bus.stdout is not None
     env["DBUS_SESSION_BUS_ADDRESS"] = bus.stdout.readline().strip()
     log = tmp_path / "gnome-keyring.log"
-    daemons = [start_keyring_daemon(env, log)]
+    daemon = start_keyring_daemon(env, log)
     try:
-        # once more if the first daemon died or hung before it made the keyring: under a
-        # loaded suite one did (2026-12-06: no login keyring in 30 s); its log says why
-        if not wait_for_login_keyring(env["DBUS_SESSION_BUS_ADDRESS"], daemons[0]):
-            daemons[0].terminate()
-            daemons[0].wait(10)
-            daemons.append(start_keyring_daemon(env, log))
-            if not wait_for_login_keyring(env["DBUS_SESSION_BUS_ADDRESS"], daemons[1]):
-                raise AssertionError(
-                    "gnome-keyring made no login keyring (exit codes "
-                    f"{[d.poll() for d in daemons]}); its log:\n"
-                    + log.read_text(encoding="utf-8", errors="replace"))
+        if not wait_for_login_keyring(env["DBUS_SESSION_BUS_ADDRESS"], daemon):
+            raise AssertionError(f"gnome-keyring made no login keyring (exit code "
+                                 f"{daemon.poll()}); its log:\n"
+                                 + log.read_text(encoding="utf-8", errors="replace"))
         yield SecretService({k: env[k] for k in ("HOME", "XDG_DATA_HOME", "XDG_RUNTIME_DIR",
                                                  "DBUS_SESSION_BUS_ADDRESS")})
     finally:
-        for proc in (*daemons, bus):
+        for proc in (daemon, bus):
             proc.terminate()
             proc.wait(10)
         if bus.stdout:
@@ -121,9 +114,14 @@ def start_keyring_daemon(env: dict[str, str], log: Path) -> subprocess.Popen[byt
 def wait_for_login_keyring(address: str, daemon: subprocess.Popen[bytes],
                            deadline_s: float = 30.0) -> bool:
     """Whether the daemon made the unlocked "login" keyring (the `default` alias) that the
-    password on stdin asks for, before it exited or `deadline_s` passed. A client that asks for
-    the default collection before it exists makes the daemon create one, which needs a prompt
-    nobody answers ("Prompt dismissed"): under load the daemon can take seconds to get there."""
+    password on stdin asks for, before it exited or `deadline_s` passed.
+
+    Nothing asks the Secret Service anything before the daemon owns its bus name: the bus
+    would start another gnome-keyring for the call (Debian's
+    `org.freedesktop.secrets.service`), ours would exit with "another secret service is
+    running", and the other one has no password, so no login keyring (under a loaded suite
+    ours was slow enough to lose that race). `NameHasOwner` starts nothing."""
+    from jeepney.bus_messages import message_bus
     from jeepney.io.blocking import open_dbus_connection
     from secretstorage import get_all_collections
 
@@ -131,10 +129,13 @@ def wait_for_login_keyring(address: str, daemon: subprocess.Popen[bytes],
     while True:
         try:
             with open_dbus_connection(bus=address) as connection:
-                paths = [c.collection_path for c in get_all_collections(connection)]
+                owned = connection.send_and_get_reply(
+                    message_bus.NameHasOwner("org.freedesktop.secrets")).body[0]
+                paths = ([c.collection_path for c in get_all_collections(connection)]
+                         if owned else [])
             if any(path.endswith("/collection/login") for path in paths):
                 return True
-        except Exception:  # the daemon is not on the bus yet
+        except Exception:  # the bus or the daemon is not ready yet
             pass
         if daemon.poll() is not None or time.monotonic() > deadline:
             return False
