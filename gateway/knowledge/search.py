@@ -90,8 +90,9 @@ def _normalise_word(word: str) -> str:
 def load_dictionary(pause: Callable[[], object] = lambda: None) -> None:
     """Build jieba's prefix dictionary now (~0.5 s of CPU). Otherwise the first Han text loads
     it, which in the gateway could hold a message. The gateway calls this right after its port
-    answers, with `pause` giving the event loop its turn (`gevent.sleep(0)`) every
-    `DICTIONARY_SLICE` words; messages wait for that start.
+    answers, on the loop, with `pause` giving the loop its turn every `DICTIONARY_SLICE` words
+    (`gevent.idle`: after pending I/O; `gevent.sleep(0)` lets gevent run up to 50 callbacks,
+    this loop's included, before it polls I/O); messages wait for that start.
 
     Built here from the word list jieba ships, the way `Tokenizer.gen_pfdict` does (each word
     with its count, each of its prefixes with 0), not with `jieba.initialize()`: that reads its

@@ -43,6 +43,7 @@ MESSAGE_LINE = "moltbot.message_line"
 # message, from the loop to a sleeping native thread, cost more than the line itself.
 WRITE_EVERY = 0.05
 
+
 def logged_by_message(environ: dict[str, Any], msg_id: str) -> None:
     """One access line per message: a request answered with its message's reply is said by
     the message's line (`core.pipeline`: id, channel, chat, route, outcome, duration, address),
