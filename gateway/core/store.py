@@ -383,9 +383,7 @@ class _Writer:
         except BaseException:
             pooled.close()
             raise
-        self._kept.append(pooled)
-        if len(self._kept) > 1:  # writers that waited together: one connection stays
-            self._release()
+        self._keep(pooled)
 
     def first(self, sql: str, params: Any) -> tuple[Any, ...] | None:
         """The first row of a read on the kept connection, outside any transaction (WAL: it
@@ -397,9 +395,7 @@ class _Writer:
         except BaseException:
             pooled.close()
             raise
-        self._kept.append(pooled)
-        if len(self._kept) > 1:
-            self._release()
+        self._keep(pooled)
         return row
 
     def _take(self) -> PoolProxiedConnection:
@@ -407,6 +403,13 @@ class _Writer:
             return self._kept.pop()  # atomic: two threads never take the same one
         except IndexError:
             return self.engine.raw_connection()
+
+    def _keep(self, pooled: PoolProxiedConnection) -> None:
+        """Keep a connection that served well; with one kept already (writers that waited
+        together), it goes back to the pool."""
+        self._kept.append(pooled)
+        if len(self._kept) > 1:
+            self._release()
 
     def _release(self) -> None:
         with suppress(IndexError):  # another thread took it meanwhile
@@ -563,9 +566,9 @@ class Store:
         """End the chat's open sessions and open a new one, atomically."""
         hot, chat_of = self._hot, {"channel": channel, "chat": chat}
         with self._writer.begin() as conn:
-            conn.execute(hot.end_sessions.sql, hot.end_sessions.params({**chat_of, "ended": 1}))
-            conn.execute(hot.new_session.sql, hot.new_session.params(
-                {"id": session_id, **chat_of, "created_at": now, "last_active": now, "ended": 0}))
+            hot.end_sessions.run(conn, {**chat_of, "ended": 1})
+            hot.new_session.run(conn, {"id": session_id, **chat_of, "created_at": now,
+                                       "last_active": now, "ended": 0})
 
     # senders ----------------------------------------------------------------------------
     def sender(self, channel: str, sender: str) -> SenderRow | None:
